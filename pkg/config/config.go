@@ -1,0 +1,135 @@
+// Package config loads rke2-hanode's configuration: the config file, its
+// drop-ins, RKE2_HANODE_* environment variables and command-line flags, in
+// that order, later sources winning. It validates the result and reports every
+// problem at once, each naming the key, the bad value, where the value came
+// from and what would be accepted.
+//
+// The struct below is the reference for every key: the tag `key` is the
+// kebab-case name used in files, flags and (upper-cased) in the environment,
+// `default` the value when no source sets it, and `help` the one-line meaning
+// shown by --help and checked against the README's table.
+package config
+
+import (
+	"os"
+	"strings"
+)
+
+// Default locations.
+const (
+	DefaultFile = "/etc/rke2-hanode/config.yaml"
+	EnvPrefix   = "RKE2_HANODE_"
+)
+
+// Config is every key of the daemon's configuration.
+type Config struct {
+	NodeName         string   `key:"node-name" default:"hostname" help:"unique name of this host (lower-case DNS label or subdomain)"`
+	Role             string   `key:"role" default:"" help:"server or agent (required)"`
+	Token            string   `key:"token" default:"" help:"the shared cluster secret (or token-file; exactly one)"`
+	TokenFile        string   `key:"token-file" default:"" help:"file holding the cluster secret; must not be readable by group or others"`
+	ClusterName      string   `key:"cluster-name" default:"rke2" help:"separates clusters sharing a network (gossip label)"`
+	ExpectServers    int      `key:"expect-servers" default:"0" help:"servers that form the cluster at first boot: 1, 3, 5 or 7 (required for servers)"`
+	Join             []string `key:"join" default:"" help:"gossip seeds: IPs, host names or host:port (required unless expect-servers is 1)"`
+	BindAddress      string   `key:"bind-address" default:"0.0.0.0" help:"address for the gossip, raft and HTTP listeners"`
+	AdvertiseAddress string   `key:"advertise-address" default:"" help:"address peers use to reach this host (default: the first IPv4 address of interface)"`
+	GossipPort       int      `key:"gossip-port" default:"9347" help:"gossip port, tcp and udp"`
+	RaftPort         int      `key:"raft-port" default:"9348" help:"raft port, tcp, servers only"`
+	HTTPAddress      string   `key:"http-address" default:":9349" help:"listen address for /metrics, /status, /healthz and /readyz"`
+	VIP              string   `key:"vip" default:"" help:"the virtual IPv4 address kube-vip holds for the control plane (required)"`
+	Interface        string   `key:"interface" default:"" help:"the network interface that carries the VIP (required)"`
+	TLSSAN           []string `key:"tls-san" default:"" help:"extra SANs for RKE2's certificates; the VIP is always added"`
+	NodeTaint        []string `key:"node-taint" default:"" help:"taints passed to RKE2, key=value:Effect"`
+	RKE2Version      string   `key:"rke2-version" default:"" help:"RKE2 version to install, e.g. v1.36.4+rke2r1 (empty: the channel's)"`
+	RKE2Channel      string   `key:"rke2-channel" default:"stable" help:"RKE2 release channel: stable, latest, testing or vX.Y"`
+	InstallMethod    string   `key:"install-method" default:"script" help:"script (run the RKE2 install script) or none (RKE2 already installed)"`
+	InstallScriptURL string   `key:"install-script-url" default:"https://get.rke2.io" help:"URL or local path of the RKE2 install script"`
+	ArtifactPath     string   `key:"artifact-path" default:"" help:"airgap: folder with the RKE2 tarball, checksums, images and the kube-vip image archive"`
+	KubeVIPVersion   string   `key:"kube-vip-version" default:"v1.2.3" help:"kube-vip version (pinned; no look-up at run time)"`
+	KubeVIPImage     string   `key:"kube-vip-image" default:"ghcr.io/kube-vip/kube-vip" help:"kube-vip image repository"`
+	KubeVIPLease     int      `key:"kube-vip-lease-duration" default:"15" help:"kube-vip leader lease duration, seconds"`
+	KubeVIPRenew     int      `key:"kube-vip-renew-deadline" default:"10" help:"kube-vip leader renew deadline, seconds"`
+	KubeVIPRetry     int      `key:"kube-vip-retry-period" default:"2" help:"kube-vip leader retry period, seconds"`
+	RKE2Config       Extra    `key:"rke2-config" default:"" help:"extra keys written verbatim into RKE2's config.yaml (cni, cluster-cidr, ...)"`
+	RKE2ConfigDir    string   `key:"rke2-config-dir" default:"/etc/rancher/rke2" help:"where RKE2's config.yaml is written"`
+	RKE2DataDir      string   `key:"rke2-data-dir" default:"/var/lib/rancher/rke2" help:"RKE2's data-dir (written into its config when not the default)"`
+	ServiceManager   string   `key:"service-manager" default:"systemd" help:"systemd (through D-Bus) or exec (supervise rke2-bin as a child)"`
+	RKE2Bin          string   `key:"rke2-bin" default:"" help:"the rke2 executable for service-manager exec (default: found on disk)"`
+	DataDir          string   `key:"data-dir" default:"/var/lib/rke2-hanode" help:"raft store and this daemon's own state"`
+	LogLevel         string   `key:"log-level" default:"info" help:"debug, info, warn or error"`
+	LogFormat        string   `key:"log-format" default:"console" help:"console or json"`
+
+	// Where each key's value came from, for error messages and `preflight`.
+	sources map[string]Source
+	// The secret itself, read from token or token-file by Load.
+	secret string
+}
+
+// Extra holds the rke2-config passthrough map.
+type Extra map[string]any
+
+// Secret returns the cluster token, whichever key supplied it. Never log it.
+func (c *Config) Secret() string { return c.secret }
+
+// SourceOf says where key's value came from.
+func (c *Config) SourceOf(key string) Source {
+	if s, ok := c.sources[key]; ok {
+		return s
+	}
+	return Source{Kind: SourceDefault}
+}
+
+// IsServer reports whether the role is server.
+func (c *Config) IsServer() bool { return c.Role == "server" }
+
+// RaftEnabled reports whether this host takes part in raft.
+func (c *Config) RaftEnabled() bool { return c.IsServer() }
+
+// SourceKind names the kinds of configuration source.
+type SourceKind string
+
+// The kinds of source, lowest precedence first.
+const (
+	SourceDefault SourceKind = "default"
+	SourceFile    SourceKind = "file"
+	SourceEnv     SourceKind = "env"
+	SourceFlag    SourceKind = "flag"
+)
+
+// Source is where one value came from.
+type Source struct {
+	Kind SourceKind
+	// Name is the file path, the environment variable or the flag.
+	Name string
+	// Line is the line in the file, when known.
+	Line int
+}
+
+func (s Source) String() string {
+	switch s.Kind {
+	case SourceFile:
+		if s.Line > 0 {
+			return s.Name + ":" + itoa(s.Line)
+		}
+		return s.Name
+	case SourceEnv:
+		return "env " + s.Name
+	case SourceFlag:
+		return "flag --" + s.Name
+	default:
+		return "default"
+	}
+}
+
+// EnvName is the environment variable for key.
+func EnvName(key string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(key, "-", "_"))
+}
+
+func defaultNodeName() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return ""
+	}
+	// Kubernetes node names are lower case; RKE2 lower-cases the host name too.
+	return strings.ToLower(h)
+}
