@@ -116,7 +116,7 @@ func (s Source) String() string {
 	case SourceFlag:
 		return "flag --" + s.Name
 	default:
-		return "default"
+		return "not set"
 	}
 }
 

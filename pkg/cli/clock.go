@@ -1,0 +1,5 @@
+package cli
+
+import "time"
+
+var nowFunc = time.Now

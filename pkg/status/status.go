@@ -1,0 +1,76 @@
+// Package status is the model of what one host knows about itself and its
+// cluster: the JSON served on /status (DESIGN.md §9) and read back by
+// `rke2-hanode status`. It holds no secrets by construction: there is no
+// field a token or key could go into.
+package status
+
+import "time"
+
+// Phases of a host, in the order a server or agent walks them (contract).
+const (
+	PhasePreflight       = "preflight"
+	PhaseInstalling      = "installing"
+	PhaseDiscovering     = "discovering"
+	PhaseElecting        = "electing"
+	PhaseWaitingCluster  = "waiting-cluster"
+	PhaseWaitingJoinSlot = "waiting-join-slot"
+	PhaseStarting        = "starting"
+	PhaseWaitingVIP      = "waiting-vip"
+	PhaseReady           = "ready"
+	PhaseFailed          = "failed"
+)
+
+// Phases lists every phase, for metrics that carry one series per phase.
+var Phases = []string{
+	PhasePreflight, PhaseInstalling, PhaseDiscovering, PhaseElecting, PhaseWaitingCluster,
+	PhaseWaitingJoinSlot, PhaseStarting, PhaseWaitingVIP, PhaseReady, PhaseFailed,
+}
+
+// Status is the /status document.
+type Status struct {
+	Node    Node     `json:"node"`
+	Cluster Cluster  `json:"cluster"`
+	Members []Member `json:"members"`
+}
+
+// Node is this host.
+type Node struct {
+	Name      string    `json:"name"`
+	Role      string    `json:"role"`
+	Phase     string    `json:"phase"`
+	Since     time.Time `json:"since"`
+	Error     string    `json:"error"`
+	Bootstrap bool      `json:"bootstrap"`
+}
+
+// Cluster is the cluster as this host sees it.
+type Cluster struct {
+	Name          string `json:"name"`
+	ExpectServers int    `json:"expect_servers"`
+	BootstrapNode string `json:"bootstrap_node"`
+	ClusterReady  bool   `json:"cluster_ready"`
+	CAHash        string `json:"ca_hash"`
+	VIP           string `json:"vip"`
+	VIPReachable  bool   `json:"vip_reachable"`
+	VIPHolder     string `json:"vip_holder"`
+	Raft          Raft   `json:"raft"`
+	JoinSlot      string `json:"join_slot"`
+	// JoinedServers counts servers that finished joining (not the bootstrap).
+	JoinedServers int `json:"joined_servers"`
+}
+
+// Raft is this server's view of the raft group (empty on agents).
+type Raft struct {
+	State  string `json:"state"`
+	Leader string `json:"leader"`
+}
+
+// Member is one host seen through gossip.
+type Member struct {
+	Name    string    `json:"name"`
+	Address string    `json:"address"`
+	Role    string    `json:"role"`
+	Phase   string    `json:"phase"`
+	State   string    `json:"state"`
+	Since   time.Time `json:"since"`
+}
