@@ -28,7 +28,7 @@ type Config struct {
 	Token            string   `key:"token" default:"" help:"the shared cluster secret (or token-file; exactly one)"`
 	TokenFile        string   `key:"token-file" default:"" help:"file holding the cluster secret; must not be readable by group or others"`
 	ClusterName      string   `key:"cluster-name" default:"rke2" help:"separates clusters sharing a network (gossip label)"`
-	ExpectServers    int      `key:"expect-servers" default:"0" help:"servers that form the cluster at first boot: 1, 3, 5 or 7 (required for servers)"`
+	ExpectServers    int      `key:"expect-servers" default:"" help:"servers that form the cluster at first boot: 1, 3, 5 or 7 (required for servers)"`
 	Join             []string `key:"join" default:"" help:"gossip seeds: IPs, host names or host:port (required unless expect-servers is 1)"`
 	BindAddress      string   `key:"bind-address" default:"0.0.0.0" help:"address for the gossip, raft and HTTP listeners"`
 	AdvertiseAddress string   `key:"advertise-address" default:"" help:"address peers use to reach this host (default: the first IPv4 address of interface)"`
