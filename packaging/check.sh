@@ -1,0 +1,107 @@
+#!/bin/sh
+# check.sh [DIST]: inspects the packages build.sh made: file lists, modes,
+# conffiles, maintainer scripts, the unit, lintian (when installed) and
+# `rpm -qp` (when installed). Exits non-zero on the first broken expectation.
+set -eu
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+dist=${1:-$root/dist}
+fail() {
+	echo "check.sh: FAIL: $*" >&2
+	exit 1
+}
+ok() { echo "check.sh: ok: $*"; }
+
+set -- "$dist"/rke2-hanode_*_amd64.deb
+[ -f "$1" ] && [ $# -eq 1 ] || fail "want exactly one .deb in $dist, found: $*"
+deb=$1
+set -- "$dist"/rke2-hanode-*.x86_64.rpm
+[ -f "$1" ] && [ $# -eq 1 ] || fail "want exactly one .rpm in $dist, found: $*"
+rpm=$1
+
+# --- .deb -----------------------------------------------------------------
+listing=$(dpkg-deb -c "$deb" | awk '{print $1, $2, $6}')
+want_entry() { # MODE PATH
+	printf '%s\n' "$listing" | grep -qx -- "$1 root/root ./$2" ||
+		fail "deb: want $1 root/root $2; listing:
+$listing"
+}
+want_entry -rwxr-xr-x usr/bin/rke2-hanode
+want_entry -rw-r--r-- lib/systemd/system/rke2-hanode.service
+want_entry -rw-r--r-- etc/rke2-hanode/config.yaml.example
+want_entry drwx------ var/lib/rke2-hanode/
+want_entry -rw-r--r-- usr/share/doc/rke2-hanode/copyright
+if printf '%s\n' "$listing" | grep -q 'etc/rke2-hanode/config.yaml$'; then
+	fail "deb: ships /etc/rke2-hanode/config.yaml (it must be written by the administrator)"
+fi
+ok "deb file list and modes"
+
+ctl=$(mktemp -d)
+trap 'rm -rf "$ctl"' EXIT INT TERM
+dpkg-deb -e "$deb" "$ctl"
+[ "$(cat "$ctl/conffiles")" = /etc/rke2-hanode/config.yaml.example ] ||
+	fail "deb: conffiles is '$(cat "$ctl/conffiles")'"
+for s in postinst prerm postrm; do
+	[ -x "$ctl/$s" ] || fail "deb: $s missing or not executable"
+	sh -n "$ctl/$s" || fail "deb: $s is not valid sh"
+done
+grep -q 'daemon-reload' "$ctl/postinst" || fail "deb: postinst does not reload systemd"
+grep -q 'deb-systemd-helper enable' "$ctl/postinst" || fail "deb: postinst does not enable the unit"
+grep -q '"\$1" = remove' "$ctl/prerm" && grep -q 'stop' "$ctl/prerm" || fail "deb: prerm does not stop on remove"
+grep -q 'purge' "$ctl/postrm" && grep -q 'rm -rf /var/lib/rke2-hanode /etc/rke2-hanode' "$ctl/postrm" ||
+	fail "deb: postrm does not remove data on purge"
+ok "deb conffiles and maintainer scripts"
+
+unit=$(dpkg-deb --fsys-tarfile "$deb" | tar -xO ./lib/systemd/system/rke2-hanode.service)
+for line in Type=notify Wants=network-online.target After=network-online.target \
+	ConditionPathExists=/etc/rke2-hanode/config.yaml Restart=on-failure \
+	'ExecStart=/usr/bin/rke2-hanode run --config /etc/rke2-hanode/config.yaml' \
+	'ReadWritePaths=/usr/local /etc/rancher /var/lib/rancher' StateDirectory=rke2-hanode \
+	WantedBy=multi-user.target; do
+	printf '%s\n' "$unit" | grep -qx "$line" || fail "unit: missing line '$line'"
+done
+printf '%s\n' "$unit" | grep -q '^RestartSec=' || fail "unit: no RestartSec"
+printf '%s\n' "$unit" | grep -q '^TimeoutStartSec=' || fail "unit: no TimeoutStartSec"
+if command -v systemd-analyze >/dev/null 2>&1; then
+	# Only syntax: the unit's ExecStart binary is not on this host.
+	printf '%s\n' "$unit" >"$ctl/rke2-hanode.service"
+	out=$(systemd-analyze verify "$ctl/rke2-hanode.service" 2>&1 || true)
+	if printf '%s\n' "$out" | grep -v -e 'rke2-hanode: No such file' -e 'is not executable' \
+		-e 'Command .* is not executable' -e '^$' | grep -qi -e 'unknown' -e 'invalid' -e 'failed to parse'; then
+		fail "unit: systemd-analyze verify:
+$out"
+	fi
+fi
+ok "unit file"
+
+if command -v lintian >/dev/null 2>&1; then
+	# Every remaining tag is explained in packaging/deb/lintian-overrides.
+	out=$(lintian --fail-on warning,error --suppress-tags unused-override "$deb" 2>&1 | grep -v 'running with root privileges' || true)
+	lintian --fail-on warning,error "$deb" >/dev/null 2>&1 || fail "lintian:
+$out"
+	ok "lintian clean${out:+ (info: $out)}"
+else
+	echo "check.sh: lintian not installed; skipped"
+fi
+
+# --- .rpm -----------------------------------------------------------------
+if command -v rpm >/dev/null 2>&1; then
+	files=$(rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME}:%{FILEGROUPNAME} %{FILEFLAGS:fflags} %{FILENAMES}\n]' "$rpm")
+	want_rpm() { # LINE
+		printf '%s\n' "$files" | grep -qx -- "$1" || fail "rpm: want '$1'; files:
+$files"
+	}
+	want_rpm '-rwxr-xr-x root:root  /usr/bin/rke2-hanode'
+	want_rpm '-rw-r--r-- root:root  /usr/lib/systemd/system/rke2-hanode.service'
+	want_rpm '-rw-r--r-- root:root cn /etc/rke2-hanode/config.yaml.example'
+	want_rpm 'drwx------ root:root  /var/lib/rke2-hanode'
+	scripts=$(rpm -qp --scripts "$rpm")
+	for want in 'postinstall scriptlet' 'preuninstall scriptlet' 'postuninstall scriptlet' \
+		'systemctl enable rke2-hanode.service' 'disable --now rke2-hanode.service' 'try-restart'; do
+		printf '%s\n' "$scripts" | grep -q -- "$want" || fail "rpm: scripts lack '$want'"
+	done
+	rpm -qp --info "$rpm" >/dev/null || fail "rpm: --info"
+	ok "rpm file list, modes, config|noreplace and scriptlets"
+else
+	echo "check.sh: rpm not installed; .rpm not inspected"
+fi
