@@ -419,12 +419,13 @@ func cleanList(in []string) []string {
 	return out
 }
 
+// nodeText shows a bad value in an error. Only scalars are shown: a list or
+// mapping may be recursive through aliases and is described by the message.
 func nodeText(n *yaml.Node) string {
 	if n.Kind == yaml.ScalarNode {
 		return n.Value
 	}
-	out, _ := yaml.Marshal(n)
-	return strings.TrimSpace(string(out))
+	return ""
 }
 
 func redactIf(key, val string) string {
