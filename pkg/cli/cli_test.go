@@ -171,3 +171,18 @@ func TestPrintStatus(t *testing.T) {
 		}
 	}
 }
+
+func TestRenderKubeVIP(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "config.yaml")
+	os.WriteFile(p, []byte("role: server\ntoken: x\nexpect-servers: 1\nvip: 10.9.8.7\ninterface: bond0\nnode-name: n1\nkube-vip-lease-duration: 30\n"), 0o600)
+	code, out, errs := run("render", "kube-vip", "--config", p)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{"kind: DaemonSet", "value: 10.9.8.7", "value: bond0", "name: vip_leaseduration\n          value: \"30\"", "kind: ClusterRoleBinding"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("render lacks %q", want)
+		}
+	}
+}

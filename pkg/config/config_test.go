@@ -102,7 +102,7 @@ func TestBadConfigsNameKeyAndValue(t *testing.T) {
 		{"log format", validServer + "log-format: xml\n", "log-format", "accepted values are console, json"},
 		{"channel", validServer + "rke2-channel: nightly\n", "rke2-channel", "accepted values are stable, latest, testing"},
 		{"version", validServer + "rke2-version: 1.36\n", "rke2-version", "must look like v1.36.4+rke2r1"},
-		{"lease order", validServer + "kube-vip-renew-deadline: 20\n", "kube-vip-renew-deadline", "lease > renew > retry"},
+		{"lease order", validServer + "kube-vip-renew-deadline: 20\n", "kube-vip-renew-deadline", "lease > renew > 1.2 × retry"}, {"retry jitter", validServer + "kube-vip-renew-deadline: 3\nkube-vip-retry-period: 3\n", "kube-vip-renew-deadline", "lease > renew > 1.2 × retry"},
 		{"relative data-dir", validServer + "data-dir: var/lib\n", "data-dir", "must be an absolute path"},
 		{"node name", strings.Replace(validServer, "ha-m1", "HA_M1", 1), "node-name", "lower-case DNS name"},
 		{"list for scalar", validServer + "cluster-name: [a, b]\n", "cluster-name", "want a single value"},

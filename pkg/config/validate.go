@@ -175,9 +175,11 @@ func (c *Config) validate(ps *problems) {
 			v(k.key, strconv.Itoa(k.val), "must be a whole number of seconds from 1 to 3600")
 		}
 	}
-	if c.KubeVIPLease <= c.KubeVIPRenew || c.KubeVIPRenew <= c.KubeVIPRetry {
+	// kube-vip's leader election (client-go) refuses to start unless
+	// lease > renew > 1.2 × retry; catch it here rather than in a crash loop.
+	if c.KubeVIPLease <= c.KubeVIPRenew || c.KubeVIPRenew*10 <= c.KubeVIPRetry*12 {
 		v("kube-vip-renew-deadline", strconv.Itoa(c.KubeVIPRenew),
-			fmt.Sprintf("must lie between kube-vip-retry-period (%d) and kube-vip-lease-duration (%d): lease > renew > retry", c.KubeVIPRetry, c.KubeVIPLease))
+			fmt.Sprintf("must lie between 1.2 × kube-vip-retry-period (%d) and kube-vip-lease-duration (%d): lease > renew > 1.2 × retry", c.KubeVIPRetry, c.KubeVIPLease))
 	}
 	for key, val := range map[string]string{"rke2-config-dir": c.RKE2ConfigDir, "rke2-data-dir": c.RKE2DataDir, "data-dir": c.DataDir} {
 		if !filepath.IsAbs(val) {

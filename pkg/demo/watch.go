@@ -1,0 +1,174 @@
+package demo
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/status"
+)
+
+var httpClient = &http.Client{Timeout: 2 * time.Second}
+
+// Status asks the host's daemon for its /status.
+func (n *Node) Status(ctx context.Context) (status.Status, error) {
+	var st status.Status
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.HTTPAddress+"/status", nil)
+	if err != nil {
+		return st, err
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("%s: /status answered %s", n.Name, resp.Status)
+	}
+	err = json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(&st)
+	return st, err
+}
+
+// Row is one host's line in the live table.
+type Row struct {
+	Node    *Node
+	Status  status.Status
+	Err     error
+	ReadyAt time.Time
+}
+
+// Snapshot asks every running host for its status, in parallel.
+func (c *Cluster) Snapshot(ctx context.Context) []Row {
+	rows := make([]Row, len(c.Nodes))
+	var wg sync.WaitGroup
+	for i, n := range c.Nodes {
+		rows[i].Node = n
+		if !n.Running() {
+			rows[i].Err = fmt.Errorf("not running")
+			continue
+		}
+		wg.Add(1)
+		go func(i int, n *Node) {
+			defer wg.Done()
+			rows[i].Status, rows[i].Err = n.Status(ctx)
+		}(i, n)
+	}
+	wg.Wait()
+	return rows
+}
+
+// AllReady reports whether every row's host is in phase ready.
+func AllReady(rows []Row) bool {
+	for _, r := range rows {
+		if r.Err != nil || r.Status.Node.Phase != status.PhaseReady {
+			return false
+		}
+	}
+	return len(rows) > 0
+}
+
+// Draw writes the live table: one line per host and the cluster line as
+// the first ready-or-most-advanced server sees it.
+func Draw(w io.Writer, rows []Row, start, now time.Time) {
+	var cl status.Cluster
+	for _, r := range rows {
+		if r.Err == nil && r.Node.Role == "server" && (cl.Name == "" || r.Status.Cluster.ClusterReady) {
+			cl = r.Status.Cluster
+		}
+	}
+	fmt.Fprintf(w, "t+%-6s bootstrap %s · cluster ready %s · join slot %s · VIP %s %s\n",
+		now.Sub(start).Truncate(100*time.Millisecond), dash(cl.BootstrapNode), yesno(cl.ClusterReady),
+		dash(cl.JoinSlot), dash(cl.VIP), map[bool]string{true: "answers", false: "silent"}[cl.VIPReachable])
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tROLE\tADDRESS\tPHASE\tIN PHASE\tREADY AFTER\tNOTE")
+	for _, r := range rows {
+		phase, since, note := "-", "-", ""
+		if r.Err != nil {
+			note = shorten(r.Err.Error(), 50)
+		} else {
+			phase = r.Status.Node.Phase
+			if !r.Status.Node.Since.IsZero() {
+				since = now.Sub(r.Status.Node.Since).Truncate(100 * time.Millisecond).String()
+			}
+			if r.Status.Node.Bootstrap {
+				note = "bootstrap"
+			}
+			if r.Status.Cluster.VIPHolder == r.Node.Name {
+				note = strings.TrimSpace(note + " holds VIP")
+			}
+			if r.Status.Node.Error != "" {
+				note = shorten(r.Status.Node.Error, 60)
+			}
+		}
+		ready := "-"
+		if !r.ReadyAt.IsZero() {
+			ready = r.ReadyAt.Sub(start).Truncate(100 * time.Millisecond).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Node.Name, r.Node.Role, r.Node.IP, phase, since, ready, note)
+	}
+	tw.Flush()
+}
+
+// Watch polls the cluster every interval, calls draw with the rows (ready
+// times filled in) and returns once every host is ready or ctx ends.
+func (c *Cluster) Watch(ctx context.Context, start time.Time, interval time.Duration, draw func([]Row)) ([]Row, error) {
+	readyAt := map[string]time.Time{}
+	var rows []Row
+	err := WaitFor(ctx, interval, func() bool {
+		rows = c.Snapshot(ctx)
+		now := time.Now()
+		for i := range rows {
+			name := rows[i].Node.Name
+			if rows[i].Err == nil && rows[i].Status.Node.Phase == status.PhaseReady {
+				if _, ok := readyAt[name]; !ok {
+					readyAt[name] = now
+				}
+			}
+			rows[i].ReadyAt = readyAt[name]
+		}
+		if draw != nil {
+			draw(rows)
+		}
+		return AllReady(rows)
+	})
+	return rows, err
+}
+
+// TimesToReady lists each host's time from start to ready, slowest last.
+func TimesToReady(rows []Row, start time.Time) []string {
+	sorted := append([]Row(nil), rows...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].ReadyAt.Before(sorted[j].ReadyAt) })
+	var out []string
+	for _, r := range sorted {
+		out = append(out, fmt.Sprintf("%-10s %-6s ready after %s", r.Node.Name, r.Node.Role, r.ReadyAt.Sub(start).Truncate(10*time.Millisecond)))
+	}
+	return out
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func yesno(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-1] + "…"
+}
