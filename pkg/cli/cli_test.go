@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -180,9 +181,12 @@ func TestRenderKubeVIP(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	for _, want := range []string{"kind: DaemonSet", "value: 10.9.8.7", "value: bond0", "name: vip_leaseduration\n          value: \"30\"", "kind: ClusterRoleBinding"} {
+	for _, want := range []string{"kind: DaemonSet", "value: 10.9.8.7", "value: bond0", "kind: ClusterRoleBinding"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("render lacks %q", want)
 		}
+	}
+	if !regexp.MustCompile(`name: vip_leaseduration\s+value: "30"`).MatchString(out) {
+		t.Errorf("lease duration not rendered:\n%s", out)
 	}
 }
