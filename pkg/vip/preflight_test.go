@@ -29,8 +29,13 @@ func (f fakeInterfaces) InterfaceByName(name string) (*net.Interface, error) {
 }
 
 func (f fakeInterfaces) Addrs(ifi *net.Interface) ([]net.Addr, error) {
+	return cidrAddrs(f[ifi.Name].addrs...)
+}
+
+// cidrAddrs returns interface addresses as the net package reports them.
+func cidrAddrs(cidrs ...string) ([]net.Addr, error) {
 	var out []net.Addr
-	for _, cidr := range f[ifi.Name].addrs {
+	for _, cidr := range cidrs {
 		ip, ipnet, err := net.ParseCIDR(cidr)
 		if err != nil {
 			return nil, err

@@ -1,0 +1,82 @@
+package vip
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+// TestWaitReachableSpreadsManyWaiters runs 200 hosts waiting for a VIP that
+// answers only after ten minutes, each on its own fake clock and jitter
+// source, and counts the probes the supervisor would see per 10 s window.
+// With full jitter each waiter settles at one probe per BackoffMax/2 on
+// average, so the aggregate rate stays bounded whatever the number of
+// waiters' start times; without jitter they would probe in lockstep.
+func TestWaitReachableSpreadsManyWaiters(t *testing.T) {
+	const (
+		waiters      = 200
+		horizon      = 10 * time.Minute
+		window       = 10 * time.Second
+		probeLatency = 50 * time.Millisecond
+	)
+	start := time.Unix(1_700_000_000, 0)
+	// The last probe may come up to BackoffMax after the horizon.
+	windows := make([]int, int((horizon+DefaultBackoffMax)/window)+1)
+	probes := 0
+	for i := range waiters {
+		clock := &fakeClock{now: start}
+		rng := rand.New(rand.NewPCG(uint64(i), 42))
+		p := newTestProber(t, ProberConfig{Clock: clock, Jitter: rng.Int64N})
+		p.probe = func(context.Context, string, string) Result {
+			probes++
+			windows[int(clock.now.Sub(start)/window)]++
+			clock.now = clock.now.Add(probeLatency)
+			if clock.now.Sub(start) >= horizon {
+				return Result{Reachable: true, CAHash: "abc"}
+			}
+			return Result{Err: errNotYet}
+		}
+		if hash, err := p.WaitReachable(context.Background(), "10.0.0.1", "abc"); err != nil || hash != "abc" {
+			t.Fatalf("waiter %d: %s, %v", i, hash, err)
+		}
+	}
+
+	// Steady state: each waiter probes about every BackoffMax/2 = 15 s, so
+	// 200 waiters make about 133 probes per 10 s; allow 1.5×.
+	steadyLimit := waiters * int(window) / int(DefaultBackoffMax/2) * 3 / 2
+	worst := 0
+	for w, n := range windows[6:int(horizon/window)] { // from the first minute to the horizon
+		if n > steadyLimit {
+			t.Errorf("window %d (t=%v): %d probes, want at most %d", w+6, time.Duration(w+6)*window, n, steadyLimit)
+		}
+		worst = max(worst, n)
+	}
+	// The ramp: the first 10 s hold the initial probe and the short early
+	// waits (expected 1 + about 4 more per waiter).
+	if limit := waiters * 7; windows[0] > limit {
+		t.Errorf("first 10 s: %d probes, want at most %d", windows[0], limit)
+	}
+	perSecond := float64(probes) / horizon.Seconds()
+	t.Logf("%d waiters over %v: %d probes (%.1f/s on average), first 10 s: %d, worst steady 10 s window: %d (limit %d)",
+		waiters, horizon, probes, perSecond, windows[0], worst, steadyLimit)
+	if perSecond > float64(waiters)/10 {
+		t.Errorf("average %.1f probes/s, want at most %.1f", perSecond, float64(waiters)/10)
+	}
+}
+
+var errNotYet = errors.New("vip: GET https://10.0.0.1:9345/ping: 503 Service Unavailable")
+
+func TestBackoffCeiling(t *testing.T) {
+	p := newTestProber(t, ProberConfig{Jitter: func(n int64) int64 { return n - 1 }})
+	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second, 30 * time.Second}
+	for attempt, w := range want {
+		if got := p.backoff(attempt) + 1; got != w {
+			t.Errorf("backoff(%d) ceiling = %v, want %v", attempt, got, w)
+		}
+	}
+	if got := p.backoff(1 << 20); got != 30*time.Second-1 {
+		t.Errorf("backoff after very many attempts = %v, want capped at 30s", got)
+	}
+}

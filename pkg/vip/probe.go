@@ -1,0 +1,366 @@
+package vip
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// Defaults of ProberConfig.
+const (
+	DefaultSupervisorPort = 9345
+	DefaultRequestTimeout = 5 * time.Second
+	DefaultBackoffBase    = time.Second
+	DefaultBackoffMax     = 30 * time.Second
+)
+
+// Bodies larger than these are not a supervisor's answer.
+const (
+	maxCABundleBytes = 1 << 20
+	maxPingBytes     = 64
+)
+
+// ErrCAMismatch is wrapped by the error of a probe that found the VIP serving
+// another CA than the expected one: another cluster, or an impostor, holds
+// the VIP. It is an alarm and permanent, never "not ready yet".
+var ErrCAMismatch = errors.New("vip: cluster CA hash mismatch")
+
+// CAMismatchError names the hash expected and the hash served.
+type CAMismatchError struct {
+	URL      string
+	Expected string
+	Got      string
+}
+
+func (e *CAMismatchError) Error() string {
+	return fmt.Sprintf("vip: the CA served at %s hashes to %s, but the cluster's CA hash is %s: another cluster or an impostor holds the VIP",
+		e.URL, e.Got, e.Expected)
+}
+
+// Unwrap makes errors.Is(err, ErrCAMismatch) true.
+func (e *CAMismatchError) Unwrap() error { return ErrCAMismatch }
+
+// Permanent reports that retrying cannot clear the mismatch.
+func (e *CAMismatchError) Permanent() bool { return true }
+
+// Clock is the time source of the prober, injectable for tests.
+type Clock interface {
+	Now() time.Time
+	// Sleep waits for d, or returns ctx's error when it ends first.
+	Sleep(ctx context.Context, d time.Duration) error
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+
+func (systemClock) Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ProberConfig configures a Prober. Zero values take the defaults named.
+type ProberConfig struct {
+	// Port is the RKE2 supervisor port; default 9345.
+	Port int
+	// RequestTimeout bounds each HTTP request of a probe; default 5s.
+	RequestTimeout time.Duration
+	// BackoffBase and BackoffMax shape WaitReachable's exponential backoff
+	// with full jitter: the n-th wait is uniform in [0, min(max, base·2^n)).
+	// Defaults 1s and 30s.
+	BackoffBase time.Duration
+	BackoffMax  time.Duration
+	// NodeName is returned by Holder when this host holds the VIP.
+	NodeName string
+
+	Logger     *zap.Logger           // nil: no logging
+	Registerer prometheus.Registerer // nil: metrics are kept but not registered
+
+	Clock Clock // nil: the system clock
+	// Jitter returns a uniform random number in [0, n); nil: math/rand/v2.
+	Jitter func(n int64) int64
+	// LocalAddrs lists this host's addresses; nil: net.InterfaceAddrs.
+	LocalAddrs func() ([]net.Addr, error)
+	// Neighbours lists the IPv4 neighbour table; nil: /proc/net/arp.
+	Neighbours func() ([]Neighbour, error)
+	// LoopbackHolder answers Holder for a VIP in 127.0.0.0/8, where every
+	// host owns every address and no MAC tells them apart (the loopback demo
+	// and tests). nil: Holder returns ErrHolderUnknown for such VIPs.
+	LoopbackHolder func(vip string) (name string, local bool, err error)
+}
+
+// Result is the outcome of one probe.
+type Result struct {
+	// Reachable is true when /ping answered pong over TLS verified against
+	// the served CA, and that CA matched the expected hash (if any).
+	Reachable bool
+	// CAHash is the hash of the CA bundle the VIP served, when it served one.
+	CAHash  string
+	Latency time.Duration
+	Err     error
+}
+
+// Prober probes the VIP's supervisor port. Safe for concurrent use.
+type Prober struct {
+	cfg     ProberConfig
+	log     *zap.Logger
+	clock   Clock
+	jitter  func(n int64) int64
+	metrics proberMetrics
+	// probe is Probe; the backoff tests replace it.
+	probe func(ctx context.Context, vip, expectCAHash string) Result
+}
+
+type proberMetrics struct {
+	reachable prometheus.Gauge
+	local     prometheus.Gauge
+	duration  prometheus.Histogram
+}
+
+// NewProber returns a Prober and registers its metrics on cfg.Registerer.
+func NewProber(cfg ProberConfig) (*Prober, error) {
+	if cfg.Port == 0 {
+		cfg.Port = DefaultSupervisorPort
+	}
+	if cfg.Port < 0 || cfg.Port > 65535 {
+		return nil, fmt.Errorf("vip: supervisor port %d: must be 1-65535", cfg.Port)
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
+	if cfg.BackoffBase <= 0 {
+		cfg.BackoffBase = DefaultBackoffBase
+	}
+	if cfg.BackoffMax <= 0 {
+		cfg.BackoffMax = DefaultBackoffMax
+	}
+	if cfg.BackoffMax < cfg.BackoffBase {
+		return nil, fmt.Errorf("vip: backoff max %v is below backoff base %v", cfg.BackoffMax, cfg.BackoffBase)
+	}
+	p := &Prober{cfg: cfg, log: cfg.Logger, clock: cfg.Clock, jitter: cfg.Jitter}
+	if p.log == nil {
+		p.log = zap.NewNop()
+	}
+	p.log = p.log.Named("vip")
+	if p.clock == nil {
+		p.clock = systemClock{}
+	}
+	if p.jitter == nil {
+		p.jitter = rand.Int64N
+	}
+	p.probe = p.Probe
+	p.metrics = proberMetrics{
+		reachable: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "rke2_hanode", Name: "vip_reachable",
+			Help: "1 when the last probe of the VIP's supervisor port answered pong with the expected cluster CA, else 0.",
+		}),
+		local: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "rke2_hanode", Name: "vip_local",
+			Help: "1 when this host holds the VIP, else 0.",
+		}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "rke2_hanode", Name: "vip_probe_duration_seconds",
+			Help:    "Duration of VIP probes (/cacerts then /ping on the supervisor port), successful or not.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
+		}),
+	}
+	if cfg.Registerer != nil {
+		for _, c := range []prometheus.Collector{p.metrics.reachable, p.metrics.local, p.metrics.duration} {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("vip: register metrics: %w", err)
+			}
+		}
+	}
+	return p, nil
+}
+
+// CAHash returns the hash RKE2 puts into a secure token for a CA bundle as
+// /cacerts serves it: the SHA-256 (hex) of the exact PEM bytes for a single
+// certificate; for a bundle of several, of the DER of its root (the
+// self-signed one, else the last).
+func CAHash(bundle []byte) (string, error) {
+	var certs []*x509.Certificate
+	for rest := bundle; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return "", fmt.Errorf("vip: CA bundle: %w", err)
+		}
+		certs = append(certs, cert)
+	}
+	switch len(certs) {
+	case 0:
+		return "", fmt.Errorf("vip: CA bundle holds no PEM certificate")
+	case 1:
+		sum := sha256.Sum256(bundle)
+		return hex.EncodeToString(sum[:]), nil
+	}
+	root := certs[len(certs)-1]
+	for _, c := range certs {
+		if bytes.Equal(c.RawSubject, c.RawIssuer) && c.CheckSignatureFrom(c) == nil {
+			root = c
+			break
+		}
+	}
+	sum := sha256.Sum256(root.Raw)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// Probe checks the VIP the way an RKE2 joiner does: GET
+// https://VIP:port/cacerts without verification (that is how the joiner
+// bootstraps trust), hash it and compare it with expectCAHash when that is
+// not empty, then GET /ping verified against the served CA, with the VIP as
+// the name the server certificate must carry. Nothing secret is sent.
+func (p *Prober) Probe(ctx context.Context, vip, expectCAHash string) Result {
+	start := p.clock.Now()
+	r := p.probeOnce(ctx, vip, expectCAHash)
+	r.Latency = p.clock.Now().Sub(start)
+	p.metrics.duration.Observe(r.Latency.Seconds())
+	if r.Reachable {
+		p.metrics.reachable.Set(1)
+	} else {
+		p.metrics.reachable.Set(0)
+	}
+	if errors.Is(r.Err, ErrCAMismatch) {
+		p.log.Error("VIP serves another cluster's CA: not joining through it",
+			zap.String("vip", vip), zap.String("expected_ca_hash", expectCAHash),
+			zap.String("served_ca_hash", r.CAHash), zap.Error(r.Err))
+	}
+	return r
+}
+
+func (p *Prober) probeOnce(ctx context.Context, vip, expectCAHash string) Result {
+	addr, err := ParseVIP(vip)
+	if err != nil {
+		return Result{Err: err}
+	}
+	base := "https://" + net.JoinHostPort(addr.String(), strconv.Itoa(p.cfg.Port))
+
+	// Unverified on purpose, for this one fetch: the answer is checked
+	// against the expected hash before anything relies on it.
+	bundle, err := p.get(ctx, &tls.Config{InsecureSkipVerify: true}, base+"/cacerts", maxCABundleBytes)
+	if err != nil {
+		return Result{Err: err}
+	}
+	hash, err := CAHash(bundle)
+	if err != nil {
+		return Result{Err: fmt.Errorf("vip: %s/cacerts: %w", base, err)}
+	}
+	if expectCAHash != "" && !strings.EqualFold(hash, expectCAHash) {
+		return Result{CAHash: hash, Err: &CAMismatchError{URL: base + "/cacerts", Expected: expectCAHash, Got: hash}}
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(bundle) // CAHash parsed at least one certificate
+	body, err := p.get(ctx, &tls.Config{RootCAs: roots, ServerName: addr.String(), MinVersion: tls.VersionTLS12}, base+"/ping", maxPingBytes)
+	if err != nil {
+		return Result{CAHash: hash, Err: err}
+	}
+	if answer := strings.TrimSpace(string(body)); answer != "pong" {
+		return Result{CAHash: hash, Err: fmt.Errorf("vip: %s/ping answered %q, want pong", base, answer)}
+	}
+	return Result{Reachable: true, CAHash: hash}
+}
+
+// get fetches url over a fresh connection within the request timeout and
+// returns a 200 answer's body (at most limit bytes).
+func (p *Prober) get(ctx context.Context, tlsConfig *tls.Config, url string, limit int64) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.RequestTimeout)
+	defer cancel()
+	transport := &http.Transport{
+		Proxy:             nil, // the VIP is on the local L2 network: never through a proxy
+		DialContext:       (&net.Dialer{Timeout: p.cfg.RequestTimeout}).DialContext,
+		TLSClientConfig:   tlsConfig,
+		DisableKeepAlives: true,
+	}
+	defer transport.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("vip: GET %s: %w", url, err)
+	}
+	resp, err := (&http.Client{Transport: transport}).Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("vip: GET %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("vip: GET %s: %s", url, resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("vip: GET %s: read: %w", url, err)
+	}
+	if int64(len(body)) > limit {
+		return nil, fmt.Errorf("vip: GET %s: answer longer than %d bytes", url, limit)
+	}
+	return body, nil
+}
+
+// WaitReachable probes the VIP until it answers with the expected CA (any CA
+// when expectCAHash is empty) and returns the CA hash it served. Between
+// probes it waits with exponential backoff and full jitter, so many hosts
+// waiting at once spread out instead of probing in step. A CA mismatch
+// returns at once with an error wrapping ErrCAMismatch (and the hash
+// served); the end of ctx returns its error with the last probe's.
+func (p *Prober) WaitReachable(ctx context.Context, vip, expectCAHash string) (string, error) {
+	for attempt := 0; ; attempt++ {
+		r := p.probe(ctx, vip, expectCAHash)
+		if r.Reachable {
+			p.log.Info("VIP reachable", zap.String("vip", vip), zap.String("ca_hash", r.CAHash),
+				zap.Duration("latency", r.Latency), zap.Int("attempts", attempt+1))
+			return r.CAHash, nil
+		}
+		if errors.Is(r.Err, ErrCAMismatch) {
+			return r.CAHash, r.Err
+		}
+		wait := p.backoff(attempt)
+		fields := []zap.Field{zap.String("vip", vip), zap.Int("attempt", attempt+1), zap.Duration("next_in", wait), zap.Error(r.Err)}
+		if attempt%10 == 0 {
+			p.log.Info("VIP not reachable yet", fields...)
+		} else {
+			p.log.Debug("VIP not reachable yet", fields...)
+		}
+		if err := p.clock.Sleep(ctx, wait); err != nil {
+			return "", fmt.Errorf("vip: wait for %s to answer on %d: %w (last probe: %v)", vip, p.cfg.Port, err, r.Err)
+		}
+	}
+}
+
+// backoff is the wait after the attempt-th failed probe: uniform in
+// [0, min(BackoffMax, BackoffBase·2^attempt)).
+func (p *Prober) backoff(attempt int) time.Duration {
+	ceiling := p.cfg.BackoffBase
+	for i := 0; i < attempt && ceiling < p.cfg.BackoffMax; i++ {
+		ceiling *= 2
+	}
+	ceiling = min(ceiling, p.cfg.BackoffMax)
+	return time.Duration(p.jitter(int64(ceiling)))
+}
