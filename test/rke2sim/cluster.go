@@ -1,0 +1,453 @@
+package rke2sim
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/logging"
+	"go.uber.org/zap"
+)
+
+// Reasons a serving member turns a joiner away (also what the joiner records).
+const (
+	reasonTooManyLearners = "too many learner members"
+	reasonUnhealthy       = "etcdserver: unhealthy cluster"
+)
+
+var (
+	errLearnerBusy = errors.New(reasonTooManyLearners)
+	errNoQuorum    = errors.New(reasonUnhealthy)
+)
+
+// learnerSlot is this member's vote on which joiner is the cluster's one
+// learner; it expires so that a coordinator that died frees it.
+type learnerSlot struct {
+	holder string
+	until  time.Time
+}
+
+type handlerSet struct {
+	supervisor http.Handler // 9345
+	api        http.Handler // 6443
+}
+
+type userKey struct{}
+
+func (n *node) handlers() handlerSet {
+	api := http.NewServeMux()
+	health := func(w http.ResponseWriter, r *http.Request) {
+		if !n.ready.Load() && r.URL.Path != "/livez" {
+			http.Error(w, "[-]etcd failed: not ready", http.StatusServiceUnavailable)
+			return
+		}
+		text(w, "ok")
+	}
+	api.Handle("GET /readyz", n.auth(http.HandlerFunc(health)))
+	api.Handle("GET /livez", n.auth(http.HandlerFunc(health)))
+	api.Handle("GET /healthz", n.auth(http.HandlerFunc(health)))
+	api.Handle("GET /version", n.auth(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"gitVersion": strings.SplitN(n.set.Version, "+", 2)[0] + "+rke2sim", "platform": "linux/amd64"})
+	})))
+	api.Handle("/", n.auth(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "rke2sim: no Kubernetes API here", http.StatusNotFound)
+	})))
+
+	v1 := http.NewServeMux()
+	v1.HandleFunc("GET /v1-rke2/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !n.ready.Load() {
+			http.Error(w, "runtime core not ready", http.StatusServiceUnavailable)
+			return
+		}
+		text(w, "ok")
+	})
+	v1.HandleFunc("POST "+joinPath, n.handleJoin)
+	v1.HandleFunc("POST /v1-rke2/sim/slot", n.handleSlot)
+	v1.HandleFunc("POST /v1-rke2/sim/member", n.handleMemberAdd)
+	v1.HandleFunc("GET /v1-rke2/sim/members", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, n.members())
+	})
+
+	sup := http.NewServeMux()
+	sup.HandleFunc("GET /ping", func(w http.ResponseWriter, _ *http.Request) { text(w, "pong") })
+	sup.HandleFunc("GET /cacerts", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write(n.ca.CertPEM)
+	})
+	sup.Handle("/v1-rke2/", n.auth(v1))
+	sup.Handle("/", api) // everything else falls through to the apiserver
+	return handlerSet{supervisor: sup, api: api}
+}
+
+func text(w http.ResponseWriter, s string) {
+	w.Header().Set("Content-Type", "text/plain")
+	_, _ = io.WriteString(w, s)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// auth admits basic node:<secret>/server:<secret> or a bearer token (the
+// secret or a whole token); the user goes into the request context.
+func (n *node) auth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, secret, ok := r.BasicAuth()
+		if !ok {
+			if bearer, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); found {
+				if tok, err := ParseToken(bearer); err == nil {
+					user, secret, ok = tok.Username, tok.Secret, true
+				}
+			}
+		}
+		if !ok || (user != "server" && user != "node") ||
+			subtle.ConstantTimeCompare([]byte(secret), []byte(n.secret)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="rke2"`)
+			http.Error(w, "Unauthorized", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, user)))
+	})
+}
+
+func (n *node) handleJoin(w http.ResponseWriter, r *http.Request) {
+	if !n.ready.Load() {
+		http.Error(w, "server is not ready", http.StatusServiceUnavailable)
+		return
+	}
+	var jr joinRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&jr); err != nil || jr.Name == "" || !strings.HasPrefix(jr.URL, "https://") {
+		http.Error(w, "bad join request", http.StatusBadRequest)
+		return
+	}
+	log := n.log.With(zap.String("joiner", jr.Name), zap.String("joiner-url", jr.URL), zap.String("mode", jr.Mode))
+	resp := joinResponse{ClusterID: n.ds.ClusterID, CACert: n.ca.CertPEM}
+	switch jr.Mode {
+	case ModeAgent:
+		n.mu.Lock()
+		if n.agents == nil {
+			n.agents = map[string]time.Time{}
+		}
+		n.agents[jr.Name] = n.now()
+		n.mu.Unlock()
+		resp.Members = n.members()
+		log.Info("agent registered")
+		writeJSON(w, http.StatusOK, resp)
+		return
+	case ModeJoin:
+	default:
+		http.Error(w, "bad join mode", http.StatusBadRequest)
+		return
+	}
+	if r.Context().Value(userKey{}) != "server" {
+		log.Warn("join refused: a node token cannot join a server")
+		http.Error(w, "Unauthorized: a node token cannot join a server", http.StatusUnauthorized)
+		return
+	}
+	for _, k := range criticalKeys {
+		if mine, theirs := n.cfg.Critical[k], jr.Critical[k]; mine != theirs {
+			reason := fmt.Sprintf("critical configuration value mismatch between servers: %s is %q on %s, %q on %s", k, mine, n.cfg.NodeName, theirs, jr.Name)
+			log.Warn("join refused", zap.String("reason", reason))
+			http.Error(w, reason, http.StatusConflict)
+			return
+		}
+	}
+	started, finished, members, err := n.admitLearner(r.Context(), Member{Name: jr.Name, URL: jr.URL}, log)
+	switch {
+	case errors.Is(err, errLearnerBusy), errors.Is(err, errNoQuorum):
+		log.Warn("join refused", zap.Error(err))
+		http.Error(w, err.Error(), http.StatusConflict)
+		return
+	case err != nil:
+		log.Warn("join aborted", zap.Error(err))
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	resp.CAKey = n.ca.KeyPEM
+	resp.Members = members
+	resp.LearnerStarted, resp.LearnerFinished = stamp(started), stamp(finished)
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// admitLearner takes the learner slot on a majority of the members, holds
+// it for the join delay (the learner phase), adds the member everywhere and
+// frees the slot. Any member can coordinate: the majority makes two
+// concurrent coordinators exclude each other, as etcd's leader would.
+func (n *node) admitLearner(ctx context.Context, joiner Member, log *zap.Logger) (started, finished time.Time, members []Member, err error) {
+	members = n.members()
+	need := len(members)/2 + 1
+	ttl := n.set.JoinDelay + 30*time.Second
+	type vote struct {
+		m       Member
+		granted bool
+		holder  string
+		err     error
+	}
+	votes := make([]vote, len(members))
+	var wg sync.WaitGroup
+	for i, m := range members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v := vote{m: m}
+			v.granted, v.holder, v.err = n.slotAt(ctx, m, "acquire", joiner.Name, ttl)
+			votes[i] = v
+		}()
+	}
+	wg.Wait()
+	var granted []Member
+	busy := ""
+	for _, v := range votes {
+		switch {
+		case v.granted:
+			granted = append(granted, v.m)
+		case v.err != nil:
+			log.Warn("learner slot: member unreachable", zap.String("member", v.m.Name), zap.Error(v.err))
+		default:
+			busy = v.holder
+		}
+	}
+	release := func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		for _, m := range granted {
+			if _, _, err := n.slotAt(rctx, m, "release", joiner.Name, 0); err != nil {
+				log.Warn("learner slot: release failed (it expires)", zap.String("member", m.Name), zap.Error(err))
+			}
+		}
+	}
+	if len(granted) < need {
+		release()
+		if busy != "" {
+			log.Info("learner slot held by another joiner", zap.String("learner", busy))
+			return started, finished, nil, errLearnerBusy
+		}
+		return started, finished, nil, errNoQuorum
+	}
+	defer release()
+	started = n.now()
+	log.Info("learner phase started", zap.Int("votes", len(granted)), zap.Int("members", len(members)))
+	if err := sleep(ctx, n.set.JoinDelay); err != nil {
+		return started, finished, nil, fmt.Errorf("learner phase aborted: %w", err)
+	}
+	members = n.addMember(joiner)
+	for _, m := range members {
+		if m.Name == n.cfg.NodeName || m.Name == joiner.Name {
+			continue
+		}
+		if err := n.memberCall(ctx, m, http.MethodPost, "/v1-rke2/sim/member", joiner, nil); err != nil {
+			log.Warn("cannot tell member about the new member (it learns on sync)", zap.String("member", m.Name), zap.Error(err))
+		}
+	}
+	finished = n.now()
+	log.Info("learner promoted", zap.Int("members", len(members)))
+	return started, finished, members, nil
+}
+
+type slotRequest struct {
+	Action string `json:"action"` // acquire | release
+	Holder string `json:"holder"`
+	TTLMS  int64  `json:"ttl_ms"`
+}
+
+type slotResponse struct {
+	Granted bool   `json:"granted"`
+	Holder  string `json:"holder"`
+}
+
+// slotAt acquires or releases the learner slot on member m (locally for self).
+func (n *node) slotAt(ctx context.Context, m Member, action, holder string, ttl time.Duration) (bool, string, error) {
+	if m.Name == n.cfg.NodeName {
+		granted, cur := n.localSlot(action, holder, ttl)
+		return granted, cur, nil
+	}
+	var out slotResponse
+	err := n.memberCall(ctx, m, http.MethodPost, "/v1-rke2/sim/slot", slotRequest{Action: action, Holder: holder, TTLMS: ttl.Milliseconds()}, &out)
+	return out.Granted, out.Holder, err
+}
+
+func (n *node) localSlot(action, holder string, ttl time.Duration) (bool, string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	now := n.now()
+	switch action {
+	case "acquire":
+		if n.slot.holder == "" || n.slot.holder == holder || now.After(n.slot.until) {
+			n.slot = learnerSlot{holder: holder, until: now.Add(ttl)}
+			return true, holder
+		}
+		return false, n.slot.holder
+	default:
+		if n.slot.holder == holder {
+			n.slot = learnerSlot{}
+		}
+		return true, ""
+	}
+}
+
+func (n *node) handleSlot(w http.ResponseWriter, r *http.Request) {
+	if r.Context().Value(userKey{}) != "server" {
+		http.Error(w, "Unauthorized", http.StatusUnauthorized)
+		return
+	}
+	var req slotRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil || req.Holder == "" {
+		http.Error(w, "bad slot request", http.StatusBadRequest)
+		return
+	}
+	granted, holder := n.localSlot(req.Action, req.Holder, time.Duration(req.TTLMS)*time.Millisecond)
+	writeJSON(w, http.StatusOK, slotResponse{Granted: granted, Holder: holder})
+}
+
+func (n *node) handleMemberAdd(w http.ResponseWriter, r *http.Request) {
+	if r.Context().Value(userKey{}) != "server" {
+		http.Error(w, "Unauthorized", http.StatusUnauthorized)
+		return
+	}
+	var m Member
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&m); err != nil || m.Name == "" {
+		http.Error(w, "bad member", http.StatusBadRequest)
+		return
+	}
+	n.addMember(m)
+	writeJSON(w, http.StatusOK, n.members())
+}
+
+func (n *node) members() []Member {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]Member(nil), n.ds.Members...)
+}
+
+// addMember merges members into the list and persists it when it changed.
+func (n *node) addMember(ms ...Member) []Member {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	merged := mergeMembers(n.ds.Members, ms)
+	if !equalMembers(merged, n.ds.Members) {
+		n.ds.Members = merged
+		if err := WriteDatastore(n.cfg.DataDir, n.ds); err != nil {
+			n.log.Error("cannot persist member list", zap.Error(err))
+		}
+	}
+	return append([]Member(nil), n.ds.Members...)
+}
+
+// mergeMembers is the union by name; a later entry's URL wins.
+func mergeMembers(a, b []Member) []Member {
+	byName := map[string]Member{}
+	for _, m := range append(append([]Member(nil), a...), b...) {
+		byName[m.Name] = m
+	}
+	out := make([]Member, 0, len(byName))
+	for _, m := range byName {
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func equalMembers(a, b []Member) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// syncMembers pulls every member's list now and then, so a member that
+// missed an add (it was down) catches up.
+func (n *node) syncMembers(ctx context.Context) {
+	for {
+		for _, m := range n.members() {
+			if m.Name == n.cfg.NodeName {
+				continue
+			}
+			var theirs []Member
+			if err := n.memberCall(ctx, m, http.MethodGet, "/v1-rke2/sim/members", nil, &theirs); err == nil {
+				n.addMember(theirs...)
+			}
+		}
+		if sleep(ctx, 5*time.Second) != nil {
+			return
+		}
+	}
+}
+
+// memberCall is one authenticated, CA-verified request to another member.
+func (n *node) memberCall(ctx context.Context, m Member, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		raw, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(raw)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, m.URL+path, body)
+	if err != nil {
+		return fmt.Errorf("member %s: %w", m.Name, err)
+	}
+	req.SetBasicAuth("server", n.secret)
+	c := verifiedClient(n.ca.Pool(), 3*time.Second)
+	defer c.CloseIdleConnections()
+	resp, err := c.Do(req)
+	if err != nil {
+		return fmt.Errorf("member %s: %w", m.Name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("member %s: %s %s: %s", m.Name, method, path, resp.Status)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(out); err != nil {
+		return fmt.Errorf("member %s: %w", m.Name, err)
+	}
+	return nil
+}
+
+// serveTLS serves h on ln until ctx ends; request contexts end with it.
+func serveTLS(ctx context.Context, ln net.Listener, h http.Handler, cert tls.Certificate, log *zap.Logger) {
+	srv := &http.Server{
+		Handler:           h,
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ErrorLog:          logging.StdLogger(log.Named("http").With(zap.String("listen", ln.Addr().String()))),
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("serve", zap.String("listen", ln.Addr().String()), zap.Error(err))
+		}
+	}()
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	_ = srv.Close()
+	<-done
+}

@@ -1,0 +1,171 @@
+package rke2sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/logging"
+	"go.uber.org/zap"
+)
+
+// Options are what Main needs from the process; tests pass their own.
+type Options struct {
+	Args   []string            // the arguments after the program name
+	Getenv func(string) string // nil: os.Getenv
+	Stdout io.Writer           // nil: os.Stdout
+	Stderr io.Writer           // nil: os.Stderr (the log)
+	Now    func() time.Time    // nil: time.Now
+}
+
+// rejectedError is a refusal the real RKE2 would exit on: it is logged,
+// appended to state.json's rejections, and makes the process exit non-zero.
+type rejectedError struct{ reason string }
+
+func (e *rejectedError) Error() string { return e.reason }
+
+func reject(format string, args ...any) error {
+	return &rejectedError{reason: fmt.Sprintf(format, args...)}
+}
+
+const usage = `usage: rke2 server|agent [--config FILE]
+       rke2 --version
+(rke2sim: a test stand-in for the rke2 binary)
+`
+
+// Main runs the sim as the rke2 binary would run and returns the exit code:
+// 0 after a clean stop (ctx cancelled), 1 on a refusal or error, 2 on misuse.
+func Main(ctx context.Context, o Options) int {
+	if o.Getenv == nil {
+		o.Getenv = os.Getenv
+	}
+	if o.Stdout == nil {
+		o.Stdout = os.Stdout
+	}
+	if o.Stderr == nil {
+		o.Stderr = os.Stderr
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	set, err := LoadSettings(o.Getenv)
+	if err != nil {
+		fmt.Fprintln(o.Stderr, "rke2sim:", err)
+		return 2
+	}
+	if len(o.Args) == 0 {
+		fmt.Fprint(o.Stderr, usage)
+		return 2
+	}
+	switch o.Args[0] {
+	case "--version", "-v", "version":
+		fmt.Fprintf(o.Stdout, "rke2 version %s (sim)\ngo version %s\n", set.Version, runtime.Version())
+		return 0
+	case "--help", "-h", "help":
+		fmt.Fprint(o.Stdout, usage)
+		return 0
+	case "server", "agent":
+	default:
+		fmt.Fprintf(o.Stderr, "rke2sim: unknown command %q\n%s", o.Args[0], usage)
+		return 2
+	}
+	role := o.Args[0]
+	configPath, explicit, err := parseFlags(o.Args[1:])
+	if err != nil {
+		fmt.Fprintf(o.Stderr, "rke2sim %s: %v\n%s", role, err, usage)
+		return 2
+	}
+	log, err := logging.New(logLevel(o.Getenv), "console", o.Stderr)
+	if err != nil {
+		fmt.Fprintln(o.Stderr, "rke2sim:", err)
+		return 2
+	}
+	log = log.Named("rke2sim").With(zap.String("role", role))
+	cfg, err := LoadConfig(configPath, explicit)
+	if err != nil {
+		log.Error("cannot read config", zap.Error(err))
+		return 1
+	}
+	log.Info("starting", zap.String("version", set.Version), zap.Strings("config", cfg.Files),
+		zap.String("data-dir", cfg.DataDir), zap.String("node-ip", cfg.NodeIP), zap.String("node-name", cfg.NodeName))
+	n := &node{cfg: cfg, set: set, log: log, now: o.Now, notifySocket: o.Getenv("NOTIFY_SOCKET")}
+	if role == "server" {
+		err = n.runServer(ctx)
+	} else {
+		err = n.runAgent(ctx)
+	}
+	var rej *rejectedError
+	switch {
+	case err == nil:
+		log.Info("stopped")
+		return 0
+	case errors.As(err, &rej):
+		log.Error("refused: exiting", zap.String("reason", rej.reason))
+		if rerr := n.recordRejection(rej.reason); rerr != nil {
+			log.Error("cannot record rejection", zap.Error(rerr))
+		}
+		return 1
+	default:
+		log.Error("fatal", zap.Error(err))
+		return 1
+	}
+}
+
+func logLevel(getenv func(string) string) string {
+	if v := getenv("RKE2SIM_LOG_LEVEL"); v != "" {
+		return v
+	}
+	return "info"
+}
+
+// parseFlags accepts --config FILE, --config=FILE, -c FILE. Any other flag
+// fails, as real rke2 fails on a flag it does not define.
+func parseFlags(args []string) (path string, explicit bool, err error) {
+	path = DefaultConfigPath
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--config" || a == "-c":
+			if i+1 >= len(args) {
+				return "", false, fmt.Errorf("flag needs an argument: %s", a)
+			}
+			path, explicit = args[i+1], true
+			i++
+		case strings.HasPrefix(a, "--config="):
+			path, explicit = strings.TrimPrefix(a, "--config="), true
+		default:
+			return "", false, fmt.Errorf("flag provided but not defined: %s", a)
+		}
+	}
+	if path == "" {
+		return "", false, errors.New("--config: empty path")
+	}
+	return path, explicit, nil
+}
+
+// recordRejection appends to state.json's rejections (they survive restarts).
+func (n *node) recordRejection(reason string) error {
+	st, err := ReadState(n.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	st.Rejections = append(st.Rejections, Rejection{At: stamp(n.now()), Reason: reason})
+	return WriteState(n.cfg.DataDir, st)
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,369 @@
+package rke2sim
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// node is one running rke2sim process (server or agent).
+type node struct {
+	cfg          NodeConfig
+	set          Settings
+	log          *zap.Logger
+	now          func() time.Time
+	notifySocket string
+
+	// Server side, set once the cluster identity is known.
+	ca     *CA
+	secret string
+	ready  atomic.Bool
+	mu     sync.Mutex
+	ds     Datastore
+	slot   learnerSlot
+	agents map[string]time.Time
+	// joinedNow: this run joined the cluster (no start delay after it).
+	joinedNow bool
+}
+
+// supervisorURL is how other members reach this node.
+func (n *node) supervisorURL() string {
+	return "https://" + net.JoinHostPort(n.cfg.NodeIP, strconv.Itoa(n.set.SupervisorPort))
+}
+
+func tokenPaths(dataDir string) (token, nodeToken string) {
+	dir := filepath.Join(dataDir, "server")
+	return filepath.Join(dir, "token"), filepath.Join(dir, "node-token")
+}
+
+// runServer decides between resuming a datastore, cluster-init and join.
+func (n *node) runServer(ctx context.Context) error {
+	switch {
+	case HasDatastore(n.cfg.DataDir):
+		if err := n.resume(ctx); err != nil {
+			return err
+		}
+	case n.cfg.Server == "":
+		if err := n.clusterInit(); err != nil {
+			return err
+		}
+	default:
+		if err := n.joinCluster(ctx); err != nil {
+			return err
+		}
+	}
+	return n.serve(ctx)
+}
+
+// clusterInit creates a new cluster: CA, token files, datastore.
+func (n *node) clusterInit() error {
+	secret := ""
+	if n.cfg.Token != "" {
+		tok, err := ParseToken(n.cfg.Token)
+		if err != nil {
+			return reject("%v", err)
+		}
+		if tok.CAHash != "" {
+			// The first server's CA does not exist yet, so no secure token can match it.
+			return reject("token CA hash does not match the Cluster CA certificate hash: a new cluster's CA cannot match %s (give the first server a short token)", tok.CAHash)
+		}
+		secret = tok.Secret
+	} else {
+		var err error
+		if secret, err = randomSecret(); err != nil {
+			return err
+		}
+		n.log.Warn("no token configured: generated one (see server/token)")
+	}
+	ca, err := NewCA(n.now())
+	if err != nil {
+		return err
+	}
+	if err := SaveCA(n.cfg.DataDir, ca); err != nil {
+		return err
+	}
+	n.ca, n.secret = ca, secret
+	if err := n.writeTokens(); err != nil {
+		return err
+	}
+	id := make([]byte, 8)
+	if _, err := rand.Read(id); err != nil {
+		return fmt.Errorf("cluster id: %w", err)
+	}
+	n.ds = Datastore{
+		ClusterID: hex.EncodeToString(id), CAHash: ca.Hash(), Mode: ModeClusterInit, Self: n.cfg.NodeName,
+		Members: []Member{{Name: n.cfg.NodeName, URL: n.supervisorURL()}},
+	}
+	if err := WriteDatastore(n.cfg.DataDir, n.ds); err != nil {
+		return err
+	}
+	if err := n.updateState(func(st *State) {
+		*st = State{Mode: ModeClusterInit, CAHash: ca.Hash(), Rejections: st.Rejections}
+	}); err != nil {
+		return err
+	}
+	n.log.Info("cluster-init: new cluster", zap.String("ca-hash", ca.Hash()), zap.String("cluster-id", n.ds.ClusterID))
+	return nil
+}
+
+// resume starts from an existing datastore; server: is ignored, as in RKE2,
+// except that a server: belonging to another cluster is refused loudly.
+func (n *node) resume(ctx context.Context) error {
+	ds, err := ReadDatastore(n.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	ca, err := LoadCA(n.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	if ca.Hash() != ds.CAHash {
+		return fmt.Errorf("datastore: CA on disk hashes to %s, datastore says %s", ca.Hash(), ds.CAHash)
+	}
+	tokPath, _ := tokenPaths(n.cfg.DataDir)
+	raw, err := os.ReadFile(tokPath)
+	if err != nil {
+		return fmt.Errorf("datastore exists but token file is unreadable: %w", err)
+	}
+	stored, err := ParseToken(string(raw))
+	if err != nil {
+		return fmt.Errorf("%s: %w", tokPath, err)
+	}
+	if n.cfg.Token != "" {
+		tok, err := ParseToken(n.cfg.Token)
+		if err != nil {
+			return reject("%v", err)
+		}
+		if tok.CAHash != "" && tok.CAHash != ca.Hash() {
+			return reject("token CA hash does not match the Cluster CA certificate hash: %s != %s", tok.CAHash, ca.Hash())
+		}
+		if tok.Secret != stored.Secret {
+			return reject("bootstrap data already found and encrypted with different token")
+		}
+	}
+	n.ca, n.secret, n.ds = ca, stored.Secret, ds
+	if n.cfg.Server != "" {
+		if other, err := n.probeCAHash(ctx, n.cfg.Server); err == nil && other != ca.Hash() {
+			return reject("this host has a datastore of another cluster (ca hash %s), server %s belongs to cluster %s", ca.Hash(), n.cfg.Server, other)
+		}
+		n.log.Info("datastore exists: server: is ignored", zap.String("server", n.cfg.Server))
+	}
+	if err := n.updateState(func(st *State) {
+		if st.Mode == "" {
+			st.Mode = ds.Mode
+		}
+		st.CAHash = ca.Hash()
+	}); err != nil {
+		return err
+	}
+	n.log.Info("resuming cluster from datastore", zap.String("ca-hash", ca.Hash()), zap.String("mode", ds.Mode),
+		zap.Int("members", len(ds.Members)))
+	return nil
+}
+
+func (n *node) writeTokens() error {
+	tokPath, nodeTokPath := tokenPaths(n.cfg.DataDir)
+	secure := SecureToken(n.ca.Hash(), "server", n.secret) + "\n"
+	if err := writeFileAtomic(tokPath, []byte(secure), 0o600); err != nil {
+		return err
+	}
+	// As in RKE2, node-token holds the server token too.
+	return writeFileAtomic(nodeTokPath, []byte(secure), 0o600)
+}
+
+func (n *node) updateState(change func(*State)) error {
+	st, err := ReadState(n.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	change(&st)
+	return WriteState(n.cfg.DataDir, st)
+}
+
+// joinCluster asks the server: URL to admit this host as a learner and
+// stores what the cluster hands back.
+func (n *node) joinCluster(ctx context.Context) error {
+	jc, err := n.connect(ctx)
+	if err != nil {
+		return err
+	}
+	req := joinRequest{Name: n.cfg.NodeName, URL: n.supervisorURL(), Mode: ModeJoin, Critical: n.cfg.Critical}
+	resp, err := jc.join(ctx, req, n.set.ConnectRetry, n.log)
+	if err != nil {
+		return err
+	}
+	ca, err := ParseCA(resp.CACert, resp.CAKey)
+	if err != nil {
+		return fmt.Errorf("join response: %w", err)
+	}
+	if ca.Hash() != jc.caHash {
+		return reject("join response carries CA %s, server served %s", ca.Hash(), jc.caHash)
+	}
+	n.ca, n.secret = ca, jc.token.Secret
+	if err := SaveCA(n.cfg.DataDir, ca); err != nil {
+		return err
+	}
+	if err := n.writeTokens(); err != nil {
+		return err
+	}
+	n.ds = Datastore{ClusterID: resp.ClusterID, CAHash: ca.Hash(), Mode: ModeJoin, Self: n.cfg.NodeName, Members: resp.Members}
+	n.ds.Members = mergeMembers(n.ds.Members, []Member{{Name: n.cfg.NodeName, URL: n.supervisorURL()}})
+	if err := WriteDatastore(n.cfg.DataDir, n.ds); err != nil {
+		return err
+	}
+	if err := n.updateState(func(st *State) {
+		*st = State{Mode: ModeJoin, CAHash: ca.Hash(), JoinedVia: n.cfg.Server,
+			JoinStarted: resp.LearnerStarted, JoinFinished: resp.LearnerFinished, Rejections: st.Rejections}
+	}); err != nil {
+		return err
+	}
+	n.joinedNow = true
+	n.log.Info("joined cluster", zap.String("via", n.cfg.Server), zap.String("ca-hash", ca.Hash()),
+		zap.Int("members", len(n.ds.Members)))
+	return nil
+}
+
+// runAgent: the same checks as a joining server, then registration.
+func (n *node) runAgent(ctx context.Context) error {
+	if n.cfg.Server == "" {
+		return reject("agent: server is required (config key server)")
+	}
+	jc, err := n.connect(ctx)
+	if err != nil {
+		return err
+	}
+	started := n.now()
+	req := joinRequest{Name: n.cfg.NodeName, URL: n.supervisorURL(), Mode: ModeAgent}
+	if _, err := jc.join(ctx, req, n.set.ConnectRetry, n.log); err != nil {
+		return err
+	}
+	if err := sleep(ctx, n.set.AgentDelay); err != nil {
+		return nil
+	}
+	if err := n.updateState(func(st *State) {
+		*st = State{Mode: ModeAgent, CAHash: jc.caHash, JoinedVia: n.cfg.Server,
+			JoinStarted: stamp(started), JoinFinished: stamp(n.now()), Rejections: st.Rejections}
+	}); err != nil {
+		return err
+	}
+	n.log.Info("agent registered", zap.String("via", n.cfg.Server), zap.String("ca-hash", jc.caHash))
+	n.notifyReady()
+	<-ctx.Done()
+	return nil
+}
+
+// connect runs the joiner's checks: fetch /cacerts unverified, compare the
+// secure token's hash, then talk TLS verified against that CA with the token.
+func (n *node) connect(ctx context.Context) (*joinClient, error) {
+	if n.cfg.Token == "" {
+		return nil, reject("token is required to join a cluster (config key token or token-file)")
+	}
+	tok, err := ParseToken(n.cfg.Token)
+	if err != nil {
+		return nil, reject("%v", err)
+	}
+	base := strings.TrimRight(n.cfg.Server, "/")
+	if !strings.HasPrefix(base, "https://") {
+		return nil, reject("server %q: must be an https:// URL", n.cfg.Server)
+	}
+	var body []byte
+	for {
+		body, err = fetchCACerts(ctx, base)
+		if err == nil {
+			break
+		}
+		n.log.Warn("cannot fetch CA certificates, retrying", zap.String("server", base), zap.Error(err))
+		if sleep(ctx, n.set.ConnectRetry) != nil {
+			return nil, ctx.Err()
+		}
+	}
+	caHash := HashCACerts(body)
+	if tok.CAHash == "" {
+		n.log.Warn("short token: the server's CA cannot be checked against the token (use the secure K10 token)")
+	} else if tok.CAHash != caHash {
+		return nil, reject("token CA hash does not match the Cluster CA certificate hash: %s != %s", tok.CAHash, caHash)
+	}
+	jc, err := newJoinClient(base, body, tok)
+	if err != nil {
+		return nil, reject("server %s: %v", base, err)
+	}
+	jc.caHash = caHash
+	return jc, nil
+}
+
+// probeCAHash fetches a server's /cacerts once and hashes it.
+func (n *node) probeCAHash(ctx context.Context, server string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	body, err := fetchCACerts(ctx, strings.TrimRight(server, "/"))
+	if err != nil {
+		return "", err
+	}
+	return HashCACerts(body), nil
+}
+
+func (n *node) notifyReady() {
+	if err := sdNotify(n.notifySocket, "READY=1"); err != nil {
+		n.log.Warn("cannot notify systemd", zap.Error(err))
+	}
+}
+
+// serve runs the supervisor and API listeners, turns ready after the start
+// delay, and runs the kube-vip stand-in until ctx ends.
+func (n *node) serve(ctx context.Context) error {
+	cert, err := n.ca.ServingCert(n.cfg.NodeName, servingSANs(n.cfg.NodeIP, n.cfg.TLSSAN), n.now())
+	if err != nil {
+		return err
+	}
+	handlers := n.handlers()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, l := range []struct {
+		port int
+		h    http.Handler
+	}{{n.set.SupervisorPort, handlers.supervisor}, {n.set.APIPort, handlers.api}} {
+		addr := net.JoinHostPort(n.cfg.NodeIP, strconv.Itoa(l.port))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", addr, err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			serveTLS(ctx, ln, l.h, cert, n.log)
+		}()
+	}
+	n.log.Info("serving", zap.String("supervisor", n.supervisorURL()), zap.Strings("sans", servingSANs(n.cfg.NodeIP, n.cfg.TLSSAN)))
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		n.syncMembers(ctx)
+	}()
+	// Cluster-init and restarts wait the start delay (etcd and the apiserver
+	// coming up); a fresh join is ready at the end of its learner phase.
+	if !n.joinedNow {
+		if sleep(ctx, n.set.StartDelay) != nil {
+			return nil
+		}
+	}
+	n.ready.Store(true)
+	n.log.Info("ready")
+	n.notifyReady()
+	vip := &vipStandIn{n: n, handlers: handlers, cert: cert}
+	vip.run(ctx)
+	return nil
+}

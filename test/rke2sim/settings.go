@@ -1,0 +1,105 @@
+package rke2sim
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultVersion is what `rke2 --version` prints unless RKE2SIM_VERSION or a
+// share/rke2/sim-version file beside the binary says otherwise. Set at build
+// time with -ldflags "-X github.com/rke2-hanode/rke2-hanode/test/rke2sim.DefaultVersion=v…".
+var DefaultVersion = "v1.36.4+rke2r1"
+
+// Settings are the sim's knobs, read from the environment (see doc.go).
+type Settings struct {
+	StartDelay     time.Duration // RKE2SIM_START_DELAY
+	JoinDelay      time.Duration // RKE2SIM_JOIN_DELAY
+	AgentDelay     time.Duration // RKE2SIM_AGENT_DELAY
+	SupervisorPort int           // RKE2SIM_SUPERVISOR_PORT
+	APIPort        int           // RKE2SIM_API_PORT
+	VIPRetry       time.Duration // RKE2SIM_VIP_RETRY (0: vip_retryperiod from the manifest)
+	VIPLease       time.Duration // RKE2SIM_VIP_LEASE (0: vip_leaseduration from the manifest)
+	ConnectRetry   time.Duration // RKE2SIM_CONNECT_RETRY
+	ManifestPoll   time.Duration // RKE2SIM_MANIFEST_POLL
+	KubeVIPVersion string        // RKE2SIM_KUBEVIP_VERSION
+	KubeVIPImage   string        // RKE2SIM_KUBEVIP_IMAGE
+	Version        string        // RKE2SIM_VERSION
+}
+
+// LoadSettings reads the RKE2SIM_* variables through getenv; a malformed
+// value is an error naming the variable.
+func LoadSettings(getenv func(string) string) (Settings, error) {
+	s := Settings{
+		StartDelay:     300 * time.Millisecond,
+		JoinDelay:      300 * time.Millisecond,
+		AgentDelay:     300 * time.Millisecond,
+		SupervisorPort: 9345,
+		APIPort:        6443,
+		ConnectRetry:   time.Second,
+		ManifestPoll:   time.Second,
+		KubeVIPVersion: "v1.2.3",
+		KubeVIPImage:   "ghcr.io/kube-vip/kube-vip",
+	}
+	var err error
+	dur := func(name string, into *time.Duration) {
+		v := getenv(name)
+		if v == "" || err != nil {
+			return
+		}
+		d, perr := time.ParseDuration(v)
+		if perr != nil || d < 0 {
+			err = fmt.Errorf("%s=%q: want a Go duration such as 300ms", name, v)
+			return
+		}
+		*into = d
+	}
+	port := func(name string, into *int) {
+		v := getenv(name)
+		if v == "" || err != nil {
+			return
+		}
+		p, perr := strconv.Atoi(v)
+		if perr != nil || p <= 0 || p > 65535 {
+			err = fmt.Errorf("%s=%q: want a port number", name, v)
+			return
+		}
+		*into = p
+	}
+	dur("RKE2SIM_START_DELAY", &s.StartDelay)
+	dur("RKE2SIM_JOIN_DELAY", &s.JoinDelay)
+	dur("RKE2SIM_AGENT_DELAY", &s.AgentDelay)
+	dur("RKE2SIM_VIP_RETRY", &s.VIPRetry)
+	dur("RKE2SIM_VIP_LEASE", &s.VIPLease)
+	dur("RKE2SIM_CONNECT_RETRY", &s.ConnectRetry)
+	dur("RKE2SIM_MANIFEST_POLL", &s.ManifestPoll)
+	port("RKE2SIM_SUPERVISOR_PORT", &s.SupervisorPort)
+	port("RKE2SIM_API_PORT", &s.APIPort)
+	if v := getenv("RKE2SIM_KUBEVIP_VERSION"); v != "" {
+		s.KubeVIPVersion = v
+	}
+	if v := getenv("RKE2SIM_KUBEVIP_IMAGE"); v != "" {
+		s.KubeVIPImage = v
+	}
+	s.Version = versionString(getenv)
+	return s, err
+}
+
+// versionString: RKE2SIM_VERSION, then <exe dir>/../share/rke2/sim-version
+// (written by make-artifacts.sh), then DefaultVersion.
+func versionString(getenv func(string) string) string {
+	if v := strings.TrimSpace(getenv("RKE2SIM_VERSION")); v != "" {
+		return v
+	}
+	if exe, err := os.Executable(); err == nil {
+		if raw, err := os.ReadFile(filepath.Join(filepath.Dir(exe), "..", "share", "rke2", "sim-version")); err == nil {
+			if v := strings.TrimSpace(string(raw)); v != "" {
+				return v
+			}
+		}
+	}
+	return DefaultVersion
+}

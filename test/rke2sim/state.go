@@ -1,0 +1,124 @@
+package rke2sim
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+)
+
+// Modes recorded in state.json.
+const (
+	ModeClusterInit = "cluster-init"
+	ModeJoin        = "join"
+	ModeAgent       = "agent"
+)
+
+// Rejection is one turned-away attempt recorded in state.json.
+type Rejection struct {
+	At     string `json:"at"`
+	Reason string `json:"reason"`
+}
+
+// State is <data-dir>/sim/state.json, the evidence tests read. Every field is
+// always present; times are RFC 3339 with nanoseconds, "" when not applicable.
+type State struct {
+	Mode         string      `json:"mode"`
+	CAHash       string      `json:"ca_hash"`
+	JoinedVia    string      `json:"joined_via"`
+	JoinStarted  string      `json:"join_started"`
+	JoinFinished string      `json:"join_finished"`
+	Rejections   []Rejection `json:"rejections"`
+}
+
+// StatePath is where state.json lives under a data-dir.
+func StatePath(dataDir string) string { return filepath.Join(dataDir, "sim", "state.json") }
+
+// ReadState reads state.json; a missing file is an empty state.
+func ReadState(dataDir string) (State, error) {
+	raw, err := os.ReadFile(StatePath(dataDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return State{Rejections: []Rejection{}}, nil
+	}
+	if err != nil {
+		return State{}, fmt.Errorf("state: %w", err)
+	}
+	var st State
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return State{}, fmt.Errorf("state: %s: %w", StatePath(dataDir), err)
+	}
+	if st.Rejections == nil {
+		st.Rejections = []Rejection{}
+	}
+	return st, nil
+}
+
+// WriteState writes state.json atomically.
+func WriteState(dataDir string, st State) error {
+	if st.Rejections == nil {
+		st.Rejections = []Rejection{}
+	}
+	raw, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	return writeFileAtomic(StatePath(dataDir), append(raw, '\n'), 0o644)
+}
+
+// stamp formats a time for state.json.
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// Member is one etcd member of the simulated cluster.
+type Member struct {
+	Name string `json:"name"`
+	URL  string `json:"url"` // https://node-ip:supervisor-port
+}
+
+// Datastore is <data-dir>/server/db/etcd/member.json: which cluster this
+// host's datastore belongs to and the members it knows.
+type Datastore struct {
+	ClusterID string   `json:"cluster_id"`
+	CAHash    string   `json:"ca_hash"`
+	Mode      string   `json:"mode"` // how this member came to be: cluster-init or join
+	Self      string   `json:"self"`
+	Members   []Member `json:"members"`
+}
+
+func datastoreDir(dataDir string) string { return filepath.Join(dataDir, "server", "db", "etcd") }
+
+// HasDatastore says whether <data-dir>/server/db/etcd exists: then RKE2
+// resumes that cluster and ignores server:.
+func HasDatastore(dataDir string) bool {
+	fi, err := os.Stat(datastoreDir(dataDir))
+	return err == nil && fi.IsDir()
+}
+
+// ReadDatastore reads the member file.
+func ReadDatastore(dataDir string) (Datastore, error) {
+	raw, err := os.ReadFile(filepath.Join(datastoreDir(dataDir), "member.json"))
+	if err != nil {
+		return Datastore{}, fmt.Errorf("datastore: %w", err)
+	}
+	var ds Datastore
+	if err := json.Unmarshal(raw, &ds); err != nil {
+		return Datastore{}, fmt.Errorf("datastore: %w", err)
+	}
+	return ds, nil
+}
+
+// WriteDatastore writes the member file (members sorted by name).
+func WriteDatastore(dataDir string, ds Datastore) error {
+	sort.Slice(ds.Members, func(i, j int) bool { return ds.Members[i].Name < ds.Members[j].Name })
+	raw, err := json.MarshalIndent(ds, "", "  ")
+	if err != nil {
+		return fmt.Errorf("datastore: %w", err)
+	}
+	if err := os.MkdirAll(datastoreDir(dataDir), 0o700); err != nil {
+		return fmt.Errorf("datastore: %w", err)
+	}
+	return writeFileAtomic(filepath.Join(datastoreDir(dataDir), "member.json"), append(raw, '\n'), 0o600)
+}

@@ -1,0 +1,285 @@
+package rke2sim
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// vipStandIn plays kube-vip: it watches the manifests folder, validates the
+// kube-vip objects, and while they are valid competes for the VIP.
+type vipStandIn struct {
+	n        *node
+	handlers handlerSet
+	cert     tls.Certificate
+	net      vipNet // nil: the host's (netlink + ARP)
+}
+
+func (v *vipStandIn) run(ctx context.Context) {
+	dir := filepath.Join(v.n.cfg.DataDir, "server", "manifests")
+	check := kubeVIPCheck{
+		version: v.n.set.KubeVIPVersion,
+		image:   v.n.set.KubeVIPImage,
+		ifaceExists: func(name string) bool {
+			_, err := net.InterfaceByName(name)
+			return err == nil
+		},
+	}
+	log := v.n.log.Named("kube-vip")
+	var (
+		lastKey string
+		running *vipSpec
+		stop    = func() {}
+	)
+	defer func() { stop() }()
+	for {
+		docs, parseProblems, err := readManifests(dir)
+		var (
+			spec     vipSpec
+			found    bool
+			problems []string
+		)
+		if err == nil {
+			spec, found, problems = check.validate(docs)
+		}
+		key := fmt.Sprint(err, parseProblems, found, spec, problems)
+		if key != lastKey {
+			lastKey = key
+			for _, p := range parseProblems {
+				log.Error("manifest does not parse: skipped", zap.String("problem", p))
+			}
+			switch {
+			case err != nil:
+				log.Error("cannot read manifests", zap.String("dir", dir), zap.Error(err))
+			case !found:
+				log.Info("no kube-vip DaemonSet in manifests: no VIP", zap.String("dir", dir))
+			case len(problems) > 0:
+				for _, p := range problems {
+					log.Error("kube-vip manifest: " + p)
+				}
+				log.Error("kube-vip manifest invalid: the VIP stays down", zap.Int("problems", len(problems)))
+			default:
+				log.Info("kube-vip manifest valid", zap.String("vip", spec.Address.String()), zap.String("interface", spec.Interface))
+			}
+			valid := err == nil && found && len(problems) == 0
+			if running != nil && (!valid || !running.equal(spec)) {
+				stop()
+				stop, running = func() {}, nil
+			}
+			if valid && running == nil {
+				running = &spec
+				cctx, cancel := context.WithCancel(ctx)
+				var wg sync.WaitGroup
+				wg.Add(1)
+				go func(spec vipSpec) {
+					defer wg.Done()
+					v.compete(cctx, spec, log)
+				}(spec)
+				stop = func() { cancel(); wg.Wait() }
+			}
+		}
+		if sleep(ctx, v.n.set.ManifestPoll) != nil {
+			return
+		}
+	}
+}
+
+func (v *vipStandIn) timings(spec vipSpec) (retry, lease time.Duration) {
+	retry, lease = spec.RetryPeriod, spec.LeaseDuration
+	if v.n.set.VIPRetry > 0 {
+		retry = v.n.set.VIPRetry
+	}
+	if v.n.set.VIPLease > 0 {
+		lease = v.n.set.VIPLease
+	}
+	return retry, lease
+}
+
+func (v *vipStandIn) compete(ctx context.Context, spec vipSpec, log *zap.Logger) {
+	log = log.With(zap.String("vip", spec.Address.String()), zap.String("interface", spec.Interface))
+	if spec.Interface == "lo" {
+		v.competeLoopback(ctx, spec, log)
+		return
+	}
+	nw := v.net
+	if nw == nil {
+		nw = hostNet{}
+	}
+	v.competeARP(ctx, spec, nw, log)
+}
+
+// competeLoopback holds the VIP by binding VIP:supervisor-port: only one
+// process can, so the VIP moves when its holder dies.
+func (v *vipStandIn) competeLoopback(ctx context.Context, spec vipSpec, log *zap.Logger) {
+	retry, _ := v.timings(spec)
+	addr := net.JoinHostPort(spec.Address.String(), strconv.Itoa(v.n.set.SupervisorPort))
+	var lastErr string
+	for {
+		ln, err := net.Listen("tcp", addr)
+		if err == nil {
+			log.Info("VIP acquired", zap.String("listen", addr))
+			v.serveVIP(ctx, spec, ln, log)
+			log.Info("VIP released")
+			return
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) && err.Error() != lastErr {
+			log.Warn("cannot bind VIP", zap.Error(err))
+		}
+		lastErr = err.Error()
+		if sleep(ctx, retry) != nil {
+			return
+		}
+	}
+}
+
+// serveVIP serves the node's handlers (same certificate) on the VIP until
+// ctx ends: the supervisor on ln, the API port when it can be bound.
+func (v *vipStandIn) serveVIP(ctx context.Context, spec vipSpec, ln net.Listener, log *zap.Logger) {
+	var wg sync.WaitGroup
+	apiAddr := net.JoinHostPort(spec.Address.String(), strconv.Itoa(v.n.set.APIPort))
+	if apiLn, err := net.Listen("tcp", apiAddr); err == nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			serveTLS(ctx, apiLn, v.handlers.api, v.cert, log)
+		}()
+	} else {
+		log.Warn("cannot serve the API port on the VIP", zap.Error(err))
+	}
+	serveTLS(ctx, ln, v.handlers.supervisor, v.cert, log)
+	wg.Wait()
+}
+
+// vipNet is what ARP mode needs from the host.
+type vipNet interface {
+	HasAddr(ifname string, ip net.IP) (bool, error)
+	AddAddr(ifname string, ip net.IP) error
+	DelAddr(ifname string, ip net.IP) error
+	// Announce sends gratuitous ARP for ip from ifname.
+	Announce(ifname string, ip net.IP) error
+	// OtherHolder asks who else answers ARP for ip; it returns the
+	// hardware address of another holder, or nil.
+	OtherHolder(ifname string, ip net.IP) (net.HardwareAddr, error)
+	OwnMAC(ifname string) (net.HardwareAddr, error)
+}
+
+// competeARP: a simple lease over the network. A server claims the VIP once
+// it has not answered /ping for the lease duration (plus jitter), adds it
+// (/32) and announces it by gratuitous ARP. A holder that hears another
+// holder answer ARP for the VIP keeps it only if its MAC is the lower one.
+func (v *vipStandIn) competeARP(ctx context.Context, spec vipSpec, nw vipNet, log *zap.Logger) {
+	retry, lease := v.timings(spec)
+	jitter := func() time.Duration { return time.Duration(rand.Int64N(int64(retry) + 1)) }
+	ifname, ip := spec.Interface, spec.Address
+	addr := net.JoinHostPort(ip.String(), strconv.Itoa(v.n.set.SupervisorPort))
+	var (
+		holding  bool
+		serveEnd = func() {}
+	)
+	release := func(why string) {
+		serveEnd()
+		serveEnd = func() {}
+		if err := nw.DelAddr(ifname, ip); err != nil {
+			log.Warn("cannot remove VIP", zap.Error(err))
+		}
+		holding = false
+		log.Info("VIP released", zap.String("why", why))
+	}
+	defer func() {
+		if holding {
+			release("stopping")
+		}
+	}()
+	// A fresh start waits one retry period (plus jitter) before its first claim.
+	lastSeen := time.Now().Add(-lease).Add(retry)
+	claimAfter := lease + jitter()
+	for {
+		if !holding {
+			if has, err := nw.HasAddr(ifname, ip); err == nil && has {
+				log.Info("VIP already on the interface: taking it as ours")
+				holding = true
+			} else if pingVIP(ctx, addr) {
+				lastSeen = time.Now()
+			} else if time.Since(lastSeen) >= claimAfter {
+				if err := nw.AddAddr(ifname, ip); err != nil {
+					log.Warn("cannot add VIP", zap.Error(err))
+				} else {
+					holding = true
+				}
+			}
+			if holding {
+				ln, err := net.Listen("tcp", addr)
+				if err != nil {
+					log.Warn("cannot serve on VIP", zap.Error(err))
+					release("listen failed")
+				} else {
+					sctx, cancel := context.WithCancel(ctx)
+					var wg sync.WaitGroup
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						v.serveVIP(sctx, spec, ln, log)
+					}()
+					serveEnd = func() { cancel(); wg.Wait() }
+					if err := nw.Announce(ifname, ip); err != nil {
+						log.Warn("gratuitous ARP failed", zap.Error(err))
+					}
+					log.Info("VIP acquired", zap.String("listen", addr))
+				}
+				claimAfter = lease + jitter()
+			}
+		} else {
+			other, err := nw.OtherHolder(ifname, ip)
+			if err != nil {
+				log.Debug("ARP conflict check failed", zap.Error(err))
+			}
+			if other != nil {
+				own, _ := nw.OwnMAC(ifname)
+				if bytes.Compare(own, other) > 0 {
+					release("another holder " + other.String() + " has the lower MAC")
+					lastSeen = time.Now()
+				} else {
+					log.Warn("another host answers for the VIP: keeping it (lower MAC)", zap.String("other", other.String()))
+					_ = nw.Announce(ifname, ip)
+				}
+			}
+		}
+		if sleep(ctx, retry) != nil {
+			return
+		}
+	}
+}
+
+// pingVIP asks the VIP's supervisor for pong (any certificate: this only
+// checks that someone holds it).
+func pingVIP(ctx context.Context, addr string) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // liveness only
+	defer c.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/ping", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64))
+	return resp.StatusCode == http.StatusOK && strings.TrimSpace(string(body)) == "pong"
+}
