@@ -240,4 +240,3 @@ func journalLines(ctx context.Context, unit string) []string {
 	}
 	return strings.Split(strings.TrimRight(string(out), "\n"), "\n")
 }
-
