@@ -2,6 +2,7 @@ package rke2sim
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -61,11 +62,15 @@ func readManifests(dir string) ([]manifestDoc, []string, error) {
 		if err != nil {
 			return nil, nil, err
 		}
+		// Like RKE2's deploy controller, a file that does not decode is
+		// skipped whole: none of its objects is applied.
+		var fileDocs []manifestDoc
 		dec := yaml.NewDecoder(bytes.NewReader(raw))
 		for {
 			var obj map[string]any
 			err := dec.Decode(&obj)
 			if errors.Is(err, io.EOF) {
+				docs = append(docs, fileDocs...)
 				break
 			}
 			if err != nil {
@@ -73,7 +78,7 @@ func readManifests(dir string) ([]manifestDoc, []string, error) {
 				break
 			}
 			if obj != nil {
-				docs = append(docs, manifestDoc{file: e.Name(), obj: obj})
+				fileDocs = append(fileDocs, manifestDoc{file: e.Name(), obj: obj})
 			}
 		}
 	}
@@ -443,11 +448,11 @@ func show(v any) string {
 	case string:
 		return strconv.Quote(t)
 	case map[string]any, []any:
-		raw, err := yaml.Marshal(t)
+		raw, err := json.Marshal(t)
 		if err != nil {
 			return fmt.Sprint(t)
 		}
-		return strings.ReplaceAll(strings.TrimSpace(string(raw)), "\n", "; ")
+		return string(raw)
 	default:
 		return fmt.Sprint(t)
 	}

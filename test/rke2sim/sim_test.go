@@ -213,7 +213,7 @@ func TestStateAfterRestarts(t *testing.T) {
 	j.stop()
 	j2 := startSim(t, simSpec{dataDir: j.dataDir, config: "node-ip: " + addr(5, 3) + "\nnode-name: j\ntoken: " + again.token() + "\nserver: " + supURL(ip) + "\n"})
 	j2.waitReady()
-	if got := j2.state(); (got.Mode != ModeJoin || got.CAHash != js.CAHash || got.JoinStarted != js.JoinStarted || got.JoinedVia != js.JoinedVia) {
+	if got := j2.state(); got.Mode != ModeJoin || got.CAHash != js.CAHash || got.JoinStarted != js.JoinStarted || got.JoinedVia != js.JoinedVia {
 		t.Fatalf("joined server after restart %+v, before %+v", got, js)
 	}
 }
