@@ -1,0 +1,155 @@
+package installer
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// fakeServices is a ServiceManager whose units are as the test says.
+type fakeServices struct {
+	active map[Role]bool
+	err    error
+}
+
+func (f *fakeServices) Start(ctx context.Context, role Role) error      { return f.err }
+func (f *fakeServices) WaitActive(ctx context.Context, role Role) error { return f.err }
+func (f *fakeServices) Stop(ctx context.Context, role Role) error       { return f.err }
+func (f *fakeServices) Active(ctx context.Context, role Role) (bool, error) {
+	return f.active[role], f.err
+}
+
+func TestReady(t *testing.T) {
+	answer := "pong"
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/ping" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write([]byte(answer))
+	}))
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	host, portStr, _ := net.SplitHostPort(u.Host)
+	port, _ := strconv.Atoi(portStr)
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	closedPort := closed.Addr().(*net.TCPAddr).Port
+	closed.Close()
+
+	tests := []struct {
+		name   string
+		svc    *fakeServices
+		role   Role
+		port   int
+		answer string
+		want   string
+	}{
+		{"server ready", &fakeServices{active: map[Role]bool{RoleServer: true}}, RoleServer, port, "pong", ""},
+		{"agent needs no ping", &fakeServices{active: map[Role]bool{RoleAgent: true}}, RoleAgent, closedPort, "", ""},
+		{"server inactive", &fakeServices{}, RoleServer, port, "pong", "rke2-server.service is not active"},
+		{"agent inactive", &fakeServices{active: map[Role]bool{RoleServer: true}}, RoleAgent, port, "pong", "rke2-agent.service is not active"},
+		{"wrong answer", &fakeServices{active: map[Role]bool{RoleServer: true}}, RoleServer, port, "pang", `answered 200 OK "pang", want 200 "pong"`},
+		{"supervisor down", &fakeServices{active: map[Role]bool{RoleServer: true}}, RoleServer, closedPort, "", "readiness: supervisor:"},
+		{"service manager error", &fakeServices{err: errors.New("dbus: gone")}, RoleServer, port, "pong", "readiness: dbus: gone"},
+		{"bad role", &fakeServices{}, "master", port, "pong", `role "master"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			answer = tc.answer
+			r := NewReadiness(tc.svc)
+			r.Port = tc.port
+			err := r.Ready(context.Background(), tc.role, host)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestInspect(t *testing.T) {
+	root := t.TempDir()
+	dataDir := filepath.Join(root, "rke2")
+	st, err := Inspect(context.Background(), InspectOptions{SearchPaths: []string{}, RKE2DataDir: dataDir})
+	if err != nil || st.Installed || st.HasDatastore || st.Running != "" {
+		t.Fatalf("empty host: %+v, %v", st, err)
+	}
+	bin := writeFakeRKE2(t, filepath.Join(root, "usr", "local"), "v1.36.4+rke2r1")
+	os.MkdirAll(DatastorePath(dataDir), 0o700)
+	st, err = Inspect(context.Background(), InspectOptions{
+		SearchPaths: []string{filepath.Join(root, "opt", "bin"), filepath.Dir(bin)},
+		RKE2DataDir: dataDir,
+		Services:    &fakeServices{active: map[Role]bool{RoleAgent: true}},
+	})
+	want := State{Installed: true, Bin: bin, Version: "v1.36.4+rke2r1", Running: RoleAgent, HasDatastore: true, Datastore: filepath.Join(dataDir, "server", "db", "etcd")}
+	if err != nil || st != want {
+		t.Fatalf("Inspect = %+v, %v\nwant %+v", st, err, want)
+	}
+	broken := filepath.Join(root, "broken")
+	os.WriteFile(broken, []byte("#!/bin/sh\necho hello\n"), 0o755)
+	if _, err := Inspect(context.Background(), InspectOptions{RKE2Bin: broken}); err == nil || !strings.Contains(err.Error(), `printed "hello"`) {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := Inspect(context.Background(), InspectOptions{SearchPaths: []string{}, Services: &fakeServices{err: errors.New("dbus: gone")}}); err == nil {
+		t.Fatal("service manager error ignored")
+	}
+	if DatastorePath("") != "/var/lib/rancher/rke2/server/db/etcd" {
+		t.Fatal(DatastorePath(""))
+	}
+}
+
+func TestCheckDatastore(t *testing.T) {
+	caPEM := []byte("-----BEGIN CERTIFICATE-----\nMIIBthisca\n-----END CERTIFICATE-----\n")
+	clusterHash := CAHashOf(caPEM)
+	empty := t.TempDir()
+	withStore := t.TempDir()
+	os.MkdirAll(DatastorePath(withStore), 0o700)
+	member := t.TempDir()
+	os.MkdirAll(DatastorePath(member), 0o700)
+	os.MkdirAll(filepath.Dir(ServerCAPath(member)), 0o700)
+	os.WriteFile(ServerCAPath(member), caPEM, 0o600)
+	tests := []struct {
+		name string
+		opts GuardOptions
+		want string
+	}{
+		{"fresh host bootstraps", GuardOptions{Case: Bootstrap, RKE2DataDir: empty}, ""},
+		{"fresh host joins", GuardOptions{Case: JoinServer, RKE2DataDir: empty, CAHash: clusterHash}, ""},
+		{"bootstrap resuming", GuardOptions{Case: Bootstrap, RKE2DataDir: withStore, Resuming: true}, ""},
+		{"agent ignores datastores", GuardOptions{Case: Agent, RKE2DataDir: withStore}, ""},
+		{"joined member restarts", GuardOptions{Case: JoinServer, RKE2DataDir: member, CAHash: clusterHash}, ""},
+		{"bootstrap over an old datastore", GuardOptions{Case: Bootstrap, RKE2DataDir: withStore},
+			"this host already holds an RKE2 datastore (" + DatastorePath(withStore) + ") that this cluster never started"},
+		{"join with an unknown datastore", GuardOptions{Case: JoinServer, RKE2DataDir: withStore, CAHash: clusterHash},
+			"datastore (" + DatastorePath(withStore) + ") of an unknown cluster"},
+		{"join with another cluster's datastore", GuardOptions{Case: JoinServer, RKE2DataDir: member, CAHash: strings.Repeat("ab", 32)},
+			"of another cluster (CA hash " + clusterHash + ", this cluster's is abab"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckDatastore(tc.opts)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "rke2-uninstall.sh") {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
