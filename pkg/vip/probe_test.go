@@ -36,7 +36,7 @@ type testCA struct {
 	pem  []byte
 }
 
-func newTestCA(t *testing.T, name string) *testCA {
+func newTestCA(t testing.TB, name string) *testCA {
 	t.Helper()
 	cert, key, der := issue(t, &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
@@ -50,7 +50,7 @@ func newTestCA(t *testing.T, name string) *testCA {
 
 // issue signs tmpl, valid for an hour around now, with a new key: by ca, or
 // by itself when ca is nil.
-func issue(t *testing.T, tmpl *x509.Certificate, ca *testCA) (*x509.Certificate, *ecdsa.PrivateKey, []byte) {
+func issue(t testing.TB, tmpl *x509.Certificate, ca *testCA) (*x509.Certificate, *ecdsa.PrivateKey, []byte) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -390,4 +390,23 @@ func checkRegistered(t *testing.T, reg *prometheus.Registry) {
 	for name := range want {
 		t.Errorf("metric %s not registered", name)
 	}
+}
+
+// FuzzCAHash: whatever a host on the VIP serves as /cacerts, hashing it must
+// not panic, and a hash comes only with at least one certificate.
+func FuzzCAHash(f *testing.F) {
+	ca := newTestCA(f, "seed")
+	f.Add(ca.pem)
+	f.Add(append(append([]byte{}, ca.pem...), ca.pem...))
+	f.Add([]byte("404 page not found\n"))
+	f.Add([]byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"))
+	f.Fuzz(func(t *testing.T, bundle []byte) {
+		hash, err := CAHash(bundle)
+		if err == nil && len(hash) != 64 {
+			t.Fatalf("hash %q of %q is not 64 hex digits", hash, bundle)
+		}
+		if err != nil && hash != "" {
+			t.Fatalf("hash %q returned with error %v", hash, err)
+		}
+	})
 }
