@@ -3,7 +3,7 @@ package cli
 import (
 	"github.com/spf13/cobra"
 
-	"github.com/rke2-hanode/rke2-hanode/pkg/config"
+	"github.com/rke2-hanode/rke2-hanode/pkg/node"
 	"github.com/rke2-hanode/rke2-hanode/pkg/vip"
 )
 
@@ -20,7 +20,7 @@ func newRenderCmd() *cobra.Command {
 		if err != nil {
 			return usageErr(err)
 		}
-		data, err := vip.RenderManifests(KubeVIPOptions(c))
+		data, err := vip.RenderManifests(node.KubeVIPOptions(c))
 		if err != nil {
 			return usageErr(err)
 		}
@@ -29,17 +29,4 @@ func newRenderCmd() *cobra.Command {
 	}
 	cmd.AddCommand(kv)
 	return cmd
-}
-
-// KubeVIPOptions maps the configuration onto the kube-vip renderer.
-func KubeVIPOptions(c *config.Config) vip.ManifestOptions {
-	return vip.ManifestOptions{
-		Interface:     c.Interface,
-		VIP:           c.VIP,
-		Image:         c.KubeVIPImage,
-		Version:       c.KubeVIPVersion,
-		LeaseDuration: c.KubeVIPLease,
-		RenewDeadline: c.KubeVIPRenew,
-		RetryPeriod:   c.KubeVIPRetry,
-	}
 }

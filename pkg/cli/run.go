@@ -17,7 +17,7 @@ import (
 	"github.com/rke2-hanode/rke2-hanode/pkg/httpapi"
 	"github.com/rke2-hanode/rke2-hanode/pkg/logging"
 	"github.com/rke2-hanode/rke2-hanode/pkg/metrics"
-	"github.com/rke2-hanode/rke2-hanode/pkg/status"
+	"github.com/rke2-hanode/rke2-hanode/pkg/node"
 	"github.com/rke2-hanode/rke2-hanode/pkg/version"
 )
 
@@ -68,25 +68,31 @@ func runDaemon(ctx context.Context, c *config.Config) error {
 	if err != nil {
 		return runtimeErr(err)
 	}
-	since := nowFunc()
+	nd, err := node.New(node.Options{Config: c, Logger: log, Registerer: reg})
+	if err != nil {
+		return runtimeErr(err)
+	}
 	srv, err := httpapi.Listen(httpapi.Config{
 		Address:  c.HTTPAddress,
 		Gatherer: reg,
 		Logger:   log.Named("http"),
-		Status: func() status.Status {
-			return status.Status{
-				Node:    status.Node{Name: c.NodeName, Role: c.Role, Phase: status.PhasePreflight, Since: since},
-				Cluster: status.Cluster{Name: c.ClusterName, ExpectServers: c.ExpectServers, VIP: c.VIP},
-			}
-		},
+		Status:   nd.Status,
 	})
 	if err != nil {
 		return runtimeErr(err)
 	}
 	log.Info("serving metrics and status", zap.String("address", srv.Addr().String()))
-	notify("READY=1", "STATUS=preflight: the phase machine is not available in this build")
-	err = srv.Serve(ctx)
+	notify("READY=1")
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- srv.Serve(ctx) }()
+	err = nd.Run(ctx)
+	cancel()
 	notify("STOPPING=1")
+	if herr := <-httpErr; err == nil {
+		err = herr
+	}
 	log.Info("stopped")
 	if err != nil {
 		return runtimeErr(err)

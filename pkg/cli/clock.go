@@ -1,5 +1,0 @@
-package cli
-
-import "time"
-
-var nowFunc = time.Now
