@@ -1,0 +1,89 @@
+#!/bin/sh
+# rke2sim's stand-in for the RKE2 install script, airgap (tar) path only.
+# Written from the documented behaviour, not from the real script: it
+# installs an artifact folder (INSTALL_RKE2_ARTIFACT_PATH) holding
+# rke2.linux-amd64.tar.gz and sha256sum-amd64.txt, exactly where and how the
+# real script would, and never enables or starts a unit.
+#
+# Variables: INSTALL_RKE2_ARTIFACT_PATH (required), INSTALL_RKE2_TAR_PREFIX
+# (/usr/local, or /opt/rke2 when /usr/local is read-only or its own mount),
+# INSTALL_RKE2_TYPE (server|agent: no effect in tar mode, both units are
+# installed), INSTALL_RKE2_METHOD (only tar), INSTALL_RKE2_AGENT_IMAGES_DIR
+# (/var/lib/rancher/rke2/agent/images). INSTALL_RKE2_VERSION and
+# INSTALL_RKE2_CHANNEL are ignored in airgap mode, as by the real script.
+set -e
+
+info() { echo "[INFO]  $*"; }
+warn() { echo "[WARN]  $*" >&2; }
+fatal() { echo "[ERROR] $*" >&2; exit 1; }
+
+if [ "$(id -u)" != 0 ]; then
+    fatal "You need to be root to perform this install"
+fi
+
+ARTIFACT_PATH="${INSTALL_RKE2_ARTIFACT_PATH:-}"
+[ -n "${ARTIFACT_PATH}" ] || fatal "this rke2sim installer only installs from INSTALL_RKE2_ARTIFACT_PATH (airgap)"
+
+case "${INSTALL_RKE2_METHOD:-tar}" in
+    tar) ;;
+    *) fatal "INSTALL_RKE2_METHOD=${INSTALL_RKE2_METHOD}: only tar is supported with INSTALL_RKE2_ARTIFACT_PATH" ;;
+esac
+case "${INSTALL_RKE2_TYPE:-server}" in
+    server|agent) ;;
+    *) fatal "INSTALL_RKE2_TYPE=${INSTALL_RKE2_TYPE}: want server or agent" ;;
+esac
+
+if [ -z "${INSTALL_RKE2_TAR_PREFIX:-}" ]; then
+    INSTALL_RKE2_TAR_PREFIX=/usr/local
+    if [ -d /usr/local ] && { ! touch /usr/local/.rke2-install-probe 2>/dev/null || \
+        { command -v mountpoint >/dev/null 2>&1 && mountpoint -q /usr/local; }; }; then
+        INSTALL_RKE2_TAR_PREFIX=/opt/rke2
+    fi
+    rm -f /usr/local/.rke2-install-probe 2>/dev/null || true
+fi
+PREFIX="${INSTALL_RKE2_TAR_PREFIX}"
+IMAGES_DIR="${INSTALL_RKE2_AGENT_IMAGES_DIR:-/var/lib/rancher/rke2/agent/images}"
+TARBALL=rke2.linux-amd64.tar.gz
+SUMS=sha256sum-amd64.txt
+
+if command -v rpm >/dev/null 2>&1 && rpm -q rke2-common >/dev/null 2>&1; then
+    fatal "RKE2 is installed from RPMs on this host: remove them before a tar install"
+fi
+
+TMP_DIR=$(mktemp -d -t rke2-install.XXXXXXXXXX)
+trap 'rm -rf "${TMP_DIR}"' EXIT
+
+info "staging artifacts from ${ARTIFACT_PATH}"
+cp -f "${ARTIFACT_PATH}/${SUMS}" "${TMP_DIR}/${SUMS}"
+cp -f "${ARTIFACT_PATH}/${TARBALL}" "${TMP_DIR}/${TARBALL}"
+
+# The checksum file is plain sha256sum output: the hash of the line naming
+# the tarball (the first field). Any other line is ignored.
+EXPECTED=$(awk -v f="${TARBALL}" '$2 == f || $2 == "*" f { print $1 }' "${TMP_DIR}/${SUMS}")
+GOT=$(sha256sum "${TMP_DIR}/${TARBALL}" | awk '{ print $1 }')
+if [ "${EXPECTED}" != "${GOT}" ]; then
+    fatal "download sha256 does not match ${EXPECTED}, got ${GOT}"
+fi
+
+for image in "${ARTIFACT_PATH}"/rke2-images*.linux-amd64*; do
+    [ -f "${image}" ] || continue
+    mkdir -p "${IMAGES_DIR}"
+    info "copying $(basename "${image}") to ${IMAGES_DIR}"
+    cp -f "${image}" "${IMAGES_DIR}/"
+done
+
+info "unpacking ${TARBALL} under ${PREFIX}"
+mkdir -p "${PREFIX}"
+tar xzf "${TMP_DIR}/${TARBALL}" -C "${PREFIX}"
+
+if [ "${PREFIX}" != /usr/local ]; then
+    info "rewriting /usr/local to ${PREFIX} in the units and the uninstall script"
+    for f in "${PREFIX}"/lib/systemd/system/rke2-*.service "${PREFIX}/bin/rke2-uninstall.sh"; do
+        [ -f "${f}" ] && sed -i "s|/usr/local|${PREFIX}|g" "${f}"
+    done
+fi
+
+if command -v systemctl >/dev/null 2>&1; then
+    systemctl daemon-reload || warn "systemctl daemon-reload failed"
+fi
+info "installed; no unit was enabled or started"

@@ -1,0 +1,290 @@
+package rke2sim
+
+import (
+	"archive/tar"
+	"bufio"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// simBinary builds cmd/rke2sim once per test run.
+func simBinary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the rke2sim binary; skipped with -short")
+	}
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "rke2sim-bin")
+		if buildErr != nil {
+			return
+		}
+		out, err := exec.Command("go", "build", "-o", filepath.Join(buildDir, "rke2sim"), "./cmd/rke2sim").CombinedOutput()
+		if err != nil {
+			buildErr = errors.New(string(out))
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("build rke2sim: %v", buildErr)
+	}
+	return filepath.Join(buildDir, "rke2sim")
+}
+
+func TestBinaryVersionAndUsage(t *testing.T) {
+	bin := simBinary(t)
+	cmd := exec.Command(bin, "--version")
+	cmd.Env = append(os.Environ(), "RKE2SIM_VERSION=v1.36.4+rke2r1")
+	out, err := cmd.Output()
+	if err != nil || !strings.HasPrefix(string(out), "rke2 version v1.36.4+rke2r1 (sim)\n") {
+		t.Fatalf("--version: %q %v", out, err)
+	}
+	for _, args := range [][]string{{}, {"frobnicate"}, {"server", "--no-such-flag"}} {
+		err := exec.Command(bin, args...).Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+			t.Errorf("%v: %v, want exit 2", args, err)
+		}
+	}
+}
+
+// TestBinaryKilledHolderLosesVIP runs real processes and SIGKILLs the VIP
+// holder: the VIP moves to the survivor.
+func TestBinaryKilledHolderLosesVIP(t *testing.T) {
+	bin := simBinary(t)
+	vip := addr(9, 100)
+	start := func(host int, name, extra string) (*exec.Cmd, *syncBuffer, string) {
+		dataDir := withManifests(t, loManifest(t, vip))
+		cfg := filepath.Join(t.TempDir(), "config.yaml")
+		body := strings.Join([]string{"node-ip: " + addr(9, host), "node-name: " + name, "tls-san: [" + vip + "]", "data-dir: " + dataDir, extra}, "\n")
+		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, "server", "--config", cfg)
+		for k, v := range baseEnv() {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+		log := &syncBuffer{}
+		cmd.Stderr = log
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		})
+		return cmd, log, dataDir
+	}
+	a, alog, aDir := start(1, "a", "token: kill")
+	eventually(t, 60*time.Second, "the VIP on a", func() bool { return vipAnswers(vip) && strings.Contains(alog.String(), "VIP acquired") })
+	raw, err := os.ReadFile(filepath.Join(aDir, "server", "token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, blog, _ := start(2, "b", "token: "+strings.TrimSpace(string(raw))+"\nserver: "+supURL(addr(9, 1)))
+	eventually(t, 60*time.Second, "b to join", func() bool { return strings.Contains(blog.String(), "\tready") })
+	if err := a.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "the VIP on b", func() bool { return vipAnswers(vip) && strings.Contains(blog.String(), "VIP acquired") })
+}
+
+func TestArtifactsAndInstall(t *testing.T) {
+	bin := simBinary(t)
+	out := t.TempDir()
+	cmd := exec.Command("./make-artifacts.sh", bin, out)
+	cmd.Env = append(os.Environ(), "RKE2SIM_VERSION=v1.36.4+rke2r1")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make-artifacts.sh: %v\n%s", err, msg)
+	}
+	tarball := filepath.Join(out, "rke2.linux-amd64.tar.gz")
+	entries := tarEntries(t, tarball)
+	for _, want := range []string{
+		"bin/rke2", "bin/rke2-killall.sh", "bin/rke2-uninstall.sh",
+		"lib/systemd/system/rke2-server.service", "lib/systemd/system/rke2-agent.service",
+		"lib/systemd/system/rke2-server.env", "lib/systemd/system/rke2-agent.env", "share/rke2/sim-version",
+	} {
+		if _, ok := entries[want]; !ok {
+			t.Errorf("tarball lacks %s (has %v)", want, keys(entries))
+		}
+	}
+	for name := range entries {
+		if top, _, _ := strings.Cut(name, "/"); top != "bin" && top != "lib" && top != "share" {
+			t.Errorf("entry %q outside bin/, lib/, share/ (a top-level folder?)", name)
+		}
+	}
+	unit := entries["lib/systemd/system/rke2-server.service"]
+	for _, line := range []string{"Type=notify", "TimeoutStartSec=0", "Restart=always", "RestartSec=5s", "KillMode=process", "Delegate=yes",
+		"ExecCondition=/bin/sh -c '! systemctl is-active --quiet rke2-agent.service'", "ExecStart=/usr/local/bin/rke2 server"} {
+		if !strings.Contains(unit, line+"\n") {
+			t.Errorf("rke2-server.service lacks %q", line)
+		}
+	}
+	sums, err := os.ReadFile(filepath.Join(out, "sha256sum-amd64.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sha256File(t, tarball) + "  rke2.linux-amd64.tar.gz\n"; string(sums) != got {
+		t.Fatalf("sha256sum-amd64.txt = %q, want %q", sums, got)
+	}
+
+	// install.sh against that folder, into a temporary prefix, with a fake systemctl.
+	fakeBin := t.TempDir()
+	calls := filepath.Join(fakeBin, "calls")
+	if err := os.WriteFile(filepath.Join(fakeBin, "systemctl"), []byte("#!/bin/sh\necho \"$*\" >> "+calls+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(out, "rke2-images-kube-vip.linux-amd64.tar"), []byte("image"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	images := filepath.Join(t.TempDir(), "images")
+	install := func(artifacts string) (string, string, error) {
+		prefix := filepath.Join(t.TempDir(), "prefix")
+		cmd := exec.Command(filepath.Join(out, "install.sh"))
+		cmd.Env = append(os.Environ(), "PATH="+fakeBin+":"+os.Getenv("PATH"), "INSTALL_RKE2_ARTIFACT_PATH="+artifacts,
+			"INSTALL_RKE2_TAR_PREFIX="+prefix, "INSTALL_RKE2_AGENT_IMAGES_DIR="+images, "INSTALL_RKE2_TYPE=agent")
+		msg, err := cmd.CombinedOutput()
+		return prefix, string(msg), err
+	}
+	if os.Getuid() != 0 {
+		_, msg, err := install(out)
+		if err == nil || !strings.Contains(msg, "You need to be root to perform this install") {
+			t.Fatalf("non-root install: %v %s", err, msg)
+		}
+		t.Skip("the rest of install.sh needs root")
+	}
+	prefix, msg, err := install(out)
+	if err != nil {
+		t.Fatalf("install.sh: %v\n%s", err, msg)
+	}
+	for _, f := range []string{"bin/rke2", "bin/rke2-uninstall.sh", "lib/systemd/system/rke2-server.service", "lib/systemd/system/rke2-agent.service"} {
+		if _, err := os.Stat(filepath.Join(prefix, f)); err != nil {
+			t.Errorf("not installed: %v", err)
+		}
+	}
+	agentUnit, _ := os.ReadFile(filepath.Join(prefix, "lib/systemd/system/rke2-agent.service"))
+	if !strings.Contains(string(agentUnit), "ExecStart="+prefix+"/bin/rke2 agent") {
+		t.Errorf("the unit does not point at the prefix:\n%s", agentUnit)
+	}
+	if img, err := os.ReadFile(filepath.Join(images, "rke2-images-kube-vip.linux-amd64.tar")); err != nil || string(img) != "image" {
+		t.Errorf("image archive not copied: %v", err)
+	}
+	got, _ := os.ReadFile(calls)
+	if string(got) != "daemon-reload\n" {
+		t.Errorf("systemctl calls %q, want only daemon-reload", got)
+	}
+	ver, err := exec.Command(filepath.Join(prefix, "bin", "rke2"), "--version").Output()
+	if err != nil || !strings.HasPrefix(string(ver), "rke2 version v1.36.4+rke2r1 (sim)") {
+		t.Errorf("installed rke2 --version: %q %v", ver, err)
+	}
+
+	// Failures: a wrong checksum and a missing artifact.
+	corrupt := t.TempDir()
+	copyFile(t, tarball, filepath.Join(corrupt, "rke2.linux-amd64.tar.gz"))
+	bogus := strings.Repeat("0", 64)
+	if err := os.WriteFile(filepath.Join(corrupt, "sha256sum-amd64.txt"), []byte(bogus+"  rke2.linux-amd64.tar.gz\n"+sha256File(t, tarball)+"  other.tar.gz\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, msg, err := install(corrupt); err == nil || !strings.Contains(msg, "download sha256 does not match "+bogus+", got "+sha256File(t, tarball)) {
+		t.Errorf("corrupt checksum: %v\n%s", err, msg)
+	}
+	missing := t.TempDir()
+	copyFile(t, filepath.Join(out, "sha256sum-amd64.txt"), filepath.Join(missing, "sha256sum-amd64.txt"))
+	_, msg, err = install(missing)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(msg, "cp: cannot stat") {
+		t.Errorf("missing tarball: %v\n%s", err, msg)
+	}
+}
+
+func tarEntries(t *testing.T, path string) map[string]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(gz)
+	out := map[string]string{}
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		var b strings.Builder
+		if h.Size < 1<<16 {
+			if _, err := io.Copy(&b, tr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out[h.Name] = b.String()
+	}
+}
+
+func keys(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func sha256File(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, bufio.NewReader(f)); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	raw, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
