@@ -81,7 +81,7 @@ func Inspect(ctx context.Context, opts InspectOptions) (State, error) {
 	return st, nil
 }
 
-// GuardOptions is what CheckDatastore needs to know.
+// GuardOptions is what GuardDatastore needs to know.
 type GuardOptions struct {
 	Case        Case
 	RKE2DataDir string
@@ -93,12 +93,12 @@ type GuardOptions struct {
 	Resuming bool
 }
 
-// CheckDatastore is called before RKE2's config is written. A host holding
+// GuardDatastore is called before RKE2's config is written. A host holding
 // an etcd datastore never gets a config without `server:` unless it is the
 // bootstrap node resuming, and never joins when the datastore belongs to
 // another cluster: RKE2 ignores `server:` when a datastore exists, so the
 // host would quietly bring back the old cluster.
-func CheckDatastore(opts GuardOptions) error {
+func GuardDatastore(opts GuardOptions) error {
 	path := DatastorePath(opts.RKE2DataDir)
 	if opts.Case == Agent || opts.Resuming {
 		return nil

@@ -111,7 +111,7 @@ func TestInspect(t *testing.T) {
 	}
 }
 
-func TestCheckDatastore(t *testing.T) {
+func TestGuardDatastore(t *testing.T) {
 	caPEM := []byte("-----BEGIN CERTIFICATE-----\nMIIBthisca\n-----END CERTIFICATE-----\n")
 	clusterHash := CAHashOf(caPEM)
 	empty := t.TempDir()
@@ -140,7 +140,7 @@ func TestCheckDatastore(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := CheckDatastore(tc.opts)
+			err := GuardDatastore(tc.opts)
 			if tc.want == "" {
 				if err != nil {
 					t.Fatal(err)

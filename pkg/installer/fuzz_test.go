@@ -1,0 +1,82 @@
+package installer
+
+import (
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// FuzzRenderConfigRoundTrip: whatever token and names a config carries,
+// RKE2 reads back exactly what was meant.
+func FuzzRenderConfigRoundTrip(f *testing.F) {
+	f.Add("my-shared-secret", "node-1", "k8s.example.com", "CriticalAddonsOnly=true:NoExecute", "canal")
+	f.Add("K10"+testCAHash+"::server:abc", "", "", "", "")
+	f.Add("'quoted: yes' # not a comment", "- dash", "*star", "&anchor", "!tag")
+	f.Fuzz(func(t *testing.T, token, name, san, taint, cni string) {
+		opts := RenderOptions{Case: JoinServer, VIP: "10.0.0.100", Token: token, CAHash: testCAHash,
+			NodeName: name, TLSSANs: []string{san}, NodeTaints: []string{taint}, Extra: map[string]any{"cni": cni}}
+		out, err := RenderConfig(opts)
+		if err != nil {
+			return // rejected inputs are fine, panics are not
+		}
+		var cfg map[string]any
+		if err := yaml.Unmarshal(out, &cfg); err != nil {
+			t.Fatalf("unparsable output for %q: %v\n%s", token, err, out)
+		}
+		if want := SecureToken(testCAHash, token); cfg["token"] != want {
+			t.Fatalf("token %q read back as %q", want, cfg["token"])
+		}
+		if name != "" && cfg["node-name"] != name {
+			t.Fatalf("node-name %q read back as %v", name, cfg["node-name"])
+		}
+		if cfg["cni"] != cni {
+			t.Fatalf("cni %q read back as %v", cni, cfg["cni"])
+		}
+	})
+}
+
+// FuzzSecureToken: a secure token always splits back into its hash and
+// secret, and is never wrapped twice.
+func FuzzSecureToken(f *testing.F) {
+	f.Add("secret")
+	f.Add("K10abc::server:x")
+	f.Add("K10" + testCAHash + "::server:")
+	f.Fuzz(func(t *testing.T, token string) {
+		if token == "" {
+			return
+		}
+		_, _, wasSecure := splitSecureToken(token)
+		secure := SecureToken(testCAHash, token)
+		hash, secret, ok := splitSecureToken(secure)
+		if !ok {
+			t.Fatalf("SecureToken(%q) = %q does not split", token, secure)
+		}
+		if !wasSecure && (hash != testCAHash || secret != token) {
+			t.Fatalf("SecureToken(%q) split into %q, %q", token, hash, secret)
+		}
+		if SecureToken(testCAHash, secure) != secure {
+			t.Fatalf("%q wrapped twice", secure)
+		}
+	})
+}
+
+// FuzzParseHostFiles: rke2 --version output and /proc files never panic.
+func FuzzParseHostFiles(f *testing.F) {
+	f.Add([]byte("rke2 version v1.36.4+rke2r1 (0123abcd)\ngo version go1.26\n"))
+	f.Add([]byte(meminfo16G))
+	f.Add([]byte("MemTotal: -1 kB\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if v, err := parseRKE2Version(data); err == nil && v == "" {
+			t.Fatal("empty version without an error")
+		}
+		if n, err := memTotal(data); err == nil && n <= 0 {
+			t.Fatalf("MemTotal %d without an error", n)
+		}
+		readLines(strings.NewReader(string(data)), func(line string) {
+			if len(line) > maxLineBytes || strings.ContainsRune(line, '\n') {
+				t.Fatalf("bad line %q", line)
+			}
+		})
+	})
+}

@@ -1,0 +1,211 @@
+package installer
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// Status is a preflight check's outcome: ok passes, warn is shown but stops
+// nothing, fail stops the daemon.
+type Status string
+
+const (
+	StatusOK   Status = "ok"
+	StatusWarn Status = "warn"
+	StatusFail Status = "fail"
+)
+
+// Check is one host preflight result, printed by `rke2-hanode preflight`.
+type Check struct {
+	Name   string
+	Status Status
+	Detail string
+}
+
+// Names of the host checks.
+const (
+	CheckRoot      = "root"
+	CheckCPU       = "cpu"
+	CheckMemory    = "memory"
+	CheckSwap      = "swap"
+	CheckRKE2      = "rke2"
+	CheckDatastore = "rke2 datastore"
+)
+
+// Server minimums (the runbook's 4 CPU / 4 GiB). MemTotal is below the
+// installed RAM by what the kernel keeps, so 90% of 4 GiB passes.
+const (
+	minServerCPUs     = 4
+	minServerMemBytes = 4 << 30
+	memSlack          = 0.9
+)
+
+// PortsFor are the TCP ports RKE2 listens on for role: the apiserver and
+// supervisor (6443, 9345) and etcd (2379, 2380) on servers, the kubelet
+// (10250) everywhere, since agents run a kubelet too.
+func PortsFor(role Role) []int {
+	if role == RoleAgent {
+		return []int{10250}
+	}
+	return []int{6443, 9345, 2379, 2380, 10250}
+}
+
+// PreflightOptions says what to check; the host is reached through the
+// injectable fields so tests can play any host.
+type PreflightOptions struct {
+	Role Role
+	// NodeIP is where RKE2 will listen ("" checks all addresses).
+	NodeIP string
+	// State is the Inspect result; nil skips the install checks, and a
+	// running service of Role makes its ports' use expected.
+	State *State
+	// UID returns the effective uid (nil: os.Geteuid).
+	UID func() int
+	// NumCPU returns usable CPUs (nil: runtime.NumCPU).
+	NumCPU func() int
+	// ProcDir holds meminfo and swaps (""= /proc).
+	ProcDir string
+	// Listen tries a port (nil: net.Listen).
+	Listen func(network, address string) (net.Listener, error)
+}
+
+// Preflight checks the host for RKE2: root, free ports, the server
+// minimums (as warnings), swap, and an RKE2 already there.
+func Preflight(opts PreflightOptions) []Check {
+	if opts.UID == nil {
+		opts.UID = os.Geteuid
+	}
+	if opts.NumCPU == nil {
+		opts.NumCPU = runtime.NumCPU
+	}
+	if opts.ProcDir == "" {
+		opts.ProcDir = "/proc"
+	}
+	if opts.Listen == nil {
+		opts.Listen = net.Listen
+	}
+	server := opts.Role != RoleAgent
+	var checks []Check
+
+	if uid := opts.UID(); uid != 0 {
+		checks = append(checks, Check{CheckRoot, StatusFail, fmt.Sprintf("running as uid %d: installing and running RKE2 needs root", uid)})
+	} else {
+		checks = append(checks, Check{CheckRoot, StatusOK, "running as root"})
+	}
+
+	for _, port := range PortsFor(opts.Role) {
+		checks = append(checks, checkPort(opts, port))
+	}
+
+	cpus := opts.NumCPU()
+	switch {
+	case server && cpus < minServerCPUs:
+		checks = append(checks, Check{CheckCPU, StatusWarn, fmt.Sprintf("%d CPUs; an RKE2 server wants at least %d", cpus, minServerCPUs)})
+	default:
+		checks = append(checks, Check{CheckCPU, StatusOK, fmt.Sprintf("%d CPUs", cpus)})
+	}
+
+	checks = append(checks, checkMemory(opts.ProcDir, server), checkSwap(opts.ProcDir))
+	if opts.State != nil {
+		checks = append(checks, checkExisting(*opts.State, opts.Role)...)
+	}
+	return checks
+}
+
+func checkPort(opts PreflightOptions, port int) Check {
+	name := fmt.Sprintf("port %d/tcp", port)
+	addr := net.JoinHostPort(opts.NodeIP, strconv.Itoa(port))
+	l, err := opts.Listen("tcp", addr)
+	if err == nil {
+		l.Close()
+		return Check{name, StatusOK, "free on " + addr}
+	}
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE) && opts.State != nil && opts.State.Running == opts.Role:
+		return Check{name, StatusOK, fmt.Sprintf("in use on %s by the running %s (adopted)", addr, UnitName(opts.Role))}
+	case errors.Is(err, syscall.EADDRINUSE):
+		return Check{name, StatusFail, fmt.Sprintf("%s is in use by another process: RKE2 needs it", addr)}
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return Check{name, StatusFail, fmt.Sprintf("node address %s is not an address of this host", opts.NodeIP)}
+	default:
+		return Check{name, StatusFail, fmt.Sprintf("cannot listen on %s: %v", addr, err)}
+	}
+}
+
+func checkMemory(procDir string, server bool) Check {
+	data, err := os.ReadFile(filepath.Join(procDir, "meminfo"))
+	if err != nil {
+		return Check{CheckMemory, StatusWarn, fmt.Sprintf("cannot read memory size: %v", err)}
+	}
+	total, err := memTotal(data)
+	if err != nil {
+		return Check{CheckMemory, StatusWarn, err.Error()}
+	}
+	gib := float64(total) / (1 << 30)
+	if server && float64(total) < memSlack*minServerMemBytes {
+		return Check{CheckMemory, StatusWarn, fmt.Sprintf("%.1f GiB; an RKE2 server wants at least 4 GiB", gib)}
+	}
+	return Check{CheckMemory, StatusOK, fmt.Sprintf("%.1f GiB", gib)}
+}
+
+// memTotal reads MemTotal (in bytes) from /proc/meminfo.
+func memTotal(meminfo []byte) (int64, error) {
+	sc := bufio.NewScanner(bytes.NewReader(meminfo))
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 2 && fields[0] == "MemTotal:" {
+			kb, err := strconv.ParseInt(fields[1], 10, 64)
+			if err != nil || kb <= 0 {
+				return 0, fmt.Errorf("meminfo: bad MemTotal %q", fields[1])
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, errors.New("meminfo: no MemTotal line")
+}
+
+func checkSwap(procDir string) Check {
+	data, err := os.ReadFile(filepath.Join(procDir, "swaps"))
+	if err != nil {
+		return Check{CheckSwap, StatusWarn, fmt.Sprintf("cannot read swap devices: %v", err)}
+	}
+	var devices []string
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	for _, line := range lines[1:] { // the first line is the header
+		if fields := strings.Fields(line); len(fields) > 0 {
+			devices = append(devices, fields[0])
+		}
+	}
+	if len(devices) > 0 {
+		return Check{CheckSwap, StatusWarn, "swap is on (" + strings.Join(devices, ", ") + "): Kubernetes expects it off (swapoff -a)"}
+	}
+	return Check{CheckSwap, StatusOK, "swap is off"}
+}
+
+func checkExisting(st State, role Role) []Check {
+	var checks []Check
+	switch {
+	case st.Running != "" && st.Running != role:
+		checks = append(checks, Check{CheckRKE2, StatusFail, fmt.Sprintf("%s is running but this host's role is %s", UnitName(st.Running), role)})
+	case st.Running == role:
+		checks = append(checks, Check{CheckRKE2, StatusOK, fmt.Sprintf("%s %s is running: it will be adopted, not reinstalled", UnitName(role), st.Version)})
+	case st.Installed:
+		checks = append(checks, Check{CheckRKE2, StatusOK, fmt.Sprintf("rke2 %s installed at %s", st.Version, st.Bin)})
+	default:
+		checks = append(checks, Check{CheckRKE2, StatusOK, "not installed yet"})
+	}
+	if st.HasDatastore {
+		checks = append(checks, Check{CheckDatastore, StatusWarn, fmt.Sprintf(
+			"%s exists: RKE2 will resume it and ignore server:; only this cluster's bootstrap node or a member of this cluster may start on it", st.Datastore)})
+	}
+	return checks
+}

@@ -1,0 +1,152 @@
+package installer
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+const (
+	meminfo16G = "MemTotal:       16318480 kB\nMemFree:         1000000 kB\n"
+	meminfo4G  = "MemTotal:        3880000 kB\n" // a 4 GiB VM
+	meminfo2G  = "MemTotal:        2000000 kB\n"
+	swapsOff   = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n"
+	swapsOn    = swapsOff + "/dev/sda2                               partition\t2097148\t\t0\t\t-2\n"
+)
+
+func procDir(t *testing.T, meminfo, swaps string) string {
+	dir := t.TempDir()
+	if meminfo != "" {
+		os.WriteFile(filepath.Join(dir, "meminfo"), []byte(meminfo), 0o644)
+	}
+	if swaps != "" {
+		os.WriteFile(filepath.Join(dir, "swaps"), []byte(swaps), 0o644)
+	}
+	return dir
+}
+
+// fakeListen fails for the ports in busy with their error.
+func fakeListen(busy map[string]error) func(string, string) (net.Listener, error) {
+	return func(network, addr string) (net.Listener, error) {
+		_, port, _ := net.SplitHostPort(addr)
+		if err := busy[port]; err != nil {
+			return nil, &net.OpError{Op: "listen", Net: network, Err: os.NewSyscallError("bind", err)}
+		}
+		return net.Listen("tcp", "127.0.0.1:0")
+	}
+}
+
+func TestPreflight(t *testing.T) {
+	goodHost := func(t *testing.T) PreflightOptions {
+		return PreflightOptions{
+			Role:    RoleServer,
+			NodeIP:  "10.0.0.11",
+			UID:     func() int { return 0 },
+			NumCPU:  func() int { return 8 },
+			ProcDir: procDir(t, meminfo16G, swapsOff),
+			Listen:  fakeListen(nil),
+		}
+	}
+	tests := []struct {
+		name string
+		edit func(*testing.T, *PreflightOptions)
+		want map[string]string // check name → "status: detail part"
+	}{
+		{"good server", func(*testing.T, *PreflightOptions) {}, map[string]string{
+			CheckRoot: "ok: running as root", "port 6443/tcp": "ok: free on 10.0.0.11:6443", "port 2380/tcp": "ok",
+			CheckCPU: "ok: 8 CPUs", CheckMemory: "ok: 15.6 GiB", CheckSwap: "ok: swap is off",
+		}},
+		{"not root", func(t *testing.T, o *PreflightOptions) { o.UID = func() int { return 1000 } }, map[string]string{
+			CheckRoot: "fail: running as uid 1000: installing and running RKE2 needs root",
+		}},
+		{"small server", func(t *testing.T, o *PreflightOptions) {
+			o.NumCPU = func() int { return 2 }
+			o.ProcDir = procDir(t, meminfo2G, swapsOn)
+		}, map[string]string{
+			CheckCPU: "warn: 2 CPUs; an RKE2 server wants at least 4", CheckMemory: "warn: 1.9 GiB; an RKE2 server wants at least 4 GiB",
+			CheckSwap: "warn: swap is on (/dev/sda2)",
+		}},
+		{"4 GiB VM passes", func(t *testing.T, o *PreflightOptions) { o.ProcDir = procDir(t, meminfo4G, swapsOff) }, map[string]string{
+			CheckMemory: "ok: 3.7 GiB",
+		}},
+		{"small agent is fine", func(t *testing.T, o *PreflightOptions) {
+			o.Role = RoleAgent
+			o.NumCPU = func() int { return 1 }
+			o.ProcDir = procDir(t, meminfo2G, swapsOff)
+		}, map[string]string{CheckCPU: "ok: 1 CPUs", CheckMemory: "ok: 1.9 GiB", "port 10250/tcp": "ok", "port 6443/tcp": "", "port 2379/tcp": ""},
+		},
+		{"ports busy", func(t *testing.T, o *PreflightOptions) {
+			o.Listen = fakeListen(map[string]error{"9345": syscall.EADDRINUSE, "2379": syscall.EACCES})
+		}, map[string]string{
+			"port 9345/tcp": "fail: 10.0.0.11:9345 is in use by another process", "port 2379/tcp": "fail: cannot listen on 10.0.0.11:2379",
+			"port 6443/tcp": "ok",
+		}},
+		{"node ip not here", func(t *testing.T, o *PreflightOptions) {
+			o.Listen = fakeListen(map[string]error{"6443": syscall.EADDRNOTAVAIL})
+		}, map[string]string{"port 6443/tcp": "fail: node address 10.0.0.11 is not an address of this host"}},
+		{"running server adopted", func(t *testing.T, o *PreflightOptions) {
+			o.Listen = fakeListen(map[string]error{"9345": syscall.EADDRINUSE})
+			o.State = &State{Installed: true, Bin: "/usr/local/bin/rke2", Version: "v1.36.4+rke2r1", Running: RoleServer,
+				HasDatastore: true, Datastore: "/var/lib/rancher/rke2/server/db/etcd"}
+		}, map[string]string{
+			"port 9345/tcp": "ok: in use on 10.0.0.11:9345 by the running rke2-server.service (adopted)",
+			CheckRKE2:       "ok: rke2-server.service v1.36.4+rke2r1 is running: it will be adopted",
+			CheckDatastore:  "warn: /var/lib/rancher/rke2/server/db/etcd exists",
+		}},
+		{"wrong role running", func(t *testing.T, o *PreflightOptions) {
+			o.State = &State{Installed: true, Running: RoleAgent}
+		}, map[string]string{CheckRKE2: "fail: rke2-agent.service is running but this host's role is server"}},
+		{"installed", func(t *testing.T, o *PreflightOptions) {
+			o.State = &State{Installed: true, Bin: "/opt/rke2/bin/rke2", Version: "v1.35.0+rke2r1"}
+		}, map[string]string{CheckRKE2: "ok: rke2 v1.35.0+rke2r1 installed at /opt/rke2/bin/rke2", CheckDatastore: ""}},
+		{"no proc files", func(t *testing.T, o *PreflightOptions) { o.ProcDir = procDir(t, "", "") }, map[string]string{
+			CheckMemory: "warn: cannot read memory size", CheckSwap: "warn: cannot read swap devices",
+		}},
+		{"bad meminfo", func(t *testing.T, o *PreflightOptions) { o.ProcDir = procDir(t, "MemFree: 1 kB\n", swapsOff) }, map[string]string{
+			CheckMemory: "warn: meminfo: no MemTotal line",
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := goodHost(t)
+			tc.edit(t, &opts)
+			got := map[string]string{}
+			for _, c := range Preflight(opts) {
+				got[c.Name] = fmt.Sprintf("%s: %s", c.Status, c.Detail)
+			}
+			for name, want := range tc.want {
+				have, ok := got[name]
+				if want == "" {
+					if ok {
+						t.Errorf("unexpected check %s: %s", name, have)
+					}
+					continue
+				}
+				if !strings.HasPrefix(have, want) {
+					t.Errorf("%s = %q, want prefix %q", name, have, want)
+				}
+			}
+		})
+	}
+}
+
+func TestPreflightRealPorts(t *testing.T) {
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	port := held.Addr().(*net.TCPAddr).Port
+	c := checkPort(PreflightOptions{Role: RoleServer, NodeIP: "127.0.0.1", Listen: net.Listen}, port)
+	if c.Status != StatusFail || !strings.Contains(c.Detail, "in use by another process") {
+		t.Fatalf("check = %+v", c)
+	}
+	c = checkPort(PreflightOptions{Role: RoleServer, NodeIP: "192.0.2.1", Listen: net.Listen}, port)
+	if c.Status != StatusFail || !strings.Contains(c.Detail, "not an address of this host") {
+		t.Fatalf("check = %+v", c)
+	}
+}
