@@ -13,8 +13,8 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// hostNet is vipNet on the real host: netlink for the address, ARP for the
-// announcement and the conflict check.
+// hostNet is vipNet on the real host: netlink for the address, gratuitous
+// ARP for the announcement.
 type hostNet struct{}
 
 var _ vipNet = hostNet{}
@@ -62,14 +62,6 @@ func (hostNet) DelAddr(ifname string, ip net.IP) error {
 	return nil
 }
 
-func (hostNet) OwnMAC(ifname string) (net.HardwareAddr, error) {
-	ifi, err := net.InterfaceByName(ifname)
-	if err != nil {
-		return nil, fmt.Errorf("vip: %s: %w", ifname, err)
-	}
-	return ifi.HardwareAddr, nil
-}
-
 func dialARP(ifname string) (*arp.Client, *net.Interface, error) {
 	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
@@ -104,37 +96,4 @@ func (hostNet) Announce(ifname string, ip net.IP) error {
 		}
 	}
 	return nil
-}
-
-// OtherHolder sends an ARP request for ip and listens briefly for a reply
-// from another hardware address (our own kernel does not answer us).
-func (hostNet) OtherHolder(ifname string, ip net.IP) (net.HardwareAddr, error) {
-	c, ifi, err := dialARP(ifname)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	vip, ok := netip.AddrFromSlice(ip.To4())
-	if !ok {
-		return nil, fmt.Errorf("vip: %s is not IPv4", ip)
-	}
-	if err := c.SetDeadline(time.Now().Add(300 * time.Millisecond)); err != nil {
-		return nil, err
-	}
-	if err := c.Request(vip); err != nil {
-		return nil, fmt.Errorf("vip: ARP request on %s: %w", ifname, err)
-	}
-	for {
-		p, _, err := c.Read()
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				return nil, nil
-			}
-			return nil, err
-		}
-		if p.Operation == arp.OperationReply && p.SenderIP == vip && p.SenderHardwareAddr.String() != ifi.HardwareAddr.String() {
-			return p.SenderHardwareAddr, nil
-		}
-	}
 }

@@ -34,6 +34,7 @@ type node struct {
 	ds     Datastore
 	slot   learnerSlot
 	agents map[string]time.Time
+	vipHeld string // the VIP this node serves, "" for none (under mu)
 	// joinedNow: this run joined the cluster (no start delay after it).
 	joinedNow bool
 }

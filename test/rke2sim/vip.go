@@ -1,7 +1,6 @@
 package rke2sim
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -132,7 +131,9 @@ func (v *vipStandIn) competeLoopback(ctx context.Context, spec vipSpec, log *zap
 		ln, err := net.Listen("tcp", addr)
 		if err == nil {
 			log.Info("VIP acquired", zap.String("listen", addr))
+			v.n.setVIPHeld(spec.Address.String())
 			v.serveVIP(ctx, spec, ln, log)
+			v.n.setVIPHeld("")
 			log.Info("VIP released")
 			return
 		}
@@ -171,16 +172,14 @@ type vipNet interface {
 	DelAddr(ifname string, ip net.IP) error
 	// Announce sends gratuitous ARP for ip from ifname.
 	Announce(ifname string, ip net.IP) error
-	// OtherHolder asks who else answers ARP for ip; it returns the
-	// hardware address of another holder, or nil.
-	OtherHolder(ifname string, ip net.IP) (net.HardwareAddr, error)
-	OwnMAC(ifname string) (net.HardwareAddr, error)
 }
 
 // competeARP: a simple lease over the network. A server claims the VIP once
 // it has not answered /ping for the lease duration (plus jitter), adds it
-// (/32) and announces it by gratuitous ARP. A holder that hears another
-// holder answer ARP for the VIP keeps it only if its MAC is the lower one.
+// (/32) and announces it by gratuitous ARP. Every retry period a holder asks
+// the other members (on their node addresses) whether they hold it too; of
+// two live holders the one with the lower node name keeps it. A dead
+// process holds nothing, even if its address is still on its interface.
 func (v *vipStandIn) competeARP(ctx context.Context, spec vipSpec, nw vipNet, log *zap.Logger) {
 	retry, lease := v.timings(spec)
 	jitter := func() time.Duration { return time.Duration(rand.Int64N(int64(retry) + 1)) }
@@ -191,6 +190,7 @@ func (v *vipStandIn) competeARP(ctx context.Context, spec vipSpec, nw vipNet, lo
 		serveEnd = func() {}
 	)
 	release := func(why string) {
+		v.n.setVIPHeld("")
 		serveEnd()
 		serveEnd = func() {}
 		if err := nw.DelAddr(ifname, ip); err != nil {
@@ -235,6 +235,7 @@ func (v *vipStandIn) competeARP(ctx context.Context, spec vipSpec, nw vipNet, lo
 						v.serveVIP(sctx, spec, ln, log)
 					}()
 					serveEnd = func() { cancel(); wg.Wait() }
+					v.n.setVIPHeld(ip.String())
 					if err := nw.Announce(ifname, ip); err != nil {
 						log.Warn("gratuitous ARP failed", zap.Error(err))
 					}
@@ -242,20 +243,13 @@ func (v *vipStandIn) competeARP(ctx context.Context, spec vipSpec, nw vipNet, lo
 				}
 				claimAfter = lease + jitter()
 			}
-		} else {
-			other, err := nw.OtherHolder(ifname, ip)
-			if err != nil {
-				log.Debug("ARP conflict check failed", zap.Error(err))
-			}
-			if other != nil {
-				own, _ := nw.OwnMAC(ifname)
-				if bytes.Compare(own, other) > 0 {
-					release("another holder " + other.String() + " has the lower MAC")
-					lastSeen = time.Now()
-				} else {
-					log.Warn("another host answers for the VIP: keeping it (lower MAC)", zap.String("other", other.String()))
-					_ = nw.Announce(ifname, ip)
-				}
+		} else if other := v.n.otherVIPHolder(ctx, ip); other != "" {
+			if other < v.n.cfg.NodeName {
+				release("member " + other + " holds it too and has the lower name")
+				lastSeen = time.Now()
+			} else {
+				log.Warn("member holds the VIP too: keeping it (lower name) and announcing again", zap.String("other", other))
+				_ = nw.Announce(ifname, ip)
 			}
 		}
 		if sleep(ctx, retry) != nil {
@@ -282,4 +276,36 @@ func pingVIP(ctx context.Context, addr string) bool {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64))
 	return resp.StatusCode == http.StatusOK && strings.TrimSpace(string(body)) == "pong"
+}
+
+func (n *node) setVIPHeld(ip string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.vipHeld = ip
+}
+
+func (n *node) heldVIP() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.vipHeld
+}
+
+type vipStatus struct {
+	Node string `json:"node"`
+	VIP  string `json:"vip"` // the VIP this member holds, "" for none
+}
+
+// otherVIPHolder asks every other member whether it holds ip; it returns
+// the name of one that does, or "".
+func (n *node) otherVIPHolder(ctx context.Context, ip net.IP) string {
+	for _, m := range n.members() {
+		if m.Name == n.cfg.NodeName {
+			continue
+		}
+		var st vipStatus
+		if err := n.memberCall(ctx, m, http.MethodGet, "/v1-rke2/sim/vip", nil, &st); err == nil && st.VIP == ip.String() {
+			return m.Name
+		}
+	}
+	return ""
 }
