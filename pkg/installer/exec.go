@@ -397,7 +397,7 @@ func (s *supervisor) startChild() (*exec.Cmd, <-chan error, error) {
 		return nil, nil, fmt.Errorf("output pipe: %w", err)
 	}
 	cmd := exec.Command(opts.RKE2Bin, args...)
-	env := append(os.Environ(), opts.Env...)
+	env := append(childEnviron(), opts.Env...)
 	cmd.Env = append(env, "NOTIFY_SOCKET="+s.sockPath)
 	cmd.Stdout, cmd.Stderr = lines.w, lines.w
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}

@@ -312,7 +312,7 @@ func runScript(ctx context.Context, opts InstallOptions, log *zap.Logger) error 
 		return fmt.Errorf("install script output: %w", err)
 	}
 	cmd := exec.CommandContext(ctx, "sh", path)
-	cmd.Env = append(append(os.Environ(), scriptEnv(opts)...), opts.Env...)
+	cmd.Env = append(append(childEnviron(), scriptEnv(opts)...), opts.Env...)
 	cmd.Stdout, cmd.Stderr = lines.w, lines.w
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error {

@@ -352,3 +352,16 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Fatalf("metric %s not registered", name)
 	return 0
 }
+
+func TestChildEnvironKeepsDaemonSecrets(t *testing.T) {
+	t.Setenv("RKE2_HANODE_TOKEN", "hunter2")
+	t.Setenv("NOTIFY_SOCKET", "/run/systemd/notify")
+	t.Setenv("HTTPS_PROXY", "http://proxy:3128")
+	env := strings.Join(childEnviron(), "\n")
+	if strings.Contains(env, "hunter2") || strings.Contains(env, "NOTIFY_SOCKET") {
+		t.Fatalf("daemon-only variables reach children:\n%s", env)
+	}
+	if !strings.Contains(env, "HTTPS_PROXY=http://proxy:3128") {
+		t.Fatal("the proxy setting must reach the install script")
+	}
+}

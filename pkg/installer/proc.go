@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -138,4 +139,22 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// childEnviron is the daemon's environment without what belongs to the
+// daemon alone: its own settings (RKE2_HANODE_*, which may hold the token)
+// and systemd's per-service variables, which would make a child answer for
+// the daemon's unit.
+func childEnviron() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		key, _, _ := strings.Cut(kv, "=")
+		switch {
+		case strings.HasPrefix(key, "RKE2_HANODE_"),
+			key == "NOTIFY_SOCKET", key == "LISTEN_FDS", key == "LISTEN_PID", key == "LISTEN_FDNAMES", key == "WATCHDOG_USEC", key == "WATCHDOG_PID":
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
 }

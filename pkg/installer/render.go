@@ -93,7 +93,8 @@ type RenderOptions struct {
 	// RKE2DataDir is written as `data-dir` only when it is not RKE2's default.
 	RKE2DataDir string
 	// Extra are rke2-config passthrough keys written after the owned ones,
-	// in key order.
+	// in key order. The same keys go to servers and agents: RKE2 skips, with
+	// a warning, keys its subcommand does not know.
 	Extra map[string]any
 }
 

@@ -228,3 +228,14 @@ func TestWriteConfig(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func BenchmarkRenderConfig(b *testing.B) {
+	opts := RenderOptions{Case: JoinServer, NodeName: "node-1", NodeIP: "10.0.0.11", VIP: "10.0.0.100",
+		Token: "my-shared-secret", CAHash: testCAHash, TLSSANs: []string{"k8s.example.com"},
+		Extra: map[string]any{"cni": "canal", "disable": []string{"rke2-ingress-nginx"}}}
+	for b.Loop() {
+		if _, err := RenderConfig(opts); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
