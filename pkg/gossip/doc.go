@@ -1,0 +1,31 @@
+// Package gossip is how hosts of one cluster find each other: a
+// hashicorp/memberlist member on the gossip port (tcp+udp) that carries each
+// host's metadata (Meta: role, phase, raft address, bootstrap set, CA hash,
+// VIP interface MAC, ...).
+//
+// It owns:
+//   - encryption: the memberlist key is derived from the token with the
+//     cluster name in the derivation, and the cluster name is memberlist's
+//     label, so hosts with another token or cluster name are never admitted,
+//     in either direction. Rejected traffic is counted and reported in a
+//     rate-limited warning naming the peer;
+//   - joining: the seeds are resolved again and contacted on every attempt,
+//     with exponential backoff and jitter, until one answers, and again
+//     whenever the member finds itself alone;
+//   - the membership snapshot (Members), including dead and left members for
+//     a while, a coalescing change signal (Changes, Subscribe), a fast
+//     re-broadcast of local metadata (UpdateMeta) and a graceful leave;
+//   - node-name conflicts between two hosts (NameConflict, Conflicts);
+//   - the metrics rke2_hanode_gossip_members{role,state},
+//     rke2_hanode_gossip_decrypt_failures_total and a few more.
+//
+// What memberlist says only in its log (undecryptable traffic, a failed
+// probe) is read from its log lines; the texts are those of memberlist
+// v0.6.0 and TestClassifyLine pins them.
+//
+// It must never: log, export or put in metadata the token or any key; decide
+// anything about raft, bootstrap or RKE2 (it reports what hosts say, the
+// election and node packages decide); block inside memberlist's callbacks or
+// call memberlist from them; route memberlist's go-metrics (the daemon does
+// that once per process).
+package gossip

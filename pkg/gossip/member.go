@@ -1,0 +1,538 @@
+package gossip
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"go.uber.org/zap"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/logging"
+)
+
+// MemberInfo is one member as this host sees it.
+type MemberInfo struct {
+	Name       string
+	Addr       string // IP address memberlist reaches the member on
+	Port       int    // its gossip port
+	State      State
+	Meta       Meta
+	MetaErr    error     // non-nil when the member's metadata could not be decoded
+	LastChange time.Time // last change of State, address or Meta seen here
+}
+
+// Conflict records two hosts claiming one node name.
+type Conflict struct {
+	Name     string
+	Existing string // host:port memberlist already knew under Name
+	Other    string // host:port that also claimed Name
+	At       time.Time
+}
+
+// maxConflicts bounds the conflicts kept for Conflicts.
+const maxConflicts = 16
+
+// Member is this host's gossip member. New builds it, Start binds and runs
+// it, Shutdown (or cancelling Start's context) leaves and stops it.
+type Member struct {
+	cfg     Config
+	log     *zap.Logger
+	metrics *metrics
+	rejects *rateLimiter // warnings about undecryptable traffic, per peer
+	warns   *rateLimiter // other repeated warnings, per subject
+
+	metaMu    sync.Mutex // serialises UpdateMeta and Leave's metadata change
+	localMu   sync.Mutex // guards local and localWire
+	local     Meta
+	localWire []byte
+
+	// mu guards the snapshot, conflicts and subscribers. Memberlist calls
+	// the delegates with its own locks held: never call memberlist while
+	// holding mu.
+	mu        sync.Mutex
+	records   map[string]*record
+	conflicts []Conflict
+	nameErr   error
+	subs      map[int]chan struct{}
+	nextSub   int
+	changes   <-chan struct{}
+
+	lifeMu  sync.Mutex // serialises Start, Leave and stop
+	ml      atomic.Pointer[memberlist.Memberlist]
+	port    int // bound gossip port, the default port of seeds
+	cancel  context.CancelFunc
+	done    chan struct{}
+	stopErr error
+	left    atomic.Bool
+	stopped atomic.Bool
+	noLeave atomic.Bool // tests: stop like a crash, without leaving
+}
+
+type record struct {
+	info    MemberInfo
+	rawMeta []byte
+}
+
+// New checks cfg and prepares a member; nothing is bound until Start.
+func New(cfg Config) (*Member, error) {
+	cfg, err := cfg.normalize()
+	if err != nil {
+		return nil, err
+	}
+	met, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	m := &Member{
+		cfg:     cfg,
+		log:     cfg.Logger.Named("gossip"),
+		metrics: met,
+		rejects: newRateLimiter(cfg.Timings.LogInterval, cfg.Now),
+		warns:   newRateLimiter(cfg.Timings.LogInterval, cfg.Now),
+		records: map[string]*record{},
+		subs:    map[int]chan struct{}{},
+	}
+	if err := m.setLocal(cfg.Meta); err != nil {
+		return nil, err
+	}
+	m.changes, _ = m.Subscribe()
+	m.metrics.setMembers(nil)
+	return m, nil
+}
+
+// Start binds the gossip port (tcp+udp) and joins the seeds in the
+// background, retrying until one answers and again whenever this member
+// finds itself alone. Cancelling ctx leaves and stops the member like
+// Shutdown.
+func (m *Member) Start(ctx context.Context) error {
+	m.lifeMu.Lock()
+	defer m.lifeMu.Unlock()
+	if m.ml.Load() != nil || m.stopped.Load() {
+		return errors.New("gossip: member already started")
+	}
+	mc, err := m.cfg.memberlistConfig()
+	if err != nil {
+		return err
+	}
+	d := &delegate{m: m}
+	mc.Delegate = d
+	mc.Events = d
+	mc.Conflict = d
+	mc.Alive = d
+	mc.Ping = d
+	mc.Logger = log.New(&logFilter{
+		next:      logging.StdLogger(m.log.Named("memberlist")).Writer(),
+		onReject:  m.rejected,
+		onSuspect: m.suspected,
+	}, "", 0)
+
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return fmt.Errorf("gossip: listen on %s:%d: %w", m.cfg.BindAddr, m.cfg.BindPort, err)
+	}
+	m.ml.Store(ml)
+	m.port = mc.BindPort // memberlist fills in a port picked for 0
+	local := ml.LocalNode()
+	m.log.Info("gossip member started",
+		zap.String("node", m.cfg.NodeName),
+		zap.String("address", local.Address()),
+		zap.String("cluster", m.cfg.ClusterName),
+		zap.Strings("join", m.cfg.Join))
+
+	runCtx, cancel := context.WithCancel(ctx)
+	m.cancel = cancel
+	m.done = make(chan struct{})
+	go func() {
+		defer close(m.done)
+		m.run(runCtx)
+		m.stop()
+	}()
+	return nil
+}
+
+// Shutdown leaves the cluster gracefully (bounded by Timings.LeaveTimeout),
+// stops memberlist and waits for the member's goroutines.
+func (m *Member) Shutdown() error {
+	m.lifeMu.Lock()
+	cancel, done := m.cancel, m.done
+	if cancel == nil {
+		m.stopped.Store(true) // never started
+	}
+	m.lifeMu.Unlock()
+	if cancel == nil {
+		return nil
+	}
+	cancel()
+	<-done
+	return m.stopErr
+}
+
+// stop ends the member once run has returned.
+func (m *Member) stop() {
+	m.lifeMu.Lock()
+	defer m.lifeMu.Unlock()
+	var errs []error
+	if !m.noLeave.Load() {
+		if err := m.leaveLocked(m.cfg.Timings.LeaveTimeout); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	m.stopped.Store(true)
+	if err := m.ml.Load().Shutdown(); err != nil {
+		errs = append(errs, fmt.Errorf("gossip: shutdown: %w", err))
+	}
+	m.stopErr = errors.Join(errs...)
+	m.log.Info("gossip member stopped")
+}
+
+// Leave tells the cluster this member leaves on purpose, so peers report it
+// as left rather than dead. The member keeps answering until Shutdown.
+func (m *Member) Leave(ctx context.Context) error {
+	m.lifeMu.Lock()
+	defer m.lifeMu.Unlock()
+	if m.ml.Load() == nil || m.stopped.Load() {
+		return errors.New("gossip: leave: member is not running")
+	}
+	timeout := m.cfg.Timings.LeaveTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	return m.leaveLocked(timeout)
+}
+
+func (m *Member) leaveLocked(timeout time.Duration) error {
+	if m.left.Load() {
+		return nil
+	}
+	if timeout <= 0 {
+		timeout = time.Millisecond
+	}
+	start := time.Now()
+	// Peers only learn why a member went away from its last metadata.
+	if err := m.updateMeta(func(meta *Meta) { meta.Leaving = true }, timeout/2); err != nil {
+		m.log.Warn("could not announce leaving", zap.Error(err))
+	}
+	m.left.Store(true)
+	if err := m.ml.Load().Leave(max(timeout-time.Since(start), time.Millisecond)); err != nil {
+		return fmt.Errorf("gossip: leave: %w", err)
+	}
+	m.log.Info("left the gossip cluster")
+	return nil
+}
+
+// UpdateMeta changes the local metadata with fn and gossips it at once,
+// waiting at most Timings.UpdateTimeout for the broadcast. An invalid result
+// is rejected and the metadata stays as it was.
+func (m *Member) UpdateMeta(fn func(*Meta)) error {
+	if m.left.Load() || m.stopped.Load() {
+		return errors.New("gossip: update meta: member has left or stopped")
+	}
+	return m.updateMeta(fn, m.cfg.Timings.UpdateTimeout)
+}
+
+func (m *Member) updateMeta(fn func(*Meta), timeout time.Duration) error {
+	m.metaMu.Lock()
+	defer m.metaMu.Unlock()
+	next := m.Local()
+	fn(&next)
+	if err := m.setLocal(next); err != nil {
+		return err
+	}
+	ml := m.ml.Load()
+	if ml == nil {
+		return nil // Start announces it
+	}
+	if err := ml.UpdateNode(timeout); err != nil {
+		// The new metadata is in place and push/pull spreads it anyway.
+		m.log.Debug("metadata broadcast not confirmed", zap.Error(err))
+	}
+	return nil
+}
+
+// setLocal stores meta in its canonical (decoded) form, so Local shows
+// exactly what peers see.
+func (m *Member) setLocal(meta Meta) error {
+	wire, err := meta.Encode()
+	if err != nil {
+		return err
+	}
+	canonical, err := DecodeMeta(wire)
+	if err != nil {
+		return fmt.Errorf("gossip: local meta does not decode: %w", err)
+	}
+	m.localMu.Lock()
+	m.local, m.localWire = canonical, wire
+	m.localMu.Unlock()
+	return nil
+}
+
+// Local returns this member's current metadata.
+func (m *Member) Local() Meta {
+	m.localMu.Lock()
+	defer m.localMu.Unlock()
+	return cloneMeta(m.local)
+}
+
+// Members returns every member known, this one included, sorted by name.
+// Dead and left members stay for Timings.DeadRetention.
+func (m *Member) Members() []MemberInfo {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.snapshotLocked()
+}
+
+func (m *Member) snapshotLocked() []MemberInfo {
+	out := make([]MemberInfo, 0, len(m.records))
+	for _, r := range m.records {
+		mi := r.info
+		mi.Meta = cloneMeta(mi.Meta)
+		out = append(out, mi)
+	}
+	slices.SortFunc(out, func(a, b MemberInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// NumAlive counts alive members (this one included) with the given role, or
+// of any role when role is "".
+func (m *Member) NumAlive(role string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, r := range m.records {
+		if r.info.State == StateAlive && r.info.MetaErr == nil && (role == "" || r.info.Meta.Role == role) {
+			n++
+		}
+	}
+	return n
+}
+
+// Changes signals (coalesced, buffer of one) whenever Members, Conflicts or
+// NameConflict may have changed: a signal means "look again". It is one
+// subscription made by New; more consumers call Subscribe.
+func (m *Member) Changes() <-chan struct{} { return m.changes }
+
+// Subscribe returns a new change channel, signalled like Changes and once
+// right away, and a function that ends the subscription and closes the
+// channel.
+func (m *Member) Subscribe() (<-chan struct{}, func()) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	id := m.nextSub
+	m.nextSub++
+	ch := make(chan struct{}, 1)
+	ch <- struct{}{}
+	m.subs[id] = ch
+	return ch, func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if _, ok := m.subs[id]; ok {
+			delete(m.subs, id)
+			close(ch)
+		}
+	}
+}
+
+// Conflicts returns the recent cases of two hosts claiming one node name,
+// oldest first.
+func (m *Member) Conflicts() []Conflict {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.conflicts)
+}
+
+// NameConflict returns a non-nil error once another host was seen claiming
+// this member's own node name. The cluster then keeps whichever host it
+// knew first; the other one must be renamed.
+func (m *Member) NameConflict() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.nameErr
+}
+
+// changedLocked publishes the snapshot to the metrics and wakes subscribers.
+func (m *Member) changedLocked() {
+	m.metrics.setMembers(m.snapshotLocked())
+	for _, ch := range m.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// observe records memberlist's news about a node.
+func (m *Member) observe(n *memberlist.Node, state State) {
+	now := m.cfg.Now()
+	meta, metaErr := DecodeMeta(n.Meta)
+	info := MemberInfo{
+		Name:       n.Name,
+		Addr:       n.Addr.String(),
+		Port:       int(n.Port),
+		State:      state,
+		Meta:       meta,
+		MetaErr:    metaErr,
+		LastChange: now,
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old, ok := m.records[n.Name]; ok {
+		if old.info.State == state && old.info.Addr == info.Addr && old.info.Port == info.Port && bytes.Equal(old.rawMeta, n.Meta) {
+			return
+		}
+		if old.info.MetaErr == nil && metaErr != nil {
+			m.log.Warn("member metadata could not be decoded", zap.String("member", n.Name), zap.Error(metaErr))
+		}
+	}
+	m.records[n.Name] = &record{info: info, rawMeta: bytes.Clone(n.Meta)}
+	m.changedLocked()
+}
+
+// setState moves a known member from one state to another, if it is in from.
+func (m *Member) setState(name string, from, to State) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.records[name]
+	if !ok || r.info.State != from {
+		return
+	}
+	r.info.State = to
+	r.info.LastChange = m.cfg.Now()
+	m.changedLocked()
+}
+
+// suspected is called when this member's failure detector suspects a node.
+func (m *Member) suspected(name string) {
+	m.setState(name, StateAlive, StateSuspect)
+}
+
+// rejected counts and reports traffic from another key or cluster name.
+func (m *Member) rejected(host string, wrongLabel bool) {
+	m.metrics.decryptFailures.Inc()
+	ok, suppressed := m.rejects.allow(host)
+	if !ok {
+		return
+	}
+	reason := "no key could decrypt it"
+	if wrongLabel {
+		reason = "it carries another cluster name label"
+	}
+	m.log.Warn("could not decrypt gossip from "+host+" — different token or cluster name?",
+		zap.String("peer", host),
+		zap.String("reason", reason),
+		zap.Int("suppressed", suppressed))
+}
+
+func (m *Member) conflict(existing, other *memberlist.Node) {
+	m.metrics.nameConflicts.Inc()
+	c := Conflict{Name: existing.Name, Existing: existing.Address(), Other: other.Address(), At: m.cfg.Now()}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	idx := slices.IndexFunc(m.conflicts, func(o Conflict) bool {
+		return o.Name == c.Name && o.Existing == c.Existing && o.Other == c.Other
+	})
+	if idx >= 0 {
+		m.conflicts = slices.Delete(m.conflicts, idx, idx+1)
+	}
+	m.conflicts = append(m.conflicts, c)
+	if len(m.conflicts) > maxConflicts {
+		m.conflicts = slices.Delete(m.conflicts, 0, len(m.conflicts)-maxConflicts)
+	}
+	mine := c.Name == m.cfg.NodeName
+	if mine && m.nameErr == nil {
+		m.nameErr = fmt.Errorf("gossip: node name %q is claimed by this host (%s) and by %s: every host needs its own node name",
+			c.Name, c.Existing, c.Other)
+	}
+	if ok, suppressed := m.warns.allow("conflict " + c.Name + " " + c.Other); ok {
+		m.log.Error("two hosts claim one node name; the cluster keeps the one it knew first",
+			zap.String("name", c.Name),
+			zap.String("known", c.Existing),
+			zap.String("other", c.Other),
+			zap.Bool("ours", mine),
+			zap.Int("suppressed", suppressed))
+	}
+	m.changedLocked()
+}
+
+// prune forgets dead and left members older than DeadRetention.
+func (m *Member) prune() {
+	cutoff := m.cfg.Now().Add(-m.cfg.Timings.DeadRetention)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	pruned := false
+	for name, r := range m.records {
+		if (r.info.State == StateDead || r.info.State == StateLeft) && r.info.LastChange.Before(cutoff) {
+			delete(m.records, name)
+			pruned = true
+		}
+	}
+	if pruned {
+		m.changedLocked()
+	}
+}
+
+func cloneMeta(meta Meta) Meta {
+	meta.MAC = bytes.Clone(meta.MAC)
+	return meta
+}
+
+// delegate receives memberlist's callbacks. They run with memberlist's
+// locks held and must not call back into memberlist.
+type delegate struct{ m *Member }
+
+var (
+	_ memberlist.Delegate         = (*delegate)(nil)
+	_ memberlist.EventDelegate    = (*delegate)(nil)
+	_ memberlist.ConflictDelegate = (*delegate)(nil)
+	_ memberlist.AliveDelegate    = (*delegate)(nil)
+	_ memberlist.PingDelegate     = (*delegate)(nil)
+)
+
+func (d *delegate) NodeMeta(limit int) []byte {
+	d.m.localMu.Lock()
+	defer d.m.localMu.Unlock()
+	if len(d.m.localWire) > limit {
+		return nil // cannot happen: Encode enforces the limit
+	}
+	return bytes.Clone(d.m.localWire)
+}
+
+func (d *delegate) NotifyMsg([]byte)                                {}
+func (d *delegate) GetBroadcasts(int, int) [][]byte                 { return nil }
+func (d *delegate) LocalState(bool) []byte                          { return nil }
+func (d *delegate) MergeRemoteState([]byte, bool)                   {}
+func (d *delegate) NotifyJoin(n *memberlist.Node)                   { d.m.observe(n, StateAlive) }
+func (d *delegate) NotifyUpdate(n *memberlist.Node)                 { d.m.observe(n, StateAlive) }
+func (d *delegate) NotifyConflict(existing, other *memberlist.Node) { d.m.conflict(existing, other) }
+func (d *delegate) AckPayload() []byte                              { return nil }
+
+// NotifyLeave reports a node gone. Memberlist does not say whether it left
+// or failed; a member announces Leaving in its metadata before it leaves.
+func (d *delegate) NotifyLeave(n *memberlist.Node) {
+	state := StateDead
+	if meta, err := DecodeMeta(n.Meta); n.Name == d.m.cfg.NodeName || (err == nil && meta.Leaving) {
+		state = StateLeft
+	}
+	d.m.observe(n, state)
+}
+
+// NotifyAlive sees every alive message; one about a node this member
+// suspected means it answered after all.
+func (d *delegate) NotifyAlive(n *memberlist.Node) error {
+	d.m.setState(n.Name, StateSuspect, StateAlive)
+	return nil
+}
+
+func (d *delegate) NotifyPingComplete(n *memberlist.Node, _ time.Duration, _ []byte) {
+	d.m.setState(n.Name, StateSuspect, StateAlive)
+}
+
+var _ io.Writer = (*logFilter)(nil)

@@ -1,0 +1,383 @@
+package gossip
+
+import (
+	"context"
+	"fmt"
+	"go.uber.org/zap/zapcore"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestThreeMembersConverge(t *testing.T) {
+	a := startMember(t, "a")
+	b := startMember(t, "b", withJoin(a.addr), withRole(RoleAgent))
+	c := startMember(t, "c", withJoin(b.addr))
+	all := []*testMember{a, b, c}
+	took := eventually(t, 20*time.Second, "three members converge", func() (bool, string) { return allSeeAlive(all) })
+	t.Logf("converged in %s", took)
+
+	for _, m := range all {
+		got := m.Members()
+		if len(got) != 3 {
+			t.Fatalf("%s: %d members", m.name, len(got))
+		}
+		for i, want := range []*testMember{a, b, c} {
+			mi := got[i]
+			if mi.Name != want.name || mi.State != StateAlive || mi.MetaErr != nil {
+				t.Fatalf("%s sees %+v at %d, want %s alive", m.name, mi, i, want.name)
+			}
+			if fmt.Sprintf("%s:%d", mi.Addr, mi.Port) != want.addr || mi.Meta.AdvertiseAddr != mi.Addr {
+				t.Errorf("%s sees %s at %s:%d (meta %s), want %s", m.name, mi.Name, mi.Addr, mi.Port, mi.Meta.AdvertiseAddr, want.addr)
+			}
+			if mi.Meta.ClusterName != "test" || mi.Meta.RaftState != RaftNone || mi.LastChange.IsZero() {
+				t.Errorf("%s sees meta %+v", m.name, mi)
+			}
+		}
+		if n := m.NumAlive(RoleServer); n != 2 {
+			t.Errorf("%s: NumAlive(server) = %d", m.name, n)
+		}
+		if n := m.NumAlive(RoleAgent); n != 1 {
+			t.Errorf("%s: NumAlive(agent) = %d", m.name, n)
+		}
+		if v := metricValue(t, m.reg, "rke2_hanode_gossip_members", map[string]string{"role": "server", "state": "alive"}); v != 2 {
+			t.Errorf("%s: members{server,alive} = %v", m.name, v)
+		}
+	}
+}
+
+func TestFiftyMembersConverge(t *testing.T) {
+	if testing.Short() {
+		t.Skip("50 members: skipped in -short")
+	}
+	const n = 50
+	// A loaded machine running 50 members under -race answers probes late:
+	// relax failure detection so the test measures convergence, not flaps.
+	tm := testTimings()
+	tm.ProbeInterval = time.Second
+	tm.ProbeTimeout = 500 * time.Millisecond
+	tm.SuspicionMult = 6
+	tm.PushPullInterval = 2 * time.Second // stragglers catch up by push/pull
+	start := time.Now()
+	seed := startMember(t, "m00", withTimings(tm))
+	all := []*testMember{seed}
+	for i := 1; i < n; i++ {
+		// Every member joins through one of the first few, like hosts that
+		// all list the same seeds.
+		all = append(all, startMember(t, fmt.Sprintf("m%02d", i), withTimings(tm), withJoin(all[(i-1)%3].addr)))
+	}
+	t.Logf("50 members started in %s", time.Since(start))
+	t.Cleanup(func() { shutdownAll(all) })
+	took := eventually(t, 60*time.Second, "50 members converge", func() (bool, string) { return allKnowAll(all) })
+	t.Logf("50 members converged %s after the last one started", took)
+}
+
+func TestMetaChangeReachesEveryMember(t *testing.T) {
+	a := startMember(t, "a")
+	all := []*testMember{a}
+	for i := range 4 {
+		all = append(all, startMember(t, fmt.Sprintf("m%d", i), withJoin(a.addr)))
+	}
+	eventually(t, 20*time.Second, "five members converge", func() (bool, string) { return allSeeAlive(all) })
+
+	sub, unsubscribe := all[3].Subscribe()
+	defer unsubscribe()
+	<-sub // the initial signal
+
+	since := time.Date(2026, 11, 26, 7, 0, 0, 0, time.UTC)
+	start := time.Now()
+	err := all[1].UpdateMeta(func(m *Meta) {
+		m.Phase = "installing"
+		m.PhaseSince = since
+		m.WantJoinSlot = true
+		m.CAHash = strings.Repeat("0f", 32)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	returned := time.Since(start)
+	if got := all[1].Local(); got.Phase != "installing" || !got.WantJoinSlot {
+		t.Fatalf("Local() = %+v", got)
+	}
+	eventually(t, 10*time.Second, "meta change reaches everyone", func() (bool, string) {
+		for _, m := range all {
+			for _, mi := range m.Members() {
+				if mi.Name == all[1].name && (mi.Meta.Phase != "installing" || !mi.Meta.PhaseSince.Equal(since) || !mi.Meta.WantJoinSlot) {
+					return false, m.name + " still sees " + mi.Meta.Phase
+				}
+			}
+		}
+		return true, ""
+	})
+	t.Logf("meta change reached all 5 members %s after UpdateMeta began (it returned after %s)", time.Since(start), returned)
+	select {
+	case <-sub:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no change signal for a peer's meta change")
+	}
+
+	if err := all[1].UpdateMeta(func(m *Meta) { m.Role = "master" }); err == nil || !strings.Contains(err.Error(), `meta role "master"`) {
+		t.Fatalf("invalid update: err = %v", err)
+	}
+	if got := all[1].Local(); got.Role != RoleServer || got.Phase != "installing" {
+		t.Fatalf("a rejected update changed Local(): %+v", got)
+	}
+}
+
+func TestWrongTokenOrClusterNeverAdmitted(t *testing.T) {
+	a := startMember(t, "a")
+	b := startMember(t, "b", withJoin(a.addr))
+	eventually(t, 20*time.Second, "a and b converge", func() (bool, string) { return allSeeAlive([]*testMember{a, b}) })
+
+	badToken := startMember(t, "intruder-token", withToken("other-token"), withJoin(a.addr, b.addr))
+	badCluster := startMember(t, "intruder-cluster", withCluster("other"), withJoin(a.addr, b.addr))
+
+	// Wait until both intruders were rejected repeatedly, and check all
+	// along that nobody admitted anybody.
+	eventually(t, 30*time.Second, "intruders rejected", func() (bool, string) {
+		for _, m := range []*testMember{a, b} {
+			for _, mi := range m.Members() {
+				if strings.HasPrefix(mi.Name, "intruder") {
+					t.Fatalf("%s admitted %s", m.name, mi.Name)
+				}
+			}
+		}
+		for _, m := range []*testMember{badToken, badCluster} {
+			if got := m.Members(); len(got) != 1 {
+				t.Fatalf("%s sees %d members", m.name, len(got))
+			}
+		}
+		attempts := metricValue(t, badToken.reg, "rke2_hanode_gossip_join_attempts_total", nil) +
+			metricValue(t, badCluster.reg, "rke2_hanode_gossip_join_attempts_total", nil)
+		rejected := metricValue(t, a.reg, "rke2_hanode_gossip_decrypt_failures_total", nil) +
+			metricValue(t, b.reg, "rke2_hanode_gossip_decrypt_failures_total", nil)
+		return attempts >= 8 && rejected >= 4, fmt.Sprintf("%v join attempts, %v rejected", attempts, rejected)
+	})
+
+	// The cluster's members say so clearly, once per peer address per
+	// interval. (Here all intruders' streams come from 127.0.0.1: memberlist
+	// does not bind the source of outgoing connections.)
+	const want = "could not decrypt gossip from 127.0.0.1 — different token or cluster name?"
+	for _, m := range []*testMember{a, b} {
+		if n := m.logs.FilterMessage(want).Len(); n > 1 {
+			t.Errorf("%s logged %q %d times, want at most once per interval", m.name, want, n)
+		}
+	}
+	if a.logs.FilterMessage(want).Len()+b.logs.FilterMessage(want).Len() == 0 {
+		t.Errorf("no warning %q", want)
+	}
+	// The intruder with another token learns it from its own join attempts.
+	if metricValue(t, badToken.reg, "rke2_hanode_gossip_decrypt_failures_total", nil) == 0 {
+		t.Error("the member with another token counted no decrypt failure")
+	}
+	seedHost := strings.Split(a.addr, ":")[0]
+	if badToken.logs.FilterMessage("could not decrypt gossip from "+seedHost+" — different token or cluster name?").Len() != 1 {
+		t.Errorf("the member with another token did not warn about seed %s once", seedHost)
+	}
+	if badCluster.logs.FilterMessageSnippet("no gossip seed answered").Len() == 0 {
+		t.Error("the member with another cluster name did not warn")
+	}
+	if n := a.logs.FilterMessageSnippet("no installed keys could decrypt").FilterLevelExact(zapcore.ErrorLevel).Len(); n != 0 {
+		t.Errorf("%d raw memberlist error lines were not demoted", n)
+	}
+}
+
+func TestKilledMemberDeadStoppedMemberLeft(t *testing.T) {
+	a := startMember(t, "a")
+	b := startMember(t, "b", withJoin(a.addr))
+	c := startMember(t, "c", withJoin(a.addr))
+	d := startMember(t, "d", withJoin(a.addr))
+	all := []*testMember{a, b, c, d}
+	eventually(t, 20*time.Second, "four members converge", func() (bool, string) { return allSeeAlive(all) })
+
+	// Record every state a and b go through for c.
+	var mu sync.Mutex
+	seen := map[State]bool{}
+	watch, stopWatch := a.Subscribe()
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		for range watch {
+			st, _ := stateOf(a.Member, "c")
+			st2, _ := stateOf(b.Member, "c")
+			mu.Lock()
+			seen[st], seen[st2] = true, true
+			done := seen[StateDead]
+			mu.Unlock()
+			if done {
+				return
+			}
+		}
+	}()
+
+	c.kill(t)
+	eventually(t, 30*time.Second, "killed member is dead everywhere", func() (bool, string) {
+		for _, m := range []*testMember{a, b, d} {
+			if st, _ := stateOf(m.Member, "c"); st != StateDead {
+				return false, fmt.Sprintf("%s sees c %s", m.name, st)
+			}
+		}
+		return true, ""
+	})
+	stopWatch()
+	<-watchDone
+	mu.Lock()
+	t.Logf("states of c seen: %v", seen)
+	mu.Unlock()
+
+	if err := d.Leave(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "stopped member has left everywhere", func() (bool, string) {
+		for _, m := range []*testMember{a, b} {
+			if st, _ := stateOf(m.Member, "d"); st != StateLeft {
+				return false, fmt.Sprintf("%s sees d %s", m.name, st)
+			}
+		}
+		return true, ""
+	})
+	if st, _ := stateOf(d.Member, "d"); st != StateLeft {
+		t.Errorf("d sees itself %s", st)
+	}
+	if v := metricValue(t, a.reg, "rke2_hanode_gossip_members", map[string]string{"role": "server", "state": "dead"}); v != 1 {
+		t.Errorf("members{server,dead} = %v", v)
+	}
+	if v := metricValue(t, a.reg, "rke2_hanode_gossip_members", map[string]string{"role": "server", "state": "left"}); v != 1 {
+		t.Errorf("members{server,left} = %v", v)
+	}
+	if err := d.UpdateMeta(func(m *Meta) { m.Phase = "x" }); err == nil {
+		t.Error("UpdateMeta after leaving succeeded")
+	}
+}
+
+func TestShutdownLeavesGracefully(t *testing.T) {
+	a := startMember(t, "a")
+	b := startMember(t, "b", withJoin(a.addr))
+	eventually(t, 20*time.Second, "converge", func() (bool, string) { return allSeeAlive([]*testMember{a, b}) })
+	if err := b.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "b left", func() (bool, string) {
+		st, _ := stateOf(a.Member, "b")
+		return st == StateLeft, string(st)
+	})
+	if err := b.Shutdown(); err != nil {
+		t.Fatalf("second Shutdown: %v", err)
+	}
+}
+
+func TestDuplicateNameReported(t *testing.T) {
+	a := startMember(t, "a")
+	b := startMember(t, "b", withJoin(a.addr))
+	eventually(t, 20*time.Second, "converge", func() (bool, string) { return allSeeAlive([]*testMember{a, b}) })
+
+	dup := startMember(t, "a", withJoin(b.addr))
+	eventually(t, 20*time.Second, "duplicate name reported", func() (bool, string) {
+		err := dup.NameConflict()
+		return err != nil && len(b.Conflicts()) > 0, fmt.Sprintf("dup: %v, b: %v", err, b.Conflicts())
+	})
+	err := dup.NameConflict()
+	if !strings.Contains(err.Error(), `node name "a"`) || !strings.Contains(err.Error(), a.addr) || !strings.Contains(err.Error(), "every host needs its own node name") {
+		t.Errorf("NameConflict() = %v", err)
+	}
+	c := b.Conflicts()[0]
+	if c.Name != "a" || c.Existing != a.addr || c.Other != dup.addr {
+		t.Errorf("b's conflict = %+v, want a known at %s, claimed by %s", c, a.addr, dup.addr)
+	}
+	if b.NameConflict() != nil {
+		t.Errorf("b reports a conflict about its own name: %v", b.NameConflict())
+	}
+	if dup.logs.FilterMessageSnippet("two hosts claim one node name").Len() == 0 {
+		t.Error("no error logged")
+	}
+	if metricValue(t, b.reg, "rke2_hanode_gossip_name_conflicts_total", nil) == 0 {
+		t.Error("conflict not counted")
+	}
+	// The cluster keeps the first "a".
+	for _, mi := range b.Members() {
+		if mi.Name == "a" && fmt.Sprintf("%s:%d", mi.Addr, mi.Port) != a.addr {
+			t.Errorf("b replaced a by the duplicate: %+v", mi)
+		}
+	}
+}
+
+// fakeResolver answers a host name only once it is told to, like DNS for a
+// seed that comes up later.
+type fakeResolver struct {
+	mu      sync.Mutex
+	answer  []string
+	lookups int
+}
+
+func (r *fakeResolver) LookupHost(_ context.Context, host string) ([]string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lookups++
+	if r.answer == nil {
+		return nil, fmt.Errorf("lookup %s: no such host", host)
+	}
+	return r.answer, nil
+}
+
+func (r *fakeResolver) set(addrs ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.answer = addrs
+}
+
+func (r *fakeResolver) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lookups
+}
+
+func TestJoinRetriesAndResolvesAgain(t *testing.T) {
+	seedIP := nextTestIP()
+	port := freePort(t, seedIP)
+	res := &fakeResolver{}
+	joiner := startMember(t, "joiner", withJoin(fmt.Sprintf("seed.example:%d", port)), func(c *Config) { c.Resolver = res })
+
+	eventually(t, 10*time.Second, "retries while the name does not resolve", func() (bool, string) {
+		return res.count() >= 3, fmt.Sprint(res.count(), " lookups")
+	})
+	// The name resolves, but nothing listens yet.
+	res.set(seedIP)
+	before := metricValue(t, joiner.reg, "rke2_hanode_gossip_join_failures_total", nil)
+	eventually(t, 10*time.Second, "retries while the seed is down", func() (bool, string) {
+		n := metricValue(t, joiner.reg, "rke2_hanode_gossip_join_failures_total", nil)
+		return n >= before+2, fmt.Sprint(n, " failures")
+	})
+	seed := startMember(t, "seed", withIP(seedIP), withPort(port))
+	eventually(t, 20*time.Second, "joins once the seed is up", func() (bool, string) {
+		return allSeeAlive([]*testMember{seed, joiner})
+	})
+	if joiner.logs.FilterMessageSnippet("no gossip seed").Len() == 0 {
+		t.Error("failed joins were not logged")
+	}
+}
+
+func TestRejoinWhenAlone(t *testing.T) {
+	ipA, ipB := nextTestIP(), nextTestIP()
+	portB := freePort(t, ipB)
+	tm := testTimings()
+	tm.GossipToTheDeadTime = time.Second // forget b soon, so a new b is a stranger
+	a := startMember(t, "a", withIP(ipA), withTimings(tm), withJoin(fmt.Sprintf("%s:%d", ipB, portB)))
+	b := startMember(t, "b", withIP(ipB), withPort(portB), withTimings(tm))
+	eventually(t, 20*time.Second, "a joins b", func() (bool, string) { return allSeeAlive([]*testMember{a, b}) })
+
+	// b crashes; a, now alone, must keep trying its seed and find the
+	// restarted b, which does not know a (its join list is empty).
+	b.kill(t)
+	eventually(t, 20*time.Second, "a sees b dead", func() (bool, string) {
+		st, _ := stateOf(a.Member, "b")
+		return st == StateDead, string(st)
+	})
+	b2 := startMember(t, "b", withIP(ipB), withPort(portB), withTimings(tm))
+	eventually(t, 20*time.Second, "a rejoins the restarted b", func() (bool, string) {
+		return allSeeAlive([]*testMember{a, b2})
+	})
+}
