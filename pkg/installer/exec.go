@@ -33,7 +33,8 @@ type ExecOptions struct {
 	LogFile string
 	// RestartDelay is the wait before a child that died is started again,
 	// doubled after each death that came before READY=1, up to
-	// MaxRestartDelay (like the units' Restart=always, RestartSec=5s).
+	// MaxRestartDelay (default 30s; set it to RestartDelay for the units'
+	// plain Restart=always, RestartSec=5s).
 	RestartDelay    time.Duration
 	MaxRestartDelay time.Duration
 	// Jitter spreads restart delays; nil adds up to 50% at random.
@@ -67,7 +68,7 @@ func NewExecManager(opts ExecOptions) (*ExecManager, error) {
 		opts.RestartDelay = 5 * time.Second
 	}
 	if opts.MaxRestartDelay <= 0 {
-		opts.MaxRestartDelay = time.Minute
+		opts.MaxRestartDelay = 30 * time.Second
 	}
 	if opts.StopGrace <= 0 {
 		opts.StopGrace = 30 * time.Second

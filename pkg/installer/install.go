@@ -63,6 +63,9 @@ type InstallOptions struct {
 	TarPrefix string
 	// SearchPaths replaces DefaultSearchPaths.
 	SearchPaths []string
+	// Running says RKE2 already runs on this host (Inspect): it is adopted,
+	// never reinstalled, whatever version it is.
+	Running bool
 	// Env is added to the script's environment after the INSTALL_RKE2_* ones.
 	Env []string
 	// Timeout bounds the whole install, retries included.
@@ -174,13 +177,13 @@ func Install(ctx context.Context, opts InstallOptions) (Result, error) {
 
 	var res Result
 	var err error
-	switch opts.Method {
-	case MethodNone:
-		res, err = checkInstalled(ctx, opts, log)
-	case MethodScript:
-		res, err = installWithScript(ctx, opts, log)
-	default:
+	switch {
+	case opts.Method != MethodNone && opts.Method != MethodScript:
 		return Result{}, fmt.Errorf("installer: install-method %q unknown (want %q or %q)", opts.Method, MethodScript, MethodNone)
+	case opts.Method == MethodNone || opts.Running:
+		res, err = checkInstalled(ctx, opts, log)
+	default:
+		res, err = installWithScript(ctx, opts, log)
 	}
 	if err != nil {
 		return res, err
@@ -203,11 +206,11 @@ func Install(ctx context.Context, opts InstallOptions) (Result, error) {
 func checkInstalled(ctx context.Context, opts InstallOptions, log *zap.Logger) (Result, error) {
 	bin, err := FindRKE2(opts.RKE2Bin, opts.searchPaths())
 	if err != nil {
-		return Result{}, fmt.Errorf("installer: install-method none: %w: install RKE2 first, set rke2-bin, or use install-method: script", err)
+		return Result{}, fmt.Errorf("installer: install-method %s: %w: install RKE2 first, set rke2-bin, or use install-method: script", opts.Method, err)
 	}
 	version, err := RKE2Version(ctx, bin)
 	if err != nil {
-		return Result{}, fmt.Errorf("installer: install-method none: %w", err)
+		return Result{}, fmt.Errorf("installer: install-method %s: %w", opts.Method, err)
 	}
 	warnVersion(log, opts.Version, version)
 	return Result{Skipped: true, Bin: bin, Version: version}, nil

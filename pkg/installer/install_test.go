@@ -135,6 +135,13 @@ func TestInstallScriptOverHTTP(t *testing.T) {
 	if err != nil || res.Skipped || res.Version != "v1.37.0+rke2r1" || f.runs(t) != "2" {
 		t.Fatalf("upgrade: %+v, %v, runs %s", res, err, f.runs(t))
 	}
+	// Running RKE2 is adopted whatever its version.
+	f.opts.Version = "v1.38.0+rke2r1"
+	f.opts.Running = true
+	if res, err = Install(context.Background(), f.opts); err != nil || !res.Skipped || res.Version != "v1.37.0+rke2r1" || f.runs(t) != "2" {
+		t.Fatalf("running rke2: %+v, %v, runs %s", res, err, f.runs(t))
+	}
+	f.opts.Running = false
 	// No version wanted and rke2 present: skipped.
 	f.opts.Version = ""
 	if res, err = Install(context.Background(), f.opts); err != nil || !res.Skipped {
