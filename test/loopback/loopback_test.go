@@ -92,14 +92,14 @@ func waitReady(t *testing.T, c *demo.Cluster, within time.Duration) []demo.Row {
 
 // simState is rke2sim's evidence file.
 type simState struct {
-	Mode         string    `json:"mode"`
-	CAHash       string    `json:"ca_hash"`
-	JoinedVia    string    `json:"joined_via"`
+	Mode         string `json:"mode"`
+	CAHash       string `json:"ca_hash"`
+	JoinedVia    string `json:"joined_via"`
 	JoinStarted  string `json:"join_started"`
 	JoinFinished string `json:"join_finished"`
 	Rejections   []struct {
 		At     string `json:"at"`
-		Reason string    `json:"reason"`
+		Reason string `json:"reason"`
 	} `json:"rejections"`
 }
 
