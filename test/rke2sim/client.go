@@ -146,7 +146,7 @@ func (c *joinClient) joinOnce(ctx context.Context, body []byte) (*joinResponse, 
 		return nil, false, reject("token rejected by %s: %s", c.base, resp.Status)
 	case http.StatusConflict:
 		return nil, false, reject("%s", msg)
-	case http.StatusServiceUnavailable:
+	case http.StatusServiceUnavailable, http.StatusTooManyRequests:
 		return nil, true, fmt.Errorf("%s: %s", resp.Status, msg)
 	default:
 		return nil, false, reject("join via %s: %s: %s", c.base, resp.Status, msg)

@@ -89,7 +89,7 @@ func (n *node) handlers() handlerSet {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write(n.ca.CertPEM)
 	})
-	sup.Handle("/v1-rke2/", n.auth(v1))
+	sup.Handle("/v1-rke2/", n.auth(n.limit(v1)))
 	sup.Handle("/", api) // everything else falls through to the apiserver
 	return handlerSet{supervisor: sup, api: api}
 }
@@ -127,6 +127,42 @@ func (n *node) auth(next http.Handler) http.Handler {
 	})
 }
 
+// limit caps requests in flight like k3s's supervisor (about 20 reads and
+// 10 writes); beyond that it answers 429 and clients retry.
+func (n *node) limit(next http.Handler) http.Handler {
+	reads, writes := make(chan struct{}, 20), make(chan struct{}, 10)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sem := reads
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			sem = writes
+		}
+		select {
+		case sem <- struct{}{}:
+			defer func() { <-sem }()
+			next.ServeHTTP(w, r)
+		default:
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "Too Many Requests", http.StatusTooManyRequests)
+		}
+	})
+}
+
+// duplicateName says whether name is already a member or an agent at
+// another address: k3s refuses a second node with the same name.
+func (n *node) duplicateName(name, url string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, m := range n.ds.Members {
+		if m.Name == name && m.URL != url {
+			return true
+		}
+	}
+	if a, ok := n.agents[name]; ok && a != url {
+		return true
+	}
+	return false
+}
+
 func (n *node) handleJoin(w http.ResponseWriter, r *http.Request) {
 	if !n.ready.Load() {
 		http.Error(w, "server is not ready", http.StatusServiceUnavailable)
@@ -139,13 +175,19 @@ func (n *node) handleJoin(w http.ResponseWriter, r *http.Request) {
 	}
 	log := n.log.With(zap.String("joiner", jr.Name), zap.String("joiner-url", jr.URL), zap.String("mode", jr.Mode))
 	resp := joinResponse{ClusterID: n.ds.ClusterID, CACert: n.ca.CertPEM}
+	if n.duplicateName(jr.Name, jr.URL) {
+		reason := fmt.Sprintf("duplicate node name found: %s is already a node of this cluster at another address", jr.Name)
+		log.Warn("join refused", zap.String("reason", reason))
+		http.Error(w, reason, http.StatusConflict)
+		return
+	}
 	switch jr.Mode {
 	case ModeAgent:
 		n.mu.Lock()
 		if n.agents == nil {
-			n.agents = map[string]time.Time{}
+			n.agents = map[string]string{}
 		}
-		n.agents[jr.Name] = n.now()
+		n.agents[jr.Name] = jr.URL
 		n.mu.Unlock()
 		resp.Members = n.members()
 		log.Info("agent registered")

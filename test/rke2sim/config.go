@@ -154,6 +154,11 @@ func fromMap(m map[string]any) (NodeConfig, error) {
 	if err != nil {
 		return NodeConfig{}, err
 	}
+	for _, taint := range cfg.NodeTaint {
+		if err := checkTaint(taint); err != nil {
+			return NodeConfig{}, err
+		}
+	}
 	if cfg.Token == "" && tokenFile != "" {
 		raw, rerr := os.ReadFile(tokenFile)
 		if rerr != nil {
@@ -193,4 +198,17 @@ func defaultNodeIP() string {
 		}
 	}
 	return "127.0.0.1"
+}
+
+// checkTaint accepts key[=value]:Effect, as the kubelet's --register-with-taints.
+func checkTaint(taint string) error {
+	kv, effect, ok := strings.Cut(taint, ":")
+	key, _, _ := strings.Cut(kv, "=")
+	switch {
+	case !ok || key == "":
+		return fmt.Errorf("config: node-taint %q: invalid taint spec, want key[=value]:Effect", taint)
+	case effect != "NoSchedule" && effect != "PreferNoSchedule" && effect != "NoExecute":
+		return fmt.Errorf("config: node-taint %q: invalid taint effect %q, want NoSchedule, PreferNoSchedule or NoExecute", taint, effect)
+	}
+	return nil
 }

@@ -27,14 +27,14 @@ type node struct {
 	notifySocket string
 
 	// Server side, set once the cluster identity is known.
-	ca     *CA
-	secret string
-	ready  atomic.Bool
-	mu     sync.Mutex
-	ds     Datastore
-	slot   learnerSlot
-	agents map[string]time.Time
-	vipHeld string // the VIP this node serves, "" for none (under mu)
+	ca      *CA
+	secret  string
+	ready   atomic.Bool
+	mu      sync.Mutex
+	ds      Datastore
+	slot    learnerSlot
+	agents  map[string]string // agent name → its address, as registered here
+	vipHeld string            // the VIP this node serves, "" for none (under mu)
 	// joinedNow: this run joined the cluster (no start delay after it).
 	joinedNow bool
 }

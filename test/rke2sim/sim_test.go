@@ -1,6 +1,7 @@
 package rke2sim
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -120,7 +121,7 @@ func TestSecondJoinerDuringLearnerPhaseIsTurnedAway(t *testing.T) {
 }
 
 func TestJoinRefusals(t *testing.T) {
-	a := startSim(t, simSpec{config: "node-ip: " + addr(3, 1) + "\ntoken: right\ncluster-cidr: 10.42.0.0/16\n"})
+	a := startSim(t, simSpec{config: "node-ip: " + addr(3, 1) + "\nnode-name: first\ntoken: right\ncluster-cidr: 10.42.0.0/16\n"})
 	a.waitReady()
 	tok, _ := ParseToken(a.token())
 	wrongHash := strings.Repeat("ab", 32)
@@ -131,12 +132,18 @@ func TestJoinRefusals(t *testing.T) {
 		{"CA hash mismatch", "server", "token: " + SecureToken(wrongHash, "server", "right") + "\ncluster-cidr: 10.42.0.0/16", "token CA hash does not match the Cluster CA certificate hash"},
 		{"critical config mismatch", "server", "token: right\ncluster-cidr: 10.99.0.0/16", "critical configuration value mismatch between servers: cluster-cidr"},
 		{"no token", "server", "cluster-cidr: 10.42.0.0/16", "token is required"},
+		{"duplicate node name", "server", "token: right\ncluster-cidr: 10.42.0.0/16\nnode-name: first", "duplicate node name found: first"},
+		{"node token joins a server", "server", "token: " + SecureToken(tok.CAHash, "node", tok.Secret) + "\ncluster-cidr: 10.42.0.0/16", "token rejected by"},
 		{"agent wrong token", "agent", "token: wrong", "token rejected by"},
 		{"agent CA hash mismatch", "agent", "token: " + SecureToken(wrongHash, "node", tok.Secret), "token CA hash does not match"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			j := startSim(t, simSpec{role: tc.role, config: "node-ip: " + addr(3, 10+i) + "\nserver: " + supURL(addr(3, 1)) + "\n" + tc.extra})
+			cfg := "node-ip: " + addr(3, 10+i) + "\nserver: " + supURL(addr(3, 1)) + "\n" + tc.extra
+			if !strings.Contains(tc.extra, "node-name") {
+				cfg += fmt.Sprintf("\nnode-name: j%d", i)
+			}
+			j := startSim(t, simSpec{role: tc.role, config: cfg})
 			if code := j.waitExit(); code != 1 {
 				t.Fatalf("exit %d, want 1", code)
 			}
@@ -245,6 +252,8 @@ func TestConfigDropInsAndAppend(t *testing.T) {
 		{"not yaml", "token: [", "config:"},
 		{"token list", "token: [a, b]", "token: want a string"},
 		{"san number", "tls-san: [1]", "tls-san: want strings"},
+		{"taint effect", "node-taint: [\"CriticalAddonsOnly=true:NoExec\"]", `invalid taint effect "NoExec"`},
+		{"taint without effect", "node-taint: CriticalAddonsOnly=true", "invalid taint spec"},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {

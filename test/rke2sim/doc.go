@@ -1,0 +1,184 @@
+// Package rke2sim is a test stand-in for the rke2 binary: cmd/rke2sim is
+// installed as bin/rke2 by make-artifacts.sh and behaves like RKE2 in every
+// way rke2-hanode depends on. It is strict and noisy on purpose: where real
+// RKE2 would fail, it fails, logs why, records it in state.json and exits
+// non-zero, so that a product bug shows up as a failed test rather than a
+// quiet retry.
+//
+// It owns: parsing RKE2's config, the simulated cluster (CA, tokens,
+// datastore, membership, one learner at a time), the supervisor and API
+// listeners, the kube-vip stand-in, readiness notification, the evidence
+// file, and the airgap artifact layout with an install.sh stand-in.
+// It must never: import the product's packages (in particular not pkg/vip:
+// its kube-vip check is written independently to catch renderer bugs), talk
+// to anything but the addresses in its config, or touch files outside its
+// data-dir (and the VIP's interface address in ARP mode).
+//
+// # Command line
+//
+//	rke2 server|agent [--config FILE]   (also --config=FILE, -c FILE)
+//	rke2 --version                      "rke2 version <v> (sim)" and "go version …"
+//
+// Any other flag fails with exit 2 ("flag provided but not defined"). Exit
+// codes: 0 after SIGTERM/SIGINT, 1 on a refusal or error, 2 on misuse.
+//
+// # Config
+//
+// /etc/rancher/rke2/config.yaml (or --config), then FILE.d/*.yaml in lexical
+// order; a later file replaces a key, "key+:" appends to a list. Honoured:
+// data-dir (default /var/lib/rancher/rke2), server, token, token-file,
+// tls-san, node-taint (validated as key[=value]:Effect), node-ip (default: the
+// default route's address), node-name (default: hostname). The keys that must
+// match on all servers (agent-token, cluster-cidr, cluster-dns,
+// cluster-domain, service-cidr, disable-cloud-controller, disable-kube-proxy,
+// egress-selector-mode) are compared on join. Every other key is accepted
+// and ignored, as RKE2 accepts many more.
+//
+// # Server
+//
+// Without server: and without <data-dir>/server/db/etcd it does a
+// cluster-init: a new ECDSA CA (server/tls/server-ca.{crt,key}), the secure
+// token K10<sha256 of the CA PEM as /cacerts serves it>::server:<secret> in
+// server/token and server/node-token, and server/db/etcd/member.json
+// (cluster id, CA hash, members). A secure token given to a cluster-init is
+// refused (its CA cannot exist yet); no token generates a secret.
+//
+// With an existing datastore it resumes that cluster with the CA from disk
+// and ignores server:, as RKE2 does, except: a token whose secret differs
+// from the stored one is refused ("bootstrap data already found and
+// encrypted with different token"), and a server: that answers with
+// another cluster's CA is refused ("this host has a datastore of another
+// cluster …") instead of silently running as a second cluster.
+//
+// With server: and no datastore it joins: GET /cacerts without
+// verification (connection failures are retried every
+// RKE2SIM_CONNECT_RETRY, as RKE2 retries), compare the secure token's hash
+// ("token CA hash does not match the Cluster CA certificate hash"; a short
+// token only warns), then POST the join over TLS verified against that CA
+// with the token. Refused, recorded, exit 1: a TLS verification failure
+// (for example the address in server: is not among the server's SANs), a
+// rejected token (401), "too many learner members", "etcdserver: unhealthy
+// cluster" (no majority of members reachable), "critical configuration
+// value mismatch between servers", a duplicate node name. A 503 (server not
+// ready yet) and a 429 (rate limited) are retried. A joined server gets
+// the CA (key included: this is a simulation), the token and the member
+// list, and serves as the cluster.
+//
+// # One learner at a time, served by any member
+//
+// Any member serves joins, because the VIP may land on any server. The
+// member serving a join asks every member it knows (itself included) for
+// the learner slot; with a majority of grants it holds the slot for
+// RKE2SIM_JOIN_DELAY (the learner phase), then adds the member on every
+// reachable member and frees the slot. Two concurrent joins cannot both
+// get a majority, so the second is answered "too many learner members".
+// Limits: members are never removed (as in etcd until someone removes
+// them), so a two-member cluster with one member down accepts no joins,
+// like etcd without quorum; a slot granted by a coordinator that died
+// expires after RKE2SIM_JOIN_DELAY+30s; member lists are synced every 5 s
+// and after each join, so a member that was down may briefly know fewer
+// members; readiness does not model quorum loss.
+//
+// # Endpoints (TLS, certificate SANs: node-ip, localhost, 127.0.0.1, tls-san)
+//
+// Supervisor (node-ip:RKE2SIM_SUPERVISOR_PORT): GET /ping → "pong" and GET
+// /cacerts → the CA PEM (text/plain, no auth). Token-authenticated (basic
+// server:<secret> or node:<secret>, or bearer with the secret or a whole
+// token), at most 20 reads and 10 writes in flight (429 beyond):
+// GET /v1-rke2/readyz ("ok", 503 until ready), POST /v1-rke2/sim/join,
+// and member-to-member POST /v1-rke2/sim/slot, POST /v1-rke2/sim/member,
+// GET /v1-rke2/sim/members, GET /v1-rke2/sim/vip. Everything else falls
+// through to the API handler. API (node-ip:RKE2SIM_API_PORT): GET /readyz,
+// /livez, /healthz, /version, token-authenticated (RKE2's apiserver runs
+// without anonymous auth).
+//
+// # Agent
+//
+// The same checks as a joining server (a node token is enough), then a
+// registration; READY=1 after RKE2SIM_AGENT_DELAY. No datastore.
+//
+// # Readiness and evidence
+//
+// READY=1 goes to NOTIFY_SOCKET (unixgram, "@" for the abstract namespace)
+// after RKE2SIM_START_DELAY for a cluster-init or a restart, at the end of
+// the learner phase for a join, after RKE2SIM_AGENT_DELAY for an agent.
+// <data-dir>/sim/state.json is written atomically:
+//
+//	{"mode": "cluster-init"|"join"|"agent", "ca_hash": "<hex>",
+//	 "joined_via": "<server: URL>", "join_started": "<RFC 3339 nanos>",
+//	 "join_finished": "<RFC 3339 nanos>",
+//	 "rejections": [{"at": "<RFC 3339 nanos>", "reason": "…"}]}
+//
+// Every key is always present ("" when not applicable). For a server join
+// the two times are the learner phase as timed by the member that served it
+// (all hosts share a clock in the test bed), so tests can prove that joins
+// never overlap. Rejections accumulate across restarts; a restart keeps the
+// mode and join times.
+//
+// # kube-vip stand-in
+//
+// A ready server polls <data-dir>/server/manifests/*.{yaml,yml,json} every
+// RKE2SIM_MANIFEST_POLL. A file that does not decode is skipped whole (and
+// logged), as RKE2's deploy controller does. When a DaemonSet whose name or
+// image mentions kube-vip is present, the objects are compared field by
+// field with what kube-vip's generator prints for "manifest rbac" and
+// "manifest daemonset --interface IF --address VIP --inCluster --taint
+// --controlplane --arp --leaderElection" (testdata/ holds the golden output):
+// ServiceAccount, ClusterRole rules and verbs in order, ClusterRoleBinding,
+// DaemonSet name, namespace, labels, selector, image, args, pull policy,
+// capabilities, hostNetwork, serviceAccountName, tolerations, node
+// affinity, and the env by name and in order, with string values. Absent,
+// null, {} and [] are the same; anything the generator does not print is a
+// problem. Each problem is logged as "kube-vip manifest: <field> = <got>,
+// want <want>" and the VIP stays down; a fixed file is picked up.
+// vip_interface must exist on the host; address must be IPv4 with
+// vip_subnet "32"; lease timings must be whole seconds with lease >
+// renew > 1.2 × retry (client-go's rule).
+//
+// The image must be RKE2SIM_KUBEVIP_IMAGE:RKE2SIM_KUBEVIP_VERSION.
+//
+// With a valid manifest it competes for the VIP:
+//   - vip_interface lo: it holds the VIP by binding VIP:supervisor-port
+//     (only one process can), retrying every retry period, so the VIP moves
+//     when its holder stops or dies. It serves the same handlers and
+//     certificate there, and the API port when free.
+//   - a real interface: a lease over the network. A server claims the VIP
+//     once it has not answered /ping for the lease duration plus jitter (a
+//     fresh start waits one retry period): it adds VIP/32 with netlink,
+//     serves on it and sends gratuitous ARP (request and reply). Every retry
+//     period a holder asks the other members whether they hold it too; of
+//     two live holders the lower node name keeps it. A clean stop removes
+//     the address; a killed process leaves it (as a crashed kube-vip does),
+//     and the next holder's ARP announcement takes over. A process that
+//     finds the VIP on its interface at start takes it as its own.
+//
+// # Environment
+//
+//	RKE2SIM_START_DELAY      cluster-init/restart until READY=1 (300ms)
+//	RKE2SIM_JOIN_DELAY       a server's learner phase (300ms)
+//	RKE2SIM_AGENT_DELAY      agent registration until READY=1 (300ms)
+//	RKE2SIM_SUPERVISOR_PORT  supervisor port (9345); tests use their own
+//	RKE2SIM_API_PORT         API port (6443)
+//	RKE2SIM_CONNECT_RETRY    joiner's retry period while unreachable (1s)
+//	RKE2SIM_MANIFEST_POLL    manifests folder poll period (1s)
+//	RKE2SIM_VIP_RETRY        overrides vip_retryperiod (Go duration)
+//	RKE2SIM_VIP_LEASE        overrides vip_leaseduration (Go duration)
+//	RKE2SIM_KUBEVIP_VERSION  the kube-vip version the manifest must name (v1.2.3)
+//	RKE2SIM_KUBEVIP_IMAGE    its image repository (ghcr.io/kube-vip/kube-vip)
+//	RKE2SIM_VERSION          what --version prints; else share/rke2/sim-version
+//	                         beside the binary (make-artifacts.sh writes it from
+//	                         its own RKE2SIM_VERSION), else DefaultVersion
+//	RKE2SIM_LOG_LEVEL        debug|info|warn|error (info)
+//	NOTIFY_SOCKET            systemd's notification socket
+//
+// Delays are Go durations; a malformed value exits 2 naming the variable.
+//
+// # Artifacts
+//
+// make-artifacts.sh BIN OUTDIR writes rke2.linux-amd64.tar.gz (no top-level
+// folder: bin/rke2 = BIN, bin/rke2-killall.sh, bin/rke2-uninstall.sh,
+// lib/systemd/system/rke2-{server,agent}.{service,env}, share/rke2/…),
+// sha256sum-amd64.txt (plain sha256sum output) and install.sh, a stand-in
+// for the install script's airgap path (see its header for the variables,
+// including INSTALL_RKE2_AGENT_IMAGES_DIR for tests).
+package rke2sim
