@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -70,6 +71,7 @@ func runTestChild(mode string) int {
 		cmd := exec.Command(os.Args[0])
 		cmd.Env = append(os.Environ(), childEnv+"=notify-only")
 		cmd.Run()
+		fmt.Println("stranger notified")
 	case "notify-only":
 		sdNotify("READY=1")
 		return 0
@@ -171,7 +173,17 @@ func TestExecReady(t *testing.T) {
 
 func TestExecRestartsCrashingChild(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)
-	m, _ := newTestExecManager(t, "crash-then-ready", func(o *ExecOptions) { o.Logger = zap.New(core) })
+	var mu sync.Mutex
+	var delays []time.Duration
+	m, _ := newTestExecManager(t, "crash-then-ready", func(o *ExecOptions) {
+		o.Logger = zap.New(core)
+		o.Jitter = func(d time.Duration) time.Duration {
+			mu.Lock()
+			defer mu.Unlock()
+			delays = append(delays, d)
+			return d
+		}
+	})
 	ctx := waitCtx(t, time.Minute)
 	if err := m.Start(ctx, RoleAgent); err != nil {
 		t.Fatal(err)
@@ -183,6 +195,11 @@ func TestExecRestartsCrashingChild(t *testing.T) {
 	if st.Restarts != 2 || !strings.Contains(st.LastExit, "exit status 3") || st.Status != "up after crashes" {
 		t.Fatalf("status = %+v", st)
 	}
+	mu.Lock()
+	if len(delays) != 2 || delays[0] != 10*time.Millisecond || delays[1] != 20*time.Millisecond {
+		t.Errorf("restart delays %v, want [10ms 20ms]", delays)
+	}
+	mu.Unlock()
 	if logs.FilterField(zap.String("line", "boom: too many learner members")).Len() != 2 {
 		t.Fatalf("child output not in the log: %v", logs.All())
 	}
@@ -193,6 +210,7 @@ func TestExecNeverReadyDeadline(t *testing.T) {
 	if err := m.Start(waitCtx(t, time.Minute), RoleServer); err != nil {
 		t.Fatal(err)
 	}
+	waitOutput(t, m, RoleServer, "child never")
 	err := m.WaitActive(waitCtx(t, 500*time.Millisecond), RoleServer)
 	if err == nil || !strings.Contains(err.Error(), "rke2 server not ready: context deadline exceeded") ||
 		!strings.Contains(err.Error(), "child never args server") {
@@ -205,7 +223,8 @@ func TestExecIgnoresReadyFromOtherProcesses(t *testing.T) {
 	if err := m.Start(waitCtx(t, time.Minute), RoleServer); err != nil {
 		t.Fatal(err)
 	}
-	err := m.WaitActive(waitCtx(t, time.Second), RoleServer)
+	waitOutput(t, m, RoleServer, "stranger notified")
+	err := m.WaitActive(waitCtx(t, 500*time.Millisecond), RoleServer)
 	if err == nil || !strings.Contains(err.Error(), "deadline exceeded") {
 		t.Fatalf("READY=1 from a grandchild was taken: err = %v", err)
 	}
@@ -241,6 +260,23 @@ func TestExecStopKillsStubbornChildAndGroup(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// waitOutput waits until role's child has printed a line starting with prefix.
+func waitOutput(t *testing.T, m *ExecManager, role Role, prefix string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		for _, line := range m.child(role).out.last() {
+			if strings.HasPrefix(line, prefix) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no output line %q from rke2 %s", prefix, role)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
