@@ -88,8 +88,7 @@ func startMember(t testing.TB, name string, opts ...memberOpt) *testMember {
 		cancel()
 		_ = m.Shutdown()
 	})
-	self := m.ml.Load().LocalNode()
-	return &testMember{Member: m, name: name, addr: net.JoinHostPort(cfg.AdvertiseAddr, strconv.Itoa(int(self.Port))), logs: logs, reg: reg}
+	return &testMember{Member: m, name: name, addr: m.self.String(), logs: logs, reg: reg}
 }
 
 // kill stops a member like a crash: no leave message.

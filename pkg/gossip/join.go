@@ -142,10 +142,8 @@ func (m *Member) resolveSeeds(ctx context.Context) (addrs []string, errs []error
 // selfAddrs are the addresses at which a seed would be this member.
 func (m *Member) selfAddrs() []netip.AddrPort {
 	var self []netip.AddrPort
-	if ln := m.ml.Load().LocalNode(); ln != nil {
-		if ip, ok := netip.AddrFromSlice(ln.Addr); ok {
-			self = append(self, netip.AddrPortFrom(ip.Unmap(), ln.Port))
-		}
+	if m.self.IsValid() {
+		self = append(self, m.self)
 	}
 	if ip, err := netip.ParseAddr(m.cfg.BindAddr); err == nil && !ip.IsUnspecified() {
 		self = append(self, netip.AddrPortFrom(ip.Unmap(), uint16(m.port)))

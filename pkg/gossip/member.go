@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -68,7 +69,8 @@ type Member struct {
 
 	lifeMu  sync.Mutex // serialises Start, Leave and stop
 	ml      atomic.Pointer[memberlist.Memberlist]
-	port    int // bound gossip port, the default port of seeds
+	port    int            // bound gossip port, the default port of seeds
+	self    netip.AddrPort // the address memberlist advertises
 	cancel  context.CancelFunc
 	done    chan struct{}
 	stopErr error
@@ -139,12 +141,17 @@ func (m *Member) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("gossip: listen on %s:%d: %w", m.cfg.BindAddr, m.cfg.BindPort, err)
 	}
-	m.ml.Store(ml)
-	m.port = mc.BindPort // memberlist fills in a port picked for 0
+	// Read our own node before anything can update it: memberlist hands out
+	// a pointer into its state.
 	local := ml.LocalNode()
+	if ip, ok := netip.AddrFromSlice(local.Addr); ok {
+		m.self = netip.AddrPortFrom(ip.Unmap(), local.Port)
+	}
+	m.port = mc.BindPort // memberlist fills in a port picked for 0
+	m.ml.Store(ml)
 	m.log.Info("gossip member started",
 		zap.String("node", m.cfg.NodeName),
-		zap.String("address", local.Address()),
+		zap.Stringer("address", m.self),
 		zap.String("cluster", m.cfg.ClusterName),
 		zap.Strings("join", m.cfg.Join))
 
