@@ -9,9 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // Status is a preflight check's outcome: ok passes, warn is shown but stops
@@ -39,6 +42,7 @@ const (
 	CheckSwap      = "swap"
 	CheckRKE2      = "rke2"
 	CheckDatastore = "rke2 datastore"
+	CheckDropIns   = "rke2 config drop-ins"
 )
 
 // Server minimums (the runbook's 4 CPU / 4 GiB). MemTotal is below the
@@ -68,6 +72,9 @@ type PreflightOptions struct {
 	// State is the Inspect result; nil skips the install checks, and a
 	// running service of Role makes its ports' use expected.
 	State *State
+	// RKE2ConfigDir, when set, has its config.yaml.d drop-ins checked for
+	// keys rke2-hanode owns (RKE2 reads them after config.yaml).
+	RKE2ConfigDir string
 	// UID returns the effective uid (nil: os.Geteuid).
 	UID func() int
 	// NumCPU returns usable CPUs (nil: runtime.NumCPU).
@@ -117,6 +124,9 @@ func Preflight(opts PreflightOptions) []Check {
 	checks = append(checks, checkMemory(opts.ProcDir, server), checkSwap(opts.ProcDir))
 	if opts.State != nil {
 		checks = append(checks, checkExisting(*opts.State, opts.Role)...)
+	}
+	if opts.RKE2ConfigDir != "" {
+		checks = append(checks, checkDropIns(opts.RKE2ConfigDir))
 	}
 	return checks
 }
@@ -208,4 +218,37 @@ func checkExisting(st State, role Role) []Check {
 			"%s exists: RKE2 will resume it and ignore server:; only this cluster's bootstrap node or a member of this cluster may start on it", st.Datastore)})
 	}
 	return checks
+}
+
+// checkDropIns warns about config.yaml.d files that set keys rke2-hanode
+// writes: RKE2 reads them after config.yaml, so they would win or merge.
+func checkDropIns(configDir string) Check {
+	files, _ := filepath.Glob(filepath.Join(configDir, "config.yaml.d", "*.yaml"))
+	var problems []string
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", file, err))
+			continue
+		}
+		var keys map[string]any
+		if err := yaml.Unmarshal(data, &keys); err != nil {
+			problems = append(problems, fmt.Sprintf("%s is not a YAML map", file))
+			continue
+		}
+		var owned []string
+		for k := range keys {
+			if isOwnedKey(k) {
+				owned = append(owned, k)
+			}
+		}
+		if len(owned) > 0 {
+			sort.Strings(owned)
+			problems = append(problems, fmt.Sprintf("%s sets %s", file, strings.Join(owned, ", ")))
+		}
+	}
+	if len(problems) > 0 {
+		return Check{CheckDropIns, StatusWarn, strings.Join(problems, "; ") + ": these override what rke2-hanode writes into config.yaml"}
+	}
+	return Check{CheckDropIns, StatusOK, fmt.Sprintf("%d drop-ins, none sets a key rke2-hanode owns", len(files))}
 }

@@ -150,3 +150,30 @@ func TestPreflightRealPorts(t *testing.T) {
 		t.Fatalf("check = %+v", c)
 	}
 }
+
+func TestPreflightDropIns(t *testing.T) {
+	dir := t.TempDir()
+	dropins := filepath.Join(dir, "config.yaml.d")
+	os.MkdirAll(dropins, 0o700)
+	check := func() Check {
+		for _, c := range Preflight(PreflightOptions{Role: RoleAgent, RKE2ConfigDir: dir, ProcDir: procDir(t, meminfo16G, swapsOff),
+			UID: func() int { return 0 }, Listen: fakeListen(nil)}) {
+			if c.Name == CheckDropIns {
+				return c
+			}
+		}
+		t.Fatal("no drop-in check")
+		return Check{}
+	}
+	if c := check(); c.Status != StatusOK || c.Detail != "0 drop-ins, none sets a key rke2-hanode owns" {
+		t.Fatalf("check = %+v", c)
+	}
+	os.WriteFile(filepath.Join(dropins, "10-cni.yaml"), []byte("cni: cilium\n"), 0o600)
+	os.WriteFile(filepath.Join(dropins, "20-sans.yaml"), []byte("tls-san+: [x]\ntoken: other\n"), 0o600)
+	os.WriteFile(filepath.Join(dropins, "30-bad.yaml"), []byte("- a list\n"), 0o600)
+	c := check()
+	if c.Status != StatusWarn || !strings.Contains(c.Detail, "20-sans.yaml sets tls-san+, token") ||
+		!strings.Contains(c.Detail, "30-bad.yaml is not a YAML map") || strings.Contains(c.Detail, "10-cni") {
+		t.Fatalf("check = %+v", c)
+	}
+}

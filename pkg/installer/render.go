@@ -70,6 +70,12 @@ var OwnedKeys = []string{
 	"data-dir", "node-taint",
 }
 
+// isOwnedKey reports whether an RKE2 config key (or its key+ form) is one
+// rke2-hanode writes.
+func isOwnedKey(key string) bool {
+	return slices.Contains(OwnedKeys, strings.TrimSuffix(key, "+"))
+}
+
 // RenderOptions is everything RKE2's config.yaml is made from.
 type RenderOptions struct {
 	Case Case
@@ -191,7 +197,7 @@ func (o RenderOptions) validate() error {
 		if k == "" {
 			return fmt.Errorf("installer: render config: rke2-config has an empty key")
 		}
-		if slices.Contains(OwnedKeys, strings.TrimSuffix(k, "+")) {
+		if isOwnedKey(k) {
 			return fmt.Errorf("installer: render config: rke2-config key %q is set by rke2-hanode itself (owned keys: %s); use the rke2-hanode setting instead",
 				k, strings.Join(OwnedKeys, ", "))
 		}
