@@ -275,7 +275,8 @@ func (n *Node) slotDetail() string {
 // waitVIP waits until the VIP answers with caHash; a different CA is an
 // alarm that retrying cannot fix.
 func (n *Node) waitVIP(ctx context.Context, caHash string) error {
-	_, err := n.prober.WaitReachable(ctx, n.cfg.VIP, caHash)
+	// Every host that waits for the VIP shares the supervisor's capacity.
+	_, err := n.prober.WaitReachableAmong(ctx, n.cfg.VIP, caHash, n.g.NumAlive(""))
 	if errors.Is(err, vip.ErrCAMismatch) {
 		return permanent("%w: something other than this cluster answers on the VIP; check who holds %s", err, n.cfg.VIP)
 	}

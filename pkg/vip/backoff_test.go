@@ -80,3 +80,47 @@ func TestBackoffCeiling(t *testing.T) {
 		t.Errorf("backoff after very many attempts = %v, want capped at 30s", got)
 	}
 }
+
+// TestWaitReachableAmongBoundsAggregateRate: 200 waiters that know they are
+// 200 send at most MaxAggregateProbeRate probes per second together after
+// their first probe, in every 10 s window, however long the VIP stays down.
+func TestWaitReachableAmongBoundsAggregateRate(t *testing.T) {
+	const (
+		waiters = 200
+		horizon = 5 * time.Minute
+		window  = 10 * time.Second
+	)
+	start := time.Unix(1_700_000_000, 0)
+	perWindow := map[int]int{}
+	first := 0
+	for i := range waiters {
+		clock := &fakeClock{now: start}
+		rng := rand.New(rand.NewPCG(uint64(i), 7))
+		p := newTestProber(t, ProberConfig{Clock: clock, Jitter: rng.Int64N})
+		n := 0
+		p.probe = func(context.Context, string, string) Result {
+			n++
+			if n == 1 {
+				first++ // every waiter's first probe comes at once
+			} else {
+				perWindow[int(clock.now.Sub(start)/window)]++
+			}
+			if clock.now.Sub(start) >= horizon {
+				return Result{Reachable: true, CAHash: "abc"}
+			}
+			return Result{Err: errNotYet}
+		}
+		if _, err := p.WaitReachableAmong(context.Background(), "10.0.0.1", "abc", waiters); err != nil {
+			t.Fatal(err)
+		}
+	}
+	limit := MaxAggregateProbeRate * int(window/time.Second) * 13 / 10 // the jitter's spread
+	worst := 0
+	for w := 0; w < int(horizon/window); w++ {
+		worst = max(worst, perWindow[w])
+		if perWindow[w] > limit {
+			t.Errorf("window %v: %d retries, want at most %d (%d/s)", time.Duration(w)*window, perWindow[w], limit, MaxAggregateProbeRate)
+		}
+	}
+	t.Logf("%d waiters: first probes %d at once, then at most %d retries per %v", waiters, first, worst, window)
+}

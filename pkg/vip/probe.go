@@ -331,6 +331,20 @@ func (p *Prober) get(ctx context.Context, tlsConfig *tls.Config, url string, lim
 // returns at once with an error wrapping ErrCAMismatch (and the hash
 // served); the end of ctx returns its error with the last probe's.
 func (p *Prober) WaitReachable(ctx context.Context, vip, expectCAHash string) (string, error) {
+	return p.WaitReachableAmong(ctx, vip, expectCAHash, 1)
+}
+
+// MaxAggregateProbeRate bounds the probes per second that all hosts
+// waiting for the VIP send together after their first probe, in line with
+// the RKE2 supervisor's own in-flight limits (about 20 reads).
+const MaxAggregateProbeRate = 20
+
+// WaitReachableAmong is WaitReachable for one of waiters hosts that wait
+// for the same VIP: every retry waits at least waiters/MaxAggregateProbeRate
+// seconds on average (jittered by ±50%), so that together they send at most
+// MaxAggregateProbeRate probes per second however many they are.
+func (p *Prober) WaitReachableAmong(ctx context.Context, vip, expectCAHash string, waiters int) (string, error) {
+	floor := time.Duration(max(waiters, 1)) * time.Second / MaxAggregateProbeRate
 	for attempt := 0; ; attempt++ {
 		r := p.probe(ctx, vip, expectCAHash)
 		if r.Reachable {
@@ -341,7 +355,7 @@ func (p *Prober) WaitReachable(ctx context.Context, vip, expectCAHash string) (s
 		if errors.Is(r.Err, ErrCAMismatch) {
 			return r.CAHash, r.Err
 		}
-		wait := p.backoff(attempt)
+		wait := max(p.backoff(attempt), floor/2+time.Duration(p.jitter(int64(floor)+1)))
 		fields := []zap.Field{zap.String("vip", vip), zap.Int("attempt", attempt+1), zap.Duration("next_in", wait), zap.Error(r.Err)}
 		if attempt%10 == 0 {
 			p.log.Info("VIP not reachable yet", fields...)
