@@ -1,0 +1,150 @@
+# Cluster helpers for the scenarios: provisioning hosts the way a user
+# would (the package and the one-liner installer), reading each host's view
+# (`rke2-hanode status --json`) and rke2sim's evidence (state.json).
+# Sourced by run.sh after lib.sh.
+
+E2E_TOKEN=${E2E_TOKEN:-e2e-cluster-token-0123456789abcdef}
+E2E_ART_DIR=/opt/rke2-artifacts # inside the hosts
+
+# host_stage N: copies the package, the installer and rke2sim's artifacts
+# into host N (through its overlay, so also while it is off).
+host_stage() {
+	local n=$1 r
+	r=$(host_root "$n")
+	mkdir -p "$r/root" "$r$E2E_ART_DIR"
+	cp "$E2E_DEB" "$r/root/rke2-hanode.deb"
+	cp "$REPO/deploy/install.sh" "$r/root/install.sh"
+	if [ -d "$E2E_RKE2_ARTIFACTS" ]; then
+		cp -a "$E2E_RKE2_ARTIFACTS"/. "$r$E2E_ART_DIR/"
+	fi
+}
+
+# sim_env N UNIT VAR=VALUE...: environment for rke2sim's unit on host N
+# (RKE2's units read /etc/default/<unit>).
+sim_env() {
+	local n=$1 unit=$2 r
+	shift 2
+	r=$(host_root "$n")
+	mkdir -p "$r/etc/default"
+	printf '%s\n' "$@" >>"$r/etc/default/$unit"
+}
+
+# host_provision N ROLE [config init flags...]: installs the .deb and writes
+# the config with deploy/install.sh (which runs dpkg -i and
+# `rke2-hanode config init`), without starting the daemon.
+host_provision() {
+	local n=$1 role=$2
+	shift 2
+	local extra=()
+	[ "$role" = server ] && extra+=(--expect-servers 3)
+	host_stage "$n"
+	hx "$n" env RKE2_HANODE_PACKAGE=/root/rke2-hanode.deb RKE2_HANODE_SKIP_START=true \
+		RKE2_HANODE_TOKEN="${E2E_HOST_TOKEN:-$E2E_TOKEN}" \
+		sh /root/install.sh "$role" \
+		--node-name "h$n" "${extra[@]}" --join "$(host_ip 1)" \
+		--vip "$E2E_VIP" --interface eth0 --advertise-address "$(host_ip "$n")" \
+		--install-method script --install-script-url "$E2E_ART_DIR/install.sh" \
+		--artifact-path "$E2E_ART_DIR" --log-level debug "$@" >"$(host_dir "$n")/install.log" 2>&1 || {
+		cat "$(host_dir "$n")/install.log" >&2
+		die "h$n: install.sh $role failed"
+		return 1
+	}
+}
+
+host_start() { hx "$1" systemctl start --no-block rke2-hanode.service; }
+
+# status_json N: host N's own view, or nothing when its daemon does not answer.
+status_json() { hx "$1" rke2-hanode status --json 2>/dev/null || true; }
+host_phase() { status_json "$1" | jq -r '.node.phase // empty' 2>/dev/null || true; }
+
+# sim_state N: rke2sim's evidence on host N, or nothing before RKE2 started.
+sim_state() { cat "$(host_root "$1")/var/lib/rancher/rke2/sim/state.json" 2>/dev/null || true; }
+
+# wait_until SECONDS DESCRIPTION CMD...: polls CMD once a second.
+wait_until() {
+	local secs=$1 what=$2 deadline
+	shift 2
+	deadline=$(($(date +%s) + secs))
+	while [ "$(date +%s)" -lt "$deadline" ]; do
+		if "$@" >/dev/null 2>&1; then
+			log "ok: $what"
+			return 0
+		fi
+		sleep 1
+	done
+	die "timed out after ${secs}s: $what"
+}
+
+all_ready() {
+	local n
+	for n in "$@"; do
+		[ "$(host_phase "$n")" = ready ] || return 1
+	done
+}
+
+phases() {
+	local n out=""
+	for n in "$@"; do out="$out h$n=$(host_phase "$n")"; done
+	echo "$out"
+}
+
+# wait_ready SECONDS HOSTS...: every host reports phase ready.
+wait_ready() {
+	local secs=$1
+	shift
+	if ! wait_until "$secs" "hosts $* ready" all_ready "$@"; then
+		log "phases:$(phases "$@")"
+		return 1
+	fi
+}
+
+# vip_holder: the host whose eth0 carries the VIP (the network's truth).
+vip_holder() {
+	local d n
+	for d in "$E2E_RUN"/h*; do
+		n=${d##*/h}
+		if ip -n "$(host_ns "$n")" -4 -o addr show 2>/dev/null | grep -q " $E2E_VIP/"; then
+			echo "$n"
+		fi
+	done
+}
+
+# vip_pong N: the VIP answers https://VIP:9345/ping with pong, seen from host N.
+vip_pong() {
+	[ "$(hx "$1" curl -sk --max-time 3 "https://$E2E_VIP:9345/ping" 2>/dev/null)" = pong ]
+}
+
+# check_one_cluster SERVERS AGENTS: the contract's checks across hosts:
+# exactly one cluster-init, one CA hash everywhere, no rejected join, every
+# host ready and seeing the same CA hash, the VIP answering from every host.
+check_one_cluster() {
+	local servers=$1 agents=$2 n inits=0 mode ca cas="" rej st
+	for n in $servers $agents; do
+		st=$(sim_state "$n")
+		[ -n "$st" ] || die "h$n: no rke2sim state.json (RKE2 never started)" || return 1
+		mode=$(jq -r .mode <<<"$st")
+		ca=$(jq -r .ca_hash <<<"$st")
+		rej=$(jq -c '.rejections // []' <<<"$st")
+		[ "$mode" = cluster-init ] && inits=$((inits + 1))
+		case " $agents " in
+		*" $n "*) [ "$mode" = agent ] || die "h$n: agent runs rke2 in mode $mode" || return 1 ;;
+		esac
+		[ "$rej" = "[]" ] || die "h$n: rke2sim recorded rejections: $rej" || return 1
+		[ -n "$ca" ] && [ "$ca" != null ] || die "h$n: no CA hash in state.json" || return 1
+		cas="$cas $ca"
+	done
+	[ "$inits" -eq 1 ] || die "$inits hosts ran a cluster-init, want exactly 1" || return 1
+	[ "$(tr ' ' '\n' <<<"$cas" | sort -u | grep -c .)" -eq 1 ] || die "more than one CA hash:$cas" || return 1
+	ca=${cas# }
+	ca=${ca%% *}
+	for n in $servers $agents; do
+		st=$(status_json "$n")
+		[ "$(jq -r .node.phase <<<"$st")" = ready ] || die "h$n: phase $(jq -r .node.phase <<<"$st")" || return 1
+		[ "$(jq -r .cluster.cluster_ready <<<"$st")" = true ] || die "h$n: cluster_ready is not true" || return 1
+		[ "$(jq -r .cluster.ca_hash <<<"$st")" = "$ca" ] ||
+			die "h$n: status ca_hash $(jq -r .cluster.ca_hash <<<"$st") != rke2sim's $ca" || return 1
+		vip_pong "$n" || die "h$n: https://$E2E_VIP:9345/ping does not answer pong" || return 1
+	done
+	[ "$(vip_holder | grep -c .)" -eq 1 ] || die "VIP held by hosts: $(vip_holder | tr '\n' ' ')" || return 1
+	log "ok: one cluster: 1 cluster-init, CA ${ca:0:12}…, no rejections, VIP on h$(vip_holder), pong from every host"
+}
