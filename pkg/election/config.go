@@ -1,0 +1,210 @@
+package election
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// Member states as gossip reports them.
+const (
+	MemberAlive   = "alive"
+	MemberSuspect = "suspect"
+	MemberDead    = "dead"
+	MemberLeft    = "left"
+)
+
+// Peer is what election reads of one server from gossip. The local node must
+// be among Membership.Servers(); its intents are overlaid from what this
+// package last published, so they never lag behind.
+type Peer struct {
+	Name          string
+	RaftAddr      string // host:port of the raft transport
+	State         string // MemberAlive, MemberSuspect, MemberDead, MemberLeft
+	ExpectServers int
+	ClusterName   string
+	HasRaftState  bool   // published by election (Local.HasRaftState)
+	BootstrapSet  string // published by election (Local.BootstrapSet), opaque
+	WantJoinSlot  bool   // published by election (Local.WantJoinSlot)
+	StartedRKE2   bool   // published by election (Local.StartedRKE2)
+	Ready         bool   // the node's local RKE2 is ready (published by the node)
+	CAHash        string // the cluster CA hash it serves (published by the node)
+}
+
+// Membership is the gossip view election needs: every server (alive or not)
+// and a signal when anything in that view changes. Changes may coalesce.
+type Membership interface {
+	Servers() []Peer
+	Changes() <-chan struct{}
+}
+
+// Local is what election asks gossip to advertise for this node.
+type Local struct {
+	HasRaftState bool
+	// BootstrapSet is "" (no proposal), a 16-hex-digit hash of the set this
+	// node proposes, or that hash followed by "!" once this node has locked
+	// itself to that set for good.
+	BootstrapSet string
+	WantJoinSlot bool
+	StartedRKE2  bool
+}
+
+// Publisher advertises Local in this node's gossip metadata. It must not
+// block for long; election calls it again when Local changes or it failed.
+type Publisher interface {
+	Publish(Local) error
+}
+
+// Timing holds every duration election uses.
+type Timing struct {
+	HeartbeatTimeout   time.Duration // raft; follower waits this long for a leader
+	ElectionTimeout    time.Duration // raft; candidate waits this long for votes
+	LeaderLeaseTimeout time.Duration // raft; must not exceed HeartbeatTimeout
+	CommitTimeout      time.Duration // raft; heartbeat when idle
+	Tick               time.Duration // how often formation and leader duties re-check
+	ApplyTimeout       time.Duration // one raft Apply/AddVoter
+	// BootstrapReassignAfter: a bootstrap node dead in gossip this long
+	// before it started RKE2 loses the role to the leader.
+	BootstrapReassignAfter time.Duration
+	// SlotLease: a join slot is valid this long; the leader renews it at
+	// half-time while its holder is alive and still wants it, up to
+	// SlotMaxHold after the grant. A dead holder's slot thus frees within
+	// SlotLease+SlotGrace.
+	SlotLease   time.Duration
+	SlotMaxHold time.Duration
+	// SlotGrace: the leader frees an expired slot only this long after its
+	// expiry, so the holder's own clock sees it expire first (bounds the
+	// clock skew between servers that slots tolerate).
+	SlotGrace time.Duration
+}
+
+// LANTiming is the default: servers on one LAN.
+func LANTiming() Timing {
+	return Timing{
+		HeartbeatTimeout:       500 * time.Millisecond,
+		ElectionTimeout:        500 * time.Millisecond,
+		LeaderLeaseTimeout:     250 * time.Millisecond,
+		CommitTimeout:          50 * time.Millisecond,
+		Tick:                   100 * time.Millisecond,
+		ApplyTimeout:           5 * time.Second,
+		BootstrapReassignAfter: 60 * time.Second,
+		SlotLease:              time.Minute,
+		SlotMaxHold:            15 * time.Minute,
+		SlotGrace:              10 * time.Second,
+	}
+}
+
+// Stores are raft's stores; tests pass in-memory ones and keep them across
+// restarts. Nil means raft-boltdb and file snapshots under DataDir/raft.
+type Stores struct {
+	Log       raft.LogStore
+	Stable    raft.StableStore
+	Snapshots raft.SnapshotStore
+}
+
+// Config configures one server's election.
+type Config struct {
+	NodeName      string // unique; also the raft server ID
+	BindAddr      string // raft listen address; default 0.0.0.0
+	RaftPort      int    // default 9348
+	AdvertiseAddr string // address peers reach this node at (required with the TLS transport)
+	DataDir       string // raft state lives in DataDir/raft (required without Stores)
+	Token         string // the cluster secret; root of the raft CA (required with the TLS transport)
+	ClusterName   string // required
+	ExpectServers int    // servers that form the cluster; >= 1
+	VIP           string // committed with cluster ready; required
+
+	Membership Membership // required
+	Publisher  Publisher  // required
+
+	Logger     *zap.Logger           // nil: no logs
+	Registerer prometheus.Registerer // nil: metrics not registered
+	Now        func() time.Time      // nil: time.Now
+	Timing     Timing                // zero: LANTiming()
+
+	// Transport replaces the mutual-TLS TCP transport (tests use raft's
+	// in-memory one). Its LocalAddr is this node's raft address.
+	Transport raft.Transport
+	Stores    *Stores
+}
+
+func (c *Config) setDefaults() {
+	if c.BindAddr == "" {
+		c.BindAddr = "0.0.0.0"
+	}
+	if c.RaftPort == 0 {
+		c.RaftPort = 9348
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Timing == (Timing{}) {
+		c.Timing = LANTiming()
+	}
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf("election: "+format, a...)) }
+	if c.NodeName == "" {
+		bad("node-name is empty")
+	} else if err := checkText("node-name", c.NodeName); err != nil {
+		bad("%v", err)
+	}
+	if c.ClusterName == "" {
+		bad("cluster-name is empty")
+	}
+	if c.ExpectServers < 1 {
+		bad("expect-servers %d: want 1 or more", c.ExpectServers)
+	}
+	if c.VIP == "" {
+		bad("vip is empty")
+	}
+	if c.Membership == nil {
+		bad("Membership is nil")
+	}
+	if c.Publisher == nil {
+		bad("Publisher is nil")
+	}
+	if c.Transport == nil {
+		if c.Token == "" {
+			bad("token is empty")
+		}
+		if c.AdvertiseAddr == "" {
+			bad("advertise-address is empty")
+		}
+		if c.RaftPort < 0 || c.RaftPort > 65535 {
+			bad("raft-port %d: want 1-65535", c.RaftPort)
+		}
+	}
+	if c.Stores == nil && c.DataDir == "" {
+		bad("data-dir is empty")
+	}
+	t := c.Timing
+	if t.HeartbeatTimeout < 5*time.Millisecond || t.ElectionTimeout < 5*time.Millisecond {
+		bad("raft timeouts %v/%v: want at least 5ms", t.HeartbeatTimeout, t.ElectionTimeout)
+	}
+	if t.LeaderLeaseTimeout <= 0 || t.LeaderLeaseTimeout > t.HeartbeatTimeout {
+		bad("leader lease %v: want > 0 and <= heartbeat timeout %v", t.LeaderLeaseTimeout, t.HeartbeatTimeout)
+	}
+	for name, d := range map[string]time.Duration{
+		"commit timeout": t.CommitTimeout, "tick": t.Tick, "apply timeout": t.ApplyTimeout,
+		"bootstrap reassign after": t.BootstrapReassignAfter, "slot lease": t.SlotLease,
+		"slot max hold": t.SlotMaxHold,
+	} {
+		if d <= 0 {
+			bad("%s %v: want > 0", name, d)
+		}
+	}
+	if t.SlotGrace < 0 {
+		bad("slot grace %v: want >= 0", t.SlotGrace)
+	}
+	return errors.Join(errs...)
+}
