@@ -380,7 +380,9 @@ func (n *Node) preflight(ctx context.Context) error {
 
 func (n *Node) install(ctx context.Context) error {
 	c := n.cfg
+	running, _ := n.svc.Active(ctx, n.role) // a running RKE2 is adopted, never reinstalled
 	res, err := installer.Install(ctx, installer.InstallOptions{
+		Running:      running,
 		Method:       installer.Method(c.InstallMethod),
 		Role:         n.role,
 		Version:      c.RKE2Version,

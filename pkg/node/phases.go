@@ -110,9 +110,8 @@ func (n *Node) runBootstrap(ctx context.Context) error {
 			n.mu.Lock()
 			mine := n.prog.StartedRKE2 && n.prog.Bootstrap
 			n.mu.Unlock()
-			if hasDatastore(c.RKE2DataDir) && !mine {
-				return permanent("this host was chosen to bootstrap the cluster but already holds an RKE2 datastore (%s) from another cluster, which RKE2 would resume: remove it (rke2-uninstall.sh) and restart rke2-hanode",
-					filepath.Join(c.RKE2DataDir, "server", "db", "etcd"))
+			if err := installer.GuardDatastore(installer.GuardOptions{Case: installer.Bootstrap, RKE2DataDir: c.RKE2DataDir, Resuming: mine}); err != nil {
+				return &permanentError{err: err}
 			}
 			// Nobody may answer for the VIP before the cluster exists.
 			checks := vip.Preflight(ctx, vip.PreflightOptions{Interface: c.Interface, VIP: c.VIP, CheckARP: true, Logger: n.log})
@@ -205,9 +204,9 @@ func (n *Node) runJoiner(ctx context.Context) error {
 		n.mu.Lock()
 		mine := n.prog.StartedRKE2 && n.prog.CAHash == cr.CAHash
 		n.mu.Unlock()
-		if hasDatastore(c.RKE2DataDir) && !joined && !mine {
-			return permanent("this host holds an RKE2 datastore (%s) that is not of this cluster (CA %s…): RKE2 would ignore `server:` and resume that other cluster; remove it (rke2-uninstall.sh) and restart rke2-hanode",
-				filepath.Join(c.RKE2DataDir, "server", "db", "etcd"), cr.CAHash[:12])
+		err := installer.GuardDatastore(installer.GuardOptions{Case: installer.JoinServer, RKE2DataDir: c.RKE2DataDir, CAHash: cr.CAHash, Resuming: joined || mine})
+		if err != nil {
+			return &permanentError{err: err}
 		}
 		return nil
 	})

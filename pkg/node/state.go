@@ -58,10 +58,3 @@ func saveProgress(dataDir string, p progress) error {
 	}
 	return nil
 }
-
-// hasDatastore reports whether RKE2's etcd datastore exists under dataDir;
-// with one, RKE2 ignores `server:` and resumes whatever cluster it holds.
-func hasDatastore(rke2DataDir string) bool {
-	st, err := os.Stat(filepath.Join(rke2DataDir, "server", "db", "etcd"))
-	return err == nil && st.IsDir()
-}

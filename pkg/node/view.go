@@ -24,6 +24,9 @@ func (n *Node) watchCluster(ctx context.Context) {
 	for {
 		n.countNodes()
 		n.advertiseClusterReady()
+		if phase, _, _ := n.t.get(); phase == status.PhaseWaitingJoinSlot {
+			n.t.setDetail(n.slotDetail())
+		}
 		if time.Now().After(nextProbe) {
 			if phase, _, _ := n.t.get(); phase == status.PhaseReady {
 				n.probeVIP(ctx)
