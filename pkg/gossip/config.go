@@ -64,10 +64,13 @@ type Timings struct {
 
 	JoinBackoffMin time.Duration // first retry delay, and how often "alone?" is checked
 	JoinBackoffMax time.Duration // retry delay cap
-	UpdateTimeout  time.Duration // how long UpdateMeta waits for the re-broadcast
-	LeaveTimeout   time.Duration // how long Shutdown waits for the leave broadcast
-	DeadRetention  time.Duration // dead and left members stay in Members this long
-	LogInterval    time.Duration // rate limit of repeated warnings per peer
+	// SeedCheckInterval is how often a member with company contacts the
+	// seeds that are not members, to merge groups that formed apart.
+	SeedCheckInterval time.Duration
+	UpdateTimeout     time.Duration // how long UpdateMeta waits for the re-broadcast
+	LeaveTimeout      time.Duration // how long Shutdown waits for the leave broadcast
+	DeadRetention     time.Duration // dead and left members stay in Members this long
+	LogInterval       time.Duration // rate limit of repeated warnings per peer
 }
 
 // LANTimings are memberlist's LAN defaults and the daemon's production
@@ -85,6 +88,7 @@ func LANTimings() Timings {
 		GossipToTheDeadTime: lan.GossipToTheDeadTime,
 		JoinBackoffMin:      time.Second,
 		JoinBackoffMax:      30 * time.Second,
+		SeedCheckInterval:   30 * time.Second,
 		UpdateTimeout:       5 * time.Second,
 		LeaveTimeout:        5 * time.Second,
 		DeadRetention:       24 * time.Hour,
@@ -106,6 +110,7 @@ func LocalTimings() Timings {
 	t.GossipToTheDeadTime = 10 * time.Second
 	t.JoinBackoffMin = 100 * time.Millisecond
 	t.JoinBackoffMax = 2 * time.Second
+	t.SeedCheckInterval = 2 * time.Second
 	t.UpdateTimeout = 2 * time.Second
 	t.LeaveTimeout = 2 * time.Second
 	t.LogInterval = 10 * time.Second
@@ -127,6 +132,7 @@ func (t Timings) withDefaults() Timings {
 	pick(&t.GossipToTheDeadTime, d.GossipToTheDeadTime)
 	pick(&t.JoinBackoffMin, d.JoinBackoffMin)
 	pick(&t.JoinBackoffMax, d.JoinBackoffMax)
+	pick(&t.SeedCheckInterval, d.SeedCheckInterval)
 	pick(&t.UpdateTimeout, d.UpdateTimeout)
 	pick(&t.LeaveTimeout, d.LeaveTimeout)
 	pick(&t.DeadRetention, d.DeadRetention)

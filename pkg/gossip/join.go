@@ -16,10 +16,14 @@ import (
 )
 
 // run joins the seeds until one answers and rejoins whenever this member is
-// alone; it also forgets long-dead members. It returns when ctx ends.
+// alone. While it has company it still contacts, now and then, the seeds
+// that are not members: two groups that formed apart (a partition that
+// outlived memberlist's memory of the dead) merge again. It also forgets
+// long-dead members. It returns when ctx ends.
 func (m *Member) run(ctx context.Context) {
 	t := m.cfg.Timings
 	backoff := t.JoinBackoffMin
+	var lastSeedCheck time.Time
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -29,20 +33,24 @@ func (m *Member) run(ctx context.Context) {
 		case <-timer.C:
 		}
 		m.prune()
-		if len(m.cfg.Join) == 0 || m.left.Load() || !m.alone() {
-			backoff = t.JoinBackoffMin
-			timer.Reset(t.JoinBackoffMin)
+		switch {
+		case len(m.cfg.Join) == 0 || m.left.Load():
+		case !m.alone():
+			if now := m.cfg.Now(); now.Sub(lastSeedCheck) >= t.SeedCheckInterval {
+				lastSeedCheck = now
+				m.joinMissingSeeds(ctx)
+			}
+		case m.joinOnce(ctx) && !m.alone():
+			lastSeedCheck = m.cfg.Now()
+		default:
+			// Equal jitter: half the delay fixed, half random, so hosts
+			// that booted together do not retry in lockstep.
+			timer.Reset(backoff/2 + m.cfg.Jitter(backoff/2+1))
+			backoff = min(2*backoff, t.JoinBackoffMax)
 			continue
 		}
-		if m.joinOnce(ctx) && !m.alone() {
-			backoff = t.JoinBackoffMin
-			timer.Reset(t.JoinBackoffMin)
-			continue
-		}
-		// Equal jitter: half the delay fixed, half random, so hosts that
-		// booted together do not retry in lockstep.
-		timer.Reset(backoff/2 + m.cfg.Jitter(backoff/2+1))
-		backoff = min(2*backoff, t.JoinBackoffMax)
+		backoff = t.JoinBackoffMin
+		timer.Reset(t.JoinBackoffMin)
 	}
 }
 
@@ -57,46 +65,73 @@ func (m *Member) alone() bool {
 func (m *Member) joinOnce(ctx context.Context) bool {
 	m.metrics.joinAttempts.Inc()
 	addrs, resolveErrs := m.resolveSeeds(ctx)
-	if len(addrs) == 0 {
-		m.metrics.joinFailures.Inc()
-		if ok, suppressed := m.warns.allow("join"); ok {
-			m.log.Warn("no gossip seed could be resolved; retrying",
-				zap.Strings("join", m.cfg.Join), zap.Errors("errors", resolveErrs), zap.Int("suppressed", suppressed))
-		}
-		return false
+	if len(addrs) == 0 && len(resolveErrs) == 0 {
+		return false // every seed is this member: wait for the others to join us
 	}
-
-	ml := m.ml.Load()
-	errs := make([]error, len(addrs))
-	var wg sync.WaitGroup
-	for i, addr := range addrs {
-		wg.Go(func() {
-			if _, err := ml.Join([]string{addr}); err != nil {
-				errs[i] = fmt.Errorf("gossip: %w", firstError(err)) // memberlist names the address
-			}
-		})
-	}
-	wg.Wait()
-
-	joined := slices.Contains(errs, nil)
-	for i, err := range errs {
-		if err != nil && isDecryptError(err.Error()) {
-			host, _, _ := net.SplitHostPort(addrs[i])
-			m.rejected(host, false)
-		}
-	}
+	joined, errs := m.joinAll(addrs)
 	if joined {
-		m.log.Info("joined the gossip cluster", zap.Strings("seeds", addrs), zap.Int("members", ml.NumMembers()))
+		m.log.Info("joined the gossip cluster", zap.Strings("seeds", addrs), zap.Int("members", m.ml.Load().NumMembers()))
 		return true
 	}
 	m.metrics.joinFailures.Inc()
 	if ok, suppressed := m.warns.allow("join"); ok {
 		m.log.Warn("no gossip seed answered; retrying (a seed that closes the connection at once may use another token or cluster name)",
+			zap.Strings("join", m.cfg.Join),
 			zap.Strings("seeds", addrs),
 			zap.Errors("errors", append(resolveErrs, errs...)),
 			zap.Int("suppressed", suppressed))
 	}
 	return false
+}
+
+// joinMissingSeeds contacts the seeds that are not live members.
+func (m *Member) joinMissingSeeds(ctx context.Context) {
+	addrs, _ := m.resolveSeeds(ctx)
+	live := map[string]bool{}
+	for _, mi := range m.Members() {
+		if mi.State == StateAlive || mi.State == StateSuspect {
+			live[net.JoinHostPort(mi.Addr, strconv.Itoa(mi.Port))] = true
+		}
+	}
+	addrs = slices.DeleteFunc(addrs, func(a string) bool { return live[a] })
+	if len(addrs) == 0 {
+		return
+	}
+	before := m.ml.Load().NumMembers()
+	if joined, errs := m.joinAll(addrs); joined {
+		m.log.Info("contacted seeds that were not members", zap.Strings("seeds", addrs),
+			zap.Int("members_before", before), zap.Int("members", m.ml.Load().NumMembers()))
+	} else {
+		m.log.Debug("seeds that are not members did not answer", zap.Errors("errors", errs))
+	}
+}
+
+// joinAll contacts every address at once (each waits up to TCPTimeout) and
+// reports whether any answered.
+func (m *Member) joinAll(addrs []string) (joined bool, errs []error) {
+	ml := m.ml.Load()
+	results := make([]error, len(addrs))
+	var wg sync.WaitGroup
+	for i, addr := range addrs {
+		wg.Go(func() {
+			if _, err := ml.Join([]string{addr}); err != nil {
+				results[i] = fmt.Errorf("gossip: %w", firstError(err)) // memberlist names the address
+			}
+		})
+	}
+	wg.Wait()
+	for i, err := range results {
+		if err == nil {
+			joined = true
+			continue
+		}
+		if isDecryptError(err.Error()) {
+			host, _, _ := net.SplitHostPort(addrs[i])
+			m.rejected(host, false)
+		}
+		errs = append(errs, err)
+	}
+	return joined, errs
 }
 
 // resolveSeeds turns the join list into ip:port addresses, leaving out this

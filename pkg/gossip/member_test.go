@@ -381,3 +381,21 @@ func TestRejoinWhenAlone(t *testing.T) {
 		return allSeeAlive([]*testMember{a, b2})
 	})
 }
+
+func TestGroupsThatFormedApartMerge(t *testing.T) {
+	s2IP := nextTestIP()
+	s2Port := freePort(t, s2IP)
+	s1 := startMember(t, "s1")
+	// a knows both seeds but only s1 is up: a joins s1 and stops being
+	// alone, so only the periodic seed check can bring it to s2 later.
+	a := startMember(t, "a", withJoin(s1.addr, fmt.Sprintf("%s:%d", s2IP, s2Port)))
+	eventually(t, 20*time.Second, "a joins s1", func() (bool, string) { return allSeeAlive([]*testMember{s1, a}) })
+
+	s2 := startMember(t, "s2", withIP(s2IP), withPort(s2Port))
+	b := startMember(t, "b", withJoin(s2.addr))
+	eventually(t, 20*time.Second, "b joins s2", func() (bool, string) { return allSeeAlive([]*testMember{s2, b}) })
+
+	eventually(t, 30*time.Second, "the two groups merge", func() (bool, string) {
+		return allSeeAlive([]*testMember{s1, a, s2, b})
+	})
+}
