@@ -344,14 +344,23 @@ func (n *node) localSlot(action, holder string, ttl time.Duration) (bool, string
 	}
 }
 
-func (n *node) handleSlot(w http.ResponseWriter, r *http.Request) {
+// decodeMemberRequest admits only the server user (members talk with the
+// server token) and decodes the JSON body into v; false means it answered.
+func decodeMemberRequest(w http.ResponseWriter, r *http.Request, v any, valid func() bool) bool {
 	if r.Context().Value(userKey{}) != "server" {
 		http.Error(w, "Unauthorized", http.StatusUnauthorized)
-		return
+		return false
 	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(v); err != nil || !valid() {
+		http.Error(w, "bad request", http.StatusBadRequest)
+		return false
+	}
+	return true
+}
+
+func (n *node) handleSlot(w http.ResponseWriter, r *http.Request) {
 	var req slotRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil || req.Holder == "" {
-		http.Error(w, "bad slot request", http.StatusBadRequest)
+	if !decodeMemberRequest(w, r, &req, func() bool { return req.Holder != "" }) {
 		return
 	}
 	granted, holder := n.localSlot(req.Action, req.Holder, time.Duration(req.TTLMS)*time.Millisecond)
@@ -359,13 +368,8 @@ func (n *node) handleSlot(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *node) handleMemberAdd(w http.ResponseWriter, r *http.Request) {
-	if r.Context().Value(userKey{}) != "server" {
-		http.Error(w, "Unauthorized", http.StatusUnauthorized)
-		return
-	}
 	var m Member
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&m); err != nil || m.Name == "" {
-		http.Error(w, "bad member", http.StatusBadRequest)
+	if !decodeMemberRequest(w, r, &m, func() bool { return m.Name != "" && strings.HasPrefix(m.URL, "https://") }) {
 		return
 	}
 	n.addMember(m)

@@ -62,27 +62,35 @@ func readManifests(dir string) ([]manifestDoc, []string, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		// Like RKE2's deploy controller, a file that does not decode is
-		// skipped whole: none of its objects is applied.
-		var fileDocs []manifestDoc
-		dec := yaml.NewDecoder(bytes.NewReader(raw))
-		for {
-			var obj map[string]any
-			err := dec.Decode(&obj)
-			if errors.Is(err, io.EOF) {
-				docs = append(docs, fileDocs...)
-				break
-			}
-			if err != nil {
-				problems = append(problems, fmt.Sprintf("%s: %v", e.Name(), err))
-				break
-			}
-			if obj != nil {
-				fileDocs = append(fileDocs, manifestDoc{file: e.Name(), obj: obj})
-			}
+		fileDocs, err := decodeManifest(e.Name(), raw)
+		if err != nil {
+			// Like RKE2's deploy controller, a file that does not decode is
+			// skipped whole: none of its objects is applied.
+			problems = append(problems, err.Error())
+			continue
 		}
+		docs = append(docs, fileDocs...)
 	}
 	return docs, problems, nil
+}
+
+// decodeManifest decodes every YAML document of one manifest file.
+func decodeManifest(name string, raw []byte) ([]manifestDoc, error) {
+	var docs []manifestDoc
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	for {
+		var obj map[string]any
+		err := dec.Decode(&obj)
+		if errors.Is(err, io.EOF) {
+			return docs, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if obj != nil {
+			docs = append(docs, manifestDoc{file: name, obj: obj})
+		}
+	}
 }
 
 // kubeVIPCheck validates manifests against the generator's output.

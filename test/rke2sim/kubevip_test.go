@@ -124,8 +124,13 @@ func FuzzKubeVIPValidate(f *testing.F) {
 	f.Add(golden(f, "kube-vip-v1.2.3-daemonset-seed.yaml"))
 	f.Add(golden(f, "kube-vip-v1.2.3-rbac.yaml"))
 	f.Add("kind: DaemonSet\nmetadata: {name: kube-vip-ds}\nspec: {template: {spec: {containers: [{env: [1, {name: x}]}]}}}")
+	check := kubeVIPCheck{version: "v1.2.3", image: "ghcr.io/kube-vip/kube-vip", ifaceExists: func(n string) bool { return n == "ens3" }}
 	f.Fuzz(func(t *testing.T, body string) {
-		_, _, problems := validateText(t, map[string]string{"m.yaml": body})
+		docs, err := decodeManifest("m.yaml", []byte(body))
+		if err != nil {
+			return
+		}
+		_, _, problems := check.validate(docs)
 		for _, p := range problems {
 			if p == "" {
 				t.Fatal("empty problem")

@@ -101,7 +101,7 @@ func Main(ctx context.Context, o Options) int {
 	}
 	var rej *rejectedError
 	switch {
-	case err == nil:
+	case err == nil, ctx.Err() != nil && !errors.As(err, &rej):
 		log.Info("stopped")
 		return 0
 	case errors.As(err, &rej):
