@@ -105,7 +105,11 @@ func TestRunServesMetricsAndStatus(t *testing.T) {
 	c, err := config.Load(config.LoadOptions{Env: []string{
 		"RKE2_HANODE_ROLE=server", "RKE2_HANODE_TOKEN=very-secret-token", "RKE2_HANODE_EXPECT_SERVERS=1",
 		"RKE2_HANODE_VIP=127.0.0.200", "RKE2_HANODE_INTERFACE=lo", "RKE2_HANODE_NODE_NAME=n1",
-		"RKE2_HANODE_HTTP_ADDRESS=" + addr, "RKE2_HANODE_LOG_LEVEL=error"}})
+		"RKE2_HANODE_HTTP_ADDRESS=" + addr, "RKE2_HANODE_LOG_LEVEL=error",
+		"RKE2_HANODE_BIND_ADDRESS=127.0.0.1", "RKE2_HANODE_ADVERTISE_ADDRESS=127.0.0.1",
+		"RKE2_HANODE_GOSSIP_PORT=" + fmt.Sprint(freePort(t)), "RKE2_HANODE_RAFT_PORT=" + fmt.Sprint(freePort(t)),
+		"RKE2_HANODE_SERVICE_MANAGER=exec", "RKE2_HANODE_RKE2_BIN=/bin/true", "RKE2_HANODE_INSTALL_METHOD=none",
+		"RKE2_HANODE_DATA_DIR=" + t.TempDir(), "RKE2_HANODE_RKE2_DATA_DIR=" + t.TempDir(), "RKE2_HANODE_RKE2_CONFIG_DIR=" + t.TempDir()}})
 	if err != nil {
 		t.Fatal(err)
 	}
