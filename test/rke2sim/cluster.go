@@ -76,6 +76,9 @@ func (n *node) handlers() handlerSet {
 	v1.HandleFunc("POST "+joinPath, n.handleJoin)
 	v1.HandleFunc("POST /v1-rke2/sim/slot", n.handleSlot)
 	v1.HandleFunc("POST /v1-rke2/sim/member", n.handleMemberAdd)
+	v1.HandleFunc("GET /v1-rke2/sim/applied", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, n.applied.snapshot())
+	})
 	v1.HandleFunc("GET /v1-rke2/sim/vip", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, vipStatus{Node: n.cfg.NodeName, VIP: n.heldVIP()})
 	})

@@ -87,7 +87,7 @@
 // token), at most 20 reads and 10 writes in flight (429 beyond):
 // GET /v1-rke2/readyz ("ok", 503 until ready), POST /v1-rke2/sim/join,
 // and member-to-member POST /v1-rke2/sim/slot, POST /v1-rke2/sim/member,
-// GET /v1-rke2/sim/members, GET /v1-rke2/sim/vip. Everything else falls
+// GET /v1-rke2/sim/members, GET /v1-rke2/sim/vip, GET /v1-rke2/sim/applied. Everything else falls
 // through to the API handler. API (node-ip:RKE2SIM_API_PORT): GET /readyz,
 // /livez, /healthz, /version, token-authenticated (RKE2's apiserver runs
 // without anonymous auth).
@@ -118,9 +118,17 @@
 // # kube-vip stand-in
 //
 // A ready server polls <data-dir>/server/manifests/*.{yaml,yml,json} every
-// RKE2SIM_MANIFEST_POLL. A file that does not decode is skipped whole (and
-// logged), as RKE2's deploy controller does. When a DaemonSet whose name or
-// image mentions kube-vip is present, the objects are compared field by
+// RKE2SIM_MANIFEST_POLL and applies a file when its content changed (every
+// file once after a start). As in a real cluster the objects live in the
+// cluster, not on the host: an object applied on any server reaches every
+// server (members pull each other's applied objects each poll; the newest
+// apply of an object wins; kept in <data-dir>/sim/applied-manifests.json),
+// objects a changed file no longer holds are pruned, and removing a file
+// deletes nothing. So a manifest on one server runs kube-vip on all of them,
+// and a bad apply on any server takes the VIP down everywhere. A file that
+// does not decode is not applied at all (and logged), as RKE2's deploy
+// controller does. When a DaemonSet whose name or image mentions kube-vip
+// is applied, the objects are compared field by
 // field with what kube-vip's generator prints for "manifest rbac" and
 // "manifest daemonset --interface IF --address VIP --inCluster --taint
 // --controlplane --arp --leaderElection" (testdata/ holds the golden output):
@@ -130,7 +138,8 @@
 // affinity, and the env by name and in order, with string values. Absent,
 // null, {} and [] are the same; anything the generator does not print is a
 // problem. Each problem is logged as "kube-vip manifest: <field> = <got>,
-// want <want>" and the VIP stays down; a fixed file is picked up.
+// want <want>" and the VIP stays down (a holder drops it); a fixed apply is
+// picked up.
 // vip_interface must exist on the host; address must be IPv4 with
 // vip_subnet "32"; lease timings must be whole seconds with lease >
 // renew > 1.2 × retry (client-go's rule).

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,40 +36,6 @@ func (s vipSpec) equal(o vipSpec) bool {
 type manifestDoc struct {
 	file string
 	obj  map[string]any
-}
-
-// readManifests decodes every document of *.yaml, *.yml and *.json in dir
-// (RKE2's auto-deploy folder). A file that does not parse is a problem to
-// report, as RKE2's deploy controller logs it.
-func readManifests(dir string) ([]manifestDoc, []string, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, nil, nil
-		}
-		return nil, nil, err
-	}
-	var docs []manifestDoc
-	var problems []string
-	for _, e := range entries {
-		ext := filepath.Ext(e.Name())
-		if e.IsDir() || (ext != ".yaml" && ext != ".yml" && ext != ".json") {
-			continue
-		}
-		raw, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			return nil, nil, err
-		}
-		fileDocs, err := decodeManifest(e.Name(), raw)
-		if err != nil {
-			// Like RKE2's deploy controller, a file that does not decode is
-			// skipped whole: none of its objects is applied.
-			problems = append(problems, err.Error())
-			continue
-		}
-		docs = append(docs, fileDocs...)
-	}
-	return docs, problems, nil
 }
 
 // decodeManifest decodes every YAML document of one manifest file.

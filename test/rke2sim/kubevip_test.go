@@ -25,10 +25,15 @@ func validateText(t testing.TB, files map[string]string) (vipSpec, bool, []strin
 			t.Fatal(err)
 		}
 	}
-	docs, parseProblems, err := readManifests(dir)
+	store, err := loadAppliedStore(filepath.Join(t.TempDir(), "applied.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	parseProblems, err := store.applyDir(dir, "test", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := store.docs()
 	check := kubeVIPCheck{version: "v1.2.3", image: "ghcr.io/kube-vip/kube-vip", ifaceExists: func(n string) bool { return n == "ens3" || n == "lo" || n == "eth0" }}
 	spec, found, problems := check.validate(docs)
 	return spec, found, append(parseProblems, problems...)

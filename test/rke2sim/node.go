@@ -35,6 +35,7 @@ type node struct {
 	slot    learnerSlot
 	agents  map[string]string // agent name → its address, as registered here
 	vipHeld string            // the VIP this node serves, "" for none (under mu)
+	applied *appliedStore     // the cluster's auto-deployed objects, as known here
 	// joinedNow: this run joined the cluster (no start delay after it).
 	joinedNow bool
 }
@@ -328,6 +329,11 @@ func (n *node) serve(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	applied, err := loadAppliedStore(filepath.Join(n.cfg.DataDir, "sim", "applied-manifests.json"))
+	if err != nil {
+		return err
+	}
+	n.applied = applied
 	handlers := n.handlers()
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -364,7 +370,7 @@ func (n *node) serve(ctx context.Context) error {
 	n.ready.Store(true)
 	n.log.Info("ready")
 	n.notifyReady()
-	vip := &vipStandIn{n: n, handlers: handlers, cert: cert}
+	vip := &vipStandIn{n: n, handlers: handlers, cert: cert, applied: applied}
 	vip.run(ctx)
 	return nil
 }

@@ -25,6 +25,7 @@ type vipStandIn struct {
 	n        *node
 	handlers handlerSet
 	cert     tls.Certificate
+	applied  *appliedStore
 	net      vipNet // nil: the host's (netlink + ARP)
 }
 
@@ -46,14 +47,15 @@ func (v *vipStandIn) run(ctx context.Context) {
 	)
 	defer func() { stop() }()
 	for {
-		docs, parseProblems, err := readManifests(dir)
+		parseProblems, err := v.applied.applyDir(dir, v.n.cfg.NodeName, v.n.now())
+		v.n.pullApplied(ctx, v.applied)
 		var (
 			spec     vipSpec
 			found    bool
 			problems []string
 		)
 		if err == nil {
-			spec, found, problems = check.validate(docs)
+			spec, found, problems = check.validate(v.applied.docs())
 		}
 		key := fmt.Sprint(err, parseProblems, found, spec, problems)
 		if key != lastKey {
@@ -65,7 +67,7 @@ func (v *vipStandIn) run(ctx context.Context) {
 			case err != nil:
 				log.Error("cannot read manifests", zap.String("dir", dir), zap.Error(err))
 			case !found:
-				log.Info("no kube-vip DaemonSet in manifests: no VIP", zap.String("dir", dir))
+				log.Info("no kube-vip DaemonSet applied to the cluster: no VIP", zap.String("dir", dir))
 			case len(problems) > 0:
 				for _, p := range problems {
 					log.Error("kube-vip manifest: " + p)

@@ -141,3 +141,42 @@ func TestBadKubeVIPManifestKeepsVIPDown(t *testing.T) {
 	}
 	eventually(t, 30*time.Second, "the VIP after the fix", func() bool { return vipAnswers(vip) })
 }
+
+// TestManifestsAreClusterWide: objects applied on one server reach every
+// server, a bad apply anywhere breaks the VIP everywhere, and removing the
+// file does not bring the old objects back (RKE2's auto-deploy semantics).
+func TestManifestsAreClusterWide(t *testing.T) {
+	vip := addr(10, 100)
+	a := startSim(t, simSpec{dataDir: withManifests(t, loManifest(t, vip)), config: "node-ip: " + addr(10, 1) + "\nnode-name: a\ntoken: wide\ntls-san: [" + vip + "]"})
+	a.waitReady()
+	eventually(t, 30*time.Second, "the VIP on a", func() bool { return vipAnswers(vip) })
+	b := startSim(t, simSpec{config: "node-ip: " + addr(10, 2) + "\nnode-name: b\ntls-san: [" + vip + "]\ntoken: " + a.token() + "\nserver: " + supURL(addr(10, 1))})
+	b.waitReady()
+	eventually(t, 30*time.Second, "b to learn the kube-vip objects", func() bool {
+		return strings.Contains(b.log.String(), "kube-vip manifest valid")
+	})
+	a.stop()
+	eventually(t, 30*time.Second, "the VIP on b, which has no manifest file", func() bool {
+		return strings.Contains(b.log.String(), "VIP acquired") && vipAnswers(vip)
+	})
+	dir := filepath.Join(b.dataDir, "server", "manifests")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(loManifest(t, vip), "value: \"32\"", "value: \"24\"", 1)
+	if err := os.WriteFile(filepath.Join(dir, "kube-vip.yaml"), []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the bad apply to take the VIP down", func() bool {
+		return strings.Contains(b.log.String(), `env vip_subnet = "24", want "32"`) && !vipAnswers(vip)
+	})
+	if err := os.Remove(filepath.Join(dir, "kube-vip.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		if vipAnswers(vip) {
+			t.Fatal("removing the file brought the VIP back: the bad objects must stay applied")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
