@@ -162,11 +162,12 @@ func TestArtifactsAndInstall(t *testing.T) {
 		t.Fatal(err)
 	}
 	images := filepath.Join(t.TempDir(), "images")
+	unitDir := filepath.Join(t.TempDir(), "units")
 	install := func(artifacts string) (string, string, error) {
 		prefix := filepath.Join(t.TempDir(), "prefix")
 		cmd := exec.Command(filepath.Join(out, "install.sh"))
 		cmd.Env = append(os.Environ(), "PATH="+fakeBin+":"+os.Getenv("PATH"), "INSTALL_RKE2_ARTIFACT_PATH="+artifacts,
-			"INSTALL_RKE2_TAR_PREFIX="+prefix, "INSTALL_RKE2_AGENT_IMAGES_DIR="+images, "INSTALL_RKE2_TYPE=agent")
+			"INSTALL_RKE2_TAR_PREFIX="+prefix, "INSTALL_RKE2_AGENT_IMAGES_DIR="+images, "RKE2SIM_INSTALL_UNIT_DIR="+unitDir, "INSTALL_RKE2_TYPE=agent")
 		msg, err := cmd.CombinedOutput()
 		return prefix, string(msg), err
 	}
@@ -181,13 +182,16 @@ func TestArtifactsAndInstall(t *testing.T) {
 	if err != nil {
 		t.Fatalf("install.sh: %v\n%s", err, msg)
 	}
-	for _, f := range []string{"bin/rke2", "bin/rke2-uninstall.sh", "lib/systemd/system/rke2-server.service", "lib/systemd/system/rke2-agent.service"} {
-		if _, err := os.Stat(filepath.Join(prefix, f)); err != nil {
+	// A prefix other than /usr/local: units point at it and move where systemd reads them.
+	for _, f := range []string{filepath.Join(prefix, "bin/rke2"), filepath.Join(prefix, "bin/rke2-uninstall.sh"),
+		filepath.Join(prefix, "lib/systemd/system/rke2-agent.env"), filepath.Join(unitDir, "rke2-server.service"), filepath.Join(unitDir, "rke2-agent.service")} {
+		if _, err := os.Stat(f); err != nil {
 			t.Errorf("not installed: %v", err)
 		}
 	}
-	agentUnit, _ := os.ReadFile(filepath.Join(prefix, "lib/systemd/system/rke2-agent.service"))
-	if !strings.Contains(string(agentUnit), "ExecStart="+prefix+"/bin/rke2 agent") {
+	agentUnit, _ := os.ReadFile(filepath.Join(unitDir, "rke2-agent.service"))
+	if !strings.Contains(string(agentUnit), "ExecStart="+prefix+"/bin/rke2 agent") ||
+		!strings.Contains(string(agentUnit), "EnvironmentFile=-"+prefix+"/lib/systemd/system/%N.env") {
 		t.Errorf("the unit does not point at the prefix:\n%s", agentUnit)
 	}
 	if img, err := os.ReadFile(filepath.Join(images, "rke2-images-kube-vip.linux-amd64.tar")); err != nil || string(img) != "image" {

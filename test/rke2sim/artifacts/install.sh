@@ -9,7 +9,9 @@
 # (/usr/local, or /opt/rke2 when /usr/local is read-only or its own mount),
 # INSTALL_RKE2_TYPE (server|agent: no effect in tar mode, both units are
 # installed), INSTALL_RKE2_METHOD (only tar), INSTALL_RKE2_AGENT_IMAGES_DIR
-# (/var/lib/rancher/rke2/agent/images). INSTALL_RKE2_VERSION and
+# (/var/lib/rancher/rke2/agent/images), RKE2SIM_INSTALL_UNIT_DIR (where units
+# go for a prefix other than /usr/local; /etc/systemd/system; for tests).
+# INSTALL_RKE2_VERSION and
 # INSTALL_RKE2_CHANNEL are ignored in airgap mode, as by the real script.
 set -e
 
@@ -43,6 +45,7 @@ if [ -z "${INSTALL_RKE2_TAR_PREFIX:-}" ]; then
 fi
 PREFIX="${INSTALL_RKE2_TAR_PREFIX}"
 IMAGES_DIR="${INSTALL_RKE2_AGENT_IMAGES_DIR:-/var/lib/rancher/rke2/agent/images}"
+UNIT_DIR="${RKE2SIM_INSTALL_UNIT_DIR:-/etc/systemd/system}"
 TARBALL=rke2.linux-amd64.tar.gz
 SUMS=sha256sum-amd64.txt
 
@@ -76,11 +79,16 @@ info "unpacking ${TARBALL} under ${PREFIX}"
 mkdir -p "${PREFIX}"
 tar xzf "${TMP_DIR}/${TARBALL}" -C "${PREFIX}"
 
+# systemd reads units from /usr/local/lib/systemd/system but not from another
+# prefix: there the units point at the prefix and move to the system folder.
 if [ "${PREFIX}" != /usr/local ]; then
     info "rewriting /usr/local to ${PREFIX} in the units and the uninstall script"
     for f in "${PREFIX}"/lib/systemd/system/rke2-*.service "${PREFIX}/bin/rke2-uninstall.sh"; do
         [ -f "${f}" ] && sed -i "s|/usr/local|${PREFIX}|g" "${f}"
     done
+    mkdir -p "${UNIT_DIR}"
+    info "moving the units to ${UNIT_DIR}"
+    mv -f "${PREFIX}"/lib/systemd/system/rke2-*.service "${UNIT_DIR}/"
 fi
 
 if command -v systemctl >/dev/null 2>&1; then
