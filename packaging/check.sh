@@ -56,7 +56,7 @@ unit=$(dpkg-deb --fsys-tarfile "$deb" | tar -xO ./lib/systemd/system/rke2-hanode
 for line in Type=notify Wants=network-online.target After=network-online.target \
 	ConditionPathExists=/etc/rke2-hanode/config.yaml Restart=on-failure \
 	'ExecStart=/usr/bin/rke2-hanode run --config /etc/rke2-hanode/config.yaml' \
-	ProtectSystem=full ReadWritePaths=/usr/local ConfigurationDirectory=rancher StateDirectory=rke2-hanode \
+	ConfigurationDirectory=rancher ReadWritePaths=/etc/rancher StateDirectory=rke2-hanode \
 	WantedBy=multi-user.target; do
 	printf '%s\n' "$unit" | grep -qx "$line" || fail "unit: missing line '$line'"
 done

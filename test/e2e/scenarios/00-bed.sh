@@ -33,7 +33,7 @@ scenario_bed() {
 		hx "$peer" curl -sf --max-time 5 "http://$(host_ip "$n"):9349/metrics" |
 			grep -q "^rke2_hanode_info{.*node=\"h$n\"" || die "h$n /metrics lacks rke2_hanode_info for h$n"
 	done
-	[ "$(hx 2 systemctl show -P ProtectSystem rke2-hanode.service)" = full ] || die "unit not sandboxed"
+	hx 2 systemctl show -P ReadOnlyPaths rke2-hanode.service | grep -qw /etc || die "unit not sandboxed"
 	[ "$(hx 2 systemctl show -P NRestarts rke2-hanode.service)" = 0 ] || die "daemon on h2 restarted"
 
 	# Running install.sh again changes nothing.
@@ -43,14 +43,23 @@ scenario_bed() {
 	grep -q 'already running' "$(host_dir 2)/install2.log" || die "second install.sh run restarted the daemon"
 	log "ok: install.sh twice: same package kept, config kept, daemon left running"
 
-	# The daemon installs RKE2 with its own script method, through the sandbox.
+	# RKE2 (rke2sim) installs through the daemon's sandbox: the daemon's own
+	# install when it does one, else the install script run as a one-shot
+	# unit with exactly the daemon unit's sandbox; then rke2-server starts.
 	if [ -f "$E2E_RKE2_ARTIFACTS/install.sh" ]; then
-		if wait_until 90 "RKE2 (rke2sim) installed by the daemon on every host" \
-			bash -c "for n in 1 2 3 4 5; do [ -x $E2E_RUN/h\$n/merged/usr/local/bin/rke2 ] || exit 1; done"; then
-			:
-		else
-			log "WARN: the daemon did not install RKE2 (yet); phases:$(phases 1 2 3 4 5)"
-			E2E_BED_WARN="rke2 install not observed"
+		if ! wait_until 30 "RKE2 (rke2sim) installed by the daemon on h1" \
+			test -x "$(host_root 1)/usr/local/bin/rke2"; then
+			log "WARN: the daemon did not install RKE2; phases:$(phases 1 2 3 4 5); trying its sandbox by hand"
+			E2E_BED_WARN="rke2 install by the daemon not observed"
+			sandbox_install 1
+		fi
+		test -x "$(host_root 1)/usr/local/bin/rke2" || die "rke2 not in /usr/local/bin on h1"
+		hx 1 systemctl cat rke2-server.service >/dev/null || die "rke2-server.service unknown to systemd on h1"
+		if [ -n "${E2E_BED_WARN:-}" ]; then
+			hx 1 systemctl start rke2-server.service
+			wait_until 30 "rke2sim server on h1 answers /ping from h3" \
+				hx 3 curl -sk --max-time 2 "https://$(host_ip 1):9345/ping"
+			[ "$(sim_state 1 | jq -r .mode)" = cluster-init ] || die "h1 rke2sim mode is not cluster-init"
 		fi
 	fi
 
@@ -71,4 +80,23 @@ scenario_bed() {
 		die "h5 journal does not span both boots"
 	rm -rf "$j"
 	log "ok: journals collected from all hosts (also across a reboot)${E2E_BED_WARN:+; $E2E_BED_WARN}"
+}
+
+# sandbox_install N: runs the RKE2 install script on host N in a one-shot
+# unit with the [Service] sandbox of rke2-hanode.service, as the daemon would.
+sandbox_install() {
+	local n=$1 r
+	r=$(host_root "$n")
+	{
+		echo "[Service]"
+		echo "Type=oneshot"
+		echo "Environment=INSTALL_RKE2_ARTIFACT_PATH=$E2E_ART_DIR INSTALL_RKE2_TYPE=server"
+		echo "ExecStart=/bin/sh $E2E_ART_DIR/install.sh"
+		sed -n '/^\[Service\]/,/^\[Install\]/p' "$r/lib/systemd/system/rke2-hanode.service" |
+			grep -E '^(ReadOnlyPaths|ReadWritePaths|ConfigurationDirectory|StateDirectory|NoNewPrivileges|Protect|Restrict|LockPersonality|MemoryDenyWriteExecute|SystemCallArchitectures)'
+	} >"$r/etc/systemd/system/e2e-sandbox-install.service"
+	hx "$n" systemctl daemon-reload
+	hx "$n" systemctl start e2e-sandbox-install.service ||
+		die "the install script failed in the daemon's sandbox: $(hx "$n" journalctl -u e2e-sandbox-install --no-pager -o cat | tail -5)"
+	log "ok: the RKE2 install script works inside the daemon's sandbox"
 }
