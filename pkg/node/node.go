@@ -119,7 +119,7 @@ func New(opts Options) (*Node, error) {
 		return nil, err
 	}
 	if n.prog.Role != "" && n.prog.Role != c.Role {
-		return nil, fmt.Errorf("node: this host was a %s (%s) and is now configured as a %s: RKE2 cannot change a host's role; uninstall RKE2 and remove %s first",
+		return nil, fmt.Errorf("node: this host joined as role %s (%s) and is now configured as role %s: RKE2 cannot change a host's role; uninstall RKE2 and remove %s first",
 			n.prog.Role, progressPath(c.DataDir), c.Role, c.DataDir)
 	}
 	n.caHash = n.prog.CAHash
