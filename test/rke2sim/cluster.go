@@ -122,6 +122,10 @@ func (n *node) auth(next http.Handler) http.Handler {
 		}
 		if !ok || (user != "server" && user != "node") ||
 			subtle.ConstantTimeCompare([]byte(secret), []byte(n.secret)) != 1 {
+			if r.Method != http.MethodGet {
+				n.log.Warn("unauthorized request refused", zap.String("method", r.Method), zap.String("path", r.URL.Path),
+					zap.String("remote", r.RemoteAddr), zap.String("user", user))
+			}
 			w.Header().Set("WWW-Authenticate", `Basic realm="rke2"`)
 			http.Error(w, "Unauthorized", http.StatusUnauthorized)
 			return

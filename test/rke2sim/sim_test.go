@@ -61,7 +61,7 @@ func TestClusterInitTwiceGivesTwoCAs(t *testing.T) {
 }
 
 func TestSecondJoinerDuringLearnerPhaseIsTurnedAway(t *testing.T) {
-	env := map[string]string{"RKE2SIM_JOIN_DELAY": "1500ms"}
+	env := map[string]string{"RKE2SIM_JOIN_DELAY": "3s"}
 	a := startSim(t, simSpec{config: "node-ip: " + addr(2, 1) + "\ntoken: s3cret\nnode-name: a\n", env: env})
 	a.waitReady()
 	secure := a.token()
