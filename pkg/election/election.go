@@ -54,18 +54,21 @@ type Election struct {
 	kick  chan struct{} // wakes the loop; buffered 1
 	steps atomic.Int64  // loop iterations, for tests' diagnostics
 
-	mu        sync.Mutex
-	r         *raft.Raft
-	stable    raft.StableStore
-	selfAddr  string
-	runStart  time.Time // wall clock, as raft's LastContact
-	running   bool
-	hasState  bool
-	local     Local
-	published Local
-	pubOK     bool
-	watch     chan struct{} // closed and replaced on every change
-	last      Snapshot
+	mu       sync.Mutex
+	r        *raft.Raft
+	stable   raft.StableStore
+	selfAddr string
+	runStart time.Time // wall clock, as raft's LastContact
+	// raft's commit and last index right after start (see caughtUp)
+	startCommit, startLast uint64
+	leaderBarrier          atomic.Bool // leader: this term's barrier passed
+	running                bool
+	hasState               bool
+	local                  Local
+	published              Local
+	pubOK                  bool
+	watch                  chan struct{} // closed and replaced on every change
+	last                   Snapshot
 }
 
 // New checks cfg and builds an Election; nothing runs until Run.
@@ -138,6 +141,7 @@ func (e *Election) Run(ctx context.Context) (err error) {
 	e.mu.Lock()
 	e.r, e.stable, e.selfAddr, e.running, e.hasState = r, stores.Stable, string(trans.LocalAddr()), true, hasState
 	e.runStart = runStart
+	e.startCommit, e.startLast = commitIndex(r), r.LastIndex()
 	e.local.HasRaftState = hasState
 	e.mu.Unlock()
 	e.log.Info("raft started", zap.Bool("existing_state", hasState), zap.String("raft_addr", string(trans.LocalAddr())))
@@ -303,13 +307,14 @@ func (e *Election) setLocal(f func(*Local)) {
 	e.changed()
 }
 
-// WaitBootstrap returns the committed bootstrap node's name. The role may
-// still move to another node until it started RKE2 (see MarkStarted).
+// WaitBootstrap returns the committed bootstrap node's name, once this
+// node's FSM has caught up with the leader. The role may still move to
+// another node until it started RKE2 (see MarkStarted).
 func (e *Election) WaitBootstrap(ctx context.Context) (string, error) {
 	var name string
 	err := e.wait(ctx, func(s State) (bool, error) {
 		name = s.Bootstrap
-		return name != "", nil
+		return name != "" && e.caughtUp(), nil
 	})
 	return name, err
 }
@@ -323,10 +328,13 @@ func (e *Election) MarkStarted(ctx context.Context) error {
 	self := e.cfg.NodeName
 	e.setLocal(func(l *Local) { l.StartedRKE2 = true })
 	err := e.wait(ctx, func(s State) (bool, error) {
-		if s.Bootstrap != self {
+		if s.Bootstrap == self && s.Started {
+			return true, nil // permanent: no need to be caught up
+		}
+		if s.Bootstrap != self && e.caughtUp() {
 			return false, ErrNotBootstrap
 		}
-		return s.Started, nil
+		return false, nil
 	})
 	if err != nil {
 		// A stale intent must not be committed if the role comes back later.
@@ -342,7 +350,7 @@ func (e *Election) WaitClusterReady(ctx context.Context) (ClusterReady, error) {
 	var cr ClusterReady
 	err := e.wait(ctx, func(s State) (bool, error) {
 		if s.ClusterReady == nil {
-			if s.Bootstrap == e.cfg.NodeName && !s.Started {
+			if s.Bootstrap == e.cfg.NodeName && !s.Started && e.caughtUp() {
 				return false, ErrBootstrapRole
 			}
 			return false, nil
@@ -366,7 +374,7 @@ func (e *Election) AcquireJoinSlot(ctx context.Context) (JoinSlot, error) {
 		switch {
 		case slices.Contains(s.Joined, self):
 			return false, ErrJoined
-		case s.Bootstrap == self:
+		case s.Bootstrap == self && e.caughtUp():
 			return false, fmt.Errorf("election: %s is the bootstrap node and needs no join slot", self)
 		case s.Slot != nil && s.Slot.Holder == self && e.cfg.Now().Before(s.Slot.Expires) && e.caughtUp():
 			slot = *s.Slot
@@ -381,21 +389,30 @@ func (e *Election) AcquireJoinSlot(ctx context.Context) (JoinSlot, error) {
 }
 
 // caughtUp reports whether this node's FSM holds every entry committed
-// before this incarnation started: the leader has been heard from since, and
-// everything it said was committed is applied. A grant read from a replayed
-// (stale) state must not count: it may have ended long ago.
+// before this incarnation started, so that its answers are not read from a
+// log being replayed. A leader is caught up once its term's barrier passed;
+// a follower once it heard from the leader since start, learnt a commit
+// index newer than the one it started with (or its snapshot covered its
+// whole log), and applied up to it.
 func (e *Election) caughtUp() bool {
 	e.mu.Lock()
 	r, since, running := e.r, e.runStart, e.running
+	startCommit, startLast := e.startCommit, e.startLast
 	e.mu.Unlock()
 	if r == nil || !running {
 		return false
 	}
-	commit, err := strconv.ParseUint(r.Stats()["commit_index"], 10, 64)
-	if err != nil || r.AppliedIndex() < commit {
-		return false
+	if r.State() == raft.Leader {
+		return e.leaderBarrier.Load()
 	}
-	return r.State() == raft.Leader || r.LastContact().After(since)
+	commit := commitIndex(r)
+	return r.LastContact().After(since) && r.AppliedIndex() >= commit &&
+		(commit > startCommit || startCommit >= startLast)
+}
+
+func commitIndex(r *raft.Raft) uint64 {
+	n, _ := strconv.ParseUint(r.Stats()["commit_index"], 10, 64)
+	return n
 }
 
 // MarkJoined waits until the leader recorded this node as joined, which it

@@ -46,6 +46,7 @@ func (l *loop) step(ctx context.Context) {
 		l.lead(ctx, servers)
 	} else {
 		l.leaderReady = false
+		e.leaderBarrier.Store(false)
 		clear(l.deadSince)
 	}
 	l.observe()
@@ -118,6 +119,8 @@ func (l *loop) lead(ctx context.Context, servers []Peer) {
 			return
 		}
 		l.leaderReady = true
+		e.leaderBarrier.Store(true)
+		e.changed()
 		e.log.Info("leading the raft group")
 	}
 	if ctx.Err() != nil {
@@ -191,7 +194,9 @@ func (l *loop) lead(ctx context.Context, servers []Peer) {
 	}
 	var want []string
 	for _, p := range servers {
-		if _, ok := alive(p.Name); ok && p.WantJoinSlot && p.ClusterName == e.cfg.ClusterName &&
+		// A server already Ready (it adopted a running RKE2) gets the slot
+		// only to be recorded as joined at once.
+		if _, ok := alive(p.Name); ok && (p.WantJoinSlot || p.Ready) && p.ClusterName == e.cfg.ClusterName &&
 			p.Name != st.Bootstrap && !slices.Contains(st.Joined, p.Name) {
 			want = append(want, p.Name)
 		}

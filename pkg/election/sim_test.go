@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"runtime"
 	"slices"
@@ -72,6 +73,11 @@ type simWorld struct {
 	seed   uint64
 	expect int
 	timing Timing
+	// tls: raft over the mutual-TLS TCP transport on 127.0.0.1 with
+	// raft-boltdb in a temporary DataDir (no raft partitions then).
+	tls   bool
+	ports map[string]int
+	dirs  map[string]string
 
 	mu        sync.Mutex
 	nodes     map[string]*simNode
@@ -139,12 +145,16 @@ func (v *simView) Servers() []Peer {
 		if n.inc == 0 {
 			continue // never started: gossip has not seen it
 		}
+		addr := name
+		if w.tls {
+			addr = "127.0.0.1:" + strconv.Itoa(w.ports[name])
+		}
 		state := MemberDead
 		if n.up && w.nodes[v.self].up && w.group[name] == w.group[v.self] {
 			state = MemberAlive
 		}
 		out = append(out, Peer{
-			Name: name, RaftAddr: name, State: state, ExpectServers: w.expect, ClusterName: "sim",
+			Name: name, RaftAddr: addr, State: state, ExpectServers: w.expect, ClusterName: "sim",
 			HasRaftState: n.meta.HasRaftState, BootstrapSet: n.meta.BootstrapSet,
 			WantJoinSlot: n.meta.WantJoinSlot, StartedRKE2: n.meta.StartedRKE2,
 			Ready: n.ready, CAHash: n.caHash,
@@ -175,6 +185,9 @@ func (p *simPublisher) Publish(l Local) error {
 // connect wires raft transports to match who is up and the partition.
 // Callers hold w.mu.
 func (w *simWorld) connect() {
+	if w.tls {
+		return
+	}
 	for _, a := range w.names {
 		na := w.nodes[a]
 		if !na.up {
@@ -203,14 +216,22 @@ func (w *simWorld) start(name string) {
 	}
 	n.inc++
 	inc := n.inc
-	_, trans := raft.NewInmemTransport(raft.ServerAddress(name))
 	view := &simView{w: w, self: name, ch: make(chan struct{}, 1)}
 	w.listeners[view.ch] = struct{}{}
-	el, err := New(Config{
+	cfg := Config{
 		NodeName: name, ClusterName: "sim", ExpectServers: w.expect, VIP: "192.0.2.10",
 		Membership: view, Publisher: &simPublisher{w: w, name: name, inc: inc},
-		Timing: w.timing, Transport: trans, Stores: n.stores,
-	})
+		Timing: w.timing,
+	}
+	var trans *raft.InmemTransport
+	if w.tls {
+		cfg.Token, cfg.DataDir = "sim-token", w.dirs[name]
+		cfg.BindAddr, cfg.AdvertiseAddr, cfg.RaftPort = "127.0.0.1", "127.0.0.1", w.ports[name]
+	} else {
+		_, trans = raft.NewInmemTransport(raft.ServerAddress(name))
+		cfg.Transport, cfg.Stores = trans, n.stores
+	}
+	el, err := New(cfg)
 	if err != nil {
 		w.mu.Unlock()
 		w.t.Fatalf("seed=%d: New(%s): %v", w.seed, name, err)
@@ -256,7 +277,9 @@ func (w *simWorld) kill(name string) {
 	n.done.Wait()
 	w.mu.Lock()
 	n.up = false
-	_ = n.trans.Close()
+	if n.trans != nil {
+		_ = n.trans.Close()
+	}
 	w.connect()
 	w.notify()
 	w.mu.Unlock()
@@ -265,6 +288,9 @@ func (w *simWorld) kill(name string) {
 func (w *simWorld) partition(minority []string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.tls && len(minority) > 0 {
+		return // the TCP transport cannot be cut here
+	}
 	clear(w.group)
 	for _, m := range minority {
 		w.group[m] = 1
@@ -319,6 +345,15 @@ func (w *simWorld) agent(ctx context.Context, n *simNode, el *Election, inc int)
 		if _, err := el.WaitClusterReady(ctx); errors.Is(err, ErrBootstrapRole) {
 			continue
 		} else if err != nil {
+			return
+		}
+		w.mu.Lock()
+		ready := n.ready
+		w.mu.Unlock()
+		if ready {
+			// RKE2 already runs here (joined before a restart): the node
+			// adopts it and needs no slot.
+			_ = el.MarkJoined(ctx)
 			return
 		}
 		if _, err := el.AcquireJoinSlot(ctx); err != nil {
@@ -465,7 +500,7 @@ func keysOf(m map[string]bool) []string {
 }
 
 // runSchedule plays one seeded schedule and returns what went wrong.
-func runSchedule(t testing.TB, seed uint64) (problems []string, trace []string) {
+func runSchedule(t testing.TB, seed uint64, tls bool) (problems []string, trace []string) {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	expect := []int{1, 3, 3, 3, 5}[rng.IntN(5)]
 	n := expect + rng.IntN(expect) // fewer than 2*expect: see doc.go
@@ -474,6 +509,13 @@ func runSchedule(t testing.TB, seed uint64) (problems []string, trace []string) 
 		names[i] = fmt.Sprintf("s%02d", rng.IntN(100)) + strconv.Itoa(i)
 	}
 	w := newSimWorld(t, seed, expect, names)
+	if tls {
+		w.tls, w.ports, w.dirs = true, map[string]int{}, map[string]string{}
+		for _, name := range names {
+			w.ports[name] = freePort(t)
+			w.dirs[name] = t.TempDir()
+		}
+	}
 	defer w.stopAll()
 	order := slices.Clone(names)
 	rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
@@ -481,6 +523,9 @@ func runSchedule(t testing.TB, seed uint64) (problems []string, trace []string) 
 
 	staggered := rng.IntN(2) == 0
 	fault := rng.IntN(7)
+	if tls && fault == 1 {
+		fault = 0
+	}
 	// A minority (fewer than expect) that is cut off while the rest forms.
 	minority := order[:rng.IntN(min(expect, n))]
 	if fault == 1 && len(minority) > 0 {
@@ -611,7 +656,7 @@ func TestSchedules(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for seed := range next {
-				problems, trace := runSchedule(t, seed)
+				problems, trace := runSchedule(t, seed, false)
 				if len(problems) > 0 {
 					mu.Lock()
 					failed++
@@ -628,4 +673,29 @@ func TestSchedules(t *testing.T) {
 	close(next)
 	wg.Wait()
 	t.Logf("%d schedules, %d failed, %v", len(seeds), failed, time.Since(start).Round(time.Millisecond))
+}
+
+func freePort(t testing.TB) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestSchedulesTLS runs a few schedules over the real transport and store:
+// mutual TLS on loopback, raft-boltdb, restarts from disk.
+func TestSchedulesTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	base := uint64(time.Now().UnixNano())
+	for i := range uint64(6) {
+		seed := base + i*104729
+		problems, trace := runSchedule(t, seed, true)
+		if len(problems) > 0 {
+			t.Errorf("TLS schedule seed=%d failed:\n  %s\n  trace:\n    %s", seed, strings.Join(problems, "\n  "), strings.Join(trace, "\n    "))
+		}
+	}
 }

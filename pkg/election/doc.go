@@ -1,0 +1,133 @@
+// Package election forms the servers' raft group and keeps, in its
+// replicated state machine, the few facts the cluster must agree on for its
+// whole life: which server is the bootstrap node (the one that runs RKE2
+// without `server:`), whether it started RKE2, cluster ready {VIP, CA hash},
+// the join slot, and the servers that joined.
+//
+// It owns: the raft instance (raft-boltdb and file snapshots under
+// DataDir/raft, 0700), the raft transport (TCP in mutual TLS), formation,
+// the FSM, and the leader's duties. Agents never use it.
+//
+// It must never: import gossip or the node phase machine (it reads gossip
+// through Membership and writes through Publisher); start or stop RKE2; log
+// or expose the token or anything derived from it; remove a raft voter by
+// itself; and, above all, let a second node start RKE2 as the bootstrap node.
+//
+// # Identity
+//
+// A server's raft ID is its node name. Names must be unique and stable; its
+// raft address is what gossip advertises as RaftAddr.
+//
+// # Transport
+//
+// Raft speaks TLS 1.3, both sides presenting and verifying certificates. The
+// CA key is an ed25519 key whose seed is derived from the token and the
+// cluster name (keys.PurposeRaftCA); its self-signed certificate has a fixed
+// template, so every token holder builds the same CA. Each node generates a
+// fresh leaf key at start and signs its leaf with that CA. Without the token
+// there is no CA key, so no leaf a peer accepts: the handshake fails.
+//
+// # Requests from followers
+//
+// Followers never write raft. They state intents in their gossip metadata
+// (WantJoinSlot, StartedRKE2; Ready and CAHash come from the node itself),
+// and the leader, which reads all of them, turns them into commands. Every
+// server is a voter and reads the outcome in its own FSM. This keeps one
+// writer, needs no RPC endpoint besides raft's, and every intent is
+// idempotent: a lost or repeated one changes nothing.
+//
+// # Formation: at most one raft group
+//
+// A server with raft state on disk resumes it and never bootstraps. A server
+// without state proposes a bootstrap set once it sees at least ExpectServers
+// alive servers, all with the same expect-servers and cluster name, and none
+// with raft state: the ExpectServers lowest names. It advertises the set's
+// hash (16 hex digits of SHA-256 over cluster name, expect-servers, and each
+// member's name and raft address) as BootstrapSet.
+//
+// A member of the set that sees every other member advertise the same hash
+// LOCKS itself to that set: it writes the lock into raft's stable store (so
+// it survives restarts) and only then advertises "hash!". A lock is forever:
+// the node never proposes or locks another set. A member bootstraps raft
+// (BootstrapCluster with exactly the locked configuration) only when every
+// other member advertises "hash!" and none advertises raft state.
+//
+// Why at most one configuration is ever bootstrapped: bootstrapping set S
+// needs every member of S locked to S. Two different sets S1 and S2 both
+// have ExpectServers members; if fewer than 2×ExpectServers servers take
+// part in formation, they share a member, which would hold two locks — which
+// a node never does. Equal hashes mean equal configurations, so all the
+// servers that bootstrap do so with one configuration, which raft handles.
+// Locks live in DataDir: a server whose DataDir is wiped during formation
+// may lock again, which the argument does not cover (it cannot know).
+// The one assumption the operator must keep: at first boot, start
+// fewer than twice expect-servers servers (3 → at most 5). Servers added
+// later see raft state in gossip and wait to be added; a group of fresh
+// servers that cannot see the formed cluster and could form by itself is
+// indistinguishable from a new cluster, as with any expect-style formation.
+//
+// A partitioned minority sees fewer than ExpectServers servers and proposes
+// nothing. A lock whose set loses a member for good (dead between locking
+// and bootstrapping, a window of one gossip round) leaves its holders
+// waiting; an operator clears it by removing those servers' DataDir/raft
+// (they have no raft state, only the lock). Liveness otherwise: a server
+// that is not locked prefers completing a set that others have locked to,
+// when all its members are alive and not locked elsewhere.
+//
+// The leader adds every alive server without raft state that is not yet in
+// the configuration as a voter, and updates the address of members whose
+// raft address changed. It never adds a server that has raft state but is
+// not in its configuration (its log belongs to another group: merging would
+// be unsafe), and never removes a voter: a dead server still counts towards
+// quorum, which is safe (it can only stall progress, never split the group);
+// removing one is an operator's decision.
+//
+// # The FSM: at most one node starts RKE2 as the bootstrap node
+//
+// Commands are versioned JSON decoded strictly (unknown fields, unknown
+// operations, missing or surplus fields, trailing bytes: errors). Apply is a
+// pure function of the previous state and the command; invalid transitions
+// leave the state unchanged and return an error wrapping ErrTransition:
+//
+//   - claim(node): the first one sets the bootstrap node; later claims are
+//     no-ops that return the existing one. The leader claims for itself.
+//   - reassign(from, node): only while not started and the bootstrap node is
+//     still from. The leader proposes it when from has been dead in gossip
+//     for BootstrapReassignAfter.
+//   - started(node): only if node is the bootstrap node. After it, the
+//     bootstrap node never changes again.
+//   - cluster-ready(vip, ca): only after started; once.
+//   - grant / renew / free / joined: see join slots.
+//
+// MarkStarted returns nil only when the node's own FSM shows it is the
+// bootstrap node AND started; since both are permanent once true and all
+// replicas apply the same log, no other node can ever see the same. A node
+// told by WaitBootstrap that it is the bootstrap node may lose the role
+// before started (reassignment); MarkStarted then returns ErrNotBootstrap,
+// and the node must go on as a joiner. The node phase machine must start
+// RKE2 as the first server only after MarkStarted returned nil.
+//
+// # Join slots: never two holders at once
+//
+// After cluster ready, the leader grants the slot to the lowest-named alive
+// server that wants it and has not joined, with a lease (SlotLease). While
+// the holder is alive and still wants it, the leader renews the lease at
+// half-time, up to SlotMaxHold. The slot ends only when the holder is Ready
+// (joined is committed) or when the lease ran out: the leader frees it
+// SlotGrace after its expiry. It is never taken back early, not even from a
+// dead holder — gossip's "dead" may be wrong, a lease is not. A holder uses
+// its slot only while its own clock is before the expiry it last saw, so two
+// holders would need clocks apart by more than SlotGrace. AcquireJoinSlot
+// also requires the local FSM to have caught up with the leader since this
+// process started, so a grant replayed from an old log never counts.
+//
+// # Proof
+//
+// sim_test.go runs hundreds of randomized schedules with real raft over the
+// in-memory transport (a few tests use the TLS transport and raft-boltdb):
+// simultaneous and staggered starts, more servers than expect-servers,
+// minority partitions during formation, leader and bootstrap-node deaths
+// before and after "started", random restarts from the stores. It records
+// every answer that told a node it is the bootstrap node, every MarkStarted
+// success and every slot tenure, and fails with the schedule's seed.
+package election
