@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/rke2-hanode/rke2-hanode/pkg/check"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,22 +18,18 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Status is a preflight check's outcome: ok passes, warn is shown but stops
-// nothing, fail stops the daemon.
-type Status string
-
-const (
-	StatusOK   Status = "ok"
-	StatusWarn Status = "warn"
-	StatusFail Status = "fail"
+// Status and Check are the shared preflight shapes (pkg/check).
+type (
+	Status = check.Status
+	Check  = check.Check
 )
 
-// Check is one host preflight result, printed by `rke2-hanode preflight`.
-type Check struct {
-	Name   string
-	Status Status
-	Detail string
-}
+// Check outcomes.
+const (
+	StatusOK   = check.OK
+	StatusWarn = check.Warn
+	StatusFail = check.Fail
+)
 
 // Names of the host checks.
 const (
@@ -104,9 +101,9 @@ func Preflight(opts PreflightOptions) []Check {
 	var checks []Check
 
 	if uid := opts.UID(); uid != 0 {
-		checks = append(checks, Check{CheckRoot, StatusFail, fmt.Sprintf("running as uid %d: installing and running RKE2 needs root", uid)})
+		checks = append(checks, Check{Name: CheckRoot, Status: StatusFail, Detail: fmt.Sprintf("running as uid %d: installing and running RKE2 needs root", uid)})
 	} else {
-		checks = append(checks, Check{CheckRoot, StatusOK, "running as root"})
+		checks = append(checks, Check{Name: CheckRoot, Status: StatusOK, Detail: "running as root"})
 	}
 
 	for _, port := range PortsFor(opts.Role) {
@@ -116,9 +113,9 @@ func Preflight(opts PreflightOptions) []Check {
 	cpus := opts.NumCPU()
 	switch {
 	case server && cpus < minServerCPUs:
-		checks = append(checks, Check{CheckCPU, StatusWarn, fmt.Sprintf("%d CPUs; an RKE2 server wants at least %d", cpus, minServerCPUs)})
+		checks = append(checks, Check{Name: CheckCPU, Status: StatusWarn, Detail: fmt.Sprintf("%d CPUs; an RKE2 server wants at least %d", cpus, minServerCPUs)})
 	default:
-		checks = append(checks, Check{CheckCPU, StatusOK, fmt.Sprintf("%d CPUs", cpus)})
+		checks = append(checks, Check{Name: CheckCPU, Status: StatusOK, Detail: fmt.Sprintf("%d CPUs", cpus)})
 	}
 
 	checks = append(checks, checkMemory(opts.ProcDir, server), checkSwap(opts.ProcDir))
@@ -137,34 +134,34 @@ func checkPort(opts PreflightOptions, port int) Check {
 	l, err := opts.Listen("tcp", addr)
 	if err == nil {
 		l.Close()
-		return Check{name, StatusOK, "free on " + addr}
+		return Check{Name: name, Status: StatusOK, Detail: "free on " + addr}
 	}
 	switch {
 	case errors.Is(err, syscall.EADDRINUSE) && opts.State != nil && opts.State.Running == opts.Role:
-		return Check{name, StatusOK, fmt.Sprintf("in use on %s by the running %s (adopted)", addr, UnitName(opts.Role))}
+		return Check{Name: name, Status: StatusOK, Detail: fmt.Sprintf("in use on %s by the running %s (adopted)", addr, UnitName(opts.Role))}
 	case errors.Is(err, syscall.EADDRINUSE):
-		return Check{name, StatusFail, fmt.Sprintf("%s is in use by another process: RKE2 needs it", addr)}
+		return Check{Name: name, Status: StatusFail, Detail: fmt.Sprintf("%s is in use by another process: RKE2 needs it", addr)}
 	case errors.Is(err, syscall.EADDRNOTAVAIL):
-		return Check{name, StatusFail, fmt.Sprintf("node address %s is not an address of this host", opts.NodeIP)}
+		return Check{Name: name, Status: StatusFail, Detail: fmt.Sprintf("node address %s is not an address of this host", opts.NodeIP)}
 	default:
-		return Check{name, StatusFail, fmt.Sprintf("cannot listen on %s: %v", addr, err)}
+		return Check{Name: name, Status: StatusFail, Detail: fmt.Sprintf("cannot listen on %s: %v", addr, err)}
 	}
 }
 
 func checkMemory(procDir string, server bool) Check {
 	data, err := os.ReadFile(filepath.Join(procDir, "meminfo"))
 	if err != nil {
-		return Check{CheckMemory, StatusWarn, fmt.Sprintf("cannot read memory size: %v", err)}
+		return Check{Name: CheckMemory, Status: StatusWarn, Detail: fmt.Sprintf("cannot read memory size: %v", err)}
 	}
 	total, err := memTotal(data)
 	if err != nil {
-		return Check{CheckMemory, StatusWarn, err.Error()}
+		return Check{Name: CheckMemory, Status: StatusWarn, Detail: err.Error()}
 	}
 	gib := float64(total) / (1 << 30)
 	if server && float64(total) < memSlack*minServerMemBytes {
-		return Check{CheckMemory, StatusWarn, fmt.Sprintf("%.1f GiB; an RKE2 server wants at least 4 GiB", gib)}
+		return Check{Name: CheckMemory, Status: StatusWarn, Detail: fmt.Sprintf("%.1f GiB; an RKE2 server wants at least 4 GiB", gib)}
 	}
-	return Check{CheckMemory, StatusOK, fmt.Sprintf("%.1f GiB", gib)}
+	return Check{Name: CheckMemory, Status: StatusOK, Detail: fmt.Sprintf("%.1f GiB", gib)}
 }
 
 // memTotal reads MemTotal (in bytes) from /proc/meminfo.
@@ -186,7 +183,7 @@ func memTotal(meminfo []byte) (int64, error) {
 func checkSwap(procDir string) Check {
 	data, err := os.ReadFile(filepath.Join(procDir, "swaps"))
 	if err != nil {
-		return Check{CheckSwap, StatusWarn, fmt.Sprintf("cannot read swap devices: %v", err)}
+		return Check{Name: CheckSwap, Status: StatusWarn, Detail: fmt.Sprintf("cannot read swap devices: %v", err)}
 	}
 	var devices []string
 	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
@@ -196,25 +193,25 @@ func checkSwap(procDir string) Check {
 		}
 	}
 	if len(devices) > 0 {
-		return Check{CheckSwap, StatusWarn, "swap is on (" + strings.Join(devices, ", ") + "): Kubernetes expects it off (swapoff -a)"}
+		return Check{Name: CheckSwap, Status: StatusWarn, Detail: "swap is on (" + strings.Join(devices, ", ") + "): Kubernetes expects it off (swapoff -a)"}
 	}
-	return Check{CheckSwap, StatusOK, "swap is off"}
+	return Check{Name: CheckSwap, Status: StatusOK, Detail: "swap is off"}
 }
 
 func checkExisting(st State, role Role) []Check {
 	var checks []Check
 	switch {
 	case st.Running != "" && st.Running != role:
-		checks = append(checks, Check{CheckRKE2, StatusFail, fmt.Sprintf("%s is running but this host's role is %s", UnitName(st.Running), role)})
+		checks = append(checks, Check{Name: CheckRKE2, Status: StatusFail, Detail: fmt.Sprintf("%s is running but this host's role is %s", UnitName(st.Running), role)})
 	case st.Running == role:
-		checks = append(checks, Check{CheckRKE2, StatusOK, fmt.Sprintf("%s %s is running: it will be adopted, not reinstalled", UnitName(role), st.Version)})
+		checks = append(checks, Check{Name: CheckRKE2, Status: StatusOK, Detail: fmt.Sprintf("%s %s is running: it will be adopted, not reinstalled", UnitName(role), st.Version)})
 	case st.Installed:
-		checks = append(checks, Check{CheckRKE2, StatusOK, fmt.Sprintf("rke2 %s installed at %s", st.Version, st.Bin)})
+		checks = append(checks, Check{Name: CheckRKE2, Status: StatusOK, Detail: fmt.Sprintf("rke2 %s installed at %s", st.Version, st.Bin)})
 	default:
-		checks = append(checks, Check{CheckRKE2, StatusOK, "not installed yet"})
+		checks = append(checks, Check{Name: CheckRKE2, Status: StatusOK, Detail: "not installed yet"})
 	}
 	if st.HasDatastore {
-		checks = append(checks, Check{CheckDatastore, StatusWarn, fmt.Sprintf(
+		checks = append(checks, Check{Name: CheckDatastore, Status: StatusWarn, Detail: fmt.Sprintf(
 			"%s exists: RKE2 will resume it and ignore server:; only this cluster's bootstrap node or a member of this cluster may start on it", st.Datastore)})
 	}
 	return checks
@@ -248,7 +245,7 @@ func checkDropIns(configDir string) Check {
 		}
 	}
 	if len(problems) > 0 {
-		return Check{CheckDropIns, StatusWarn, strings.Join(problems, "; ") + ": these override what rke2-hanode writes into config.yaml"}
+		return Check{Name: CheckDropIns, Status: StatusWarn, Detail: strings.Join(problems, "; ") + ": these override what rke2-hanode writes into config.yaml"}
 	}
-	return Check{CheckDropIns, StatusOK, fmt.Sprintf("%d drop-ins, none sets a key rke2-hanode owns", len(files))}
+	return Check{Name: CheckDropIns, Status: StatusOK, Detail: fmt.Sprintf("%d drop-ins, none sets a key rke2-hanode owns", len(files))}
 }

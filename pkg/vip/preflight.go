@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/rke2-hanode/rke2-hanode/pkg/check"
 	"net"
 	"net/netip"
 	"os"
@@ -13,26 +14,18 @@ import (
 	"go.uber.org/zap"
 )
 
-// Status is the outcome of one preflight check.
-type Status string
-
-// Check outcomes: ok passes, warn is shown but does not stop anything, fail
-// stops the daemon (or the bootstrap, for the ARP conflict).
-const (
-	StatusOK   Status = "ok"
-	StatusWarn Status = "warn"
-	StatusFail Status = "fail"
+// Status and Check are the shared preflight shapes (pkg/check).
+type (
+	Status = check.Status
+	Check  = check.Check
 )
 
-// Check is the result of one preflight check, in the shape the other
-// preflight checks use. Err is set for fail (and for some warn) results so
-// that callers can test it with errors.Is, e.g. against ErrVIPConflict.
-type Check struct {
-	Name   string
-	Status Status
-	Detail string
-	Err    error
-}
+// Check outcomes.
+const (
+	StatusOK   = check.OK
+	StatusWarn = check.Warn
+	StatusFail = check.Fail
+)
 
 // Names of the checks Preflight reports.
 const (
