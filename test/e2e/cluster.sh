@@ -51,6 +51,28 @@ host_provision() {
 	}
 }
 
+# host_provision_cloudinit N ROLE: runs the shipped deploy/cloud-init/ROLE.yaml
+# on host N, exactly (write_files, then runcmd: the curl | sh one-liner,
+# which installs the package, writes the config and starts the daemon),
+# with the example's URLs, token and addresses swapped for the bed's.
+host_provision_cloudinit() {
+	local n=$1 role=$2 rel=https://github.com/rke2-hanode/rke2-hanode/releases/download/v0.1.0
+	host_stage "$n"
+	"$E2E_CLOUDINIT" \
+		-replace "$rel/rke2-hanode_0.1.0_amd64.deb=file:///root/rke2-hanode.deb" \
+		-replace "$rel/install.sh=file:///root/install.sh" \
+		-replace "CHANGE-ME-a-long-random-cluster-token=$E2E_TOKEN" \
+		-replace "--join 10.0.0.11 --join 10.0.0.12 --join 10.0.0.13=--join $(host_ip 1) --join $(host_ip 2) --join $(host_ip 3)" \
+		-replace "--vip 10.0.0.200=--vip $E2E_VIP" \
+		-replace "--interface eth0=--interface eth0 --install-script-url $E2E_ART_DIR/install.sh --artifact-path $E2E_ART_DIR --log-level debug" \
+		"$REPO/deploy/cloud-init/$role.yaml" >"$(host_dir "$n")/user-data.sh" || die "cloud-init runner failed for $role.yaml"
+	hx "$n" sh -s <"$(host_dir "$n")/user-data.sh" >"$(host_dir "$n")/install.log" 2>&1 || {
+		cat "$(host_dir "$n")/install.log" >&2
+		die "h$n: $role.yaml user-data failed"
+		return 1
+	}
+}
+
 host_start() { hx "$1" systemctl start --no-block rke2-hanode.service; }
 
 # status_json N: host N's own view, or nothing when its daemon does not answer.

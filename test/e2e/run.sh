@@ -112,6 +112,10 @@ main() {
 	trap 'bed_down quiet' EXIT
 	trap 'log "interrupted"; exit 130' INT TERM
 	rootfs_ensure || exit 1
+	# The runner for the shipped cloud-init user-data (no cloud-init in the hosts).
+	E2E_CLOUDINIT=$E2E_CACHE/cloudinit
+	(cd "$REPO" && CGO_ENABLED=0 go build -o "$E2E_CLOUDINIT" ./test/e2e/cloudinit) || exit 1
+	export E2E_CLOUDINIT
 	log "package: $E2E_DEB"
 	if [ -f "$E2E_RKE2_ARTIFACTS/install.sh" ]; then
 		log "rke2 stand-in: $E2E_RKE2_ARTIFACTS"

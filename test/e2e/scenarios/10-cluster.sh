@@ -1,14 +1,16 @@
-# scenario cluster: 3 servers and 2 agents, all started at once, form one
+# scenario cluster: 3 servers and 2 agents, provisioned with the shipped
+# cloud-init user-data (which runs the one-liner installer and starts the
+# daemon), all started at once, form one
 # cluster: every host ready, exactly one cluster-init, one CA hash, no
 # rejected join, the VIP on one host and answering /ping from every host,
 # every host seeing all five members.
 scenario_cluster() {
 	bed_up 5
 	local n
-	for n in 1 2 3; do host_provision "$n" server & done
-	for n in 4 5; do host_provision "$n" agent & done
+	for n in 1 2 3; do host_provision_cloudinit "$n" server & done
+	for n in 4 5; do host_provision_cloudinit "$n" agent & done
 	wait_jobs
-	for n in 1 2 3 4 5; do host_start "$n"; done
+	[ "$(stat -c %a "$(host_root 1)/etc/rke2-hanode/token")" = 600 ] || die "token file is not 0600"
 	wait_ready 240 1 2 3 4 5
 	check_one_cluster "1 2 3" "4 5"
 	for n in 1 2 3 4 5; do
