@@ -11,7 +11,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -76,6 +78,15 @@ func (n *node) handlers() handlerSet {
 	v1.HandleFunc("POST "+joinPath, n.handleJoin)
 	v1.HandleFunc("POST /v1-rke2/sim/slot", n.handleSlot)
 	v1.HandleFunc("POST /v1-rke2/sim/member", n.handleMemberAdd)
+	v1.HandleFunc("GET /v1-rke2/apiservers", func(w http.ResponseWriter, _ *http.Request) {
+		var eps []string
+		for _, m := range n.members() {
+			if u, err := url.Parse(m.URL); err == nil {
+				eps = append(eps, net.JoinHostPort(u.Hostname(), strconv.Itoa(n.set.APIPort)))
+			}
+		}
+		writeJSON(w, http.StatusOK, eps)
+	})
 	v1.HandleFunc("GET /v1-rke2/sim/applied", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, n.applied.snapshot())
 	})

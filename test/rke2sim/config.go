@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -36,6 +37,10 @@ type NodeConfig struct {
 	NodeTaint []string
 	NodeIP    string
 	NodeName  string
+	// Kubeconfig is write-kubeconfig; default: rke2.yaml beside the config
+	// file (/etc/rancher/rke2/rke2.yaml for the default config, as RKE2).
+	Kubeconfig     string
+	KubeconfigMode os.FileMode // write-kubeconfig-mode, default 0600
 	// Critical holds the values of criticalKeys ("" when unset), compared on join.
 	Critical map[string]string
 	// Files lists the files read, in order.
@@ -71,6 +76,9 @@ func LoadConfig(path string, explicit bool) (NodeConfig, error) {
 		return NodeConfig{}, err
 	}
 	cfg.Files = files
+	if cfg.Kubeconfig == "" {
+		cfg.Kubeconfig = filepath.Join(filepath.Dir(path), "rke2.yaml")
+	}
 	return cfg, nil
 }
 
@@ -148,6 +156,15 @@ func fromMap(m map[string]any) (NodeConfig, error) {
 		cfg.NodeIP = ips[0]
 	}
 	cfg.NodeName = str("node-name")
+	cfg.Kubeconfig = str("write-kubeconfig")
+	cfg.KubeconfigMode = 0o600
+	if mode := str("write-kubeconfig-mode"); mode != "" {
+		m, perr := strconv.ParseUint(mode, 8, 32)
+		if perr != nil || m > 0o777 {
+			return NodeConfig{}, fmt.Errorf("config: write-kubeconfig-mode %q: want an octal file mode such as 0644", mode)
+		}
+		cfg.KubeconfigMode = os.FileMode(m)
+	}
 	for _, k := range criticalKeys {
 		cfg.Critical[k] = str(k)
 	}

@@ -12,7 +12,7 @@
 // It must never: import the product's packages (in particular not pkg/vip:
 // its kube-vip check is written independently to catch renderer bugs), talk
 // to anything but the addresses in its config, or touch files outside its
-// data-dir (and the VIP's interface address in ARP mode).
+// data-dir, the kubeconfig, and the VIP's interface address in ARP mode.
 //
 // # Command line
 //
@@ -28,7 +28,10 @@
 // order; a later file replaces a key, "key+:" appends to a list. Honoured:
 // data-dir (default /var/lib/rancher/rke2), server, token, token-file,
 // tls-san, node-taint (validated as key[=value]:Effect), node-ip (default: the
-// default route's address), node-name (default: hostname). The keys that must
+// default route's address), node-name (default: hostname), write-kubeconfig
+// (default: rke2.yaml beside the config file, which for the default config
+// is RKE2's /etc/rancher/rke2/rke2.yaml) and write-kubeconfig-mode (0600); the
+// kubeconfig is written when the server turns ready. The keys that must
 // match on all servers (agent-token, cluster-cidr, cluster-dns,
 // cluster-domain, service-cidr, disable-cloud-controller, disable-kube-proxy,
 // egress-selector-mode) are compared on join. Every other key is accepted
@@ -85,7 +88,8 @@
 // /cacerts → the CA PEM (text/plain, no auth). Token-authenticated (basic
 // server:<secret> or node:<secret>, or bearer with the secret or a whole
 // token), at most 20 reads and 10 writes in flight (429 beyond):
-// GET /v1-rke2/readyz ("ok", 503 until ready), POST /v1-rke2/sim/join,
+// GET /v1-rke2/readyz ("ok", 503 until ready), GET /v1-rke2/apiservers
+// (JSON list of members' host:API-port), POST /v1-rke2/sim/join,
 // and member-to-member POST /v1-rke2/sim/slot, POST /v1-rke2/sim/member,
 // GET /v1-rke2/sim/members, GET /v1-rke2/sim/vip, GET /v1-rke2/sim/applied. Everything else falls
 // through to the API handler. API (node-ip:RKE2SIM_API_PORT): GET /readyz,

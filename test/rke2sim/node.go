@@ -3,6 +3,7 @@ package rke2sim
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -367,10 +368,41 @@ func (n *node) serve(ctx context.Context) error {
 			return nil
 		}
 	}
+	if err := n.writeKubeconfig(); err != nil {
+		return err
+	}
 	n.ready.Store(true)
 	n.log.Info("ready")
 	n.notifyReady()
 	vip := &vipStandIn{n: n, handlers: handlers, cert: cert, applied: applied}
 	vip.run(ctx)
+	return nil
+}
+
+// writeKubeconfig writes the admin kubeconfig as RKE2 does once the
+// apiserver is up (the credentials here are placeholders: there is no API).
+func (n *node) writeKubeconfig() error {
+	kc := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- cluster:
+    certificate-authority-data: %s
+    server: https://127.0.0.1:%d
+  name: default
+contexts:
+- context:
+    cluster: default
+    user: default
+  name: default
+current-context: default
+preferences: {}
+users:
+- user:
+    token: rke2sim-has-no-kubernetes-api
+  name: default
+`, base64.StdEncoding.EncodeToString(n.ca.CertPEM), n.set.APIPort)
+	if err := writeFileAtomic(n.cfg.Kubeconfig, []byte(kc), n.cfg.KubeconfigMode); err != nil {
+		return fmt.Errorf("write-kubeconfig: %w", err)
+	}
 	return nil
 }

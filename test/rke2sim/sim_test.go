@@ -57,6 +57,12 @@ func TestClusterInitTwiceGivesTwoCAs(t *testing.T) {
 		if code, body, _, err := get("https://"+ip+":"+testAPIPort+"/readyz", pool, "server", "shared-secret"); err != nil || code != 200 || body != "ok" {
 			t.Fatalf("apiserver readyz: %d %q %v", code, body, err)
 		}
+		if code, body, _, err := get(supURL(ip)+"/v1-rke2/apiservers", pool, "server", "shared-secret"); err != nil || code != 200 || strings.TrimSpace(body) != `["`+ip+`:`+testAPIPort+`"]` {
+			t.Fatalf("apiservers: %d %q %v", code, body, err)
+		}
+		if fi, err := os.Stat(filepath.Join(filepath.Dir(r.cfgPath), "rke2.yaml")); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("kubeconfig beside the config: %v", err)
+		}
 	}
 }
 
@@ -245,7 +251,8 @@ func TestConfigDropInsAndAppend(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Token != "c" || strings.Join(cfg.TLSSAN, ",") != "one,two,three" || cfg.NodeIP != "10.0.0.1" ||
-		cfg.DataDir != DefaultDataDir || len(cfg.NodeTaint) != 1 {
+		cfg.DataDir != DefaultDataDir || len(cfg.NodeTaint) != 1 || cfg.KubeconfigMode != 0o644 ||
+		cfg.Kubeconfig != filepath.Join(dir, "rke2.yaml") {
 		t.Fatalf("%+v", cfg)
 	}
 	bad := []struct{ name, body, want string }{
@@ -253,6 +260,7 @@ func TestConfigDropInsAndAppend(t *testing.T) {
 		{"token list", "token: [a, b]", "token: want a string"},
 		{"san number", "tls-san: [1]", "tls-san: want strings"},
 		{"taint effect", "node-taint: [\"CriticalAddonsOnly=true:NoExec\"]", `invalid taint effect "NoExec"`},
+		{"kubeconfig mode", "write-kubeconfig-mode: \"0999\"", "write-kubeconfig-mode"},
 		{"taint without effect", "node-taint: CriticalAddonsOnly=true", "invalid taint spec"},
 	}
 	for _, tc := range bad {
