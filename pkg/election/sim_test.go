@@ -60,6 +60,16 @@ type simNode struct {
 	meta   Local
 	ready  bool
 	caHash string
+	hist   []simGossip // what gossip carried about this node, over time
+}
+
+// simGossip is one version of a node's gossip state.
+type simGossip struct {
+	at     time.Time
+	up     bool
+	meta   Local
+	ready  bool
+	caHash string
 }
 
 type slotInterval struct {
@@ -78,6 +88,9 @@ type simWorld struct {
 	tls   bool
 	ports map[string]int
 	dirs  map[string]string
+	// gossipDelay: each viewer sees each other node's state this late, a
+	// fixed random fraction of it per (viewer, node) pair.
+	gossipDelay time.Duration
 
 	mu        sync.Mutex
 	nodes     map[string]*simNode
@@ -115,6 +128,23 @@ func (w *simWorld) tracef(format string, a ...any) {
 	w.trace = append(w.trace, fmt.Sprintf("%6dms ", time.Since(w.t0).Milliseconds())+fmt.Sprintf(format, a...))
 }
 
+// record appends n's current state to its gossip history; callers hold w.mu.
+func (w *simWorld) record(n *simNode) {
+	n.hist = append(n.hist, simGossip{at: time.Now(), up: n.up, meta: n.meta, ready: n.ready, caHash: n.caHash})
+}
+
+// delay is how late viewer sees node.
+func (w *simWorld) delay(viewer, node string) time.Duration {
+	if viewer == node || w.gossipDelay == 0 {
+		return 0
+	}
+	h := w.seed
+	for _, c := range viewer + "/" + node {
+		h = h*1099511628211 + uint64(c)
+	}
+	return time.Duration(h % uint64(w.gossipDelay))
+}
+
 // notify wakes every membership view; callers hold w.mu.
 func (w *simWorld) notify() {
 	for ch := range w.listeners {
@@ -140,24 +170,28 @@ func (v *simView) Servers() []Peer {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var out []Peer
+	now := time.Now()
 	for _, name := range w.names {
 		n := w.nodes[name]
-		if n.inc == 0 {
-			continue // never started: gossip has not seen it
+		cut := now.Add(-w.delay(v.self, name))
+		i := sort.Search(len(n.hist), func(i int) bool { return n.hist[i].at.After(cut) })
+		if i == 0 {
+			continue // gossip has not seen it yet
 		}
+		g := n.hist[i-1]
 		addr := name
 		if w.tls {
 			addr = "127.0.0.1:" + strconv.Itoa(w.ports[name])
 		}
 		state := MemberDead
-		if n.up && w.nodes[v.self].up && w.group[name] == w.group[v.self] {
+		if g.up && w.nodes[v.self].up && w.group[name] == w.group[v.self] {
 			state = MemberAlive
 		}
 		out = append(out, Peer{
 			Name: name, RaftAddr: addr, State: state, ExpectServers: w.expect, ClusterName: "sim",
-			HasRaftState: n.meta.HasRaftState, BootstrapSet: n.meta.BootstrapSet,
-			WantJoinSlot: n.meta.WantJoinSlot, StartedRKE2: n.meta.StartedRKE2,
-			Ready: n.ready, CAHash: n.caHash,
+			HasRaftState: g.meta.HasRaftState, BootstrapSet: g.meta.BootstrapSet,
+			WantJoinSlot: g.meta.WantJoinSlot, StartedRKE2: g.meta.StartedRKE2,
+			Ready: g.ready, CAHash: g.caHash,
 		})
 	}
 	return out
@@ -178,6 +212,7 @@ func (p *simPublisher) Publish(l Local) error {
 		return errors.New("stale incarnation")
 	}
 	n.meta = l
+	w.record(n)
 	w.notify()
 	return nil
 }
@@ -240,6 +275,7 @@ func (w *simWorld) start(name string) {
 	n.trans, n.el, n.cancel, n.up = trans, el, cancel, true
 	n.meta = Local{}
 	w.tracef("start %s (incarnation %d)", name, inc)
+	w.record(n)
 	w.connect()
 	w.notify()
 	w.mu.Unlock()
@@ -277,6 +313,7 @@ func (w *simWorld) kill(name string) {
 	n.done.Wait()
 	w.mu.Lock()
 	n.up = false
+	w.record(n)
 	if n.trans != nil {
 		_ = n.trans.Close()
 	}
@@ -383,6 +420,7 @@ func (w *simWorld) setReady(n *simNode) {
 	defer w.mu.Unlock()
 	n.ready = true
 	n.caHash = "sha256:cafe"
+	w.record(n)
 	w.tracef("%s ready", n.name)
 	w.notify()
 }
@@ -509,6 +547,7 @@ func runSchedule(t testing.TB, seed uint64, tls bool) (problems []string, trace 
 		names[i] = fmt.Sprintf("s%02d", rng.IntN(100)) + strconv.Itoa(i)
 	}
 	w := newSimWorld(t, seed, expect, names)
+	w.gossipDelay = []time.Duration{0, 10 * time.Millisecond, 40 * time.Millisecond}[rng.IntN(3)]
 	if tls {
 		w.tls, w.ports, w.dirs = true, map[string]int{}, map[string]string{}
 		for _, name := range names {
@@ -519,7 +558,13 @@ func runSchedule(t testing.TB, seed uint64, tls bool) (problems []string, trace 
 	defer w.stopAll()
 	order := slices.Clone(names)
 	rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
-	w.logf("schedule seed=%d expect=%d servers=%v start order=%v", seed, expect, names, order)
+	if rng.IntN(4) == 0 {
+		// Lowest names last: every arrival changes the lowest set, the
+		// hardest case for agreeing on one.
+		slices.Sort(order)
+		slices.Reverse(order)
+	}
+	w.logf("schedule seed=%d expect=%d servers=%v start order=%v gossip delay<%v", seed, expect, names, order, w.gossipDelay)
 
 	staggered := rng.IntN(2) == 0
 	fault := rng.IntN(7)
@@ -534,7 +579,7 @@ func runSchedule(t testing.TB, seed uint64, tls bool) (problems []string, trace 
 	for _, name := range order {
 		w.start(name)
 		if staggered {
-			time.Sleep(time.Duration(rng.IntN(60)) * time.Millisecond)
+			time.Sleep(time.Duration(rng.IntN(60)) * time.Millisecond / time.Duration(1+rng.IntN(3)))
 		}
 	}
 	bootstrapped := func() (Snapshot, bool) {
