@@ -11,8 +11,9 @@
 // file, and the airgap artifact layout with an install.sh stand-in.
 // It must never: import the product's packages (in particular not pkg/vip:
 // its kube-vip check is written independently to catch renderer bugs), talk
-// to anything but the addresses in its config, or touch files outside its
-// data-dir, the kubeconfig, and the VIP's interface address in ARP mode.
+// to anything but the server: address, its cluster's members and the VIP, or
+// touch anything outside its data-dir, the kubeconfig and, in ARP mode, the
+// VIP's address on its interface.
 //
 // # Command line
 //
@@ -151,9 +152,10 @@
 // The image must be RKE2SIM_KUBEVIP_IMAGE:RKE2SIM_KUBEVIP_VERSION.
 //
 // With a valid manifest it competes for the VIP:
-//   - vip_interface lo: it holds the VIP by binding VIP:supervisor-port
-//     (only one process can), retrying every retry period, so the VIP moves
-//     when its holder stops or dies. It serves the same handlers and
+//   - vip_interface lo (the loopback cluster; the VIP is a 127/8 address):
+//     it holds the VIP by binding VIP:supervisor-port (only one process
+//     can), retrying every retry period, so the VIP moves when its holder
+//     stops or dies. It serves the same handlers and
 //     certificate there, and the API port when free.
 //   - a real interface: a lease over the network. A server claims the VIP
 //     once it has not answered /ping for the lease duration plus jitter (a
