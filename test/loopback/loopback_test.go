@@ -196,18 +196,30 @@ func TestClusterFormsOnce(t *testing.T) {
 			t.Errorf("%s: cluster not ready in its status", r.Node.Name)
 		}
 	}
-	// One scrape of any host shows the whole cluster's progress.
-	metrics := scrape(t, c.Nodes[len(c.Nodes)-1])
-	for _, want := range []string{
+	// One scrape of any host shows the whole cluster's progress (gossip
+	// carries the last phase changes within a few seconds).
+	wants := []string{
 		`rke2_hanode_cluster_nodes{phase="ready",role="server"} 3`,
 		`rke2_hanode_cluster_nodes{phase="ready",role="agent"} 2`,
 		`rke2_hanode_phase{phase="ready"} 1`,
 		`rke2_hanode_cluster_ready 1`,
 		`rke2_hanode_vip_reachable 1`,
-	} {
-		if !strings.Contains(metrics, want) {
-			t.Errorf("agent metrics lack %q", want)
+	}
+	var missing []string
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	demo.WaitFor(ctx, 250*time.Millisecond, func() bool {
+		metrics := scrape(t, c.Nodes[len(c.Nodes)-1])
+		missing = missing[:0]
+		for _, want := range wants {
+			if !strings.Contains(metrics, want) {
+				missing = append(missing, want)
+			}
 		}
+		return len(missing) == 0
+	})
+	for _, m := range missing {
+		t.Errorf("agent metrics lack %q", m)
 	}
 	serverMetrics := scrape(t, c.Node(boot))
 	for _, want := range []string{`rke2_hanode_bootstrap_node{node="` + boot + `"} 1`, "rke2_hanode_raft_leader", "rke2_hanode_gossip_members"} {
