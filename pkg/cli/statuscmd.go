@@ -77,7 +77,7 @@ func printStatus(w io.Writer, st status.Status, now time.Time) {
 		orDash(c.Name), orDash(c.BootstrapNode), yesNo(c.ClusterReady), orDash(c.JoinSlot), orDash(c.VIP),
 		map[bool]string{true: "reachable", false: "not reachable"}[c.VIPReachable], holderText(c.VIPHolder))
 	if c.Raft.State != "" {
-		fmt.Fprintf(w, "raft: %s, leader %s\n", c.Raft.State, orDash(c.Raft.Leader))
+		fmt.Fprintf(w, "raft: this server is %s, the leader is %s, %d servers joined after the bootstrap\n", c.Raft.State, orDash(c.Raft.Leader), c.JoinedServers)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tROLE\tPHASE\tSINCE\tSTATE\tADDRESS\t")
@@ -92,6 +92,7 @@ func printStatus(w io.Writer, st status.Status, now time.Time) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", name, m.Role, m.Phase, ago(now, m.Since), m.State, m.Address)
 	}
 	tw.Flush()
+	fmt.Fprintln(w, "(vip) holds the VIP, * is the bootstrap node")
 	if st.Node.Error != "" {
 		fmt.Fprintf(w, "this node (%s) last error: %s\n", st.Node.Name, st.Node.Error)
 	}
