@@ -141,10 +141,13 @@ func allSeeAlive(members []*testMember) (bool, string) {
 // or suspect (a late probe answer on a loaded machine is not a failure).
 func allKnowAll(members []*testMember) (bool, string) {
 	for _, m := range members {
+		m.mu.Lock()
+		counts := m.countLocked()
+		m.mu.Unlock()
 		n := 0
-		for _, mi := range m.Members() {
-			if mi.State == StateAlive || mi.State == StateSuspect {
-				n++
+		for rs, c := range counts {
+			if rs.state == StateAlive || rs.state == StateSuspect {
+				n += c
 			}
 		}
 		if n != len(members) {

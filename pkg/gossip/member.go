@@ -20,6 +20,21 @@ import (
 	"github.com/rke2-hanode/rke2-hanode/pkg/logging"
 )
 
+// State is a member's state as this host sees it. Suspect means this host's
+// own probes went unanswered (memberlist does not expose suspicions raised
+// by others); it turns back to alive on any sign of life. Left means the
+// member announced Leaving before it went; dead, that it just went.
+type State string
+
+const (
+	StateAlive   State = "alive"
+	StateSuspect State = "suspect"
+	StateDead    State = "dead"
+	StateLeft    State = "left"
+)
+
+var allStates = []State{StateAlive, StateSuspect, StateDead, StateLeft}
+
 // MemberInfo is one member as this host sees it.
 type MemberInfo struct {
 	Name       string
@@ -308,6 +323,20 @@ func (m *Member) snapshotLocked() []MemberInfo {
 	return out
 }
 
+// countLocked counts members by role and state without copying them: it
+// runs on every change, and large clusters change often.
+func (m *Member) countLocked() map[roleState]int {
+	counts := map[roleState]int{}
+	for _, r := range m.records {
+		role := r.info.Meta.Role
+		if r.info.MetaErr != nil || role == "" {
+			role = roleUnknown
+		}
+		counts[roleState{role, r.info.State}]++
+	}
+	return counts
+}
+
 // NumAlive counts alive members (this one included) with the given role, or
 // of any role when role is "".
 func (m *Member) NumAlive(role string) int {
@@ -365,9 +394,9 @@ func (m *Member) NameConflict() error {
 	return m.nameErr
 }
 
-// changedLocked publishes the snapshot to the metrics and wakes subscribers.
+// changedLocked publishes the counts to the metrics and wakes subscribers.
 func (m *Member) changedLocked() {
-	m.metrics.setMembers(m.snapshotLocked())
+	m.metrics.setMembers(m.countLocked())
 	for _, ch := range m.subs {
 		select {
 		case ch <- struct{}{}:

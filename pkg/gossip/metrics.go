@@ -6,18 +6,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// States of a member as Members reports them.
-type State string
-
-const (
-	StateAlive   State = "alive"
-	StateSuspect State = "suspect"
-	StateDead    State = "dead"
-	StateLeft    State = "left"
-)
-
-var allStates = []State{StateAlive, StateSuspect, StateDead, StateLeft}
-
 // roleUnknown labels members whose metadata could not be decoded.
 const roleUnknown = "unknown"
 
@@ -60,20 +48,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-// setMembers publishes counts from a snapshot, with explicit zeros so a state
-// that empties is seen as 0 rather than disappearing.
-func (m *metrics) setMembers(snapshot []MemberInfo) {
-	counts := map[[2]string]int{}
-	for _, mi := range snapshot {
-		role := mi.Meta.Role
-		if mi.MetaErr != nil || role == "" {
-			role = roleUnknown
-		}
-		counts[[2]string{role, string(mi.State)}]++
-	}
+// setMembers publishes the counts of stateCounts, with explicit zeros so a
+// state that empties is seen as 0 rather than disappearing.
+func (m *metrics) setMembers(counts map[roleState]int) {
 	for _, role := range []string{RoleServer, RoleAgent, roleUnknown} {
 		for _, st := range allStates {
-			m.members.WithLabelValues(role, string(st)).Set(float64(counts[[2]string{role, string(st)}]))
+			m.members.WithLabelValues(role, string(st)).Set(float64(counts[roleState{role, st}]))
 		}
 	}
+}
+
+type roleState struct {
+	role  string
+	state State
 }
