@@ -66,7 +66,11 @@ type Timing struct {
 	LeaderLeaseTimeout time.Duration // raft; must not exceed HeartbeatTimeout
 	CommitTimeout      time.Duration // raft; heartbeat when idle
 	Tick               time.Duration // how often formation and leader duties re-check
-	ApplyTimeout       time.Duration // one raft Apply/AddVoter
+	// FormationSettle: how long every alive server must propose the same
+	// bootstrap set before a member locks to it (longer than gossip's
+	// propagation, so that lagging views rarely lock another set).
+	FormationSettle time.Duration
+	ApplyTimeout    time.Duration // one raft Apply/AddVoter
 	// BootstrapReassignAfter: a bootstrap node dead in gossip this long
 	// before it started RKE2 loses the role to the leader.
 	BootstrapReassignAfter time.Duration
@@ -90,6 +94,7 @@ func LANTiming() Timing {
 		LeaderLeaseTimeout:     250 * time.Millisecond,
 		CommitTimeout:          50 * time.Millisecond,
 		Tick:                   100 * time.Millisecond,
+		FormationSettle:        300 * time.Millisecond,
 		ApplyTimeout:           5 * time.Second,
 		BootstrapReassignAfter: 60 * time.Second,
 		SlotLease:              time.Minute,
@@ -203,8 +208,8 @@ func (c *Config) validate() error {
 			bad("%s %v: want > 0", name, d)
 		}
 	}
-	if t.SlotGrace < 0 {
-		bad("slot grace %v: want >= 0", t.SlotGrace)
+	if t.SlotGrace < 0 || t.FormationSettle < 0 {
+		bad("slot grace %v, formation settle %v: want >= 0", t.SlotGrace, t.FormationSettle)
 	}
 	return errors.Join(errs...)
 }

@@ -116,7 +116,10 @@ func formationStep(self, cluster string, expect int, locked *formationLock, serv
 		p.wait = "not in the bootstrap set"
 		return p
 	}
-	for _, m := range set {
+	// Lock only when every alive server, not just the members, proposes
+	// this set: a server that sees another set would otherwise be free to
+	// lock that one, and two partial locks never complete (safe, not live).
+	for _, m := range alive {
 		if m.Name == self {
 			continue
 		}

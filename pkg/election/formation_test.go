@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -70,7 +71,8 @@ func TestFormationStep(t *testing.T) {
 		{"locked ignores lower newcomers", "b", lockABC, peers("0", "a:"+hABC+"!", "b", "c:"+hABC+"!"), hABC + "!", false, []string{"a", "b", "c"}, ""},
 		// a and b locked to {a,b,c}; 0 appeared since. c completes the locked set
 		// instead of proposing {0,a,b}, which could never complete.
-		{"adopt a locked set", "c", nil, peers("0", "a:"+hABC+"!", "b:"+hABC+"!", "c"), hABC + "!", true, nil, ""},
+		{"adopt a locked set", "c", nil, peers("0:"+hABC, "a:"+hABC+"!", "b:"+hABC+"!", "c"), hABC + "!", true, nil, ""},
+		{"every alive server must agree", "c", nil, peers("0", "a:"+hABC+"!", "b:"+hABC+"!", "c"), hABC, false, nil, "waiting for 0"},
 		// d cannot adopt {a,b,c}: it is not a member; it proposes what it sees.
 		{"adoption needs membership", "d", nil, peers("a:"+hABC+"!", "b:"+hABC+"!", "c", "d"), hABC, false, nil, "not in the bootstrap set"},
 	}
@@ -152,13 +154,22 @@ func TestConfigValidate(t *testing.T) {
 // staticMembership is a one-node gossip: this node, alive, with what it
 // published.
 type staticMembership struct {
+	mu    sync.Mutex
 	name  string
 	ready bool
 	local Local
 	ch    chan struct{}
 }
 
+func (m *staticMembership) setReady() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.ready = true
+}
+
 func (m *staticMembership) Servers() []Peer {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	return []Peer{{Name: m.name, State: MemberAlive, ExpectServers: 1, ClusterName: "c",
 		HasRaftState: m.local.HasRaftState, BootstrapSet: m.local.BootstrapSet, StartedRKE2: m.local.StartedRKE2,
 		Ready: m.ready, CAHash: "sha256:ca"}}
@@ -205,7 +216,7 @@ func TestSingleServerOnDisk(t *testing.T) {
 	if err := e.MarkStarted(ctx); err != nil {
 		t.Fatalf("MarkStarted: %v", err)
 	}
-	m.ready = true
+	m.setReady()
 	if cr, err := e.WaitClusterReady(ctx); err != nil || cr != (ClusterReady{VIP: "192.0.2.1", CAHash: "sha256:ca"}) {
 		t.Fatalf("WaitClusterReady = %+v, %v", cr, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -19,6 +20,8 @@ type loop struct {
 	lock       *formationLock
 	lockLoaded bool
 	lastWait   string
+	agreeHash  string // the set every alive server proposes, since agreeSince
+	agreeSince time.Time
 
 	leaderReady bool                 // a barrier passed since this term's leadership began
 	deadSince   map[string]time.Time // leader only: when a server was first seen dead
@@ -65,6 +68,21 @@ func (l *loop) formation(servers []Peer) {
 		l.lock, l.lockLoaded = lock, true
 	}
 	p := formationStep(e.cfg.NodeName, e.cfg.ClusterName, e.cfg.ExpectServers, l.lock, servers)
+	if p.lock != nil {
+		// Lock only after the agreement held for FormationSettle: views
+		// that lag behind by less than that cannot lock another set.
+		now := e.cfg.Now()
+		if l.agreeHash != p.lock.Hash {
+			l.agreeHash, l.agreeSince = p.lock.Hash, now
+		}
+		if now.Sub(l.agreeSince) < e.cfg.Timing.FormationSettle {
+			p.lock = nil
+			p.advertise = strings.TrimSuffix(p.advertise, lockedSuffix)
+			p.wait = "agreement settling"
+		}
+	} else {
+		l.agreeHash = ""
+	}
 	if p.lock != nil {
 		if err := storeLock(e.stable, p.lock); err != nil {
 			e.log.Error("formation: lock not persisted: not advertising it", zap.Error(err))

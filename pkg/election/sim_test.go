@@ -38,6 +38,7 @@ func simTiming() Timing {
 		LeaderLeaseTimeout:     25 * time.Millisecond,
 		CommitTimeout:          5 * time.Millisecond,
 		Tick:                   10 * time.Millisecond,
+		FormationSettle:        60 * time.Millisecond,
 		ApplyTimeout:           500 * time.Millisecond,
 		BootstrapReassignAfter: 300 * time.Millisecond,
 		SlotLease:              2 * time.Second,
@@ -549,6 +550,10 @@ func runSchedule(t testing.TB, seed uint64, tls bool) (problems []string, trace 
 	w := newSimWorld(t, seed, expect, names)
 	w.gossipDelay = []time.Duration{0, 10 * time.Millisecond, 40 * time.Millisecond}[rng.IntN(3)]
 	if tls {
+		// TLS handshakes under -race on a loaded machine take tens of ms.
+		w.timing.HeartbeatTimeout, w.timing.ElectionTimeout = 400*time.Millisecond, 400*time.Millisecond
+		w.timing.LeaderLeaseTimeout, w.timing.CommitTimeout = 200*time.Millisecond, 20*time.Millisecond
+		w.timing.BootstrapReassignAfter = time.Second
 		w.tls, w.ports, w.dirs = true, map[string]int{}, map[string]string{}
 		for _, name := range names {
 			w.ports[name] = freePort(t)
