@@ -1,0 +1,179 @@
+// Command bench measures rke2-hanode: time-to-cluster against the critical
+// path on a loopback cluster with rke2sim, gossip and election at scale, one
+// daemon's footprint, and many agents waiting for the VIP. docs/bench.sh
+// runs every part and writes docs/BENCHMARKS.md with the report command.
+//
+//	bench ttc -servers 3 -agents 20 -out ttc-3-20.json
+//	bench scale -members 10,100,500 -out scale.json
+//	bench footprint -members 50 -out footprint.json
+//	bench vipwait -agents 200 -out vipwait.json
+//	bench report -dir RESULTS -out docs/BENCHMARKS.md
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: bench ttc|scale|footprint|vipwait|report [flags]")
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1], os.Args[2:]); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func progress(format string, a ...any) {
+	fmt.Fprintf(os.Stderr, "%s  %s\n", time.Now().UTC().Format("15:04:05"), fmt.Sprintf(format, a...))
+}
+
+func run(ctx context.Context, cmd string, args []string) error {
+	fs := flag.NewFlagSet(cmd, flag.ExitOnError)
+	out := fs.String("out", "", "write the result as JSON to this file")
+	bin := fs.String("bin", "bin", "folder with rke2-hanode and rke2sim")
+	work := fs.String("work", "", "scratch folder (default: a temporary one, removed)")
+	var result any
+	withWork := func() (string, func(), error) {
+		if *work != "" {
+			return *work, func() {}, os.MkdirAll(*work, 0o700)
+		}
+		d, err := os.MkdirTemp("", "hanode-bench-")
+		return d, func() { os.RemoveAll(d) }, err
+	}
+	switch cmd {
+	case "ttc":
+		var o ttcOptions
+		fs.IntVar(&o.Servers, "servers", 3, "servers")
+		fs.IntVar(&o.Agents, "agents", 20, "agents")
+		fs.BoolVar(&o.InProcess, "in-process", false, "run the daemons inside this process instead of as processes")
+		fs.StringVar(&o.Base, "base", "127.91.0.11", "first host address")
+		fs.DurationVar(&o.Install, "install", 2*time.Second, "I: the install script's duration")
+		fs.DurationVar(&o.Start, "start", 4*time.Second, "S: the bootstrap server's start")
+		fs.DurationVar(&o.Join, "join", 2*time.Second, "J: a server's join")
+		fs.DurationVar(&o.Agent, "agent", 2*time.Second, "A: an agent's start")
+		fs.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "give up after")
+		fs.Parse(args)
+		dir, done, err := withWork()
+		if err != nil {
+			return err
+		}
+		defer done()
+		o.Dir = filepath.Join(dir, fmt.Sprintf("ttc-%d-%d", o.Servers, o.Agents))
+		o.Daemon, o.Sim, err = binaries(*bin)
+		if err != nil {
+			return err
+		}
+		if result, err = runTTC(ctx, o, progress); err != nil {
+			return err
+		}
+	case "scale":
+		sizes := fs.String("members", "10,100,500", "cluster sizes")
+		window := fs.Duration("window", 15*time.Second, "steady-state measuring window")
+		stagger := fs.Duration("stagger", 20*time.Millisecond, "pause between agent starts")
+		lightAgents := fs.Bool("light-agents", true, "agents are bare gossip members instead of whole daemons")
+		fs.Parse(args)
+		dir, done, err := withWork()
+		if err != nil {
+			return err
+		}
+		defer done()
+		var rs []*scaleResult
+		for _, f := range strings.Split(*sizes, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 3 {
+				return fmt.Errorf("-members %q: want sizes of 3 or more", *sizes)
+			}
+			r, err := runScale(ctx, n, *window, *stagger, *lightAgents, filepath.Join(dir, fmt.Sprintf("scale-%d", n)), progress)
+			if err != nil {
+				return err
+			}
+			rs = append(rs, r)
+		}
+		result = rs
+	case "footprint":
+		members := fs.Int("members", 50, "cluster size")
+		window := fs.Duration("window", time.Minute, "measuring window")
+		fs.Parse(args)
+		dir, done, err := withWork()
+		if err != nil {
+			return err
+		}
+		defer done()
+		daemon, sim, err := binaries(*bin)
+		if err != nil {
+			return err
+		}
+		if result, err = runFootprint(ctx, *members, *window, daemon, sim, filepath.Join(dir, "footprint"), progress); err != nil {
+			return err
+		}
+	case "vipwait":
+		agents := fs.Int("agents", 200, "waiting agents")
+		ups := fs.String("up", "10s,60s", "when the VIP starts answering, for each run")
+		fs.Parse(args)
+		var rs []*vipWaitResult
+		for _, f := range strings.Split(*ups, ",") {
+			up, err := time.ParseDuration(strings.TrimSpace(f))
+			if err != nil {
+				return fmt.Errorf("-up %q: %w", *ups, err)
+			}
+			r, err := runVIPWait(ctx, *agents, up, progress)
+			if err != nil {
+				return err
+			}
+			rs = append(rs, r)
+		}
+		result = rs
+	case "report":
+		dir := fs.String("dir", "", "folder with the results of the other commands")
+		fs.Parse(args)
+		if *out == "" {
+			writeReport(os.Stdout, loadInput(*dir))
+			return nil
+		}
+		var b strings.Builder
+		writeReport(&b, loadInput(*dir))
+		return os.WriteFile(*out, []byte(b.String()), 0o644)
+	default:
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+	data, err := json.MarshalIndent(result, "", "  ")
+	if err != nil {
+		return err
+	}
+	if *out == "" {
+		_, err = os.Stdout.Write(append(data, '\n'))
+		return err
+	}
+	return os.WriteFile(*out, append(data, '\n'), 0o644)
+}
+
+func binaries(dir string) (daemon, sim string, err error) {
+	daemon, err = filepath.Abs(filepath.Join(dir, "rke2-hanode"))
+	if err != nil {
+		return "", "", err
+	}
+	sim, err = filepath.Abs(filepath.Join(dir, "rke2sim"))
+	if err != nil {
+		return "", "", err
+	}
+	for _, p := range []string{daemon, sim} {
+		if _, err := os.Stat(p); err != nil {
+			return "", "", fmt.Errorf("%w: run `make build` first", err)
+		}
+	}
+	return daemon, sim, nil
+}

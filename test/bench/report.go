@@ -1,0 +1,377 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Goals from the benchmark issue.
+const (
+	goalOverheadFrac = 0.10
+	goalOverheadMin  = 2.0  // s
+	goalRSSMB        = 40.0 // MB
+	goalCPU          = 0.01 // of one core
+	goalBinaryMB     = 25.0
+	goalProbeRate    = 20.0 // probes/s after the first second
+)
+
+// reportInput is everything docs/bench.sh collected in one folder.
+type reportInput struct {
+	TTC       []*ttcResult
+	Scale     []*scaleResult
+	Footprint *footprintResult
+	VIPWait   []*vipWaitResult
+	GossipPkg []gossipBench
+	Durations map[string]string // step → wall time, from bench.sh
+	Commit    string
+}
+
+type gossipBench struct {
+	Members   int
+	Converge  float64
+	BytesPerS float64
+}
+
+func readJSON(path string, into any) bool {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	return json.Unmarshal(data, into) == nil
+}
+
+// gossipBenchLine matches `BenchmarkCluster/members=10-2  1  123 ns/op  0.40 s-converge  150.0 B/member/s`.
+var gossipBenchLine = regexp.MustCompile(`^BenchmarkCluster/members=(\d+)\S*\s.*?([\d.]+) s-converge\s+([\d.]+) B/member/s`)
+
+func readGossipBench(path string) []gossipBench {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []gossipBench
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		m := gossipBenchLine.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		n, _ := strconv.Atoi(m[1])
+		c, _ := strconv.ParseFloat(m[2], 64)
+		b, _ := strconv.ParseFloat(m[3], 64)
+		out = append(out, gossipBench{Members: n, Converge: c, BytesPerS: b})
+	}
+	return out
+}
+
+func loadInput(dir string) reportInput {
+	var in reportInput
+	for _, name := range []string{"ttc-3-20.json", "ttc-5-100.json"} {
+		var r ttcResult
+		if readJSON(filepath.Join(dir, name), &r) {
+			in.TTC = append(in.TTC, &r)
+		}
+	}
+	readJSON(filepath.Join(dir, "scale.json"), &in.Scale)
+	var fp footprintResult
+	if readJSON(filepath.Join(dir, "footprint.json"), &fp) {
+		in.Footprint = &fp
+	}
+	readJSON(filepath.Join(dir, "vipwait.json"), &in.VIPWait)
+	in.GossipPkg = readGossipBench(filepath.Join(dir, "gossip-bench.txt"))
+	in.Durations = map[string]string{}
+	if raw, err := os.ReadFile(filepath.Join(dir, "durations.txt")); err == nil {
+		for _, line := range strings.Split(string(raw), "\n") {
+			if k, v, ok := strings.Cut(line, " "); ok {
+				in.Durations[k] = v
+			}
+		}
+	}
+	if raw, err := os.ReadFile(filepath.Join(dir, "commit.txt")); err == nil {
+		in.Commit = strings.TrimSpace(string(raw))
+	}
+	return in
+}
+
+// machine describes where the numbers were taken.
+func machine() []string {
+	var out []string
+	model := ""
+	if raw, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(raw), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	out = append(out, fmt.Sprintf("CPU: %s, %d logical cores", model, runtime.NumCPU()))
+	if raw, err := os.ReadFile("/proc/meminfo"); err == nil {
+		line, _, _ := strings.Cut(string(raw), "\n")
+		out = append(out, "Memory: "+strings.Join(strings.Fields(strings.TrimPrefix(line, "MemTotal:")), " "))
+	}
+	var u syscall.Utsname
+	if syscall.Uname(&u) == nil {
+		out = append(out, "Kernel: "+utsString(u.Sysname[:])+" "+utsString(u.Release[:])+" "+utsString(u.Machine[:]))
+	}
+	out = append(out, "Go: "+runtime.Version())
+	if raw, err := os.ReadFile("/proc/loadavg"); err == nil {
+		f := strings.Fields(string(raw))
+		if len(f) >= 3 {
+			out = append(out, fmt.Sprintf("Load average when the report was written: %s %s %s (the machine is shared: absolute times carry that noise; ratios within one run less so)", f[0], f[1], f[2]))
+		}
+	}
+	return out
+}
+
+func utsString(b []int8) string {
+	var s strings.Builder
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		s.WriteByte(byte(c))
+	}
+	return s.String()
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**missed**"
+}
+
+func overheadGoal(critical float64) float64 { return max(goalOverheadFrac*critical, goalOverheadMin) }
+
+func writeReport(w io.Writer, in reportInput) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
+	p("# Benchmarks")
+	p("")
+	p("Written by `make bench` (docs/bench.sh → test/bench) on %s%s. Every number below comes from that one run; ratios are measured within it, absolute times are context.",
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), map[bool]string{true: ", commit " + in.Commit, false: ""}[in.Commit != ""])
+	p("")
+	p("## Machine")
+	p("")
+	for _, l := range machine() {
+		p("- %s", l)
+	}
+	p("")
+	p("## How to reproduce")
+	p("")
+	p("```")
+	p("make bench                      # everything below, writes this file (~10-15 min)")
+	p("go build -o /tmp/bench ./test/bench && make build")
+	p("/tmp/bench ttc -servers 3 -agents 20                    # processes")
+	p("/tmp/bench ttc -servers 5 -agents 100 -in-process -base 127.92.0.11")
+	p("/tmp/bench scale -members 10,100,500")
+	p("/tmp/bench footprint -members 50 -window 1m")
+	p("/tmp/bench vipwait -agents 200 -up 10s,60s")
+	p("go test -run '^$' -bench 'Cluster/members=(10|100)$' -benchtime 1x ./pkg/gossip/")
+	p("```")
+	p("")
+	p("Each command prints its result as JSON (`-out FILE` to keep it) and `-work DIR` keeps the hosts' folders and logs.")
+	p("")
+
+	// Summary.
+	p("## Goals")
+	p("")
+	p("| goal | limit | measured | |")
+	p("|---|---|---|---|")
+	for _, r := range in.TTC {
+		over := r.Measured - r.CriticalDAG
+		lim := overheadGoal(r.CriticalDAG)
+		p("| time-to-cluster %d servers + %d agents: overhead over the critical path | ≤ %.1f s | %.1f s (%.0f%%) | %s |",
+			r.Servers, r.Agents, lim, over, 100*over/r.CriticalDAG, verdict(over <= lim))
+	}
+	if fp := in.Footprint; fp != nil {
+		worstRSS, worstCPU := 0.0, 0.0
+		for _, d := range fp.Daemons {
+			worstRSS, worstCPU = max(worstRSS, d.RSSMB), max(worstCPU, d.CPU)
+		}
+		p("| one daemon's RSS in a %d-member cluster (worst of the measured daemons) | ≤ %.0f MB | %.1f MB | %s |", fp.Members, goalRSSMB, worstRSS, verdict(worstRSS <= goalRSSMB))
+		p("| one daemon's idle CPU in a %d-member cluster (worst) | ≤ %.0f%% of a core | %.2f%% | %s |", fp.Members, 100*goalCPU, 100*worstCPU, verdict(worstCPU <= goalCPU))
+		p("| stripped binary (bin/rke2-hanode, -s -w) | ≤ %.0f MB | %.1f MB | %s |", goalBinaryMB, fp.BinaryMB, verdict(fp.BinaryMB <= goalBinaryMB))
+	}
+	for _, v := range in.VIPWait {
+		worst := max(v.MaxRateDown, v.MaxRateUp)
+		p("| %d agents waiting for the VIP (up after %.0f s): probes per second after the first | ≤ %.0f/s | peak %.0f/s | %s |", v.Agents, v.UpAt, goalProbeRate, worst, verdict(worst <= goalProbeRate))
+	}
+	p("")
+
+	writeTTC(p, in.TTC)
+	writeScale(p, in.Scale, in.GossipPkg)
+	writeFootprint(p, in.Footprint)
+	writeVIPWait(p, in.VIPWait)
+	if len(in.Durations) > 0 {
+		p("## Run time of each step")
+		p("")
+		p("| step | wall time |")
+		p("|---|---|")
+		for _, k := range []string{"build", "ttc-3-20", "ttc-5-100", "scale", "gossip-bench", "footprint", "vipwait"} {
+			if v, ok := in.Durations[k]; ok {
+				p("| %s | %s |", k, v)
+			}
+		}
+		p("")
+	}
+}
+
+func writeTTC(p func(string, ...any), rs []*ttcResult) {
+	if len(rs) == 0 {
+		return
+	}
+	p("## Time to cluster")
+	p("")
+	p("Loopback cluster (pkg/demo: one 127.x address per host, `service-manager: exec`, rke2sim as RKE2). Every host runs `install-method: script` with a local install script that sleeps **I**; rke2sim takes **S** to start the bootstrap server, **J** for each server join (its learner phase; one at a time), **A** for an agent. The kube-vip stand-in polls its manifests every 200 ms and a refused join is retried after 250 ms, so the simulator adds no waits of its own beyond I, S, J and A.")
+	p("")
+	p("- **critical path** = I + S + max((servers−1)·J, A): what the design must wait for: installs run in parallel, the bootstrap starts, then the joins run one at a time while the agents start in parallel with them.")
+	p("- **issue's formula** = I + S + (servers−1)·J + A (agents after the last join; a looser bound).")
+	p("- **runbook by hand** = every host installs and starts in turn: (servers+agents)·I + S + (servers−1)·J + agents·A.")
+	p("- **measured** = the first daemon's start to the last host's entry into `ready` (the daemon's own timestamp).")
+	p("")
+	p("| cluster | daemons | I / S / J / A | critical path | issue's formula | runbook by hand | measured | overhead | measured ÷ critical | runbook ÷ measured |")
+	p("|---|---|---|---|---|---|---|---|---|---|")
+	for _, r := range rs {
+		p("| %d servers + %d agents | %s | %.0f / %.0f / %.0f / %.0f s | %.1f s | %.1f s | %.0f s | **%.1f s** | %.1f s | %.2f | %.1f× |",
+			r.Servers, r.Agents, r.Mode, r.I, r.S, r.J, r.A, r.CriticalDAG, r.CriticalIssue, r.Runbook, r.Measured,
+			r.Measured-r.CriticalDAG, r.Measured/r.CriticalDAG, r.Runbook/r.Measured)
+	}
+	p("")
+	p("Agents ready (from the first start): ")
+	for _, r := range rs {
+		p("- %d+%d: median %.1f s, last %.1f s; last host ready: %s", r.Servers, r.Agents, r.AgentsReadyP50, r.AgentsReadyMax, r.LastHost)
+	}
+	p("")
+	p("### Where the time goes")
+	p("")
+	p("The servers' phase entries (seconds after the first daemon started), in the order they became ready; the first is the bootstrap node.")
+	p("")
+	for _, r := range rs {
+		p("%d servers + %d agents (bootstrap: %s):", r.Servers, r.Agents, r.Bootstrap)
+		p("")
+		p("| server | installing | discovering | electing | waiting-cluster | waiting-join-slot | starting | waiting-vip | ready |")
+		p("|---|---|---|---|---|---|---|---|---|")
+		rows := map[string]map[string]float64{}
+		var order []string
+		for _, ph := range r.Phases {
+			if rows[ph.Host] == nil {
+				rows[ph.Host] = map[string]float64{}
+				order = append(order, ph.Host)
+			}
+			rows[ph.Host][ph.Phase] = ph.At
+		}
+		for _, h := range order {
+			cell := func(phase string) string {
+				if v, ok := rows[h][phase]; ok {
+					return fmt.Sprintf("%.2f", v)
+				}
+				return "–"
+			}
+			p("| %s | %s | %s | %s | %s | %s | %s | %s | %s |", h, cell("installing"), cell("discovering"), cell("electing"),
+				cell("waiting-cluster"), cell("waiting-join-slot"), cell("starting"), cell("waiting-vip"), cell("ready"))
+		}
+		p("")
+		gaps := make([]string, len(r.SlotGaps))
+		for i, g := range r.SlotGaps {
+			gaps[i] = fmt.Sprintf("%.2f s", g)
+		}
+		p("- bootstrap: RKE2 active (`waiting-vip`) → `ready`: %.2f s (the VIP answers as soon as the simulated RKE2 is ready)", r.VIPGap)
+		if len(gaps) > 0 {
+			p("- each joiner's `starting` after the previous server's `ready`: %s (negative: the slot was handed over before the previous server finished its own bookkeeping)", strings.Join(gaps, ", "))
+		}
+		if s := r.Stalls; s.Hosts > 0 {
+			p("- over %d hosts, from the daemons' logs: `starting` entered → RKE2 launched: median %.2f s, max %.2f s; RKE2 sent READY=1 → `ready` entered: median %.2f s, max %.2f s. Neither gap contains any simulated delay.",
+				s.Hosts, s.StartP50, s.StartMax, s.ReadyP50, s.ReadyMax)
+		}
+		p("")
+	}
+}
+
+func writeScale(p func(string, ...any), rs []*scaleResult, pkg []gossipBench) {
+	if len(rs) == 0 && len(pkg) == 0 {
+		return
+	}
+	p("## Gossip and election at scale")
+	p("")
+	if len(rs) > 0 {
+		p("Real pkg/node daemons inside one process (3 servers with raft, the rest agents), production (LAN) gossip timings, every member joining through the three servers. RKE2 never becomes active here (a stand-in service manager), so the daemons form gossip and raft, choose the bootstrap node and then idle in their waits. Bytes are memberlist's own counters (UDP + TCP sent); CPU is this process's user+system time over the window divided by the members.")
+		p("")
+		p("| members | agents started over | gossip converged (after the last start) | raft leader known to all servers | bootstrap node known to all servers | bytes sent per member per s | CPU per member | Go heap per member |")
+		p("|---|---|---|---|---|---|---|---|")
+		for _, r := range rs {
+			p("| %d | %.1f s | %.2f s | %.2f s | %.2f s | %.0f B | %.3f%% of a core | %.2f MB |", r.Members, r.StartSpread, r.Converge, r.Leader, r.Elect, r.BytesPerMemberS, 100*r.CPUPerMember, r.HeapMBPerMember)
+		}
+		p("")
+		p("Leader and bootstrap times are counted from the last server's start. Convergence means every member sees every other alive.")
+		p("")
+	}
+	if len(pkg) > 0 {
+		p("Cross-check with pkg/gossip's own BenchmarkCluster (bare gossip members, every byte counted at the transport, 10 s window):")
+		p("")
+		p("| members | converged | bytes sent per member per s |")
+		p("|---|---|---|")
+		for _, g := range pkg {
+			p("| %d | %.2f s | %.0f B |", g.Members, g.Converge, g.BytesPerS)
+		}
+		p("")
+	}
+}
+
+func writeFootprint(p func(string, ...any), fp *footprintResult) {
+	if fp == nil {
+		return
+	}
+	p("## Footprint")
+	p("")
+	p("A %d-member cluster (3 servers, %d agents) formed with rke2sim (formed in %.1f s). The three servers and agent-1 run as `rke2-hanode run` processes; the other %d daemons run inside the benchmark process. Once all were ready and 10 s had passed, each process was measured over %.0f s: VmRSS and VmHWM from /proc/PID/status, utime+stime from /proc/PID/stat. Its RKE2 (rke2sim) is a separate process and not counted.",
+		fp.Members, fp.Members-3, fp.FormedIn, fp.InProcess, fp.Window)
+	p("")
+	p("| daemon | role | RSS | peak RSS | CPU (share of one core) |")
+	p("|---|---|---|---|---|")
+	for _, d := range fp.Daemons {
+		p("| %s | %s | %.1f MB | %.1f MB | %.2f%% |", d.Host, d.Role, d.RSSMB, d.PeakRSSMB, 100*d.CPU)
+	}
+	p("")
+	p("Binary: bin/rke2-hanode as `make build` makes it (CGO_ENABLED=0, -trimpath, -ldflags '-s -w'): **%.1f MB**.", fp.BinaryMB)
+	p("")
+}
+
+func writeVIPWait(p func(string, ...any), rs []*vipWaitResult) {
+	if len(rs) == 0 {
+		return
+	}
+	p("## Many agents waiting for the VIP")
+	p("")
+	p("%d goroutines each call pkg/vip's `Prober.WaitReachable` with its own Prober and the product's defaults (%s) against a stand-in VIP: a TLS server on a 127.x address that serves `/cacerts` and `/ping` and, until it comes up, resets every connection. Each probe of a silent VIP costs it one connection; an answered probe costs two (`/cacerts`, then `/ping` verified against that CA). In the daemon, agents only start probing once servers gossip *cluster ready*, i.e. after the VIP first answered; this is the worst case: the VIP goes silent (or is not up yet) while every agent waits.",
+		rs[0].Agents, rs[0].Backoff)
+	p("")
+	p("| VIP answers after | peak probes/s while silent (after the first second) | peak probes/s once up | VIP up → agent through: median | p90 | last |")
+	p("|---|---|---|---|---|---|")
+	for _, r := range rs {
+		p("| %.0f s | %.0f | %.0f | %.1f s | %.1f s | %.1f s |", r.UpAt, r.MaxRateDown, r.MaxRateUp, r.StartedP50, r.StartedP90, r.StartedMax)
+	}
+	p("")
+	for _, r := range rs {
+		p("Probes per second, VIP up after %.0f s: `%s`", r.UpAt, ints(r.Probes))
+		p("")
+	}
+}
+
+func ints(v []int) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, " ")
+}

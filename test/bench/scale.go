@@ -1,0 +1,271 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/config"
+	"github.com/rke2-hanode/rke2-hanode/pkg/fsutil"
+	"github.com/rke2-hanode/rke2-hanode/pkg/gossip"
+	"github.com/rke2-hanode/rke2-hanode/pkg/installer"
+	"github.com/rke2-hanode/rke2-hanode/pkg/metrics"
+	"github.com/rke2-hanode/rke2-hanode/pkg/status"
+)
+
+// idleService is a service manager whose RKE2 never becomes active: the
+// daemons form gossip and raft, choose the bootstrap node and then wait,
+// which is the load this benchmark wants (no RKE2 in the way).
+type idleService struct{}
+
+func (idleService) Start(context.Context, installer.Role) error { return nil }
+func (idleService) WaitActive(ctx context.Context, _ installer.Role) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+func (idleService) Active(context.Context, installer.Role) (bool, error) { return false, nil }
+func (idleService) Stop(context.Context, installer.Role) error           { return nil }
+
+// scaleResult is one cluster size's gossip and election numbers.
+type scaleResult struct {
+	Members, Servers int
+	LightAgents      bool    // agents are bare gossip members (pkg/gossip), not whole daemons
+	StartSpread      float64 // first to last daemon started, s (servers at once, then agents one by one)
+	Converge         float64 // last daemon started → every member sees every other alive, s
+	Elect            float64 // last server started → every server knows the bootstrap node, s
+	Leader           float64 // last server started → every server knows the raft leader, s
+	Window           float64 // steady-state window, s
+	BytesPerMemberS  float64 // memberlist bytes sent (udp+tcp) per member per second
+	CPUPerMember     float64 // fraction of one core per member (whole daemon, idle)
+	CPUTotal         float64 // cores used by all members together
+	HeapMBPerMember  float64 // Go heap in use per member after convergence
+}
+
+// gossipBytes reads memberlist's go-metrics counters of bytes sent, routed
+// into reg (go-metrics is process-global: every member of this process adds
+// to the same counters).
+func gossipBytes(reg *prometheus.Registry) float64 {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return 0
+	}
+	var sum float64
+	for _, mf := range mfs {
+		switch mf.GetName() {
+		case "rke2_hanode_memberlist_udp_sent", "rke2_hanode_memberlist_tcp_sent":
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+	return tv(ru.Utime) + tv(ru.Stime)
+}
+
+var routeOnce sync.Once
+var routeReg = prometheus.NewRegistry()
+
+const scaleToken = "bench-scale-token"
+
+// runScale starts members daemons (3 servers, the rest agents) in this
+// process and measures gossip convergence, the election, and the steady
+// traffic and CPU per member.
+func runScale(ctx context.Context, members int, window, stagger time.Duration, lightAgents bool, dir string, progress func(string, ...any)) (*scaleResult, error) {
+	routeOnce.Do(func() { metrics.RouteGoMetrics(routeReg) })
+	const servers = 3
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	fake := filepath.Join(dir, "rke2")
+	if err := writeScript(fake, "echo 'rke2 version v1.36.4+rke2r1 (bench)'\n"); err != nil {
+		return nil, err
+	}
+	log, err := daemonLog(dir, "warn")
+	if err != nil {
+		return nil, err
+	}
+	ip := func(i int) string { return fmt.Sprintf("127.94.%d.%d", i/200, 10+i%200) }
+	seeds := []string{ip(0), ip(1), ip(2)}
+	hosts := make([]*host, members)
+	var light []*gossip.Member
+	defer func() {
+		var wg sync.WaitGroup
+		for _, g := range light {
+			wg.Go(func() { g.Shutdown() })
+		}
+		wg.Wait()
+	}()
+	for i := range members {
+		if i >= servers && lightAgents {
+			g, err := gossip.New(gossip.Config{
+				NodeName: fmt.Sprintf("agent-%d", i-servers+1), BindAddr: ip(i), BindPort: 9347, AdvertiseAddr: ip(i),
+				Join: seeds, Token: scaleToken, ClusterName: "bench",
+				Meta: gossip.Meta{Role: gossip.RoleAgent, Phase: status.PhaseWaitingCluster, PhaseSince: time.Now(),
+					AdvertiseAddr: ip(i), ClusterName: "bench", Version: "bench"},
+				Logger: log,
+			})
+			if err != nil {
+				return nil, err
+			}
+			light = append(light, g)
+			continue
+		}
+		role, name := "server", fmt.Sprintf("server-%d", i+1)
+		if i >= servers {
+			role, name = "agent", fmt.Sprintf("agent-%d", i-servers+1)
+		}
+		hdir := filepath.Join(dir, name)
+		c := config.Defaults()
+		c.NodeName, c.Role, c.Token, c.ClusterName = name, role, scaleToken, "bench"
+		if role == "server" {
+			c.ExpectServers = servers
+		}
+		c.Join = seeds
+		c.BindAddress, c.AdvertiseAddress = ip(i), ip(i)
+		c.HTTPAddress = ip(i) + ":9349"
+		c.VIP, c.Interface = "127.94.250.200", "lo"
+		c.InstallMethod, c.ServiceManager, c.RKE2Bin = "none", "exec", fake
+		c.RKE2ConfigDir, c.RKE2DataDir, c.DataDir = filepath.Join(hdir, "etc"), filepath.Join(hdir, "rke2"), filepath.Join(hdir, "hanode")
+		c.LogLevel = "warn"
+		data, err := config.Marshal(c)
+		if err != nil {
+			return nil, err
+		}
+		path := filepath.Join(hdir, "config.yaml")
+		if err := fsutil.WriteFileAtomic(path, data, 0o600); err != nil {
+			return nil, err
+		}
+		hosts[i] = &host{name: name, role: role, configPath: path, dir: hdir}
+	}
+	hosts = hosts[:len(hosts)-len(light)]
+	defer stopAll(hosts)
+	ipo := inProcessOptions{Logger: log, Service: func() installer.ServiceManager { return idleService{} }}
+	progress("scale %d: starting %d servers and %d agents in this process", members, servers, members-servers)
+	for i, h := range hosts {
+		if err := h.start(ipo); err != nil {
+			return nil, err
+		}
+		if i >= servers-1 {
+			time.Sleep(stagger) // hosts boot over a while, not in one instant
+		}
+	}
+	for _, g := range light {
+		if err := g.Start(ctx); err != nil {
+			return nil, err
+		}
+		time.Sleep(stagger)
+	}
+	first, lastServer := hosts[0].started, hosts[servers-1].started
+	lastStart := time.Now()
+	r := &scaleResult{Members: members, Servers: servers, LightAgents: lightAgents, StartSpread: lastStart.Sub(first).Seconds()}
+
+	// Election: poll the servers often (they are few).
+	var electAt, leaderAt time.Time
+	electDone := make(chan struct{})
+	go func() {
+		defer close(electDone)
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		deadline := time.Now().Add(5 * time.Minute)
+		for time.Now().Before(deadline) {
+			boot, lead := 0, 0
+			for _, h := range hosts[:servers] {
+				st := h.nd.Status()
+				if st.Cluster.BootstrapNode != "" {
+					boot++
+				}
+				if st.Cluster.Raft.Leader != "" {
+					lead++
+				}
+			}
+			now := time.Now()
+			if lead == servers && leaderAt.IsZero() {
+				leaderAt = now
+			}
+			if boot == servers && electAt.IsZero() {
+				electAt = now
+			}
+			if !electAt.IsZero() && !leaderAt.IsZero() {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+
+	// Convergence: every member sees every other alive.
+	deadline := time.Now().Add(10 * time.Minute)
+	lastLog := time.Now()
+	for {
+		worst := members
+		for _, h := range hosts {
+			if err := h.exited(); err != nil {
+				return nil, err
+			}
+			alive := 0
+			for _, m := range h.nd.Status().Members {
+				if m.State == string(gossip.StateAlive) {
+					alive++
+				}
+			}
+			worst = min(worst, alive)
+		}
+		for _, g := range light {
+			worst = min(worst, g.NumAlive(""))
+		}
+		if worst == members {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, fmt.Errorf("scale %d: not converged after 10 minutes: a member sees %d alive", members, worst)
+		}
+		if time.Since(lastLog) > 5*time.Second {
+			progress("  %s after the last start: the worst member sees %d of %d alive", time.Since(lastStart).Truncate(100*time.Millisecond), worst, members)
+			lastLog = time.Now()
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	r.Converge = time.Since(lastStart).Seconds()
+	<-electDone
+	if electAt.IsZero() {
+		return nil, fmt.Errorf("scale %d: no bootstrap node chosen in 5 minutes", members)
+	}
+	r.Elect = electAt.Sub(lastServer).Seconds()
+	r.Leader = leaderAt.Sub(lastServer).Seconds()
+	progress("  converged %.2fs after the last start; bootstrap known to all servers %.2fs after the last server started", r.Converge, r.Elect)
+
+	// Steady state: let the joins' traffic settle, then measure.
+	time.Sleep(3 * time.Second)
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	r.HeapMBPerMember = float64(ms.HeapInuse) / (1 << 20) / float64(members)
+	b0, c0, t0 := gossipBytes(routeReg), cpuSeconds(), time.Now()
+	time.Sleep(window)
+	b1, c1, t1 := gossipBytes(routeReg), cpuSeconds(), time.Now()
+	el := t1.Sub(t0).Seconds()
+	r.Window = el
+	r.BytesPerMemberS = (b1 - b0) / float64(members) / el
+	r.CPUTotal = (c1 - c0) / el
+	r.CPUPerMember = r.CPUTotal / float64(members)
+	progress("  steady: %.0f B/member/s, %.3f%% of a core per member", r.BytesPerMemberS, 100*r.CPUPerMember)
+	return r, nil
+}
