@@ -102,7 +102,7 @@ func BenchmarkCluster(b *testing.B) {
 	for _, n := range []int{10, 100, 300} {
 		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
 			for b.Loop() {
-				converge, perMember := runCluster(b, n, 10*time.Second)
+				converge, perMember := runCluster(b, n, 30*time.Second)
 				b.ReportMetric(converge.Seconds(), "s-converge")
 				b.ReportMetric(perMember, "B/member/s")
 			}
