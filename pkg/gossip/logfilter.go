@@ -78,6 +78,8 @@ type logFilter struct {
 	onSuspect func(node string)
 }
 
+var _ io.Writer = (*logFilter)(nil)
+
 func (f *logFilter) Write(p []byte) (int, error) {
 	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
 		switch kind, subject := classifyLine(line); kind {

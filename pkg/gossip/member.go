@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log"
 	"net/netip"
 	"slices"
@@ -570,5 +569,3 @@ func (d *delegate) NotifyAlive(n *memberlist.Node) error {
 func (d *delegate) NotifyPingComplete(n *memberlist.Node, _ time.Duration, _ []byte) {
 	d.m.setState(n.Name, StateSuspect, StateAlive)
 }
-
-var _ io.Writer = (*logFilter)(nil)
