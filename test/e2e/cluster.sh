@@ -41,7 +41,7 @@ host_provision() {
 	hx "$n" env RKE2_HANODE_PACKAGE=/root/rke2-hanode.deb RKE2_HANODE_SKIP_START=true \
 		RKE2_HANODE_TOKEN="${E2E_HOST_TOKEN:-$E2E_TOKEN}" \
 		sh /root/install.sh "$role" \
-		--node-name "h$n" "${extra[@]}" --join "$(host_ip 1)" \
+		--node-name "h$n" "${extra[@]}" --join "$(host_ip 1),$(host_ip 2),$(host_ip 3)" \
 		--vip "$E2E_VIP" --interface eth0 --advertise-address "$(host_ip "$n")" \
 		--install-method script --install-script-url "$E2E_ART_DIR/install.sh" \
 		--artifact-path "$E2E_ART_DIR" --log-level debug "$@" >"$(host_dir "$n")/install.log" 2>&1 || {
@@ -132,6 +132,8 @@ vip_holder() {
 		fi
 	done
 }
+
+vip_single() { [ "$(vip_holder | grep -c .)" -eq 1 ]; }
 
 vip_moved_from() {
 	local h

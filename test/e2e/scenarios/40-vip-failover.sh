@@ -18,6 +18,7 @@ scenario_vip_failover() {
 	host_crash "$holder"
 	wait_until 90 "VIP moved off h$holder" vip_moved_from "$holder"
 	wait_until 60 "VIP answers /ping from h4 after the move" vip_pong 4
+	wait_until 60 "VIP held by exactly one host" vip_single
 	log "ok: VIP now on h$(vip_holder)"
 	host_start 5
 	wait_ready 180 5
