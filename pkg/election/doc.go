@@ -45,8 +45,8 @@
 // hash (16 hex digits of SHA-256 over cluster name, expect-servers, and each
 // member's name and raft address) as BootstrapSet.
 //
-// A member of the set that sees every other member advertise the same hash
-// LOCKS itself to that set: it writes the lock into raft's stable store (so
+// A member of the set that sees every other alive server advertise the
+// same hash, continuously for FormationSettle, LOCKS itself to that set: it writes the lock into raft's stable store (so
 // it survives restarts) and only then advertises "hash!". A lock is forever:
 // the node never proposes or locks another set. A member bootstraps raft
 // (BootstrapCluster with exactly the locked configuration) only when every
@@ -67,12 +67,19 @@
 // indistinguishable from a new cluster, as with any expect-style formation.
 //
 // A partitioned minority sees fewer than ExpectServers servers and proposes
-// nothing. A lock whose set loses a member for good (dead between locking
-// and bootstrapping, a window of one gossip round) leaves its holders
-// waiting; an operator clears it by removing those servers' DataDir/raft
-// (they have no raft state, only the lock). Liveness otherwise: a server
-// that is not locked prefers completing a set that others have locked to,
-// when all its members are alive and not locked elsewhere.
+// nothing.
+//
+// Locks trade liveness for safety, as any commit protocol without a
+// majority must: a lock whose set can no longer complete (a member dead for
+// good between locking and bootstrapping, or locked to another set because
+// its gossip view lagged by more than FormationSettle) leaves its holders
+// waiting. Both need a fault inside a window of about one gossip round plus
+// FormationSettle at first boot. The operator clears it by removing the
+// waiting servers' DataDir/raft (they have no raft state, only the lock).
+// To keep it rare: a server that is not locked prefers completing a set that
+// others have locked to, when all its members are alive and not locked
+// elsewhere; and locking needs every alive server, not just the members, to
+// propose the same set for FormationSettle.
 //
 // The leader adds every alive server without raft state that is not yet in
 // the configuration as a voter, and updates the address of members whose
@@ -123,6 +130,10 @@
 //
 // # Proof
 //
+// modelcheck_test.go explores formationStep alone under arbitrarily stale
+// gossip views, arrivals, deaths and returns, and finds the lock-free rule
+// ("bootstrap once every member proposes the set") bootstrapping two
+// configurations within a few hundred runs; with locks it never does.
 // sim_test.go runs hundreds of randomized schedules with real raft over the
 // in-memory transport (a few tests use the TLS transport and raft-boltdb):
 // simultaneous and staggered starts, more servers than expect-servers,

@@ -410,10 +410,7 @@ func (e *Election) caughtUp() bool {
 		(commit > startCommit || startCommit >= startLast)
 }
 
-func commitIndex(r *raft.Raft) uint64 {
-	n, _ := strconv.ParseUint(r.Stats()["commit_index"], 10, 64)
-	return n
-}
+func commitIndex(r *raft.Raft) uint64 { return r.CommitIndex() }
 
 // MarkJoined waits until the leader recorded this node as joined, which it
 // does when this node holds the slot and advertises Ready in gossip.
