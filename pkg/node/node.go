@@ -279,13 +279,37 @@ func (n *Node) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); n.watchCluster(runCtx) }()
 
-	err := n.walk(runCtx)
-	if err != nil && ctx.Err() == nil {
+	walkCtx, stopWalk := context.WithCancel(runCtx)
+	defer stopWalk()
+	wg.Add(1)
+	go func() { defer wg.Done(); n.watchNameConflict(walkCtx, stopWalk) }()
+	err := n.walk(walkCtx)
+	if err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
 		n.log.Error("phase machine stopped", zap.Error(err))
 	}
 	<-ctx.Done()
 	n.log.Info("stopping: RKE2 is left running under systemd; an exec child stops with the daemon")
 	return nil
+}
+
+// watchNameConflict stops the phase machine for good when another host
+// claims this host's node name: two hosts under one name would confuse
+// gossip, raft and RKE2 alike.
+func (n *Node) watchNameConflict(ctx context.Context, stopWalk func()) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if err := n.g.NameConflict(); err != nil {
+			stopWalk()
+			n.t.fail("gossip", fmt.Errorf("another host uses node-name %q (%v): give every host a unique node-name, then restart", n.cfg.NodeName, err), true)
+			return
+		}
+	}
 }
 
 // walk runs the phases for this host's role, then keeps watch once ready.

@@ -26,6 +26,7 @@ type tracker struct {
 	since    time.Time
 	lastErr  string
 	detail   string
+	frozen   bool // after a permanent failure the phase stays failed
 	onChange func(phase string, since time.Time)
 	notify   func(state string)
 }
@@ -74,6 +75,10 @@ func (t *tracker) setHook(hook func(phase string, since time.Time)) {
 // set enters phase (a no-op when already in it) with a human detail line.
 func (t *tracker) set(phase, detail string) {
 	t.mu.Lock()
+	if t.frozen {
+		t.mu.Unlock()
+		return
+	}
 	changed := phase != t.phase
 	if changed {
 		if t.phase != "" {
@@ -121,6 +126,11 @@ func (t *tracker) fail(stage string, err error, permanent bool) {
 		t.log.Warn("failed; will retry", zap.String("stage", stage), zap.Error(err))
 	}
 	t.set(status.PhaseFailed, stage+": "+err.Error())
+	if permanent {
+		t.mu.Lock()
+		t.frozen = true
+		t.mu.Unlock()
+	}
 }
 
 func (t *tracker) get() (phase string, since time.Time, lastErr string) {
