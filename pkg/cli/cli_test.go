@@ -88,6 +88,11 @@ func TestConfigInitRoundTrip(t *testing.T) {
 	if code, _, _ := run("config", "init", "--output", "-", "--role", "server"); code != ExitUsage {
 		t.Errorf("invalid init: exit %d", code)
 	}
+	// The token may come from the environment, out of sight of ps.
+	t.Setenv("RKE2_HANODE_TOKEN", "env-token-9")
+	if code, out, errs := run("config", "init", "--output", "-", "--role", "agent", "--join", "10.0.0.2", "--vip", "10.0.0.200", "--interface", "eth0"); code != 0 || !strings.Contains(out, "token: env-token-9") {
+		t.Errorf("token from env: %d %s %s", code, out, errs)
+	}
 }
 
 func freePort(t *testing.T) int {

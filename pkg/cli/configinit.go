@@ -23,12 +23,14 @@ func newConfigInitCmd() *cobra.Command {
 	var force bool
 	cmd := &cobra.Command{
 		Use:   "init [flags]",
-		Short: "Write a config file (mode 0600) from flags, validated as the daemon will load it",
+		Short: "Write a config file (mode 0600) from flags and RKE2_HANODE_* variables, validated as the daemon will load it",
 		Example: `  rke2-hanode config init --role server --expect-servers 3 --token-file /etc/rke2-hanode/token \
     --join 10.0.0.11,10.0.0.12 --vip 10.0.0.200 --interface eth0`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := config.Load(config.LoadOptions{Flags: cmd.Flags(), SkipFileChecks: true, Hostname: func() string { return "placeholder" }})
+			// Flags and RKE2_HANODE_* variables, so that a script can pass
+			// the token in the environment rather than on a command line.
+			c, err := config.Load(config.LoadOptions{Flags: cmd.Flags(), Env: os.Environ(), SkipFileChecks: true, Hostname: func() string { return "placeholder" }})
 			if err != nil {
 				return usageErr(err)
 			}
