@@ -93,6 +93,9 @@ type simWorld struct {
 	// gossipDelay: each viewer sees each other node's state this late, a
 	// fixed random fraction of it per (viewer, node) pair.
 	gossipDelay time.Duration
+	// installTime: how long a bootstrap node takes before it asks to start
+	// RKE2 (the window in which it can die and lose the role).
+	installTime time.Duration
 
 	mu        sync.Mutex
 	nodes     map[string]*simNode
@@ -364,6 +367,9 @@ func (w *simWorld) agent(ctx context.Context, n *simNode, el *Election, inc int)
 			w.told[n.name] = true
 			w.tracef("%s told it is the bootstrap node", n.name)
 			w.mu.Unlock()
+			if w.installTime > 0 && !pause(w.installTime) {
+				return
+			}
 			err := el.MarkStarted(ctx)
 			if errors.Is(err, ErrNotBootstrap) {
 				continue
@@ -556,6 +562,7 @@ func runSchedule(t testing.TB, seed uint64, tls bool) (problems []string, trace 
 	}
 	w := newSimWorld(t, seed, expect, names)
 	w.gossipDelay = []time.Duration{0, 10 * time.Millisecond, 40 * time.Millisecond}[rng.IntN(3)]
+	w.installTime = []time.Duration{0, 200 * time.Millisecond}[rng.IntN(2)]
 	if tls {
 		// TLS handshakes under -race on a loaded machine take tens of ms.
 		w.timing.HeartbeatTimeout, w.timing.ElectionTimeout = 400*time.Millisecond, 400*time.Millisecond
@@ -576,7 +583,7 @@ func runSchedule(t testing.TB, seed uint64, tls bool) (problems []string, trace 
 		slices.Sort(order)
 		slices.Reverse(order)
 	}
-	w.logf("schedule seed=%d expect=%d servers=%v start order=%v gossip delay<%v", seed, expect, names, order, w.gossipDelay)
+	w.logf("schedule seed=%d expect=%d servers=%v start order=%v gossip delay<%v install time<%v", seed, expect, names, order, w.gossipDelay, w.installTime)
 
 	staggered := rng.IntN(2) == 0
 	fault := rng.IntN(7)
