@@ -119,11 +119,20 @@ func formationStep(self, cluster string, expect int, locked *formationLock, serv
 	// Lock only when every alive server, not just the members, proposes
 	// this set: a server that sees another set would otherwise be free to
 	// lock that one, and two partial locks never complete (safe, not live).
+	// A server locked to another set never changes its mind: waiting for it
+	// would only block.
 	for _, m := range alive {
 		if m.Name == self {
 			continue
 		}
 		adv := byName[m.Name].BootstrapSet
+		if strings.HasSuffix(adv, lockedSuffix) && adv != hash+lockedSuffix {
+			if slices.ContainsFunc(set, func(s member) bool { return s.Name == m.Name }) {
+				p.wait = m.Name + " is locked to another set"
+				return p
+			}
+			continue
+		}
 		if adv != hash && adv != hash+lockedSuffix {
 			p.wait = "waiting for " + m.Name + " to propose the same set"
 			return p

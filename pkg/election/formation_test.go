@@ -72,6 +72,8 @@ func TestFormationStep(t *testing.T) {
 		// a and b locked to {a,b,c}; 0 appeared since. c completes the locked set
 		// instead of proposing {0,a,b}, which could never complete.
 		{"adopt a locked set", "c", nil, peers("0:"+hABC, "a:"+hABC+"!", "b:"+hABC+"!", "c"), hABC + "!", true, nil, ""},
+		{"a server locked elsewhere does not block", "b", nil, peers("a:"+hABC, "b", "c:"+hABC, "d:ffffffffffffffff!"), hABC + "!", true, nil, ""},
+		{"a member locked elsewhere blocks", "b", nil, peers("a:"+hABD+"!", "b", "c:"+hABC), hABC, false, nil, "a is locked to another set"},
 		{"every alive server must agree", "c", nil, peers("0", "a:"+hABC+"!", "b:"+hABC+"!", "c"), hABC, false, nil, "waiting for 0"},
 		// d cannot adopt {a,b,c}: it is not a member; it proposes what it sees.
 		{"adoption needs membership", "d", nil, peers("a:"+hABC+"!", "b:"+hABC+"!", "c", "d"), hABC, false, nil, "not in the bootstrap set"},
