@@ -12,6 +12,37 @@ fail() {
 }
 ok() { echo "check.sh: ok: $*"; }
 
+# --- versions ---------------------------------------------------------------
+. "$root/packaging/version.sh"
+while read -r in want; do
+	got=$(pkg_version "$in")
+	[ "$got" = "$want" ] || fail "pkg_version $in = $got, want $want"
+done <<'TABLE'
+v1.2.3 1.2.3
+v1.2.3-rc.1 1.2.3~rc.1
+v1.2.3-4-gabc1234 1.2.3+git4.abc1234
+v1.2.3-4-gabc1234-dirty 1.2.3+git4.abc1234.dirty
+dev 0.0.0~dev
+2807a2a 0.0.0~g2807a2a
+2807a2a-dirty 0.0.0~g2807a2a.dirty
+1.0 1.0
+weird_ver/x 0.0.0~weird.ver.x
+TABLE
+if command -v dpkg >/dev/null 2>&1; then
+	# Each sorts before the next, for dpkg and for rpm.
+	prev=""
+	for v in 0.0.0~dev 1.2.3~rc.1 1.2.3 1.2.3+git4.abc1234 1.2.4~rc.1; do
+		if [ -n "$prev" ]; then
+			dpkg --compare-versions "$prev" lt "$v" || fail "dpkg orders $prev after $v"
+			if command -v rpm >/dev/null 2>&1; then
+				[ "$(rpm --eval "%{lua: print(rpm.vercmp('$prev', '$v'))}")" = -1 ] || fail "rpm orders $prev after $v"
+			fi
+		fi
+		prev=$v
+	done
+fi
+ok "version mapping"
+
 set -- "$dist"/rke2-hanode_*_amd64.deb
 [ -f "$1" ] && [ $# -eq 1 ] || fail "want exactly one .deb in $dist, found: $*"
 deb=$1
