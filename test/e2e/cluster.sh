@@ -127,7 +127,7 @@ vip_holder() {
 	local d n
 	for d in "$E2E_RUN"/h*; do
 		n=${d##*/h}
-		if ip -n "$(host_ns "$n")" -4 -o addr show 2>/dev/null | grep -q " $E2E_VIP/"; then
+		if ip -n "$(host_ns "$n")" -4 -o addr show 2>/dev/null | grep " $E2E_VIP/" >/dev/null; then
 			echo "$n"
 		fi
 	done

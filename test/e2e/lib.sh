@@ -319,13 +319,13 @@ bed_down() {
 # bed_verify_clean: proves bed_down left nothing behind.
 bed_verify_clean() {
 	local left=""
-	if ip netns list 2>/dev/null | grep -q "^$E2E_PREFIX-"; then left="$left netns"; fi
-	if awk -v p="$E2E_CACHE/" 'index($2, p) == 1' /proc/self/mounts | grep -q .; then left="$left mounts"; fi
+	if ip netns list 2>/dev/null | grep "^$E2E_PREFIX-" >/dev/null; then left="$left netns"; fi
+	if awk -v p="$E2E_CACHE/" 'index($2, p) == 1' /proc/self/mounts | grep . >/dev/null; then left="$left mounts"; fi
 	local c
 	for c in "${E2E_CGROUP_ROOTS[@]}"; do
 		if [ -e "$c/$E2E_PREFIX" ]; then left="$left cgroup:$c"; fi
 	done
-	if ps -eo args= | grep -q "^systemd-nspawn .*--machine=$E2E_PREFIX-"; then left="$left nspawn"; fi
+	if ps -eo args= | grep "^systemd-nspawn .*--machine=$E2E_PREFIX-" >/dev/null; then left="$left nspawn"; fi
 	if [ -e "$E2E_RUN" ]; then left="$left run-dir"; fi
 	if [ -n "$left" ]; then
 		die "teardown left:$left"

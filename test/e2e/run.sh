@@ -73,11 +73,16 @@ run_scenario() {
 	fi
 	t0=$(date +%s)
 	log "=== scenario $name"
+	# In the background and waited for, so that a signal to run.sh is handled
+	# at once (a foreground subshell would delay the trap until it ended).
 	(
 		set -e
 		"$fn"
-	)
+	) &
+	E2E_SCENARIO_PID=$!
+	wait "$E2E_SCENARIO_PID"
 	rc=$?
+	E2E_SCENARIO_PID=
 	if [ $rc -ne 0 ] || [ "${E2E_KEEP_JOURNALS:-}" = 1 ]; then
 		save_journals "$E2E_ARTIFACTS/$name"
 	fi
@@ -109,8 +114,8 @@ main() {
 	E2E_RKE2_ARTIFACTS=${E2E_RKE2_ARTIFACTS:-$REPO/bin/rke2sim-artifacts}
 	E2E_ARTIFACTS=${E2E_ARTIFACTS:-$E2E_DIR/artifacts/$(date -u +%Y%m%dT%H%M%SZ)}
 	export E2E_DEB E2E_RKE2_ARTIFACTS E2E_ARTIFACTS
-	trap 'bed_down quiet' EXIT
-	trap 'log "interrupted"; exit 130' INT TERM
+	trap 'bed_down quiet; bed_verify_clean' EXIT
+	trap 'log "interrupted"; [ -z "${E2E_SCENARIO_PID:-}" ] || kill -TERM "$E2E_SCENARIO_PID" 2>/dev/null; exit 130' INT TERM
 	rootfs_ensure || exit 1
 	# The runner for the shipped cloud-init user-data (no cloud-init in the hosts).
 	E2E_CLOUDINIT=$E2E_CACHE/cloudinit
@@ -129,6 +134,7 @@ main() {
 	done
 	bed_down quiet
 	bed_verify_clean || failed+=(teardown)
+	trap - EXIT
 	log "passed: ${passed[*]:-none}; failed: ${failed[*]:-none}; total $(($(date +%s) - t0)) s"
 	[ ${#failed[@]} -eq 0 ]
 }

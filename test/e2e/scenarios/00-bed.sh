@@ -2,8 +2,9 @@
 # 5 hosts boot real systemd; the .deb installs with dpkg and enables its unit,
 # which is skipped while there is no config; deploy/install.sh (run twice)
 # writes the config and starts the daemon under the hardened unit; every
-# host's /healthz and /metrics answer from another host; a host powered off
-# and booted again comes back with its daemon; journals are collected.
+# host's /healthz and /metrics answer from another host; RKE2 installs inside
+# the daemon's sandbox; a host powered off and booted again comes back with
+# its daemon; remove and purge do what they should; journals are collected.
 scenario_bed() {
 	bed_up 5
 	local n
@@ -25,15 +26,17 @@ scenario_bed() {
 	for n in 1 2 3 4 5; do host_start "$n"; done
 
 	# Every daemon answers, seen from its neighbour.
-	local peer
+	local peer metrics
 	for n in 1 2 3 4 5; do
 		peer=$((n % 5 + 1))
 		wait_until 60 "h$n /healthz from h$peer" \
 			hx "$peer" curl -sf --max-time 2 "http://$(host_ip "$n"):9349/healthz"
-		hx "$peer" curl -sf --max-time 5 "http://$(host_ip "$n"):9349/metrics" |
-			grep -q "^rke2_hanode_info{.*node=\"h$n\"" || die "h$n /metrics lacks rke2_hanode_info for h$n"
+		# Into a variable first: grep -q ending the pipe early would fail it.
+		metrics=$(hx "$peer" curl -sf --max-time 10 "http://$(host_ip "$n"):9349/metrics") ||
+			die "h$n /metrics does not answer from h$peer"
+		grep -q "^rke2_hanode_info{.*node=\"h$n\"" <<<"$metrics" || die "h$n /metrics lacks rke2_hanode_info for h$n"
 	done
-	hx 2 systemctl show -P ReadOnlyPaths rke2-hanode.service | grep -qw /etc || die "unit not sandboxed"
+	hx 2 systemctl show -P ReadOnlyPaths rke2-hanode.service | grep -w /etc >/dev/null || die "unit not sandboxed"
 	[ "$(hx 2 systemctl show -P NRestarts rke2-hanode.service)" = 0 ] || die "daemon on h2 restarted"
 
 	# Running install.sh again changes nothing.
@@ -69,12 +72,26 @@ scenario_bed() {
 	host_boot 5
 	wait_until 60 "h5 daemon back after reboot" hx 4 curl -sf --max-time 2 "http://$(host_ip 5):9349/healthz"
 
+	# Remove keeps the config and the state; purge deletes both.
+	# (dpkg removes the packaged state folder on remove only when it is empty.)
+	local r4 had_state=""
+	r4=$(host_root 4)
+	[ -z "$(ls -A "$r4/var/lib/rke2-hanode")" ] || had_state=1
+	hx 4 dpkg -r rke2-hanode >/dev/null
+	[ "$(hx 4 systemctl is-active rke2-hanode.service)" != active ] || die "dpkg -r left the daemon running"
+	[ -f "$r4/etc/rke2-hanode/config.yaml" ] || die "dpkg -r removed the config"
+	[ -z "$had_state" ] || [ -d "$r4/var/lib/rke2-hanode" ] || die "dpkg -r removed the state"
+	[ ! -e "$r4/usr/bin/rke2-hanode" ] || die "dpkg -r left the binary"
+	hx 4 dpkg -P rke2-hanode >/dev/null
+	[ ! -e "$r4/etc/rke2-hanode" ] && [ ! -e "$r4/var/lib/rke2-hanode" ] || die "dpkg -P left /etc/rke2-hanode or /var/lib/rke2-hanode"
+	log "ok: dpkg -r stops the daemon and keeps config and state; dpkg -P removes them"
+
 	# Journals: what a failing scenario would keep.
 	local j
 	j=$(mktemp -d)
 	save_journals "$j"
 	for n in 1 2 3 4 5; do
-		grep -q 'rke2-hanode' "$j/h$n.journal" || die "h$n journal lacks the daemon's log"
+		grep -q 'rke2-hanode\[' "$j/h$n.journal" || die "h$n journal lacks the daemon's log"
 	done
 	grep -c 'Started.*rke2-hanode\|Starting.*rke2-hanode' "$j/h5.journal" | grep -qv '^[01]$' ||
 		die "h5 journal does not span both boots"
