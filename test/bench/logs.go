@@ -14,13 +14,16 @@ import (
 // launched, and RKE2 ready (READY=1) → "ready" entered. Neither gap holds
 // any simulated delay; both are the product's own latency.
 type stalls struct {
-	Hosts        int
-	StartP50     float64
-	StartMax     float64
-	ReadyP50     float64
-	ReadyMax     float64
-	StartSamples []float64 `json:"-"`
-	ReadySamples []float64 `json:"-"`
+	Hosts    int
+	StartP50 float64
+	StartMax float64
+	ReadyP50 float64
+	ReadyMax float64
+	// Raft leaders that stepped down for lack of quorum contact, and raft
+	// elections started, over every server of the run.
+	StepDowns, Elections int
+	StartSamples         []float64 `json:"-"`
+	ReadySamples         []float64 `json:"-"`
 }
 
 type hostEvents struct {
@@ -31,6 +34,7 @@ type hostEvents struct {
 // from files; a line's host is its "host" field, else the file's host.
 func readStalls(files map[string]string) stalls {
 	ev := map[string]*hostEvents{}
+	var stepDowns, elections int
 	for fileHost, path := range files {
 		f, err := os.Open(path)
 		if err != nil {
@@ -48,6 +52,12 @@ func readStalls(files map[string]string) stalls {
 				continue
 			}
 			msg := parts[3]
+			switch msg {
+			case "failed to contact quorum of nodes, stepping down":
+				stepDowns++
+			case "entering candidate state":
+				elections++
+			}
 			var fields map[string]any
 			if len(parts) == 5 {
 				json.Unmarshal([]byte(parts[4]), &fields)
@@ -74,7 +84,7 @@ func readStalls(files map[string]string) stalls {
 		}
 		f.Close()
 	}
-	var s stalls
+	s := stalls{StepDowns: stepDowns, Elections: elections}
 	for _, e := range ev {
 		if e.starting.IsZero() || e.launched.IsZero() || e.rke2Ready.IsZero() || e.ready.IsZero() {
 			continue

@@ -84,6 +84,7 @@ func run(ctx context.Context, cmd string, args []string) error {
 		sizes := fs.String("members", "10,100,500", "cluster sizes")
 		window := fs.Duration("window", 15*time.Second, "steady-state measuring window")
 		stagger := fs.Duration("stagger", 20*time.Millisecond, "pause between agent starts")
+		convergeTimeout := fs.Duration("converge-timeout", 3*time.Minute, "stop waiting for gossip to converge after")
 		lightAgents := fs.Bool("light-agents", true, "agents are bare gossip members instead of whole daemons")
 		fs.Parse(args)
 		dir, done, err := withWork()
@@ -97,7 +98,7 @@ func run(ctx context.Context, cmd string, args []string) error {
 			if err != nil || n < 3 {
 				return fmt.Errorf("-members %q: want sizes of 3 or more", *sizes)
 			}
-			r, err := runScale(ctx, n, *window, *stagger, *lightAgents, filepath.Join(dir, fmt.Sprintf("scale-%d", n)), progress)
+			r, err := runScale(ctx, n, *window, *stagger, *convergeTimeout, *lightAgents, filepath.Join(dir, fmt.Sprintf("scale-%d", n)), progress)
 			if err != nil {
 				return err
 			}

@@ -213,6 +213,7 @@ func writeReport(w io.Writer, in reportInput) {
 	writeScale(p, in.Scale, in.GossipPkg)
 	writeFootprint(p, in.Footprint)
 	writeVIPWait(p, in.VIPWait)
+	writeFindings(p, in)
 	if len(in.Durations) > 0 {
 		p("## Run time of each step")
 		p("")
@@ -240,13 +241,15 @@ func writeTTC(p func(string, ...any), rs []*ttcResult) {
 	p("- **runbook by hand** = every host installs and starts in turn: (servers+agents)·I + S + (servers−1)·J + agents·A.")
 	p("- **measured** = the first daemon's start to the last host's entry into `ready` (the daemon's own timestamp).")
 	p("")
-	p("| cluster | daemons | I / S / J / A | critical path | issue's formula | runbook by hand | measured | overhead | measured ÷ critical | runbook ÷ measured |")
-	p("|---|---|---|---|---|---|---|---|---|---|")
+	p("| cluster | daemons | I / S / J / A | critical path | issue's formula | runbook by hand | measured | overhead | measured ÷ critical | runbook ÷ measured | critical path with I as it ran |")
+	p("|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rs {
-		p("| %d servers + %d agents | %s | %.0f / %.0f / %.0f / %.0f s | %.1f s | %.1f s | %.0f s | **%.1f s** | %.1f s | %.2f | %.1f× |",
+		p("| %d servers + %d agents | %s | %.0f / %.0f / %.0f / %.0f s | %.1f s | %.1f s | %.0f s | **%.1f s** | %.1f s | %.2f | %.1f× | %.1f s (I took %.1f s) |",
 			r.Servers, r.Agents, r.Mode, r.I, r.S, r.J, r.A, r.CriticalDAG, r.CriticalIssue, r.Runbook, r.Measured,
-			r.Measured-r.CriticalDAG, r.Measured/r.CriticalDAG, r.Runbook/r.Measured)
+			r.Measured-r.CriticalDAG, r.Measured/r.CriticalDAG, r.Runbook/r.Measured, r.CriticalDAG-r.I+r.IRun, r.IRun)
 	}
+	p("")
+	p("*I as it ran* is the slowest server's `installing` → `discovering`: on a loaded machine the install script and `rke2 --version` take longer than the script's sleep; that part of the overhead is the machine's, not the product's.")
 	p("")
 	p("Agents ready (from the first start): ")
 	for _, r := range rs {
@@ -293,6 +296,7 @@ func writeTTC(p func(string, ...any), rs []*ttcResult) {
 		if s := r.Stalls; s.Hosts > 0 {
 			p("- over %d hosts, from the daemons' logs: `starting` entered → RKE2 launched: median %.2f s, max %.2f s; RKE2 sent READY=1 → `ready` entered: median %.2f s, max %.2f s. Neither gap contains any simulated delay.",
 				s.Hosts, s.StartP50, s.StartMax, s.ReadyP50, s.ReadyMax)
+			p("- raft: %d elections started, %d leader step-downs for lack of quorum contact (the raft timings are 500 ms heartbeat/election, 250 ms leader lease)", s.Elections, s.StepDowns)
 		}
 		p("")
 	}
@@ -307,10 +311,14 @@ func writeScale(p func(string, ...any), rs []*scaleResult, pkg []gossipBench) {
 	if len(rs) > 0 {
 		p("Real pkg/node daemons inside one process (3 servers with raft, the rest agents), production (LAN) gossip timings, every member joining through the three servers. RKE2 never becomes active here (a stand-in service manager), so the daemons form gossip and raft, choose the bootstrap node and then idle in their waits. Bytes are memberlist's own counters (UDP + TCP sent); CPU is this process's user+system time over the window divided by the members.")
 		p("")
-		p("| members | agents started over | gossip converged (after the last start) | raft leader known to all servers | bootstrap node known to all servers | bytes sent per member per s | CPU per member | Go heap per member |")
-		p("|---|---|---|---|---|---|---|---|")
+		p("| members | agents started over | gossip converged (after the last start) | raft leader known to all servers | bootstrap node known to all servers | bytes sent per member per s | CPU per member | Go heap per member | UpdateMeta blocks (median / max of 5) |")
+		p("|---|---|---|---|---|---|---|---|---|")
 		for _, r := range rs {
-			p("| %d | %.1f s | %.2f s | %.2f s | %.2f s | %.0f B | %.3f%% of a core | %.2f MB |", r.Members, r.StartSpread, r.Converge, r.Leader, r.Elect, r.BytesPerMemberS, 100*r.CPUPerMember, r.HeapMBPerMember)
+			conv := fmt.Sprintf("%.2f s", r.Converge)
+			if !r.Converged {
+				conv = fmt.Sprintf("**not in %.0f s** (worst member saw %d alive)", r.Converge, r.WorstSeen)
+			}
+			p("| %d | %.1f s | %s | %.2f s | %.2f s | %.0f B | %.3f%% of a core | %.2f MB | %.2f / %.2f s |", r.Members, r.StartSpread, conv, r.Leader, r.Elect, r.BytesPerMemberS, 100*r.CPUPerMember, r.HeapMBPerMember, r.UpdateMetaP50, r.UpdateMetaMax)
 		}
 		p("")
 		p("Leader and bootstrap times are counted from the last server's start. Convergence means every member sees every other alive.")
@@ -374,4 +382,82 @@ func ints(v []int) string {
 		s[i] = strconv.Itoa(x)
 	}
 	return strings.Join(s, " ")
+}
+
+// writeFindings explains, from this run's numbers, where a goal was missed,
+// why, and what would close it. Each note appears only when its numbers
+// call for it.
+func writeFindings(p func(string, ...any), in reportInput) {
+	var notes []string
+	note := func(format string, a ...any) { notes = append(notes, fmt.Sprintf(format, a...)) }
+
+	var startP50, readyP50, stallMax float64
+	stepDowns := 0
+	for _, r := range in.TTC {
+		startP50, readyP50 = max(startP50, r.Stalls.StartP50), max(readyP50, r.Stalls.ReadyP50)
+		stallMax = max(stallMax, r.Stalls.StartMax, r.Stalls.ReadyMax)
+		stepDowns += r.Stalls.StepDowns
+	}
+	var umP50, umMax float64
+	for _, r := range in.Scale {
+		umP50, umMax = max(umP50, r.UpdateMetaP50), max(umMax, r.UpdateMetaMax)
+	}
+	if max(startP50, readyP50) >= 0.5 {
+		note("**Every phase change waits for gossip (the largest delay).** Over every host, `starting` → RKE2 launched took a median of up to %.2f s and RKE2's READY=1 → `ready` a median of up to %.2f s (max %.2f s), with no simulated delay in either gap. "+
+			"The cause: the phase tracker's hook (pkg/node `n.publish` on every `t.set`), `markReady`, `setCA`, and election's `Publisher` (pkg/node adapters.go `membership.Publish`) all call `gossip.Member.UpdateMeta`, which calls memberlist's `UpdateNode(Timings.UpdateTimeout)`; that blocks until memberlist has finished re-broadcasting the new metadata "+
+			"(RetransmitMult × log(N) transmissions queued behind everyone else's updates) or the 5 s LAN UpdateTimeout ends. While a cluster forms, every host updates its metadata at once, so the queue is long and the wait is usually the full 5 s. "+
+			"Each agent pays it at least twice on its critical chain (before launching RKE2, after it is ready), each joining server more (phases, WantJoinSlot/StartedRKE2 through election's publish, Ready), and the leader's election loop stalls inside `publish()` while it should be granting the next join slot; election's own doc says the Publisher must not block for long. "+
+			"**Fix:** make `UpdateMeta` store the metadata and return; one goroutine per member calls `UpdateNode` (coalescing: the newest metadata wins). Expected gain: about 2 × 5 s per agent and per joining server, more at the slot hand-overs.", startP50, readyP50, stallMax)
+	}
+	if umP50 > 0 {
+		note("In a converged, quiet cluster `UpdateMeta` still blocks its caller for a median of %.2f s (max %.2f s) in the scale runs above: even without the formation rush, every phase change costs the phase machine that long.", umP50, umMax)
+	}
+	for _, r := range in.TTC {
+		over := r.Measured - r.CriticalDAG
+		if over <= overheadGoal(r.CriticalDAG) {
+			continue
+		}
+		maxGap := 0.0
+		for _, g := range r.SlotGaps {
+			maxGap = max(maxGap, g)
+		}
+		note("%d+%d: %.1f s over the critical path (goal ≤ %.1f s). Apart from the gossip waits above: the bootstrap spent %.2f s between RKE2 active and `ready`: a local probe, the VIP probe (the simulated VIP answers within milliseconds of READY=1; in the logs examined the first VIP probe succeeded) and two metadata publishes (`setCA`, `Ready`) that wait for gossip as above; the longest hand-over from one server's `ready` to the next joiner's `starting` was %.2f s (the joiners' WantJoinSlot and the leader's grant both go through election's blocking publish). "+
+			"The installs also took longer than I on this loaded 2-core machine (every host runs a shell and `rke2 --version` twice at the same moment), which delays discovery and is not the product's doing.",
+			r.Servers, r.Agents, over, overheadGoal(r.CriticalDAG), r.VIPGap, maxGap)
+	}
+	if stepDowns > 0 {
+		note("**Raft lost its leader %d times while the clusters formed** (logs: \"failed to contact quorum of nodes, stepping down\"). pkg/election runs raft with 500 ms heartbeat and election timeouts and a 250 ms leader lease, half of hashicorp/raft's defaults; a server busy starting RKE2 (here: many daemons and rke2sim on two loaded cores; on real hosts: etcd, containerd and the kubelet starting) misses heartbeats, the leader steps down, and join-slot grants wait for the next election. Raft's defaults (1 s / 1 s / 500 ms) would make this rarer at a cost of ~1 s on a real leader failure.", stepDowns)
+	}
+	for _, r := range in.Scale {
+		if !r.Converged {
+			note("%d members did not converge within %.0f s here. All %d memberlists share one process and two cores, so probes time out from CPU starvation, members are suspected and refute it, and memberlist drops messages (\"handler queue full\"): the simulator, not the protocol, is the limit at this size. On real hosts each member has its own CPU; the steady per-member traffic and CPU measured at the smaller sizes is what each host pays. Closing it needs more machines (or the multi-host test bed), not a product change.", r.Members, r.Converge, r.Members)
+		}
+	}
+	if fp := in.Footprint; fp != nil {
+		for _, d := range fp.Daemons {
+			if d.CPU > goalCPU {
+				note("%s (%s) used %.2f%% of a core at idle (goal ≤ %.0f%%). A server's idle work beyond gossip (which agents do too): raft heartbeats (the leader sends one to each follower every HeartbeatTimeout/10 = 50 ms, and every follower answers), the election loop's 100 ms tick (pkg/election LANTiming.Tick; each tick copies the gossip member list) and a VIP probe every ~10 s. Raft's default 1 s heartbeat timeout halves the heartbeat work; an election loop woken by gossip changes instead of a 100 ms tick removes most of the rest.", d.Host, d.Role, 100*d.CPU, 100*goalCPU)
+			}
+			if d.RSSMB > goalRSSMB {
+				note("%s's RSS %.1f MB is above the %.0f MB goal.", d.Host, d.RSSMB, goalRSSMB)
+			}
+		}
+	}
+	for _, v := range in.VIPWait {
+		if max(v.MaxRateDown, v.MaxRateUp) <= goalProbeRate {
+			continue
+		}
+		note("**VIP probe rate** (VIP up after %.0f s): up to %.0f probes/s while silent and %.0f/s once up, against ≤ %.0f/s. Full jitter on 1 s · 2ⁿ (max 30 s) spreads %d waiters over a window that is still short in the first seconds: the expected rate is about N / (mean wait) = %d / 0.5 s at first, and settles at N / 15 s ≈ %.0f/s only after five doublings; the same cap makes the last agent wait up to 30 s after the VIP answers (here %.1f s). "+
+			"**Fix:** agents should not probe a silent VIP at all: they already wait for *cluster ready* in gossip; after that, let one server's probe result (vip_reachable, already in status) gate them through gossip, and probe once when it says the VIP answers. Failing that, a base of max(1 s, N / 20 s) from the member count gossip already knows keeps the crowd under 20/s.",
+			v.UpAt, v.MaxRateDown, v.MaxRateUp, goalProbeRate, v.Agents, v.Agents, float64(v.Agents)/15, v.StartedMax)
+	}
+	if len(notes) == 0 {
+		return
+	}
+	p("## Findings: why goals are missed and what would close them")
+	p("")
+	for _, n := range notes {
+		p("- %s", n)
+		p("")
+	}
 }

@@ -39,6 +39,8 @@ type scaleResult struct {
 	LightAgents      bool    // agents are bare gossip members (pkg/gossip), not whole daemons
 	StartSpread      float64 // first to last daemon started, s (servers at once, then agents one by one)
 	Converge         float64 // last daemon started → every member sees every other alive, s
+	Converged        bool    // false: gave up after ConvergeTimeout
+	WorstSeen        int     // alive members the worst-informed member saw at the end
 	Elect            float64 // last server started → every server knows the bootstrap node, s
 	Leader           float64 // last server started → every server knows the raft leader, s
 	Window           float64 // steady-state window, s
@@ -46,6 +48,10 @@ type scaleResult struct {
 	CPUPerMember     float64 // fraction of one core per member (whole daemon, idle)
 	CPUTotal         float64 // cores used by all members together
 	HeapMBPerMember  float64 // Go heap in use per member after convergence
+	// UpdateMeta is how long gossip.Member.UpdateMeta blocked its caller
+	// (it waits for memberlist to finish re-broadcasting), measured on five
+	// agents in turn once the cluster converged: median and max, s.
+	UpdateMetaP50, UpdateMetaMax float64
 }
 
 // gossipBytes reads memberlist's go-metrics counters of bytes sent, routed
@@ -85,7 +91,7 @@ const scaleToken = "bench-scale-token"
 // runScale starts members daemons (3 servers, the rest agents) in this
 // process and measures gossip convergence, the election, and the steady
 // traffic and CPU per member.
-func runScale(ctx context.Context, members int, window, stagger time.Duration, lightAgents bool, dir string, progress func(string, ...any)) (*scaleResult, error) {
+func runScale(ctx context.Context, members int, window, stagger, convergeTimeout time.Duration, lightAgents bool, dir string, progress func(string, ...any)) (*scaleResult, error) {
 	routeOnce.Do(func() { metrics.RouteGoMetrics(routeReg) })
 	const servers = 3
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -175,8 +181,10 @@ func runScale(ctx context.Context, members int, window, stagger time.Duration, l
 	r := &scaleResult{Members: members, Servers: servers, LightAgents: lightAgents, StartSpread: lastStart.Sub(first).Seconds()}
 
 	// Election: poll the servers often (they are few).
+	var electMu sync.Mutex
 	var electAt, leaderAt time.Time
-	electDone := make(chan struct{})
+	electDone, electStop := make(chan struct{}), make(chan struct{})
+	defer close(electStop)
 	go func() {
 		defer close(electDone)
 		t := time.NewTicker(20 * time.Millisecond)
@@ -194,16 +202,21 @@ func runScale(ctx context.Context, members int, window, stagger time.Duration, l
 				}
 			}
 			now := time.Now()
+			electMu.Lock()
 			if lead == servers && leaderAt.IsZero() {
 				leaderAt = now
 			}
 			if boot == servers && electAt.IsZero() {
 				electAt = now
 			}
-			if !electAt.IsZero() && !leaderAt.IsZero() {
+			both := !electAt.IsZero() && !leaderAt.IsZero()
+			electMu.Unlock()
+			if both {
 				return
 			}
 			select {
+			case <-electStop:
+				return
 			case <-ctx.Done():
 				return
 			case <-t.C:
@@ -212,7 +225,7 @@ func runScale(ctx context.Context, members int, window, stagger time.Duration, l
 	}()
 
 	// Convergence: every member sees every other alive.
-	deadline := time.Now().Add(10 * time.Minute)
+	deadline := time.Now().Add(convergeTimeout)
 	lastLog := time.Now()
 	for {
 		worst := members
@@ -231,11 +244,17 @@ func runScale(ctx context.Context, members int, window, stagger time.Duration, l
 		for _, g := range light {
 			worst = min(worst, g.NumAlive(""))
 		}
+		r.WorstSeen = worst
 		if worst == members {
+			r.Converged = true
 			break
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return nil, fmt.Errorf("scale %d: not converged after 10 minutes: a member sees %d alive", members, worst)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			progress("  not converged after %s: the worst member sees %d of %d alive; measuring anyway", convergeTimeout, worst, members)
+			break
 		}
 		if time.Since(lastLog) > 5*time.Second {
 			progress("  %s after the last start: the worst member sees %d of %d alive", time.Since(lastStart).Truncate(100*time.Millisecond), worst, members)
@@ -244,16 +263,30 @@ func runScale(ctx context.Context, members int, window, stagger time.Duration, l
 		time.Sleep(200 * time.Millisecond)
 	}
 	r.Converge = time.Since(lastStart).Seconds()
-	<-electDone
-	if electAt.IsZero() {
-		return nil, fmt.Errorf("scale %d: no bootstrap node chosen in 5 minutes", members)
+	select {
+	case <-electDone:
+	case <-time.After(time.Minute):
 	}
-	r.Elect = electAt.Sub(lastServer).Seconds()
-	r.Leader = leaderAt.Sub(lastServer).Seconds()
+	electMu.Lock()
+	if !electAt.IsZero() {
+		r.Elect = electAt.Sub(lastServer).Seconds()
+	}
+	if !leaderAt.IsZero() {
+		r.Leader = leaderAt.Sub(lastServer).Seconds()
+	}
+	electMu.Unlock()
 	progress("  converged %.2fs after the last start; bootstrap known to all servers %.2fs after the last server started", r.Converge, r.Elect)
 
 	// Steady state: let the joins' traffic settle, then measure.
 	time.Sleep(3 * time.Second)
+	var took []float64
+	for _, g := range light[:min(5, len(light))] {
+		t := time.Now()
+		g.UpdateMeta(func(m *gossip.Meta) { m.PhaseSince = t })
+		took = append(took, time.Since(t).Seconds())
+	}
+	r.UpdateMetaP50, r.UpdateMetaMax = medianMax(took)
+	time.Sleep(2 * time.Second)
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)

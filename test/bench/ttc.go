@@ -35,6 +35,7 @@ type ttcResult struct {
 	CriticalDAG     float64 // I + S + max((servers-1)·J, A)
 	CriticalIssue   float64 // I + S + (servers-1)·J + A
 	Runbook         float64 // every host's install and start in turn
+	IRun            float64 // the slowest server's install as it ran (installing → discovering), s
 	Measured        float64 // first daemon start to last host ready
 	LastHost        string
 	// Breakdown of the critical chain, seconds from the first start.
@@ -163,6 +164,9 @@ func runTTC(ctx context.Context, o ttcOptions, progress func(string, ...any)) (*
 			r.Bootstrap = h.name
 		}
 		servers = append(servers, srv{h, pt})
+		if a, b := pt[status.PhaseInstalling], pt[status.PhaseDiscovering]; !a.IsZero() && !b.IsZero() {
+			r.IRun = max(r.IRun, b.Sub(a).Seconds())
+		}
 	}
 	sort.Slice(servers, func(i, j int) bool {
 		return servers[i].times[status.PhaseReady].Before(servers[j].times[status.PhaseReady])
