@@ -18,14 +18,16 @@
 #   RKE2_HANODE_PACKAGE         a local .deb or .rpm to install
 #   RKE2_HANODE_PACKAGE_URL     URL of the .deb or .rpm to download and install
 #   RKE2_HANODE_PACKAGE_SHA256  expected sha256 of the package (optional)
-#   RKE2_HANODE_TOKEN           the cluster token, instead of --token/--token-file
-#                               on the command line (keeps it out of `ps`)
+#   RKE2_HANODE_TOKEN           the cluster token, instead of --token/--token-file:
+#                               written to /etc/rke2-hanode/token (0600) and
+#                               passed as --token-file (keeps it out of `ps`)
 #   RKE2_HANODE_FORCE_CONFIG    true: replace an existing config (and restart)
 #   RKE2_HANODE_SKIP_START      true: install and configure, do not start
 # Without a package source, an already installed rke2-hanode is used.
 set -eu
 
 CONFIG=/etc/rke2-hanode/config.yaml
+TOKEN_FILE=/etc/rke2-hanode/token
 UNIT=rke2-hanode.service
 
 info() { echo "[INFO]  $*"; }
@@ -137,7 +139,10 @@ write_config() {
 	force=""
 	if [ -f "$CONFIG" ]; then force=--force; fi
 	if [ -n "${RKE2_HANODE_TOKEN:-}" ]; then
-		set -- --token "$RKE2_HANODE_TOKEN" "$@"
+		# Into a 0600 file, never onto a command line.
+		mkdir -p "$(dirname "$TOKEN_FILE")"
+		(umask 077 && printf '%s\n' "$RKE2_HANODE_TOKEN" >"$TOKEN_FILE")
+		set -- --token-file "$TOKEN_FILE" "$@"
 	fi
 	info "writing $CONFIG"
 	rke2-hanode config init --role "$role" "$@" $force --output "$CONFIG" ||

@@ -23,6 +23,8 @@ scenario_bed() {
 	wait_jobs
 	grep -q 'already installed' "$(host_dir 1)/install.log" || die "install.sh reinstalled the same package on h1"
 	[ "$(stat -c %a "$(host_root 2)/etc/rke2-hanode/config.yaml")" = 600 ] || die "config.yaml is not 0600"
+	[ "$(stat -c %a "$(host_root 2)/etc/rke2-hanode/token")" = 600 ] || die "install.sh's token file is not 0600"
+	! grep -q "$E2E_TOKEN" "$(host_root 2)/etc/rke2-hanode/config.yaml" || die "the token is in config.yaml, not in the token file"
 	for n in 1 2 3 4 5; do host_start "$n"; done
 
 	# Every daemon answers, seen from its neighbour.
