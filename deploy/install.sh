@@ -145,8 +145,13 @@ write_config() {
 		set -- --token-file "$TOKEN_FILE" "$@"
 	fi
 	info "writing $CONFIG"
-	rke2-hanode config init --role "$role" "$@" $force --output "$CONFIG" ||
-		fatal "rke2-hanode config init failed (exit $?): fix the flags above"
+	# rke2-hanode reads RKE2_HANODE_<KEY> variables as config keys: the
+	# installer's own (and the token, now in the file) must not reach it.
+	(
+		unset RKE2_HANODE_TOKEN RKE2_HANODE_PACKAGE RKE2_HANODE_PACKAGE_URL \
+			RKE2_HANODE_PACKAGE_SHA256 RKE2_HANODE_FORCE_CONFIG RKE2_HANODE_SKIP_START
+		rke2-hanode config init --role "$role" "$@" $force --output "$CONFIG"
+	) || fatal "rke2-hanode config init failed (exit $?): fix the flags above"
 	return 0
 }
 
