@@ -46,8 +46,10 @@
 // member's name and raft address) as BootstrapSet.
 //
 // A member of the set that sees every other alive server advertise the
-// same hash, continuously for FormationSettle, LOCKS itself to that set: it writes the lock into raft's stable store (so
-// it survives restarts) and only then advertises "hash!". A lock is forever:
+// same hash (or a lock on it), continuously for FormationSettle, LOCKS
+// itself to that set; servers locked to another set do not count unless
+// they are members. It writes the lock into raft's stable store (so it
+// survives restarts) and only then advertises "hash!". A lock is forever:
 // the node never proposes or locks another set. A member bootstraps raft
 // (BootstrapCluster with exactly the locked configuration) only when every
 // other member advertises "hash!" and none advertises raft state.
