@@ -10,14 +10,26 @@ import (
 // transport with instant gossip, the time from the last expected server
 // appearing to the bootstrap node being committed, and the join slot's
 // hand-over latency: from one holder advertising Ready to the next holder
-// being granted the slot. 3 expected servers, 5 servers in all.
+// being granted the slot. 3 expected servers, 5 servers in all; over the
+// in-memory transport and over mutual TLS on loopback with raft-boltdb.
 func BenchmarkFormationLAN(b *testing.B) {
+	b.Run("inmem", func(b *testing.B) { benchFormation(b, false) })
+	b.Run("tls", func(b *testing.B) { benchFormation(b, true) })
+}
+
+func benchFormation(b *testing.B, tls bool) {
 	var formation, handover time.Duration
 	var handovers int
 	for i := range b.N {
 		names := []string{"s1", "s2", "s3", "s4", "s5"}
 		w := newSimWorld(b, uint64(i+1), 3, names)
 		w.timing = LANTiming()
+		if tls {
+			w.tls, w.ports, w.dirs = true, map[string]int{}, map[string]string{}
+			for _, n := range names {
+				w.ports[n], w.dirs[n] = freePort(b), b.TempDir()
+			}
+		}
 		for _, n := range names {
 			w.start(n)
 		}
