@@ -38,7 +38,7 @@ step ttc-3-20 "$B" ttc -servers 3 -agents 20 -base 127.91.0.11 \
 	-work "$work/hosts" -out "$work/ttc-3-20.json"
 step ttc-5-100 "$B" ttc -servers 5 -agents 100 -in-process -base 127.92.0.11 \
 	-work "$work/hosts" -out "$work/ttc-5-100.json"
-step scale "$B" scale -members 10,100,500 -window 10s \
+step scale "$B" scale -members 10,100,500 -window 30s -converge-timeout 2m \
 	-work "$work/hosts" -out "$work/scale.json"
 step gossip-bench sh -c "go test -run '^\$' -bench 'Cluster/members=(10|100)\$' -benchtime 1x ./pkg/gossip/ | tee '$work/gossip-bench.txt'"
 step footprint "$B" footprint -members 50 -window 1m \

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -50,8 +51,13 @@ func readJSON(path string, into any) bool {
 	return json.Unmarshal(data, into) == nil
 }
 
-// gossipBenchLine matches `BenchmarkCluster/members=10-2  1  123 ns/op  0.40 s-converge  150.0 B/member/s`.
-var gossipBenchLine = regexp.MustCompile(`^BenchmarkCluster/members=(\d+)\S*\s.*?([\d.]+) s-converge\s+([\d.]+) B/member/s`)
+// gossipBenchLine matches `BenchmarkCluster/members=10-2  1  123 ns/op  150.0 B/member/s  0.40 s-converge`
+// (go test prints the reported metrics in any order).
+var (
+	gossipBenchLine = regexp.MustCompile(`^BenchmarkCluster/members=(\d+)\S*\s`)
+	convergeMetric  = regexp.MustCompile(`([\d.e+-]+) s-converge`)
+	bytesMetric     = regexp.MustCompile(`([\d.e+-]+) B/member/s`)
+)
 
 func readGossipBench(path string) []gossipBench {
 	f, err := os.Open(path)
@@ -62,13 +68,15 @@ func readGossipBench(path string) []gossipBench {
 	var out []gossipBench
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		m := gossipBenchLine.FindStringSubmatch(sc.Text())
-		if m == nil {
+		line := sc.Text()
+		m := gossipBenchLine.FindStringSubmatch(line)
+		cm, bm := convergeMetric.FindStringSubmatch(line), bytesMetric.FindStringSubmatch(line)
+		if m == nil || cm == nil || bm == nil {
 			continue
 		}
 		n, _ := strconv.Atoi(m[1])
-		c, _ := strconv.ParseFloat(m[2], 64)
-		b, _ := strconv.ParseFloat(m[3], 64)
+		c, _ := strconv.ParseFloat(cm[1], 64)
+		b, _ := strconv.ParseFloat(bm[1], 64)
 		out = append(out, gossipBench{Members: n, Converge: c, BytesPerS: b})
 	}
 	return out
@@ -174,7 +182,7 @@ func writeReport(w io.Writer, in reportInput) {
 	p("go build -o /tmp/bench ./test/bench && make build")
 	p("/tmp/bench ttc -servers 3 -agents 20                    # processes")
 	p("/tmp/bench ttc -servers 5 -agents 100 -in-process -base 127.92.0.11")
-	p("/tmp/bench scale -members 10,100,500")
+	p("/tmp/bench scale -members 10,100,500 -window 30s -converge-timeout 2m")
 	p("/tmp/bench footprint -members 50 -window 1m")
 	p("/tmp/bench vipwait -agents 200 -up 10s,60s")
 	p("go test -run '^$' -bench 'Cluster/members=(10|100)$' -benchtime 1x ./pkg/gossip/")
@@ -311,7 +319,7 @@ func writeScale(p func(string, ...any), rs []*scaleResult, pkg []gossipBench) {
 	if len(rs) > 0 {
 		p("Real pkg/node daemons inside one process (3 servers with raft, the rest agents), production (LAN) gossip timings, every member joining through the three servers. RKE2 never becomes active here (a stand-in service manager), so the daemons form gossip and raft, choose the bootstrap node and then idle in their waits. Bytes are memberlist's own counters (UDP + TCP sent); CPU is this process's user+system time over the window divided by the members.")
 		p("")
-		p("| members | agents started over | gossip converged (after the last start) | raft leader known to all servers | bootstrap node known to all servers | bytes sent per member per s | CPU per member | Go heap per member | UpdateMeta blocks (median / max of 5) |")
+		p("| members | agents started over | gossip converged (after the last start) | raft leader known to all servers | bootstrap node known to all servers | bytes sent per member per s | CPU per member | Go heap per member | UpdateMeta blocks (median / max of 3) |")
 		p("|---|---|---|---|---|---|---|---|---|")
 		for _, r := range rs {
 			conv := fmt.Sprintf("%.2f s", r.Converge)
@@ -321,11 +329,11 @@ func writeScale(p func(string, ...any), rs []*scaleResult, pkg []gossipBench) {
 			p("| %d | %.1f s | %s | %.2f s | %.2f s | %.0f B | %.3f%% of a core | %.2f MB | %.2f / %.2f s |", r.Members, r.StartSpread, conv, r.Leader, r.Elect, r.BytesPerMemberS, 100*r.CPUPerMember, r.HeapMBPerMember, r.UpdateMetaP50, r.UpdateMetaMax)
 		}
 		p("")
-		p("Leader and bootstrap times are counted from the last server's start. Convergence means every member sees every other alive.")
+		p("Leader and bootstrap times are counted from the last server's start. Convergence means every member sees every other alive. memberlist's push/pull (a full state exchange over TCP) runs every 30 s per member below 33 members and less often above (90 s at 100), so a window shorter than that undercounts its share of the bytes.")
 		p("")
 	}
 	if len(pkg) > 0 {
-		p("Cross-check with pkg/gossip's own BenchmarkCluster (bare gossip members, every byte counted at the transport, 10 s window):")
+		p("Cross-check with pkg/gossip's own BenchmarkCluster (bare gossip members, every byte counted at the transport, over its own steady-state window):")
 		p("")
 		p("| members | converged | bytes sent per member per s |")
 		p("|---|---|---|")
@@ -364,10 +372,18 @@ func writeVIPWait(p func(string, ...any), rs []*vipWaitResult) {
 	p("%d goroutines each call pkg/vip's `Prober.WaitReachable` with its own Prober and the product's defaults (%s) against a stand-in VIP: a TLS server on a 127.x address that serves `/cacerts` and `/ping` and, until it comes up, resets every connection. Each probe of a silent VIP costs it one connection; an answered probe costs two (`/cacerts`, then `/ping` verified against that CA). In the daemon, agents only start probing once servers gossip *cluster ready*, i.e. after the VIP first answered; this is the worst case: the VIP goes silent (or is not up yet) while every agent waits.",
 		rs[0].Agents, rs[0].Backoff)
 	p("")
-	p("| VIP answers after | peak probes/s while silent (after the first second) | peak probes/s once up | VIP up → agent through: median | p90 | last |")
-	p("|---|---|---|---|---|---|")
+	p("| VIP answers after | probes in the first second | peak probes/s while silent (after the first second) | peak probes/s while silent, from 10 s on | peak probes/s once up | VIP up → agent through: median | p90 | last |")
+	p("|---|---|---|---|---|---|---|---|")
 	for _, r := range rs {
-		p("| %.0f s | %.0f | %.0f | %.1f s | %.1f s | %.1f s |", r.UpAt, r.MaxRateDown, r.MaxRateUp, r.StartedP50, r.StartedP90, r.StartedMax)
+		late := "–"
+		if up := int(r.UpAt); up > 10 && len(r.Probes) >= up {
+			late = strconv.Itoa(slices.Max(r.Probes[10:up]))
+		}
+		first := 0
+		if len(r.Probes) > 0 {
+			first = r.Probes[0]
+		}
+		p("| %.0f s | %d | %.0f | %s | %.0f | %.1f s | %.1f s | %.1f s |", r.UpAt, first, r.MaxRateDown, late, r.MaxRateUp, r.StartedP50, r.StartedP90, r.StartedMax)
 	}
 	p("")
 	for _, r := range rs {
@@ -398,9 +414,15 @@ func writeFindings(p func(string, ...any), in reportInput) {
 		stallMax = max(stallMax, r.Stalls.StartMax, r.Stalls.ReadyMax)
 		stepDowns += r.Stalls.StepDowns
 	}
-	var umP50, umMax float64
+	var um []string
 	for _, r := range in.Scale {
-		umP50, umMax = max(umP50, r.UpdateMetaP50), max(umMax, r.UpdateMetaMax)
+		if r.UpdateMetaP50 > 0 {
+			state := "converged"
+			if !r.Converged {
+				state = "not converged"
+			}
+			um = append(um, fmt.Sprintf("%.2f s with %d members (%s)", r.UpdateMetaP50, r.Members, state))
+		}
 	}
 	if max(startP50, readyP50) >= 0.5 {
 		note("**Every phase change waits for gossip (the largest delay).** Over every host, `starting` → RKE2 launched took a median of up to %.2f s and RKE2's READY=1 → `ready` a median of up to %.2f s (max %.2f s), with no simulated delay in either gap. "+
@@ -409,8 +431,8 @@ func writeFindings(p func(string, ...any), in reportInput) {
 			"Each agent pays it at least twice on its critical chain (before launching RKE2, after it is ready), each joining server more (phases, WantJoinSlot/StartedRKE2 through election's publish, Ready), and the leader's election loop stalls inside `publish()` while it should be granting the next join slot; election's own doc says the Publisher must not block for long. "+
 			"**Fix:** make `UpdateMeta` store the metadata and return; one goroutine per member calls `UpdateNode` (coalescing: the newest metadata wins). Expected gain: about 2 × 5 s per agent and per joining server, more at the slot hand-overs.", startP50, readyP50, stallMax)
 	}
-	if umP50 > 0 {
-		note("In a converged, quiet cluster `UpdateMeta` still blocks its caller for a median of %.2f s (max %.2f s) in the scale runs above: even without the formation rush, every phase change costs the phase machine that long.", umP50, umMax)
+	if len(um) > 0 {
+		note("Measured directly after the scale runs settled, one `UpdateMeta` call blocks its caller for a median of %s: even without a formation rush every metadata change costs the caller that long, and it grows with the cluster (more retransmissions) and with churn.", strings.Join(um, ", "))
 	}
 	for _, r := range in.TTC {
 		over := r.Measured - r.CriticalDAG
@@ -428,28 +450,56 @@ func writeFindings(p func(string, ...any), in reportInput) {
 	if stepDowns > 0 {
 		note("**Raft lost its leader %d times while the clusters formed** (logs: \"failed to contact quorum of nodes, stepping down\"). pkg/election runs raft with 500 ms heartbeat and election timeouts and a 250 ms leader lease, half of hashicorp/raft's defaults; a server busy starting RKE2 (here: many daemons and rke2sim on two loaded cores; on real hosts: etcd, containerd and the kubelet starting) misses heartbeats, the leader steps down, and join-slot grants wait for the next election. Raft's defaults (1 s / 1 s / 500 ms) would make this rarer at a cost of ~1 s on a real leader failure.", stepDowns)
 	}
+	var small, large *scaleResult
+	for _, r := range in.Scale {
+		if r.Elect <= 0 {
+			continue
+		}
+		if small == nil || r.Members < small.Members {
+			small = r
+		}
+		if large == nil || r.Members > large.Members {
+			large = r
+		}
+	}
+	if small != nil && large != small && large.Elect > 2*small.Elect {
+		note("**Election latency grows with the cluster** although only the %d servers vote: %.1f s with %d members, %.1f s with %d. Formation is a handshake through gossip metadata (each server publishes its BootstrapSet, then waits to see every other server's), so it pays election's blocking publish and competes with every agent's join broadcasts in memberlist's queue. The non-blocking UpdateMeta above removes the first part; sending the formation handshake over raft's own transport (or a direct TCP exchange between the few servers) would remove the second.",
+			large.Servers, small.Elect, small.Members, large.Elect, large.Members)
+	}
 	for _, r := range in.Scale {
 		if !r.Converged {
 			note("%d members did not converge within %.0f s here. All %d memberlists share one process and two cores, so probes time out from CPU starvation, members are suspected and refute it, and memberlist drops messages (\"handler queue full\"): the simulator, not the protocol, is the limit at this size. On real hosts each member has its own CPU; the steady per-member traffic and CPU measured at the smaller sizes is what each host pays. Closing it needs more machines (or the multi-host test bed), not a product change.", r.Members, r.Converge, r.Members)
 		}
 	}
 	if fp := in.Footprint; fp != nil {
+		var busy []string
 		for _, d := range fp.Daemons {
 			if d.CPU > goalCPU {
-				note("%s (%s) used %.2f%% of a core at idle (goal ≤ %.0f%%). A server's idle work beyond gossip (which agents do too): raft heartbeats (the leader sends one to each follower every HeartbeatTimeout/10 = 50 ms, and every follower answers), the election loop's 100 ms tick (pkg/election LANTiming.Tick; each tick copies the gossip member list) and a VIP probe every ~10 s. Raft's default 1 s heartbeat timeout halves the heartbeat work; an election loop woken by gossip changes instead of a 100 ms tick removes most of the rest.", d.Host, d.Role, 100*d.CPU, 100*goalCPU)
+				busy = append(busy, fmt.Sprintf("%s (%s) %.2f%%", d.Host, d.Role, 100*d.CPU))
 			}
 			if d.RSSMB > goalRSSMB {
 				note("%s's RSS %.1f MB is above the %.0f MB goal.", d.Host, d.RSSMB, goalRSSMB)
 			}
 		}
+		if len(busy) > 0 {
+			note("**Idle CPU above %.0f%% of a core:** %s. A server's idle work beyond the gossip every member does: raft heartbeats (the leader sends one to each follower every HeartbeatTimeout/10 = 50 ms, and every follower answers), the election loop's 100 ms tick (pkg/election LANTiming.Tick; each tick copies the gossip member list) and a VIP probe every ~10 s. Raft's default 1 s heartbeat timeout halves the heartbeat work; an election loop woken by gossip changes instead of a 100 ms tick removes most of the rest.",
+				100*goalCPU, strings.Join(busy, ", "))
+		}
 	}
+	var runs []string
+	var slowest float64
+	agents := 0
 	for _, v := range in.VIPWait {
 		if max(v.MaxRateDown, v.MaxRateUp) <= goalProbeRate {
 			continue
 		}
-		note("**VIP probe rate** (VIP up after %.0f s): up to %.0f probes/s while silent and %.0f/s once up, against ≤ %.0f/s. Full jitter on 1 s · 2ⁿ (max 30 s) spreads %d waiters over a window that is still short in the first seconds: the expected rate is about N / (mean wait) = %d / 0.5 s at first, and settles at N / 15 s ≈ %.0f/s only after five doublings; the same cap makes the last agent wait up to 30 s after the VIP answers (here %.1f s). "+
-			"**Fix:** agents should not probe a silent VIP at all: they already wait for *cluster ready* in gossip; after that, let one server's probe result (vip_reachable, already in status) gate them through gossip, and probe once when it says the VIP answers. Failing that, a base of max(1 s, N / 20 s) from the member count gossip already knows keeps the crowd under 20/s.",
-			v.UpAt, v.MaxRateDown, v.MaxRateUp, goalProbeRate, v.Agents, v.Agents, float64(v.Agents)/15, v.StartedMax)
+		runs = append(runs, fmt.Sprintf("VIP up after %.0f s: up to %.0f probes/s while silent, %.0f/s once up, last agent through %.1f s after the VIP answered", v.UpAt, v.MaxRateDown, v.MaxRateUp, v.StartedMax))
+		slowest, agents = max(slowest, v.StartedMax), v.Agents
+	}
+	if len(runs) > 0 {
+		note("**VIP probe rate** (goal ≤ %.0f/s after the first second): %s. Full jitter on 1 s · 2ⁿ (max 30 s) spreads %d waiters over a window that is short at first: the rate is about N / (mean wait) = %d / 0.5 s in the first second and settles near N / 15 s ≈ %.0f/s only after five doublings; the same 30 s cap makes the last agent wait up to 30 s after the VIP answers. "+
+			"**Fix:** agents should not probe a silent VIP at all. They already wait for *cluster ready* in gossip; beyond that, let the servers' own VIP probes (vip_reachable, already in their status) gate the agents through gossip metadata, and have each agent probe once when a server says the VIP answers. Failing that, a backoff base of max(1 s, N / 20 per s) from the member count gossip already knows keeps the crowd under 20/s.",
+			goalProbeRate, strings.Join(runs, "; "), agents, agents, float64(agents)/15)
 	}
 	if len(notes) == 0 {
 		return
