@@ -59,11 +59,12 @@ const maxConflicts = 16
 // Member is this host's gossip member. New builds it, Start binds and runs
 // it, Shutdown (or cancelling Start's context) leaves and stops it.
 type Member struct {
-	cfg     Config
-	log     *zap.Logger
-	metrics *metrics
-	rejects *rateLimiter // warnings about undecryptable traffic, per peer
-	warns   *rateLimiter // other repeated warnings, per subject
+	broadcast chan struct{} // UpdateMeta asks the broadcaster for an announcement
+	cfg       Config
+	log       *zap.Logger
+	metrics   *metrics
+	rejects   *rateLimiter // warnings about undecryptable traffic, per peer
+	warns     *rateLimiter // other repeated warnings, per subject
 
 	metaMu    sync.Mutex // serialises UpdateMeta and Leave's metadata change
 	localMu   sync.Mutex // guards local and localWire
@@ -109,13 +110,14 @@ func New(cfg Config) (*Member, error) {
 		return nil, err
 	}
 	m := &Member{
-		cfg:     cfg,
-		log:     cfg.Logger.Named("gossip"),
-		metrics: met,
-		rejects: newRateLimiter(cfg.Timings.LogInterval, cfg.Now),
-		warns:   newRateLimiter(cfg.Timings.LogInterval, cfg.Now),
-		records: map[string]*record{},
-		subs:    map[int]chan struct{}{},
+		broadcast: make(chan struct{}, 1),
+		cfg:       cfg,
+		log:       cfg.Logger.Named("gossip"),
+		metrics:   met,
+		rejects:   newRateLimiter(cfg.Timings.LogInterval, cfg.Now),
+		warns:     newRateLimiter(cfg.Timings.LogInterval, cfg.Now),
+		records:   map[string]*record{},
+		subs:      map[int]chan struct{}{},
 	}
 	if err := m.setLocal(cfg.Meta); err != nil {
 		return nil, err
@@ -174,7 +176,10 @@ func (m *Member) Start(ctx context.Context) error {
 	m.done = make(chan struct{})
 	go func() {
 		defer close(m.done)
+		bdone := make(chan struct{})
+		go func() { defer close(bdone); m.broadcaster(runCtx) }()
 		m.run(runCtx)
+		<-bdone
 		m.stop()
 	}()
 	return nil
@@ -250,14 +255,49 @@ func (m *Member) leaveLocked(timeout time.Duration) error {
 	return nil
 }
 
-// UpdateMeta changes the local metadata with fn and gossips it at once,
-// waiting at most Timings.UpdateTimeout for the broadcast. An invalid result
-// is rejected and the metadata stays as it was.
+// UpdateMeta changes the local metadata with fn and has it gossiped at once
+// in the background: it never waits for the broadcast (memberlist's can take
+// seconds on a busy cluster, and callers such as the phase machine and the
+// election loop must not stall on it). Updates that come faster than they
+// can be broadcast coalesce; peers always end with the newest. An invalid
+// result is rejected and the metadata stays as it was.
 func (m *Member) UpdateMeta(fn func(*Meta)) error {
 	if m.left.Load() || m.stopped.Load() {
 		return errors.New("gossip: update meta: member has left or stopped")
 	}
-	return m.updateMeta(fn, m.cfg.Timings.UpdateTimeout)
+	m.metaMu.Lock()
+	next := m.Local()
+	fn(&next)
+	err := m.setLocal(next)
+	m.metaMu.Unlock()
+	if err != nil {
+		return err
+	}
+	select {
+	case m.broadcast <- struct{}{}:
+	default: // one is pending; it will carry this change too
+	}
+	return nil
+}
+
+// broadcaster announces the local metadata after UpdateMeta, one broadcast
+// at a time, until ctx ends.
+func (m *Member) broadcaster(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.broadcast:
+		}
+		ml := m.ml.Load()
+		if ml == nil {
+			continue
+		}
+		if err := ml.UpdateNode(m.cfg.Timings.UpdateTimeout); err != nil {
+			// The new metadata is in place and push/pull spreads it anyway.
+			m.log.Debug("metadata broadcast not confirmed", zap.Error(err))
+		}
+	}
 }
 
 func (m *Member) updateMeta(fn func(*Meta), timeout time.Duration) error {

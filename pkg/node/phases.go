@@ -37,9 +37,9 @@ func newServiceManager(c *config.Config, log *zap.Logger) (installer.ServiceMana
 		}
 		return m, func() { m.Close() }, nil
 	default:
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		m, err := installer.NewSystemdManager(ctx, installer.SystemdOptions{Logger: log})
+		// The D-Bus connection lives as long as the context it is made
+		// with: it must outlive this function.
+		m, err := installer.NewSystemdManager(context.Background(), installer.SystemdOptions{Logger: log})
 		if err != nil {
 			return nil, nil, err
 		}
