@@ -369,7 +369,7 @@ func writeVIPWait(p func(string, ...any), rs []*vipWaitResult) {
 	}
 	p("## Many agents waiting for the VIP")
 	p("")
-	p("%d goroutines each call pkg/vip's `Prober.WaitReachable` with its own Prober and the product's defaults (%s) against a stand-in VIP: a TLS server on a 127.x address that serves `/cacerts` and `/ping` and, until it comes up, resets every connection. Each probe of a silent VIP costs it one connection; an answered probe costs two (`/cacerts`, then `/ping` verified against that CA). In the daemon, agents only start probing once servers gossip *cluster ready*, i.e. after the VIP first answered; this is the worst case: the VIP goes silent (or is not up yet) while every agent waits.",
+	p("%d goroutines each call pkg/vip's `Prober.WaitReachableAmong` (told how many wait, as the daemon does) with its own Prober and the product's defaults (%s) against a stand-in VIP: a TLS server on a 127.x address that serves `/cacerts` and `/ping` and, until it comes up, resets every connection. Each probe of a silent VIP costs it one connection; an answered probe costs two (`/cacerts`, then `/ping` verified against that CA). In the daemon, agents only start probing once servers gossip *cluster ready*, i.e. after the VIP first answered; this is the worst case: the VIP goes silent (or is not up yet) while every agent waits.",
 		rs[0].Agents, rs[0].Backoff)
 	p("")
 	p("| VIP answers after | probes in the first second | peak probes/s while silent (after the first second) | peak probes/s while silent, from 10 s on | peak probes/s once up | VIP up → agent through: median | p90 | last |")
