@@ -251,6 +251,11 @@ func TestSingleServerOnDisk(t *testing.T) {
 	if err := e2.MarkStarted(ctx); err != nil {
 		t.Fatalf("MarkStarted after restart: %v", err)
 	}
+	// The log replays entry by entry: "started" may be back before
+	// "cluster ready" is.
+	if _, err := e2.WaitClusterReady(ctx); err != nil {
+		t.Fatalf("WaitClusterReady after restart: %v", err)
+	}
 	s := e2.State()
 	if !s.HasRaftState || s.Bootstrap != "solo" || s.ClusterReady == nil || s.Reassigned != 0 {
 		t.Fatalf("state after restart: %+v", s)
