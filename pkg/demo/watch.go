@@ -92,6 +92,9 @@ func Draw(w io.Writer, rows []Row, start, now time.Time) {
 		phase, since, note := "-", "-", ""
 		if r.Err != nil {
 			note = shorten(r.Err.Error(), 50)
+			if r.Node.Running() && time.Since(r.Node.Started()) < 10*time.Second {
+				note = "daemon starting"
+			}
 		} else {
 			phase = r.Status.Node.Phase
 			if !r.Status.Node.Since.IsZero() {
