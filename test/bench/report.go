@@ -432,7 +432,7 @@ func writeFindings(p func(string, ...any), in reportInput) {
 			"**Fix:** make `UpdateMeta` store the metadata and return; one goroutine per member calls `UpdateNode` (coalescing: the newest metadata wins). Expected gain: about 2 × 5 s per agent and per joining server, more at the slot hand-overs.", startP50, readyP50, stallMax)
 	}
 	if len(um) > 0 {
-		note("Measured directly after the scale runs settled, one `UpdateMeta` call blocks its caller for a median of %s: even without a formation rush every metadata change costs the caller that long, and it grows with the cluster (more retransmissions) and with churn.", strings.Join(um, ", "))
+		note("Measured directly after the scale runs settled, one `UpdateMeta` call held its caller for a median of %s. It returns once the metadata is stored; memberlist's broadcast runs in the background (it used to be waited for, up to 5 s per call, which was the largest overhead measured before).", strings.Join(um, ", "))
 	}
 	for _, r := range in.TTC {
 		over := r.Measured - r.CriticalDAG
@@ -443,7 +443,7 @@ func writeFindings(p func(string, ...any), in reportInput) {
 		for i, g := range r.SlotGaps {
 			gaps[i] = fmt.Sprintf("%.2f s", g)
 		}
-		note("%d+%d: %.1f s over the critical path (goal ≤ %.1f s). Apart from the gossip waits above: the bootstrap spent %.2f s between RKE2 active and `ready`: a local probe, the VIP probe (the simulated VIP answers within milliseconds of READY=1; in the logs examined the first VIP probe succeeded) and two metadata publishes (`setCA`, `Ready`) that wait for gossip as above; the hand-overs from one server's `ready` to the next joiner's `starting` were %s (a slot is freed when the holder gossips Ready, before its own `ready`; the joiners' WantJoinSlot and the leader's grant both go through election's blocking publish, and each joiner then pays the two waits before and after its RKE2 start). "+
+		note("%d+%d: %.1f s over the critical path (goal ≤ %.1f s). Apart from the gossip waits above: the bootstrap spent %.2f s between RKE2 active and `ready`: a local probe, the VIP probe (the simulated VIP answers within milliseconds of READY=1; in the logs examined the first VIP probe succeeded) and two metadata publishes (`setCA`, `Ready`); the hand-overs from one server's `ready` to the next joiner's `starting` were %s (a slot is freed when the holder gossips Ready, before its own `ready`; the joiner's WantJoinSlot and the leader's grant each take a gossip round and an election tick). "+
 			"The installs also took longer than I on this loaded 2-core machine (every host runs a shell and `rke2 --version` twice at the same moment), which delays discovery and is not the product's doing.",
 			r.Servers, r.Agents, over, overheadGoal(r.CriticalDAG), r.VIPGap, strings.Join(gaps, ", "))
 	}
@@ -463,7 +463,7 @@ func writeFindings(p func(string, ...any), in reportInput) {
 		}
 	}
 	if small != nil && large != small && large.Elect > 2*small.Elect {
-		note("**Election latency grows with the cluster** although only the %d servers vote: %.1f s with %d members, %.1f s with %d. Formation is a handshake through gossip metadata (each server publishes its BootstrapSet, then waits to see every other server's), so it pays election's blocking publish and competes with every agent's join broadcasts in memberlist's queue. The non-blocking UpdateMeta above removes the first part; sending the formation handshake over raft's own transport (or a direct TCP exchange between the few servers) would remove the second.",
+		note("**Election latency grows with the cluster** although only the %d servers vote: %.1f s with %d members, %.1f s with %d. Formation is a handshake through gossip metadata (each server publishes its BootstrapSet, then waits to see every other server's), so it competes with every agent's join broadcasts in memberlist's queue; sending the formation handshake over raft's own transport (or a direct TCP exchange between the few servers) would remove the second.",
 			large.Servers, small.Elect, small.Members, large.Elect, large.Members)
 	}
 	for _, r := range in.Scale {
@@ -501,9 +501,9 @@ func writeFindings(p func(string, ...any), in reportInput) {
 		slowest, agents = max(slowest, v.StartedMax), v.Agents
 	}
 	if len(runs) > 0 {
-		note("**VIP probe rate** (goal ≤ %.0f/s after the first second): %s. Full jitter on 1 s · 2ⁿ (max 30 s) spreads %d waiters over a window that is short at first: the rate is about N / (mean wait) = %d / 0.5 s in the first second and settles near N / 15 s ≈ %.0f/s only after five doublings; the same 30 s cap makes the last agent wait up to 30 s after the VIP answers. "+
-			"**Fix:** agents should not probe a silent VIP at all. They already wait for *cluster ready* in gossip; beyond that, let the servers' own VIP probes (vip_reachable, already in their status) gate the agents through gossip metadata, and have each agent probe once when a server says the VIP answers. Failing that, a backoff base of max(1 s, N / 20 per s) from the member count gossip already knows keeps the crowd under 20/s.",
-			goalProbeRate, strings.Join(runs, "; "), agents, agents, float64(agents)/15)
+		note("**VIP probe rate** (goal ≤ %.0f/s after the first second): %s. Each of the %d waiters retries no sooner than on average N / 20 s (`WaitReachableAmong`, jittered ±50%%), so the mean rate after the first probes is at most 20/s; the peaks above are one-second bins of independent random retries. "+
+			"**Fix:** spread deterministically instead of at random: each waiter takes its rank among the waiters in gossip (sorted names) and probes at offset rank/20 s within each round, which caps every second at 20; or let the servers' own VIP probes gate the agents through gossip so agents never probe a silent VIP.",
+			goalProbeRate, strings.Join(runs, "; "), agents)
 	}
 	if len(notes) == 0 {
 		return
