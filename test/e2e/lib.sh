@@ -35,12 +35,20 @@ host_ns() { echo "$E2E_PREFIX-h$1"; }
 # The Debian mirror apt is configured with on this machine (deb822 or
 # one-line sources), so debootstrap works where only that mirror is reachable.
 apt_mirror() {
+	if [ -n "${E2E_MIRROR:-}" ]; then
+		echo "$E2E_MIRROR"
+		return 0
+	fi
 	local m
 	m=$(grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | grep -v security | grep -i debian | head -n1)
 	if [ -z "$m" ]; then
 		m=$(grep -hE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk '{print $2}' | grep -v security | grep -i debian | head -n1)
 	fi
-	echo "${m:-http://deb.debian.org/debian}"
+	if [ -z "$m" ]; then
+		echo "e2e: no Debian mirror found in /etc/apt/sources.list*; set E2E_MIRROR" >&2
+		return 1
+	fi
+	echo "$m"
 }
 
 # rootfs_ensure: a cached minbase bookworm with systemd, reused while its
@@ -51,7 +59,7 @@ rootfs_ensure() {
 		return 0
 	fi
 	local mirror t0
-	mirror=$(apt_mirror)
+	mirror=$(apt_mirror) || return 1
 	t0=$(date +%s)
 	log "debootstrap bookworm from $mirror (once; cached in $E2E_ROOTFS)"
 	mkdir -p "$E2E_CACHE"
