@@ -3,13 +3,8 @@ package installer
 import (
 	"context"
 	"errors"
-	"net"
-	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -25,59 +20,6 @@ func (f *fakeServices) WaitActive(ctx context.Context, role Role) error { return
 func (f *fakeServices) Stop(ctx context.Context, role Role) error       { return f.err }
 func (f *fakeServices) Active(ctx context.Context, role Role) (bool, error) {
 	return f.active[role], f.err
-}
-
-func TestReady(t *testing.T) {
-	answer := "pong"
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/ping" {
-			http.NotFound(w, r)
-			return
-		}
-		w.Write([]byte(answer))
-	}))
-	defer srv.Close()
-	u, _ := url.Parse(srv.URL)
-	host, portStr, _ := net.SplitHostPort(u.Host)
-	port, _ := strconv.Atoi(portStr)
-	closed, _ := net.Listen("tcp", "127.0.0.1:0")
-	closedPort := closed.Addr().(*net.TCPAddr).Port
-	closed.Close()
-
-	tests := []struct {
-		name   string
-		svc    *fakeServices
-		role   Role
-		port   int
-		answer string
-		want   string
-	}{
-		{"server ready", &fakeServices{active: map[Role]bool{RoleServer: true}}, RoleServer, port, "pong", ""},
-		{"agent needs no ping", &fakeServices{active: map[Role]bool{RoleAgent: true}}, RoleAgent, closedPort, "", ""},
-		{"server inactive", &fakeServices{}, RoleServer, port, "pong", "rke2-server.service is not active"},
-		{"agent inactive", &fakeServices{active: map[Role]bool{RoleServer: true}}, RoleAgent, port, "pong", "rke2-agent.service is not active"},
-		{"wrong answer", &fakeServices{active: map[Role]bool{RoleServer: true}}, RoleServer, port, "pang", `answered 200 OK "pang", want 200 "pong"`},
-		{"supervisor down", &fakeServices{active: map[Role]bool{RoleServer: true}}, RoleServer, closedPort, "", "readiness: supervisor:"},
-		{"service manager error", &fakeServices{err: errors.New("dbus: gone")}, RoleServer, port, "pong", "readiness: dbus: gone"},
-		{"bad role", &fakeServices{}, "master", port, "pong", `role "master"`},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			answer = tc.answer
-			r := NewReadiness(tc.svc)
-			r.Port = tc.port
-			err := r.Ready(context.Background(), tc.role, host)
-			if tc.want == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
-			}
-		})
-	}
 }
 
 func TestInspect(t *testing.T) {
