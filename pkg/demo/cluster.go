@@ -65,9 +65,13 @@ type Node struct {
 
 // Cluster is a set of simulated hosts.
 type Cluster struct {
-	Opts    Options
-	VIP     string
-	Nodes   []*Node
+	Opts  Options
+	VIP   string
+	Nodes []*Node
+	// Seeds are the servers' addresses, every host's gossip seeds: the
+	// README asks users to list all servers so that a host started while
+	// one of them is down still finds the others.
+	Seeds   []string
 	tempDir bool
 }
 
@@ -110,6 +114,9 @@ func New(opts Options) (*Cluster, error) {
 	}
 	vip := net.IPv4(base[0], base[1], base[2], 200)
 	c.VIP = vip.String()
+	for i := 0; i < opts.Servers; i++ {
+		c.Seeds = append(c.Seeds, net.IPv4(base[0], base[1], base[2], base[3]+byte(i)).String())
+	}
 	for i := 0; i < opts.Servers+opts.Agents; i++ {
 		role, name := "server", fmt.Sprintf("server-%d", i+1)
 		if i >= opts.Servers {
@@ -138,10 +145,6 @@ func (c *Cluster) AddNode(name, role, ip string) (*Node, error) {
 		daemon:        c.Opts.Daemon,
 		env:           c.Opts.Env,
 	}
-	seed := c.firstServerIP()
-	if seed == "" {
-		seed = ip
-	}
 	cfg := config.Defaults()
 	cfg.NodeName = name
 	cfg.Role = role
@@ -151,7 +154,7 @@ func (c *Cluster) AddNode(name, role, ip string) (*Node, error) {
 		cfg.ExpectServers = c.Opts.Servers
 	}
 	if !(role == "server" && c.Opts.Servers == 1) {
-		cfg.Join = []string{seed}
+		cfg.Join = append([]string(nil), c.Seeds...)
 	}
 	cfg.BindAddress = ip
 	cfg.AdvertiseAddress = ip
@@ -174,15 +177,6 @@ func (c *Cluster) AddNode(name, role, ip string) (*Node, error) {
 	}
 	c.Nodes = append(c.Nodes, n)
 	return n, nil
-}
-
-func (c *Cluster) firstServerIP() string {
-	for _, n := range c.Nodes {
-		if n.Role == "server" {
-			return n.IP
-		}
-	}
-	return ""
 }
 
 // Node returns the host called name, or nil.
