@@ -376,6 +376,33 @@ func (m *Member) countLocked() map[roleState]int {
 	return counts
 }
 
+// AliveRank is the position of the member called name among all alive
+// members sorted by name, and their number: an order every member that
+// sees the same membership agrees on. rank is -1 when name is not alive.
+func (m *Member) AliveRank(name string) (rank, of int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rank = -1
+	for _, r := range m.records {
+		if r.info.State != StateAlive || r.info.MetaErr != nil {
+			continue
+		}
+		of++
+		if r.info.Name == name {
+			rank = 0
+		}
+	}
+	if rank < 0 {
+		return rank, of
+	}
+	for _, r := range m.records {
+		if r.info.State == StateAlive && r.info.MetaErr == nil && r.info.Name < name {
+			rank++
+		}
+	}
+	return rank, of
+}
+
 // NumAlive counts alive members (this one included) with the given role, or
 // of any role when role is "".
 func (m *Member) NumAlive(role string) int {

@@ -41,6 +41,15 @@ func TestThreeMembersConverge(t *testing.T) {
 		if n := m.NumAlive(RoleAgent); n != 1 {
 			t.Errorf("%s: NumAlive(agent) = %d", m.name, n)
 		}
+		// Every member agrees on every member's rank: the sorted names.
+		for want, other := range all {
+			if rank, of := m.AliveRank(other.name); rank != want || of != 3 {
+				t.Errorf("%s: AliveRank(%s) = %d of %d, want %d of 3", m.name, other.name, rank, of, want)
+			}
+		}
+		if rank, of := m.AliveRank("nobody"); rank != -1 || of != 3 {
+			t.Errorf("%s: AliveRank(nobody) = %d of %d, want -1 of 3", m.name, rank, of)
+		}
 		if v := metricValue(t, m.reg, "rke2_hanode_gossip_members", map[string]string{"role": "server", "state": "alive"}); v != 2 {
 			t.Errorf("%s: members{server,alive} = %v", m.name, v)
 		}

@@ -274,8 +274,10 @@ func (n *Node) slotDetail() string {
 // waitVIP waits until the VIP answers with caHash; a different CA is an
 // alarm that retrying cannot fix.
 func (n *Node) waitVIP(ctx context.Context, caHash string) error {
-	// Every host that waits for the VIP shares the supervisor's capacity.
-	_, err := n.prober.WaitReachableAmong(ctx, n.cfg.VIP, caHash, n.g.NumAlive(""))
+	// Every host that waits for the VIP shares the supervisor's capacity:
+	// each probes in turns dealt by its rank among the members alive.
+	rank, of := n.g.AliveRank(n.cfg.NodeName)
+	_, err := n.prober.WaitReachableAmong(ctx, n.cfg.VIP, caHash, vip.Slot{Rank: rank, Of: of})
 	if errors.Is(err, vip.ErrCAMismatch) {
 		return permanent("%w: something other than this cluster answers on the VIP; check who holds %s", err, n.cfg.VIP)
 	}

@@ -81,18 +81,21 @@ func TestBackoffCeiling(t *testing.T) {
 	}
 }
 
-// TestWaitReachableAmongBoundsAggregateRate: 200 waiters that know they are
-// 200 send at most MaxAggregateProbeRate probes per second together after
-// their first probe, in every 10 s window, however long the VIP stays down.
+// TestWaitReachableAmongBoundsAggregateRate: 200 waiters that know their
+// rank among 200 send at most MaxAggregateProbeRate probes together in
+// every second after their first probe, however long the VIP stays down,
+// and no two probe at the same instant; once the VIP answers, every waiter
+// is through within one round of the schedule plus its backoff.
 func TestWaitReachableAmongBoundsAggregateRate(t *testing.T) {
 	const (
 		waiters = 200
 		horizon = 5 * time.Minute
-		window  = 10 * time.Second
 	)
-	start := time.Unix(1_700_000_000, 0)
-	perWindow := map[int]int{}
+	start := time.Unix(1_700_000_000, 123_456_789)
+	perSecond := map[int]int{}
+	instants := map[time.Time]int{}
 	first := 0
+	var lastThrough time.Duration
 	for i := range waiters {
 		clock := &fakeClock{now: start}
 		rng := rand.New(rand.NewPCG(uint64(i), 7))
@@ -103,24 +106,62 @@ func TestWaitReachableAmongBoundsAggregateRate(t *testing.T) {
 			if n == 1 {
 				first++ // every waiter's first probe comes at once
 			} else {
-				perWindow[int(clock.now.Sub(start)/window)]++
+				perSecond[int(clock.now.Sub(start)/time.Second)]++
+				instants[clock.now]++
 			}
 			if clock.now.Sub(start) >= horizon {
 				return Result{Reachable: true, CAHash: "abc"}
 			}
 			return Result{Err: errNotYet}
 		}
-		if _, err := p.WaitReachableAmong(context.Background(), "10.0.0.1", "abc", waiters); err != nil {
+		if _, err := p.WaitReachableAmong(context.Background(), "10.0.0.1", "abc", Slot{Rank: i, Of: waiters}); err != nil {
 			t.Fatal(err)
 		}
+		lastThrough = max(lastThrough, clock.now.Sub(start)-horizon)
 	}
-	limit := MaxAggregateProbeRate * int(window/time.Second) * 13 / 10 // the jitter's spread
 	worst := 0
-	for w := 0; w < int(horizon/window); w++ {
-		worst = max(worst, perWindow[w])
-		if perWindow[w] > limit {
-			t.Errorf("window %v: %d retries, want at most %d (%d/s)", time.Duration(w)*window, perWindow[w], limit, MaxAggregateProbeRate)
+	for s, n := range perSecond {
+		worst = max(worst, n)
+		if n > MaxAggregateProbeRate {
+			t.Errorf("second %d: %d retries, want at most %d", s, n, MaxAggregateProbeRate)
 		}
 	}
-	t.Logf("%d waiters: first probes %d at once, then at most %d retries per %v", waiters, first, worst, window)
+	for at, n := range instants {
+		if n > 1 {
+			t.Errorf("%d waiters probed at the same instant %v", n, at.Sub(start))
+		}
+	}
+	// One round is 200/20 = 10 s; the backoff adds at most BackoffMax.
+	if limit := 10*time.Second + DefaultBackoffMax; lastThrough > limit {
+		t.Errorf("last waiter through %v after the VIP answered, want within %v", lastThrough, limit)
+	}
+	t.Logf("%d waiters: first probes %d at once, then at most %d retries in any second; last through %v after the VIP answered",
+		waiters, first, worst, lastThrough)
+}
+
+// TestSlotNext: a slot's instants are rank·50 ms into each round of
+// of·50 ms, counted from the Unix epoch, and a rank outside the count (a
+// view that is a member behind) still lands on a valid instant.
+func TestSlotNext(t *testing.T) {
+	round := time.Unix(1_700_000_000, 0) // a whole second, so a round of 4 starts here
+	for _, c := range []struct {
+		slot Slot
+		at   time.Duration
+		want time.Duration
+	}{
+		{Slot{0, 4}, 0, 0},
+		{Slot{0, 4}, time.Nanosecond, 200 * time.Millisecond},
+		{Slot{3, 4}, 0, 150 * time.Millisecond},
+		{Slot{3, 4}, 150 * time.Millisecond, 150 * time.Millisecond},
+		{Slot{3, 4}, 151 * time.Millisecond, 350 * time.Millisecond},
+		{Slot{5, 4}, 0, 50 * time.Millisecond},  // rank 5 of 4 acts as 1
+		{Slot{-1, 4}, 0, 150 * time.Millisecond}, // and -1 as 3
+		{Slot{0, 0}, 10 * time.Millisecond, 10 * time.Millisecond}, // alone: no wait
+		{Slot{1, 2}, 60 * time.Millisecond, 150 * time.Millisecond},
+	} {
+		got := c.slot.normalize().next(round.Add(c.at)).Sub(round)
+		if got != c.want {
+			t.Errorf("%+v.next(+%v) = +%v, want +%v", c.slot, c.at, got, c.want)
+		}
+	}
 }

@@ -326,12 +326,11 @@ func (p *Prober) get(ctx context.Context, tlsConfig *tls.Config, url string, lim
 
 // WaitReachable probes the VIP until it answers with the expected CA (any CA
 // when expectCAHash is empty) and returns the CA hash it served. Between
-// probes it waits with exponential backoff and full jitter, so many hosts
-// waiting at once spread out instead of probing in step. A CA mismatch
+// probes it waits with exponential backoff and full jitter. A CA mismatch
 // returns at once with an error wrapping ErrCAMismatch (and the hash
 // served); the end of ctx returns its error with the last probe's.
 func (p *Prober) WaitReachable(ctx context.Context, vip, expectCAHash string) (string, error) {
-	return p.WaitReachableAmong(ctx, vip, expectCAHash, 1)
+	return p.WaitReachableAmong(ctx, vip, expectCAHash, Slot{Rank: 0, Of: 1})
 }
 
 // MaxAggregateProbeRate bounds the probes per second that all hosts
@@ -339,12 +338,30 @@ func (p *Prober) WaitReachable(ctx context.Context, vip, expectCAHash string) (s
 // the RKE2 supervisor's own in-flight limits (about 20 reads).
 const MaxAggregateProbeRate = 20
 
-// WaitReachableAmong is WaitReachable for one of waiters hosts that wait
-// for the same VIP: every retry waits at least waiters/MaxAggregateProbeRate
-// seconds on average (jittered by ±50%), so that together they send at most
-// MaxAggregateProbeRate probes per second however many they are.
-func (p *Prober) WaitReachableAmong(ctx context.Context, vip, expectCAHash string, waiters int) (string, error) {
-	floor := time.Duration(max(waiters, 1)) * time.Second / MaxAggregateProbeRate
+// Slot places one host among Of hosts that wait for the same VIP: Rank is
+// its position (0 ≤ Rank < Of) in an order every host agrees on, such as
+// the sorted names of the members gossip shows alive.
+type Slot struct{ Rank, Of int }
+
+// normalize keeps a slot usable when views disagree for a moment (a host
+// not yet counted, or counted twice).
+func (s Slot) normalize() Slot {
+	s.Of = max(s.Of, 1)
+	s.Rank = ((s.Rank % s.Of) + s.Of) % s.Of
+	return s
+}
+
+// WaitReachableAmong is WaitReachable for one of many hosts that wait for
+// the same VIP. Time is cut into instants 1/MaxAggregateProbeRate s apart,
+// counted from the Unix epoch, and dealt out in turn: the host of rank r
+// of n owns the instants r, r+n, r+2n, … Each retry waits its backoff and
+// then for its next own instant, so hosts whose clocks agree (NTP, as
+// Kubernetes needs anyway) never probe at the same instant and together
+// send at most MaxAggregateProbeRate probes in any second after their
+// first probe, however many they are; a host with n waiters ahead of it
+// probes at least every n/MaxAggregateProbeRate seconds.
+func (p *Prober) WaitReachableAmong(ctx context.Context, vip, expectCAHash string, slot Slot) (string, error) {
+	slot = slot.normalize()
 	for attempt := 0; ; attempt++ {
 		r := p.probe(ctx, vip, expectCAHash)
 		if r.Reachable {
@@ -355,7 +372,8 @@ func (p *Prober) WaitReachableAmong(ctx context.Context, vip, expectCAHash strin
 		if errors.Is(r.Err, ErrCAMismatch) {
 			return r.CAHash, r.Err
 		}
-		wait := max(p.backoff(attempt), floor/2+time.Duration(p.jitter(int64(floor)+1)))
+		now := p.clock.Now()
+		wait := slot.next(now.Add(p.backoff(attempt))).Sub(now)
 		fields := []zap.Field{zap.String("vip", vip), zap.Int("attempt", attempt+1), zap.Duration("next_in", wait), zap.Error(r.Err)}
 		if attempt%10 == 0 {
 			p.log.Info("VIP not reachable yet", fields...)
@@ -366,6 +384,24 @@ func (p *Prober) WaitReachableAmong(ctx context.Context, vip, expectCAHash strin
 			return "", fmt.Errorf("vip: wait for %s to answer on %d: %w (last probe: %v)", vip, p.cfg.Port, err, r.Err)
 		}
 	}
+}
+
+// probeSpacing is the time between two instants of the shared schedule.
+const probeSpacing = time.Second / MaxAggregateProbeRate
+
+// next is the slot's first own instant at or after t; a lone waiter has
+// nobody to keep out of step with and owns every instant.
+func (s Slot) next(t time.Time) time.Time {
+	if s.Of == 1 {
+		return t
+	}
+	period := int64(s.Of) * int64(probeSpacing)
+	ns := t.UnixNano()
+	at := ns - ns%period + int64(s.Rank)*int64(probeSpacing)
+	if at < ns {
+		at += period
+	}
+	return time.Unix(0, at)
 }
 
 // backoff is the wait after the attempt-th failed probe: uniform in
