@@ -154,8 +154,8 @@ func TestSlotNext(t *testing.T) {
 		{Slot{3, 4}, 0, 150 * time.Millisecond},
 		{Slot{3, 4}, 150 * time.Millisecond, 150 * time.Millisecond},
 		{Slot{3, 4}, 151 * time.Millisecond, 350 * time.Millisecond},
-		{Slot{5, 4}, 0, 50 * time.Millisecond},  // rank 5 of 4 acts as 1
-		{Slot{-1, 4}, 0, 150 * time.Millisecond}, // and -1 as 3
+		{Slot{5, 4}, 0, 50 * time.Millisecond},                     // rank 5 of 4 acts as 1
+		{Slot{-1, 4}, 0, 150 * time.Millisecond},                   // and -1 as 3
 		{Slot{0, 0}, 10 * time.Millisecond, 10 * time.Millisecond}, // alone: no wait
 		{Slot{1, 2}, 60 * time.Millisecond, 150 * time.Millisecond},
 	} {
