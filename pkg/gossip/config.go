@@ -29,6 +29,12 @@ type Config struct {
 	Token         string   // shared secret; the gossip key is derived from it
 	ClusterName   string   // memberlist label and part of the key derivation
 	Meta          Meta     // initial local metadata
+	// SyncRole: after each change of this member's metadata, exchange
+	// state directly (a push/pull) with every alive member of this role,
+	// instead of leaving it to epidemic gossip alone, which a busy cluster
+	// (many hosts joining at once) can delay by seconds. Servers set it to
+	// RoleServer: the few servers coordinate through their metadata.
+	SyncRole string
 
 	Logger     *zap.Logger           // nil: no logs
 	Registerer prometheus.Registerer // nil: metrics are not registered
@@ -86,13 +92,16 @@ func LANTimings() Timings {
 		SuspicionMult:       lan.SuspicionMult,
 		RetransmitMult:      lan.RetransmitMult,
 		GossipToTheDeadTime: lan.GossipToTheDeadTime,
-		JoinBackoffMin:      time.Second,
-		JoinBackoffMax:      30 * time.Second,
-		SeedCheckInterval:   30 * time.Second,
-		UpdateTimeout:       5 * time.Second,
-		LeaveTimeout:        5 * time.Second,
-		DeadRetention:       24 * time.Hour,
-		LogInterval:         time.Minute,
+		// Hosts of one cluster often start together, each a little before
+		// the others listen: the first retry comes soon (a refused
+		// connection costs nothing), later ones back off.
+		JoinBackoffMin:    250 * time.Millisecond,
+		JoinBackoffMax:    30 * time.Second,
+		SeedCheckInterval: 30 * time.Second,
+		UpdateTimeout:     5 * time.Second,
+		LeaveTimeout:      5 * time.Second,
+		DeadRetention:     24 * time.Hour,
+		LogInterval:       time.Minute,
 	}
 }
 

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -280,8 +282,11 @@ func (m *Member) UpdateMeta(fn func(*Meta)) error {
 	return nil
 }
 
-// broadcaster announces the local metadata after UpdateMeta, one broadcast
-// at a time, until ctx ends.
+// broadcaster announces the local metadata after UpdateMeta until ctx
+// ends. memberlist's UpdateNode stores the new metadata at once and then
+// waits until its broadcast has been retransmitted enough (or a newer one
+// replaced it), which takes a few gossip rounds: that wait runs on its own,
+// so the next change never queues behind it.
 func (m *Member) broadcaster(ctx context.Context) {
 	for {
 		select {
@@ -293,11 +298,68 @@ func (m *Member) broadcaster(ctx context.Context) {
 		if ml == nil {
 			continue
 		}
-		if err := ml.UpdateNode(m.cfg.Timings.UpdateTimeout); err != nil {
-			// The new metadata is in place and push/pull spreads it anyway.
-			m.log.Debug("metadata broadcast not confirmed", zap.Error(err))
+		before := ml.LocalNode().Meta
+		finished := make(chan struct{})
+		go func() {
+			defer close(finished)
+			if err := ml.UpdateNode(m.cfg.Timings.UpdateTimeout); err != nil {
+				// The new metadata is in place and push/pull spreads it anyway.
+				m.log.Debug("metadata broadcast not confirmed", zap.Error(err))
+			}
+		}()
+		if !m.waitStored(ctx, ml, before, finished) {
+			return
+		}
+		// One exchange per peer, each on its own: a peer that died a
+		// moment ago (still alive here) costs a TCP timeout, and must not
+		// hold up the others or the next change.
+		for _, peer := range m.syncPeers() {
+			go func() {
+				_, err := ml.Join([]string{peer})
+				m.log.Debug("metadata synced directly", zap.String("peer", peer), zap.Error(err))
+			}()
 		}
 	}
+}
+
+// waitStored waits until memberlist holds metadata other than before:
+// UpdateNode stores it before it waits for the broadcast, so this is a
+// matter of microseconds; finished (UpdateNode returned) or a second end
+// the wait in any case (an update that changed nothing). False when ctx
+// ended.
+func (m *Member) waitStored(ctx context.Context, ml *memberlist.Memberlist, before []byte, finished <-chan struct{}) bool {
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(time.Second)
+	for bytes.Equal(ml.LocalNode().Meta, before) {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-finished:
+			return true
+		case <-deadline:
+			return true
+		case <-tick.C:
+		}
+	}
+	return true
+}
+
+// syncPeers are the addresses of the other alive members of SyncRole.
+func (m *Member) syncPeers() []string {
+	if m.cfg.SyncRole == "" {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for _, r := range m.records {
+		i := r.info
+		if i.Name != m.cfg.NodeName && i.State == StateAlive && i.MetaErr == nil && i.Meta.Role == m.cfg.SyncRole {
+			out = append(out, net.JoinHostPort(i.Addr, strconv.Itoa(int(i.Port))))
+		}
+	}
+	return out
 }
 
 func (m *Member) updateMeta(fn func(*Meta), timeout time.Duration) error {

@@ -408,3 +408,49 @@ func TestGroupsThatFormedApartMerge(t *testing.T) {
 		return allSeeAlive([]*testMember{s1, a, s2, b})
 	})
 }
+
+// TestSyncRoleReachesServersDirectly: with gossip's own dissemination
+// stopped (no gossip rounds, probes or periodic push/pull), a server's
+// metadata change still reaches the other server at once, through the
+// direct exchange SyncRole asks for, and only it: the agent learns nothing.
+func TestSyncRoleReachesServersDirectly(t *testing.T) {
+	quiet := testTimings()
+	quiet.GossipInterval = time.Hour
+	quiet.ProbeInterval = time.Hour
+	quiet.PushPullInterval = time.Hour
+	a := startMember(t, "a", withTimings(quiet), withRole(RoleServer), func(c *Config) { c.SyncRole = RoleServer })
+	b := startMember(t, "b", withTimings(quiet), withRole(RoleServer), withJoin(a.addr))
+	c := startMember(t, "c", withTimings(quiet), withRole(RoleAgent), withJoin(a.addr))
+	// Both joined a (a push/pull each): a knows everyone, b and c know a.
+	knows := func(m *testMember, name string) bool {
+		for _, mi := range m.Members() {
+			if mi.Name == name && mi.State == StateAlive {
+				return true
+			}
+		}
+		return false
+	}
+	eventually(t, 10*time.Second, "b and c joined a", func() (bool, string) {
+		return knows(a, "b") && knows(a, "c") && knows(b, "a") && knows(c, "a"), "not yet"
+	})
+
+	start := time.Now()
+	if err := a.UpdateMeta(func(m *Meta) { m.WantJoinSlot = true }); err != nil {
+		t.Fatal(err)
+	}
+	sees := func(m *testMember) bool {
+		for _, mi := range m.Members() {
+			if mi.Name == "a" {
+				return mi.Meta.WantJoinSlot
+			}
+		}
+		return false
+	}
+	eventually(t, 5*time.Second, "the other server sees the change", func() (bool, string) { return sees(b), "b sees the old metadata" })
+	took := time.Since(start)
+	time.Sleep(500 * time.Millisecond)
+	if sees(c) {
+		t.Error("the agent saw the change although gossip was stopped: the test does not isolate the direct exchange")
+	}
+	t.Logf("the other server saw the change %v after UpdateMeta", took)
+}

@@ -135,8 +135,10 @@ func New(opts Options) (*Node, error) {
 		MAC:           n.mac,
 		CAHash:        n.caHash,
 	}
+	syncRole := ""
 	if c.IsServer() {
 		meta.RaftAddr = net.JoinHostPort(n.advertise, fmt.Sprint(c.RaftPort))
+		syncRole = gossip.RoleServer // servers coordinate through their metadata
 	}
 	n.g, err = gossip.New(gossip.Config{
 		NodeName:      c.NodeName,
@@ -148,6 +150,7 @@ func New(opts Options) (*Node, error) {
 		Token:         c.Secret(),
 		ClusterName:   c.ClusterName,
 		Meta:          meta,
+		SyncRole:      syncRole,
 		Logger:        log,
 		Registerer:    opts.Registerer,
 	})
