@@ -66,6 +66,13 @@ type Timing struct {
 	LeaderLeaseTimeout time.Duration // raft; must not exceed HeartbeatTimeout
 	CommitTimeout      time.Duration // raft; heartbeat when idle
 	Tick               time.Duration // how often formation and leader duties re-check
+	// Settled*: once the cluster is ready, every expected server has
+	// joined and no join slot is out, nothing waits on raft or the loop:
+	// raft's heartbeat and election timeouts and the loop's tick relax to
+	// these (an idle server's CPU goes mostly to heartbeats), and return
+	// to the above as soon as a slot is granted again.
+	SettledHeartbeatTimeout time.Duration
+	SettledTick             time.Duration
 	// FormationSettle: how long every alive server must propose the same
 	// bootstrap set before a member locks to it (longer than gossip's
 	// propagation, so that lagging views rarely lock another set).
@@ -89,17 +96,30 @@ type Timing struct {
 // LANTiming is the default: servers on one LAN.
 func LANTiming() Timing {
 	return Timing{
-		HeartbeatTimeout:       500 * time.Millisecond,
-		ElectionTimeout:        500 * time.Millisecond,
-		LeaderLeaseTimeout:     250 * time.Millisecond,
-		CommitTimeout:          50 * time.Millisecond,
-		Tick:                   100 * time.Millisecond,
-		FormationSettle:        300 * time.Millisecond,
-		ApplyTimeout:           5 * time.Second,
-		BootstrapReassignAfter: 60 * time.Second,
-		SlotLease:              time.Minute,
-		SlotMaxHold:            15 * time.Minute,
-		SlotGrace:              10 * time.Second,
+		// A follower waits 0.8–1.6 s without a leader before it stands for
+		// election (raft's defaults: 1–2 s), so the first election after
+		// formation usually ends while RKE2 is still being installed; a
+		// server busy starting etcd and the kubelet still answers a
+		// heartbeat within that. The leader heartbeats every 80–160 ms.
+		HeartbeatTimeout: 800 * time.Millisecond,
+		ElectionTimeout:  800 * time.Millisecond,
+		// Settled, heartbeats come every 200–400 ms: the lease must
+		// outlast two of them.
+		LeaderLeaseTimeout: 800 * time.Millisecond,
+		// An idle leader sends each follower an AppendEntries only this
+		// often (raft: 50 ms, the largest share of an idle server's CPU);
+		// after each decision the leader notifies at once (notifyCommit),
+		// so nothing waits for it.
+		CommitTimeout:           500 * time.Millisecond,
+		Tick:                    100 * time.Millisecond,
+		SettledHeartbeatTimeout: 2 * time.Second,
+		SettledTick:             time.Second,
+		FormationSettle:         300 * time.Millisecond,
+		ApplyTimeout:            5 * time.Second,
+		BootstrapReassignAfter:  60 * time.Second,
+		SlotLease:               time.Minute,
+		SlotMaxHold:             15 * time.Minute,
+		SlotGrace:               10 * time.Second,
 	}
 }
 
@@ -198,6 +218,14 @@ func (c *Config) validate() error {
 	}
 	if t.LeaderLeaseTimeout <= 0 || t.LeaderLeaseTimeout > t.HeartbeatTimeout {
 		bad("leader lease %v: want > 0 and <= heartbeat timeout %v", t.LeaderLeaseTimeout, t.HeartbeatTimeout)
+	}
+	// Settled, the leader heartbeats every SettledHeartbeatTimeout/10 to /5:
+	// the lease must outlast two such gaps, or the leader steps down.
+	if h := t.SettledHeartbeatTimeout; h != 0 && (h < t.HeartbeatTimeout || h*2/5 > t.LeaderLeaseTimeout) {
+		bad("settled heartbeat timeout %v: want 0, or at least heartbeat timeout %v and at most 2.5 × leader lease %v", h, t.HeartbeatTimeout, t.LeaderLeaseTimeout)
+	}
+	if t.SettledTick < 0 {
+		bad("settled tick %v: want 0 (never relax) or positive", t.SettledTick)
 	}
 	for name, d := range map[string]time.Duration{
 		"commit timeout": t.CommitTimeout, "tick": t.Tick, "apply timeout": t.ApplyTimeout,

@@ -157,9 +157,9 @@ func (e *Election) Run(ctx context.Context) (err error) {
 		e.changed()
 	}()
 
-	l := loop{e: e, r: r, deadSince: map[string]time.Time{}}
 	tick := time.NewTicker(t.Tick)
 	defer tick.Stop()
+	l := loop{e: e, r: r, tick: tick, deadSince: map[string]time.Time{}}
 	changes := e.cfg.Membership.Changes()
 	for {
 		l.step(ctx)

@@ -135,7 +135,7 @@ func TestConfigValidate(t *testing.T) {
 		{"bad port", func(c *Config) { c.RaftPort = 70000 }, "raft-port 70000"},
 		{"no data dir", func(c *Config) { c.DataDir = "" }, "data-dir is empty"},
 		{"no membership", func(c *Config) { c.Membership = nil }, "Membership is nil"},
-		{"lease above heartbeat", func(c *Config) { c.Timing = LANTiming(); c.Timing.LeaderLeaseTimeout = time.Second }, "leader lease"},
+		{"lease above heartbeat", func(c *Config) { c.Timing = LANTiming(); c.Timing.LeaderLeaseTimeout = 2 * time.Second }, "leader lease"},
 		{"zero tick", func(c *Config) { c.Timing = LANTiming(); c.Timing.Tick = 0 }, "tick 0s"},
 	}
 	for _, tc := range tests {

@@ -28,6 +28,9 @@ type loop struct {
 	foreign     map[string]bool      // servers with raft state outside our configuration, warned once
 
 	lastState, lastLeader string
+
+	tick    *time.Ticker
+	settled bool // raft and tick run at the Settled* timings
 }
 
 func (l *loop) step(ctx context.Context) {
@@ -53,6 +56,39 @@ func (l *loop) step(ctx context.Context) {
 		clear(l.deadSince)
 	}
 	l.observe()
+	l.settle()
+}
+
+// settle relaxes raft's heartbeats and the loop's tick while nothing waits
+// on them (see Timing.SettledHeartbeatTimeout), and restores them as soon
+// as something does. Every server decides from its own FSM, so they relax
+// and return together, give or take one commit.
+func (l *loop) settle() {
+	t := l.e.cfg.Timing
+	if t.SettledHeartbeatTimeout == 0 {
+		return
+	}
+	s := l.e.fsm.get()
+	settled := s.ClusterReady != nil && s.Slot == nil && len(s.Joined) >= l.e.cfg.ExpectServers-1
+	if settled == l.settled {
+		return
+	}
+	rc := l.r.ReloadableConfig()
+	rc.HeartbeatTimeout, rc.ElectionTimeout = t.HeartbeatTimeout, t.ElectionTimeout
+	tick := t.Tick
+	if settled {
+		rc.HeartbeatTimeout, rc.ElectionTimeout = t.SettledHeartbeatTimeout, t.SettledHeartbeatTimeout
+		if t.SettledTick > 0 {
+			tick = t.SettledTick
+		}
+	}
+	if err := l.r.ReloadConfig(rc); err != nil {
+		l.e.log.Warn("raft timings not changed", zap.Bool("settled", settled), zap.Error(err))
+		return
+	}
+	l.tick.Reset(tick)
+	l.settled = settled
+	l.e.log.Debug("raft timings", zap.Bool("settled", settled), zap.Duration("heartbeat_timeout", rc.HeartbeatTimeout), zap.Duration("tick", tick))
 }
 
 // formation runs the decision of formation.go and carries it out: persist a
@@ -262,6 +298,7 @@ func (l *loop) addVoters(servers []Peer) {
 			continue
 		}
 		e.log.Info("added raft voter", zap.String("server", p.Name), zap.String("raft_addr", p.RaftAddr))
+		l.notifyCommit()
 	}
 }
 
@@ -282,6 +319,16 @@ func (l *loop) apply(c Command) {
 		return
 	}
 	e.log.Info("committed", zap.String("op", c.Op), zap.String("server", c.Node), zap.String("from", c.From), zap.String("reason", c.Reason))
+	l.notifyCommit()
+}
+
+// notifyCommit tells the followers now that the last entry is committed.
+// A follower learns the commit index only from the leader's next
+// AppendEntries, which an idle leader sends every CommitTimeout; appending
+// a barrier (a no-op entry) sends one at once, carrying the new index.
+// Nobody waits for the barrier itself.
+func (l *loop) notifyCommit() {
+	l.r.Barrier(l.e.cfg.Timing.ApplyTimeout)
 }
 
 // observe refreshes metrics and wakes waiters when raft's role or leader

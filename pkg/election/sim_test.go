@@ -34,17 +34,20 @@ var (
 
 func simTiming() Timing {
 	return Timing{
-		HeartbeatTimeout:       50 * time.Millisecond,
-		ElectionTimeout:        50 * time.Millisecond,
-		LeaderLeaseTimeout:     25 * time.Millisecond,
-		CommitTimeout:          5 * time.Millisecond,
-		Tick:                   10 * time.Millisecond,
-		FormationSettle:        60 * time.Millisecond,
-		ApplyTimeout:           500 * time.Millisecond,
-		BootstrapReassignAfter: 300 * time.Millisecond,
-		SlotLease:              2 * time.Second,
-		SlotMaxHold:            20 * time.Second,
-		SlotGrace:              50 * time.Millisecond,
+		HeartbeatTimeout:   50 * time.Millisecond,
+		ElectionTimeout:    50 * time.Millisecond,
+		LeaderLeaseTimeout: 40 * time.Millisecond,
+		// Settled: heartbeats every 10–20 ms instead of 5–10 ms.
+		SettledHeartbeatTimeout: 100 * time.Millisecond,
+		SettledTick:             50 * time.Millisecond,
+		CommitTimeout:           5 * time.Millisecond,
+		Tick:                    10 * time.Millisecond,
+		FormationSettle:         60 * time.Millisecond,
+		ApplyTimeout:            500 * time.Millisecond,
+		BootstrapReassignAfter:  300 * time.Millisecond,
+		SlotLease:               2 * time.Second,
+		SlotMaxHold:             20 * time.Second,
+		SlotGrace:               50 * time.Millisecond,
 	}
 }
 
@@ -491,6 +494,26 @@ func (w *simWorld) complete() bool {
 	return true
 }
 
+// relaxed: every node's raft runs at the settled heartbeat timeout.
+func (w *simWorld) relaxed() bool {
+	for _, name := range w.names {
+		w.mu.Lock()
+		n := w.nodes[name]
+		up, el := n.up, n.el
+		w.mu.Unlock()
+		if !up {
+			return false
+		}
+		el.mu.Lock()
+		r := el.r
+		el.mu.Unlock()
+		if r == nil || r.ReloadableConfig().HeartbeatTimeout != w.timing.SettledHeartbeatTimeout {
+			return false
+		}
+	}
+	return true
+}
+
 func (w *simWorld) stopAll() {
 	for _, name := range w.names {
 		w.kill(name)
@@ -566,7 +589,8 @@ func runSchedule(t testing.TB, seed uint64, tls bool) (problems []string, trace 
 	if tls {
 		// TLS handshakes under -race on a loaded machine take tens of ms.
 		w.timing.HeartbeatTimeout, w.timing.ElectionTimeout = 400*time.Millisecond, 400*time.Millisecond
-		w.timing.LeaderLeaseTimeout, w.timing.CommitTimeout = 200*time.Millisecond, 20*time.Millisecond
+		w.timing.LeaderLeaseTimeout, w.timing.CommitTimeout = 400*time.Millisecond, 20*time.Millisecond
+		w.timing.SettledHeartbeatTimeout = time.Second
 		w.timing.BootstrapReassignAfter = time.Second
 		w.tls, w.ports, w.dirs = true, map[string]int{}, map[string]string{}
 		for _, name := range names {
@@ -675,6 +699,8 @@ func runSchedule(t testing.TB, seed uint64, tls bool) (problems []string, trace 
 				name, steps, meta, s.RaftState, s.Leader, s.Bootstrap, s.Started, s.ClusterReady != nil, s.SlotHolder, s.Joined, s.BootstrapSet))
 		}
 		problems = append(problems, "no liveness after faults healed:\n    "+strings.Join(states, "\n    "))
+	} else if !w.waitFor(5*time.Second, w.relaxed) {
+		problems = append(problems, "the cluster is complete but raft's heartbeats never relaxed to the settled timings")
 	}
 	problems = append(problems, w.check()...)
 	w.mu.Lock()
