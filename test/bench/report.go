@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/election"
 )
 
 // Goals from the benchmark issue.
@@ -304,7 +306,7 @@ func writeTTC(p func(string, ...any), rs []*ttcResult) {
 		if s := r.Stalls; s.Hosts > 0 {
 			p("- over %d hosts, from the daemons' logs: `starting` entered → RKE2 launched: median %.2f s, max %.2f s; RKE2 sent READY=1 → `ready` entered: median %.2f s, max %.2f s. Neither gap contains any simulated delay.",
 				s.Hosts, s.StartP50, s.StartMax, s.ReadyP50, s.ReadyMax)
-			p("- raft: %d elections started, %d leader step-downs for lack of quorum contact (the raft timings are 500 ms heartbeat/election, 250 ms leader lease)", s.Elections, s.StepDowns)
+			p("- raft: %d elections started, %d leader step-downs for lack of quorum contact (%s)", s.Elections, s.StepDowns, raftTimings())
 		}
 		p("")
 	}
@@ -369,7 +371,7 @@ func writeVIPWait(p func(string, ...any), rs []*vipWaitResult) {
 	}
 	p("## Many agents waiting for the VIP")
 	p("")
-	p("%d goroutines each call pkg/vip's `Prober.WaitReachableAmong` (told how many wait, as the daemon does) with its own Prober and the product's defaults (%s) against a stand-in VIP: a TLS server on a 127.x address that serves `/cacerts` and `/ping` and, until it comes up, resets every connection. Each probe of a silent VIP costs it one connection; an answered probe costs two (`/cacerts`, then `/ping` verified against that CA). In the daemon, agents only start probing once servers gossip *cluster ready*, i.e. after the VIP first answered; this is the worst case: the VIP goes silent (or is not up yet) while every agent waits.",
+	p("%d goroutines each call pkg/vip's `Prober.WaitReachableAmong` (given its rank among the waiters and their number, as the daemon takes them from gossip) with its own Prober and the product's defaults (%s) against a stand-in VIP: a TLS server on a 127.x address that serves `/cacerts` and `/ping` and, until it comes up, resets every connection. Each probe of a silent VIP costs it one connection; an answered probe costs two (`/cacerts`, then `/ping` verified against that CA). In the daemon, agents only start probing once servers gossip *cluster ready*, i.e. after the VIP first answered; this is the worst case: the VIP goes silent (or is not up yet) while every agent waits.",
 		rs[0].Agents, rs[0].Backoff)
 	p("")
 	p("| VIP answers after | probes in the first second | peak probes/s while silent (after the first second) | peak probes/s while silent, from 10 s on | peak probes/s once up | VIP up → agent through: median | p90 | last |")
@@ -443,12 +445,12 @@ func writeFindings(p func(string, ...any), in reportInput) {
 		for i, g := range r.SlotGaps {
 			gaps[i] = fmt.Sprintf("%.2f s", g)
 		}
-		note("%d+%d: %.1f s over the critical path (goal ≤ %.1f s). Apart from the gossip waits above: the bootstrap spent %.2f s between RKE2 active and `ready`: a local probe, the VIP probe (the simulated VIP answers within milliseconds of READY=1; in the logs examined the first VIP probe succeeded) and two metadata publishes (`setCA`, `Ready`); the hand-overs from one server's `ready` to the next joiner's `starting` were %s (a slot is freed when the holder gossips Ready, before its own `ready`; the joiner's WantJoinSlot and the leader's grant each take a gossip round and an election tick). "+
-			"The installs also took longer than I on this loaded 2-core machine (every host runs a shell and `rke2 --version` twice at the same moment), which delays discovery and is not the product's doing.",
-			r.Servers, r.Agents, over, overheadGoal(r.CriticalDAG), r.VIPGap, strings.Join(gaps, ", "))
+		note("%d+%d: %.1f s over the critical path (goal ≤ %.1f s). The bootstrap spent %.2f s between RKE2 active and `ready` (a local probe, the VIP probe, the cluster-ready commit); the hand-overs from one server's `ready` to the next joiner's `starting` were %s (the holder gossips Ready, the leader commits joined and the next grant, the joiner learns it from raft). "+
+			"The installs took %.1f s against I = %.0f s on this loaded 2-core machine (every host runs a shell and `rke2 --version` twice at the same moment), and the simulated RKE2 processes of %d hosts compete for the same two cores while the servers join; neither is the product's doing.",
+			r.Servers, r.Agents, over, overheadGoal(r.CriticalDAG), r.VIPGap, strings.Join(gaps, ", "), r.IRun, r.I, r.Servers+r.Agents)
 	}
 	if stepDowns > 0 {
-		note("**Raft lost its leader %d times while the clusters formed** (logs: \"failed to contact quorum of nodes, stepping down\"). pkg/election runs raft with 500 ms heartbeat and election timeouts and a 250 ms leader lease, half of hashicorp/raft's defaults; a server busy starting RKE2 (here: many daemons and rke2sim on two loaded cores; on real hosts: etcd, containerd and the kubelet starting) misses heartbeats, the leader steps down, and join-slot grants wait for the next election. Raft's defaults (1 s / 1 s / 500 ms) would make this rarer at a cost of ~1 s on a real leader failure.", stepDowns)
+		note("**Raft lost its leader %d times while the clusters formed** (logs: \"failed to contact quorum of nodes, stepping down\"); %s. A server busy starting RKE2 (here: many daemons and rke2sim on two loaded cores; on real hosts: etcd, containerd and the kubelet starting) misses heartbeats, the leader steps down, and join-slot grants wait for the next election. Longer timeouts while forming would make this rarer at the cost of a slower first election.", stepDowns, raftTimings())
 	}
 	var small, large *scaleResult
 	for _, r := range in.Scale {
@@ -463,7 +465,7 @@ func writeFindings(p func(string, ...any), in reportInput) {
 		}
 	}
 	if small != nil && large != small && large.Elect > 2*small.Elect {
-		note("**Election latency grows with the cluster** although only the %d servers vote: %.1f s with %d members, %.1f s with %d. Formation is a handshake through gossip metadata (each server publishes its BootstrapSet, then waits to see every other server's), so it competes with every agent's join broadcasts in memberlist's queue; sending the formation handshake over raft's own transport (or a direct TCP exchange between the few servers) would remove the second.",
+		note("**Election latency grows with the cluster** although only the %d servers vote: %.1f s with %d members, %.1f s with %d. The servers exchange state directly after each change of their metadata (pkg/gossip `SyncRole`), so the formation handshake no longer waits for epidemic gossip; what remains is the servers' own discovery (they must first see each other alive, through the same gossip every agent is joining) on two cores shared by every member of the run.",
 			large.Servers, small.Elect, small.Members, large.Elect, large.Members)
 	}
 	for _, r := range in.Scale {
@@ -486,8 +488,8 @@ func writeFindings(p func(string, ...any), in reportInput) {
 			}
 		}
 		if len(busy) > 0 {
-			note("**Idle CPU above %.0f%% of a core:** %s. A server's idle work beyond the gossip every member does: raft heartbeats (the leader sends one to each follower every HeartbeatTimeout/10 = 50 ms, and every follower answers), the election loop's 100 ms tick (pkg/election LANTiming.Tick; each tick copies the gossip member list) and a VIP probe every ~10 s. Raft's default 1 s heartbeat timeout halves the heartbeat work; an election loop woken by gossip changes instead of a 100 ms tick removes most of the rest.",
-				100*goalCPU, strings.Join(busy, ", "))
+			note("**Idle CPU above %.0f%% of a core:** %s. A server's idle work beyond the gossip every member does is mostly raft's heartbeats (%s) and the election loop's tick; both relax once the cluster is settled, so a server measured before that pays the forming rate.",
+				100*goalCPU, strings.Join(busy, ", "), raftTimings())
 		}
 	}
 	var runs []string
@@ -501,8 +503,8 @@ func writeFindings(p func(string, ...any), in reportInput) {
 		slowest, agents = max(slowest, v.StartedMax), v.Agents
 	}
 	if len(runs) > 0 {
-		note("**VIP probe rate** (goal ≤ %.0f/s after the first second): %s. Each of the %d waiters retries no sooner than on average N / 20 s (`WaitReachableAmong`, jittered ±50%%), so the mean rate after the first probes is at most 20/s; the peaks above are one-second bins of independent random retries. "+
-			"**Fix:** spread deterministically instead of at random: each waiter takes its rank among the waiters in gossip (sorted names) and probes at offset rank/20 s within each round, which caps every second at 20; or let the servers' own VIP probes gate the agents through gossip so agents never probe a silent VIP.",
+		note("**VIP probe rate** (goal ≤ %.0f/s after the first second): %s. Each of the %d waiters retries only at its own instants of a schedule 50 ms apart dealt by rank (`WaitReachableAmong`), so on one clock no second holds more than 20 retries; a higher count means probes that began in one second reached the VIP in the next (a loaded machine delays the dial), or waiters disagreeing about their number. "+
+			"**Fix:** measure where the probe is sent rather than where it arrives, or leave more headroom in the schedule.",
 			goalProbeRate, strings.Join(runs, "; "), agents)
 	}
 	if len(notes) == 0 {
@@ -521,4 +523,11 @@ func secondsOr(v float64, none string) string {
 		return none
 	}
 	return fmt.Sprintf("%.2f s", v)
+}
+
+// raftTimings describes pkg/election's default raft timings.
+func raftTimings() string {
+	t := election.LANTiming()
+	return fmt.Sprintf("raft heartbeat and election timeouts %v (leader heartbeats every %v–%v), leader lease %v; once every server has joined: timeouts %v, election loop tick %v",
+		t.HeartbeatTimeout, t.HeartbeatTimeout/10, t.HeartbeatTimeout/5, t.LeaderLeaseTimeout, t.SettledHeartbeatTimeout, t.SettledTick)
 }

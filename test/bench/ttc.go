@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -71,7 +72,7 @@ func runTTC(ctx context.Context, o ttcOptions, progress func(string, ...any)) (*
 	}
 	c, err := demo.New(demo.Options{
 		Servers: o.Servers, Agents: o.Agents, Base: o.Base, Dir: o.Dir,
-		Daemon: o.Daemon, Sim: o.Sim, Env: simEnv, LogLevel: "info", ClusterName: "bench",
+		Daemon: o.Daemon, Sim: o.Sim, Env: simEnv, LogLevel: cmp.Or(os.Getenv("BENCH_LOG_LEVEL"), "info"), ClusterName: "bench",
 	})
 	if err != nil {
 		return nil, err
