@@ -62,6 +62,7 @@ const maxConflicts = 16
 // it, Shutdown (or cancelling Start's context) leaves and stops it.
 type Member struct {
 	broadcast chan struct{} // UpdateMeta asks the broadcaster for an announcement
+	selfSeen  chan struct{} // memberlist reported this member's own metadata stored
 	cfg       Config
 	log       *zap.Logger
 	metrics   *metrics
@@ -113,6 +114,7 @@ func New(cfg Config) (*Member, error) {
 	}
 	m := &Member{
 		broadcast: make(chan struct{}, 1),
+		selfSeen:  make(chan struct{}, 1),
 		cfg:       cfg,
 		log:       cfg.Logger.Named("gossip"),
 		metrics:   met,
@@ -288,6 +290,11 @@ func (m *Member) UpdateMeta(fn func(*Meta)) error {
 // replaced it), which takes a few gossip rounds: that wait runs on its own,
 // so the next change never queues behind it.
 func (m *Member) broadcaster(ctx context.Context) {
+	// The member stops only once the broadcasts and exchanges it started
+	// have ended (each is bounded: UpdateTimeout, TCPTimeout), so none
+	// outlives it.
+	var bg sync.WaitGroup
+	defer bg.Wait()
 	for {
 		select {
 		case <-ctx.Done():
@@ -298,51 +305,39 @@ func (m *Member) broadcaster(ctx context.Context) {
 		if ml == nil {
 			continue
 		}
-		before := ml.LocalNode().Meta
+		select {
+		case <-m.selfSeen: // stale
+		default:
+		}
 		finished := make(chan struct{})
-		go func() {
+		bg.Go(func() {
 			defer close(finished)
 			if err := ml.UpdateNode(m.cfg.Timings.UpdateTimeout); err != nil {
 				// The new metadata is in place and push/pull spreads it anyway.
 				m.log.Debug("metadata broadcast not confirmed", zap.Error(err))
 			}
-		}()
-		if !m.waitStored(ctx, ml, before, finished) {
+		})
+		// UpdateNode stores the metadata (memberlist then reports it
+		// through NotifyUpdate, see observe) before it waits for the
+		// broadcast: a matter of microseconds. Its return, or a second
+		// for an update that changed nothing, ends the wait as well.
+		select {
+		case <-ctx.Done():
 			return
+		case <-m.selfSeen:
+		case <-finished:
+		case <-time.After(time.Second):
 		}
 		// One exchange per peer, each on its own: a peer that died a
 		// moment ago (still alive here) costs a TCP timeout, and must not
 		// hold up the others or the next change.
 		for _, peer := range m.syncPeers() {
-			go func() {
+			bg.Go(func() {
 				_, err := ml.Join([]string{peer})
 				m.log.Debug("metadata synced directly", zap.String("peer", peer), zap.Error(err))
-			}()
+			})
 		}
 	}
-}
-
-// waitStored waits until memberlist holds metadata other than before:
-// UpdateNode stores it before it waits for the broadcast, so this is a
-// matter of microseconds; finished (UpdateNode returned) or a second end
-// the wait in any case (an update that changed nothing). False when ctx
-// ended.
-func (m *Member) waitStored(ctx context.Context, ml *memberlist.Memberlist, before []byte, finished <-chan struct{}) bool {
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(time.Second)
-	for bytes.Equal(ml.LocalNode().Meta, before) {
-		select {
-		case <-ctx.Done():
-			return false
-		case <-finished:
-			return true
-		case <-deadline:
-			return true
-		case <-tick.C:
-		}
-	}
-	return true
 }
 
 // syncPeers are the addresses of the other alive members of SyncRole.
@@ -535,6 +530,12 @@ func (m *Member) changedLocked() {
 
 // observe records memberlist's news about a node.
 func (m *Member) observe(n *memberlist.Node, state State) {
+	if n.Name == m.cfg.NodeName {
+		select {
+		case m.selfSeen <- struct{}{}:
+		default:
+		}
+	}
 	now := m.cfg.Now()
 	meta, metaErr := DecodeMeta(n.Meta)
 	info := MemberInfo{
