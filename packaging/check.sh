@@ -133,6 +133,28 @@ $files"
 	done
 	rpm -qp --info "$rpm" >/dev/null || fail "rpm: --info"
 	ok "rpm file list, modes, config|noreplace and scriptlets"
+
+	# Install into an empty root with its own rpm database (scriptlets
+	# need systemd, so they are only syntax-checked), then erase it: the
+	# files land with their modes, an edited config file is kept as
+	# .rpmsave, and nothing else is left behind.
+	root=$ctl/rpmroot
+	mkdir -p "$root"
+	rpm --root "$root" --initdb || fail "rpm: initdb in $root"
+	rpm --root "$root" -i --nodeps --noscripts "$rpm" || fail "rpm: install into an empty root"
+	rpm --root "$root" -V rke2-hanode || fail "rpm: verify after install"
+	[ -x "$root/usr/bin/rke2-hanode" ] || fail "rpm: /usr/bin/rke2-hanode not installed"
+	[ "$(stat -c %a "$root/var/lib/rke2-hanode")" = 700 ] || fail "rpm: /var/lib/rke2-hanode is not 0700"
+	"$root/usr/bin/rke2-hanode" version >/dev/null || fail "rpm: the installed binary does not run"
+	for s in POSTIN PREUN POSTUN; do
+		body=$(rpm --root "$root" -q --qf "%{$s}" rke2-hanode)
+		[ "$body" = "(none)" ] || printf '%s\n' "$body" | sh -n || fail "rpm: $s scriptlet is not valid sh"
+	done
+	echo "# edited" >>"$root/etc/rke2-hanode/config.yaml.example"
+	rpm --root "$root" -e --noscripts rke2-hanode || fail "rpm: erase"
+	[ ! -e "$root/usr/bin/rke2-hanode" ] || fail "rpm: erase left /usr/bin/rke2-hanode"
+	[ -f "$root/etc/rke2-hanode/config.yaml.example.rpmsave" ] || fail "rpm: an edited config file was not kept as .rpmsave"
+	ok "rpm installs into a fresh root, verifies, runs, and erases keeping the edited config"
 else
 	echo "check.sh: rpm not installed; .rpm not inspected"
 fi
