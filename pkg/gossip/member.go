@@ -73,6 +73,7 @@ type Member struct {
 	localMu   sync.Mutex // guards local and localWire
 	local     Meta
 	localWire []byte
+	seenWire  []byte // this member's metadata as memberlist last reported it stored
 
 	// mu guards the snapshot, conflicts and subscribers. Memberlist calls
 	// the delegates with its own locks held: never call memberlist while
@@ -290,11 +291,20 @@ func (m *Member) UpdateMeta(fn func(*Meta)) error {
 // replaced it), which takes a few gossip rounds: that wait runs on its own,
 // so the next change never queues behind it.
 func (m *Member) broadcaster(ctx context.Context) {
-	// The member stops only once the broadcasts and exchanges it started
-	// have ended (each is bounded: UpdateTimeout, TCPTimeout), so none
-	// outlives it.
+	// The member stops once the broadcasts and exchanges it started have
+	// ended, or after UpdateTimeout: an exchange with a peer that just
+	// died can take several TCP timeouts, and must not delay the leave
+	// (systemd's stop timeout); it fails against the stopped memberlist.
 	var bg sync.WaitGroup
-	defer bg.Wait()
+	defer func() {
+		ended := make(chan struct{})
+		go func() { bg.Wait(); close(ended) }()
+		select {
+		case <-ended:
+		case <-time.After(m.cfg.Timings.UpdateTimeout):
+			m.log.Debug("stopping with direct exchanges still in flight")
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -303,6 +313,15 @@ func (m *Member) broadcaster(ctx context.Context) {
 		}
 		ml := m.ml.Load()
 		if ml == nil {
+			continue
+		}
+		// An earlier pass may already have carried this change (UpdateNode
+		// reads the newest metadata): memberlist would store nothing new
+		// and report nothing.
+		m.localMu.Lock()
+		stored := bytes.Equal(m.localWire, m.seenWire)
+		m.localMu.Unlock()
+		if stored {
 			continue
 		}
 		select {
@@ -531,6 +550,9 @@ func (m *Member) changedLocked() {
 // observe records memberlist's news about a node.
 func (m *Member) observe(n *memberlist.Node, state State) {
 	if n.Name == m.cfg.NodeName {
+		m.localMu.Lock()
+		m.seenWire = bytes.Clone(n.Meta)
+		m.localMu.Unlock()
 		select {
 		case m.selfSeen <- struct{}{}:
 		default:
