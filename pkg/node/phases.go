@@ -276,8 +276,7 @@ func (n *Node) slotDetail() string {
 func (n *Node) waitVIP(ctx context.Context, caHash string) error {
 	// Every host that waits for the VIP shares the supervisor's capacity:
 	// each probes in turns dealt by its rank among the members alive.
-	rank, of := n.g.AliveRank(n.cfg.NodeName)
-	_, err := n.prober.WaitReachableAmong(ctx, n.cfg.VIP, caHash, vip.Slot{Rank: rank, Of: of})
+	_, err := n.prober.WaitReachableAmong(ctx, n.cfg.VIP, caHash, n.vipSlot)
 	if errors.Is(err, vip.ErrCAMismatch) {
 		return permanent("%w: something other than this cluster answers on the VIP; check who holds %s", err, n.cfg.VIP)
 	}
@@ -285,6 +284,16 @@ func (n *Node) waitVIP(ctx context.Context, caHash string) error {
 		n.setVIPReachable(true)
 	}
 	return err
+}
+
+// vipSlot is this host's turn among the members gossip shows alive; a host
+// that does not see itself yet counts itself last.
+func (n *Node) vipSlot() vip.Slot {
+	rank, of := n.g.AliveRank(n.cfg.NodeName)
+	if rank < 0 {
+		return vip.Slot{Rank: of, Of: of + 1}
+	}
+	return vip.Slot{Rank: rank, Of: of}
 }
 
 // runAgent joins this agent as soon as the cluster is ready.

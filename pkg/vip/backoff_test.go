@@ -114,8 +114,13 @@ func TestWaitReachableAmongBoundsAggregateRate(t *testing.T) {
 			}
 			return Result{Err: errNotYet}
 		}
-		if _, err := p.WaitReachableAmong(context.Background(), "10.0.0.1", "abc", Slot{Rank: i, Of: waiters}); err != nil {
+		asked := 0
+		slot := func() Slot { asked++; return Slot{Rank: i, Of: waiters} }
+		if _, err := p.WaitReachableAmong(context.Background(), "10.0.0.1", "abc", slot); err != nil {
 			t.Fatal(err)
+		}
+		if asked != n-1 {
+			t.Fatalf("waiter %d: slot asked %d times for %d waits; want once before each", i, asked, n-1)
 		}
 		lastThrough = max(lastThrough, clock.now.Sub(start)-horizon)
 	}

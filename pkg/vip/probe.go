@@ -330,7 +330,7 @@ func (p *Prober) get(ctx context.Context, tlsConfig *tls.Config, url string, lim
 // returns at once with an error wrapping ErrCAMismatch (and the hash
 // served); the end of ctx returns its error with the last probe's.
 func (p *Prober) WaitReachable(ctx context.Context, vip, expectCAHash string) (string, error) {
-	return p.WaitReachableAmong(ctx, vip, expectCAHash, Slot{Rank: 0, Of: 1})
+	return p.WaitReachableAmong(ctx, vip, expectCAHash, func() Slot { return Slot{Rank: 0, Of: 1} })
 }
 
 // MaxAggregateProbeRate bounds the probes per second that all hosts
@@ -358,10 +358,9 @@ func (s Slot) normalize() Slot {
 // then for its next own instant, so hosts whose clocks agree (NTP, as
 // Kubernetes needs anyway) never probe at the same instant and together
 // send at most MaxAggregateProbeRate probes in any second after their
-// first probe, however many they are; a host with n waiters ahead of it
-// probes at least every n/MaxAggregateProbeRate seconds.
-func (p *Prober) WaitReachableAmong(ctx context.Context, vip, expectCAHash string, slot Slot) (string, error) {
-	slot = slot.normalize()
+// first probe, however many they are. slot is asked again before every
+// wait, so a host's turn follows the membership as hosts come and go.
+func (p *Prober) WaitReachableAmong(ctx context.Context, vip, expectCAHash string, slot func() Slot) (string, error) {
 	for attempt := 0; ; attempt++ {
 		r := p.probe(ctx, vip, expectCAHash)
 		if r.Reachable {
@@ -373,7 +372,7 @@ func (p *Prober) WaitReachableAmong(ctx context.Context, vip, expectCAHash strin
 			return r.CAHash, r.Err
 		}
 		now := p.clock.Now()
-		wait := slot.next(now.Add(p.backoff(attempt))).Sub(now)
+		wait := slot().normalize().next(now.Add(p.backoff(attempt))).Sub(now)
 		fields := []zap.Field{zap.String("vip", vip), zap.Int("attempt", attempt+1), zap.Duration("next_in", wait), zap.Error(r.Err)}
 		if attempt%10 == 0 {
 			p.log.Info("VIP not reachable yet", fields...)

@@ -144,7 +144,7 @@ func runVIPWait(ctx context.Context, agents int, upAfter time.Duration, progress
 			return nil, err
 		}
 		wg.Go(func() {
-			if _, err := p.WaitReachableAmong(wctx, ip.String(), ca, vip.Slot{Rank: i, Of: agents}); err != nil {
+			if _, err := p.WaitReachableAmong(wctx, ip.String(), ca, func() vip.Slot { return vip.Slot{Rank: i, Of: agents} }); err != nil {
 				failed.Add(1)
 				return
 			}
