@@ -103,8 +103,8 @@ func LANTiming() Timing {
 		// heartbeat within that. The leader heartbeats every 80–160 ms.
 		HeartbeatTimeout: 800 * time.Millisecond,
 		ElectionTimeout:  800 * time.Millisecond,
-		// Settled, heartbeats come every 200–400 ms: the lease must
-		// outlast two of them.
+		// Settled, heartbeats come every 175–350 ms: the lease outlasts
+		// two of the longest gaps by 100 ms.
 		LeaderLeaseTimeout: 800 * time.Millisecond,
 		// An idle leader sends each follower an AppendEntries only this
 		// often (raft: 50 ms, the largest share of an idle server's CPU);
@@ -112,7 +112,7 @@ func LANTiming() Timing {
 		// so nothing waits for it.
 		CommitTimeout:           500 * time.Millisecond,
 		Tick:                    100 * time.Millisecond,
-		SettledHeartbeatTimeout: 2 * time.Second,
+		SettledHeartbeatTimeout: 1750 * time.Millisecond,
 		SettledTick:             time.Second,
 		FormationSettle:         300 * time.Millisecond,
 		ApplyTimeout:            5 * time.Second,
@@ -220,9 +220,10 @@ func (c *Config) validate() error {
 		bad("leader lease %v: want > 0 and <= heartbeat timeout %v", t.LeaderLeaseTimeout, t.HeartbeatTimeout)
 	}
 	// Settled, the leader heartbeats every SettledHeartbeatTimeout/10 to /5:
-	// the lease must outlast two such gaps, or the leader steps down.
-	if h := t.SettledHeartbeatTimeout; h != 0 && (h < t.HeartbeatTimeout || h*2/5 > t.LeaderLeaseTimeout) {
-		bad("settled heartbeat timeout %v: want 0, or at least heartbeat timeout %v and at most 2.5 × leader lease %v", h, t.HeartbeatTimeout, t.LeaderLeaseTimeout)
+	// the lease must outlast two of the longest gaps with room to spare,
+	// or one late heartbeat makes the leader step down.
+	if h := t.SettledHeartbeatTimeout; h != 0 && (h < t.HeartbeatTimeout || h*2/5+t.LeaderLeaseTimeout/8 > t.LeaderLeaseTimeout) {
+		bad("settled heartbeat timeout %v: want 0, or at least heartbeat timeout %v and at most 35/16 × leader lease %v", h, t.HeartbeatTimeout, t.LeaderLeaseTimeout)
 	}
 	if t.SettledTick < 0 {
 		bad("settled tick %v: want 0 (never relax) or positive", t.SettledTick)

@@ -37,8 +37,8 @@ func simTiming() Timing {
 		HeartbeatTimeout:   50 * time.Millisecond,
 		ElectionTimeout:    50 * time.Millisecond,
 		LeaderLeaseTimeout: 40 * time.Millisecond,
-		// Settled: heartbeats every 10–20 ms instead of 5–10 ms.
-		SettledHeartbeatTimeout: 100 * time.Millisecond,
+		// Settled: heartbeats every 8–16 ms instead of 5–10 ms.
+		SettledHeartbeatTimeout: 80 * time.Millisecond,
 		SettledTick:             50 * time.Millisecond,
 		CommitTimeout:           5 * time.Millisecond,
 		Tick:                    10 * time.Millisecond,
@@ -590,7 +590,7 @@ func runSchedule(t testing.TB, seed uint64, tls bool) (problems []string, trace 
 		// TLS handshakes under -race on a loaded machine take tens of ms.
 		w.timing.HeartbeatTimeout, w.timing.ElectionTimeout = 400*time.Millisecond, 400*time.Millisecond
 		w.timing.LeaderLeaseTimeout, w.timing.CommitTimeout = 400*time.Millisecond, 20*time.Millisecond
-		w.timing.SettledHeartbeatTimeout = time.Second
+		w.timing.SettledHeartbeatTimeout = 800 * time.Millisecond
 		w.timing.BootstrapReassignAfter = time.Second
 		w.tls, w.ports, w.dirs = true, map[string]int{}, map[string]string{}
 		for _, name := range names {
