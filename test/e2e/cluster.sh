@@ -51,24 +51,35 @@ host_provision() {
 	}
 }
 
-# host_provision_cloudinit N ROLE: runs the shipped deploy/cloud-init/ROLE.yaml
-# on host N, exactly (write_files, then runcmd: the curl | sh one-liner,
-# which installs the package, writes the config and starts the daemon),
-# with the example's URLs, token and addresses swapped for the bed's.
-host_provision_cloudinit() {
-	local n=$1 role=$2 rel=https://github.com/rke2-hanode/rke2-hanode/releases/download/v0.1.0
+# host_seed_cloudinit N ROLE: gives host N, before it boots, a NoCloud seed
+# holding the shipped deploy/cloud-init/ROLE.yaml, with the example's URLs,
+# token and addresses swapped for the bed's. The host's own cloud-init then
+# runs it at boot: write_files, then runcmd (the curl | sh one-liner, which
+# installs the package, writes the config and starts the daemon).
+host_seed_cloudinit() {
+	local n=$1 role=$2 rel=https://github.com/rke2-hanode/rke2-hanode/releases/download/v0.1.0 seed
 	host_stage "$n"
-	"$E2E_CLOUDINIT" \
+	seed=$(host_root "$n")/var/lib/cloud/seed/nocloud
+	mkdir -p "$seed"
+	"$E2E_CLOUDINIT" -user-data \
 		-replace "$rel/rke2-hanode_0.1.0_amd64.deb=file:///root/rke2-hanode.deb" \
 		-replace "$rel/install.sh=file:///root/install.sh" \
 		-replace "CHANGE-ME-a-long-random-cluster-token=$E2E_TOKEN" \
 		-replace "--join 10.0.0.11 --join 10.0.0.12 --join 10.0.0.13=--join $(host_ip 1) --join $(host_ip 2) --join $(host_ip 3)" \
 		-replace "--vip 10.0.0.200=--vip $E2E_VIP" \
 		-replace "--interface eth0=--interface eth0 --install-script-url $E2E_ART_DIR/install.sh --artifact-path $E2E_ART_DIR --log-level debug" \
-		"$REPO/deploy/cloud-init/$role.yaml" >"$(host_dir "$n")/user-data.sh" || die "cloud-init runner failed for $role.yaml"
-	hx "$n" sh -s <"$(host_dir "$n")/user-data.sh" >"$(host_dir "$n")/install.log" 2>&1 || {
-		cat "$(host_dir "$n")/install.log" >&2
-		die "h$n: $role.yaml user-data failed"
+		"$REPO/deploy/cloud-init/$role.yaml" >"$seed/user-data" || die "cannot seed $role.yaml"
+	printf 'instance-id: e2e-h%s\nlocal-hostname: h%s\n' "$n" "$n" >"$seed/meta-data"
+}
+
+# host_wait_cloudinit N: waits for host N's cloud-init to finish and fails
+# with its output unless it finished without errors.
+host_wait_cloudinit() {
+	local n=$1 out
+	out=$(hx "$n" timeout 300 cloud-init status --wait --long 2>&1) && grep -q '^status: done' <<<"$out" || {
+		printf '%s\n' "$out" >&2
+		hx "$n" cat /var/log/cloud-init-output.log >&2 || true
+		die "h$n: cloud-init did not finish cleanly"
 		return 1
 	}
 }

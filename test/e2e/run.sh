@@ -117,7 +117,8 @@ main() {
 	trap 'bed_down quiet; bed_verify_clean' EXIT
 	trap 'log "interrupted"; [ -z "${E2E_SCENARIO_PID:-}" ] || kill -TERM "$E2E_SCENARIO_PID" 2>/dev/null; exit 130' INT TERM
 	rootfs_ensure || exit 1
-	# The runner for the shipped cloud-init user-data (no cloud-init in the hosts).
+	# Fills the shipped cloud-init user-data in with the bed's values, for the
+	# hosts' NoCloud seeds.
 	E2E_CLOUDINIT=$E2E_CACHE/cloudinit
 	(cd "$REPO" && CGO_ENABLED=0 go build -o "$E2E_CLOUDINIT" ./test/e2e/cloudinit) || exit 1
 	export E2E_CLOUDINIT

@@ -112,3 +112,20 @@ func TestShippedUserData(t *testing.T) {
 		})
 	}
 }
+
+// TestRenderUserData: the seed for a real cloud-init is the file itself
+// with the replacements applied, and only once it decodes as the modelled
+// subset.
+func TestRenderUserData(t *testing.T) {
+	in := "#cloud-config\nruncmd:\n  - ping 10.0.0.11\n"
+	var b strings.Builder
+	if err := renderUserData(&b, []byte(in), []string{"10.0.0.11=10.99.0.11"}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "#cloud-config\nruncmd:\n  - ping 10.99.0.11\n"; b.String() != want {
+		t.Errorf("user-data = %q, want %q", b.String(), want)
+	}
+	if err := renderUserData(&b, []byte("#cloud-config\npackages: [curl]\n"), nil); err == nil || !strings.Contains(err.Error(), "field packages not found") {
+		t.Errorf("unknown key: err = %v", err)
+	}
+}
