@@ -319,14 +319,11 @@ func (m *Member) broadcaster(ctx context.Context) {
 		// reads the newest metadata): memberlist would store nothing new
 		// and report nothing.
 		m.localMu.Lock()
-		stored := bytes.Equal(m.localWire, m.seenWire)
+		before := m.seenWire
+		stored := bytes.Equal(m.localWire, before)
 		m.localMu.Unlock()
 		if stored {
 			continue
-		}
-		select {
-		case <-m.selfSeen: // stale
-		default:
 		}
 		finished := make(chan struct{})
 		bg.Go(func() {
@@ -338,14 +335,27 @@ func (m *Member) broadcaster(ctx context.Context) {
 		})
 		// UpdateNode stores the metadata (memberlist then reports it
 		// through NotifyUpdate, see observe) before it waits for the
-		// broadcast: a matter of microseconds. Its return, or a second
-		// for an update that changed nothing, ends the wait as well.
-		select {
-		case <-ctx.Done():
-			return
-		case <-m.selfSeen:
-		case <-finished:
-		case <-time.After(time.Second):
+		// broadcast: a matter of microseconds. Only then may the next
+		// UpdateNode start: two storing at once can take incarnations in
+		// the opposite order to the metadata they read, and leave the older
+		// metadata in place. Nothing else stores this member's metadata, so
+		// the first change memberlist reports is this UpdateNode's (a
+		// signal left from before changes nothing and is ignored).
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-finished:
+				break wait
+			case <-m.selfSeen:
+				m.localMu.Lock()
+				stored = !bytes.Equal(m.seenWire, before)
+				m.localMu.Unlock()
+				if stored {
+					break wait
+				}
+			}
 		}
 		// One exchange per peer, each on its own: a peer that died a
 		// moment ago (still alive here) costs a TCP timeout, and must not

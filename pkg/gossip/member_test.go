@@ -454,3 +454,33 @@ func TestSyncRoleReachesServersDirectly(t *testing.T) {
 	}
 	t.Logf("the other server saw the change %v after UpdateMeta", took)
 }
+
+// TestRapidMetaChangesEndWithTheNewest: bursts of metadata changes, as the
+// phase machine makes when phases follow each other within a millisecond,
+// always end with every member (this one included) seeing the newest.
+func TestRapidMetaChangesEndWithTheNewest(t *testing.T) {
+	a := startMember(t, "a", withRole(RoleAgent))
+	b := startMember(t, "b", withJoin(a.addr))
+	c := startMember(t, "c", withJoin(a.addr))
+	all := []*testMember{a, b, c}
+	eventually(t, 20*time.Second, "three members converge", func() (bool, string) { return allSeeAlive(all) })
+	for round := range 20 {
+		var last string
+		for i := range 1 + round%4 {
+			last = fmt.Sprintf("p%d-%d", round, i)
+			if err := a.UpdateMeta(func(m *Meta) { m.Phase = last }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		eventually(t, 10*time.Second, "every member sees "+last, func() (bool, string) {
+			for _, m := range all {
+				for _, mi := range m.Members() {
+					if mi.Name == "a" && mi.Meta.Phase != last {
+						return false, m.name + " sees " + mi.Meta.Phase
+					}
+				}
+			}
+			return true, ""
+		})
+	}
+}

@@ -206,10 +206,11 @@ func TestClusterFormsOnce(t *testing.T) {
 		`rke2_hanode_vip_reachable 1`,
 	}
 	var missing []string
+	var metrics string
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	demo.WaitFor(ctx, 250*time.Millisecond, func() bool {
-		metrics := scrape(t, c.Nodes[len(c.Nodes)-1])
+		metrics = scrape(t, c.Nodes[len(c.Nodes)-1])
 		missing = missing[:0]
 		for _, want := range wants {
 			if !strings.Contains(metrics, want) {
@@ -220,6 +221,16 @@ func TestClusterFormsOnce(t *testing.T) {
 	})
 	for _, m := range missing {
 		t.Errorf("agent metrics lack %q", m)
+	}
+	if len(missing) > 0 {
+		for _, line := range strings.Split(metrics, "\n") {
+			if strings.HasPrefix(line, "rke2_hanode_cluster_nodes") || strings.HasPrefix(line, "rke2_hanode_gossip_members") {
+				t.Log(line)
+			}
+		}
+		if raw, err := get("http://" + c.Nodes[len(c.Nodes)-1].HTTPAddress + "/status"); err == nil {
+			t.Logf("its /status:\n%s", raw)
+		}
 	}
 	serverMetrics := scrape(t, c.Node(boot))
 	for _, want := range []string{`rke2_hanode_bootstrap_node{node="` + boot + `"} 1`, "rke2_hanode_raft_leader", "rke2_hanode_gossip_members"} {
