@@ -392,10 +392,23 @@ func withDeadline(ctx context.Context, d time.Duration, what string, fn func(con
 	defer cancel()
 	err := fn(dctx)
 	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		var h *hinted
+		if errors.As(err, &h) {
+			return fmt.Errorf("still %s after %s: %s", what, d, h.hint)
+		}
 		return fmt.Errorf("still %s after %s", what, d)
 	}
 	return err
 }
+
+// hinted carries, with an error, what the operator should look at.
+type hinted struct {
+	err  error
+	hint string
+}
+
+func (h *hinted) Error() string { return h.err.Error() + ": " + h.hint }
+func (h *hinted) Unwrap() error { return h.err }
 
 func (n *Node) preflight(ctx context.Context) error {
 	checks := vip.Preflight(ctx, vip.PreflightOptions{Interface: n.cfg.Interface, VIP: n.cfg.VIP, Logger: n.log})

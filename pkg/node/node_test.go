@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -144,5 +145,43 @@ func TestRoleChangeRefused(t *testing.T) {
 	_, err := New(Options{Config: c})
 	if err == nil || !strings.Contains(err.Error(), "joined as role agent") {
 		t.Errorf("role change: %v", err)
+	}
+}
+
+// TestWithDeadlineKeepsTheHint: a wait that ends at its deadline with a
+// hint says what to look at, not only what it waited for.
+func TestWithDeadlineKeepsTheHint(t *testing.T) {
+	err := withDeadline(context.Background(), 10*time.Millisecond, "waiting for the VIP", func(ctx context.Context) error {
+		<-ctx.Done()
+		return &hinted{err: fmt.Errorf("vip: wait: %w", ctx.Err()), hint: "h1 holds it"}
+	})
+	if err == nil || err.Error() != "still waiting for the VIP after 10ms: h1 holds it" {
+		t.Errorf("err = %v", err)
+	}
+}
+
+// TestSilentVIPHint: the hint names the holder the neighbour table shows
+// and what can keep a VIP without its supervisor.
+func TestSilentVIPHint(t *testing.T) {
+	for _, c := range []struct {
+		holder   string
+		local    bool
+		err      error
+		want     []string
+		dontWant string
+	}{
+		{holder: "h2", want: []string{"h2 holds 10.0.0.200 (by ARP)", "rke2-server is stopped on h2", "rke2-killall.sh there"}},
+		{holder: "h1", local: true, want: []string{"this host holds 10.0.0.200", "is rke2-server running here"}},
+		{err: fmt.Errorf("%w: no neighbour entry for it yet", vip.ErrHolderUnknown), want: []string{"no member is known to hold 10.0.0.200", "no neighbour entry", "is kube-vip running"}, dontWant: "rke2-killall"},
+	} {
+		got := silentVIPHint("10.0.0.200", c.holder, c.local, c.err)
+		for _, w := range c.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("hint %q lacks %q", got, w)
+			}
+		}
+		if c.dontWant != "" && strings.Contains(got, c.dontWant) {
+			t.Errorf("hint %q should not mention %q", got, c.dontWant)
+		}
 	}
 }

@@ -92,13 +92,7 @@ func (n *Node) probeVIP(ctx context.Context) {
 		n.log.Debug("VIP probe", zap.Error(r.Err))
 		return
 	}
-	var macs []vip.MemberMAC
-	for _, m := range n.g.Members() {
-		if m.State == gossip.StateAlive && len(m.Meta.MAC) > 0 {
-			macs = append(macs, vip.MemberMAC{Name: m.Name, MAC: m.Meta.MAC})
-		}
-	}
-	holder, _, err := n.prober.Holder(n.cfg.VIP, macs)
+	holder, _, err := n.prober.Holder(n.cfg.VIP, n.memberMACs())
 	if err != nil {
 		// Off loopback, the serving certificate names the holder too.
 		holder, _, err = n.holderByCertificate(n.cfg.VIP)
@@ -110,6 +104,18 @@ func (n *Node) probeVIP(ctx context.Context) {
 	n.mu.Lock()
 	n.vipHolder = holder
 	n.mu.Unlock()
+}
+
+// memberMACs are the interface MACs the alive members advertise, to name
+// the VIP's holder from the neighbour table.
+func (n *Node) memberMACs() []vip.MemberMAC {
+	var macs []vip.MemberMAC
+	for _, m := range n.g.Members() {
+		if m.State == gossip.StateAlive && len(m.Meta.MAC) > 0 {
+			macs = append(macs, vip.MemberMAC{Name: m.Name, MAC: m.Meta.MAC})
+		}
+	}
+	return macs
 }
 
 func (n *Node) setVIPReachable(ok bool) {
