@@ -468,23 +468,21 @@ func (m *Member) countLocked() map[roleState]int {
 func (m *Member) AliveRank(name string) (rank, of int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	rank = -1
+	found := false
 	for _, r := range m.records {
 		if r.info.State != StateAlive || r.info.MetaErr != nil {
 			continue
 		}
 		of++
-		if r.info.Name == name {
-			rank = 0
-		}
-	}
-	if rank < 0 {
-		return rank, of
-	}
-	for _, r := range m.records {
-		if r.info.State == StateAlive && r.info.MetaErr == nil && r.info.Name < name {
+		switch {
+		case r.info.Name == name:
+			found = true
+		case r.info.Name < name:
 			rank++
 		}
+	}
+	if !found {
+		return -1, of
 	}
 	return rank, of
 }

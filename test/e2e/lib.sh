@@ -88,10 +88,9 @@ rootfs_customize() {
 	: >"$r/etc/machine-id"
 	echo "nameserver 127.0.0.1" >"$r/etc/resolv.conf"
 	# cloud-init runs only on a host given a NoCloud seed (the others boot
-	# as before), and leaves the network to the bed.
+	# as before) and leaves the network to the bed; the minimal root has no
+	# en_US locale (cloud-init's default), C.UTF-8 is always there.
 	mkdir -p "$r/etc/cloud/cloud.cfg.d"
-	# The minimal root has no en_US locale, cloud-init's default: C.UTF-8
-	# is always there.
 	printf '%s\n' '# test bed: NoCloud seeds only; the bed configures the network' \
 		'datasource_list: [NoCloud]' 'network: {config: disabled}' 'locale: C.UTF-8' >"$r/etc/cloud/cloud.cfg.d/90-e2e.cfg"
 }
@@ -266,7 +265,6 @@ host_journal() {
 
 # ---------------------------------------------------------- bed up and down
 
-# bed_up N: N booted hosts on one LAN.
 # bed_up COUNT [PREPARE]: creates and boots COUNT hosts; PREPARE N, when
 # given, runs for each host between its creation and its boot (to seed it).
 bed_up() {
