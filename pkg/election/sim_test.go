@@ -413,13 +413,15 @@ func (w *simWorld) agent(ctx context.Context, n *simNode, el *Election, inc int)
 		w.tracef("%s holds the join slot", n.name)
 		w.mu.Unlock()
 		ok := pause(20 * time.Millisecond)
-		if ok {
-			w.setReady(n)
-		}
+		// The join is over when the node reports ready: the interval ends
+		// before the report, which lets the leader hand the slot on (with
+		// commits reaching followers at once, the next holder can start
+		// within a millisecond of it).
 		w.mu.Lock()
 		iv.end = time.Now()
 		w.mu.Unlock()
 		if ok {
+			w.setReady(n)
 			_ = el.MarkJoined(ctx)
 		}
 		return
