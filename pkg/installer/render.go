@@ -2,8 +2,6 @@ package installer
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"net/url"
@@ -14,6 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/rke2-hanode/rke2-hanode/pkg/cahash"
 	"github.com/rke2-hanode/rke2-hanode/pkg/fsutil"
 )
 
@@ -228,10 +227,7 @@ func configToken(o RenderOptions) (string, error) {
 	return SecureToken(o.CAHash, o.Token), nil
 }
 
-func validCAHash(h string) bool {
-	b, err := hex.DecodeString(h)
-	return err == nil && len(b) == sha256.Size
-}
+func validCAHash(h string) bool { return cahash.Valid(h) }
 
 // tlsSANs is the VIP first, then the extra SANs without duplicates.
 func tlsSANs(vip string, extra []string) []string {
@@ -270,13 +266,6 @@ func splitSecureToken(token string) (caHash, secret string, secure bool) {
 		return "", token, false
 	}
 	return hash, secret, true
-}
-
-// CAHashOf is the hash a secure token pins: SHA-256 hex of the PEM bytes
-// exactly as the supervisor's /cacerts serves them.
-func CAHashOf(pem []byte) string {
-	sum := sha256.Sum256(pem)
-	return hex.EncodeToString(sum[:])
 }
 
 // ConfigPath is RKE2's config file inside dir.

@@ -186,17 +186,6 @@ func TestSecureToken(t *testing.T) {
 	}
 }
 
-func TestCAHashOf(t *testing.T) {
-	// sha256("") is a well-known constant.
-	if got := CAHashOf(nil); got != "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" {
-		t.Fatalf("CAHashOf(nil) = %s", got)
-	}
-	pem := []byte("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
-	if CAHashOf(pem) == CAHashOf(pem[:len(pem)-1]) {
-		t.Fatal("the hash must cover the bytes exactly, trailing newline included")
-	}
-}
-
 func TestWriteConfig(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "etc", "rancher", "rke2")
 	if err := WriteConfig(dir, []byte("token: a\n")); err != nil {
