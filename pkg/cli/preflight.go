@@ -34,6 +34,9 @@ func newPreflightCmd() *cobra.Command {
 			return usageErr(fmt.Errorf("configuration is invalid"))
 		}
 		line(out, "ok", "config", fmt.Sprintf("%s: node %s, role %s", describeFile(cmd, *path), c.NodeName, c.Role))
+		for _, w := range c.Warnings() {
+			line(out, "warn", "config", w)
+		}
 		ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 		defer cancel()
 		if failed := hostChecks(ctx, out, c); failed > 0 {

@@ -147,7 +147,7 @@ func New(opts Options) (*Node, error) {
 		AdvertiseAddr: n.advertise,
 		AdvertisePort: c.GossipPort,
 		Join:          c.Join,
-		Token:         c.Secret(),
+		Token:         c.GossipSecret(), // the agent secret when there is one: every host holds it
 		ClusterName:   c.ClusterName,
 		Meta:          meta,
 		SyncRole:      syncRole,
