@@ -546,6 +546,7 @@ func (n *Node) writeRKE2Config(kind installer.Case, caHash string) error {
 		NodeIP:      n.advertise,
 		VIP:         c.VIP,
 		Token:       c.Secret(),
+		AgentToken:  c.AgentSecret(), // servers only; "" on agents
 		CAHash:      caHash,
 		TLSSANs:     c.TLSSAN,
 		NodeTaints:  c.NodeTaint,
