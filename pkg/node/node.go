@@ -428,6 +428,7 @@ func (n *Node) install(ctx context.Context) error {
 		Version:      c.RKE2Version,
 		Channel:      c.RKE2Channel,
 		ScriptURL:    c.InstallScriptURL,
+		ScriptSHA256: c.InstallScriptSHA,
 		ArtifactPath: c.ArtifactPath,
 		RKE2DataDir:  c.RKE2DataDir,
 		RKE2Bin:      c.RKE2Bin,
