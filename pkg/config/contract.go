@@ -89,7 +89,9 @@ func (c *Config) validatePassthrough(probs *problems) {
 	}
 }
 
-// profile is RKE2's profile passthrough key (cis, cis-1.23, ...), or "".
+// Profile is RKE2's profile passthrough key (cis, cis-1.23, ...), or "".
+func (c *Config) Profile() string { return c.profile() }
+
 func (c *Config) profile() string {
 	if v, ok := c.RKE2Config["profile"]; ok && v != nil {
 		return fmt.Sprint(v)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -43,6 +44,7 @@ const (
 	CheckDropIns   = "rke2 config drop-ins"
 	CheckDownload  = "download tool"
 	CheckRPM       = "install method"
+	CheckCIS       = "cis profile"
 )
 
 // Server minimums (the runbook's 4 CPU / 4 GiB). MemTotal is below the
@@ -81,6 +83,14 @@ type PreflightOptions struct {
 	Online bool
 	// LookPath finds a program on PATH (nil: exec.LookPath).
 	LookPath func(string) (string, error)
+	// CISProfile is RKE2's profile setting (rke2-config profile), "" for
+	// none; on servers its host prerequisites are checked.
+	CISProfile string
+	// LookupUser and LookupGroup find an account (nil: os/user).
+	LookupUser  func(string) error
+	LookupGroup func(string) error
+	// SysctlDir holds the host's sysctl drop-ins ("" = /etc/sysctl.d).
+	SysctlDir string
 	// UID returns the effective uid (nil: os.Geteuid).
 	UID func() int
 	// NumCPU returns usable CPUs (nil: runtime.NumCPU).
@@ -137,8 +147,50 @@ func Preflight(opts PreflightOptions) []Check {
 	if opts.RKE2ConfigDir != "" {
 		checks = append(checks, checkDropIns(opts.RKE2ConfigDir))
 	}
+	if opts.CISProfile != "" {
+		checks = append(checks, checkCIS(opts, server)...)
+	}
 	if opts.Online && (opts.State == nil || opts.State.Running == "") {
 		checks = append(checks, checkOnlineInstall(opts.LookPath)...)
+	}
+	return checks
+}
+
+// checkCIS checks what RKE2 checks at start with a CIS profile, and exits
+// without: an etcd user and group on servers; and whether RKE2's CIS kernel
+// parameters were installed as a sysctl drop-in (every host).
+func checkCIS(opts PreflightOptions, server bool) []Check {
+	lookUser, lookGroup := opts.LookupUser, opts.LookupGroup
+	if lookUser == nil {
+		lookUser = func(name string) error { _, err := user.Lookup(name); return err }
+	}
+	if lookGroup == nil {
+		lookGroup = func(name string) error { _, err := user.LookupGroup(name); return err }
+	}
+	dir := opts.SysctlDir
+	if dir == "" {
+		dir = "/etc/sysctl.d"
+	}
+	var missing []string
+	if server && lookUser("etcd") != nil {
+		missing = append(missing, "user etcd")
+	}
+	if server && lookGroup("etcd") != nil {
+		missing = append(missing, "group etcd")
+	}
+	var checks []Check
+	switch {
+	case !server:
+	case len(missing) > 0:
+		checks = append(checks, Check{Name: CheckCIS, Status: StatusFail, Detail: fmt.Sprintf(
+			"profile %s: no %s on this server, and RKE2 exits at start without them: useradd -r -c \"etcd user\" -s /sbin/nologin -M -U etcd", opts.CISProfile, strings.Join(missing, " or "))})
+	default:
+		checks = append(checks, Check{Name: CheckCIS, Status: StatusOK, Detail: "profile " + opts.CISProfile + ": the etcd user and group exist"})
+	}
+	conf := filepath.Join(dir, "60-rke2-cis.conf")
+	if _, err := os.Stat(conf); err != nil {
+		checks = append(checks, Check{Name: CheckCIS, Status: StatusWarn, Detail: fmt.Sprintf(
+			"profile %s: %s is missing: copy RKE2's rke2-cis-sysctl.conf there and run systemctl restart systemd-sysctl, or RKE2 exits on the kernel parameters it checks", opts.CISProfile, conf)})
 	}
 	return checks
 }

@@ -240,3 +240,44 @@ func TestPreflightOnlineInstall(t *testing.T) {
 		}
 	}
 }
+
+func TestPreflightCISProfile(t *testing.T) {
+	sysctl := t.TempDir()
+	run := func(role Role, accounts ...string) []Check {
+		has := func(kind string) func(string) error {
+			return func(name string) error {
+				for _, a := range accounts {
+					if a == kind+":"+name {
+						return nil
+					}
+				}
+				return fmt.Errorf("unknown %s %s", kind, name)
+			}
+		}
+		var out []Check
+		for _, c := range Preflight(PreflightOptions{Role: role, CISProfile: "cis", LookupUser: has("user"), LookupGroup: has("group"), SysctlDir: sysctl,
+			ProcDir: procDir(t, meminfo16G, swapsOff), UID: func() int { return 0 }, NumCPU: func() int { return 8 }, Listen: fakeListen(nil)}) {
+			if c.Name == CheckCIS {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	c := run(RoleServer, "group:etcd")
+	if len(c) != 2 || c[0].Status != StatusFail || !strings.Contains(c[0].Detail, "no user etcd") || !strings.Contains(c[0].Detail, "useradd") ||
+		c[1].Status != StatusWarn || !strings.Contains(c[1].Detail, "60-rke2-cis.conf is missing") {
+		t.Fatalf("server without the etcd user: %+v", c)
+	}
+	os.WriteFile(filepath.Join(sysctl, "60-rke2-cis.conf"), []byte("vm.panic_on_oom=0\n"), 0o644)
+	if c = run(RoleServer, "user:etcd", "group:etcd"); len(c) != 1 || c[0].Status != StatusOK {
+		t.Fatalf("prepared server: %+v", c)
+	}
+	// An agent needs no etcd user, only the kernel parameters.
+	if c = run(RoleAgent); len(c) != 0 {
+		t.Fatalf("prepared agent: %+v", c)
+	}
+	os.Remove(filepath.Join(sysctl, "60-rke2-cis.conf"))
+	if c = run(RoleAgent); len(c) != 1 || c[0].Status != StatusWarn {
+		t.Fatalf("agent without the sysctl drop-in: %+v", c)
+	}
+}
