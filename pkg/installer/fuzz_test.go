@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/config"
 )
 
 // FuzzRenderConfigRoundTrip: whatever token and names a config carries,
@@ -82,5 +84,22 @@ func FuzzParseHostFiles(f *testing.F) {
 				t.Fatalf("bad line %q", line)
 			}
 		})
+	})
+}
+
+// FuzzTokenShapeAgrees: the renderer reads a K10 token exactly as config
+// load validates it, so a token load accepts never fails to render and one
+// it refuses is never written.
+func FuzzTokenShapeAgrees(f *testing.F) {
+	for _, s := range []string{"secret", "K10abc", "K10::server:x", "K10" + testCAHash + "::node:pw", "K10" + testCAHash + "::abcdef.0123456789abcdef",
+		"K10" + strings.ToUpper(testCAHash) + "::server:x", "K10" + testCAHash + "::server:", "K10" + testCAHash + ":::x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, token string) {
+		_, cerr := config.CheckTokenShape(token)
+		_, _, _, ierr := splitSecureToken(token)
+		if (cerr == nil) != (ierr == nil) {
+			t.Fatalf("token %q: config says %v, the renderer %v", token, cerr, ierr)
+		}
 	})
 }
