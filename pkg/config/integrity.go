@@ -41,3 +41,16 @@ func checkDropInDir(dir string, probs *problems) {
 	}
 	checkIntegrity(dir, "", Source{Kind: SourceFile, Name: dir}, probs)
 }
+
+// checkConfigDir refuses a folder holding the config file in which others
+// could replace it: writable by group or others without the sticky bit
+// (with it, as in /tmp, only the owner may rename or remove the file).
+func checkConfigDir(dir string, probs *problems) {
+	st, err := os.Stat(dir)
+	if err != nil || !st.IsDir() {
+		return
+	}
+	if mode := st.Mode(); mode.Perm()&0o022 != 0 && mode&os.ModeSticky == 0 {
+		probs.add("", "", Source{Kind: SourceFile, Name: dir}, fmt.Sprintf("the folder of the config file has mode %#o, writable by group or others: whoever can write it can replace the config; run chmod go-w %s", mode.Perm(), dir))
+	}
+}

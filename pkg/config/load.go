@@ -122,6 +122,7 @@ func Load(opts LoadOptions) (*Config, error) {
 		probs.add("", "", Source{Kind: SourceFile, Name: opts.File}, err.Error())
 	}
 	if opts.File != "" {
+		checkConfigDir(filepath.Dir(opts.File), &probs)
 		checkDropInDir(opts.File+".d", &probs)
 	}
 	for _, f := range files {

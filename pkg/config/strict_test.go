@@ -199,6 +199,15 @@ func TestConfigIntegrity(t *testing.T) {
 	_, err = Load(LoadOptions{File: p, Env: env})
 	wantProblem(t, err, filepath.Join(dir, "config.yaml.d")+" has mode 0777")
 	os.Chmod(filepath.Join(dir, "config.yaml.d"), 0o755)
+	// A config folder others may write to (sticky, as /tmp, is fine).
+	os.Chmod(dir, 0o777)
+	_, err = Load(LoadOptions{File: p, Env: env})
+	wantProblem(t, err, "the folder of the config file has mode 0777", "chmod go-w "+dir)
+	os.Chmod(dir, 0o777|os.ModeSticky)
+	if _, err := Load(LoadOptions{File: p, Env: env}); err != nil {
+		t.Errorf("sticky folder: %v", err)
+	}
+	os.Chmod(dir, 0o700)
 	// A token file owned by another user.
 	tf := writeConf(t, dir, "token", "secret\n", 0o600)
 	os.Chown(tf, 4321, 4321)
