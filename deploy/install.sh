@@ -20,7 +20,11 @@
 #   RKE2_HANODE_PACKAGE_SHA256  expected sha256 of the package (optional)
 #   RKE2_HANODE_TOKEN           the cluster token, instead of --token/--token-file:
 #                               written to /etc/rke2-hanode/token (0600) and
-#                               passed as --token-file (keeps it out of `ps`)
+#                               passed as --token-file (keeps it out of `ps`);
+#                               on an agent, the agent token
+#   RKE2_HANODE_AGENT_TOKEN     servers: the agent token, written to
+#                               /etc/rke2-hanode/agent-token (0600) and passed
+#                               as --agent-token-file
 #   RKE2_HANODE_FORCE_CONFIG    true: replace an existing config (and restart)
 #   RKE2_HANODE_SKIP_START      true: install and configure, do not start
 # Without a package source, an already installed rke2-hanode is used.
@@ -28,6 +32,7 @@ set -eu
 
 CONFIG=/etc/rke2-hanode/config.yaml
 TOKEN_FILE=/etc/rke2-hanode/token
+AGENT_TOKEN_FILE=/etc/rke2-hanode/agent-token
 UNIT=rke2-hanode.service
 
 info() { echo "[INFO]  $*"; }
@@ -144,11 +149,17 @@ write_config() {
 		(umask 077 && printf '%s\n' "$RKE2_HANODE_TOKEN" >"$TOKEN_FILE")
 		set -- --token-file "$TOKEN_FILE" "$@"
 	fi
+	if [ -n "${RKE2_HANODE_AGENT_TOKEN:-}" ]; then
+		[ "$role" = server ] || fatal "RKE2_HANODE_AGENT_TOKEN is for servers: an agent's RKE2_HANODE_TOKEN is the agent token"
+		mkdir -p "$(dirname "$AGENT_TOKEN_FILE")"
+		(umask 077 && printf '%s\n' "$RKE2_HANODE_AGENT_TOKEN" >"$AGENT_TOKEN_FILE")
+		set -- --agent-token-file "$AGENT_TOKEN_FILE" "$@"
+	fi
 	info "writing $CONFIG"
 	# rke2-hanode reads RKE2_HANODE_<KEY> variables as config keys: the
 	# installer's own (and the token, now in the file) must not reach it.
 	(
-		unset RKE2_HANODE_TOKEN RKE2_HANODE_PACKAGE RKE2_HANODE_PACKAGE_URL \
+		unset RKE2_HANODE_TOKEN RKE2_HANODE_AGENT_TOKEN RKE2_HANODE_PACKAGE RKE2_HANODE_PACKAGE_URL \
 			RKE2_HANODE_PACKAGE_SHA256 RKE2_HANODE_FORCE_CONFIG RKE2_HANODE_SKIP_START
 		rke2-hanode config init --role "$role" "$@" $force --output "$CONFIG"
 	) || fatal "rke2-hanode config init failed (exit $?): fix the flags above"

@@ -34,6 +34,9 @@ func newPreflightCmd() *cobra.Command {
 			return usageErr(fmt.Errorf("configuration is invalid"))
 		}
 		line(out, "ok", "config", fmt.Sprintf("%s: node %s, role %s", describeFile(cmd, *path), c.NodeName, c.Role))
+		for _, w := range c.Warnings() {
+			line(out, "warn", "config", w)
+		}
 		ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 		defer cancel()
 		if failed := hostChecks(ctx, out, c); failed > 0 {
@@ -64,7 +67,8 @@ func hostChecks(ctx context.Context, out io.Writer, c *config.Config) int {
 	if nodeIP == "" {
 		nodeIP = firstIPv4(c.Interface, c.VIP)
 	}
-	for _, ch := range installer.Preflight(installer.PreflightOptions{Role: role, NodeIP: nodeIP, State: &state, RKE2ConfigDir: c.RKE2ConfigDir}) {
+	for _, ch := range installer.Preflight(installer.PreflightOptions{Role: role, NodeIP: nodeIP, State: &state, RKE2ConfigDir: c.RKE2ConfigDir,
+		Online: c.InstallMethod == "script" && c.ArtifactPath == "", CISProfile: c.Profile()}) {
 		line(out, string(ch.Status), ch.Name, ch.Detail)
 		if ch.Status == installer.StatusFail {
 			failed++

@@ -64,6 +64,9 @@ func runDaemon(ctx context.Context, c *config.Config) error {
 	}
 	defer log.Sync()
 	log.Info("starting", zap.String("version", version.Version), zap.String("node", c.NodeName), zap.String("role", c.Role))
+	for _, w := range c.Warnings() {
+		log.Warn(w)
+	}
 	reg, err := newRegistry(c)
 	if err != nil {
 		return runtimeErr(err)

@@ -27,6 +27,8 @@ type Config struct {
 	Role             string   `key:"role" default:"" help:"server or agent (required)"`
 	Token            string   `key:"token" default:"" help:"the shared cluster secret (or token-file; exactly one)"`
 	TokenFile        string   `key:"token-file" default:"" help:"file holding the cluster secret; must not be readable by group or others"`
+	AgentToken       string   `key:"agent-token" default:"" help:"servers: the agent secret, also RKE2's agent-token; agents then set token to it (or agent-token-file)"`
+	AgentTokenFile   string   `key:"agent-token-file" default:"" help:"servers: file holding the agent secret; must not be readable by group or others"`
 	ClusterName      string   `key:"cluster-name" default:"rke2" help:"separates clusters sharing a network (gossip label)"`
 	ExpectServers    int      `key:"expect-servers" default:"" help:"servers that form the cluster at first boot: 1, 3, 5 or 7 (required for servers)"`
 	Join             []string `key:"join" default:"" help:"gossip seeds: IPs, host names or host:port (required unless expect-servers is 1)"`
@@ -42,7 +44,8 @@ type Config struct {
 	RKE2Version      string   `key:"rke2-version" default:"" help:"RKE2 version to install, e.g. v1.36.4+rke2r1 (empty: the channel's)"`
 	RKE2Channel      string   `key:"rke2-channel" default:"stable" help:"RKE2 release channel: stable, latest, testing or vX.Y"`
 	InstallMethod    string   `key:"install-method" default:"script" help:"script (run the RKE2 install script) or none (RKE2 already installed)"`
-	InstallScriptURL string   `key:"install-script-url" default:"https://get.rke2.io" help:"URL or local path of the RKE2 install script"`
+	InstallScriptURL string   `key:"install-script-url" default:"https://get.rke2.io" help:"https URL of the RKE2 install script (http or a local path only with install-script-sha256)"`
+	InstallScriptSHA string   `key:"install-script-sha256" default:"" help:"SHA-256 (hex) the install script's bytes must match; required for an http URL or a local path"`
 	ArtifactPath     string   `key:"artifact-path" default:"" help:"airgap: folder with the RKE2 tarball, checksums, images and the kube-vip image archive"`
 	KubeVIPVersion   string   `key:"kube-vip-version" default:"v1.2.3" help:"kube-vip version (pinned; no look-up at run time)"`
 	KubeVIPImage     string   `key:"kube-vip-image" default:"ghcr.io/kube-vip/kube-vip" help:"kube-vip image repository"`
@@ -62,13 +65,38 @@ type Config struct {
 	sources map[string]Source
 	// The secret itself, read from token or token-file by Load.
 	secret string
+	// The agent secret, read from agent-token or agent-token-file (servers).
+	agentSecret string
+	// Warnings are what Load found allowed but worth saying.
+	warnings []string
 }
 
 // Extra holds the rke2-config passthrough map.
 type Extra map[string]any
 
-// Secret returns the cluster token, whichever key supplied it. Never log it.
+// Secret returns the token, whichever key supplied it: on a server the
+// server secret, on an agent the secret agents join with (the agent token
+// when the cluster has one). Never log it.
 func (c *Config) Secret() string { return c.secret }
+
+// AgentSecret returns a server's agent secret (agent-token or
+// agent-token-file), or "" in the single-token set-up. Never log it.
+func (c *Config) AgentSecret() string { return c.agentSecret }
+
+// GossipSecret is the secret the gossip key is derived from: the one every
+// host of the cluster holds. Servers use their agent secret when they have
+// one, since agents hold only that; otherwise it is the token.
+func (c *Config) GossipSecret() string {
+	if c.IsServer() && c.agentSecret != "" {
+		return c.agentSecret
+	}
+	return c.secret
+}
+
+// Warnings are what Load accepted but an operator should hear about (the
+// single-token set-up, a token on the command line, RKE2 settings with
+// prerequisites). The daemon logs them at start and preflight prints them.
+func (c *Config) Warnings() []string { return c.warnings }
 
 // SourceOf says where key's value came from.
 func (c *Config) SourceOf(key string) Source {

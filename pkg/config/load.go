@@ -121,7 +121,14 @@ func Load(opts LoadOptions) (*Config, error) {
 	if err != nil {
 		probs.add("", "", Source{Kind: SourceFile, Name: opts.File}, err.Error())
 	}
+	if opts.File != "" {
+		checkConfigDir(filepath.Dir(opts.File), &probs)
+		checkDropInDir(opts.File+".d", &probs)
+	}
 	for _, f := range files {
+		if !checkIntegrity(f, "", Source{Kind: SourceFile, Name: f}, &probs) {
+			continue
+		}
 		if c.loadFile(f, &probs) {
 			tokenFiles[f] = true
 		}
@@ -139,7 +146,12 @@ func Load(opts LoadOptions) (*Config, error) {
 		}
 	}
 	c.resolveToken(opts, tokenFiles, &probs)
+	c.resolveAgentToken(opts, &probs)
 	c.validate(&probs)
+	c.validateSecrets(&probs)
+	c.validateInstallScript(&probs)
+	c.validatePassthrough(&probs)
+	c.collectWarnings()
 	if len(probs) > 0 {
 		return c, &Error{Problems: probs}
 	}
@@ -165,7 +177,8 @@ func configFiles(main string, required bool) ([]string, error) {
 	return append(out, dropins...), nil
 }
 
-// loadFile merges one YAML file; it reports whether the file sets token.
+// loadFile merges one YAML file; it reports whether the file sets a secret
+// (token or agent-token).
 func (c *Config) loadFile(path string, probs *problems) (holdsToken bool) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -217,7 +230,7 @@ func (c *Config) loadYAML(path string, data []byte, probs *problems) (holdsToken
 			continue
 		}
 		c.sources[name] = src
-		if name == "token" {
+		if name == "token" || name == "agent-token" {
 			holdsToken = true
 		}
 	}
@@ -289,26 +302,33 @@ func (c *Config) resolveToken(opts LoadOptions, tokenFiles map[string]bool, prob
 	case c.Token != "":
 		c.secret = c.Token
 	default:
-		if opts.SkipFileChecks {
-			return
-		}
-		if !filepath.IsAbs(c.TokenFile) {
-			probs.add("token-file", c.TokenFile, c.SourceOf("token-file"), "must be an absolute path")
-			return
-		}
-		data, err := os.ReadFile(c.TokenFile)
-		if err != nil {
-			probs.add("token-file", c.TokenFile, c.SourceOf("token-file"), fmt.Sprintf("cannot read the token file: %v", err))
-			return
-		}
-		if !checkPrivate(c.TokenFile, "token-file", c.SourceOf("token-file"), probs) {
-			return
-		}
-		c.secret = strings.TrimSpace(string(data))
-		if c.secret == "" {
-			probs.add("token-file", c.TokenFile, c.SourceOf("token-file"), "the token file is empty")
-		}
+		c.secret = c.readSecretFile(opts, "token-file", c.TokenFile, probs)
 	}
+}
+
+// readSecretFile reads the secret file named by key: an absolute path,
+// owned by root, private, not empty.
+func (c *Config) readSecretFile(opts LoadOptions, key, path string, probs *problems) string {
+	if opts.SkipFileChecks {
+		return ""
+	}
+	if !filepath.IsAbs(path) {
+		probs.add(key, path, c.SourceOf(key), "must be an absolute path")
+		return ""
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		probs.add(key, path, c.SourceOf(key), fmt.Sprintf("cannot read the token file: %v", err))
+		return ""
+	}
+	if !checkIntegrity(path, key, c.SourceOf(key), probs) || !checkPrivate(path, key, c.SourceOf(key), probs) {
+		return ""
+	}
+	secret := strings.TrimSpace(string(data))
+	if secret == "" {
+		probs.add(key, path, c.SourceOf(key), "the token file is empty")
+	}
+	return secret
 }
 
 // checkPrivate refuses a secret-holding file that group or others can read.
@@ -429,7 +449,7 @@ func nodeText(n *yaml.Node) string {
 }
 
 func redactIf(key, val string) string {
-	if key == "token" {
+	if key == "token" || key == "agent-token" {
 		return "(hidden)"
 	}
 	return val

@@ -148,13 +148,8 @@ func (c *Config) validate(ps *problems) {
 		v("rke2-channel", c.RKE2Channel, "accepted values are stable, latest, testing or a minor version such as v1.36")
 	}
 	switch c.InstallMethod {
-	case "script":
-		if c.InstallScriptURL == "" {
-			v("install-script-url", "", "required with install-method script: a URL or a local path")
-		} else if !strings.HasPrefix(c.InstallScriptURL, "https://") && !strings.HasPrefix(c.InstallScriptURL, "http://") && !filepath.IsAbs(c.InstallScriptURL) {
-			v("install-script-url", c.InstallScriptURL, "must be an http(s) URL or an absolute path")
-		}
-	case "none":
+	case "script", "none":
+		// install-script-url and install-script-sha256: validateInstallScript.
 	default:
 		v("install-method", c.InstallMethod, "accepted values are script, none")
 	}

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/config"
 )
 
 // FuzzRenderConfigRoundTrip: whatever token and names a config carries,
@@ -24,7 +26,7 @@ func FuzzRenderConfigRoundTrip(f *testing.F) {
 		if err := yaml.Unmarshal(out, &cfg); err != nil {
 			t.Fatalf("unparsable output for %q: %v\n%s", token, err, out)
 		}
-		if want := SecureToken(testCAHash, token); cfg["token"] != want {
+		if want := SecureToken(testCAHash, "server", token); cfg["token"] != want {
 			t.Fatalf("token %q read back as %q", want, cfg["token"])
 		}
 		if name != "" && cfg["node-name"] != name {
@@ -37,25 +39,29 @@ func FuzzRenderConfigRoundTrip(f *testing.F) {
 }
 
 // FuzzSecureToken: a secure token always splits back into its hash and
-// secret, and is never wrapped twice.
+// credentials, and is never wrapped twice.
 func FuzzSecureToken(f *testing.F) {
 	f.Add("secret")
 	f.Add("K10abc::server:x")
 	f.Add("K10" + testCAHash + "::server:")
+	f.Add("K10::node:x")
 	f.Fuzz(func(t *testing.T, token string) {
 		if token == "" {
 			return
 		}
-		_, _, wasSecure := splitSecureToken(token)
-		secure := SecureToken(testCAHash, token)
-		hash, secret, ok := splitSecureToken(secure)
-		if !ok {
-			t.Fatalf("SecureToken(%q) = %q does not split", token, secure)
+		_, _, wasSecure, err := splitSecureToken(token)
+		if err != nil {
+			return // refused in k3s's words, never wrapped
 		}
-		if !wasSecure && (hash != testCAHash || secret != token) {
-			t.Fatalf("SecureToken(%q) split into %q, %q", token, hash, secret)
+		secure := SecureToken(testCAHash, "node", token)
+		hash, creds, ok, err := splitSecureToken(secure)
+		if !ok || err != nil {
+			t.Fatalf("SecureToken(%q) = %q does not split: %v", token, secure, err)
 		}
-		if SecureToken(testCAHash, secure) != secure {
+		if hash != testCAHash || (!wasSecure && creds != "node:"+token) {
+			t.Fatalf("SecureToken(%q) split into %q, %q", token, hash, creds)
+		}
+		if SecureToken(testCAHash, "node", secure) != secure {
 			t.Fatalf("%q wrapped twice", secure)
 		}
 	})
@@ -78,5 +84,22 @@ func FuzzParseHostFiles(f *testing.F) {
 				t.Fatalf("bad line %q", line)
 			}
 		})
+	})
+}
+
+// FuzzTokenShapeAgrees: the renderer reads a K10 token exactly as config
+// load validates it, so a token load accepts never fails to render and one
+// it refuses is never written.
+func FuzzTokenShapeAgrees(f *testing.F) {
+	for _, s := range []string{"secret", "K10abc", "K10::server:x", "K10" + testCAHash + "::node:pw", "K10" + testCAHash + "::abcdef.0123456789abcdef",
+		"K10" + strings.ToUpper(testCAHash) + "::server:x", "K10" + testCAHash + "::server:", "K10" + testCAHash + ":::x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, token string) {
+		_, cerr := config.CheckTokenShape(token)
+		_, _, _, ierr := splitSecureToken(token)
+		if (cerr == nil) != (ierr == nil) {
+			t.Fatalf("token %q: config says %v, the renderer %v", token, cerr, ierr)
+		}
 	})
 }

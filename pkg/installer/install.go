@@ -3,6 +3,8 @@ package installer
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -49,12 +51,19 @@ type InstallOptions struct {
 	// Version (v1.36.4+rke2r1) wins over Channel (stable, latest, testing).
 	Version string
 	Channel string
-	// ScriptURL is an http(s) URL or a local path of the install script.
+	// ScriptURL is an https URL or a local path of the install script; an
+	// http URL only with ScriptSHA256. A redirect from https to anything
+	// else is refused.
 	ScriptURL string
+	// ScriptSHA256 (hex), when set, must match the script's bytes before it
+	// runs.
+	ScriptSHA256 string
 	// ArtifactPath is the airgap folder: INSTALL_RKE2_ARTIFACT_PATH, and the
 	// place kube-vip*.tar* image archives are copied from.
 	ArtifactPath string
-	// RKE2DataDir receives the images under agent/images.
+	// RKE2DataDir receives the images under agent/images; when it is not
+	// RKE2's default the script gets INSTALL_RKE2_AGENT_IMAGES_DIR, so its
+	// airgap images land where RKE2 looks.
 	RKE2DataDir string
 	// RKE2Bin is an rke2 executable to use before the search paths.
 	RKE2Bin string
@@ -287,6 +296,9 @@ func scriptEnv(opts InstallOptions) []string {
 	if opts.TarPrefix != "" {
 		env = append(env, "INSTALL_RKE2_TAR_PREFIX="+opts.TarPrefix)
 	}
+	if dir := opts.RKE2DataDir; dir != "" && filepath.Clean(dir) != DefaultRKE2DataDir {
+		env = append(env, "INSTALL_RKE2_AGENT_IMAGES_DIR="+ImagesDir(dir))
+	}
 	return env
 }
 
@@ -294,6 +306,9 @@ func scriptEnv(opts InstallOptions) []string {
 func runScript(ctx context.Context, opts InstallOptions, log *zap.Logger) error {
 	script, err := fetchScript(ctx, opts.HTTPClient, opts.ScriptURL)
 	if err != nil {
+		return err
+	}
+	if err := checkScriptSum(opts.ScriptURL, opts.ScriptSHA256, script); err != nil {
 		return err
 	}
 	dir, err := os.MkdirTemp("", "rke2-install-")
@@ -352,7 +367,7 @@ func fetchScript(ctx context.Context, client *http.Client, src string) ([]byte, 
 	if err != nil {
 		return nil, fmt.Errorf("install-script-url %q: %w", src, err)
 	}
-	resp, err := client.Do(req)
+	resp, err := noDowngrade(client).Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("fetch install script: %w", err)
 	}
@@ -368,6 +383,47 @@ func fetchScript(ctx context.Context, client *http.Client, src string) ([]byte, 
 		return nil, fmt.Errorf("fetch install script %s: larger than %d bytes", src, maxScriptBytes)
 	}
 	return data, nil
+}
+
+// noDowngrade is client refusing a redirect that leaves https: the script
+// runs as root, and what TLS protected must not come over plain http.
+func noDowngrade(client *http.Client) *http.Client {
+	c := *client
+	next := client.CheckRedirect
+	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if len(via) > 0 && via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
+			return fmt.Errorf("install-script-url %s redirected to %s: refusing to leave https", via[0].URL.Redacted(), req.URL.Redacted())
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	return &c
+}
+
+// checkScriptSum compares the script's SHA-256 with install-script-sha256.
+// An http URL without one is refused: nothing vouches for what arrived.
+func checkScriptSum(src, want string, script []byte) error {
+	if want == "" {
+		if strings.HasPrefix(src, "http://") {
+			return fmt.Errorf("install-script-url %s is plain http and install-script-sha256 is not set: refusing to run it as root", src)
+		}
+		return nil
+	}
+	sum := sha256.Sum256(script)
+	if got := hex.EncodeToString(sum[:]); !strings.EqualFold(got, want) {
+		return fmt.Errorf("install script from %s has SHA-256 %s, but install-script-sha256 is %s: refusing to run it (fix install-script-sha256 or install-script-url)", src, got, strings.ToLower(want))
+	}
+	return nil
+}
+
+// ImagesDir is where RKE2 imports image archives from at start.
+func ImagesDir(rke2DataDir string) string {
+	return filepath.Join(rke2DataDir, "agent", "images")
 }
 
 // FindRKE2 returns bin if it is set, else the first rke2 executable in dirs.
@@ -430,7 +486,7 @@ func copyImages(artifactPath, dataDir string, log *zap.Logger) ([]string, error)
 			zap.String("artifact-path", artifactPath))
 		return nil, nil
 	}
-	dest := filepath.Join(dataDir, "agent", "images")
+	dest := ImagesDir(dataDir)
 	if err := os.MkdirAll(dest, 0o700); err != nil {
 		return nil, fmt.Errorf("installer: image folder: %w", err)
 	}

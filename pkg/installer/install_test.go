@@ -2,6 +2,8 @@ package installer
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -53,19 +55,26 @@ func newInstallFixture(t *testing.T, scriptURL string, env ...string) *installFi
 		record: record,
 		logs:   logs,
 		opts: InstallOptions{
-			Method:      MethodScript,
-			Role:        RoleServer,
-			ScriptURL:   scriptURL,
-			TarPrefix:   filepath.Join(root, "usr", "local"),
-			SearchPaths: []string{}, // never find the machine's own rke2
-			RKE2DataDir: filepath.Join(root, "var", "lib", "rancher", "rke2"),
-			Env:         append([]string{"RECORD_DIR=" + record}, env...),
-			RetryDelay:  time.Millisecond,
-			Jitter:      func(d time.Duration) time.Duration { return d },
-			Timeout:     time.Minute,
-			Logger:      zap.New(core),
+			Method:    MethodScript,
+			Role:      RoleServer,
+			ScriptURL: scriptURL,
+			// The test servers speak plain http: the script is pinned.
+			ScriptSHA256: testScriptSum(),
+			TarPrefix:    filepath.Join(root, "usr", "local"),
+			SearchPaths:  []string{}, // never find the machine's own rke2
+			RKE2DataDir:  filepath.Join(root, "var", "lib", "rancher", "rke2"),
+			Env:          append([]string{"RECORD_DIR=" + record}, env...),
+			RetryDelay:   time.Millisecond,
+			Jitter:       func(d time.Duration) time.Duration { return d },
+			Timeout:      time.Minute,
+			Logger:       zap.New(core),
 		},
 	}
+}
+
+func testScriptSum() string {
+	sum := sha256.Sum256([]byte(testInstallScript))
+	return hex.EncodeToString(sum[:])
 }
 
 func (f *installFixture) runs(t *testing.T) string {
@@ -113,7 +122,8 @@ func TestInstallScriptOverHTTP(t *testing.T) {
 	if res.Skipped || res.Attempts != 1 || res.Version != "v1.36.4+rke2r1" || res.Bin != filepath.Join(f.opts.TarPrefix, "bin", "rke2") {
 		t.Fatalf("result = %+v", res)
 	}
-	want := "INSTALL_RKE2_TAR_PREFIX=" + f.opts.TarPrefix + "\nINSTALL_RKE2_TYPE=agent\nINSTALL_RKE2_VERSION=v1.36.4+rke2r1\n"
+	want := "INSTALL_RKE2_AGENT_IMAGES_DIR=" + filepath.Join(f.opts.RKE2DataDir, "agent", "images") +
+		"\nINSTALL_RKE2_TAR_PREFIX=" + f.opts.TarPrefix + "\nINSTALL_RKE2_TYPE=agent\nINSTALL_RKE2_VERSION=v1.36.4+rke2r1\n"
 	if got := f.env(t); got != want {
 		t.Fatalf("script environment:\n%s\nwant:\n%s", got, want)
 	}
@@ -370,5 +380,76 @@ func TestChildEnvironKeepsDaemonSecrets(t *testing.T) {
 	}
 	if !strings.Contains(env, "HTTPS_PROXY=http://proxy:3128") {
 		t.Fatal("the proxy setting must reach the install script")
+	}
+}
+
+// The script runs as root: over https it needs nothing more, over http or
+// from a file only with its SHA-256, and never after a redirect off https.
+func TestInstallScriptTrust(t *testing.T) {
+	plain := serveScript(t)
+	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/":
+			w.Write([]byte(testInstallScript))
+		case "/downgrade":
+			http.Redirect(w, r, plain.URL+"/", http.StatusFound)
+		case "/moved":
+			http.Redirect(w, r, "/", http.StatusFound)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(tlsSrv.Close)
+
+	run := func(url, sum string) (*installFixture, error) {
+		f := newInstallFixture(t, url)
+		f.opts.ScriptSHA256 = sum
+		f.opts.Attempts = 1
+		f.opts.HTTPClient = tlsSrv.Client()
+		_, err := Install(context.Background(), f.opts)
+		return f, err
+	}
+	for _, url := range []string{tlsSrv.URL + "/", tlsSrv.URL + "/moved"} {
+		if _, err := run(url, ""); err != nil {
+			t.Errorf("https %s without a checksum: %v", url, err)
+		}
+	}
+	f, err := run(tlsSrv.URL+"/downgrade", "")
+	if err == nil || !strings.Contains(err.Error(), "refusing to leave https") || f.runs(t) != "" {
+		t.Errorf("https→http redirect: %v, runs %q", err, f.runs(t))
+	}
+	// Even a matching checksum does not allow the downgrade.
+	if _, err := run(tlsSrv.URL+"/downgrade", testScriptSum()); err == nil {
+		t.Errorf("https→http redirect with a checksum was followed")
+	}
+	f, err = run(plain.URL, "")
+	if err == nil || !strings.Contains(err.Error(), "install-script-sha256 is not set") || f.runs(t) != "" {
+		t.Errorf("http without a checksum: %v, runs %q", err, f.runs(t))
+	}
+	wrong := strings.Repeat("0", 64)
+	f, err = run(plain.URL, wrong)
+	if err == nil || !strings.Contains(err.Error(), "install-script-sha256 is "+wrong) || !strings.Contains(err.Error(), "has SHA-256 "+testScriptSum()) ||
+		!strings.Contains(err.Error(), "install-script-url") || f.runs(t) != "" {
+		t.Errorf("http with a wrong checksum: %v, runs %q", err, f.runs(t))
+	}
+	if _, err = run(plain.URL, strings.ToUpper(testScriptSum())); err != nil {
+		t.Errorf("http with the right checksum: %v", err)
+	}
+	local := filepath.Join(t.TempDir(), "install.sh")
+	os.WriteFile(local, []byte(testInstallScript+"# changed\n"), 0o600)
+	if _, err = run(local, testScriptSum()); err == nil || !strings.Contains(err.Error(), "refusing to run it") {
+		t.Errorf("local script that does not match: %v", err)
+	}
+}
+
+// With RKE2's default data-dir the script keeps its own images folder.
+func TestScriptEnvImagesDir(t *testing.T) {
+	env := strings.Join(scriptEnv(InstallOptions{Role: RoleServer, RKE2DataDir: DefaultRKE2DataDir + "/"}), "\n")
+	if strings.Contains(env, "INSTALL_RKE2_AGENT_IMAGES_DIR") {
+		t.Errorf("default data-dir: %s", env)
+	}
+	env = strings.Join(scriptEnv(InstallOptions{Role: RoleServer, RKE2DataDir: "/data/rke2"}), "\n")
+	if !strings.Contains(env, "INSTALL_RKE2_AGENT_IMAGES_DIR=/data/rke2/agent/images") {
+		t.Errorf("custom data-dir: %s", env)
 	}
 }

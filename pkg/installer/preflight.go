@@ -8,6 +8,8 @@ import (
 	"github.com/rke2-hanode/rke2-hanode/pkg/check"
 	"net"
 	"os"
+	"os/exec"
+	"os/user"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -40,6 +42,9 @@ const (
 	CheckRKE2      = "rke2"
 	CheckDatastore = "rke2 datastore"
 	CheckDropIns   = "rke2 config drop-ins"
+	CheckDownload  = "download tool"
+	CheckRPM       = "install method"
+	CheckCIS       = "cis profile"
 )
 
 // Server minimums (the runbook's 4 CPU / 4 GiB). MemTotal is below the
@@ -72,6 +77,20 @@ type PreflightOptions struct {
 	// RKE2ConfigDir, when set, has its config.yaml.d drop-ins checked for
 	// keys rke2-hanode owns (RKE2 reads them after config.yaml).
 	RKE2ConfigDir string
+	// Online says the install script will download RKE2 (install-method
+	// script without artifact-path): it needs curl or wget, and on a host
+	// with yum it takes the RPM method.
+	Online bool
+	// LookPath finds a program on PATH (nil: exec.LookPath).
+	LookPath func(string) (string, error)
+	// CISProfile is RKE2's profile setting (rke2-config profile), "" for
+	// none; on servers its host prerequisites are checked.
+	CISProfile string
+	// LookupUser and LookupGroup find an account (nil: os/user).
+	LookupUser  func(string) error
+	LookupGroup func(string) error
+	// SysctlDir holds the host's sysctl drop-ins ("" = /etc/sysctl.d).
+	SysctlDir string
 	// UID returns the effective uid (nil: os.Geteuid).
 	UID func() int
 	// NumCPU returns usable CPUs (nil: runtime.NumCPU).
@@ -96,6 +115,9 @@ func Preflight(opts PreflightOptions) []Check {
 	}
 	if opts.Listen == nil {
 		opts.Listen = net.Listen
+	}
+	if opts.LookPath == nil {
+		opts.LookPath = exec.LookPath
 	}
 	server := opts.Role != RoleAgent
 	var checks []Check
@@ -124,6 +146,78 @@ func Preflight(opts PreflightOptions) []Check {
 	}
 	if opts.RKE2ConfigDir != "" {
 		checks = append(checks, checkDropIns(opts.RKE2ConfigDir))
+	}
+	if opts.CISProfile != "" {
+		checks = append(checks, checkCIS(opts, server)...)
+	}
+	if opts.Online && (opts.State == nil || opts.State.Running == "") {
+		checks = append(checks, checkOnlineInstall(opts.LookPath)...)
+	}
+	return checks
+}
+
+// checkCIS checks what RKE2 checks at start with a CIS profile, and exits
+// without: an etcd user and group on servers; and whether RKE2's CIS kernel
+// parameters were installed as a sysctl drop-in (every host).
+func checkCIS(opts PreflightOptions, server bool) []Check {
+	lookUser, lookGroup := opts.LookupUser, opts.LookupGroup
+	if lookUser == nil {
+		lookUser = func(name string) error { _, err := user.Lookup(name); return err }
+	}
+	if lookGroup == nil {
+		lookGroup = func(name string) error { _, err := user.LookupGroup(name); return err }
+	}
+	dir := opts.SysctlDir
+	if dir == "" {
+		dir = "/etc/sysctl.d"
+	}
+	var missing []string
+	if server && lookUser("etcd") != nil {
+		missing = append(missing, "user etcd")
+	}
+	if server && lookGroup("etcd") != nil {
+		missing = append(missing, "group etcd")
+	}
+	var checks []Check
+	switch {
+	case !server:
+	case len(missing) > 0:
+		checks = append(checks, Check{Name: CheckCIS, Status: StatusFail, Detail: fmt.Sprintf(
+			"profile %s: no %s on this server, and RKE2 exits at start without them: useradd -r -c \"etcd user\" -s /sbin/nologin -M -U etcd", opts.CISProfile, strings.Join(missing, " or "))})
+	default:
+		checks = append(checks, Check{Name: CheckCIS, Status: StatusOK, Detail: "profile " + opts.CISProfile + ": the etcd user and group exist"})
+	}
+	conf := filepath.Join(dir, "60-rke2-cis.conf")
+	if _, err := os.Stat(conf); err != nil {
+		checks = append(checks, Check{Name: CheckCIS, Status: StatusWarn, Detail: fmt.Sprintf(
+			"profile %s: %s is missing: copy RKE2's rke2-cis-sysctl.conf there and run systemctl restart systemd-sysctl, or RKE2 exits on the kernel parameters it checks", opts.CISProfile, conf)})
+	}
+	return checks
+}
+
+// checkOnlineInstall: the install script downloads with curl or wget, and
+// where yum exists it installs RPMs instead of the tarball.
+func checkOnlineInstall(lookPath func(string) (string, error)) []Check {
+	var checks []Check
+	var tool string
+	for _, name := range []string{"curl", "wget"} {
+		if p, err := lookPath(name); err == nil {
+			tool = p
+			break
+		}
+	}
+	if tool == "" {
+		checks = append(checks, Check{Name: CheckDownload, Status: StatusFail, Detail: "neither curl nor wget is on PATH: the RKE2 install script downloads with one of them; install curl, or install from an airgap folder with artifact-path"})
+	} else {
+		checks = append(checks, Check{Name: CheckDownload, Status: StatusOK, Detail: tool + " (the install script downloads with it)"})
+	}
+	if p, err := lookPath("yum"); err == nil {
+		checks = append(checks, Check{Name: CheckRPM, Status: StatusWarn, Detail: fmt.Sprintf(
+			"%s is on PATH, so the install script takes the RPM method: it adds RKE2's yum repositories for the channel or version, installs the rke2 packages and rke2-selinux, "+
+				"which needs container-selinux from the distribution's repositories, and needs network access to the RPM repository; "+
+				"to install the tarball instead, install from an airgap folder with artifact-path", p)})
+	} else {
+		checks = append(checks, Check{Name: CheckRPM, Status: StatusOK, Detail: "tarball (no yum on this host)"})
 	}
 	return checks
 }
@@ -217,10 +311,26 @@ func checkExisting(st State, role Role) []Check {
 	return checks
 }
 
+// DropIns lists RKE2's config.yaml.d files in the order RKE2 reads them:
+// every *.yaml and *.yml, by name.
+func DropIns(configDir string) []string {
+	entries, err := os.ReadDir(filepath.Join(configDir, "config.yaml.d"))
+	if err != nil {
+		return nil
+	}
+	var files []string
+	for _, e := range entries { // os.ReadDir sorts by name
+		if name := e.Name(); !e.IsDir() && (strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")) {
+			files = append(files, filepath.Join(configDir, "config.yaml.d", name))
+		}
+	}
+	return files
+}
+
 // checkDropIns warns about config.yaml.d files that set keys rke2-hanode
 // writes: RKE2 reads them after config.yaml, so they would win or merge.
 func checkDropIns(configDir string) Check {
-	files, _ := filepath.Glob(filepath.Join(configDir, "config.yaml.d", "*.yaml"))
+	files := DropIns(configDir)
 	var problems []string
 	for _, file := range files {
 		data, err := os.ReadFile(file)

@@ -177,3 +177,107 @@ func TestPreflightDropIns(t *testing.T) {
 		t.Fatalf("check = %+v", c)
 	}
 }
+
+// RKE2 reads *.yml drop-ins as well as *.yaml, all by name.
+func TestDropInsInRKE2Order(t *testing.T) {
+	dir := t.TempDir()
+	d := filepath.Join(dir, "config.yaml.d")
+	os.MkdirAll(filepath.Join(d, "90-folder.yaml"), 0o700)
+	for _, name := range []string{"20-b.yml", "10-a.yaml", "15-x.txt", "30-c.yaml", "05-z.yml"} {
+		os.WriteFile(filepath.Join(d, name), []byte("cni: cilium\n"), 0o600)
+	}
+	var got []string
+	for _, f := range DropIns(dir) {
+		got = append(got, filepath.Base(f))
+	}
+	if want := "05-z.yml 10-a.yaml 20-b.yml 30-c.yaml"; strings.Join(got, " ") != want {
+		t.Fatalf("drop-ins %v, want %s", got, want)
+	}
+	os.WriteFile(filepath.Join(d, "20-b.yml"), []byte("server: https://elsewhere:9345\n"), 0o600)
+	c := checkDropIns(dir)
+	if c.Status != StatusWarn || !strings.Contains(c.Detail, "20-b.yml sets server") {
+		t.Fatalf("check = %+v", c)
+	}
+}
+
+func TestPreflightOnlineInstall(t *testing.T) {
+	run := func(onPath ...string) map[string]Check {
+		out := map[string]Check{}
+		look := func(name string) (string, error) {
+			for _, p := range onPath {
+				if p == name {
+					return "/usr/bin/" + name, nil
+				}
+			}
+			return "", fmt.Errorf("%s: not found", name)
+		}
+		for _, c := range Preflight(PreflightOptions{Role: RoleServer, Online: true, LookPath: look, ProcDir: procDir(t, meminfo16G, swapsOff),
+			UID: func() int { return 0 }, NumCPU: func() int { return 8 }, Listen: fakeListen(nil)}) {
+			out[c.Name] = c
+		}
+		return out
+	}
+	c := run()
+	if d := c[CheckDownload]; d.Status != StatusFail || !strings.Contains(d.Detail, "neither curl nor wget") || !strings.Contains(d.Detail, "artifact-path") {
+		t.Errorf("no curl, no wget: %+v", d)
+	}
+	c = run("wget")
+	if d := c[CheckDownload]; d.Status != StatusOK || !strings.Contains(d.Detail, "/usr/bin/wget") {
+		t.Errorf("wget: %+v", d)
+	}
+	if r := c[CheckRPM]; r.Status != StatusOK || !strings.Contains(r.Detail, "tarball") {
+		t.Errorf("no yum: %+v", r)
+	}
+	c = run("curl", "yum")
+	if r := c[CheckRPM]; r.Status != StatusWarn || !strings.Contains(r.Detail, "RPM method") || !strings.Contains(r.Detail, "container-selinux") ||
+		!strings.Contains(r.Detail, "rke2-selinux") || !strings.Contains(r.Detail, "network access to the RPM repository") {
+		t.Errorf("yum host: %+v", r)
+	}
+	// Airgap (not online): neither check runs.
+	for _, ch := range Preflight(PreflightOptions{Role: RoleServer, ProcDir: procDir(t, meminfo16G, swapsOff), UID: func() int { return 0 }, Listen: fakeListen(nil)}) {
+		if ch.Name == CheckDownload || ch.Name == CheckRPM {
+			t.Errorf("offline install ran %+v", ch)
+		}
+	}
+}
+
+func TestPreflightCISProfile(t *testing.T) {
+	sysctl := t.TempDir()
+	run := func(role Role, accounts ...string) []Check {
+		has := func(kind string) func(string) error {
+			return func(name string) error {
+				for _, a := range accounts {
+					if a == kind+":"+name {
+						return nil
+					}
+				}
+				return fmt.Errorf("unknown %s %s", kind, name)
+			}
+		}
+		var out []Check
+		for _, c := range Preflight(PreflightOptions{Role: role, CISProfile: "cis", LookupUser: has("user"), LookupGroup: has("group"), SysctlDir: sysctl,
+			ProcDir: procDir(t, meminfo16G, swapsOff), UID: func() int { return 0 }, NumCPU: func() int { return 8 }, Listen: fakeListen(nil)}) {
+			if c.Name == CheckCIS {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	c := run(RoleServer, "group:etcd")
+	if len(c) != 2 || c[0].Status != StatusFail || !strings.Contains(c[0].Detail, "no user etcd") || !strings.Contains(c[0].Detail, "useradd") ||
+		c[1].Status != StatusWarn || !strings.Contains(c[1].Detail, "60-rke2-cis.conf is missing") {
+		t.Fatalf("server without the etcd user: %+v", c)
+	}
+	os.WriteFile(filepath.Join(sysctl, "60-rke2-cis.conf"), []byte("vm.panic_on_oom=0\n"), 0o644)
+	if c = run(RoleServer, "user:etcd", "group:etcd"); len(c) != 1 || c[0].Status != StatusOK {
+		t.Fatalf("prepared server: %+v", c)
+	}
+	// An agent needs no etcd user, only the kernel parameters.
+	if c = run(RoleAgent); len(c) != 0 {
+		t.Fatalf("prepared agent: %+v", c)
+	}
+	os.Remove(filepath.Join(sysctl, "60-rke2-cis.conf"))
+	if c = run(RoleAgent); len(c) != 1 || c[0].Status != StatusWarn {
+		t.Fatalf("agent without the sysctl drop-in: %+v", c)
+	}
+}

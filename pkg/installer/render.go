@@ -2,18 +2,19 @@ package installer
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/rke2-hanode/rke2-hanode/pkg/cahash"
 	"github.com/rke2-hanode/rke2-hanode/pkg/fsutil"
 )
 
@@ -62,12 +63,11 @@ const (
 // OwnedKeys are the RKE2 config keys rke2-hanode writes itself; rke2-config
 // passthrough may not set them (nor their `key+` append forms), because a
 // second value would silently win or merge with the one the cluster depends
-// on. `agent-token` is deliberately not owned: rke2-hanode never uses it, and
-// since every server gets the same passthrough it matches on all of them, as
-// RKE2 requires.
+// on. `agent-token` is owned: servers get it from rke2-hanode's agent-token
+// key, and agents join with it as the `node` password.
 var OwnedKeys = []string{
-	"server", "token", "token-file", "tls-san", "node-name", "node-ip",
-	"data-dir", "node-taint",
+	"server", "token", "token-file", "agent-token", "agent-token-file", "tls-san",
+	"node-name", "node-ip", "data-dir", "node-taint",
 }
 
 // isOwnedKey reports whether an RKE2 config key (or its key+ form) is one
@@ -86,9 +86,15 @@ type RenderOptions struct {
 	// VIP is the fixed registration address: first `tls-san` entry and, for
 	// joiners, `server: https://VIP:9345`.
 	VIP string
-	// Token is the shared cluster secret (short form). A token already in
-	// the secure form K10<hash>::server:<secret> is used as it is.
+	// Token is the secret this host joins with, in short form: the server
+	// secret on servers, on agents the agent secret (the server secret in the
+	// single-token set-up). A token already in a secure form
+	// K10<hash>::<user>:<password> is used as it is, its hash filled in when
+	// empty.
 	Token string
+	// AgentToken is the servers' agent secret, written as RKE2's
+	// agent-token on servers ("" in the single-token set-up).
+	AgentToken string
 	// CAHash is the SHA-256 hex of the cluster CA; required for joiners,
 	// whose token is made secure with it.
 	CAHash string
@@ -135,6 +141,9 @@ func RenderConfig(opts RenderOptions) ([]byte, error) {
 		add("server", ServerURL(opts.VIP))
 	}
 	add("token", token)
+	if opts.AgentToken != "" {
+		add("agent-token", opts.AgentToken)
+	}
 	if opts.NodeName != "" {
 		add("node-name", opts.NodeName)
 	}
@@ -190,6 +199,15 @@ func (o RenderOptions) validate() error {
 	if strings.ContainsAny(o.Token, "\r\n") {
 		return fmt.Errorf("installer: render config: token contains a line break")
 	}
+	if o.AgentToken != "" && o.Case == Agent {
+		return fmt.Errorf("installer: render config: agent-token is a server setting; an agent joins with its token")
+	}
+	if strings.ContainsAny(o.AgentToken, "\r\n") {
+		return fmt.Errorf("installer: render config: agent-token contains a line break")
+	}
+	if _, _, _, err := splitSecureToken(o.AgentToken); err != nil {
+		return fmt.Errorf("installer: render config: agent-token: %w", err)
+	}
 	if o.RKE2DataDir != "" && !filepath.IsAbs(o.RKE2DataDir) {
 		return fmt.Errorf("installer: render config: rke2-data-dir %q is not an absolute path", o.RKE2DataDir)
 	}
@@ -206,32 +224,50 @@ func (o RenderOptions) validate() error {
 }
 
 // configToken is the token RKE2 gets: the bare secret for the bootstrap
-// server, the secure form for joiners.
+// server; for joiners the secure form, which pins the cluster CA, with user
+// `server` for servers and `node` for agents. k3s gives the `node` user the
+// agent-token as password when the servers have one and the server token
+// when they do not, so an agent's `node:<token>` is right in both set-ups.
 func configToken(o RenderOptions) (string, error) {
-	pinned, secret, secure := splitSecureToken(o.Token)
+	pinned, creds, secure, err := splitSecureToken(o.Token)
+	if err != nil {
+		return "", fmt.Errorf("installer: render %s config: token: %w", o.Case, err)
+	}
 	if o.Case == Bootstrap {
 		// The first server's CA does not exist yet; it only takes the secret.
-		return secret, nil
+		if !secure {
+			return o.Token, nil
+		}
+		_, password, ok := strings.Cut(creds, ":")
+		if !ok {
+			return "", fmt.Errorf("installer: render bootstrap config: a bootstrap token (K10<hash>::<id>.<secret>) cannot initialise a cluster; give the bare server secret")
+		}
+		return password, nil
 	}
-	if secure {
-		if o.CAHash != "" && !strings.EqualFold(pinned, o.CAHash) {
-			return "", fmt.Errorf("installer: render %s config: token pins CA hash %s but the cluster CA hash is %s", o.Case, pinned, o.CAHash)
+	if o.CAHash == "" && !(secure && pinned != "") {
+		return "", fmt.Errorf("installer: render %s config: the cluster CA hash is required to pin the cluster CA (secure token)", o.Case)
+	}
+	if o.CAHash != "" && !validCAHash(strings.ToLower(o.CAHash)) {
+		return "", fmt.Errorf("installer: render %s config: CA hash %q is not 64 hex digits", o.Case, o.CAHash)
+	}
+	hash := strings.ToLower(o.CAHash)
+	if secure && pinned != "" {
+		if hash != "" && pinned != hash {
+			return "", fmt.Errorf("installer: render %s config: token pins CA hash %s but the cluster CA hash is %s", o.Case, pinned, hash)
 		}
 		return o.Token, nil
 	}
-	if o.CAHash == "" {
-		return "", fmt.Errorf("installer: render %s config: the cluster CA hash is required to pin the cluster CA (secure token)", o.Case)
+	if secure {
+		return "K10" + hash + "::" + creds, nil
 	}
-	if !validCAHash(o.CAHash) {
-		return "", fmt.Errorf("installer: render %s config: CA hash %q is not 64 hex digits", o.Case, o.CAHash)
+	user := "server"
+	if o.Case == Agent {
+		user = "node"
 	}
-	return SecureToken(o.CAHash, o.Token), nil
+	return SecureToken(hash, user, o.Token), nil
 }
 
-func validCAHash(h string) bool {
-	b, err := hex.DecodeString(h)
-	return err == nil && len(b) == sha256.Size
-}
+func validCAHash(h string) bool { return cahash.Valid(h) }
 
 // tlsSANs is the VIP first, then the extra SANs without duplicates.
 func tlsSANs(vip string, extra []string) []string {
@@ -244,39 +280,46 @@ func tlsSANs(vip string, extra []string) []string {
 	return out
 }
 
-// SecureToken returns RKE2's secure token K10<caHash>::server:<token>, which
-// makes a joiner check the cluster CA before it sends credentials. A token
-// already in the secure form is returned unchanged.
-func SecureToken(caHash, token string) string {
-	if _, _, secure := splitSecureToken(token); secure {
+// SecureToken returns RKE2's secure token K10<caHash>::<user>:<token>,
+// which makes a joiner check the cluster CA before it sends credentials. A
+// token already in a secure form is returned unchanged, its CA hash filled
+// in when it has none.
+func SecureToken(caHash, user, token string) string {
+	if pinned, creds, secure, err := splitSecureToken(token); err == nil && secure {
+		if pinned == "" {
+			return "K10" + strings.ToLower(caHash) + "::" + creds
+		}
 		return token
 	}
-	return "K10" + strings.ToLower(caHash) + "::server:" + token
+	return "K10" + strings.ToLower(caHash) + "::" + user + ":" + token
 }
 
-// splitSecureToken splits K10<hash>::server:<secret>. For any other token it
-// returns the token itself as the secret.
-func splitSecureToken(token string) (caHash, secret string, secure bool) {
+// reBootstrapCreds is k3s's bootstrap-token form <id>.<secret>.
+var reBootstrapCreds = regexp.MustCompile(`^[a-z0-9]{6}\.[a-z0-9]{16}$`)
+
+// splitSecureToken reads a token as k3s does. One without the K10 prefix is
+// a short token (secure false). One with it must be K10<hash>::<creds>, the
+// hash empty or 64 lower-case hex digits and creds <user>:<password> or a
+// bootstrap token; anything else is refused in k3s's words.
+func splitSecureToken(token string) (caHash, creds string, secure bool, err error) {
 	rest, ok := strings.CutPrefix(token, "K10")
 	if !ok {
-		return "", token, false
+		return "", "", false, nil
 	}
 	hash, creds, ok := strings.Cut(rest, "::")
-	if !ok || !validCAHash(hash) {
-		return "", token, false
+	if !ok {
+		return "", "", false, errors.New("invalid token format (a K10 token is K10<CA hash>::<user>:<password>); give the bare secret")
 	}
-	_, secret, ok = strings.Cut(creds, ":")
-	if !ok || secret == "" {
-		return "", token, false
+	if hash != "" && !validCAHash(hash) {
+		return "", "", false, errors.New("invalid token CA hash length (64 lower-case hex digits); give the bare secret")
 	}
-	return hash, secret, true
-}
-
-// CAHashOf is the hash a secure token pins: SHA-256 hex of the PEM bytes
-// exactly as the supervisor's /cacerts serves them.
-func CAHashOf(pem []byte) string {
-	sum := sha256.Sum256(pem)
-	return hex.EncodeToString(sum[:])
+	if reBootstrapCreds.MatchString(creds) {
+		return hash, creds, true, nil
+	}
+	if user, password, ok := strings.Cut(creds, ":"); !ok || user == "" || password == "" {
+		return "", "", false, errors.New("invalid token format (K10<CA hash>::<user>:<password>, both set); give the bare secret")
+	}
+	return hash, creds, true, nil
 }
 
 // ConfigPath is RKE2's config file inside dir.

@@ -35,13 +35,13 @@ func TestRenderConfigGolden(t *testing.T) {
 			o.Case = Bootstrap
 			o.NodeTaints = []string{"CriticalAddonsOnly=true:NoExecute"}
 			o.RKE2DataDir = "/data/rke2/"
+			o.AgentToken = "agent-secret"
 			o.Extra = map[string]any{
 				"cni":                     "canal",
 				"write-kubeconfig-mode":   "0644",
 				"disable":                 []string{"rke2-ingress-nginx"},
 				"kube-apiserver-arg":      []any{"audit-log-maxage=30"},
 				"etcd-snapshot-retention": 5,
-				"agent-token":             "agent-secret",
 				"node-label+":             []string{"zone=a"},
 			}
 		}},
@@ -49,7 +49,24 @@ func TestRenderConfigGolden(t *testing.T) {
 			o.Case = JoinServer
 			o.RKE2DataDir = DefaultRKE2DataDir + "/"
 			o.NodeName = ""
-			o.Token = SecureToken(testCAHash, "my-shared-secret")
+			o.Token = SecureToken(testCAHash, "server", "my-shared-secret")
+		}},
+		// An agent joins as user node with its token (the agent secret).
+		{"agent-node-token.yaml", func(o *RenderOptions) {
+			o.Case = Agent
+			o.TLSSANs = nil
+			o.Token = "agent-secret"
+			o.NodeTaints = []string{"gpu=true:PreferNoSchedule"}
+		}},
+		// A server with an agent token writes it as RKE2's agent-token.
+		{"join-server-agent-token.yaml", func(o *RenderOptions) {
+			o.Case = JoinServer
+			o.AgentToken = "agent-secret"
+		}},
+		{"bootstrap-agent-token.yaml", func(o *RenderOptions) {
+			o.Case = Bootstrap
+			o.CAHash = ""
+			o.AgentToken = "agent-secret"
 		}},
 	}
 	for _, tc := range tests {
@@ -95,16 +112,23 @@ func checkSemantics(t *testing.T, opts RenderOptions, cfg map[string]any) {
 		if hasServer {
 			t.Errorf("bootstrap config has server: %v", server)
 		}
-		if cfg["token"] != "my-shared-secret" {
+		if cfg["token"] != opts.Token {
 			t.Errorf("bootstrap token = %v, want the short secret", cfg["token"])
 		}
 	default:
 		if server != "https://"+opts.VIP+":9345" {
 			t.Errorf("server = %v", server)
 		}
-		if want := "K10" + testCAHash + "::server:my-shared-secret"; cfg["token"] != want {
+		user := "server"
+		if opts.Case == Agent {
+			user = "node"
+		}
+		if want := SecureToken(testCAHash, user, opts.Token); cfg["token"] != want {
 			t.Errorf("token = %v, want %s", cfg["token"], want)
 		}
+	}
+	if opts.AgentToken != "" && cfg["agent-token"] != opts.AgentToken {
+		t.Errorf("agent-token = %v, want %s", cfg["agent-token"], opts.AgentToken)
 	}
 	sans, _ := cfg["tls-san"].([]any)
 	if opts.Case == Agent {
@@ -145,8 +169,13 @@ func TestRenderConfigErrors(t *testing.T) {
 		{"agent without CA hash", func(o *RenderOptions) { o.Case = Agent; o.CAHash = "" }, "render agent config: the cluster CA hash is required"},
 		{"bad CA hash", func(o *RenderOptions) { o.CAHash = "abc" }, `CA hash "abc" is not 64 hex digits`},
 		{"secure token for another CA", func(o *RenderOptions) {
-			o.Token = SecureToken(strings.Repeat("0", 64), "s")
+			o.Token = SecureToken(strings.Repeat("0", 64), "server", "s")
 		}, "token pins CA hash 0000"},
+		{"owned key agent-token", func(o *RenderOptions) { o.Extra = map[string]any{"agent-token": "x"} }, `rke2-config key "agent-token" is set by rke2-hanode`},
+		{"agent-token on an agent", func(o *RenderOptions) { o.Case = Agent; o.AgentToken = "x" }, "agent-token is a server setting"},
+		{"malformed K10 token", func(o *RenderOptions) { o.Token = "K10abc" }, "invalid token format"},
+		{"K10 token with a short hash", func(o *RenderOptions) { o.Token = "K10abc::server:pw" }, "invalid token CA hash length"},
+		{"K10 token without a password", func(o *RenderOptions) { o.Token = "K10" + testCAHash + "::server:" }, "invalid token format"},
 		{"unencodable passthrough", func(o *RenderOptions) { o.Extra = map[string]any{"x": func() {}} }, "render x"},
 	}
 	for _, tc := range tests {
@@ -165,16 +194,19 @@ func TestRenderConfigErrors(t *testing.T) {
 }
 
 func TestSecureToken(t *testing.T) {
-	secure := SecureToken(strings.ToUpper(testCAHash), "secret")
+	secure := SecureToken(strings.ToUpper(testCAHash), "server", "secret")
 	if secure != "K10"+testCAHash+"::server:secret" {
 		t.Fatalf("SecureToken = %q", secure)
 	}
-	if again := SecureToken(testCAHash, secure); again != secure {
+	if again := SecureToken(testCAHash, "node", secure); again != secure {
 		t.Fatalf("secure token wrapped twice: %q", again)
 	}
-	// Something that only looks like the prefix is a short token.
-	if got := SecureToken(testCAHash, "K10abc"); got != "K10"+testCAHash+"::server:K10abc" {
-		t.Fatalf("SecureToken(K10abc) = %q", got)
+	if got := SecureToken(testCAHash, "node", "agent-secret"); got != "K10"+testCAHash+"::node:agent-secret" {
+		t.Fatalf("node token = %q", got)
+	}
+	// A secure token without a hash gets the cluster's.
+	if got := SecureToken(testCAHash, "node", "K10::server:pw"); got != "K10"+testCAHash+"::server:pw" {
+		t.Fatalf("SecureToken(K10::server:pw) = %q", got)
 	}
 	// The bootstrap server gets the bare secret out of a secure token.
 	out, err := RenderConfig(RenderOptions{Case: Bootstrap, VIP: "10.0.0.100", Token: secure})
@@ -186,14 +218,27 @@ func TestSecureToken(t *testing.T) {
 	}
 }
 
-func TestCAHashOf(t *testing.T) {
-	// sha256("") is a well-known constant.
-	if got := CAHashOf(nil); got != "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" {
-		t.Fatalf("CAHashOf(nil) = %s", got)
+// An agent joins as user node in both set-ups: k3s's node password is the
+// agent-token when the servers have one, else the server token.
+func TestAgentJoinsAsNode(t *testing.T) {
+	for _, token := range []string{"agent-secret", "the-only-secret"} {
+		out, err := RenderConfig(RenderOptions{Case: Agent, VIP: "10.0.0.100", Token: token, CAHash: testCAHash})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "token: K10" + testCAHash + "::node:" + token + "\n"; !strings.Contains(string(out), want) {
+			t.Errorf("agent config:\n%s\nwant %s", out, want)
+		}
+		if strings.Contains(string(out), "::server:") || strings.Contains(string(out), "agent-token") {
+			t.Errorf("agent config holds server credentials:\n%s", out)
+		}
 	}
-	pem := []byte("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
-	if CAHashOf(pem) == CAHashOf(pem[:len(pem)-1]) {
-		t.Fatal("the hash must cover the bytes exactly, trailing newline included")
+	out, err := RenderConfig(RenderOptions{Case: JoinServer, VIP: "10.0.0.100", Token: "server-secret", AgentToken: "agent-secret", CAHash: testCAHash})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "token: K10" + testCAHash + "::server:server-secret\nagent-token: agent-secret\n"; !strings.Contains(string(out), want) {
+		t.Errorf("join-server config:\n%s\nwant %s", out, want)
 	}
 }
 

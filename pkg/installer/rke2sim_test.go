@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/cahash"
 )
 
 // TestWithRKE2Sim runs the rendered configs, the exec manager and the
@@ -63,7 +65,10 @@ func TestWithRKE2Sim(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	caHash := CAHashOf(ca)
+	caHash, err := cahash.Of(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
 	token, _ := os.ReadFile(filepath.Join(serverData, "server", "token"))
 	if !strings.HasPrefix(string(token), "K10"+caHash+"::server:") {
 		t.Fatalf("server token %.20q… does not pin the CA hash computed here (%s)", token, caHash)

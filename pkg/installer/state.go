@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/cahash"
 )
 
 // InspectOptions says where to look for an existing RKE2.
@@ -112,7 +114,11 @@ func GuardDatastore(opts GuardOptions) error {
 	}
 	owner := "of an unknown cluster (no " + ServerCAPath(opts.RKE2DataDir) + ")"
 	if pem, err := os.ReadFile(ServerCAPath(opts.RKE2DataDir)); err == nil {
-		hash := CAHashOf(pem)
+		hash, err := cahash.Of(pem)
+		if err != nil {
+			return fmt.Errorf("installer: this host already holds an RKE2 datastore (%s) whose CA %s cannot be read (%v): "+
+				"remove it (rke2-uninstall.sh) or make it the bootstrap node", path, ServerCAPath(opts.RKE2DataDir), err)
+		}
 		if hash == opts.CAHash {
 			return nil // already a member of this cluster
 		}

@@ -34,6 +34,12 @@ type SystemdOptions struct {
 	// Journal returns a unit's last log lines for error messages; nil runs
 	// `journalctl -u UNIT -n 20 --no-pager` when journalctl exists.
 	Journal func(ctx context.Context, unit string) []string
+	// ConfigFile, when set, is the RKE2 config the unit must read: Start
+	// points the unit's environment file at it (PointUnitAtConfig) when it
+	// is not RKE2's default.
+	ConfigFile string
+	// EnvRoot is prepended to the environment files' paths (tests).
+	EnvRoot string
 	Logger  *zap.Logger
 }
 
@@ -47,6 +53,8 @@ type SystemdManager struct {
 	close   func()
 	poll    time.Duration
 	journal func(ctx context.Context, unit string) []string
+	config  string
+	envRoot string
 	log     *zap.Logger
 }
 
@@ -54,7 +62,8 @@ var _ ServiceManager = (*SystemdManager)(nil)
 
 // NewSystemdManager connects to systemd unless opts.Conn is set.
 func NewSystemdManager(ctx context.Context, opts SystemdOptions) (*SystemdManager, error) {
-	m := &SystemdManager{conn: opts.Conn, close: func() {}, poll: opts.PollInterval, journal: opts.Journal, log: opts.Logger}
+	m := &SystemdManager{conn: opts.Conn, close: func() {}, poll: opts.PollInterval, journal: opts.Journal,
+		config: opts.ConfigFile, envRoot: opts.EnvRoot, log: opts.Logger}
 	if m.conn == nil {
 		conn, err := dbus.NewWithContext(ctx)
 		if err != nil {
@@ -89,6 +98,15 @@ func (m *SystemdManager) Start(ctx context.Context, role Role) error {
 		return err
 	}
 	unit := UnitName(role)
+	if m.config != "" {
+		changed, err := PointUnitAtConfig(UnitEnvOptions{Root: m.envRoot, Role: role, ConfigFile: m.config})
+		if err != nil {
+			return err
+		}
+		for _, f := range changed {
+			m.log.Info("unit environment points RKE2 at its config", zap.String("file", f), zap.String(ConfigFileEnv, m.config))
+		}
+	}
 	if err := m.conn.ReloadContext(ctx); err != nil {
 		return fmt.Errorf("installer: systemd daemon-reload: %w", err)
 	}

@@ -147,7 +147,7 @@ func New(opts Options) (*Node, error) {
 		AdvertiseAddr: n.advertise,
 		AdvertisePort: c.GossipPort,
 		Join:          c.Join,
-		Token:         c.Secret(),
+		Token:         c.GossipSecret(), // the agent secret when there is one: every host holds it
 		ClusterName:   c.ClusterName,
 		Meta:          meta,
 		SyncRole:      syncRole,
@@ -428,6 +428,7 @@ func (n *Node) install(ctx context.Context) error {
 		Version:      c.RKE2Version,
 		Channel:      c.RKE2Channel,
 		ScriptURL:    c.InstallScriptURL,
+		ScriptSHA256: c.InstallScriptSHA,
 		ArtifactPath: c.ArtifactPath,
 		RKE2DataDir:  c.RKE2DataDir,
 		RKE2Bin:      c.RKE2Bin,
@@ -546,6 +547,7 @@ func (n *Node) writeRKE2Config(kind installer.Case, caHash string) error {
 		NodeIP:      n.advertise,
 		VIP:         c.VIP,
 		Token:       c.Secret(),
+		AgentToken:  c.AgentSecret(), // servers only; "" on agents
 		CAHash:      caHash,
 		TLSSANs:     c.TLSSAN,
 		NodeTaints:  c.NodeTaint,

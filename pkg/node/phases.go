@@ -39,7 +39,7 @@ func newServiceManager(c *config.Config, log *zap.Logger) (installer.ServiceMana
 	default:
 		// The D-Bus connection lives as long as the context it is made
 		// with: it must outlive this function.
-		m, err := installer.NewSystemdManager(context.Background(), installer.SystemdOptions{Logger: log})
+		m, err := installer.NewSystemdManager(context.Background(), installer.SystemdOptions{Logger: log, ConfigFile: installer.ConfigPath(c.RKE2ConfigDir)})
 		if err != nil {
 			return nil, nil, err
 		}

@@ -1,13 +1,9 @@
 package vip
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +16,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/cahash"
 )
 
 // Defaults of ProberConfig.
@@ -197,42 +195,9 @@ func NewProber(cfg ProberConfig) (*Prober, error) {
 }
 
 // CAHash returns the hash RKE2 puts into a secure token for a CA bundle as
-// /cacerts serves it: the SHA-256 (hex) of the exact PEM bytes for a single
-// certificate; for a bundle of several, of the DER of its root (the
-// self-signed one, else the last).
+// /cacerts serves it, by k3s's rule (pkg/cahash).
 func CAHash(bundle []byte) (string, error) {
-	var certs []*x509.Certificate
-	for rest := bundle; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		cert, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return "", fmt.Errorf("vip: CA bundle: %w", err)
-		}
-		certs = append(certs, cert)
-	}
-	switch len(certs) {
-	case 0:
-		return "", fmt.Errorf("vip: CA bundle holds no PEM certificate")
-	case 1:
-		sum := sha256.Sum256(bundle)
-		return hex.EncodeToString(sum[:]), nil
-	}
-	root := certs[len(certs)-1]
-	for _, c := range certs {
-		if bytes.Equal(c.RawSubject, c.RawIssuer) && c.CheckSignatureFrom(c) == nil {
-			root = c
-			break
-		}
-	}
-	sum := sha256.Sum256(root.Raw)
-	return hex.EncodeToString(sum[:]), nil
+	return cahash.Of(bundle)
 }
 
 // Probe checks the VIP the way an RKE2 joiner does: GET

@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -84,9 +85,15 @@ func runTTC(ctx context.Context, o ttcOptions, progress func(string, ...any)) (*
 	if err := writeScript(script, fmt.Sprintf("sleep %.3f\n", o.Install.Seconds())); err != nil {
 		return nil, err
 	}
+	// A local script runs only pinned by its SHA-256.
+	body, err := os.ReadFile(script)
+	if err != nil {
+		return nil, err
+	}
+	sum := fmt.Sprintf("%x", sha256.Sum256(body))
 	hosts := fromDemo(c, func(int, *demo.Node) bool { return o.InProcess })
 	for _, h := range hosts {
-		if err := addDropIn(h, "50-bench.yaml", fmt.Sprintf("install-method: script\ninstall-script-url: %s\nrke2-version: v1.0.1+rke2r1\n", script)); err != nil {
+		if err := addDropIn(h, "50-bench.yaml", fmt.Sprintf("install-method: script\ninstall-script-url: %s\ninstall-script-sha256: %s\nrke2-version: v1.0.1+rke2r1\n", script, sum)); err != nil {
 			return nil, err
 		}
 	}

@@ -19,6 +19,12 @@ host_stage() {
 	fi
 }
 
+# art_sum N FILE: the SHA-256 of an artifact staged on host N (a local
+# install-script-url runs only pinned by install-script-sha256).
+art_sum() {
+	sha256sum "$(host_root "$1")$E2E_ART_DIR/$2" | cut -d' ' -f1
+}
+
 # sim_env N UNIT VAR=VALUE...: environment for rke2sim's unit on host N
 # (RKE2's units read /etc/default/<unit>).
 sim_env() {
@@ -44,6 +50,7 @@ host_provision() {
 		--node-name "h$n" "${extra[@]}" --join "$(host_ip 1),$(host_ip 2),$(host_ip 3)" \
 		--vip "$E2E_VIP" --interface eth0 --advertise-address "$(host_ip "$n")" \
 		--install-method script --install-script-url "$E2E_ART_DIR/install.sh" \
+		--install-script-sha256 "$(art_sum "$n" install.sh)" \
 		--artifact-path "$E2E_ART_DIR" --log-level debug "$@" >"$(host_dir "$n")/install.log" 2>&1 || {
 		cat "$(host_dir "$n")/install.log" >&2
 		die "h$n: install.sh $role failed"
@@ -67,7 +74,7 @@ host_seed_cloudinit() {
 		-replace "CHANGE-ME-a-long-random-cluster-token=$E2E_TOKEN" \
 		-replace "--join 10.0.0.11 --join 10.0.0.12 --join 10.0.0.13=--join $(host_ip 1) --join $(host_ip 2) --join $(host_ip 3)" \
 		-replace "--vip 10.0.0.200=--vip $E2E_VIP" \
-		-replace "--interface eth0=--interface eth0 --install-script-url $E2E_ART_DIR/install.sh --artifact-path $E2E_ART_DIR --log-level debug" \
+		-replace "--interface eth0=--interface eth0 --install-script-url $E2E_ART_DIR/install.sh --install-script-sha256 $(art_sum "$n" install.sh) --artifact-path $E2E_ART_DIR --log-level debug" \
 		"$REPO/deploy/cloud-init/$role.yaml" >"$seed/user-data" || die "cannot seed $role.yaml"
 	printf 'instance-id: e2e-h%s\nlocal-hostname: h%s\n' "$n" "$n" >"$seed/meta-data"
 }

@@ -147,7 +147,7 @@ func checkCluster(t *testing.T, c *demo.Cluster, allowRejections bool) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := "token: K10" + s.CAHash + "::server:"; !strings.Contains(string(cfg), want) {
+			if want := "token: K10" + s.CAHash + "::node:"; !strings.Contains(string(cfg), want) {
 				t.Errorf("%s: RKE2 config lacks the secure token %q", n.Name, want[:20]+"…")
 			}
 			if !strings.Contains(string(cfg), "server: https://"+c.VIP+":9345") {

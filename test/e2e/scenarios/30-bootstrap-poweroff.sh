@@ -13,7 +13,8 @@ scenario_bootstrap_poweroff() {
 	for n in 1 2 3; do
 		printf '#!/bin/sh\nsleep %s\nexec sh %s/install.sh "$@"\n' "${E2E_SLOW_INSTALL:-25}" "$E2E_ART_DIR" \
 			>"$(host_root "$n")$E2E_ART_DIR/install-slow.sh"
-		sed -i "s|^install-script-url:.*|install-script-url: $E2E_ART_DIR/install-slow.sh|" \
+		sed -i -e "s|^install-script-url:.*|install-script-url: $E2E_ART_DIR/install-slow.sh|" \
+			-e "s|^install-script-sha256:.*|install-script-sha256: $(art_sum "$n" install-slow.sh)|" \
 			"$(host_root "$n")/etc/rke2-hanode/config.yaml"
 	done
 	for n in 1 2 3; do host_start "$n"; done
