@@ -73,6 +73,9 @@ func handshake(t *testing.T, server, client *tls.Config) (dialErr, acceptErr err
 		}
 		conn.Close()
 	}
+	// A peer the guard refused never reaches Accept: closing the stream
+	// ends the wait with an error.
+	s.Close()
 	return err, <-accepted
 }
 
