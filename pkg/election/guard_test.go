@@ -354,6 +354,28 @@ func TestTokenHolderOutsideConfigurationCannotAppend(t *testing.T) {
 	if err == nil || after != before {
 		t.Fatalf("a token holder outside the configuration appended (err %v, last index %d → %d)", err, before, after)
 	}
+	// Nor can it ask for a vote (raft checks RequestVote's sender only
+	// against the configuration it has, after reading the RPC).
+	{
+		srv, cli, err := raftTLSConfig("token", "c", "evil", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := newTLSStream("127.0.0.1:0", "127.0.0.1:0", srv, cli)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: st, MaxPool: 1, Timeout: 5 * time.Second})
+		var resp raft.RequestVoteResponse
+		err = tr.RequestVote("a", transA.LocalAddr(), &raft.RequestVoteRequest{
+			RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("evil"), Addr: []byte(tr.LocalAddr())},
+			Term:      50, LastLogIndex: 100, LastLogTerm: 50,
+		}, &resp)
+		tr.Close()
+		if err == nil {
+			t.Fatalf("a token holder outside the configuration got a vote answer (granted %v)", resp.Granted)
+		}
+	}
 	before, after, err = appendAs("b")
 	if err != nil || after != before+1 {
 		t.Fatalf("a server of the configuration: err %v, last index %d → %d", err, before, after)
