@@ -106,7 +106,9 @@ func TestCheckStrength(t *testing.T) {
 		{"", false},
 		{"qwhzkrmvbtpfyjxdlsnocaeiugwq", true}, // 28 lower-case letters
 		{"Xk8pQ2mZ7rT4vN9wB3yL6h", true},       // 22 mixed letters and digits
-		{"K10" + strings.Repeat("0123456789abcdef", 4) + "::server:Xk8pQ2mZ7rT4", true},
+		{"K10" + strings.Repeat("0123456789abcdef", 4) + "::server:" + RandomSecret(), true},
+		{"K10" + strings.Repeat("0123456789abcdef", 4) + "::server:Xk8pQ2mZ7rT4", false}, // the public CA hash does not count
+		{"K10::node:my-shared-secret", false},
 		{RandomSecret(), true},
 		{"demo-0b5f8e2a91c4d7364fa0e9b2c81d5f73", true},
 	} {

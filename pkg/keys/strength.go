@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"strings"
 )
 
 // MinTokenBits is the least estimated strength a token must have.
@@ -58,9 +59,19 @@ func TokenBits(token string) float64 {
 }
 
 // CheckStrength refuses a token whose estimated strength (TokenBits) is
-// below MinTokenBits. The error names the estimate and the remedy, never
-// the token.
+// below MinTokenBits. Of a token in RKE2's secure form,
+// K10<ca-hash>::<user>:<password> (or K10<ca-hash>::<bootstrap token>),
+// only the password (or the bootstrap token) counts: the CA hash is public.
+// The error names the estimate and the remedy, never the token.
 func CheckStrength(token string) error {
+	if rest, ok := strings.CutPrefix(token, "K10"); ok {
+		if _, secret, ok := strings.Cut(rest, "::"); ok {
+			if _, password, ok := strings.Cut(secret, ":"); ok {
+				secret = password
+			}
+			token = secret
+		}
+	}
 	if bits := TokenBits(token); bits < MinTokenBits {
 		return fmt.Errorf("too weak: about %.0f bits, at least %d are required (e.g. 28 random lower-case letters, 22 mixed letters and digits, or 64 hex digits); make one with `rke2-hanode token generate`", bits, MinTokenBits)
 	}
