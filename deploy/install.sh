@@ -7,6 +7,9 @@
 #   curl -sfL https://example.com/install.sh | sh -s - agent \
 #       --token-file /root/token --join 10.0.0.11 --vip 10.0.0.200 --interface eth0
 #
+# Make the tokens with `rke2-hanode token generate` (server-token and
+# agent-token lines); a weak token is refused at config load.
+#
 # The first argument is the role (server or agent); everything after it is
 # passed to `rke2-hanode config init` (see `rke2-hanode config init --help`).
 # It installs the package (.deb with dpkg, .rpm with rpm), writes

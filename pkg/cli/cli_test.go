@@ -47,7 +47,7 @@ func TestExitCodes(t *testing.T) {
 func TestPreflightNamesKeyAndValue(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "config.yaml")
-	os.WriteFile(p, []byte("role: server\ntoken: x\nexpect-servers: 2\njoin: [a]\nvip: 10.0.0.999\ninterface: eth0\nnode-name: n1\n"), 0o600)
+	os.WriteFile(p, []byte("role: server\ntoken: x-Xk8pQ2mZ7rT4vN9wB3yL6h\nexpect-servers: 2\njoin: [a]\nvip: 10.0.0.999\ninterface: eth0\nnode-name: n1\n"), 0o600)
 	code, out, _ := run("preflight", "--config", p)
 	if code != ExitUsage {
 		t.Fatalf("exit %d", code)
@@ -63,7 +63,7 @@ func TestConfigInitRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "etc", "config.yaml")
 	args := []string{"config", "init", "--output", out, "--role", "server", "--expect-servers", "3",
-		"--token", "tok-123", "--join", "10.0.0.2,10.0.0.3", "--join", "seed.example.com:9347", "--vip", "10.0.0.200",
+		"--token", "tok-123-Xk8pQ2mZ7rT4vN9wB3yL6h", "--join", "10.0.0.2,10.0.0.3", "--join", "seed.example.com:9347", "--vip", "10.0.0.200",
 		"--interface", "eth0", "--tls-san", "k8s.example.com", "--node-taint", "CriticalAddonsOnly=true:NoExecute",
 		"--rke2-config", "{cni: cilium}", "--kube-vip-lease-duration", "20"}
 	if code, _, errs := run(args...); code != 0 {
@@ -80,7 +80,7 @@ func TestConfigInitRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.NodeName != "host-x" || got.Role != "server" || got.ExpectServers != 3 || got.Secret() != "tok-123" ||
+	if got.NodeName != "host-x" || got.Role != "server" || got.ExpectServers != 3 || got.Secret() != "tok-123-Xk8pQ2mZ7rT4vN9wB3yL6h" ||
 		!reflect.DeepEqual(got.Join, []string{"10.0.0.2", "10.0.0.3", "seed.example.com:9347"}) || got.VIP != "10.0.0.200" ||
 		got.KubeVIPLease != 20 || got.RKE2Config["cni"] != "cilium" || !reflect.DeepEqual(got.NodeTaint, []string{"CriticalAddonsOnly=true:NoExecute"}) {
 		t.Errorf("round trip: %+v", got)
@@ -89,8 +89,8 @@ func TestConfigInitRoundTrip(t *testing.T) {
 		t.Errorf("invalid init: exit %d", code)
 	}
 	// The token may come from the environment, out of sight of ps.
-	t.Setenv("RKE2_HANODE_TOKEN", "env-token-9")
-	if code, out, errs := run("config", "init", "--output", "-", "--role", "agent", "--join", "10.0.0.2", "--vip", "10.0.0.200", "--interface", "eth0"); code != 0 || !strings.Contains(out, "token: env-token-9") {
+	t.Setenv("RKE2_HANODE_TOKEN", "env-token-9-Xk8pQ2mZ7rT4vN9wB3yL6h")
+	if code, out, errs := run("config", "init", "--output", "-", "--role", "agent", "--join", "10.0.0.2", "--vip", "10.0.0.200", "--interface", "eth0"); code != 0 || !strings.Contains(out, "token: env-token-9-Xk8pQ2mZ7rT4vN9wB3yL6h") {
 		t.Errorf("token from env: %d %s %s", code, out, errs)
 	}
 }
@@ -108,7 +108,7 @@ func TestRunServesMetricsAndStatus(t *testing.T) {
 	port := freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	c, err := config.Load(config.LoadOptions{Env: []string{
-		"RKE2_HANODE_ROLE=server", "RKE2_HANODE_TOKEN=very-secret-token", "RKE2_HANODE_EXPECT_SERVERS=1",
+		"RKE2_HANODE_ROLE=server", "RKE2_HANODE_TOKEN=very-secret-token-Xk8pQ2mZ7rT4vN9wB3yL6h", "RKE2_HANODE_EXPECT_SERVERS=1",
 		"RKE2_HANODE_VIP=127.0.0.200", "RKE2_HANODE_INTERFACE=lo", "RKE2_HANODE_NODE_NAME=n1",
 		"RKE2_HANODE_HTTP_ADDRESS=" + addr, "RKE2_HANODE_LOG_LEVEL=error",
 		"RKE2_HANODE_BIND_ADDRESS=127.0.0.1", "RKE2_HANODE_ADVERTISE_ADDRESS=127.0.0.1",
@@ -158,7 +158,7 @@ func TestRunServesMetricsAndStatus(t *testing.T) {
 	if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("readyz before ready: %v %v", resp, err)
 	}
-	if strings.Contains(body, "very-secret-token") {
+	if strings.Contains(body, "very-secret-token-Xk8pQ2mZ7rT4vN9wB3yL6h") {
 		t.Error("token in /metrics")
 	}
 }
@@ -185,7 +185,7 @@ func TestPrintStatus(t *testing.T) {
 func TestRenderKubeVIP(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "config.yaml")
-	os.WriteFile(p, []byte("role: server\ntoken: x\nexpect-servers: 1\nvip: 10.9.8.7\ninterface: bond0\nnode-name: n1\nkube-vip-lease-duration: 30\n"), 0o600)
+	os.WriteFile(p, []byte("role: server\ntoken: x-Xk8pQ2mZ7rT4vN9wB3yL6h\nexpect-servers: 1\nvip: 10.9.8.7\ninterface: bond0\nnode-name: n1\nkube-vip-lease-duration: 30\n"), 0o600)
 	code, out, errs := run("render", "kube-vip", "--config", p)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)

@@ -73,6 +73,7 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 		newConfigCmd(),
 		newDemoCmd(),
 		newVersionCmd(),
+		newTokenCmd(),
 	)
 	return root
 }

@@ -13,7 +13,7 @@ import (
 
 const validServer = `role: server
 node-name: ha-m1
-token: s3cret-token
+token: s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h
 expect-servers: 3
 join: [10.0.0.11, 10.0.0.12]
 vip: 192.168.205.200
@@ -46,7 +46,7 @@ func TestValidServerAndDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Secret() != "s3cret-token" || c.GossipPort != 9347 || c.RaftPort != 9348 || c.HTTPAddress != ":9349" ||
+	if c.Secret() != "s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h" || c.GossipPort != 9347 || c.RaftPort != 9348 || c.HTTPAddress != ":9349" ||
 		c.ClusterName != "rke2" || c.InstallMethod != "script" || c.KubeVIPVersion != "v1.2.3" || c.KubeVIPLease != 15 ||
 		c.DataDir != "/var/lib/rke2-hanode" || c.RKE2Channel != "stable" || !reflect.DeepEqual(c.Join, []string{"10.0.0.11", "10.0.0.12"}) {
 		t.Errorf("unexpected values: %+v", c)
@@ -85,7 +85,8 @@ func TestBadConfigsNameKeyAndValue(t *testing.T) {
 		{"not a number", strings.Replace(validServer, "expect-servers: 3", "expect-servers: three", 1), "expect-servers", "want a whole number"},
 		{"no join", strings.Replace(validServer, "join: [10.0.0.11, 10.0.0.12]\n", "", 1), "join", "required unless expect-servers is 1"},
 		{"bad join", strings.Replace(validServer, "10.0.0.12]", "10.0.0.12:99999]", 1), "join", "port must be from 1 to 65535"},
-		{"no token", strings.Replace(validServer, "token: s3cret-token\n", "", 1), "token", "set token or token-file"},
+		{"no token", strings.Replace(validServer, "token: s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h\n", "", 1), "token", "set token or token-file"},
+		{"weak token", strings.Replace(validServer, "s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h", "my-shared-secret", 1), "token", "too weak: about 94 bits, at least 128 are required (e.g. 28 random lower-case letters, 22 mixed letters and digits, or 64 hex digits); make one with `rke2-hanode token generate`"},
 		{"both tokens", validServer + "token-file: /etc/shadow-token\n", "token-file", "set exactly one"},
 		{"bad vip", strings.Replace(validServer, "192.168.205.200", "192.168.205.300", 1), "vip", "must be an IPv4 address"},
 		{"v6 vip", strings.Replace(validServer, "192.168.205.200", "fd00::200", 1), "vip", "IPv6 VIPs are not supported yet"},
@@ -128,7 +129,7 @@ func TestBadConfigsNameKeyAndValue(t *testing.T) {
 			if !found {
 				t.Fatalf("no problem for key %q containing %q in:\n%v", tc.key, tc.want, err)
 			}
-			if strings.Contains(err.Error(), "s3cret-token") {
+			if strings.Contains(err.Error(), "s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h") {
 				t.Errorf("error text shows the token: %v", err)
 			}
 		})
@@ -185,8 +186,8 @@ func TestPrecedenceFileDropInEnvFlag(t *testing.T) {
 
 func TestTokenFilePermissions(t *testing.T) {
 	dir := t.TempDir()
-	tokenFile := writeConf(t, dir, "token", "from-file\n", 0o644)
-	body := strings.Replace(validServer, "token: s3cret-token", "token-file: "+tokenFile, 1)
+	tokenFile := writeConf(t, dir, "token", "from-file-Xk8pQ2mZ7rT4vN9wB3yL6h\n", 0o644)
+	body := strings.Replace(validServer, "token: s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h", "token-file: "+tokenFile, 1)
 	_, err := load(t, body)
 	if err == nil || !strings.Contains(err.Error(), "chmod 600 "+tokenFile) {
 		t.Fatalf("group-readable token file accepted: %v", err)
@@ -196,10 +197,10 @@ func TestTokenFilePermissions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Secret() != "from-file" {
+	if c.Secret() != "from-file-Xk8pQ2mZ7rT4vN9wB3yL6h" {
 		t.Errorf("secret not read from token-file")
 	}
-	_, err = load(t, strings.Replace(validServer, "token: s3cret-token", "token-file: "+filepath.Join(dir, "missing"), 1))
+	_, err = load(t, strings.Replace(validServer, "token: s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h", "token-file: "+filepath.Join(dir, "missing"), 1))
 	if err == nil || !strings.Contains(err.Error(), "cannot read the token file") {
 		t.Errorf("missing token file: %v", err)
 	}
@@ -213,8 +214,8 @@ func TestConfigFileHoldingTokenMustBePrivate(t *testing.T) {
 		t.Fatalf("readable config with token accepted: %v", err)
 	}
 	// The same file without the token may be world-readable.
-	p2 := writeConf(t, dir, "c2.yaml", strings.Replace(validServer, "token: s3cret-token\n", "", 1), 0o644)
-	if _, err := Load(LoadOptions{File: p2, Env: []string{"RKE2_HANODE_TOKEN=x"}}); err != nil {
+	p2 := writeConf(t, dir, "c2.yaml", strings.Replace(validServer, "token: s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h\n", "", 1), 0o644)
+	if _, err := Load(LoadOptions{File: p2, Env: []string{"RKE2_HANODE_TOKEN=env-Xk8pQ2mZ7rT4vN9wB3yL6h"}}); err != nil {
 		t.Errorf("config without token refused: %v", err)
 	}
 }
@@ -226,7 +227,7 @@ func TestMissingFile(t *testing.T) {
 	}
 	// The default file may be absent when flags and env say everything.
 	_, err = Load(LoadOptions{File: "/nonexistent/config.yaml", Env: []string{
-		"RKE2_HANODE_ROLE=server", "RKE2_HANODE_TOKEN=x", "RKE2_HANODE_EXPECT_SERVERS=1",
+		"RKE2_HANODE_ROLE=server", "RKE2_HANODE_TOKEN=env-Xk8pQ2mZ7rT4vN9wB3yL6h", "RKE2_HANODE_EXPECT_SERVERS=1",
 		"RKE2_HANODE_VIP=10.0.0.200", "RKE2_HANODE_INTERFACE=eth0"}, Hostname: func() string { return "h" }})
 	if err != nil {
 		t.Errorf("env-only config: %v", err)
@@ -234,7 +235,7 @@ func TestMissingFile(t *testing.T) {
 }
 
 func TestAgentNeedsNoExpectServers(t *testing.T) {
-	_, err := load(t, "role: agent\ntoken: x\njoin: [10.0.0.1]\nvip: 10.0.0.200\ninterface: eth0\nnode-name: w1\n")
+	_, err := load(t, "role: agent\ntoken: x-Xk8pQ2mZ7rT4vN9wB3yL6h\njoin: [10.0.0.1]\nvip: 10.0.0.200\ninterface: eth0\nnode-name: w1\n")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/keys"
 )
 
 // Problem is one thing wrong with the configuration.
@@ -87,6 +89,9 @@ func (c *Config) validate(ps *problems) {
 		v("role", "", "required: server or agent")
 	default:
 		v("role", c.Role, "accepted values are server, agent")
+	}
+	if err := keys.CheckStrength(c.secret); c.secret != "" && err != nil {
+		v(map[bool]string{true: "token-file", false: "token"}[c.TokenFile != ""], "", err.Error())
 	}
 	if !reClusterNam.MatchString(c.ClusterName) || len(c.ClusterName) > 63 {
 		v("cluster-name", c.ClusterName, "must be 1-63 lower-case letters, digits, '-', '_' or '.'")

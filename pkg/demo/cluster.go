@@ -7,8 +7,6 @@ package demo
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -23,6 +21,7 @@ import (
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/config"
 	"github.com/rke2-hanode/rke2-hanode/pkg/fsutil"
+	"github.com/rke2-hanode/rke2-hanode/pkg/keys"
 )
 
 // Options shape a loopback cluster.
@@ -100,9 +99,7 @@ func New(opts Options) (*Cluster, error) {
 		opts.ClusterName = "demo"
 	}
 	if opts.Token == "" {
-		b := make([]byte, 16)
-		rand.Read(b)
-		opts.Token = "demo-" + hex.EncodeToString(b)
+		opts.Token = keys.RandomSecret() // as strong as `token generate`'s
 	}
 	c := &Cluster{Opts: opts}
 	if opts.Dir == "" {

@@ -224,6 +224,7 @@ func (e *Election) openTransport() (raft.Transport, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	stream.guard.setAdmission(e.log, e.admitRaftPeer)
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  stream,
 		MaxPool: 3,

@@ -17,9 +17,11 @@ import (
 	"github.com/rke2-hanode/rke2-hanode/pkg/keys"
 )
 
-// raftServerName is the one DNS name every raft leaf carries. Peers are
-// known by address, not by name, so the name check only proves "a leaf
-// issued by this cluster's CA for raft".
+// raftServerName is the one DNS name every raft leaf carries: a dialer
+// knows its peer by address, not by ID, so the name check only proves "a
+// leaf issued by this cluster's CA for raft". The leaf's CommonName is the
+// node's raft server ID (its node name); the inbound guard admits a peer
+// only if that ID is a server of the current configuration (peerID).
 const raftServerName = "raft.rke2-hanode.invalid"
 
 // clusterCA builds the raft CA from the token. Every token holder derives
@@ -98,11 +100,16 @@ func raftTLSConfig(token, cluster, node string, now time.Time) (server, client *
 	return server, client, nil
 }
 
-// tlsStream is a raft.StreamLayer speaking mutual TLS over TCP.
+// tlsStream is a raft.StreamLayer speaking mutual TLS over TCP. Inbound
+// connections pass a guard (guard.go) before raft sees them: a handshake
+// deadline, a connection cap, and the peer's raft server ID checked against
+// the configuration.
 type tlsStream struct {
-	net.Listener // yields *tls.Conn; the handshake runs on first use
-	advertise    net.Addr
-	client       *tls.Config
+	ln        net.Listener // plain TCP; nil on a dial-only stream
+	advertise net.Addr
+	server    *tls.Config
+	client    *tls.Config
+	guard     *streamGuard
 }
 
 var _ raft.StreamLayer = (*tlsStream)(nil)
@@ -123,7 +130,19 @@ func newTLSStream(bind, advertise string, server, client *tls.Config) (*tlsStrea
 	if adv.Port == 0 { // tests bind port 0 and advertise what they got
 		adv.Port = ln.Addr().(*net.TCPAddr).Port
 	}
-	return &tlsStream{Listener: tls.NewListener(ln, server), advertise: adv, client: client}, nil
+	s := &tlsStream{ln: ln, advertise: adv, server: server, client: client, guard: newStreamGuard()}
+	go s.guard.acceptLoop(ln, server)
+	return s, nil
+}
+
+// Accept returns the next inbound connection that passed the guard: its
+// TLS handshake is complete and its peer admitted.
+func (s *tlsStream) Accept() (net.Conn, error) { return s.guard.next() }
+
+// Close stops listening; connections already handed to raft stay open.
+func (s *tlsStream) Close() error {
+	s.guard.close()
+	return s.ln.Close()
 }
 
 func (s *tlsStream) Addr() net.Addr { return s.advertise }

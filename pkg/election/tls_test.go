@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/tls"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -73,6 +74,9 @@ func handshake(t *testing.T, server, client *tls.Config) (dialErr, acceptErr err
 		}
 		conn.Close()
 	}
+	// A peer the guard refused never reaches Accept: closing the stream
+	// ends the wait with an error.
+	s.Close()
 	return err, <-accepted
 }
 
@@ -152,6 +156,26 @@ func TestNewTLSStreamBadAdvertise(t *testing.T) {
 		_, err := newTLSStream("127.0.0.1:0", tc.adv, &tls.Config{}, &tls.Config{})
 		if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 			t.Errorf("advertise %q: %v, want %q", tc.adv, err, tc.wantErr)
+		}
+	}
+}
+
+// BenchmarkHandshakeGuess is one offline guess against what a raft
+// handshake shows before it asks for a client certificate: derive the CA
+// from a guessed token and compare it with the CA that signed the leaf.
+// Each guess is a new token, so the derivation cache never helps.
+func BenchmarkHandshakeGuess(b *testing.B) {
+	seen, _, err := clusterCA("the-real-token", "rke2")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; b.Loop(); i++ {
+		ca, _, err := clusterCA("guess-"+strconv.Itoa(i), "rke2")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if bytes.Equal(ca.RawSubjectPublicKeyInfo, seen.RawSubjectPublicKeyInfo) {
+			b.Fatal("guessed")
 		}
 	}
 }

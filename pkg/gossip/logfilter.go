@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"container/list"
 	"io"
 	"net"
 	"strings"
@@ -105,39 +106,85 @@ func demote(line string) string {
 	return line
 }
 
-// rateLimiter allows one event per key per interval and counts the ones it
-// suppressed in between.
+// rateLimiter allows one event per key per interval, and at most
+// rateLimiterBurst events per interval over all keys, and counts the ones it
+// suppressed in between. Keys come from the network (a peer's address, which
+// a sender can spoof), so both bounds matter: the per-key state is a
+// least-recently-used table of rateLimiterKeys entries, and the global token
+// bucket keeps a flood of distinct keys to a few lines per interval. No
+// suppressed event is lost from the count: one dropped by the global bucket,
+// or held by a key the table evicted, is reported with the next line that
+// is logged, whatever its key.
 type rateLimiter struct {
 	mu       sync.Mutex
 	interval time.Duration
 	now      func() time.Time
-	last     map[string]time.Time
-	dropped  map[string]int
+	lru      *list.List // of *limiterEntry, most recent first
+	keys     map[string]*list.Element
+	tokens   float64   // global bucket
+	filled   time.Time // when tokens was last refilled
+	orphaned int       // suppressed events not attributable to a logged key
 }
 
-const rateLimiterKeys = 1024
+type limiterEntry struct {
+	key     string
+	last    time.Time
+	dropped int
+}
+
+const (
+	rateLimiterKeys  = 1024
+	rateLimiterBurst = 20
+)
 
 func newRateLimiter(interval time.Duration, now func() time.Time) *rateLimiter {
-	return &rateLimiter{interval: interval, now: now, last: map[string]time.Time{}, dropped: map[string]int{}}
+	return &rateLimiter{interval: interval, now: now, lru: list.New(), keys: map[string]*list.Element{}, tokens: rateLimiterBurst}
 }
 
 // allow reports whether an event for key may be logged now, and how many
-// were suppressed since the last one that was.
+// events were suppressed since the last one that was: this key's, plus
+// those of the global bucket and of evicted keys.
 func (r *rateLimiter) allow(key string) (ok bool, suppressed int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now()
-	if t, seen := r.last[key]; seen && now.Sub(t) < r.interval {
-		r.dropped[key]++
+	r.refill(now)
+	el, seen := r.keys[key]
+	if seen {
+		r.lru.MoveToFront(el)
+		if e := el.Value.(*limiterEntry); now.Sub(e.last) < r.interval {
+			e.dropped++
+			return false, 0
+		}
+	}
+	if r.tokens < 1 {
+		r.orphaned++
 		return false, 0
 	}
-	if len(r.last) >= rateLimiterKeys {
-		// Many distinct peers: forget them all rather than grow without bound.
-		clear(r.last)
-		clear(r.dropped)
+	r.tokens--
+	if !seen {
+		el = r.lru.PushFront(&limiterEntry{key: key})
+		r.keys[key] = el
+		for r.lru.Len() > rateLimiterKeys {
+			old := r.lru.Remove(r.lru.Back()).(*limiterEntry)
+			delete(r.keys, old.key)
+			r.orphaned += old.dropped
+		}
 	}
-	suppressed = r.dropped[key]
-	delete(r.dropped, key)
-	r.last[key] = now
+	e := el.Value.(*limiterEntry)
+	suppressed = e.dropped + r.orphaned
+	e.last, e.dropped, r.orphaned = now, 0, 0
 	return true, suppressed
+}
+
+// refill adds rateLimiterBurst tokens per interval, up to the burst.
+func (r *rateLimiter) refill(now time.Time) {
+	if r.filled.IsZero() {
+		r.filled = now
+		return
+	}
+	if d := now.Sub(r.filled); d > 0 && r.interval > 0 {
+		r.tokens = min(rateLimiterBurst, r.tokens+rateLimiterBurst*float64(d)/float64(r.interval))
+		r.filled = now
+	}
 }

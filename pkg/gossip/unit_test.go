@@ -94,8 +94,8 @@ func TestRateLimiter(t *testing.T) {
 	for i := range rateLimiterKeys + 1 {
 		r.allow(strings.Repeat("k", i+1))
 	}
-	if len(r.last) > rateLimiterKeys {
-		t.Fatalf("limiter keeps %d keys", len(r.last))
+	if len(r.keys) > rateLimiterKeys || r.lru.Len() > rateLimiterKeys {
+		t.Fatalf("limiter keeps %d keys", len(r.keys))
 	}
 }
 

@@ -86,7 +86,7 @@ func cpuSeconds() float64 {
 var routeOnce sync.Once
 var routeReg = prometheus.NewRegistry()
 
-const scaleToken = "bench-scale-token"
+const scaleToken = "bench-scale-token-Xk8pQ2mZ7rT4vN9wB3yL6h"
 
 // runScale starts members daemons (3 servers, the rest agents) in this
 // process and measures gossip convergence, the election, and the steady

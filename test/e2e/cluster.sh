@@ -71,7 +71,7 @@ host_seed_cloudinit() {
 	"$E2E_CLOUDINIT" -user-data \
 		-replace "$rel/rke2-hanode_0.1.0_amd64.deb=file:///root/rke2-hanode.deb" \
 		-replace "$rel/install.sh=file:///root/install.sh" \
-		-replace "CHANGE-ME-a-long-random-cluster-token=$E2E_TOKEN" \
+		-replace "@$(tr a-z A-Z <<<"$role")_TOKEN@=$E2E_TOKEN" \
 		-replace "--join 10.0.0.11 --join 10.0.0.12 --join 10.0.0.13=--join $(host_ip 1) --join $(host_ip 2) --join $(host_ip 3)" \
 		-replace "--vip 10.0.0.200=--vip $E2E_VIP" \
 		-replace "--interface eth0=--interface eth0 --install-script-url $E2E_ART_DIR/install.sh --install-script-sha256 $(art_sum "$n" install.sh) --artifact-path $E2E_ART_DIR --log-level debug" \
