@@ -12,7 +12,7 @@ import (
 const validAgent = "role: agent\nnode-name: w1\njoin: [10.0.0.1]\nvip: 10.0.0.200\ninterface: eth0\n"
 
 func withToken(body, token string) string {
-	return strings.Replace(body, "token: s3cret-token", "token: '"+token+"'", 1)
+	return strings.Replace(body, "token: s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h", "token: '"+token+"'", 1)
 }
 
 func wantProblem(t *testing.T, err error, parts ...string) {
@@ -30,10 +30,10 @@ func wantProblem(t *testing.T, err error, parts ...string) {
 func TestTokenShapeAsK3sReadsIt(t *testing.T) {
 	hash := strings.Repeat("0123456789abcdef", 4)
 	for _, tok := range []string{
-		"plain-secret",
-		"K10" + hash + "::server:pw",
-		"K10::server:pw",
-		"K10" + hash + "::node:pw:with:colons",
+		"plain-s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h",
+		"K10" + hash + "::server:s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h",
+		"K10::server:s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h",
+		"K10" + hash + "::node:s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h:with:colons",
 	} {
 		if _, err := load(t, withToken(validServer, tok)); err != nil {
 			t.Errorf("token %q refused: %v", tok, err)
@@ -41,9 +41,9 @@ func TestTokenShapeAsK3sReadsIt(t *testing.T) {
 	}
 	for tok, want := range map[string]string{
 		"K10abc":                      "invalid token format",
-		"K10abc::server:pw":           "invalid token CA hash length",
-		"K10" + hash + "0::server:pw": "invalid token CA hash length",
-		"K10" + strings.ToUpper(hash) + "::server:pw": "lower-case hex",
+		"K10abc::server:s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h":           "invalid token CA hash length",
+		"K10" + hash + "0::server:s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h": "invalid token CA hash length",
+		"K10" + strings.ToUpper(hash) + "::server:s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h": "lower-case hex",
 		"K10" + hash + "::server:":                    "invalid token format",
 		"K10" + hash + "::server":                     "invalid token format",
 		"K10" + hash + "::abcdef.0123456789abcdef":    "bootstrap token",
@@ -54,23 +54,23 @@ func TestTokenShapeAsK3sReadsIt(t *testing.T) {
 			t.Errorf("the error shows the token: %v", err)
 		}
 	}
-	// An agent may join with a bootstrap token.
-	if _, err := load(t, validAgent+"token: K10"+hash+"::abcdef.0123456789abcdef\n"); err != nil {
-		t.Errorf("agent with a bootstrap token: %v", err)
-	}
+	// An agent's bootstrap token has the right shape, but its 16-character
+	// secret is too weak to key gossip, which the agent's token also does.
+	_, err := load(t, validAgent+"token: K10"+hash+"::abcdef.0123456789abcdef\n")
+	wantProblem(t, err, "too weak")
 	// A token file is named with its path.
 	dir := t.TempDir()
 	tf := writeConf(t, dir, "token", "K10abc\n", 0o600)
-	_, err := load(t, strings.Replace(validServer, "token: s3cret-token", "token-file: "+tf, 1))
+	_, err = load(t, strings.Replace(validServer, "token: s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h", "token-file: "+tf, 1))
 	wantProblem(t, err, "token-file = \""+tf+"\"", "the token in "+tf+": invalid token format")
 }
 
 func TestAgentToken(t *testing.T) {
-	c, err := load(t, validServer+"agent-token: agent-secret\n")
+	c, err := load(t, validServer+"agent-token: agent-Yq7Rw2Lp9Zk4Xv8Nc3Bm6Hj5Tf1Ds0Ga\n")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Secret() != "s3cret-token" || c.AgentSecret() != "agent-secret" || c.GossipSecret() != "agent-secret" {
+	if c.Secret() != "s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h" || c.AgentSecret() != "agent-Yq7Rw2Lp9Zk4Xv8Nc3Bm6Hj5Tf1Ds0Ga" || c.GossipSecret() != "agent-Yq7Rw2Lp9Zk4Xv8Nc3Bm6Hj5Tf1Ds0Ga" {
 		t.Errorf("secret %q agent %q gossip %q", c.Secret(), c.AgentSecret(), c.GossipSecret())
 	}
 	for _, w := range c.Warnings() {
@@ -84,7 +84,7 @@ func TestAgentToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.AgentSecret() != "" || c.GossipSecret() != "s3cret-token" {
+	if c.AgentSecret() != "" || c.GossipSecret() != "s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h" {
 		t.Errorf("single token: agent %q gossip %q", c.AgentSecret(), c.GossipSecret())
 	}
 	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, "every agent holds the server token") || !strings.Contains(w, "set agent-token") {
@@ -92,32 +92,32 @@ func TestAgentToken(t *testing.T) {
 	}
 
 	// An agent's token is its agent secret; agent-token is a server key.
-	c, err = load(t, validAgent+"token: agent-secret\n")
-	if err != nil || c.GossipSecret() != "agent-secret" || len(c.Warnings()) != 0 {
+	c, err = load(t, validAgent+"token: agent-Yq7Rw2Lp9Zk4Xv8Nc3Bm6Hj5Tf1Ds0Ga\n")
+	if err != nil || c.GossipSecret() != "agent-Yq7Rw2Lp9Zk4Xv8Nc3Bm6Hj5Tf1Ds0Ga" || len(c.Warnings()) != 0 {
 		t.Fatalf("agent: %v, gossip %q, warnings %q", err, c.GossipSecret(), c.Warnings())
 	}
-	_, err = load(t, validAgent+"token: agent-secret\nagent-token: x\n")
+	_, err = load(t, validAgent+"token: agent-Yq7Rw2Lp9Zk4Xv8Nc3Bm6Hj5Tf1Ds0Ga\nagent-token: x\n")
 	wantProblem(t, err, "agent-token", "on an agent, token (or token-file) holds the agent token")
 
 	// The agent-token file follows the token file's rules.
 	dir := t.TempDir()
-	af := writeConf(t, dir, "agent", "from-file\n", 0o644)
+	af := writeConf(t, dir, "agent", "from-file-Hq3Zt8Wm2Kp6Rv9Xc4Ln7Bj5\n", 0o644)
 	_, err = load(t, validServer+"agent-token-file: "+af+"\n")
 	wantProblem(t, err, "agent-token-file", "chmod 600 "+af)
 	os.Chmod(af, 0o600)
-	if c, err = load(t, validServer+"agent-token-file: "+af+"\n"); err != nil || c.AgentSecret() != "from-file" {
+	if c, err = load(t, validServer+"agent-token-file: "+af+"\n"); err != nil || c.AgentSecret() != "from-file-Hq3Zt8Wm2Kp6Rv9Xc4Ln7Bj5" {
 		t.Fatalf("agent-token-file: %v, %q", err, c.AgentSecret())
 	}
 	_, err = load(t, validServer+"agent-token-file: "+af+"\nagent-token: y\n")
 	wantProblem(t, err, "agent-token and agent-token-file are both set")
-	_, err = load(t, validServer+"agent-token: s3cret-token\n")
+	_, err = load(t, validServer+"agent-token: s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h\n")
 	wantProblem(t, err, "agent-token", "same secret as the token")
 	_, err = load(t, validServer+"agent-token: K10abc\n")
 	wantProblem(t, err, "  - agent-token (", "invalid token format")
 
 	// A config file holding the agent token must be private.
-	p := writeConf(t, dir, "config.yaml", strings.Replace(validServer, "token: s3cret-token\n", "agent-token: a\n", 1), 0o640)
-	_, err = Load(LoadOptions{File: p, Env: []string{"RKE2_HANODE_TOKEN=x"}})
+	p := writeConf(t, dir, "config.yaml", strings.Replace(validServer, "token: s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h\n", "agent-token: a\n", 1), 0o640)
+	_, err = Load(LoadOptions{File: p, Env: []string{"RKE2_HANODE_TOKEN=s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h"}})
 	wantProblem(t, err, p+" holds the cluster token", "chmod 600")
 }
 
@@ -171,8 +171,8 @@ func TestConfigIntegrity(t *testing.T) {
 		t.Skip("needs root to give a file another owner")
 	}
 	dir := t.TempDir()
-	noToken := strings.Replace(validServer, "token: s3cret-token\n", "", 1)
-	env := []string{"RKE2_HANODE_TOKEN=x"}
+	noToken := strings.Replace(validServer, "token: s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h\n", "", 1)
+	env := []string{"RKE2_HANODE_TOKEN=s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h"}
 	// World-writable, though it holds no token.
 	p := writeConf(t, dir, "config.yaml", noToken, 0o646)
 	_, err := Load(LoadOptions{File: p, Env: env})
@@ -218,34 +218,42 @@ func TestConfigIntegrity(t *testing.T) {
 func TestTokenOnTheCommandLineWarns(t *testing.T) {
 	fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
 	AddFlags(fs)
-	if err := fs.Parse([]string{"--token", "s3cret-token"}); err != nil {
+	if err := fs.Parse([]string{"--token", "s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h"}); err != nil {
 		t.Fatal(err)
 	}
-	p := writeConf(t, t.TempDir(), "config.yaml", strings.Replace(validServer, "token: s3cret-token\n", "", 1), 0o600)
+	p := writeConf(t, t.TempDir(), "config.yaml", strings.Replace(validServer, "token: s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h\n", "", 1), 0o600)
 	c, err := Load(LoadOptions{File: p, Flags: fs})
 	if err != nil {
 		t.Fatal(err)
 	}
 	w := strings.Join(c.Warnings(), "\n")
-	if !strings.Contains(w, "--token") || !strings.Contains(w, "token-file") || !strings.Contains(w, "RKE2_HANODE_TOKEN") || strings.Contains(w, "s3cret-token") {
+	if !strings.Contains(w, "--token") || !strings.Contains(w, "token-file") || !strings.Contains(w, "RKE2_HANODE_TOKEN") || strings.Contains(w, "s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h") {
 		t.Errorf("warnings = %q", w)
 	}
 }
 
 func TestAgentTaintWarns(t *testing.T) {
-	c, err := load(t, validAgent+"token: x\nnode-taint: [CriticalAddonsOnly=true:NoExecute]\n")
+	c, err := load(t, validAgent+"token: agent-Yq7Rw2Lp9Zk4Xv8Nc3Bm6Hj5Tf1Ds0Ga\nnode-taint: [CriticalAddonsOnly=true:NoExecute]\n")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, "CriticalAddonsOnly=true:NoExecute on an agent") || !strings.Contains(w, "no schedulable workers") {
 		t.Errorf("warnings = %q", w)
 	}
-	c, err = load(t, validAgent+"token: x\nnode-taint: [gpu=true:PreferNoSchedule]\n")
+	c, err = load(t, validAgent+"token: agent-Yq7Rw2Lp9Zk4Xv8Nc3Bm6Hj5Tf1Ds0Ga\nnode-taint: [gpu=true:PreferNoSchedule]\n")
 	if err != nil || len(c.Warnings()) != 0 {
 		t.Errorf("PreferNoSchedule: %v, %q", err, c.Warnings())
 	}
-	c, err = load(t, validServer+"agent-token: a\nnode-taint: [CriticalAddonsOnly=true:NoExecute]\n")
+	c, err = load(t, validServer+"agent-token: agent-Yq7Rw2Lp9Zk4Xv8Nc3Bm6Hj5Tf1Ds0Ga\nnode-taint: [CriticalAddonsOnly=true:NoExecute]\n")
 	if err != nil || len(c.Warnings()) != 0 {
 		t.Errorf("server taint: %v, %q", err, c.Warnings())
+	}
+}
+
+func TestWeakAgentTokenRefused(t *testing.T) {
+	_, err := load(t, validServer+"agent-token: agent-secret\n")
+	wantProblem(t, err, "agent-token", "too weak", "rke2-hanode token generate")
+	if strings.Contains(err.Error(), "agent-secret") {
+		t.Errorf("the error shows the agent token: %v", err)
 	}
 }

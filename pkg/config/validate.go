@@ -93,6 +93,9 @@ func (c *Config) validate(ps *problems) {
 	if err := keys.CheckStrength(c.secret); c.secret != "" && err != nil {
 		v(map[bool]string{true: "token-file", false: "token"}[c.TokenFile != ""], "", err.Error())
 	}
+	if err := keys.CheckStrength(c.agentSecret); c.agentSecret != "" && err != nil {
+		v(map[bool]string{true: "agent-token-file", false: "agent-token"}[c.AgentTokenFile != ""], "", err.Error())
+	}
 	if !reClusterNam.MatchString(c.ClusterName) || len(c.ClusterName) > 63 {
 		v("cluster-name", c.ClusterName, "must be 1-63 lower-case letters, digits, '-', '_' or '.'")
 	}
