@@ -40,13 +40,13 @@ func TestTokenShapeAsK3sReadsIt(t *testing.T) {
 		}
 	}
 	for tok, want := range map[string]string{
-		"K10abc":                      "invalid token format",
-		"K10abc::server:s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h":           "invalid token CA hash length",
-		"K10" + hash + "0::server:s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h": "invalid token CA hash length",
+		"K10abc": "invalid token format",
+		"K10abc::server:s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h":                           "invalid token CA hash length",
+		"K10" + hash + "0::server:s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h":                 "invalid token CA hash length",
 		"K10" + strings.ToUpper(hash) + "::server:s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h": "lower-case hex",
-		"K10" + hash + "::server:":                    "invalid token format",
-		"K10" + hash + "::server":                     "invalid token format",
-		"K10" + hash + "::abcdef.0123456789abcdef":    "bootstrap token",
+		"K10" + hash + "::server:":                                                     "invalid token format",
+		"K10" + hash + "::server":                                                      "invalid token format",
+		"K10" + hash + "::abcdef.0123456789abcdef":                                     "bootstrap token",
 	} {
 		_, err := load(t, withToken(validServer, tok))
 		wantProblem(t, err, want, "  - token (", "give the bare secret", "config.yaml:3")
