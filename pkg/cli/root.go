@@ -73,7 +73,10 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 		newConfigCmd(),
 		newDemoCmd(),
 		newVersionCmd(),
+		newCompletionCmd(),
+		newManCmd(),
 	)
+	root.CompletionOptions.DisableDefaultCmd = true // ours offers bash, zsh and fish
 	return root
 }
 
