@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -149,4 +150,30 @@ func TestPageInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s", shot)
+}
+
+// The page redraws from /status: the document inlined at load shows one
+// host, the ones polled after it all five.
+func TestPageRedrawsFromStatus(t *testing.T) {
+	bin := browser.Require(t)
+	var calls atomic.Int32
+	base := serve(t, func() status.Status {
+		st := recorded()
+		if calls.Add(1) == 1 {
+			st.Members = st.Members[:1]
+			st.Timeline = map[string][]status.Transition{"server-1": st.Timeline["server-1"][:3]}
+		}
+		return st
+	})
+	dom, err := browser.DumpDOM(context.Background(), bin, base+"/", "--virtual-time-budget=5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls.Load() < 2 {
+		t.Fatalf("the page did not poll /status (%d requests)", calls.Load())
+	}
+	rows := browser.TimelineRows(dom)
+	if len(rows) != 5 || len(rows[0].Phases) != 7 {
+		t.Fatalf("after polling the page shows %d rows (first with %d phases), want 5 rows and server-1's 7 phases", len(rows), len(rows[0].Phases))
+	}
 }

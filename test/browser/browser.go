@@ -59,9 +59,11 @@ func run(ctx context.Context, bin string, args ...string) ([]byte, error) {
 	return stdout.Bytes(), nil
 }
 
-// DumpDOM loads url and returns the serialized DOM after the load event.
-func DumpDOM(ctx context.Context, bin, url string) (string, error) {
-	out, err := run(ctx, bin, "--dump-dom", url)
+// DumpDOM loads url and returns the serialized DOM after the load event;
+// extra flags go before the URL (--virtual-time-budget=MS lets the page's
+// timers run that long first).
+func DumpDOM(ctx context.Context, bin, url string, extra ...string) (string, error) {
+	out, err := run(ctx, bin, append(append([]string{"--dump-dom"}, extra...), url)...)
 	return string(out), err
 }
 
