@@ -177,3 +177,20 @@ func TestPageRedrawsFromStatus(t *testing.T) {
 		t.Fatalf("after polling the page shows %d rows (first with %d phases), want 5 rows and server-1's 7 phases", len(rows), len(rows[0].Phases))
 	}
 }
+
+// A host that failed shows its own reason on its own page.
+func TestPageShowsOwnFailureReason(t *testing.T) {
+	bin := browser.Require(t)
+	base := serve(t, func() status.Status {
+		st := recorded()
+		st.Node = status.Node{Name: "server-3", Role: "server", Phase: "failed", Error: "start: rke2-server exited with status 1 <b>bold</b>"}
+		return st
+	})
+	dom, err := browser.DumpDOM(context.Background(), bin, base+"/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(dom, "Reason: start: rke2-server exited with status 1 &lt;b&gt;bold&lt;/b&gt;") {
+		t.Errorf("the page of the failed host does not show its reason as text:\n%s", dom)
+	}
+}
