@@ -142,7 +142,8 @@ function render(st) {
   out.push(axis);
   for (const r of rows) {
     const row = el("div", { class: "tl-row", "data-host": r.name, "data-role": r.role, "data-phase": r.last });
-    row.append(el("div", { class: "tl-name", title: r.name + " (" + r.role + ")" }, r.name));
+    const self = r.name === node.name;
+    row.append(el("div", { class: "tl-name" + (self ? " self" : ""), title: r.name + " (" + r.role + (self ? ", this host" : "") + ")" }, r.name));
     const track = el("div", { class: "tl-track" });
     const crit = onPath[r.name];
     for (const s of r.segs) {
