@@ -23,7 +23,7 @@ import (
 const evilName = `<img src=x onerror="document.title='owned'">`
 
 // recorded is a 3 + 2 cluster as server-1 saw it: server-3 failed while
-// starting, the rest are ready.
+// starting, the rest are ready, agent-1 has since died.
 func recorded() status.Status {
 	t0 := time.Date(2026, 12, 1, 22, 0, 0, 0, time.UTC)
 	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
@@ -42,7 +42,7 @@ func recorded() status.Status {
 			{Name: "server-1", Address: "127.77.0.11", Role: "server", Phase: "ready", State: "alive", Since: at(9)},
 			{Name: "server-2", Address: "127.77.0.12", Role: "server", Phase: "ready", State: "alive", Since: at(13)},
 			{Name: "server-3", Address: "127.77.0.13", Role: "server", Phase: "failed", State: "alive", Since: at(15)},
-			{Name: "agent-1", Address: "127.77.0.14", Role: "agent", Phase: "ready", State: "alive", Since: at(11)},
+			{Name: "agent-1", Address: "127.77.0.14", Role: "agent", Phase: "ready", State: "dead", Since: at(11)},
 			{Name: evilName, Address: "127.77.0.15", Role: "agent", Phase: "ready", State: "alive", Since: at(11.5)},
 		},
 		Timeline: map[string][]status.Transition{
@@ -135,6 +135,9 @@ func TestPageInBrowser(t *testing.T) {
 	}
 	if !crit["server-1"] || !crit["server-2"] || crit["agent-1"] || crit["server-3"] {
 		t.Errorf("critical path marks %v, want server-1 and server-2 only", crit)
+	}
+	if !strings.Contains(dom, `<div class="tl-row gone" data-host="agent-1"`) || !strings.Contains(dom, "agent-1 (dead)") {
+		t.Errorf("the dead agent-1 is not marked as gone")
 	}
 	if !strings.Contains(dom, "server-3 failed in starting") || !strings.Contains(dom, "journalctl -u rke2-server") {
 		t.Errorf("the failure of server-3 and its hint are not shown")

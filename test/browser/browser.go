@@ -106,7 +106,7 @@ type Row struct {
 }
 
 var (
-	rowStart = regexp.MustCompile(`<div class="tl-row" data-host="([^"]*)" data-role="([^"]*)" data-phase="([^"]*)">`)
+	rowStart = regexp.MustCompile(`<div class="tl-row[^"]*" data-host="([^"]*)" data-role="([^"]*)" data-phase="([^"]*)">`)
 	segment  = regexp.MustCompile(`<div class="seg ([^"]*)" data-phase="([^"]*)"`)
 )
 

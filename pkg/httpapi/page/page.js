@@ -62,7 +62,8 @@ function rowsOf(st) {
     let readyAt = null;
     for (const s of segs) if (s.phase === "ready") readyAt = s.from;
     const last = segs.length ? segs[segs.length - 1].phase : (member ? member.phase : "");
-    rows.push({ name, role: roles[name] || "", segs, readyAt, last, first: segs.length ? segs[0].from : null });
+    const state = member ? member.state : "";
+    rows.push({ name, role: roles[name] || "", state, segs, readyAt, last, first: segs.length ? segs[0].from : null });
   }
   return rows;
 }
@@ -143,7 +144,10 @@ function render(st) {
   for (const r of rows) {
     const row = el("div", { class: "tl-row", "data-host": r.name, "data-role": r.role, "data-phase": r.last });
     const self = r.name === node.name;
-    row.append(el("div", { class: "tl-name" + (self ? " self" : ""), title: r.name + " (" + r.role + (self ? ", this host" : "") + ")" }, r.name));
+    const gone = r.state === "dead" || r.state === "left";
+    if (gone) row.classList.add("gone");
+    row.append(el("div", { class: "tl-name" + (self ? " self" : ""), title: r.name + " (" + r.role + (self ? ", this host" : "") + (gone ? ", " + r.state : "") + ")" },
+      r.name + (gone ? " (" + r.state + ")" : "")));
     const track = el("div", { class: "tl-track" });
     const crit = onPath[r.name];
     for (const s of r.segs) {
