@@ -54,6 +54,19 @@ gzip -n -9 "$work/changelog"
 PKG_CHANGELOG="$work/changelog.gz"
 export PKG_CHANGELOG
 
+# Shell completions and the man page come from the binary being packaged,
+# so they describe exactly its verbs and flags.
+"$PKG_BINARY" completion bash >"$work/rke2-hanode.bash"
+"$PKG_BINARY" completion zsh >"$work/_rke2-hanode"
+"$PKG_BINARY" completion fish >"$work/rke2-hanode.fish"
+"$PKG_BINARY" man >"$work/rke2-hanode.1"
+gzip -n -9 "$work/rke2-hanode.1"
+PKG_COMPLETION_BASH="$work/rke2-hanode.bash"
+PKG_COMPLETION_ZSH="$work/_rke2-hanode"
+PKG_COMPLETION_FISH="$work/rke2-hanode.fish"
+PKG_MANPAGE="$work/rke2-hanode.1.gz"
+export PKG_COMPLETION_BASH PKG_COMPLETION_ZSH PKG_COMPLETION_FISH PKG_MANPAGE
+
 mkdir -p "$DIST"
 deb="$DIST/rke2-hanode_${PKG_VERSION}_amd64.deb"
 rpm="$DIST/rke2-hanode-${PKG_VERSION}-1.x86_64.rpm"

@@ -62,10 +62,29 @@ want_entry -rw-r--r-- lib/systemd/system/rke2-hanode.service
 want_entry -rw-r--r-- etc/rke2-hanode/config.yaml.example
 want_entry drwx------ var/lib/rke2-hanode/
 want_entry -rw-r--r-- usr/share/doc/rke2-hanode/copyright
+want_entry -rw-r--r-- usr/share/bash-completion/completions/rke2-hanode
+want_entry -rw-r--r-- usr/share/zsh/vendor-completions/_rke2-hanode
+want_entry -rw-r--r-- usr/share/fish/vendor_completions.d/rke2-hanode.fish
+want_entry -rw-r--r-- usr/share/man/man1/rke2-hanode.1.gz
 if printf '%s\n' "$listing" | grep -q 'etc/rke2-hanode/config.yaml$'; then
 	fail "deb: ships /etc/rke2-hanode/config.yaml (it must be written by the administrator)"
 fi
 ok "deb file list and modes"
+
+# The completions and the man page are the binary's own, and name its verbs.
+fsys() { dpkg-deb --fsys-tarfile "$deb" | tar -xO "./$1"; }
+fsys usr/share/bash-completion/completions/rke2-hanode | grep -q '__start_rke2-hanode' ||
+	fail "deb: the bash completion is not rke2-hanode's"
+fsys usr/share/zsh/vendor-completions/_rke2-hanode | grep -q '^#compdef rke2-hanode' ||
+	fail "deb: the zsh completion is not rke2-hanode's"
+fsys usr/share/fish/vendor_completions.d/rke2-hanode.fish | grep -q 'complete -c rke2-hanode' ||
+	fail "deb: the fish completion is not rke2-hanode's"
+man=$(fsys usr/share/man/man1/rke2-hanode.1.gz | gzip -dc)
+printf '%s\n' "$man" | grep -q '^\.TH RKE2-HANODE 1 ' || fail "deb: the man page has no .TH RKE2-HANODE 1"
+for verb in run preflight status 'render kube\\-vip' 'config init' demo version completion; do
+	printf '%s\n' "$man" | grep -q "^\.SS \"rke2\\\\-hanode $verb" || fail "deb: the man page has no section for $verb"
+done
+ok "deb completions and man page"
 
 ctl=$(mktemp -d)
 trap 'rm -rf "$ctl"' EXIT INT TERM
@@ -126,6 +145,10 @@ $files"
 	want_rpm '-rw-r--r-- root:root  /usr/lib/systemd/system/rke2-hanode.service'
 	want_rpm '-rw-r--r-- root:root cn /etc/rke2-hanode/config.yaml.example'
 	want_rpm 'drwx------ root:root  /var/lib/rke2-hanode'
+	want_rpm '-rw-r--r-- root:root  /usr/share/bash-completion/completions/rke2-hanode'
+	want_rpm '-rw-r--r-- root:root  /usr/share/zsh/vendor-completions/_rke2-hanode'
+	want_rpm '-rw-r--r-- root:root  /usr/share/fish/vendor_completions.d/rke2-hanode.fish'
+	want_rpm '-rw-r--r-- root:root  /usr/share/man/man1/rke2-hanode.1.gz'
 	scripts=$(rpm -qp --scripts "$rpm")
 	for want in 'postinstall scriptlet' 'preuninstall scriptlet' 'postuninstall scriptlet' \
 		'systemctl enable rke2-hanode.service' 'disable --now rke2-hanode.service' 'try-restart'; do

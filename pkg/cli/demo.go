@@ -108,9 +108,9 @@ func runDemo(ctx context.Context, out io.Writer, opts demo.Options, timeout time
 	for _, l := range demo.TimesToReady(rows, start) {
 		fmt.Fprintln(out, "  "+l)
 	}
-	fmt.Fprintln(out, "metrics:")
+	fmt.Fprintln(out, "metrics and status pages:")
 	for _, n := range c.Nodes {
-		fmt.Fprintf(out, "  %-10s http://%s/metrics   (status: rke2-hanode status --address http://%s)\n", n.Name, n.HTTPAddress, n.HTTPAddress)
+		fmt.Fprintf(out, "  %-10s http://%s/metrics   page: http://%s/   (status: rke2-hanode status --address http://%s)\n", n.Name, n.HTTPAddress, n.HTTPAddress, n.HTTPAddress)
 	}
 	if hold {
 		fmt.Fprintln(out, "holding the cluster; Ctrl-C stops it")

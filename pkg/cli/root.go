@@ -74,7 +74,10 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 		newDemoCmd(),
 		newVersionCmd(),
 		newTokenCmd(),
+		newCompletionCmd(),
+		newManCmd(),
 	)
+	root.CompletionOptions.DisableDefaultCmd = true // ours offers bash, zsh and fish
 	return root
 }
 

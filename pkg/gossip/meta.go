@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/timeline"
 )
 
 // Roles and raft states carried in Meta.
@@ -78,6 +80,9 @@ type Meta struct {
 	// Leaving is set by Leave just before the member leaves, so peers can
 	// tell a graceful leave from a failure.
 	Leaving bool
+	// Timeline is this host's recent phase transitions in pkg/timeline's
+	// wire form (≤ timeline.MaxEncodedLen bytes), or nil; optional, last.
+	Timeline []byte
 }
 
 // Encode returns the wire form of m, or an error naming the first invalid
@@ -195,6 +200,14 @@ func (m Meta) Encode() ([]byte, error) {
 	b = append(b, byte(len(m.MAC)))
 	b = append(b, m.MAC...)
 
+	if len(m.Timeline) > timeline.MaxEncodedLen {
+		return nil, fmt.Errorf("gossip: meta timeline is %d bytes, limit %d", len(m.Timeline), timeline.MaxEncodedLen)
+	}
+	if len(m.Timeline) > 0 {
+		b = append(b, byte(len(m.Timeline)))
+		b = append(b, m.Timeline...)
+	}
+
 	if len(b) > memberlist.MetaMaxSize {
 		return nil, fmt.Errorf("gossip: meta is %d bytes, over the limit of %d", len(b), memberlist.MetaMaxSize)
 	}
@@ -282,6 +295,15 @@ func DecodeMeta(buf []byte) (Meta, error) {
 		m.MAC = net.HardwareAddr(d.bytes("MAC", int(n)))
 	default:
 		d.fail(fmt.Errorf("MAC length %d", n))
+	}
+
+	if d.err == nil && len(d.buf) > 0 {
+		switch n := d.byte("timeline length"); {
+		case n == 0 || int(n) > timeline.MaxEncodedLen:
+			d.fail(fmt.Errorf("timeline length %d", n))
+		default:
+			m.Timeline = d.bytes("timeline", int(n))
+		}
 	}
 
 	if d.err == nil && len(d.buf) != 0 {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/timeline"
 )
 
 func fullMeta() Meta {
@@ -51,6 +53,7 @@ func worstCaseMeta() Meta {
 		Version:       strings.Repeat("v", maxVersionLen),
 		MAC:           make(net.HardwareAddr, 20),
 		Leaving:       true,
+		Timeline:      bytes.Repeat([]byte{0xff}, timeline.MaxEncodedLen),
 	}
 }
 
@@ -180,7 +183,7 @@ func TestDecodeMetaRejects(t *testing.T) {
 		{"raft state 2", with(3, 2), "raft state 2 unknown"},
 		{"phase too long", with(13, 200), "phase is 200 bytes, limit 32"},
 		{"phase control char", with(14, '\n'), "phase: byte 0 is not printable ASCII"},
-		{"trailing byte", append(bytes.Clone(good), 0), "1 trailing bytes"},
+		{"trailing byte", append(bytes.Clone(good), 1, 7, 0), "1 trailing bytes"}, // after a 1-byte timeline
 		{"phase-since huge", append(append(bytes.Clone(good[:5]), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff), good[13:]...), "phase-since"},
 	}
 	for cut := 1; cut < len(good); cut++ {
@@ -259,4 +262,28 @@ func FuzzDecodeMeta(f *testing.F) {
 			t.Fatalf("decoded meta is %d bytes", len(out))
 		}
 	})
+}
+
+// The timeline is optional and last: absent it costs nothing, present it is
+// bounded, and a length the encoder would never write is refused.
+func TestMetaTimelineField(t *testing.T) {
+	m := fullMeta()
+	without := mustEncode(t, m)
+	m.Timeline = []byte{1, 2, 3}
+	with := mustEncode(t, m)
+	if len(with) != len(without)+4 || !bytes.Equal(with[:len(without)], without) {
+		t.Fatalf("timeline adds %d bytes, want a length byte and the 3 bytes at the end", len(with)-len(without))
+	}
+	if got := roundTrip(t, m); !bytes.Equal(got.Timeline, m.Timeline) {
+		t.Fatalf("timeline round trip: got %v", got.Timeline)
+	}
+	m.Timeline = make([]byte, timeline.MaxEncodedLen+1)
+	if _, err := m.Encode(); err == nil || !strings.Contains(err.Error(), "timeline is 97 bytes") {
+		t.Errorf("oversized timeline: err = %v", err)
+	}
+	for _, tail := range [][]byte{{0}, {byte(timeline.MaxEncodedLen + 1)}, {5, 1, 2}} {
+		if _, err := DecodeMeta(append(append([]byte{}, without...), tail...)); err == nil {
+			t.Errorf("decode with timeline bytes %v: accepted", tail)
+		}
+	}
 }

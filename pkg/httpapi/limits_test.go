@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-func serve(t *testing.T) string {
+func serveRaw(t *testing.T) string {
 	t.Helper()
 	s, err := Listen(Config{Address: "127.0.0.1:0", Gatherer: prometheus.NewRegistry()})
 	if err != nil {
@@ -36,7 +36,7 @@ func serve(t *testing.T) string {
 // TestHeaderLimit: a request with 64 KiB of headers is refused (the old
 // server took up to Go's default of 1 MiB per request).
 func TestHeaderLimit(t *testing.T) {
-	addr := serve(t)
+	addr := serveRaw(t)
 	req, _ := http.NewRequest("GET", "http://"+addr+"/healthz", nil)
 	req.Header.Set("X-Pad", strings.Repeat("a", 64<<10))
 	resp, err := http.DefaultClient.Do(req)
@@ -77,7 +77,7 @@ func TestSlowClientsAreClosed(t *testing.T) {
 	old := serverLimits
 	serverLimits = limits{ReadHeader: 300 * time.Millisecond, Read: 600 * time.Millisecond, Write: time.Second, Idle: 600 * time.Millisecond, MaxHeaderBytes: 16 << 10}
 	defer func() { serverLimits = old }()
-	addr := serve(t)
+	addr := serveRaw(t)
 
 	dial := func() net.Conn {
 		c, err := net.DialTimeout("tcp", addr, 5*time.Second)

@@ -1,5 +1,6 @@
 // Package httpapi serves the daemon's HTTP endpoints: /metrics, /healthz,
-// /readyz and /status. It only reads state handed to it; it changes nothing.
+// /readyz, /status and the status page at /. It only reads state handed to
+// it; it changes nothing.
 package httpapi
 
 import (
@@ -55,6 +56,7 @@ func Listen(cfg Config) (*Server, error) {
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.HandleFunc("GET /status", s.status)
+	s.mountPage(mux)
 	s.srv = newHTTPServer(mux)
 	return s, nil
 }
@@ -100,11 +102,20 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintln(w, "ok")
 }
 
-func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+// statusDocument is /status with empty lists as [] and {}, never null.
+func (s *Server) statusDocument() status.Status {
 	st := s.current()
 	if st.Members == nil {
 		st.Members = []status.Member{}
 	}
+	if st.Timeline == nil {
+		st.Timeline = map[string][]status.Transition{}
+	}
+	return st
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	st := s.statusDocument()
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

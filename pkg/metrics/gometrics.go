@@ -1,6 +1,7 @@
 // Package metrics holds what the daemon's Prometheus registry needs beyond
 // the per-package collectors: the bridge that routes hashicorp/go-metrics
-// (memberlist's and raft's own instrumentation) into Prometheus.
+// (memberlist's and raft's own instrumentation) into Prometheus, under
+// names that follow Prometheus' conventions.
 package metrics
 
 import (
@@ -35,7 +36,7 @@ func RouteGoMetrics(reg prometheus.Registerer) error {
 		cfg.EnableHostname = false
 		cfg.EnableRuntimeMetrics = false // the Go collector already has them
 		cfg.EnableServiceLabel = false
-		if _, err := gometrics.NewGlobal(cfg, sink); err != nil {
+		if _, err := gometrics.NewGlobal(cfg, lintSink{next: sink}); err != nil {
 			goMetricsErr = fmt.Errorf("metrics: go-metrics global: %w", err)
 		}
 	})

@@ -29,6 +29,7 @@ import (
 	"github.com/rke2-hanode/rke2-hanode/pkg/gossip"
 	"github.com/rke2-hanode/rke2-hanode/pkg/installer"
 	"github.com/rke2-hanode/rke2-hanode/pkg/status"
+	"github.com/rke2-hanode/rke2-hanode/pkg/timeline"
 	"github.com/rke2-hanode/rke2-hanode/pkg/version"
 	"github.com/rke2-hanode/rke2-hanode/pkg/vip"
 )
@@ -235,7 +236,11 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	defer n.g.Shutdown()
 	n.t.setHook(func(phase string, since time.Time) {
-		n.publish(func(m *gossip.Meta) { m.Phase, m.PhaseSince = phase, since })
+		summary, err := timeline.Encode(n.t.history.Entries())
+		if err != nil {
+			n.log.Debug("encode timeline", zap.Error(err))
+		}
+		n.publish(func(m *gossip.Meta) { m.Phase, m.PhaseSince, m.Timeline = phase, since, summary })
 	})
 
 	var wg sync.WaitGroup

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/status"
+	"github.com/rke2-hanode/rke2-hanode/pkg/timeline"
 )
 
 // tracker holds the host's current phase and reports every change to the
@@ -20,6 +21,7 @@ type tracker struct {
 	phaseGauge   *prometheus.GaugeVec
 	enteredGauge *prometheus.GaugeVec
 	errorsTotal  *prometheus.CounterVec
+	history      *timeline.Recorder // every phase entered, for /status and gossip
 
 	mu       sync.Mutex
 	phase    string
@@ -47,7 +49,8 @@ func newTracker(log *zap.Logger, now func() time.Time, reg prometheus.Registerer
 			Name: "rke2_hanode_errors_total",
 			Help: "Errors by the stage they happened in; each one is retried with backoff unless permanent.",
 		}, []string{"stage"}),
-		notify: func(state string) { daemon.SdNotify(false, state) },
+		notify:  func(state string) { daemon.SdNotify(false, state) },
+		history: timeline.NewRecorder(timeline.DefaultDepth),
 	}
 	for _, p := range status.Phases {
 		t.phaseGauge.WithLabelValues(p).Set(0)
@@ -87,6 +90,7 @@ func (t *tracker) set(phase, detail string) {
 		t.phase, t.since = phase, t.now()
 		t.phaseGauge.WithLabelValues(phase).Set(1)
 		t.enteredGauge.WithLabelValues(phase).Set(float64(t.since.UnixNano()) / 1e9)
+		t.history.Record(phase, t.since)
 		if phase != status.PhaseFailed {
 			t.lastErr = ""
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/gossip"
 	"github.com/rke2-hanode/rke2-hanode/pkg/status"
+	"github.com/rke2-hanode/rke2-hanode/pkg/timeline"
 	"github.com/rke2-hanode/rke2-hanode/pkg/vip"
 )
 
@@ -157,7 +158,15 @@ func (n *Node) Status() status.Status {
 	}
 	members := n.g.Members()
 	st.Members = make([]status.Member, 0, len(members))
+	st.Timeline = map[string][]status.Transition{n.cfg.NodeName: n.t.history.Entries()}
 	for _, m := range members {
+		if m.Name != n.cfg.NodeName {
+			// A summary that does not decode is left out; the member row
+			// still shows its phase.
+			if tl, err := timeline.Decode(m.Meta.Timeline); err == nil && len(tl) > 0 {
+				st.Timeline[m.Name] = tl
+			}
+		}
 		st.Members = append(st.Members, status.Member{
 			Name: m.Name, Address: m.Addr, Role: m.Meta.Role, Phase: m.Meta.Phase, State: string(m.State), Since: m.Meta.PhaseSince,
 		})

@@ -31,6 +31,16 @@ type Status struct {
 	Node    Node     `json:"node"`
 	Cluster Cluster  `json:"cluster"`
 	Members []Member `json:"members"`
+	// Timeline holds each host's phase transitions, oldest first, keyed by
+	// node name: this host's from its own history, the others' from the
+	// summary they gossip (tenth-of-a-second precision, newest kept).
+	Timeline map[string][]Transition `json:"timeline"`
+}
+
+// Transition is a host entering a phase.
+type Transition struct {
+	Phase string    `json:"phase"`
+	At    time.Time `json:"at"`
 }
 
 // Node is this host.

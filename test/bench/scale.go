@@ -65,7 +65,7 @@ func gossipBytes(reg *prometheus.Registry) float64 {
 	var sum float64
 	for _, mf := range mfs {
 		switch mf.GetName() {
-		case "rke2_hanode_memberlist_udp_sent", "rke2_hanode_memberlist_tcp_sent":
+		case "rke2_hanode_memberlist_udp_sent_total", "rke2_hanode_memberlist_tcp_sent_total":
 			for _, m := range mf.GetMetric() {
 				sum += m.GetCounter().GetValue()
 			}
