@@ -49,6 +49,9 @@ const (
 	maxBootstrapSetLen = 32
 	maxVersionLen      = 64
 	caHashBytes        = 32
+	// maxTimelineLen is the timeline summary's limit, the same as
+	// timeline.MaxEncodedLen of the package that encodes it.
+	maxTimelineLen = 96
 )
 
 // Enumerations on the wire.
@@ -79,6 +82,7 @@ const (
 	tagVersion       = 15
 	tagMAC           = 16
 	tagLeaving       = 17
+	tagTimeline      = 18
 )
 
 // Meta is what a host tells every other host about itself. It travels as
@@ -104,6 +108,9 @@ type Meta struct {
 	// Leaving is set by Leave just before the member leaves, so peers can
 	// tell a graceful leave from a failure.
 	Leaving bool
+	// Timeline is this host's recent phase transitions in the timeline
+	// package's wire form (≤ 96 bytes), or nil; gossip carries it opaque.
+	Timeline []byte
 }
 
 // metaField is how one field of Meta travels: put returns its value and
@@ -138,6 +145,7 @@ var metaFields = []metaField{
 	textField(tagVersion, "version", maxVersionLen, func(m *Meta) *string { return &m.Version }),
 	{tagMAC, "MAC", putMAC, getMAC},
 	boolField(tagLeaving, "leaving", func(m *Meta) *bool { return &m.Leaving }),
+	{tagTimeline, "timeline", putTimeline, getTimeline},
 }
 
 // metaFieldByTag indexes metaFields; nil for tags this build does not know.
@@ -466,6 +474,21 @@ func getMAC(m *Meta, v []byte) error {
 		return nil
 	}
 	return fmt.Errorf("%d bytes, want 6, 8 or 20", len(v))
+}
+
+func putTimeline(m *Meta) ([]byte, bool, error) {
+	if len(m.Timeline) > maxTimelineLen {
+		return nil, false, fmt.Errorf("is %d bytes, limit %d", len(m.Timeline), maxTimelineLen)
+	}
+	return m.Timeline, len(m.Timeline) > 0, nil
+}
+
+func getTimeline(m *Meta, v []byte) error {
+	if len(v) == 0 || len(v) > maxTimelineLen {
+		return fmt.Errorf("%d bytes, want 1-%d", len(v), maxTimelineLen)
+	}
+	m.Timeline = append([]byte(nil), v...)
+	return nil
 }
 
 // checkText allows printable ASCII only, so metadata shown in logs and status

@@ -51,6 +51,7 @@ func worstCaseMeta() Meta {
 		Version:       strings.Repeat("v", maxVersionLen),
 		MAC:           make(net.HardwareAddr, 20),
 		Leaving:       true,
+		Timeline:      bytes.Repeat([]byte{0xff}, maxTimelineLen),
 	}
 }
 
@@ -143,6 +144,7 @@ func TestMetaEncodeRejects(t *testing.T) {
 		{"CA short", func(m *Meta) { m.CAHash = "abcd" }, "want 64 hex characters"},
 		{"CA not hex", func(m *Meta) { m.CAHash = strings.Repeat("zz", 32) }, "want 64 hex characters"},
 		{"MAC odd", func(m *Meta) { m.MAC = net.HardwareAddr{1, 2, 3} }, "want 6, 8 or 20 bytes, got 3"},
+		{"timeline long", func(m *Meta) { m.Timeline = make([]byte, 97) }, "meta timeline is 97 bytes, limit 96"},
 		{"before 1970", func(m *Meta) { m.PhaseSince = time.Date(1969, 1, 1, 0, 0, 0, 0, time.UTC) }, "before 1970"},
 	}
 	for _, tt := range tests {
@@ -192,8 +194,8 @@ var agentRole = tlv{tagRole, []byte{wireRoleAgent}}
 func TestDecodeMetaFutureFields(t *testing.T) {
 	want := fullMeta()
 	future := append(splitFields(t, mustEncode(t, want)),
-		tlv{tagLeaving + 1, nil},
-		tlv{tagLeaving + 2, []byte{0xff}},
+		tlv{tagTimeline + 1, nil},
+		tlv{tagTimeline + 2, []byte{0xff}},
 		tlv{200, bytes.Repeat([]byte{0}, 255)},
 		tlv{255, []byte("a timeline summary of a newer daemon")},
 	)
@@ -283,6 +285,8 @@ func TestDecodeMetaRejects(t *testing.T) {
 		{"raft port 0", h(agentRole, tlv{tagRaftAddr, []byte{10, 0, 0, 1, 0, 0}}), "raft address: port 0"},
 		{"CA 31 bytes", h(agentRole, tlv{tagCAHash, make([]byte, 31)}), "CA hash: 31 bytes, want 32"},
 		{"MAC 7 bytes", h(agentRole, tlv{tagMAC, make([]byte, 7)}), "MAC: 7 bytes, want 6, 8 or 20"},
+		{"timeline empty", h(agentRole, tlv{tagTimeline, nil}), "timeline: 0 bytes, want 1-96"},
+		{"timeline 97 bytes", h(agentRole, tlv{tagTimeline, make([]byte, 97)}), "timeline: 97 bytes, want 1-96"},
 		{"over the size limit", h(agentRole, tlv{200, make([]byte, 255)}, tlv{201, make([]byte, 255)}), "over the limit of 512"},
 	}
 	// Every cut inside a field is refused (a cut between fields is shorter,
