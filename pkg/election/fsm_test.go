@@ -86,6 +86,10 @@ func FuzzDecodeCommand(f *testing.F) {
 		`{"v":1,"op":"cluster-ready","vip":"v","ca_hash":"c","at":1}`,
 		`{"v":1,"op":"reassign","node":"b","from":"a","at":1,"reason":"r"}`,
 		`{"v":1,"op":"claim","node":"a","at":1}{}`,
+		`{"v":2,"needs":1,"op":"joined","node":"a","at":1,"evidence":{"ca":"x","ok":[true]}}`,
+		`{"v":2,"needs":2,"op":"claim","node":"a","at":1}`,
+		`{"v":1,"op":"claim","node":"a","node":"b","at":1}`,
+		`{"v":1,"Op":"claim","node":"a","at":1}`,
 	} {
 		f.Add([]byte(s))
 	}
