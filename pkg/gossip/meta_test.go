@@ -360,3 +360,33 @@ func FuzzDecodeMeta(f *testing.F) {
 		}
 	})
 }
+
+// TestNewerMemberStaysInView: a member whose metadata carries fields of a
+// newer version is counted alive with its known fields; one whose metadata
+// needs a newer reader is listed with a MetaErr that says to upgrade.
+func TestNewerMemberStaysInView(t *testing.T) {
+	m, err := New(validConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &delegate{m: m}
+	known := Meta{Role: RoleServer, Phase: "ready", RaftAddr: "10.0.0.2:9348", RaftState: RaftMember}
+	fields := append(splitFields(t, mustEncode(t, known)), tlv{tagTimeline + 5, []byte("field of a newer daemon")})
+	d.NotifyJoin(&memberlist.Node{Name: "newer", Addr: net.IPv4(10, 0, 0, 2), Port: 9347, Meta: wire(metaNeeds, metaVersion+1, fields...)})
+	d.NotifyJoin(&memberlist.Node{Name: "far-newer", Addr: net.IPv4(10, 0, 0, 3), Port: 9347, Meta: wire(metaVersion+1, metaVersion+1, fields...)})
+	for _, mi := range m.Members() {
+		switch mi.Name {
+		case "newer":
+			if mi.MetaErr != nil || !reflect.DeepEqual(mi.Meta, known) {
+				t.Errorf("newer member: meta %+v, err %v; want %+v", mi.Meta, mi.MetaErr, known)
+			}
+		case "far-newer":
+			if mi.MetaErr == nil || !strings.Contains(mi.MetaErr.Error(), "upgrade it") {
+				t.Errorf("member needing a newer reader: err %v", mi.MetaErr)
+			}
+		}
+	}
+	if n := m.NumAlive(RoleServer); n != 1 {
+		t.Errorf("NumAlive(server) = %d, want the newer member counted", n)
+	}
+}
