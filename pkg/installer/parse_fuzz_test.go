@@ -62,6 +62,7 @@ func FuzzNotify(f *testing.F) {
 		if fromMain {
 			for _, line := range strings.Split(msg, "\n") {
 				switch {
+				case !strings.Contains(line, "="):
 				case line == "READY=1":
 					want.Ready = true
 				case line == "STOPPING=1":
@@ -75,4 +76,19 @@ func FuzzNotify(f *testing.F) {
 			t.Fatalf("notify(%d, %q): status %+v, want %+v", pid, msg, got, want)
 		}
 	})
+}
+
+// TestNotifyIgnoresLinesWithoutAssignment: found by FuzzNotify, a line
+// "STATUS" (no '=') cleared the status; it is not an assignment, and
+// systemd ignores it.
+func TestNotifyIgnoresLinesWithoutAssignment(t *testing.T) {
+	s := &supervisor{log: zap.NewNop(), changed: make(chan struct{}), status: ExecStatus{PID: 7, Ready: true, Status: "serving"}}
+	s.notify(7, "STATUS\nREADY\nSTOPPING")
+	if s.status.Status != "serving" || !s.status.Ready {
+		t.Fatalf("status after lines without '=': %+v", s.status)
+	}
+	s.notify(7, "STATUS=\nSTOPPING=1")
+	if s.status.Status != "" || s.status.Ready {
+		t.Fatalf("status after STATUS= and STOPPING=1: %+v", s.status)
+	}
 }
