@@ -203,7 +203,7 @@ func DecodeMeta(buf []byte) (Meta, error) {
 	}
 	needs := buf[0]
 	if needs > metaVersion {
-		return m, fmt.Errorf("gossip: meta version %d or newer needed to read this member's metadata; this daemon reads versions %d to %d: upgrade it", needs, metaOldest, metaVersion)
+		return m, fmt.Errorf("gossip: meta version %d or newer needed to read this member's metadata; this daemon reads versions %d to %d: upgrade this host", needs, metaOldest, metaVersion)
 	}
 	if needs < metaOldest {
 		return m, fmt.Errorf("gossip: meta version %d is not read by this daemon (it reads %d to %d): upgrade the member that sent it", needs, metaOldest, metaVersion)
@@ -223,19 +223,15 @@ func DecodeMeta(buf []byte) (Meta, error) {
 		tag, n := rest[0], int(rest[1])
 		rest = rest[2:]
 		f := metaFieldByTag[tag]
-		name := fmt.Sprintf("field %d", tag)
-		if f != nil {
-			name = f.name
-		}
 		switch {
 		case tag == 0:
 			return Meta{}, errors.New("gossip: decode meta: tag 0 is reserved")
 		case int(tag) == last:
-			return Meta{}, fmt.Errorf("gossip: decode meta: %s repeated", name)
+			return Meta{}, fmt.Errorf("gossip: decode meta: %s repeated", fieldName(tag))
 		case int(tag) < last:
-			return Meta{}, fmt.Errorf("gossip: decode meta: %s (tag %d) after tag %d: tags must ascend", name, tag, last)
+			return Meta{}, fmt.Errorf("gossip: decode meta: %s (tag %d) after tag %d: tags must ascend", fieldName(tag), tag, last)
 		case len(rest) < n:
-			return Meta{}, fmt.Errorf("gossip: decode meta: truncated at %s: %d of %d bytes", name, len(rest), n)
+			return Meta{}, fmt.Errorf("gossip: decode meta: truncated at %s: %d of %d bytes", fieldName(tag), len(rest), n)
 		}
 		last = int(tag)
 		value := rest[:n:n]
@@ -254,6 +250,14 @@ func DecodeMeta(buf []byte) (Meta, error) {
 		m.RaftState = RaftNone
 	}
 	return m, nil
+}
+
+// fieldName names a tag in errors.
+func fieldName(tag byte) string {
+	if f := metaFieldByTag[tag]; f != nil {
+		return f.name
+	}
+	return fmt.Sprintf("field %d", tag)
 }
 
 func textField(tag byte, name string, max int, field func(*Meta) *string) metaField {

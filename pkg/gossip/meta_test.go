@@ -227,7 +227,7 @@ func TestDecodeMetaVersions(t *testing.T) {
 	}{
 		{"ours", wire(metaNeeds, metaVersion, agentRole), ""},
 		{"newer writer, needs ours", wire(metaVersion, metaVersion+1, agentRole), ""},
-		{"needs a newer reader", wire(metaVersion+1, metaVersion+1, agentRole), "meta version 3 or newer needed to read this member's metadata; this daemon reads versions 2 to 2: upgrade it"},
+		{"needs a newer reader", wire(metaVersion+1, metaVersion+1, agentRole), "meta version 3 or newer needed to read this member's metadata; this daemon reads versions 2 to 2: upgrade this host"},
 		{"needs 255", []byte{255}, "meta version 255 or newer needed"},
 		{"version 1 layout", wire(1, 1, agentRole), "meta version 1 is not read by this daemon"},
 		{"version 0", wire(0, 2, agentRole), "meta version 0 is not read"},
@@ -381,7 +381,7 @@ func TestNewerMemberStaysInView(t *testing.T) {
 				t.Errorf("newer member: meta %+v, err %v; want %+v", mi.Meta, mi.MetaErr, known)
 			}
 		case "far-newer":
-			if mi.MetaErr == nil || !strings.Contains(mi.MetaErr.Error(), "upgrade it") {
+			if mi.MetaErr == nil || !strings.Contains(mi.MetaErr.Error(), "upgrade this host") {
 				t.Errorf("member needing a newer reader: err %v", mi.MetaErr)
 			}
 		}
@@ -389,4 +389,28 @@ func TestNewerMemberStaysInView(t *testing.T) {
 	if n := m.NumAlive(RoleServer); n != 1 {
 		t.Errorf("NumAlive(server) = %d, want the newer member counted", n)
 	}
+}
+
+// BenchmarkMetaCodec: every metadata change of every member is decoded by
+// every other member, so decoding stays cheap.
+func BenchmarkMetaCodec(b *testing.B) {
+	m := worstCaseMeta()
+	wire, err := m.Encode()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("encode", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := m.Encode(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("decode", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := DecodeMeta(wire); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
