@@ -93,8 +93,7 @@
 //
 // # The FSM: at most one node starts RKE2 as the bootstrap node
 //
-// Commands are versioned JSON decoded strictly (unknown fields, unknown
-// operations, missing or surplus fields, trailing bytes: errors). Apply is a
+// Commands are versioned JSON decoded strictly (see Wire format). Apply is a
 // pure function of the previous state and the command; invalid transitions
 // leave the state unchanged and return an error wrapping ErrTransition:
 //
@@ -143,4 +142,32 @@
 // before and after "started", random restarts from the stores. It records
 // every answer that told a node it is the bootstrap node, every MarkStarted
 // success and every slot tenure, and fails with the schedule's seed.
+//
+// # Wire format
+//
+// Servers of two daemon versions share one raft group during a rolling
+// upgrade, so commands, snapshots (sent by the leader: network input) and
+// the formation lock (codec.go) are read by builds older and newer than
+// their writer. Each is a JSON object with "v", its writer's version, and
+// "needs", the version a reader must understand (absent: the same as "v";
+// a formation lock written without "v" reads as version 1). A reader
+// refuses what needs a version above its own, with an error saying to
+// upgrade, and skips the fields it does not know. What it knows it checks
+// as strictly as before: types, required and surplus fields per operation,
+// printable bounded names, times in order; keys must be lower-case
+// snake_case and appear once per object (encoding/json would take the last
+// of repeated keys and match keys in any case); no trailing data; a
+// snapshot is at most 1 MiB and must be a state the log could produce
+// (started only with a bootstrap node, a slot only after cluster ready,
+// joined sorted and unique, ...). The rules for a change:
+//   - a new optional field bumps the version and writes "needs" with the
+//     oldest version that may skip it;
+//   - a field never changes its meaning; a change an older reader must not
+//     skip raises "needs";
+//   - a new operation is never skippable: a server that does not know it
+//     refuses it (the entry is not applied, the error names the operation),
+//     so a new operation needs every server upgraded first, and the leader
+//     must issue it only when every voter's advertised daemon version
+//     knows it. TODO(election): that check belongs to the leader's step;
+//     today's operations are understood by every build that reads "needs".
 package election

@@ -3,7 +3,6 @@ package election
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -155,20 +154,13 @@ func loadLock(s raft.StableStore) (*formationLock, error) {
 	if len(b) == 0 {
 		return nil, nil
 	}
-	var l formationLock
-	if err := decodeStrict(b, &l); err != nil {
-		return nil, fmt.Errorf("election: formation lock: %w", err)
-	}
-	if len(l.Members) == 0 || l.Hash == "" {
-		return nil, fmt.Errorf("election: formation lock: empty")
-	}
-	return &l, nil
+	return decodeLock(b)
 }
 
 func storeLock(s raft.StableStore, l *formationLock) error {
-	b, err := json.Marshal(l)
+	b, err := encodeLock(l)
 	if err != nil {
-		return fmt.Errorf("election: formation lock: %w", err)
+		return err
 	}
 	if err := s.Set(lockKey, b); err != nil {
 		return fmt.Errorf("election: write formation lock: %w", err)

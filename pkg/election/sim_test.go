@@ -689,7 +689,7 @@ func runSchedule(t testing.TB, seed uint64, tls bool) (problems []string, trace 
 	for _, name := range names {
 		w.start(name)
 	}
-	if !w.waitFor(60*time.Second, w.complete) {
+	if !w.waitFor(5*time.Minute, w.complete) {
 		var states []string
 		for _, name := range names {
 			s, _ := w.snapshotOf(name)
@@ -701,7 +701,7 @@ func runSchedule(t testing.TB, seed uint64, tls bool) (problems []string, trace 
 				name, steps, meta, s.RaftState, s.Leader, s.Bootstrap, s.Started, s.ClusterReady != nil, s.SlotHolder, s.Joined, s.BootstrapSet))
 		}
 		problems = append(problems, "no liveness after faults healed:\n    "+strings.Join(states, "\n    "))
-	} else if !w.waitFor(5*time.Second, w.relaxed) {
+	} else if !w.waitFor(2*time.Minute, w.relaxed) {
 		problems = append(problems, "the cluster is complete but raft's heartbeats never relaxed to the settled timings")
 	}
 	problems = append(problems, w.check()...)

@@ -28,4 +28,25 @@
 // election and node packages decide); block inside memberlist's callbacks or
 // call memberlist from them; route memberlist's go-metrics (the daemon does
 // that once per process).
+//
+// # Wire format of Meta
+//
+// Hosts of two daemon versions gossip side by side during a rolling
+// upgrade, so metadata is read by builds older and newer than its writer.
+// An encoded Meta is two header bytes, (the version a reader needs, the
+// writer's version), then fields as tag, length, value, tags ascending. A
+// reader refuses metadata that needs a version above its own, with an error
+// saying to upgrade; otherwise it reads the fields it knows and skips the
+// rest. Known fields are checked strictly (lengths, enumerations, printable
+// ASCII, ranges), a zero value is sent as no field at all, and a repeated or
+// out-of-order tag, a truncated field, a missing role or more than
+// memberlist's 512 bytes is refused. The rules for a change:
+//   - a new optional field takes the next tag and bumps metaVersion; older
+//     readers skip it, so metaNeeds stays;
+//   - a tag never changes its meaning or layout; a field that older readers
+//     must not skip (they would misread the member without it) raises
+//     metaNeeds, which takes every host of the older version out of view:
+//     upgrade them all first;
+//   - the worst case must fit 512 bytes (TestMetaWorstCaseFits; 422 today,
+//     96 of them the timeline summary).
 package gossip

@@ -34,7 +34,9 @@ func classifyLine(line string) (kind lineKind, subject string) {
 	const suspectPrefix, suspectSuffix = "memberlist: Suspect ", " has failed, no acks received"
 	if i := strings.Index(line, suspectPrefix); i >= 0 && strings.HasSuffix(strings.TrimRight(line, "\n"), suspectSuffix) {
 		rest := strings.TrimRight(line[i+len(suspectPrefix):], "\n")
-		return lineSuspect, strings.TrimSuffix(rest, suspectSuffix)
+		if name := strings.TrimSuffix(rest, suspectSuffix); name != "" {
+			return lineSuspect, name
+		}
 	}
 	return lineOther, ""
 }
@@ -67,7 +69,10 @@ func remoteHost(line string) string {
 		addr = f[0]
 	}
 	if host, _, err := net.SplitHostPort(addr); err == nil {
-		return host
+		addr = host
+	}
+	if addr == "" {
+		return "unknown"
 	}
 	return addr
 }

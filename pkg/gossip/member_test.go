@@ -15,7 +15,7 @@ func TestThreeMembersConverge(t *testing.T) {
 	b := startMember(t, "b", withJoin(a.addr), withRole(RoleAgent))
 	c := startMember(t, "c", withJoin(b.addr))
 	all := []*testMember{a, b, c}
-	took := eventually(t, 20*time.Second, "three members converge", func() (bool, string) { return allSeeAlive(all) })
+	took := eventually(t, "three members converge", func() (bool, string) { return allSeeAlive(all) })
 	t.Logf("converged in %s", took)
 
 	for _, m := range all {
@@ -78,7 +78,7 @@ func TestFiftyMembersConverge(t *testing.T) {
 	}
 	t.Logf("50 members started in %s", time.Since(start))
 	t.Cleanup(func() { shutdownAll(all) })
-	took := eventually(t, 60*time.Second, "50 members converge", func() (bool, string) { return allKnowAll(all) })
+	took := eventually(t, "50 members converge", func() (bool, string) { return allKnowAll(all) })
 	t.Logf("50 members converged %s after the last one started", took)
 }
 
@@ -88,7 +88,7 @@ func TestMetaChangeReachesEveryMember(t *testing.T) {
 	for i := range 4 {
 		all = append(all, startMember(t, fmt.Sprintf("m%d", i), withJoin(a.addr)))
 	}
-	eventually(t, 20*time.Second, "five members converge", func() (bool, string) { return allSeeAlive(all) })
+	eventually(t, "five members converge", func() (bool, string) { return allSeeAlive(all) })
 
 	sub, unsubscribe := all[3].Subscribe()
 	defer unsubscribe()
@@ -109,7 +109,7 @@ func TestMetaChangeReachesEveryMember(t *testing.T) {
 	if got := all[1].Local(); got.Phase != "installing" || !got.WantJoinSlot {
 		t.Fatalf("Local() = %+v", got)
 	}
-	eventually(t, 10*time.Second, "meta change reaches everyone", func() (bool, string) {
+	eventually(t, "meta change reaches everyone", func() (bool, string) {
 		for _, m := range all {
 			for _, mi := range m.Members() {
 				if mi.Name == all[1].name && (mi.Meta.Phase != "installing" || !mi.Meta.PhaseSince.Equal(since) || !mi.Meta.WantJoinSlot) {
@@ -122,7 +122,7 @@ func TestMetaChangeReachesEveryMember(t *testing.T) {
 	t.Logf("meta change reached all 5 members %s after UpdateMeta began (it returned after %s)", time.Since(start), returned)
 	select {
 	case <-sub:
-	case <-time.After(5 * time.Second):
+	case <-time.After(waitLimit):
 		t.Fatal("no change signal for a peer's meta change")
 	}
 
@@ -137,14 +137,14 @@ func TestMetaChangeReachesEveryMember(t *testing.T) {
 func TestWrongTokenOrClusterNeverAdmitted(t *testing.T) {
 	a := startMember(t, "a")
 	b := startMember(t, "b", withJoin(a.addr))
-	eventually(t, 20*time.Second, "a and b converge", func() (bool, string) { return allSeeAlive([]*testMember{a, b}) })
+	eventually(t, "a and b converge", func() (bool, string) { return allSeeAlive([]*testMember{a, b}) })
 
 	badToken := startMember(t, "intruder-token", withToken("other-token"), withJoin(a.addr, b.addr))
 	badCluster := startMember(t, "intruder-cluster", withCluster("other"), withJoin(a.addr, b.addr))
 
 	// Wait until both intruders were rejected repeatedly, and check all
 	// along that nobody admitted anybody.
-	eventually(t, 30*time.Second, "intruders rejected", func() (bool, string) {
+	eventually(t, "intruders rejected", func() (bool, string) {
 		for _, m := range []*testMember{a, b} {
 			for _, mi := range m.Members() {
 				if strings.HasPrefix(mi.Name, "intruder") {
@@ -198,7 +198,7 @@ func TestKilledMemberDeadStoppedMemberLeft(t *testing.T) {
 	c := startMember(t, "c", withJoin(a.addr))
 	d := startMember(t, "d", withJoin(a.addr))
 	all := []*testMember{a, b, c, d}
-	eventually(t, 20*time.Second, "four members converge", func() (bool, string) { return allSeeAlive(all) })
+	eventually(t, "four members converge", func() (bool, string) { return allSeeAlive(all) })
 
 	// Record every state a and b go through for c.
 	var mu sync.Mutex
@@ -221,7 +221,7 @@ func TestKilledMemberDeadStoppedMemberLeft(t *testing.T) {
 	}()
 
 	c.kill(t)
-	eventually(t, 30*time.Second, "killed member is dead everywhere", func() (bool, string) {
+	eventually(t, "killed member is dead everywhere", func() (bool, string) {
 		for _, m := range []*testMember{a, b, d} {
 			if st, _ := stateOf(m.Member, "c"); st != StateDead {
 				return false, fmt.Sprintf("%s sees c %s", m.name, st)
@@ -241,7 +241,7 @@ func TestKilledMemberDeadStoppedMemberLeft(t *testing.T) {
 	if err := d.Shutdown(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "stopped member has left everywhere", func() (bool, string) {
+	eventually(t, "stopped member has left everywhere", func() (bool, string) {
 		for _, m := range []*testMember{a, b} {
 			if st, _ := stateOf(m.Member, "d"); st != StateLeft {
 				return false, fmt.Sprintf("%s sees d %s", m.name, st)
@@ -266,11 +266,11 @@ func TestKilledMemberDeadStoppedMemberLeft(t *testing.T) {
 func TestShutdownLeavesGracefully(t *testing.T) {
 	a := startMember(t, "a")
 	b := startMember(t, "b", withJoin(a.addr))
-	eventually(t, 20*time.Second, "converge", func() (bool, string) { return allSeeAlive([]*testMember{a, b}) })
+	eventually(t, "converge", func() (bool, string) { return allSeeAlive([]*testMember{a, b}) })
 	if err := b.Shutdown(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "b left", func() (bool, string) {
+	eventually(t, "b left", func() (bool, string) {
 		st, _ := stateOf(a.Member, "b")
 		return st == StateLeft, string(st)
 	})
@@ -282,10 +282,10 @@ func TestShutdownLeavesGracefully(t *testing.T) {
 func TestDuplicateNameReported(t *testing.T) {
 	a := startMember(t, "a")
 	b := startMember(t, "b", withJoin(a.addr))
-	eventually(t, 20*time.Second, "converge", func() (bool, string) { return allSeeAlive([]*testMember{a, b}) })
+	eventually(t, "converge", func() (bool, string) { return allSeeAlive([]*testMember{a, b}) })
 
 	dup := startMember(t, "a", withJoin(b.addr))
-	eventually(t, 20*time.Second, "duplicate name reported", func() (bool, string) {
+	eventually(t, "duplicate name reported", func() (bool, string) {
 		err := dup.NameConflict()
 		return err != nil && len(b.Conflicts()) > 0, fmt.Sprintf("dup: %v, b: %v", err, b.Conflicts())
 	})
@@ -350,18 +350,18 @@ func TestJoinRetriesAndResolvesAgain(t *testing.T) {
 	res := &fakeResolver{}
 	joiner := startMember(t, "joiner", withJoin(fmt.Sprintf("seed.example:%d", port)), func(c *Config) { c.Resolver = res })
 
-	eventually(t, 10*time.Second, "retries while the name does not resolve", func() (bool, string) {
+	eventually(t, "retries while the name does not resolve", func() (bool, string) {
 		return res.count() >= 3, fmt.Sprint(res.count(), " lookups")
 	})
 	// The name resolves, but nothing listens yet.
 	res.set(seedIP)
 	before := metricValue(t, joiner.reg, "rke2_hanode_gossip_join_failures_total", nil)
-	eventually(t, 10*time.Second, "retries while the seed is down", func() (bool, string) {
+	eventually(t, "retries while the seed is down", func() (bool, string) {
 		n := metricValue(t, joiner.reg, "rke2_hanode_gossip_join_failures_total", nil)
 		return n >= before+2, fmt.Sprint(n, " failures")
 	})
 	seed := startMember(t, "seed", withIP(seedIP), withPort(port))
-	eventually(t, 20*time.Second, "joins once the seed is up", func() (bool, string) {
+	eventually(t, "joins once the seed is up", func() (bool, string) {
 		return allSeeAlive([]*testMember{seed, joiner})
 	})
 	if joiner.logs.FilterMessageSnippet("no gossip seed").Len() == 0 {
@@ -376,17 +376,17 @@ func TestRejoinWhenAlone(t *testing.T) {
 	tm.GossipToTheDeadTime = time.Second // forget b soon, so a new b is a stranger
 	a := startMember(t, "a", withIP(ipA), withTimings(tm), withJoin(fmt.Sprintf("%s:%d", ipB, portB)))
 	b := startMember(t, "b", withIP(ipB), withPort(portB), withTimings(tm))
-	eventually(t, 20*time.Second, "a joins b", func() (bool, string) { return allSeeAlive([]*testMember{a, b}) })
+	eventually(t, "a joins b", func() (bool, string) { return allSeeAlive([]*testMember{a, b}) })
 
 	// b crashes; a, now alone, must keep trying its seed and find the
 	// restarted b, which does not know a (its join list is empty).
 	b.kill(t)
-	eventually(t, 20*time.Second, "a sees b dead", func() (bool, string) {
+	eventually(t, "a sees b dead", func() (bool, string) {
 		st, _ := stateOf(a.Member, "b")
 		return st == StateDead, string(st)
 	})
 	b2 := startMember(t, "b", withIP(ipB), withPort(portB), withTimings(tm))
-	eventually(t, 20*time.Second, "a rejoins the restarted b", func() (bool, string) {
+	eventually(t, "a rejoins the restarted b", func() (bool, string) {
 		return allSeeAlive([]*testMember{a, b2})
 	})
 }
@@ -398,13 +398,13 @@ func TestGroupsThatFormedApartMerge(t *testing.T) {
 	// a knows both seeds but only s1 is up: a joins s1 and stops being
 	// alone, so only the periodic seed check can bring it to s2 later.
 	a := startMember(t, "a", withJoin(s1.addr, fmt.Sprintf("%s:%d", s2IP, s2Port)))
-	eventually(t, 20*time.Second, "a joins s1", func() (bool, string) { return allSeeAlive([]*testMember{s1, a}) })
+	eventually(t, "a joins s1", func() (bool, string) { return allSeeAlive([]*testMember{s1, a}) })
 
 	s2 := startMember(t, "s2", withIP(s2IP), withPort(s2Port))
 	b := startMember(t, "b", withJoin(s2.addr))
-	eventually(t, 20*time.Second, "b joins s2", func() (bool, string) { return allSeeAlive([]*testMember{s2, b}) })
+	eventually(t, "b joins s2", func() (bool, string) { return allSeeAlive([]*testMember{s2, b}) })
 
-	eventually(t, 30*time.Second, "the two groups merge", func() (bool, string) {
+	eventually(t, "the two groups merge", func() (bool, string) {
 		return allSeeAlive([]*testMember{s1, a, s2, b})
 	})
 }
@@ -430,7 +430,7 @@ func TestSyncRoleReachesServersDirectly(t *testing.T) {
 		}
 		return false
 	}
-	eventually(t, 10*time.Second, "b and c joined a", func() (bool, string) {
+	eventually(t, "b and c joined a", func() (bool, string) {
 		return knows(a, "b") && knows(a, "c") && knows(b, "a") && knows(c, "a"), "not yet"
 	})
 
@@ -446,7 +446,7 @@ func TestSyncRoleReachesServersDirectly(t *testing.T) {
 		}
 		return false
 	}
-	eventually(t, 5*time.Second, "the other server sees the change", func() (bool, string) { return sees(b), "b sees the old metadata" })
+	eventually(t, "the other server sees the change", func() (bool, string) { return sees(b), "b sees the old metadata" })
 	took := time.Since(start)
 	time.Sleep(500 * time.Millisecond)
 	if sees(c) {
@@ -463,7 +463,7 @@ func TestRapidMetaChangesEndWithTheNewest(t *testing.T) {
 	b := startMember(t, "b", withJoin(a.addr))
 	c := startMember(t, "c", withJoin(a.addr))
 	all := []*testMember{a, b, c}
-	eventually(t, 20*time.Second, "three members converge", func() (bool, string) { return allSeeAlive(all) })
+	eventually(t, "three members converge", func() (bool, string) { return allSeeAlive(all) })
 	for round := range 20 {
 		var last string
 		for i := range 1 + round%4 {
@@ -472,7 +472,7 @@ func TestRapidMetaChangesEndWithTheNewest(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		eventually(t, 10*time.Second, "every member sees "+last, func() (bool, string) {
+		eventually(t, "every member sees "+last, func() (bool, string) {
 			for _, m := range all {
 				for _, mi := range m.Members() {
 					if mi.Name == "a" && mi.Meta.Phase != last {

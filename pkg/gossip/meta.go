@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
-
-	"github.com/rke2-hanode/rke2-hanode/pkg/timeline"
 )
 
 // Roles and raft states carried in Meta.
@@ -24,9 +22,24 @@ const (
 	RaftMember = "member"
 )
 
-// metaVersion is the first byte of every encoded Meta. A peer running a newer
-// daemon with another layout is reported with MetaErr rather than misread.
-const metaVersion = 1
+// Versions of the metadata encoding (see "Wire format" in doc.go). Every
+// encoded Meta starts with two bytes: the version a reader must understand
+// to read it (metaNeeds when this build writes), and the version of its
+// writer. A reader refuses metadata that needs a version above metaVersion
+// and reads the rest, skipping the fields it does not know.
+const (
+	// metaVersion is the newest encoding this build reads and writes. Bump
+	// it when adding a field; a field older readers may skip needs nothing
+	// more.
+	metaVersion = 2
+	// metaNeeds is what this build's metadata asks of a reader. Raise it
+	// only for a change an older reader must not skip: a new meaning of an
+	// existing field, or a field without which a peer would be misread.
+	metaNeeds = 2
+	// metaOldest is the oldest encoding this build reads. Version 1 was a
+	// fixed layout without tags, never released.
+	metaOldest = 2
+)
 
 // Length limits of the free-form fields. They keep the worst case well inside
 // memberlist's MetaMaxSize (see TestMetaWorstCaseFits).
@@ -36,16 +49,9 @@ const (
 	maxBootstrapSetLen = 32
 	maxVersionLen      = 64
 	caHashBytes        = 32
-)
-
-// Flag bits of the encoded Meta.
-const (
-	flagWantJoinSlot = 1 << iota
-	flagStartedRKE2
-	flagReady
-	flagClusterReady
-	flagLeaving
-	flagsKnown = flagWantJoinSlot | flagStartedRKE2 | flagReady | flagClusterReady | flagLeaving
+	// maxTimelineLen is the timeline summary's limit, the same as
+	// timeline.MaxEncodedLen of the package that encodes it.
+	maxTimelineLen = 96
 )
 
 // Enumerations on the wire.
@@ -53,8 +59,30 @@ const (
 	wireRoleServer = 1
 	wireRoleAgent  = 2
 
-	wireRaftNone   = 0
-	wireRaftMember = 1
+	wireRaftMember = 1 // RaftNone is the field left out
+)
+
+// Field tags. A tag, once released, keeps its meaning and value layout for
+// ever; a new field takes the next free number. Tag 0 is never used.
+const (
+	tagRole          = 1
+	tagPhase         = 2
+	tagPhaseSince    = 3
+	tagAdvertiseAddr = 4
+	tagRaftAddr      = 5
+	tagExpectServers = 6
+	tagClusterName   = 7
+	tagRaftState     = 8
+	tagBootstrapSet  = 9
+	tagWantJoinSlot  = 10
+	tagStartedRKE2   = 11
+	tagReady         = 12
+	tagCAHash        = 13
+	tagClusterReady  = 14
+	tagVersion       = 15
+	tagMAC           = 16
+	tagLeaving       = 17
+	tagTimeline      = 18
 )
 
 // Meta is what a host tells every other host about itself. It travels as
@@ -80,340 +108,399 @@ type Meta struct {
 	// Leaving is set by Leave just before the member leaves, so peers can
 	// tell a graceful leave from a failure.
 	Leaving bool
-	// Timeline is this host's recent phase transitions in pkg/timeline's
-	// wire form (≤ timeline.MaxEncodedLen bytes), or nil; optional, last.
+	// Timeline is this host's recent phase transitions in the timeline
+	// package's wire form (≤ 96 bytes), or nil; gossip carries it opaque.
 	Timeline []byte
 }
+
+// metaField is how one field of Meta travels: put returns its value and
+// whether it is sent at all (zero values are left out, and a reader sets
+// what is absent to its zero value); get checks a received value as
+// strictly as put would have written it. Adding an optional field is one
+// entry in metaFields and a tag above the others.
+type metaField struct {
+	tag  byte
+	name string
+	put  func(m *Meta) (value []byte, present bool, err error)
+	get  func(m *Meta, value []byte) error
+}
+
+// metaFields lists the known fields in ascending tag order, which is the
+// order they are written in.
+var metaFields = []metaField{
+	{tagRole, "role", putRole, getRole},
+	textField(tagPhase, "phase", maxPhaseLen, func(m *Meta) *string { return &m.Phase }),
+	{tagPhaseSince, "phase-since", putPhaseSince, getPhaseSince},
+	{tagAdvertiseAddr, "advertise address", putAdvertiseAddr, getAdvertiseAddr},
+	{tagRaftAddr, "raft address", putRaftAddr, getRaftAddr},
+	{tagExpectServers, "expect-servers", putExpectServers, getExpectServers},
+	textField(tagClusterName, "cluster name", maxClusterNameLen, func(m *Meta) *string { return &m.ClusterName }),
+	{tagRaftState, "raft state", putRaftState, getRaftState},
+	textField(tagBootstrapSet, "bootstrap set", maxBootstrapSetLen, func(m *Meta) *string { return &m.BootstrapSet }),
+	boolField(tagWantJoinSlot, "want-join-slot", func(m *Meta) *bool { return &m.WantJoinSlot }),
+	boolField(tagStartedRKE2, "started-rke2", func(m *Meta) *bool { return &m.StartedRKE2 }),
+	boolField(tagReady, "ready", func(m *Meta) *bool { return &m.Ready }),
+	{tagCAHash, "CA hash", putCAHash, getCAHash},
+	boolField(tagClusterReady, "cluster-ready", func(m *Meta) *bool { return &m.ClusterReady }),
+	textField(tagVersion, "version", maxVersionLen, func(m *Meta) *string { return &m.Version }),
+	{tagMAC, "MAC", putMAC, getMAC},
+	boolField(tagLeaving, "leaving", func(m *Meta) *bool { return &m.Leaving }),
+	{tagTimeline, "timeline", putTimeline, getTimeline},
+}
+
+// metaFieldByTag indexes metaFields; nil for tags this build does not know.
+var metaFieldByTag = func() (idx [256]*metaField) {
+	last := 0
+	for i := range metaFields {
+		f := &metaFields[i]
+		if int(f.tag) <= last {
+			panic(fmt.Sprintf("gossip: meta field %s: tag %d out of order", f.name, f.tag))
+		}
+		last = int(f.tag)
+		idx[f.tag] = f
+	}
+	return idx
+}()
 
 // Encode returns the wire form of m, or an error naming the first invalid
 // field. The result always fits memberlist's metadata limit.
 func (m Meta) Encode() ([]byte, error) {
-	b := make([]byte, 0, 160)
-	b = append(b, metaVersion)
-
-	switch m.Role {
-	case RoleServer:
-		b = append(b, wireRoleServer)
-	case RoleAgent:
-		b = append(b, wireRoleAgent)
-	default:
-		return nil, fmt.Errorf("gossip: meta role %q: want %q or %q", m.Role, RoleServer, RoleAgent)
-	}
-
-	var flags byte
-	for _, f := range []struct {
-		set bool
-		bit byte
-	}{
-		{m.WantJoinSlot, flagWantJoinSlot},
-		{m.StartedRKE2, flagStartedRKE2},
-		{m.Ready, flagReady},
-		{m.ClusterReady, flagClusterReady},
-		{m.Leaving, flagLeaving},
-	} {
-		if f.set {
-			flags |= f.bit
-		}
-	}
-	b = append(b, flags)
-
-	switch m.RaftState {
-	case RaftNone, "":
-		b = append(b, wireRaftNone)
-	case RaftMember:
-		b = append(b, wireRaftMember)
-	default:
-		return nil, fmt.Errorf("gossip: meta raft state %q: want %q or %q", m.RaftState, RaftNone, RaftMember)
-	}
-
-	if m.ExpectServers < 0 || m.ExpectServers > 255 {
-		return nil, fmt.Errorf("gossip: meta expect-servers %d: want 0-255", m.ExpectServers)
-	}
-	b = append(b, byte(m.ExpectServers))
-
-	var since int64
-	if !m.PhaseSince.IsZero() {
-		since = m.PhaseSince.Unix()
-		if since <= 0 {
-			return nil, fmt.Errorf("gossip: meta phase-since %s: before 1970", m.PhaseSince)
-		}
-	}
-	b = binary.BigEndian.AppendUint64(b, uint64(since))
-
-	var err error
-	if b, err = appendText(b, "phase", m.Phase, maxPhaseLen); err != nil {
-		return nil, err
-	}
-	if b, err = appendText(b, "cluster name", m.ClusterName, maxClusterNameLen); err != nil {
-		return nil, err
-	}
-	if b, err = appendText(b, "bootstrap set", m.BootstrapSet, maxBootstrapSetLen); err != nil {
-		return nil, err
-	}
-	if b, err = appendText(b, "version", m.Version, maxVersionLen); err != nil {
-		return nil, err
-	}
-
-	if m.AdvertiseAddr == "" {
-		b = append(b, 0)
-	} else {
-		ip, err := parseIP(m.AdvertiseAddr)
+	b := make([]byte, 0, 192)
+	b = append(b, metaNeeds, metaVersion)
+	for i := range metaFields {
+		f := &metaFields[i]
+		v, present, err := f.put(&m)
 		if err != nil {
-			return nil, fmt.Errorf("gossip: meta advertise address %q: %w", m.AdvertiseAddr, err)
+			return nil, fmt.Errorf("gossip: meta %s %w", f.name, err)
 		}
-		b = appendIP(b, ip)
-	}
-
-	if m.RaftAddr == "" {
-		b = append(b, 0)
-	} else {
-		ap, err := netip.ParseAddrPort(m.RaftAddr)
-		if err != nil {
-			return nil, fmt.Errorf("gossip: meta raft address %q: want IP:port", m.RaftAddr)
+		if !present {
+			continue
 		}
-		if ap.Addr().Zone() != "" {
-			return nil, fmt.Errorf("gossip: meta raft address %q: zones are not supported", m.RaftAddr)
+		if len(v) > 255 {
+			return nil, fmt.Errorf("gossip: meta %s: %d bytes, over 255", f.name, len(v))
 		}
-		if ap.Port() == 0 {
-			return nil, fmt.Errorf("gossip: meta raft address %q: port 0", m.RaftAddr)
-		}
-		b = appendIP(b, ap.Addr())
-		b = binary.BigEndian.AppendUint16(b, ap.Port())
+		b = append(b, f.tag, byte(len(v)))
+		b = append(b, v...)
 	}
-
-	if m.CAHash == "" {
-		b = append(b, 0)
-	} else {
-		raw, err := hex.DecodeString(m.CAHash)
-		if err != nil || len(raw) != caHashBytes {
-			return nil, fmt.Errorf("gossip: meta CA hash %q: want %d hex characters", m.CAHash, 2*caHashBytes)
-		}
-		b = append(b, caHashBytes)
-		b = append(b, raw...)
-	}
-
-	switch len(m.MAC) {
-	case 0, 6, 8, 20:
-	default:
-		return nil, fmt.Errorf("gossip: meta MAC %q: want 6, 8 or 20 bytes, got %d", m.MAC, len(m.MAC))
-	}
-	b = append(b, byte(len(m.MAC)))
-	b = append(b, m.MAC...)
-
-	if len(m.Timeline) > timeline.MaxEncodedLen {
-		return nil, fmt.Errorf("gossip: meta timeline is %d bytes, limit %d", len(m.Timeline), timeline.MaxEncodedLen)
-	}
-	if len(m.Timeline) > 0 {
-		b = append(b, byte(len(m.Timeline)))
-		b = append(b, m.Timeline...)
-	}
-
 	if len(b) > memberlist.MetaMaxSize {
 		return nil, fmt.Errorf("gossip: meta is %d bytes, over the limit of %d", len(b), memberlist.MetaMaxSize)
 	}
 	return b, nil
 }
 
-// DecodeMeta parses the wire form written by Encode. It rejects unknown
-// versions, truncated or trailing bytes and any value Encode would not write.
+// DecodeMeta parses metadata written by Encode of this or another version.
+// Fields it does not know are skipped; known fields are checked as strictly
+// as Encode writes them. It refuses metadata that needs a newer reader,
+// input over memberlist's limit, truncated fields, tags out of ascending
+// order (a repeated tag among them) and a missing role.
 func DecodeMeta(buf []byte) (Meta, error) {
-	d := metaDecoder{buf: buf}
 	var m Meta
-
-	if v := d.byte("version"); d.err == nil && v != metaVersion {
-		return Meta{}, fmt.Errorf("gossip: meta version %d: this daemon understands %d", v, metaVersion)
+	if len(buf) > memberlist.MetaMaxSize {
+		return m, fmt.Errorf("gossip: decode meta: %d bytes, over the limit of %d", len(buf), memberlist.MetaMaxSize)
 	}
-
-	switch r := d.byte("role"); {
-	case d.err != nil:
-	case r == wireRoleServer:
-		m.Role = RoleServer
-	case r == wireRoleAgent:
-		m.Role = RoleAgent
-	default:
-		d.fail(fmt.Errorf("role %d unknown", r))
+	if len(buf) == 0 {
+		return m, errors.New("gossip: decode meta: empty")
 	}
-
-	flags := d.byte("flags")
-	if d.err == nil && flags&^flagsKnown != 0 {
-		d.fail(fmt.Errorf("unknown flags %#02x", flags&^flagsKnown))
+	needs := buf[0]
+	if needs > metaVersion {
+		return m, fmt.Errorf("gossip: meta version %d or newer needed to read this member's metadata; this daemon reads versions %d to %d: upgrade this host", needs, metaOldest, metaVersion)
 	}
-	m.WantJoinSlot = flags&flagWantJoinSlot != 0
-	m.StartedRKE2 = flags&flagStartedRKE2 != 0
-	m.Ready = flags&flagReady != 0
-	m.ClusterReady = flags&flagClusterReady != 0
-	m.Leaving = flags&flagLeaving != 0
-
-	switch s := d.byte("raft state"); {
-	case d.err != nil:
-	case s == wireRaftNone:
+	if needs < metaOldest {
+		return m, fmt.Errorf("gossip: meta version %d is not read by this daemon (it reads %d to %d): upgrade the member that sent it", needs, metaOldest, metaVersion)
+	}
+	if len(buf) < 2 {
+		return m, errors.New("gossip: decode meta: truncated in the header")
+	}
+	if writer := buf[1]; writer < needs {
+		return m, fmt.Errorf("gossip: decode meta: writer version %d below the version %d it needs", writer, needs)
+	}
+	rest := buf[2:]
+	last := 0
+	for len(rest) > 0 {
+		if len(rest) < 2 {
+			return Meta{}, errors.New("gossip: decode meta: truncated in a field header")
+		}
+		tag, n := rest[0], int(rest[1])
+		rest = rest[2:]
+		f := metaFieldByTag[tag]
+		switch {
+		case tag == 0:
+			return Meta{}, errors.New("gossip: decode meta: tag 0 is reserved")
+		case int(tag) == last:
+			return Meta{}, fmt.Errorf("gossip: decode meta: %s repeated", fieldName(tag))
+		case int(tag) < last:
+			return Meta{}, fmt.Errorf("gossip: decode meta: %s (tag %d) after tag %d: tags must ascend", fieldName(tag), tag, last)
+		case len(rest) < n:
+			return Meta{}, fmt.Errorf("gossip: decode meta: truncated at %s: %d of %d bytes", fieldName(tag), len(rest), n)
+		}
+		last = int(tag)
+		value := rest[:n:n]
+		rest = rest[n:]
+		if f == nil {
+			continue // a newer writer's field: ours to skip
+		}
+		if err := f.get(&m, value); err != nil {
+			return Meta{}, fmt.Errorf("gossip: decode meta: %s: %w", f.name, err)
+		}
+	}
+	if m.Role == "" {
+		return Meta{}, errors.New("gossip: decode meta: role missing")
+	}
+	if m.RaftState == "" {
 		m.RaftState = RaftNone
-	case s == wireRaftMember:
-		m.RaftState = RaftMember
-	default:
-		d.fail(fmt.Errorf("raft state %d unknown", s))
-	}
-
-	m.ExpectServers = int(d.byte("expect-servers"))
-
-	if since := d.uint64("phase-since"); d.err == nil && since != 0 {
-		if since > 1<<40 { // far beyond any real clock; keeps time arithmetic sane
-			d.fail(fmt.Errorf("phase-since %d out of range", since))
-		}
-		m.PhaseSince = time.Unix(int64(since), 0).UTC()
-	}
-
-	m.Phase = d.text("phase", maxPhaseLen)
-	m.ClusterName = d.text("cluster name", maxClusterNameLen)
-	m.BootstrapSet = d.text("bootstrap set", maxBootstrapSetLen)
-	m.Version = d.text("version", maxVersionLen)
-
-	if ip, ok := d.ip("advertise address"); ok {
-		m.AdvertiseAddr = ip.String()
-	}
-	if ip, ok := d.ip("raft address"); ok {
-		port := d.uint16("raft port")
-		if d.err == nil && port == 0 {
-			d.fail(errors.New("raft port 0"))
-		}
-		m.RaftAddr = netip.AddrPortFrom(ip, port).String()
-	}
-
-	switch n := d.byte("CA hash length"); {
-	case d.err != nil:
-	case n == 0:
-	case n == caHashBytes:
-		m.CAHash = hex.EncodeToString(d.bytes("CA hash", caHashBytes))
-	default:
-		d.fail(fmt.Errorf("CA hash length %d", n))
-	}
-
-	switch n := d.byte("MAC length"); {
-	case d.err != nil:
-	case n == 0:
-	case n == 6 || n == 8 || n == 20:
-		m.MAC = net.HardwareAddr(d.bytes("MAC", int(n)))
-	default:
-		d.fail(fmt.Errorf("MAC length %d", n))
-	}
-
-	if d.err == nil && len(d.buf) > 0 {
-		switch n := d.byte("timeline length"); {
-		case n == 0 || int(n) > timeline.MaxEncodedLen:
-			d.fail(fmt.Errorf("timeline length %d", n))
-		default:
-			m.Timeline = d.bytes("timeline", int(n))
-		}
-	}
-
-	if d.err == nil && len(d.buf) != 0 {
-		d.fail(fmt.Errorf("%d trailing bytes", len(d.buf)))
-	}
-	if d.err != nil {
-		return Meta{}, fmt.Errorf("gossip: decode meta: %w", d.err)
 	}
 	return m, nil
 }
 
-// metaDecoder consumes buf front to back; after the first error every read
-// returns zero values, so DecodeMeta checks d.err once per field at most.
-type metaDecoder struct {
-	buf []byte
-	err error
+// fieldName names a tag in errors.
+func fieldName(tag byte) string {
+	if f := metaFieldByTag[tag]; f != nil {
+		return f.name
+	}
+	return fmt.Sprintf("field %d", tag)
 }
 
-func (d *metaDecoder) fail(err error) {
-	if d.err == nil {
-		d.err = err
+func textField(tag byte, name string, max int, field func(*Meta) *string) metaField {
+	return metaField{
+		tag:  tag,
+		name: name,
+		put: func(m *Meta) ([]byte, bool, error) {
+			s := *field(m)
+			if s == "" {
+				return nil, false, nil
+			}
+			if err := checkText(s, max); err != nil {
+				return nil, false, fmt.Errorf("%q: %w", s, err)
+			}
+			return []byte(s), true, nil
+		},
+		get: func(m *Meta, v []byte) error {
+			if len(v) == 0 {
+				return errors.New("empty (an empty text is left out)")
+			}
+			s := string(v)
+			if err := checkText(s, max); err != nil {
+				return err
+			}
+			*field(m) = s
+			return nil
+		},
 	}
 }
 
-func (d *metaDecoder) bytes(field string, n int) []byte {
-	if d.err != nil {
+// boolField sends true as the tag with an empty value, false as nothing.
+func boolField(tag byte, name string, field func(*Meta) *bool) metaField {
+	return metaField{
+		tag:  tag,
+		name: name,
+		put: func(m *Meta) ([]byte, bool, error) {
+			return nil, *field(m), nil
+		},
+		get: func(m *Meta, v []byte) error {
+			if len(v) != 0 {
+				return fmt.Errorf("%d bytes, want none", len(v))
+			}
+			*field(m) = true
+			return nil
+		},
+	}
+}
+
+func putRole(m *Meta) ([]byte, bool, error) {
+	switch m.Role {
+	case RoleServer:
+		return []byte{wireRoleServer}, true, nil
+	case RoleAgent:
+		return []byte{wireRoleAgent}, true, nil
+	}
+	return nil, false, fmt.Errorf("%q: want %q or %q", m.Role, RoleServer, RoleAgent)
+}
+
+func getRole(m *Meta, v []byte) error {
+	if len(v) != 1 {
+		return fmt.Errorf("%d bytes, want 1", len(v))
+	}
+	switch v[0] {
+	case wireRoleServer:
+		m.Role = RoleServer
+	case wireRoleAgent:
+		m.Role = RoleAgent
+	default:
+		return fmt.Errorf("role %d unknown", v[0])
+	}
+	return nil
+}
+
+func putRaftState(m *Meta) ([]byte, bool, error) {
+	switch m.RaftState {
+	case RaftNone, "":
+		return nil, false, nil
+	case RaftMember:
+		return []byte{wireRaftMember}, true, nil
+	}
+	return nil, false, fmt.Errorf("%q: want %q or %q", m.RaftState, RaftNone, RaftMember)
+}
+
+func getRaftState(m *Meta, v []byte) error {
+	if len(v) != 1 {
+		return fmt.Errorf("%d bytes, want 1", len(v))
+	}
+	if v[0] != wireRaftMember {
+		return fmt.Errorf("raft state %d unknown", v[0])
+	}
+	m.RaftState = RaftMember
+	return nil
+}
+
+func putExpectServers(m *Meta) ([]byte, bool, error) {
+	if m.ExpectServers < 0 || m.ExpectServers > 255 {
+		return nil, false, fmt.Errorf("%d: want 0-255", m.ExpectServers)
+	}
+	return []byte{byte(m.ExpectServers)}, m.ExpectServers != 0, nil
+}
+
+func getExpectServers(m *Meta, v []byte) error {
+	if len(v) != 1 || v[0] == 0 {
+		return fmt.Errorf("want one byte 1-255, got %x", v)
+	}
+	m.ExpectServers = int(v[0])
+	return nil
+}
+
+// maxPhaseSince is far beyond any real clock; it keeps time arithmetic sane.
+const maxPhaseSince = 1 << 40
+
+func putPhaseSince(m *Meta) ([]byte, bool, error) {
+	if m.PhaseSince.IsZero() {
+		return nil, false, nil
+	}
+	since := m.PhaseSince.Unix()
+	if since <= 0 || since > maxPhaseSince {
+		return nil, false, fmt.Errorf("%s: before 1970 or too far ahead", m.PhaseSince)
+	}
+	return binary.BigEndian.AppendUint64(nil, uint64(since)), true, nil
+}
+
+func getPhaseSince(m *Meta, v []byte) error {
+	if len(v) != 8 {
+		return fmt.Errorf("%d bytes, want 8", len(v))
+	}
+	since := binary.BigEndian.Uint64(v)
+	if since == 0 || since > maxPhaseSince {
+		return fmt.Errorf("%d out of range", since)
+	}
+	m.PhaseSince = time.Unix(int64(since), 0).UTC()
+	return nil
+}
+
+func putAdvertiseAddr(m *Meta) ([]byte, bool, error) {
+	if m.AdvertiseAddr == "" {
+		return nil, false, nil
+	}
+	ip, err := parseIP(m.AdvertiseAddr)
+	if err != nil {
+		return nil, false, fmt.Errorf("%q: %w", m.AdvertiseAddr, err)
+	}
+	return ip.AsSlice(), true, nil
+}
+
+func getAdvertiseAddr(m *Meta, v []byte) error {
+	if len(v) != 4 && len(v) != 16 {
+		return fmt.Errorf("%d bytes, want 4 or 16", len(v))
+	}
+	ip, _ := netip.AddrFromSlice(v)
+	m.AdvertiseAddr = ip.String()
+	return nil
+}
+
+func putRaftAddr(m *Meta) ([]byte, bool, error) {
+	if m.RaftAddr == "" {
+		return nil, false, nil
+	}
+	ap, err := netip.ParseAddrPort(m.RaftAddr)
+	switch {
+	case err != nil:
+		return nil, false, fmt.Errorf("%q: want IP:port", m.RaftAddr)
+	case ap.Addr().Zone() != "":
+		return nil, false, fmt.Errorf("%q: zones are not supported", m.RaftAddr)
+	case ap.Port() == 0:
+		return nil, false, fmt.Errorf("%q: port 0", m.RaftAddr)
+	}
+	return binary.BigEndian.AppendUint16(ap.Addr().AsSlice(), ap.Port()), true, nil
+}
+
+func getRaftAddr(m *Meta, v []byte) error {
+	if len(v) != 4+2 && len(v) != 16+2 {
+		return fmt.Errorf("%d bytes, want 6 or 18", len(v))
+	}
+	ip, _ := netip.AddrFromSlice(v[:len(v)-2])
+	port := binary.BigEndian.Uint16(v[len(v)-2:])
+	if port == 0 {
+		return errors.New("port 0")
+	}
+	m.RaftAddr = netip.AddrPortFrom(ip, port).String()
+	return nil
+}
+
+func putCAHash(m *Meta) ([]byte, bool, error) {
+	if m.CAHash == "" {
+		return nil, false, nil
+	}
+	raw, err := hex.DecodeString(m.CAHash)
+	if err != nil || len(raw) != caHashBytes {
+		return nil, false, fmt.Errorf("%q: want %d hex characters", m.CAHash, 2*caHashBytes)
+	}
+	return raw, true, nil
+}
+
+func getCAHash(m *Meta, v []byte) error {
+	if len(v) != caHashBytes {
+		return fmt.Errorf("%d bytes, want %d", len(v), caHashBytes)
+	}
+	m.CAHash = hex.EncodeToString(v)
+	return nil
+}
+
+func putMAC(m *Meta) ([]byte, bool, error) {
+	switch len(m.MAC) {
+	case 0:
+		return nil, false, nil
+	case 6, 8, 20:
+		return m.MAC, true, nil
+	}
+	return nil, false, fmt.Errorf("%q: want 6, 8 or 20 bytes, got %d", m.MAC, len(m.MAC))
+}
+
+func getMAC(m *Meta, v []byte) error {
+	switch len(v) {
+	case 6, 8, 20:
+		m.MAC = net.HardwareAddr(append([]byte(nil), v...))
 		return nil
 	}
-	if len(d.buf) < n {
-		d.fail(fmt.Errorf("truncated at %s", field))
-		return nil
-	}
-	out := make([]byte, n)
-	copy(out, d.buf[:n])
-	d.buf = d.buf[n:]
-	return out
+	return fmt.Errorf("%d bytes, want 6, 8 or 20", len(v))
 }
 
-func (d *metaDecoder) byte(field string) byte {
-	if b := d.bytes(field, 1); b != nil {
-		return b[0]
+func putTimeline(m *Meta) ([]byte, bool, error) {
+	if len(m.Timeline) > maxTimelineLen {
+		return nil, false, fmt.Errorf("is %d bytes, limit %d", len(m.Timeline), maxTimelineLen)
 	}
-	return 0
+	return m.Timeline, len(m.Timeline) > 0, nil
 }
 
-func (d *metaDecoder) uint16(field string) uint16 {
-	if b := d.bytes(field, 2); b != nil {
-		return binary.BigEndian.Uint16(b)
+func getTimeline(m *Meta, v []byte) error {
+	if len(v) == 0 || len(v) > maxTimelineLen {
+		return fmt.Errorf("%d bytes, want 1-%d", len(v), maxTimelineLen)
 	}
-	return 0
-}
-
-func (d *metaDecoder) uint64(field string) uint64 {
-	if b := d.bytes(field, 8); b != nil {
-		return binary.BigEndian.Uint64(b)
-	}
-	return 0
-}
-
-func (d *metaDecoder) text(field string, max int) string {
-	n := int(d.byte(field + " length"))
-	if d.err != nil {
-		return ""
-	}
-	if n > max {
-		d.fail(fmt.Errorf("%s is %d bytes, limit %d", field, n, max))
-		return ""
-	}
-	s := string(d.bytes(field, n))
-	if d.err == nil {
-		if err := checkText(s); err != nil {
-			d.fail(fmt.Errorf("%s: %w", field, err))
-		}
-	}
-	return s
-}
-
-// ip reads a length-prefixed address; ok is false for the empty address and
-// after an error.
-func (d *metaDecoder) ip(field string) (netip.Addr, bool) {
-	n := int(d.byte(field + " length"))
-	if d.err != nil || n == 0 {
-		return netip.Addr{}, false
-	}
-	if n != 4 && n != 16 {
-		d.fail(fmt.Errorf("%s length %d", field, n))
-		return netip.Addr{}, false
-	}
-	raw := d.bytes(field, n)
-	if d.err != nil {
-		return netip.Addr{}, false
-	}
-	ip, _ := netip.AddrFromSlice(raw)
-	return ip, true
-}
-
-func appendText(b []byte, field, s string, max int) ([]byte, error) {
-	if len(s) > max {
-		return nil, fmt.Errorf("gossip: meta %s %q: %d bytes, limit %d", field, s, len(s), max)
-	}
-	if err := checkText(s); err != nil {
-		return nil, fmt.Errorf("gossip: meta %s %q: %w", field, s, err)
-	}
-	b = append(b, byte(len(s)))
-	return append(b, s...), nil
+	m.Timeline = append([]byte(nil), v...)
+	return nil
 }
 
 // checkText allows printable ASCII only, so metadata shown in logs and status
 // can never carry control characters.
-func checkText(s string) error {
+func checkText(s string, max int) error {
+	if len(s) > max {
+		return fmt.Errorf("%d bytes, limit %d", len(s), max)
+	}
 	if i := strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r > 0x7e }); i >= 0 {
 		return fmt.Errorf("byte %d is not printable ASCII", i)
 	}
@@ -429,10 +516,4 @@ func parseIP(s string) (netip.Addr, error) {
 		return netip.Addr{}, errors.New("zones are not supported")
 	}
 	return ip, nil
-}
-
-func appendIP(b []byte, ip netip.Addr) []byte {
-	raw := ip.AsSlice()
-	b = append(b, byte(len(raw)))
-	return append(b, raw...)
 }

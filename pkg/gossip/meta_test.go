@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
-
-	"github.com/rke2-hanode/rke2-hanode/pkg/timeline"
 )
 
 func fullMeta() Meta {
@@ -53,7 +51,7 @@ func worstCaseMeta() Meta {
 		Version:       strings.Repeat("v", maxVersionLen),
 		MAC:           make(net.HardwareAddr, 20),
 		Leaving:       true,
-		Timeline:      bytes.Repeat([]byte{0xff}, timeline.MaxEncodedLen),
+		Timeline:      bytes.Repeat([]byte{0xff}, maxTimelineLen),
 	}
 }
 
@@ -146,6 +144,7 @@ func TestMetaEncodeRejects(t *testing.T) {
 		{"CA short", func(m *Meta) { m.CAHash = "abcd" }, "want 64 hex characters"},
 		{"CA not hex", func(m *Meta) { m.CAHash = strings.Repeat("zz", 32) }, "want 64 hex characters"},
 		{"MAC odd", func(m *Meta) { m.MAC = net.HardwareAddr{1, 2, 3} }, "want 6, 8 or 20 bytes, got 3"},
+		{"timeline long", func(m *Meta) { m.Timeline = make([]byte, 97) }, "meta timeline is 97 bytes, limit 96"},
 		{"before 1970", func(m *Meta) { m.PhaseSince = time.Date(1969, 1, 1, 0, 0, 0, 0, time.UTC) }, "before 1970"},
 	}
 	for _, tt := range tests {
@@ -160,38 +159,148 @@ func TestMetaEncodeRejects(t *testing.T) {
 	}
 }
 
+// tlv is one field on the wire, for building metadata by hand.
+type tlv struct {
+	tag   byte
+	value []byte
+}
+
+func wire(needs, writer byte, fields ...tlv) []byte {
+	b := []byte{needs, writer}
+	for _, f := range fields {
+		b = append(b, f.tag, byte(len(f.value)))
+		b = append(b, f.value...)
+	}
+	return b
+}
+
+// splitFields is the inverse of wire for well-formed input.
+func splitFields(t *testing.T, b []byte) []tlv {
+	t.Helper()
+	var fields []tlv
+	for rest := b[2:]; len(rest) > 0; {
+		n := int(rest[1])
+		fields = append(fields, tlv{rest[0], rest[2 : 2+n]})
+		rest = rest[2+n:]
+	}
+	return fields
+}
+
+var agentRole = tlv{tagRole, []byte{wireRoleAgent}}
+
+// TestDecodeMetaFutureFields: a newer writer's metadata, with fields this
+// build does not know, reads as its known fields: a member of a newer
+// version never drops out of an older one's view.
+func TestDecodeMetaFutureFields(t *testing.T) {
+	want := fullMeta()
+	future := append(splitFields(t, mustEncode(t, want)),
+		tlv{tagTimeline + 1, nil},
+		tlv{tagTimeline + 2, []byte{0xff}},
+		tlv{200, bytes.Repeat([]byte{0}, 255)},
+		tlv{255, []byte("a timeline summary of a newer daemon")},
+	)
+	in := wire(metaNeeds, metaVersion+3, future...)
+	if len(in) > memberlist.MetaMaxSize {
+		t.Fatalf("test input is %d bytes", len(in))
+	}
+	got, err := DecodeMeta(in)
+	if err != nil {
+		t.Fatalf("newer writer's metadata refused: %v", err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("known fields:\n got %+v\nwant %+v", got, want)
+	}
+
+	// Fewer fields than we know (an older writer, or zero values left out)
+	// read as zero values.
+	got, err = DecodeMeta(wire(metaOldest, metaOldest, agentRole))
+	if err != nil || !reflect.DeepEqual(got, Meta{Role: RoleAgent, RaftState: RaftNone}) {
+		t.Fatalf("minimal meta: %+v, %v", got, err)
+	}
+}
+
+func TestDecodeMetaVersions(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      []byte
+		wantErr string // "" for success
+	}{
+		{"ours", wire(metaNeeds, metaVersion, agentRole), ""},
+		{"newer writer, needs ours", wire(metaVersion, metaVersion+1, agentRole), ""},
+		{"needs a newer reader", wire(metaVersion+1, metaVersion+1, agentRole), "meta version 3 or newer needed to read this member's metadata; this daemon reads versions 2 to 2: upgrade this host"},
+		{"needs 255", []byte{255}, "meta version 255 or newer needed"},
+		{"version 1 layout", wire(1, 1, agentRole), "meta version 1 is not read by this daemon"},
+		{"version 0", wire(0, 2, agentRole), "meta version 0 is not read"},
+		{"writer below what it needs", wire(metaVersion, metaVersion-1, agentRole), "writer version 1 below the version 2 it needs"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := DecodeMeta(tt.in)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
 func TestDecodeMetaRejects(t *testing.T) {
 	good := mustEncode(t, fullMeta())
-	with := func(i int, b byte) []byte {
-		out := bytes.Clone(good)
-		out[i] = b
-		return out
-	}
-	// Offsets of the fixed header: version, role, flags, raft state,
-	// expect-servers, 8 bytes of phase-since, then the phase length.
+	h := func(f ...tlv) []byte { return wire(metaNeeds, metaVersion, f...) }
 	tests := []struct {
 		name    string
 		in      []byte
 		wantErr string
 	}{
-		{"empty", nil, "truncated at version"},
-		{"version 0", with(0, 0), "meta version 0"},
-		{"version 2", with(0, 2), "meta version 2"},
-		{"role 0", with(1, 0), "role 0 unknown"},
-		{"role 3", with(1, 3), "role 3 unknown"},
-		{"unknown flag", with(2, 0x80), "unknown flags 0x80"},
-		{"raft state 2", with(3, 2), "raft state 2 unknown"},
-		{"phase too long", with(13, 200), "phase is 200 bytes, limit 32"},
-		{"phase control char", with(14, '\n'), "phase: byte 0 is not printable ASCII"},
-		{"trailing byte", append(bytes.Clone(good), 1, 7, 0), "1 trailing bytes"}, // after a 1-byte timeline
-		{"phase-since huge", append(append(bytes.Clone(good[:5]), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff), good[13:]...), "phase-since"},
+		{"empty", nil, "decode meta: empty"},
+		{"header cut", []byte{metaNeeds}, "truncated in the header"},
+		{"no role", h(), "role missing"},
+		{"field header cut", append(h(agentRole), tagPhase), "truncated in a field header"},
+		{"value cut", append(h(agentRole), tagPhase, 5, 'a', 'b'), "truncated at phase: 2 of 5 bytes"},
+		{"tag 0", h(tlv{0, nil}, agentRole), "tag 0 is reserved"},
+		{"repeated tag", h(agentRole, agentRole), "role repeated"},
+		{"repeated unknown tag", h(agentRole, tlv{99, nil}, tlv{99, nil}), "field 99 repeated"},
+		{"tags descend", h(agentRole, tlv{tagVersion, []byte("v1")}, tlv{tagPhase, []byte("ready")}), "phase (tag 2) after tag 15: tags must ascend"},
+		{"role 0", h(tlv{tagRole, []byte{0}}), "role 0 unknown"},
+		{"role 3", h(tlv{tagRole, []byte{3}}), "role 3 unknown"},
+		{"role two bytes", h(tlv{tagRole, []byte{1, 1}}), "role: 2 bytes, want 1"},
+		{"raft state 0", h(agentRole, tlv{tagRaftState, []byte{0}}), "raft state 0 unknown"},
+		{"raft state 2", h(agentRole, tlv{tagRaftState, []byte{2}}), "raft state 2 unknown"},
+		{"expect 0", h(agentRole, tlv{tagExpectServers, []byte{0}}), "expect-servers: want one byte 1-255"},
+		{"phase empty", h(agentRole, tlv{tagPhase, nil}), "phase: empty"},
+		{"phase too long", h(agentRole, tlv{tagPhase, bytes.Repeat([]byte("p"), 33)}), "phase: 33 bytes, limit 32"},
+		{"phase control char", h(agentRole, tlv{tagPhase, []byte("\nready")}), "phase: byte 0 is not printable ASCII"},
+		{"version utf8", h(agentRole, tlv{tagVersion, []byte("v1✓")}), "version: byte 2 is not printable ASCII"},
+		{"bool with a value", h(agentRole, tlv{tagReady, []byte{1}}), "ready: 1 bytes, want none"},
+		{"phase-since zero", h(agentRole, tlv{tagPhaseSince, make([]byte, 8)}), "phase-since: 0 out of range"},
+		{"phase-since huge", h(agentRole, tlv{tagPhaseSince, bytes.Repeat([]byte{0xff}, 8)}), "phase-since: 18446744073709551615 out of range"},
+		{"phase-since short", h(agentRole, tlv{tagPhaseSince, []byte{1}}), "phase-since: 1 bytes, want 8"},
+		{"address 5 bytes", h(agentRole, tlv{tagAdvertiseAddr, []byte{1, 2, 3, 4, 5}}), "advertise address: 5 bytes, want 4 or 16"},
+		{"raft address 4 bytes", h(agentRole, tlv{tagRaftAddr, []byte{10, 0, 0, 1}}), "raft address: 4 bytes, want 6 or 18"},
+		{"raft port 0", h(agentRole, tlv{tagRaftAddr, []byte{10, 0, 0, 1, 0, 0}}), "raft address: port 0"},
+		{"CA 31 bytes", h(agentRole, tlv{tagCAHash, make([]byte, 31)}), "CA hash: 31 bytes, want 32"},
+		{"MAC 7 bytes", h(agentRole, tlv{tagMAC, make([]byte, 7)}), "MAC: 7 bytes, want 6, 8 or 20"},
+		{"timeline empty", h(agentRole, tlv{tagTimeline, nil}), "timeline: 0 bytes, want 1-96"},
+		{"timeline 97 bytes", h(agentRole, tlv{tagTimeline, make([]byte, 97)}), "timeline: 97 bytes, want 1-96"},
+		{"over the size limit", h(agentRole, tlv{200, make([]byte, 255)}, tlv{201, make([]byte, 255)}), "over the limit of 512"},
 	}
-	for cut := 1; cut < len(good); cut++ {
-		tests = append(tests, struct {
-			name    string
-			in      []byte
-			wantErr string
-		}{"truncated", good[:cut], "truncated at"})
+	// Every cut inside a field is refused (a cut between fields is shorter,
+	// well-formed metadata).
+	for cut, rest := 2, good[2:]; len(rest) > 0; {
+		n := 2 + int(rest[1])
+		for i := 1; i < n; i++ {
+			tests = append(tests, struct {
+				name    string
+				in      []byte
+				wantErr string
+			}{"cut", good[:cut+i], "truncated"})
+		}
+		cut, rest = cut+n, rest[n:]
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -206,32 +315,18 @@ func TestDecodeMetaRejects(t *testing.T) {
 	}
 }
 
-func TestDecodeMetaRejectsBadLengths(t *testing.T) {
-	// Build the variable tail by hand: all texts empty, then the address,
-	// raft address, CA hash and MAC length bytes.
-	head := []byte{metaVersion, wireRoleAgent, 0, wireRaftNone, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
-	tests := []struct {
-		name    string
-		tail    []byte
-		wantErr string
-	}{
-		{"address length 5", []byte{5, 1, 2, 3, 4, 5, 0, 0, 0}, "advertise address length 5"},
-		{"raft port 0", []byte{0, 4, 10, 0, 0, 1, 0, 0, 0, 0}, "raft port 0"},
-		{"CA length 31", append([]byte{0, 0, 31}, make([]byte, 31)...), "CA hash length 31"},
-		{"MAC length 7", []byte{0, 0, 0, 7, 1, 2, 3, 4, 5, 6, 7}, "MAC length 7"},
-		{"MAC short", []byte{0, 0, 0, 6, 1, 2}, "truncated at MAC"},
+// knownOnly is the input with unknown fields removed and this build's
+// header: what a re-encoding of its decoded form must be.
+func knownOnly(in []byte) []byte {
+	out := []byte{metaNeeds, metaVersion}
+	for rest := in[2:]; len(rest) >= 2; {
+		n := 2 + int(rest[1])
+		if metaFieldByTag[rest[0]] != nil {
+			out = append(out, rest[:n]...)
+		}
+		rest = rest[n:]
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := DecodeMeta(append(bytes.Clone(head), tt.tail...))
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
-			}
-		})
-	}
-	if _, err := DecodeMeta(append(bytes.Clone(head), 0, 0, 0, 0)); err != nil {
-		t.Fatalf("minimal meta: %v", err)
-	}
+	return out
 }
 
 func FuzzDecodeMeta(f *testing.F) {
@@ -241,49 +336,81 @@ func FuzzDecodeMeta(f *testing.F) {
 			f.Fatal(err)
 		}
 		f.Add(b)
+		f.Add(append(b, 99, 2, 'h', 'i'))
 	}
 	f.Add([]byte{})
 	f.Add([]byte{metaVersion})
+	f.Add(wire(metaVersion, metaVersion+1, tlv{tagRole, []byte{1}}, tlv{tagRole + 1, []byte("x")}, tlv{240, nil}))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		m, err := DecodeMeta(in)
 		if err != nil {
 			return
 		}
-		// Whatever decodes must encode again, to the same bytes modulo
-		// nothing: the layout has one form per value.
+		// Whatever decodes encodes again, to the known fields of the input
+		// byte for byte: each value has one form on the wire.
 		out, err := m.Encode()
 		if err != nil {
 			t.Fatalf("decoded %+v does not encode: %v", m, err)
 		}
-		if !bytes.Equal(out, in) {
-			t.Fatalf("re-encoding differs:\n in %x\nout %x", in, out)
+		if want := knownOnly(in); !bytes.Equal(out, want) {
+			t.Fatalf("re-encoding differs:\n in %x\nout %x\nwant %x", in, out, want)
 		}
-		if len(out) > memberlist.MetaMaxSize {
-			t.Fatalf("decoded meta is %d bytes", len(out))
+		if len(in) > memberlist.MetaMaxSize {
+			t.Fatalf("accepted %d bytes", len(in))
 		}
 	})
 }
 
-// The timeline is optional and last: absent it costs nothing, present it is
-// bounded, and a length the encoder would never write is refused.
-func TestMetaTimelineField(t *testing.T) {
-	m := fullMeta()
-	without := mustEncode(t, m)
-	m.Timeline = []byte{1, 2, 3}
-	with := mustEncode(t, m)
-	if len(with) != len(without)+4 || !bytes.Equal(with[:len(without)], without) {
-		t.Fatalf("timeline adds %d bytes, want a length byte and the 3 bytes at the end", len(with)-len(without))
+// TestNewerMemberStaysInView: a member whose metadata carries fields of a
+// newer version is counted alive with its known fields; one whose metadata
+// needs a newer reader is listed with a MetaErr that says to upgrade.
+func TestNewerMemberStaysInView(t *testing.T) {
+	m, err := New(validConfig())
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got := roundTrip(t, m); !bytes.Equal(got.Timeline, m.Timeline) {
-		t.Fatalf("timeline round trip: got %v", got.Timeline)
-	}
-	m.Timeline = make([]byte, timeline.MaxEncodedLen+1)
-	if _, err := m.Encode(); err == nil || !strings.Contains(err.Error(), "timeline is 97 bytes") {
-		t.Errorf("oversized timeline: err = %v", err)
-	}
-	for _, tail := range [][]byte{{0}, {byte(timeline.MaxEncodedLen + 1)}, {5, 1, 2}} {
-		if _, err := DecodeMeta(append(append([]byte{}, without...), tail...)); err == nil {
-			t.Errorf("decode with timeline bytes %v: accepted", tail)
+	d := &delegate{m: m}
+	known := Meta{Role: RoleServer, Phase: "ready", RaftAddr: "10.0.0.2:9348", RaftState: RaftMember}
+	fields := append(splitFields(t, mustEncode(t, known)), tlv{tagTimeline + 5, []byte("field of a newer daemon")})
+	d.NotifyJoin(&memberlist.Node{Name: "newer", Addr: net.IPv4(10, 0, 0, 2), Port: 9347, Meta: wire(metaNeeds, metaVersion+1, fields...)})
+	d.NotifyJoin(&memberlist.Node{Name: "far-newer", Addr: net.IPv4(10, 0, 0, 3), Port: 9347, Meta: wire(metaVersion+1, metaVersion+1, fields...)})
+	for _, mi := range m.Members() {
+		switch mi.Name {
+		case "newer":
+			if mi.MetaErr != nil || !reflect.DeepEqual(mi.Meta, known) {
+				t.Errorf("newer member: meta %+v, err %v; want %+v", mi.Meta, mi.MetaErr, known)
+			}
+		case "far-newer":
+			if mi.MetaErr == nil || !strings.Contains(mi.MetaErr.Error(), "upgrade this host") {
+				t.Errorf("member needing a newer reader: err %v", mi.MetaErr)
+			}
 		}
 	}
+	if n := m.NumAlive(RoleServer); n != 1 {
+		t.Errorf("NumAlive(server) = %d, want the newer member counted", n)
+	}
+}
+
+// BenchmarkMetaCodec: every metadata change of every member is decoded by
+// every other member, so decoding stays cheap.
+func BenchmarkMetaCodec(b *testing.B) {
+	m := worstCaseMeta()
+	wire, err := m.Encode()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("encode", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := m.Encode(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("decode", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := DecodeMeta(wire); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

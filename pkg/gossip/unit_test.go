@@ -39,6 +39,11 @@ func TestClassifyLine(t *testing.T) {
 		{"[ERR] memberlist: Failed to decode ping request: bad from=10.0.0.9:7946", lineOther, ""},
 		{"[INFO] memberlist: Marking node-3 as failed, suspect timeout reached (1 peer confirmations)", lineOther, ""},
 		{"[ERR] memberlist: Decrypt packet failed: x", lineUndecryptable, "unknown"},
+		// Found by FuzzClassifyLine: an empty address or name was reported
+		// as the subject.
+		{"[ERR] memberlist: Decrypt packet failed: x from=", lineUndecryptable, "unknown"},
+		{"[ERR] memberlist: Decrypt packet failed: x from=[]:7946", lineUndecryptable, "unknown"},
+		{"[INFO] memberlist: Suspect  has failed, no acks received", lineOther, ""},
 	}
 	for _, tt := range tests {
 		kind, subject := classifyLine(tt.line)

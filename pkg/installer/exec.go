@@ -495,7 +495,10 @@ func (s *supervisor) notify(pid int, msg string) {
 		return
 	}
 	for _, line := range strings.Split(msg, "\n") {
-		key, value, _ := strings.Cut(line, "=")
+		key, value, ok := strings.Cut(line, "=")
+		if !ok {
+			continue // not an assignment: systemd ignores it too
+		}
 		switch key {
 		case "READY":
 			if value == "1" {

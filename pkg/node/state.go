@@ -1,9 +1,11 @@
 package node
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -16,8 +18,15 @@ import (
 // <data-dir>/progress.json. Raft holds the cluster's truth; this file holds
 // what only this host can know: that it started its own RKE2, for which
 // cluster (so a datastore on disk is explained), and that it was ready.
+//
+// Version is the file's major version: a build reads files of its own
+// version or older (a file without one is version 1) and refuses a newer
+// one rather than misread it. Adding an optional field keeps the version
+// (older builds ignore fields they do not know); changing what a field
+// means bumps it.
 type progress struct {
-	Role string `json:"role"`
+	Version int    `json:"version"`
+	Role    string `json:"role"`
 	// StartedRKE2 is set just before this host starts its RKE2 service for
 	// the first time; CAHash is the cluster it was started for ("" for the
 	// bootstrap node, which makes the CA).
@@ -32,22 +41,67 @@ type progress struct {
 
 func progressPath(dataDir string) string { return filepath.Join(dataDir, "progress.json") }
 
+// progressVersion is the version of progress.json this build writes and
+// the newest it reads.
+const progressVersion = 1
+
+// maxProgressBytes bounds what loadProgress reads: the file holds a few
+// short fields.
+const maxProgressBytes = 64 << 10
+
 func loadProgress(dataDir string) (progress, error) {
-	var p progress
-	data, err := os.ReadFile(progressPath(dataDir))
+	path := progressPath(dataDir)
+	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return p, nil
+		return progress{}, nil
 	}
 	if err != nil {
-		return p, fmt.Errorf("node: read progress: %w", err)
+		return progress{}, fmt.Errorf("node: read progress: %w", err)
 	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxProgressBytes+1))
+	if err != nil {
+		return progress{}, fmt.Errorf("node: read progress: %w", err)
+	}
+	return decodeProgress(path, data)
+}
+
+// decodeProgress parses the file at path. Every error names the file and
+// what to do.
+func decodeProgress(path string, data []byte) (progress, error) {
+	damaged := func(err error) (progress, error) {
+		return progress{}, fmt.Errorf("node: %s is damaged (%v): move it away to start this host's progress afresh", path, err)
+	}
+	if len(data) > maxProgressBytes {
+		return damaged(fmt.Errorf("over %d bytes", maxProgressBytes))
+	}
+	var p progress
 	if err := json.Unmarshal(data, &p); err != nil {
-		return p, fmt.Errorf("node: %s is damaged (%v): move it away to start this host's progress afresh", progressPath(dataDir), err)
+		return damaged(err)
+	}
+	switch {
+	case p.Version == 0:
+		p.Version = 1 // written before the file carried a version
+	case p.Version < 0:
+		return damaged(fmt.Errorf("version %d", p.Version))
+	case p.Version > progressVersion:
+		return progress{}, fmt.Errorf("node: %s is version %d, written by a newer rke2-hanode; this build reads up to version %d: run the newer build, or move the file away to start this host's progress afresh", path, p.Version, progressVersion)
+	}
+	switch p.Role {
+	case "", "server", "agent":
+	default:
+		return damaged(fmt.Errorf("role %q", p.Role))
+	}
+	if p.CAHash != "" {
+		if raw, err := hex.DecodeString(p.CAHash); err != nil || len(raw) != 32 {
+			return damaged(fmt.Errorf("ca_hash %q is not 64 hex characters", p.CAHash))
+		}
 	}
 	return p, nil
 }
 
 func saveProgress(dataDir string, p progress) error {
+	p.Version = progressVersion
 	p.UpdatedAt = time.Now().UTC()
 	data, err := json.MarshalIndent(p, "", "  ")
 	if err != nil {
