@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -64,7 +63,8 @@ type Election struct {
 	leaderBarrier          atomic.Bool // leader: this term's barrier passed
 	running                bool
 	hasState               bool
-	local                  Local
+	local                  Local     // intents; see localNow for what is advertised
+	reported               readiness // ReportReady / ReportNotReady
 	published              Local
 	pubOK                  bool
 	watch                  chan struct{} // closed and replaced on every change
@@ -299,95 +299,6 @@ func (e *Election) wait(ctx context.Context, check func(State) (bool, error)) er
 	}
 }
 
-// setLocal changes this node's advertised intents and wakes the loop.
-func (e *Election) setLocal(f func(*Local)) {
-	e.mu.Lock()
-	f(&e.local)
-	e.mu.Unlock()
-	e.changed()
-}
-
-// WaitBootstrap returns the committed bootstrap node's name, once this
-// node's FSM has caught up with the leader. The role may still move to
-// another node until it started RKE2 (see MarkStarted).
-func (e *Election) WaitBootstrap(ctx context.Context) (string, error) {
-	var name string
-	err := e.wait(ctx, func(s State) (bool, error) {
-		name = s.Bootstrap
-		return name != "" && e.caughtUp(), nil
-	})
-	return name, err
-}
-
-// MarkStarted asks the leader to commit that this node, the bootstrap node,
-// starts RKE2, and returns nil only once that is committed: the node must
-// not start RKE2 before. ErrNotBootstrap if the role is (or moves) elsewhere.
-// Once committed, the role never moves again, and MarkStarted keeps
-// returning nil, also after restarts.
-func (e *Election) MarkStarted(ctx context.Context) error {
-	self := e.cfg.NodeName
-	e.setLocal(func(l *Local) { l.StartedRKE2 = true })
-	err := e.wait(ctx, func(s State) (bool, error) {
-		if s.Bootstrap == self && s.Started {
-			return true, nil // permanent: no need to be caught up
-		}
-		if s.Bootstrap != self && e.caughtUp() {
-			return false, ErrNotBootstrap
-		}
-		return false, nil
-	})
-	if err != nil {
-		// A stale intent must not be committed if the role comes back later.
-		e.setLocal(func(l *Local) { l.StartedRKE2 = false })
-	}
-	return err
-}
-
-// WaitClusterReady returns once cluster ready is committed: the leader does
-// so when the started bootstrap node advertises Ready and its CA hash.
-// ErrBootstrapRole if, meanwhile, the role was reassigned to this node.
-func (e *Election) WaitClusterReady(ctx context.Context) (ClusterReady, error) {
-	var cr ClusterReady
-	err := e.wait(ctx, func(s State) (bool, error) {
-		if s.ClusterReady == nil {
-			if s.Bootstrap == e.cfg.NodeName && !s.Started && e.caughtUp() {
-				return false, ErrBootstrapRole
-			}
-			return false, nil
-		}
-		cr = *s.ClusterReady
-		return true, nil
-	})
-	return cr, err
-}
-
-// AcquireJoinSlot advertises that this node wants to join and returns the
-// slot once the leader granted it to this node. The holder may start
-// joining until slot.Expires by its own clock; the leader renews the lease
-// while this node is alive and still wants the slot. ErrJoined if this node
-// is already a joined server; an error too if it is the bootstrap node.
-func (e *Election) AcquireJoinSlot(ctx context.Context) (JoinSlot, error) {
-	self := e.cfg.NodeName
-	e.setLocal(func(l *Local) { l.WantJoinSlot = true })
-	var slot JoinSlot
-	err := e.wait(ctx, func(s State) (bool, error) {
-		switch {
-		case slices.Contains(s.Joined, self):
-			return false, ErrJoined
-		case s.Bootstrap == self && e.caughtUp():
-			return false, fmt.Errorf("election: %s is the bootstrap node and needs no join slot", self)
-		case s.Slot != nil && s.Slot.Holder == self && e.cfg.Now().Before(s.Slot.Expires) && e.caughtUp():
-			slot = *s.Slot
-			return true, nil
-		}
-		return false, nil
-	})
-	if err != nil {
-		e.setLocal(func(l *Local) { l.WantJoinSlot = false })
-	}
-	return slot, err
-}
-
 // caughtUp reports whether this node's FSM holds every entry committed
 // before this incarnation started, so that its answers are not read from a
 // log being replayed. A leader is caught up once its term's barrier passed;
@@ -411,21 +322,3 @@ func (e *Election) caughtUp() bool {
 }
 
 func commitIndex(r *raft.Raft) uint64 { return r.CommitIndex() }
-
-// MarkJoined waits until the leader recorded this node as joined, which it
-// does when this node holds the slot and advertises Ready in gossip.
-func (e *Election) MarkJoined(ctx context.Context) error {
-	self := e.cfg.NodeName
-	err := e.wait(ctx, func(s State) (bool, error) { return slices.Contains(s.Joined, self), nil })
-	if err == nil {
-		e.setLocal(func(l *Local) { l.WantJoinSlot = false })
-	}
-	return err
-}
-
-// ReleaseJoinSlot withdraws this node's request: the leader stops renewing
-// its slot, which frees when the lease runs out. The slot is never taken
-// back early, so that a holder's view of its lease stays true.
-func (e *Election) ReleaseJoinSlot() {
-	e.setLocal(func(l *Local) { l.WantJoinSlot = false })
-}

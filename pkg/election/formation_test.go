@@ -158,15 +158,8 @@ func TestConfigValidate(t *testing.T) {
 type staticMembership struct {
 	mu    sync.Mutex
 	name  string
-	ready bool
 	local Local
 	ch    chan struct{}
-}
-
-func (m *staticMembership) setReady() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.ready = true
 }
 
 func (m *staticMembership) Servers() []Peer {
@@ -174,10 +167,15 @@ func (m *staticMembership) Servers() []Peer {
 	defer m.mu.Unlock()
 	return []Peer{{Name: m.name, State: MemberAlive, ExpectServers: 1, ClusterName: "c",
 		HasRaftState: m.local.HasRaftState, BootstrapSet: m.local.BootstrapSet, StartedRKE2: m.local.StartedRKE2,
-		Ready: m.ready, CAHash: "sha256:ca"}}
+		Ready: m.local.Ready, CAHash: m.local.CAHash}}
 }
 func (m *staticMembership) Changes() <-chan struct{} { return m.ch }
-func (m *staticMembership) Publish(l Local) error    { m.local = l; return nil }
+func (m *staticMembership) Publish(l Local) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.local = l
+	return nil
+}
 
 // TestSingleServerOnDisk forms a one-server cluster over TLS with
 // raft-boltdb, checks file modes and metrics, restarts it from disk and
@@ -218,9 +216,17 @@ func TestSingleServerOnDisk(t *testing.T) {
 	if err := e.MarkStarted(ctx); err != nil {
 		t.Fatalf("MarkStarted: %v", err)
 	}
-	m.setReady()
+	e.ReportReady("sha256:ca")
 	if cr, err := e.WaitClusterReady(ctx); err != nil || cr != (ClusterReady{VIP: "192.0.2.1", CAHash: "sha256:ca"}) {
 		t.Fatalf("WaitClusterReady = %+v, %v", cr, err)
+	}
+	if !waitUntil(5*time.Second, func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.local.Ready && m.local.ClusterReady && m.local.CAHash == "sha256:ca"
+	}) {
+		m.mu.Lock()
+		t.Fatalf("published %+v: want Ready, ClusterReady and the cluster CA", m.local)
 	}
 	if _, err := e.AcquireJoinSlot(ctx); err == nil || !strings.Contains(err.Error(), "needs no join slot") {
 		t.Fatalf("AcquireJoinSlot on the bootstrap node: %v", err)
@@ -287,4 +293,13 @@ func gauge(t *testing.T, reg *prometheus.Registry, name, node string) float64 {
 		}
 	}
 	return -1
+}
+
+func waitUntil(d time.Duration, f func() bool) bool {
+	for deadline := time.Now().Add(d); !f(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
 }

@@ -70,11 +70,9 @@ type simNode struct {
 
 // simGossip is one version of a node's gossip state.
 type simGossip struct {
-	at     time.Time
-	up     bool
-	meta   Local
-	ready  bool
-	caHash string
+	at   time.Time
+	up   bool
+	meta Local
 }
 
 type slotInterval struct {
@@ -138,7 +136,7 @@ func (w *simWorld) tracef(format string, a ...any) {
 
 // record appends n's current state to its gossip history; callers hold w.mu.
 func (w *simWorld) record(n *simNode) {
-	n.hist = append(n.hist, simGossip{at: time.Now(), up: n.up, meta: n.meta, ready: n.ready, caHash: n.caHash})
+	n.hist = append(n.hist, simGossip{at: time.Now(), up: n.up, meta: n.meta})
 }
 
 // delay is how late viewer sees node.
@@ -199,7 +197,7 @@ func (v *simView) Servers() []Peer {
 			Name: name, RaftAddr: addr, State: state, ExpectServers: w.expect, ClusterName: "sim",
 			HasRaftState: g.meta.HasRaftState, BootstrapSet: g.meta.BootstrapSet,
 			WantJoinSlot: g.meta.WantJoinSlot, StartedRKE2: g.meta.StartedRKE2,
-			Ready: g.ready, CAHash: g.caHash,
+			Ready: g.meta.Ready, CAHash: g.meta.CAHash,
 		})
 	}
 	return out
@@ -360,6 +358,13 @@ func (w *simWorld) agent(ctx context.Context, n *simNode, el *Election, inc int)
 			return true
 		}
 	}
+	w.mu.Lock()
+	ready, ca := n.ready, n.caHash
+	w.mu.Unlock()
+	if ready {
+		// RKE2 kept running across the restart: the node reports it at once.
+		el.ReportReady(ca)
+	}
 	for ctx.Err() == nil {
 		boot, err := el.WaitBootstrap(ctx)
 		if err != nil {
@@ -387,7 +392,7 @@ func (w *simWorld) agent(ctx context.Context, n *simNode, el *Election, inc int)
 			if !pause(30 * time.Millisecond) {
 				return
 			}
-			w.setReady(n)
+			w.setReady(n, el)
 			return
 		}
 		if _, err := el.WaitClusterReady(ctx); errors.Is(err, ErrBootstrapRole) {
@@ -421,21 +426,21 @@ func (w *simWorld) agent(ctx context.Context, n *simNode, el *Election, inc int)
 		iv.end = time.Now()
 		w.mu.Unlock()
 		if ok {
-			w.setReady(n)
+			w.setReady(n, el)
 			_ = el.MarkJoined(ctx)
 		}
 		return
 	}
 }
 
-func (w *simWorld) setReady(n *simNode) {
+func (w *simWorld) setReady(n *simNode, el *Election) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	n.ready = true
 	n.caHash = "sha256:cafe"
 	w.record(n)
 	w.tracef("%s ready", n.name)
-	w.notify()
+	w.mu.Unlock()
+	el.ReportReady(n.caHash)
 }
 
 // snapshotOf reads one node's view (nil if down).

@@ -474,7 +474,7 @@ func (n *Node) markReady(ctx context.Context) {
 	if err := saveProgress(n.cfg.DataDir, p); err != nil {
 		n.log.Warn("could not save progress", zap.Error(err))
 	}
-	n.publish(func(m *gossip.Meta) { m.Ready = true })
+	n.reportReady(true)
 	n.t.set(status.PhaseReady, n.readyDetail())
 }
 
@@ -497,14 +497,14 @@ func (n *Node) keepReady(ctx context.Context) error {
 		phase, _, _ := n.t.get()
 		switch {
 		case err == nil && active && phase != status.PhaseReady:
-			n.publish(func(m *gossip.Meta) { m.Ready = true })
+			n.reportReady(true)
 			n.t.set(status.PhaseReady, n.readyDetail())
 		case (err != nil || !active) && phase == status.PhaseReady:
 			reason := "not active"
 			if err != nil {
 				reason = err.Error()
 			}
-			n.publish(func(m *gossip.Meta) { m.Ready = false })
+			n.reportReady(false)
 			n.t.fail("service", fmt.Errorf("%s: %s; waiting for it to be restarted", installer.UnitName(n.role), reason), false)
 		}
 	}
