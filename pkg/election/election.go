@@ -63,16 +63,22 @@ type Election struct {
 	leaderBarrier          atomic.Bool // leader: this term's barrier passed
 	running                bool
 	hasState               bool
-	local                  Local     // intents; see localNow for what is advertised
-	reported               readiness // ReportReady / ReportNotReady
+	ran                    bool           // Run was called
+	stores                 *Stores        // opened by Open
+	trans                  raft.Transport // bound by Open
+	release                func() error   // closes trans and stores; nil once closed
+	local                  Local          // intents; see localNow for what is advertised
+	reported               readiness      // ReportReady / ReportNotReady
 	published              Local
 	pubOK                  bool
 	watch                  chan struct{} // closed and replaced on every change
 	last                   Snapshot
 }
 
-// New checks cfg and builds an Election; nothing runs until Run.
-func New(cfg Config) (*Election, error) {
+// Open checks cfg, opens raft's stores and binds the raft transport now,
+// so that a port in use or an unreadable data directory is an error here,
+// not later. Run then runs raft; Close releases what Open took.
+func Open(cfg Config) (*Election, error) {
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -89,7 +95,41 @@ func New(cfg Config) (*Election, error) {
 		return nil, err
 	}
 	e.metrics = m
+	stores, closeStores, err := e.openStores()
+	if err != nil {
+		return nil, err
+	}
+	hasState, err := raft.HasExistingState(stores.Log, stores.Stable, stores.Snapshots)
+	if err != nil {
+		_ = closeStores()
+		return nil, fmt.Errorf("election: read raft state: %w", err)
+	}
+	trans, closeTrans, err := e.openTransport()
+	if err != nil {
+		_ = closeStores()
+		return nil, err
+	}
+	e.stores, e.trans = stores, trans
+	e.release = func() error {
+		closeTrans()
+		return closeStores()
+	}
+	e.stable, e.selfAddr, e.hasState = stores.Stable, string(trans.LocalAddr()), hasState
+	e.local.HasRaftState = hasState
 	return e, nil
+}
+
+// Close releases the transport and the stores Open took. Call it once Run
+// has returned (or instead of Run); it is safe to call more than once.
+func (e *Election) Close() error {
+	e.mu.Lock()
+	release := e.release
+	e.release = nil
+	e.mu.Unlock()
+	if release == nil {
+		return nil
+	}
+	return release()
 }
 
 // changed wakes the loop and every waiter.
@@ -104,28 +144,20 @@ func (e *Election) changed() {
 	e.mu.Unlock()
 }
 
-// Run opens raft's stores and transport, runs formation and (while leader)
+// Run starts raft on what Open opened, runs formation and (while leader)
 // the leader's duties until ctx ends, then shuts raft down. It returns nil
-// after a clean shutdown.
+// after a clean shutdown. An Election runs once.
 func (e *Election) Run(ctx context.Context) (err error) {
-	stores, closeStores, err := e.openStores()
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := closeStores(); cerr != nil && err == nil {
-			err = cerr
-		}
-	}()
-	trans, closeTrans, err := e.openTransport()
-	if err != nil {
-		return err
-	}
-	defer closeTrans()
-
-	hasState, err := raft.HasExistingState(stores.Log, stores.Stable, stores.Snapshots)
-	if err != nil {
-		return fmt.Errorf("election: read raft state: %w", err)
+	e.mu.Lock()
+	stores, trans, ran, closed := e.stores, e.trans, e.ran, e.release == nil
+	e.ran = true
+	hasState := e.hasState
+	e.mu.Unlock()
+	switch {
+	case ran:
+		return errors.New("election: Run called twice: open a new Election")
+	case closed:
+		return errors.New("election: Run after Close: open a new Election")
 	}
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(e.cfg.NodeName)
@@ -139,10 +171,9 @@ func (e *Election) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("election: start raft: %w", err)
 	}
 	e.mu.Lock()
-	e.r, e.stable, e.selfAddr, e.running, e.hasState = r, stores.Stable, string(trans.LocalAddr()), true, hasState
+	e.r, e.running = r, true
 	e.runStart = runStart
 	e.startCommit, e.startLast = commitIndex(r), r.LastIndex()
-	e.local.HasRaftState = hasState
 	e.mu.Unlock()
 	e.log.Info("raft started", zap.Bool("existing_state", hasState), zap.String("raft_addr", string(trans.LocalAddr())))
 	e.changed()
@@ -233,8 +264,8 @@ func (e *Election) openTransport() (raft.Transport, func(), error) {
 	return trans, func() { _ = trans.Close() }, nil
 }
 
-// RaftAddr is the address this node's raft transport advertises ("" before
-// Run has started raft). Gossip should publish it.
+// RaftAddr is the address this node's raft transport advertises (bound by
+// Open). Gossip should publish it.
 func (e *Election) RaftAddr() string {
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -115,9 +115,11 @@ func TestSetHash(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
+	dir, port := t.TempDir(), freePort(t)
 	ok := func() Config {
 		return Config{NodeName: "a", ClusterName: "c", ExpectServers: 3, VIP: "192.0.2.1", Token: "t",
-			AdvertiseAddr: "192.0.2.2", DataDir: "/tmp/x", Membership: &staticMembership{}, Publisher: &staticMembership{}}
+			BindAddr: "127.0.0.1", RaftPort: port, AdvertiseAddr: "127.0.0.1", DataDir: dir,
+			Membership: &staticMembership{}, Publisher: &staticMembership{}}
 	}
 	tests := []struct {
 		name    string
@@ -142,12 +144,15 @@ func TestConfigValidate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := ok()
 			tc.mod(&c)
-			_, err := New(c)
+			e, err := Open(c)
+			if err == nil {
+				defer e.Close()
+			}
 			if tc.wantErr == "" && err != nil {
-				t.Fatalf("New: %v", err)
+				t.Fatalf("Open: %v", err)
 			}
 			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
-				t.Fatalf("New error = %v, want %q", err, tc.wantErr)
+				t.Fatalf("Open error = %v, want %q", err, tc.wantErr)
 			}
 		})
 	}
@@ -185,7 +190,7 @@ func TestSingleServerOnDisk(t *testing.T) {
 	port := freePort(t)
 	m := &staticMembership{name: "solo", ch: make(chan struct{})}
 	newElection := func(reg prometheus.Registerer) *Election {
-		e, err := New(Config{NodeName: "solo", ClusterName: "c", ExpectServers: 1, VIP: "192.0.2.1", Token: "t",
+		e, err := Open(Config{NodeName: "solo", ClusterName: "c", ExpectServers: 1, VIP: "192.0.2.1", Token: "t",
 			BindAddr: "127.0.0.1", AdvertiseAddr: "127.0.0.1", RaftPort: port, DataDir: dir,
 			Membership: m, Publisher: m, Timing: simTiming(), Registerer: reg})
 		if err != nil {
@@ -201,6 +206,9 @@ func TestSingleServerOnDisk(t *testing.T) {
 			cancel()
 			if err := <-done; err != nil {
 				t.Errorf("Run: %v", err)
+			}
+			if err := e.Close(); err != nil {
+				t.Errorf("Close: %v", err)
 			}
 		}
 	}

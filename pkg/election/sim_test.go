@@ -272,10 +272,10 @@ func (w *simWorld) start(name string) {
 		_, trans = raft.NewInmemTransport(raft.ServerAddress(name))
 		cfg.Transport, cfg.Stores = trans, n.stores
 	}
-	el, err := New(cfg)
+	el, err := Open(cfg)
 	if err != nil {
 		w.mu.Unlock()
-		w.t.Fatalf("seed=%d: New(%s): %v", w.seed, name, err)
+		w.t.Fatalf("seed=%d: Open(%s): %v", w.seed, name, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n.trans, n.el, n.cancel, n.up = trans, el, cancel, true
@@ -291,6 +291,9 @@ func (w *simWorld) start(name string) {
 		defer n.done.Done()
 		if err := el.Run(ctx); err != nil {
 			w.logf("%s: Run: %v", name, err)
+		}
+		if err := el.Close(); err != nil {
+			w.logf("%s: Close: %v", name, err)
 		}
 	}()
 	go func() {

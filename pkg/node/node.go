@@ -242,10 +242,11 @@ func (n *Node) Run(ctx context.Context) error {
 	defer wg.Wait()
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var raftErr chan error // servers: Run's and Close's error, once raft stopped
 	if c.IsServer() {
 		ms, unsubscribe := newMembership(n.g)
 		defer unsubscribe()
-		el, err := election.New(election.Config{
+		el, err := election.Open(election.Config{
 			NodeName:      c.NodeName,
 			BindAddr:      c.BindAddress,
 			RaftPort:      c.RaftPort,
@@ -263,21 +264,20 @@ func (n *Node) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		// A raft port in use is as fatal as a gossip port in use: Open
+		// bound it, or failed. Raft failing later stops the phase machine
+		// and Run returns its error.
 		n.el = el
-		errc := make(chan error, 1)
+		raftErr = make(chan error, 1)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errc <- el.Run(runCtx)
-		}()
-		// A raft port in use is as fatal as a gossip port in use.
-		select {
-		case err := <-errc:
-			if err != nil && ctx.Err() == nil {
-				return err
+			err := el.Run(runCtx)
+			raftErr <- errors.Join(err, el.Close())
+			if err != nil {
+				cancel()
 			}
-		case <-time.After(200 * time.Millisecond):
-		}
+		}()
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); n.watchCluster(runCtx) }()
@@ -287,6 +287,13 @@ func (n *Node) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); n.watchNameConflict(walkCtx, stopWalk) }()
 	err := n.walk(walkCtx)
+	select {
+	case rerr := <-raftErr:
+		if rerr != nil && ctx.Err() == nil {
+			return rerr
+		}
+	default:
+	}
 	if err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
 		n.log.Error("phase machine stopped", zap.Error(err))
 	}
