@@ -190,7 +190,7 @@ func (e *Election) Run(ctx context.Context) (err error) {
 
 	tick := time.NewTicker(t.Tick)
 	defer tick.Stop()
-	l := loop{e: e, r: r, tick: tick, deadSince: map[string]time.Time{}}
+	l := loop{e: e, r: r, tick: tick, book: newLeaderBook()}
 	changes := e.cfg.Membership.Changes()
 	for {
 		l.step(ctx)
