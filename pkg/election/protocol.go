@@ -59,8 +59,8 @@ func (e *Election) MarkStarted(ctx context.Context) error {
 }
 
 // WaitClusterReady returns once cluster ready is committed: the leader does
-// so when the started bootstrap node advertises Ready and its CA hash.
-// ErrBootstrapRole if, meanwhile, the role was reassigned to this node.
+// so when the started bootstrap node reported ready (ReportReady) with its
+// CA hash. ErrBootstrapRole if, meanwhile, the role was reassigned to this node.
 func (e *Election) WaitClusterReady(ctx context.Context) (ClusterReady, error) {
 	var cr ClusterReady
 	err := e.wait(ctx, func(s State) (bool, error) {
@@ -159,7 +159,8 @@ func (e *Election) localNow() Local {
 }
 
 // MarkJoined waits until the leader recorded this node as joined, which it
-// does when this node holds the slot and advertises Ready in gossip.
+// does when this node holds the slot and reported ready (ReportReady) with
+// the committed cluster CA.
 func (e *Election) MarkJoined(ctx context.Context) error {
 	self := e.cfg.NodeName
 	err := e.wait(ctx, func(s State) (bool, error) { return slices.Contains(s.Joined, self), nil })
