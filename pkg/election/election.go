@@ -32,8 +32,8 @@ var (
 	ErrBootstrapRole = errors.New("election: this node now holds the bootstrap role and has not started")
 )
 
-// Snapshot is the state for status and metrics, as this node sees it.
-type Snapshot struct {
+// View is what this node sees of the election, for status and metrics.
+type View struct {
 	RaftState    string // "none" before raft runs, else follower, candidate, leader, shutdown
 	Leader       string // leader's node name, "" when unknown
 	HasRaftState bool
@@ -72,7 +72,6 @@ type Election struct {
 	published              Local
 	pubOK                  bool
 	watch                  chan struct{} // closed and replaced on every change
-	last                   Snapshot
 }
 
 // Open checks cfg, opens raft's stores and binds the raft transport now,
@@ -273,11 +272,11 @@ func (e *Election) RaftAddr() string {
 }
 
 // State returns what this node knows, for status and metrics.
-func (e *Election) State() Snapshot {
+func (e *Election) State() View {
 	e.mu.Lock()
 	r, running, local := e.r, e.running, e.local
 	e.mu.Unlock()
-	s := Snapshot{RaftState: "none", HasRaftState: local.HasRaftState, BootstrapSet: local.BootstrapSet, State: e.fsm.get()}
+	s := View{RaftState: "none", HasRaftState: local.HasRaftState, BootstrapSet: local.BootstrapSet, State: e.fsm.get()}
 	if r != nil && running {
 		s.RaftState = lowerState(r.State())
 		_, id := r.LeaderWithID()

@@ -446,14 +446,14 @@ func (w *simWorld) setReady(n *simNode, el *Election) {
 	el.ReportReady(n.caHash)
 }
 
-// snapshotOf reads one node's view (nil if down).
-func (w *simWorld) snapshotOf(name string) (Snapshot, bool) {
+// viewOf reads one node's view (nil if down).
+func (w *simWorld) viewOf(name string) (View, bool) {
 	w.mu.Lock()
 	n := w.nodes[name]
 	up, el := n.up, n.el
 	w.mu.Unlock()
 	if !up {
-		return Snapshot{}, false
+		return View{}, false
 	}
 	return el.State(), true
 }
@@ -471,17 +471,17 @@ func (w *simWorld) waitFor(d time.Duration, cond func() bool) bool {
 }
 
 // anyState returns the first up node's state satisfying pred.
-func (w *simWorld) anyState(pred func(Snapshot) bool) (Snapshot, bool) {
+func (w *simWorld) anyState(pred func(View) bool) (View, bool) {
 	for _, name := range w.names {
-		if s, ok := w.snapshotOf(name); ok && pred(s) {
+		if s, ok := w.viewOf(name); ok && pred(s) {
 			return s, true
 		}
 	}
-	return Snapshot{}, false
+	return View{}, false
 }
 
 func (w *simWorld) leader() string {
-	s, ok := w.anyState(func(s Snapshot) bool { return s.RaftState == "leader" })
+	s, ok := w.anyState(func(s View) bool { return s.RaftState == "leader" })
 	if !ok {
 		return ""
 	}
@@ -491,7 +491,7 @@ func (w *simWorld) leader() string {
 // complete: every node's FSM shows the whole cluster formed and joined.
 func (w *simWorld) complete() bool {
 	for _, name := range w.names {
-		s, ok := w.snapshotOf(name)
+		s, ok := w.viewOf(name)
 		if !ok || !s.Started || s.ClusterReady == nil {
 			return false
 		}
@@ -635,14 +635,14 @@ func runSchedule(t testing.TB, seed uint64, tls bool) (problems []string, trace 
 			time.Sleep(time.Duration(rng.IntN(60)) * time.Millisecond / time.Duration(1+rng.IntN(3)))
 		}
 	}
-	bootstrapped := func() (Snapshot, bool) {
-		return w.anyState(func(s Snapshot) bool { return s.Bootstrap != "" })
+	bootstrapped := func() (View, bool) {
+		return w.anyState(func(s View) bool { return s.Bootstrap != "" })
 	}
 	switch fault {
 	case 1: // minority partitioned during formation: it must not bootstrap
 		time.Sleep(time.Duration(50+rng.IntN(250)) * time.Millisecond)
 		for _, m := range minority {
-			if s, ok := w.snapshotOf(m); ok && s.HasRaftState && len(minority) < expect && n-len(minority) >= 0 {
+			if s, ok := w.viewOf(m); ok && s.HasRaftState && len(minority) < expect && n-len(minority) >= 0 {
 				// It may have been added by the majority's leader only if it
 				// could reach it, which the partition forbids.
 				w.mu.Lock()
@@ -669,7 +669,7 @@ func runSchedule(t testing.TB, seed uint64, tls bool) (problems []string, trace 
 		}
 	case 4: // bootstrap node dies after it started RKE2: never reassigned
 		if w.waitFor(10*time.Second, func() bool {
-			_, ok := w.anyState(func(s Snapshot) bool { return s.Started })
+			_, ok := w.anyState(func(s View) bool { return s.Started })
 			return ok
 		}) {
 			s, _ := bootstrapped()
@@ -700,7 +700,7 @@ func runSchedule(t testing.TB, seed uint64, tls bool) (problems []string, trace 
 	if !w.waitFor(60*time.Second, w.complete) {
 		var states []string
 		for _, name := range names {
-			s, _ := w.snapshotOf(name)
+			s, _ := w.viewOf(name)
 			w.mu.Lock()
 			nd := w.nodes[name]
 			steps, meta := nd.el.steps.Load(), nd.meta
