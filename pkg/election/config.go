@@ -8,6 +8,8 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/clock"
 )
 
 // Member states as gossip reports them.
@@ -157,7 +159,7 @@ type Config struct {
 
 	Logger     *zap.Logger           // nil: no logs
 	Registerer prometheus.Registerer // nil: metrics not registered
-	Now        func() time.Time      // nil: time.Now
+	Clock      clock.Clock           // nil: the wall clock; leases, reassignment and formation read it
 	Timing     Timing                // zero: LANTiming()
 
 	// Transport replaces the mutual-TLS TCP transport (tests use raft's
@@ -176,9 +178,7 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
+	c.Clock = clock.Or(c.Clock)
 	if c.Timing == (Timing{}) {
 		c.Timing = LANTiming()
 	}

@@ -182,7 +182,7 @@ func (e *Election) openTransport() (raft.Transport, func(), error) {
 	if e.cfg.Transport != nil {
 		return e.cfg.Transport, func() {}, nil
 	}
-	server, client, err := raftTLSConfig(e.cfg.Token, e.cfg.ClusterName, e.cfg.NodeName, e.cfg.Now())
+	server, client, err := raftTLSConfig(e.cfg.Token, e.cfg.ClusterName, e.cfg.NodeName, e.cfg.Clock.Now())
 	if err != nil {
 		return nil, nil, err
 	}

@@ -105,7 +105,7 @@ func (l *loop) formation(servers []Peer) {
 	if p.lock != nil {
 		// Lock only after the agreement held for FormationSettle: views
 		// that lag behind by less than that cannot lock another set.
-		now := e.cfg.Now()
+		now := e.cfg.Clock.Now()
 		if l.agreeHash != p.lock.Hash {
 			l.agreeHash, l.agreeSince = p.lock.Hash, now
 		}
@@ -178,7 +178,7 @@ func (l *loop) lead(ctx context.Context, servers []Peer) {
 		return
 	}
 	self := leaderSelf{Name: e.cfg.NodeName, Cluster: e.cfg.ClusterName, VIP: e.cfg.VIP}
-	for _, a := range decide(e.fsm.get(), servers, self, l.voters(), e.cfg.Now(), e.cfg.Timing, l.book) {
+	for _, a := range decide(e.fsm.get(), servers, self, l.voters(), e.cfg.Clock.Now(), e.cfg.Timing, l.book) {
 		switch a.Kind {
 		case actAddVoter:
 			l.addVoter(a.Name, a.Addr)

@@ -91,7 +91,7 @@ func (e *Election) AcquireJoinSlot(ctx context.Context) (JoinSlot, error) {
 			return false, ErrJoined
 		case s.Bootstrap == self && e.caughtUp():
 			return false, fmt.Errorf("election: %s is the bootstrap node and needs no join slot", self)
-		case s.Slot != nil && s.Slot.Holder == self && e.cfg.Now().Before(s.Slot.Expires) && e.caughtUp():
+		case s.Slot != nil && s.Slot.Holder == self && e.cfg.Clock.Now().Before(s.Slot.Expires) && e.caughtUp():
 			slot = *s.Slot
 			return true, nil
 		}
