@@ -131,6 +131,25 @@ func (e *Election) ReportNotReady() {
 	}
 }
 
+// MarkJoined waits until the leader recorded this node as joined, which it
+// does when this node holds the slot and reported ready (ReportReady) with
+// the committed cluster CA.
+func (e *Election) MarkJoined(ctx context.Context) error {
+	self := e.cfg.NodeName
+	err := e.wait(ctx, func(s State) (bool, error) { return slices.Contains(s.Joined, self), nil })
+	if err == nil {
+		e.setLocal(func(l *Local) { l.WantJoinSlot = false })
+	}
+	return err
+}
+
+// ReleaseJoinSlot withdraws this node's request: the leader stops renewing
+// its slot, which frees when the lease runs out. The slot is never taken
+// back early, so that a holder's view of its lease stays true.
+func (e *Election) ReleaseJoinSlot() {
+	e.setLocal(func(l *Local) { l.WantJoinSlot = false })
+}
+
 // readiness is what the node last reported through ReportReady and
 // ReportNotReady.
 type readiness struct {
@@ -150,31 +169,12 @@ func advertised(l Local, rep readiness, st State) Local {
 	return l
 }
 
-// local is what this node advertises now.
+// localNow is what this node advertises now.
 func (e *Election) localNow() Local {
 	st := e.fsm.get()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return advertised(e.local, e.reported, st)
-}
-
-// MarkJoined waits until the leader recorded this node as joined, which it
-// does when this node holds the slot and reported ready (ReportReady) with
-// the committed cluster CA.
-func (e *Election) MarkJoined(ctx context.Context) error {
-	self := e.cfg.NodeName
-	err := e.wait(ctx, func(s State) (bool, error) { return slices.Contains(s.Joined, self), nil })
-	if err == nil {
-		e.setLocal(func(l *Local) { l.WantJoinSlot = false })
-	}
-	return err
-}
-
-// ReleaseJoinSlot withdraws this node's request: the leader stops renewing
-// its slot, which frees when the lease runs out. The slot is never taken
-// back early, so that a holder's view of its lease stays true.
-func (e *Election) ReleaseJoinSlot() {
-	e.setLocal(func(l *Local) { l.WantJoinSlot = false })
 }
 
 // servers is the gossip view with this node's own intents overlaid.
@@ -208,13 +208,13 @@ func (e *Election) servers() []Peer {
 func (e *Election) publish() {
 	local := e.localNow()
 	e.mu.Lock()
-	same := e.pubOK && local == e.published
+	same, retry := e.pubOK && local == e.published, local == e.published
 	rep := e.reported
 	e.mu.Unlock()
 	if same {
 		return
 	}
-	if rep.ready && local.ClusterReady && !local.Ready {
+	if !retry && rep.ready && local.ClusterReady && !local.Ready {
 		e.log.Warn("this node's RKE2 serves another CA than the cluster's: not advertising it as ready",
 			zap.String("served_ca_hash", rep.caHash), zap.String("cluster_ca_hash", local.CAHash))
 	}
