@@ -517,6 +517,26 @@ func (n *Node) keepReady(ctx context.Context) error {
 	}
 }
 
+// reportReady tells the cluster whether this host's RKE2 is ready. On a
+// server, election advertises it (with the CA hash this host serves)
+// through Publish above; an agent, which runs no election, writes its own
+// metadata. Transitional: one place until the phase machine calls
+// election's ReportReady and ReportNotReady itself.
+func (n *Node) reportReady(ready bool) {
+	if n.el == nil {
+		n.publish(func(m *gossip.Meta) { m.Ready = ready })
+		return
+	}
+	if !ready {
+		n.el.ReportNotReady()
+		return
+	}
+	n.mu.Lock()
+	ca := n.caHash
+	n.mu.Unlock()
+	n.el.ReportReady(ca)
+}
+
 func (n *Node) publish(fn func(*gossip.Meta)) {
 	if err := n.g.UpdateMeta(fn); err != nil {
 		n.log.Debug("publish metadata", zap.Error(err))
