@@ -8,6 +8,11 @@
 // DataDir/raft, 0700), the raft transport (TCP in mutual TLS), formation,
 // the FSM, and the leader's duties. Agents never use it.
 //
+// Its lifecycle: Open checks the config, opens the stores and binds the
+// raft transport, returning any error at once; Run runs raft, formation
+// and the leader's duties until its context ends; Close releases what Open
+// took.
+//
 // It must never: import gossip or the node phase machine (it reads gossip
 // through Membership and writes through Publisher); start or stop RKE2; log
 // or expose the token or anything derived from it; remove a raft voter by
