@@ -35,7 +35,7 @@ func benchFormation(b *testing.B, tls bool) {
 		}
 		t0 := time.Now()
 		if !w.waitFor(30*time.Second, func() bool {
-			_, ok := w.anyState(func(s Snapshot) bool { return s.Bootstrap != "" })
+			_, ok := w.anyState(func(s View) bool { return s.Bootstrap != "" })
 			return ok
 		}) {
 			b.Fatal("no bootstrap within 30s")

@@ -8,6 +8,8 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/clock"
 )
 
 // Member states as gossip reports them.
@@ -31,8 +33,8 @@ type Peer struct {
 	BootstrapSet  string // published by election (Local.BootstrapSet), opaque
 	WantJoinSlot  bool   // published by election (Local.WantJoinSlot)
 	StartedRKE2   bool   // published by election (Local.StartedRKE2)
-	Ready         bool   // the node's local RKE2 is ready (published by the node)
-	CAHash        string // the cluster CA hash it serves (published by the node)
+	Ready         bool   // published by election (Local.Ready)
+	CAHash        string // published by election (Local.CAHash)
 }
 
 // Membership is the gossip view election needs: every server (alive or not)
@@ -51,6 +53,15 @@ type Local struct {
 	BootstrapSet string
 	WantJoinSlot bool
 	StartedRKE2  bool
+	// Ready: this node's RKE2 is ready (ReportReady) and, once cluster
+	// ready is committed, serves the committed cluster CA.
+	Ready bool
+	// CAHash: the CA hash this node's RKE2 serves (ReportReady), or, once
+	// cluster ready is committed, the committed cluster CA.
+	CAHash string
+	// ClusterReady: this node's FSM holds cluster ready. Agents, which are
+	// not in raft, learn cluster ready and its CA from it.
+	ClusterReady bool
 }
 
 // Publisher advertises Local in this node's gossip metadata. It must not
@@ -148,7 +159,7 @@ type Config struct {
 
 	Logger     *zap.Logger           // nil: no logs
 	Registerer prometheus.Registerer // nil: metrics not registered
-	Now        func() time.Time      // nil: time.Now
+	Clock      clock.Clock           // nil: the wall clock; leases, reassignment and formation read it
 	Timing     Timing                // zero: LANTiming()
 
 	// Transport replaces the mutual-TLS TCP transport (tests use raft's
@@ -167,9 +178,7 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
+	c.Clock = clock.Or(c.Clock)
 	if c.Timing == (Timing{}) {
 		c.Timing = LANTiming()
 	}

@@ -8,6 +8,11 @@
 // DataDir/raft, 0700), the raft transport (TCP in mutual TLS), formation,
 // the FSM, and the leader's duties. Agents never use it.
 //
+// Its lifecycle: Open checks the config, opens the stores and binds the
+// raft transport, returning any error at once; Run runs raft, formation
+// and the leader's duties until its context ends; Close releases what Open
+// took.
+//
 // It must never: import gossip or the node phase machine (it reads gossip
 // through Membership and writes through Publisher); start or stop RKE2; log
 // or expose the token or anything derived from it; remove a raft voter by
@@ -27,14 +32,49 @@
 // fresh leaf key at start and signs its leaf with that CA. Without the token
 // there is no CA key, so no leaf a peer accepts: the handshake fails.
 //
-// # Requests from followers
+// # Requests from followers: the protocol
 //
-// Followers never write raft. They state intents in their gossip metadata
-// (WantJoinSlot, StartedRKE2; Ready and CAHash come from the node itself),
+// Followers never write raft. They state requests in their gossip metadata,
 // and the leader, which reads all of them, turns them into commands. Every
 // server is a voter and reads the outcome in its own FSM. This keeps one
-// writer, needs no RPC endpoint besides raft's, and every intent is
-// idempotent: a lost or repeated one changes nothing.
+// writer, needs no RPC endpoint besides raft's, and every request is
+// idempotent: a lost or repeated one changes nothing. The node makes every
+// request through this package's API (protocol.go), which advertises it as
+// Local through Publisher; the node writes none of these gossip fields
+// itself. The leader's decisions are one pure step, decide (leader.go).
+//
+//	request         sent by (API)            carried as         who commits       what                  on what evidence
+//	--------------  -----------------------  -----------------  ----------------  --------------------  ------------------------------------------------
+//	propose set     election, no raft state  BootstrapSet hash  each member       its formation lock    every alive server proposes the same set
+//	                (formation)                                 (stable store)                          for FormationSettle; see Formation
+//	lock set        election, locked member  BootstrapSet hash! each member       BootstrapCluster      every other member advertises hash!, none has
+//	                                                                                                    raft state
+//	be a voter      election                 RaftAddr,          leader            AddVoter (or move     alive, same cluster, raft address, and in the
+//	                                         RaftState                            its address)          configuration or without raft state
+//	(claim)         the leader itself        -                  leader            claim(leader)         no bootstrap node committed
+//	(reassign)      the leader itself        -                  leader            reassign(from,        bootstrap node not started and dead or absent
+//	                                                                              leader)               in gossip for BootstrapReassignAfter
+//	started         bootstrap node           StartedRKE2        leader            started(node)         node is the committed bootstrap node, alive,
+//	                (MarkStarted)                                                                       and advertises StartedRKE2
+//	ready + CA      any server               Ready, CAHash      leader            cluster-ready(VIP,    started; the bootstrap node alive, Ready, with
+//	                (ReportReady)                                                 CA)                   a CA hash; never replaced once committed
+//	slot request    joiner                   WantJoinSlot       leader            grant(node, lease)    cluster ready; no slot out; the lowest-named
+//	                (AcquireJoinSlot)                                                                   alive server of this cluster, not the bootstrap
+//	                                                                                                    node, not joined, that wants the slot (or is
+//	                                                                                                    already Ready with the committed CA)
+//	                                                                              renew(node, lease)    holder alive, still wants it, less than half
+//	                                                                                                    the lease left, granted < SlotMaxHold ago
+//	release         holder (ReleaseJoinSlot) WantJoinSlot off   leader            free(node), later     no renewal; the lease plus SlotGrace passed
+//	joined          holder (ReportReady,     Ready, CAHash      leader            joined(node)          holder alive, Ready, CAHash = the committed CA
+//	                then MarkJoined waits)
+//	not ready       any server               Ready off          nobody            -                     withdraws ready; nothing committed is undone
+//	                (ReportNotReady)
+//	(for agents)    election, from its FSM   ClusterReady,      -                 -                     agents read cluster ready and its CA here
+//	                                         CAHash
+//
+// Once cluster ready is committed a server advertises Ready only while the
+// CA it reported is the committed one, and CAHash is the committed CA: a
+// server serving another CA is not part of this cluster.
 //
 // # Formation: at most one raft group
 //
@@ -121,15 +161,28 @@
 // server that wants it and has not joined, with a lease (SlotLease). While
 // the holder is alive and still wants it, the leader renews the lease at
 // half-time, up to SlotMaxHold. The slot ends only when the holder is Ready
-// (joined is committed) or when the lease ran out: the leader frees it
-// SlotGrace after its expiry. It is never taken back early, not even from a
-// dead holder — gossip's "dead" may be wrong, a lease is not. A holder uses
-// its slot only while its own clock is before the expiry it last saw, so two
-// holders would need clocks apart by more than SlotGrace. AcquireJoinSlot
+// with the cluster CA (joined is committed) or when the lease ran out: the
+// leader frees it SlotGrace after its expiry. It is never taken back early,
+// not even from a dead holder — gossip's "dead" may be wrong, a lease is
+// not. A holder uses its slot only while its own clock is before the expiry
+// it last saw, so two holders would need clocks apart by more than
+// SlotGrace. AcquireJoinSlot
 // also requires the local FSM to have caught up with the leader since this
 // process started, so a grant replayed from an old log never counts.
 //
 // # Proof
+//
+// leader_test.go model-checks decide: thousands of schedules of random
+// gossip (servers flapping, wanting and withdrawing the slot, reporting
+// ready with the cluster's CA or another, claiming started), views stale
+// by up to a few seconds and inconsistent with each other, commands
+// applied late or lost, leaders changing, clocks skewed by less than
+// SlotGrace. It checks, against the true history: never two slot holders;
+// started committed once; cluster ready never replaced; a join recorded
+// only after that server reported ready with the committed CA; the slot
+// handed on only after the holder's ready or its lease's end by the
+// holder's clock. It finds each of three weakened rules unsafe (freeing a
+// dead holder's slot early, joining on any CA, freeing without SlotGrace).
 //
 // modelcheck_test.go explores formationStep alone under arbitrarily stale
 // gossip views, arrivals, deaths and returns, and finds the lock-free rule

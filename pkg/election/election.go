@@ -4,22 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"os"
-	"path/filepath"
-	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
-
-	"github.com/rke2-hanode/rke2-hanode/pkg/logging"
 )
 
 // Errors the node phase machine acts on.
@@ -33,8 +23,8 @@ var (
 	ErrBootstrapRole = errors.New("election: this node now holds the bootstrap role and has not started")
 )
 
-// Snapshot is the state for status and metrics, as this node sees it.
-type Snapshot struct {
+// View is what this node sees of the election, for status and metrics.
+type View struct {
 	RaftState    string // "none" before raft runs, else follower, candidate, leader, shutdown
 	Leader       string // leader's node name, "" when unknown
 	HasRaftState bool
@@ -64,32 +54,15 @@ type Election struct {
 	leaderBarrier          atomic.Bool // leader: this term's barrier passed
 	running                bool
 	hasState               bool
-	local                  Local
+	ran                    bool           // Run was called
+	stores                 *Stores        // opened by Open
+	trans                  raft.Transport // bound by Open
+	release                func() error   // closes trans and stores; nil once closed
+	local                  Local          // intents; see localNow for what is advertised
+	reported               readiness      // ReportReady / ReportNotReady
 	published              Local
 	pubOK                  bool
 	watch                  chan struct{} // closed and replaced on every change
-	last                   Snapshot
-}
-
-// New checks cfg and builds an Election; nothing runs until Run.
-func New(cfg Config) (*Election, error) {
-	cfg.setDefaults()
-	if err := cfg.validate(); err != nil {
-		return nil, err
-	}
-	e := &Election{
-		cfg:   cfg,
-		log:   cfg.Logger.Named("election").With(zap.String("node", cfg.NodeName)),
-		kick:  make(chan struct{}, 1),
-		watch: make(chan struct{}),
-	}
-	e.fsm = &fsm{notify: e.changed}
-	m, err := newMetrics(cfg.Registerer)
-	if err != nil {
-		return nil, err
-	}
-	e.metrics = m
-	return e, nil
 }
 
 // changed wakes the loop and every waiter.
@@ -104,138 +77,8 @@ func (e *Election) changed() {
 	e.mu.Unlock()
 }
 
-// Run opens raft's stores and transport, runs formation and (while leader)
-// the leader's duties until ctx ends, then shuts raft down. It returns nil
-// after a clean shutdown.
-func (e *Election) Run(ctx context.Context) (err error) {
-	stores, closeStores, err := e.openStores()
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := closeStores(); cerr != nil && err == nil {
-			err = cerr
-		}
-	}()
-	trans, closeTrans, err := e.openTransport()
-	if err != nil {
-		return err
-	}
-	defer closeTrans()
-
-	hasState, err := raft.HasExistingState(stores.Log, stores.Stable, stores.Snapshots)
-	if err != nil {
-		return fmt.Errorf("election: read raft state: %w", err)
-	}
-	rc := raft.DefaultConfig()
-	rc.LocalID = raft.ServerID(e.cfg.NodeName)
-	t := e.cfg.Timing
-	rc.HeartbeatTimeout, rc.ElectionTimeout = t.HeartbeatTimeout, t.ElectionTimeout
-	rc.LeaderLeaseTimeout, rc.CommitTimeout = t.LeaderLeaseTimeout, t.CommitTimeout
-	rc.Logger = e.hclog()
-	runStart := time.Now()
-	r, err := raft.NewRaft(rc, e.fsm, stores.Log, stores.Stable, stores.Snapshots, trans)
-	if err != nil {
-		return fmt.Errorf("election: start raft: %w", err)
-	}
-	e.mu.Lock()
-	e.r, e.stable, e.selfAddr, e.running, e.hasState = r, stores.Stable, string(trans.LocalAddr()), true, hasState
-	e.runStart = runStart
-	e.startCommit, e.startLast = commitIndex(r), r.LastIndex()
-	e.local.HasRaftState = hasState
-	e.mu.Unlock()
-	e.log.Info("raft started", zap.Bool("existing_state", hasState), zap.String("raft_addr", string(trans.LocalAddr())))
-	e.changed()
-
-	defer func() {
-		e.mu.Lock()
-		e.running = false
-		e.mu.Unlock()
-		if serr := r.Shutdown().Error(); serr != nil && err == nil {
-			err = fmt.Errorf("election: raft shutdown: %w", serr)
-		}
-		e.changed()
-	}()
-
-	tick := time.NewTicker(t.Tick)
-	defer tick.Stop()
-	l := loop{e: e, r: r, tick: tick, deadSince: map[string]time.Time{}}
-	changes := e.cfg.Membership.Changes()
-	for {
-		l.step(ctx)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		case <-changes:
-		case <-e.kick:
-		case <-r.LeaderCh():
-		}
-	}
-}
-
-func (e *Election) hclog() hclog.Logger {
-	if !e.cfg.Logger.Core().Enabled(zapcore.ErrorLevel) {
-		return hclog.NewNullLogger()
-	}
-	return logging.HCLogger("raft", e.cfg.Logger)
-}
-
-func (e *Election) openStores() (*Stores, func() error, error) {
-	if e.cfg.Stores != nil {
-		return e.cfg.Stores, func() error { return nil }, nil
-	}
-	dir := filepath.Join(e.cfg.DataDir, "raft")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("election: data-dir %s: %w", dir, err)
-	}
-	// MkdirAll keeps an existing directory's mode: tighten it.
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("election: data-dir %s: %w", dir, err)
-	}
-	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")}) // file 0600
-	if err != nil {
-		return nil, nil, fmt.Errorf("election: open raft store in %s: %w", dir, err)
-	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, e.hclog())
-	if err != nil {
-		_ = bolt.Close()
-		return nil, nil, fmt.Errorf("election: open snapshot store in %s: %w", dir, err)
-	}
-	closeFn := func() error {
-		if err := bolt.Close(); err != nil {
-			return fmt.Errorf("election: close raft store: %w", err)
-		}
-		return nil
-	}
-	return &Stores{Log: bolt, Stable: bolt, Snapshots: snaps}, closeFn, nil
-}
-
-func (e *Election) openTransport() (raft.Transport, func(), error) {
-	if e.cfg.Transport != nil {
-		return e.cfg.Transport, func() {}, nil
-	}
-	server, client, err := raftTLSConfig(e.cfg.Token, e.cfg.ClusterName, e.cfg.NodeName, e.cfg.Now())
-	if err != nil {
-		return nil, nil, err
-	}
-	port := strconv.Itoa(e.cfg.RaftPort)
-	stream, err := newTLSStream(net.JoinHostPort(e.cfg.BindAddr, port), net.JoinHostPort(e.cfg.AdvertiseAddr, port), server, client)
-	if err != nil {
-		return nil, nil, err
-	}
-	stream.guard.setAdmission(e.log, e.admitRaftPeer)
-	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  stream,
-		MaxPool: 3,
-		Timeout: 10 * time.Second,
-		Logger:  e.hclog(),
-	})
-	return trans, func() { _ = trans.Close() }, nil
-}
-
-// RaftAddr is the address this node's raft transport advertises ("" before
-// Run has started raft). Gossip should publish it.
+// RaftAddr is the address this node's raft transport advertises (bound by
+// Open). Gossip should publish it.
 func (e *Election) RaftAddr() string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -243,11 +86,11 @@ func (e *Election) RaftAddr() string {
 }
 
 // State returns what this node knows, for status and metrics.
-func (e *Election) State() Snapshot {
+func (e *Election) State() View {
 	e.mu.Lock()
 	r, running, local := e.r, e.running, e.local
 	e.mu.Unlock()
-	s := Snapshot{RaftState: "none", HasRaftState: local.HasRaftState, BootstrapSet: local.BootstrapSet, State: e.fsm.get()}
+	s := View{RaftState: "none", HasRaftState: local.HasRaftState, BootstrapSet: local.BootstrapSet, State: e.fsm.get()}
 	if r != nil && running {
 		s.RaftState = lowerState(r.State())
 		_, id := r.LeaderWithID()
@@ -300,95 +143,6 @@ func (e *Election) wait(ctx context.Context, check func(State) (bool, error)) er
 	}
 }
 
-// setLocal changes this node's advertised intents and wakes the loop.
-func (e *Election) setLocal(f func(*Local)) {
-	e.mu.Lock()
-	f(&e.local)
-	e.mu.Unlock()
-	e.changed()
-}
-
-// WaitBootstrap returns the committed bootstrap node's name, once this
-// node's FSM has caught up with the leader. The role may still move to
-// another node until it started RKE2 (see MarkStarted).
-func (e *Election) WaitBootstrap(ctx context.Context) (string, error) {
-	var name string
-	err := e.wait(ctx, func(s State) (bool, error) {
-		name = s.Bootstrap
-		return name != "" && e.caughtUp(), nil
-	})
-	return name, err
-}
-
-// MarkStarted asks the leader to commit that this node, the bootstrap node,
-// starts RKE2, and returns nil only once that is committed: the node must
-// not start RKE2 before. ErrNotBootstrap if the role is (or moves) elsewhere.
-// Once committed, the role never moves again, and MarkStarted keeps
-// returning nil, also after restarts.
-func (e *Election) MarkStarted(ctx context.Context) error {
-	self := e.cfg.NodeName
-	e.setLocal(func(l *Local) { l.StartedRKE2 = true })
-	err := e.wait(ctx, func(s State) (bool, error) {
-		if s.Bootstrap == self && s.Started {
-			return true, nil // permanent: no need to be caught up
-		}
-		if s.Bootstrap != self && e.caughtUp() {
-			return false, ErrNotBootstrap
-		}
-		return false, nil
-	})
-	if err != nil {
-		// A stale intent must not be committed if the role comes back later.
-		e.setLocal(func(l *Local) { l.StartedRKE2 = false })
-	}
-	return err
-}
-
-// WaitClusterReady returns once cluster ready is committed: the leader does
-// so when the started bootstrap node advertises Ready and its CA hash.
-// ErrBootstrapRole if, meanwhile, the role was reassigned to this node.
-func (e *Election) WaitClusterReady(ctx context.Context) (ClusterReady, error) {
-	var cr ClusterReady
-	err := e.wait(ctx, func(s State) (bool, error) {
-		if s.ClusterReady == nil {
-			if s.Bootstrap == e.cfg.NodeName && !s.Started && e.caughtUp() {
-				return false, ErrBootstrapRole
-			}
-			return false, nil
-		}
-		cr = *s.ClusterReady
-		return true, nil
-	})
-	return cr, err
-}
-
-// AcquireJoinSlot advertises that this node wants to join and returns the
-// slot once the leader granted it to this node. The holder may start
-// joining until slot.Expires by its own clock; the leader renews the lease
-// while this node is alive and still wants the slot. ErrJoined if this node
-// is already a joined server; an error too if it is the bootstrap node.
-func (e *Election) AcquireJoinSlot(ctx context.Context) (JoinSlot, error) {
-	self := e.cfg.NodeName
-	e.setLocal(func(l *Local) { l.WantJoinSlot = true })
-	var slot JoinSlot
-	err := e.wait(ctx, func(s State) (bool, error) {
-		switch {
-		case slices.Contains(s.Joined, self):
-			return false, ErrJoined
-		case s.Bootstrap == self && e.caughtUp():
-			return false, fmt.Errorf("election: %s is the bootstrap node and needs no join slot", self)
-		case s.Slot != nil && s.Slot.Holder == self && e.cfg.Now().Before(s.Slot.Expires) && e.caughtUp():
-			slot = *s.Slot
-			return true, nil
-		}
-		return false, nil
-	})
-	if err != nil {
-		e.setLocal(func(l *Local) { l.WantJoinSlot = false })
-	}
-	return slot, err
-}
-
 // caughtUp reports whether this node's FSM holds every entry committed
 // before this incarnation started, so that its answers are not read from a
 // log being replayed. A leader is caught up once its term's barrier passed;
@@ -412,21 +166,3 @@ func (e *Election) caughtUp() bool {
 }
 
 func commitIndex(r *raft.Raft) uint64 { return r.CommitIndex() }
-
-// MarkJoined waits until the leader recorded this node as joined, which it
-// does when this node holds the slot and advertises Ready in gossip.
-func (e *Election) MarkJoined(ctx context.Context) error {
-	self := e.cfg.NodeName
-	err := e.wait(ctx, func(s State) (bool, error) { return slices.Contains(s.Joined, self), nil })
-	if err == nil {
-		e.setLocal(func(l *Local) { l.WantJoinSlot = false })
-	}
-	return err
-}
-
-// ReleaseJoinSlot withdraws this node's request: the leader stops renewing
-// its slot, which frees when the lease runs out. The slot is never taken
-// back early, so that a holder's view of its lease stays true.
-func (e *Election) ReleaseJoinSlot() {
-	e.setLocal(func(l *Local) { l.WantJoinSlot = false })
-}

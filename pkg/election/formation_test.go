@@ -115,9 +115,11 @@ func TestSetHash(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
+	dir, port := t.TempDir(), freePort(t)
 	ok := func() Config {
 		return Config{NodeName: "a", ClusterName: "c", ExpectServers: 3, VIP: "192.0.2.1", Token: "t",
-			AdvertiseAddr: "192.0.2.2", DataDir: "/tmp/x", Membership: &staticMembership{}, Publisher: &staticMembership{}}
+			BindAddr: "127.0.0.1", RaftPort: port, AdvertiseAddr: "127.0.0.1", DataDir: dir,
+			Membership: &staticMembership{}, Publisher: &staticMembership{}}
 	}
 	tests := []struct {
 		name    string
@@ -142,12 +144,15 @@ func TestConfigValidate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := ok()
 			tc.mod(&c)
-			_, err := New(c)
+			e, err := Open(c)
+			if err == nil {
+				defer e.Close()
+			}
 			if tc.wantErr == "" && err != nil {
-				t.Fatalf("New: %v", err)
+				t.Fatalf("Open: %v", err)
 			}
 			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
-				t.Fatalf("New error = %v, want %q", err, tc.wantErr)
+				t.Fatalf("Open error = %v, want %q", err, tc.wantErr)
 			}
 		})
 	}
@@ -158,15 +163,8 @@ func TestConfigValidate(t *testing.T) {
 type staticMembership struct {
 	mu    sync.Mutex
 	name  string
-	ready bool
 	local Local
 	ch    chan struct{}
-}
-
-func (m *staticMembership) setReady() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.ready = true
 }
 
 func (m *staticMembership) Servers() []Peer {
@@ -174,10 +172,15 @@ func (m *staticMembership) Servers() []Peer {
 	defer m.mu.Unlock()
 	return []Peer{{Name: m.name, State: MemberAlive, ExpectServers: 1, ClusterName: "c",
 		HasRaftState: m.local.HasRaftState, BootstrapSet: m.local.BootstrapSet, StartedRKE2: m.local.StartedRKE2,
-		Ready: m.ready, CAHash: "sha256:ca"}}
+		Ready: m.local.Ready, CAHash: m.local.CAHash}}
 }
 func (m *staticMembership) Changes() <-chan struct{} { return m.ch }
-func (m *staticMembership) Publish(l Local) error    { m.local = l; return nil }
+func (m *staticMembership) Publish(l Local) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.local = l
+	return nil
+}
 
 // TestSingleServerOnDisk forms a one-server cluster over TLS with
 // raft-boltdb, checks file modes and metrics, restarts it from disk and
@@ -187,7 +190,7 @@ func TestSingleServerOnDisk(t *testing.T) {
 	port := freePort(t)
 	m := &staticMembership{name: "solo", ch: make(chan struct{})}
 	newElection := func(reg prometheus.Registerer) *Election {
-		e, err := New(Config{NodeName: "solo", ClusterName: "c", ExpectServers: 1, VIP: "192.0.2.1", Token: "t",
+		e, err := Open(Config{NodeName: "solo", ClusterName: "c", ExpectServers: 1, VIP: "192.0.2.1", Token: "t",
 			BindAddr: "127.0.0.1", AdvertiseAddr: "127.0.0.1", RaftPort: port, DataDir: dir,
 			Membership: m, Publisher: m, Timing: simTiming(), Registerer: reg})
 		if err != nil {
@@ -204,6 +207,9 @@ func TestSingleServerOnDisk(t *testing.T) {
 			if err := <-done; err != nil {
 				t.Errorf("Run: %v", err)
 			}
+			if err := e.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -218,9 +224,17 @@ func TestSingleServerOnDisk(t *testing.T) {
 	if err := e.MarkStarted(ctx); err != nil {
 		t.Fatalf("MarkStarted: %v", err)
 	}
-	m.setReady()
+	e.ReportReady("sha256:ca")
 	if cr, err := e.WaitClusterReady(ctx); err != nil || cr != (ClusterReady{VIP: "192.0.2.1", CAHash: "sha256:ca"}) {
 		t.Fatalf("WaitClusterReady = %+v, %v", cr, err)
+	}
+	if !waitUntil(5*time.Second, func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.local.Ready && m.local.ClusterReady && m.local.CAHash == "sha256:ca"
+	}) {
+		m.mu.Lock()
+		t.Fatalf("published %+v: want Ready, ClusterReady and the cluster CA", m.local)
 	}
 	if _, err := e.AcquireJoinSlot(ctx); err == nil || !strings.Contains(err.Error(), "needs no join slot") {
 		t.Fatalf("AcquireJoinSlot on the bootstrap node: %v", err)
@@ -287,4 +301,13 @@ func gauge(t *testing.T, reg *prometheus.Registry, name, node string) float64 {
 		}
 	}
 	return -1
+}
+
+func waitUntil(d time.Duration, f func() bool) bool {
+	for deadline := time.Now().Add(d); !f(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
 }

@@ -3,7 +3,6 @@ package election
 import (
 	"context"
 	"errors"
-	"slices"
 	"strings"
 	"time"
 
@@ -23,9 +22,8 @@ type loop struct {
 	agreeHash  string // the set every alive server proposes, since agreeSince
 	agreeSince time.Time
 
-	leaderReady bool                 // a barrier passed since this term's leadership began
-	deadSince   map[string]time.Time // leader only: when a server was first seen dead
-	foreign     map[string]bool      // servers with raft state outside our configuration, warned once
+	leaderReady bool        // a barrier passed since this term's leadership began
+	book        *leaderBook // decide's bookkeeping
 
 	lastState, lastLeader string
 
@@ -53,7 +51,7 @@ func (l *loop) step(ctx context.Context) {
 	} else {
 		l.leaderReady = false
 		e.leaderBarrier.Store(false)
-		clear(l.deadSince)
+		l.book.reset()
 	}
 	l.observe()
 	l.settle()
@@ -107,7 +105,7 @@ func (l *loop) formation(servers []Peer) {
 	if p.lock != nil {
 		// Lock only after the agreement held for FormationSettle: views
 		// that lag behind by less than that cannot lock another set.
-		now := e.cfg.Now()
+		now := e.cfg.Clock.Now()
 		if l.agreeHash != p.lock.Hash {
 			l.agreeHash, l.agreeSince = p.lock.Hash, now
 		}
@@ -161,14 +159,13 @@ func names(ms []member) []string {
 	return out
 }
 
-// lead carries out the leader's duties once per step, at most one FSM
-// change per step so that every decision is taken on fresh state.
+// lead is the shell around decide (leader.go): it reads the inputs,
+// carries out the actions, and the next step sees their results.
 func (l *loop) lead(ctx context.Context, servers []Peer) {
 	e := l.e
-	t := e.cfg.Timing
 	if !l.leaderReady {
 		// Apply everything earlier leaders committed before deciding.
-		if err := l.r.Barrier(t.ApplyTimeout).Error(); err != nil {
+		if err := l.r.Barrier(e.cfg.Timing.ApplyTimeout).Error(); err != nil {
 			e.log.Debug("leader barrier", zap.Error(err))
 			return
 		}
@@ -180,126 +177,40 @@ func (l *loop) lead(ctx context.Context, servers []Peer) {
 	if ctx.Err() != nil {
 		return
 	}
-	self := e.cfg.NodeName
-	now := e.cfg.Now()
-	byName := make(map[string]Peer, len(servers))
-	for _, p := range servers {
-		byName[p.Name] = p
-	}
-	l.addVoters(servers)
-
-	st := e.fsm.get()
-	alive := func(name string) (Peer, bool) {
-		p, ok := byName[name]
-		return p, ok && p.State != MemberDead && p.State != MemberLeft
-	}
-	// Track how long each server has been dead, for reassignment.
-	for _, p := range servers {
-		if _, ok := alive(p.Name); ok {
-			delete(l.deadSince, p.Name)
-		} else if _, seen := l.deadSince[p.Name]; !seen {
-			l.deadSince[p.Name] = now
+	self := leaderSelf{Name: e.cfg.NodeName, Cluster: e.cfg.ClusterName, VIP: e.cfg.VIP}
+	for _, a := range decide(e.fsm.get(), servers, self, l.voters(), e.cfg.Clock.Now(), e.cfg.Timing, l.book) {
+		switch a.Kind {
+		case actAddVoter:
+			l.addVoter(a.Name, a.Addr)
+		case actForeign:
+			e.log.Warn("server has raft state but is not in this raft group: not adding it", zap.String("server", a.Name))
+		case actApply:
+			l.apply(a.Cmd)
 		}
-	}
-
-	switch {
-	case st.Bootstrap == "":
-		l.apply(Command{Op: opClaim, Node: self, At: now.UnixNano()})
-		return
-	case !st.Started:
-		p, ok := alive(st.Bootstrap)
-		if ok && p.StartedRKE2 {
-			l.apply(Command{Op: opStarted, Node: st.Bootstrap, At: now.UnixNano()})
-			return
-		}
-		if !ok && st.Bootstrap != self {
-			since, seen := l.deadSince[st.Bootstrap]
-			if !seen {
-				// Absent from gossip altogether: count from now.
-				l.deadSince[st.Bootstrap] = now
-			} else if now.Sub(since) >= t.BootstrapReassignAfter {
-				l.apply(Command{Op: opReassign, From: st.Bootstrap, Node: self, At: now.UnixNano(), Reason: "dead before starting RKE2"})
-			}
-		}
-		return
-	case st.ClusterReady == nil:
-		if p, ok := alive(st.Bootstrap); ok && p.Ready && p.CAHash != "" {
-			l.apply(Command{Op: opReady, VIP: e.cfg.VIP, CAHash: p.CAHash, At: now.UnixNano()})
-		}
-		return
-	}
-
-	if st.Slot != nil {
-		// A slot is never taken back early: only Ready (joined) or the
-		// lease running out ends it, so a holder's own view of its lease
-		// is never contradicted (see doc.go).
-		h := st.Slot.Holder
-		p, ok := alive(h)
-		switch {
-		case ok && p.Ready:
-			l.apply(Command{Op: opJoined, Node: h, At: now.UnixNano()})
-		case now.After(st.Slot.Expires.Add(t.SlotGrace)):
-			l.apply(Command{Op: opFree, Node: h, At: now.UnixNano(), Reason: "lease expired"})
-		case ok && p.State == MemberAlive && p.WantJoinSlot && st.Slot.Expires.Sub(now) < t.SlotLease/2 &&
-			now.Sub(st.Slot.Granted) < t.SlotMaxHold:
-			l.apply(Command{Op: opRenew, Node: h, At: now.UnixNano(), Expires: now.Add(t.SlotLease).UnixNano()})
-		}
-		return
-	}
-	var want []string
-	for _, p := range servers {
-		// A server already Ready (it adopted a running RKE2) gets the slot
-		// only to be recorded as joined at once.
-		if _, ok := alive(p.Name); ok && (p.WantJoinSlot || p.Ready) && p.ClusterName == e.cfg.ClusterName &&
-			p.Name != st.Bootstrap && !slices.Contains(st.Joined, p.Name) {
-			want = append(want, p.Name)
-		}
-	}
-	if len(want) > 0 {
-		slices.Sort(want)
-		l.apply(Command{Op: opGrant, Node: want[0], At: now.UnixNano(), Expires: now.Add(t.SlotLease).UnixNano()})
 	}
 }
 
-// addVoters adds alive servers without raft state that are not yet in the
-// configuration, and updates the address of members whose address moved.
-// Servers are never removed automatically: see doc.go.
-func (l *loop) addVoters(servers []Peer) {
-	e := l.e
+// voters is raft's configuration, ID → address; nil if unreadable.
+func (l *loop) voters() map[string]string {
 	f := l.r.GetConfiguration()
 	if err := f.Error(); err != nil {
+		return nil
+	}
+	out := map[string]string{}
+	for _, s := range f.Configuration().Servers {
+		out[string(s.ID)] = string(s.Address)
+	}
+	return out
+}
+
+func (l *loop) addVoter(name, addr string) {
+	e := l.e
+	if err := l.r.AddVoter(raft.ServerID(name), raft.ServerAddress(addr), 0, e.cfg.Timing.ApplyTimeout).Error(); err != nil {
+		e.log.Debug("add voter", zap.String("server", name), zap.Error(err))
 		return
 	}
-	inCfg := map[string]string{}
-	for _, s := range f.Configuration().Servers {
-		inCfg[string(s.ID)] = string(s.Address)
-	}
-	for _, p := range servers {
-		if p.Name == e.cfg.NodeName || p.State != MemberAlive || p.ClusterName != e.cfg.ClusterName || p.RaftAddr == "" {
-			continue
-		}
-		addr, ok := inCfg[p.Name]
-		if ok && addr == p.RaftAddr {
-			continue
-		}
-		if !ok && p.HasRaftState {
-			// Raft state from another group: merging logs would be unsafe.
-			if l.foreign == nil {
-				l.foreign = map[string]bool{}
-			}
-			if !l.foreign[p.Name] {
-				e.log.Warn("server has raft state but is not in this raft group: not adding it", zap.String("server", p.Name))
-				l.foreign[p.Name] = true
-			}
-			continue
-		}
-		if err := l.r.AddVoter(raft.ServerID(p.Name), raft.ServerAddress(p.RaftAddr), 0, e.cfg.Timing.ApplyTimeout).Error(); err != nil {
-			e.log.Debug("add voter", zap.String("server", p.Name), zap.Error(err))
-			continue
-		}
-		e.log.Info("added raft voter", zap.String("server", p.Name), zap.String("raft_addr", p.RaftAddr))
-		l.notifyCommit()
-	}
+	e.log.Info("added raft voter", zap.String("server", name), zap.String("raft_addr", addr))
+	l.notifyCommit()
 }
 
 func (l *loop) apply(c Command) {
@@ -340,47 +251,5 @@ func (l *loop) observe() {
 	if s.RaftState != l.lastState || s.Leader != l.lastLeader {
 		l.e.log.Debug("raft role", zap.String("state", s.RaftState), zap.String("leader", s.Leader))
 		l.lastState, l.lastLeader = s.RaftState, s.Leader
-	}
-}
-
-// servers is the gossip view with this node's own intents overlaid.
-func (e *Election) servers() []Peer {
-	ps := slices.Clone(e.cfg.Membership.Servers())
-	e.mu.Lock()
-	local, addr := e.local, e.selfAddr
-	e.mu.Unlock()
-	overlay := func(p *Peer) {
-		p.State = MemberAlive
-		p.HasRaftState, p.BootstrapSet = local.HasRaftState, local.BootstrapSet
-		p.WantJoinSlot, p.StartedRKE2 = local.WantJoinSlot, local.StartedRKE2
-		if p.RaftAddr == "" {
-			p.RaftAddr = addr
-		}
-	}
-	for i := range ps {
-		if ps[i].Name == e.cfg.NodeName {
-			overlay(&ps[i])
-			return ps
-		}
-	}
-	self := Peer{Name: e.cfg.NodeName, ExpectServers: e.cfg.ExpectServers, ClusterName: e.cfg.ClusterName}
-	overlay(&self)
-	return append(ps, self)
-}
-
-// publish hands Local to gossip when it changed or the last try failed.
-func (e *Election) publish() {
-	e.mu.Lock()
-	local, same := e.local, e.pubOK && e.local == e.published
-	e.mu.Unlock()
-	if same {
-		return
-	}
-	err := e.cfg.Publisher.Publish(local)
-	e.mu.Lock()
-	e.published, e.pubOK = local, err == nil
-	e.mu.Unlock()
-	if err != nil {
-		e.log.Warn("publish election metadata", zap.Error(err))
 	}
 }

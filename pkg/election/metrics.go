@@ -45,7 +45,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-func (m *metrics) update(s Snapshot) {
+func (m *metrics) update(s View) {
 	m.leader.Set(b2f(s.RaftState == "leader"))
 	m.clusterReady.Set(b2f(s.ClusterReady != nil))
 	if s.Bootstrap != m.lastBoot {

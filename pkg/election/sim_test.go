@@ -70,11 +70,9 @@ type simNode struct {
 
 // simGossip is one version of a node's gossip state.
 type simGossip struct {
-	at     time.Time
-	up     bool
-	meta   Local
-	ready  bool
-	caHash string
+	at   time.Time
+	up   bool
+	meta Local
 }
 
 type slotInterval struct {
@@ -138,7 +136,7 @@ func (w *simWorld) tracef(format string, a ...any) {
 
 // record appends n's current state to its gossip history; callers hold w.mu.
 func (w *simWorld) record(n *simNode) {
-	n.hist = append(n.hist, simGossip{at: time.Now(), up: n.up, meta: n.meta, ready: n.ready, caHash: n.caHash})
+	n.hist = append(n.hist, simGossip{at: time.Now(), up: n.up, meta: n.meta})
 }
 
 // delay is how late viewer sees node.
@@ -199,7 +197,7 @@ func (v *simView) Servers() []Peer {
 			Name: name, RaftAddr: addr, State: state, ExpectServers: w.expect, ClusterName: "sim",
 			HasRaftState: g.meta.HasRaftState, BootstrapSet: g.meta.BootstrapSet,
 			WantJoinSlot: g.meta.WantJoinSlot, StartedRKE2: g.meta.StartedRKE2,
-			Ready: g.ready, CAHash: g.caHash,
+			Ready: g.meta.Ready, CAHash: g.meta.CAHash,
 		})
 	}
 	return out
@@ -274,10 +272,10 @@ func (w *simWorld) start(name string) {
 		_, trans = raft.NewInmemTransport(raft.ServerAddress(name))
 		cfg.Transport, cfg.Stores = trans, n.stores
 	}
-	el, err := New(cfg)
+	el, err := Open(cfg)
 	if err != nil {
 		w.mu.Unlock()
-		w.t.Fatalf("seed=%d: New(%s): %v", w.seed, name, err)
+		w.t.Fatalf("seed=%d: Open(%s): %v", w.seed, name, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n.trans, n.el, n.cancel, n.up = trans, el, cancel, true
@@ -293,6 +291,9 @@ func (w *simWorld) start(name string) {
 		defer n.done.Done()
 		if err := el.Run(ctx); err != nil {
 			w.logf("%s: Run: %v", name, err)
+		}
+		if err := el.Close(); err != nil {
+			w.logf("%s: Close: %v", name, err)
 		}
 	}()
 	go func() {
@@ -360,6 +361,13 @@ func (w *simWorld) agent(ctx context.Context, n *simNode, el *Election, inc int)
 			return true
 		}
 	}
+	w.mu.Lock()
+	ready, ca := n.ready, n.caHash
+	w.mu.Unlock()
+	if ready {
+		// RKE2 kept running across the restart: the node reports it at once.
+		el.ReportReady(ca)
+	}
 	for ctx.Err() == nil {
 		boot, err := el.WaitBootstrap(ctx)
 		if err != nil {
@@ -387,7 +395,7 @@ func (w *simWorld) agent(ctx context.Context, n *simNode, el *Election, inc int)
 			if !pause(30 * time.Millisecond) {
 				return
 			}
-			w.setReady(n)
+			w.setReady(n, el)
 			return
 		}
 		if _, err := el.WaitClusterReady(ctx); errors.Is(err, ErrBootstrapRole) {
@@ -421,31 +429,31 @@ func (w *simWorld) agent(ctx context.Context, n *simNode, el *Election, inc int)
 		iv.end = time.Now()
 		w.mu.Unlock()
 		if ok {
-			w.setReady(n)
+			w.setReady(n, el)
 			_ = el.MarkJoined(ctx)
 		}
 		return
 	}
 }
 
-func (w *simWorld) setReady(n *simNode) {
+func (w *simWorld) setReady(n *simNode, el *Election) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	n.ready = true
 	n.caHash = "sha256:cafe"
 	w.record(n)
 	w.tracef("%s ready", n.name)
-	w.notify()
+	w.mu.Unlock()
+	el.ReportReady(n.caHash)
 }
 
-// snapshotOf reads one node's view (nil if down).
-func (w *simWorld) snapshotOf(name string) (Snapshot, bool) {
+// viewOf reads one node's view (nil if down).
+func (w *simWorld) viewOf(name string) (View, bool) {
 	w.mu.Lock()
 	n := w.nodes[name]
 	up, el := n.up, n.el
 	w.mu.Unlock()
 	if !up {
-		return Snapshot{}, false
+		return View{}, false
 	}
 	return el.State(), true
 }
@@ -463,17 +471,17 @@ func (w *simWorld) waitFor(d time.Duration, cond func() bool) bool {
 }
 
 // anyState returns the first up node's state satisfying pred.
-func (w *simWorld) anyState(pred func(Snapshot) bool) (Snapshot, bool) {
+func (w *simWorld) anyState(pred func(View) bool) (View, bool) {
 	for _, name := range w.names {
-		if s, ok := w.snapshotOf(name); ok && pred(s) {
+		if s, ok := w.viewOf(name); ok && pred(s) {
 			return s, true
 		}
 	}
-	return Snapshot{}, false
+	return View{}, false
 }
 
 func (w *simWorld) leader() string {
-	s, ok := w.anyState(func(s Snapshot) bool { return s.RaftState == "leader" })
+	s, ok := w.anyState(func(s View) bool { return s.RaftState == "leader" })
 	if !ok {
 		return ""
 	}
@@ -483,7 +491,7 @@ func (w *simWorld) leader() string {
 // complete: every node's FSM shows the whole cluster formed and joined.
 func (w *simWorld) complete() bool {
 	for _, name := range w.names {
-		s, ok := w.snapshotOf(name)
+		s, ok := w.viewOf(name)
 		if !ok || !s.Started || s.ClusterReady == nil {
 			return false
 		}
@@ -627,14 +635,14 @@ func runSchedule(t testing.TB, seed uint64, tls bool) (problems []string, trace 
 			time.Sleep(time.Duration(rng.IntN(60)) * time.Millisecond / time.Duration(1+rng.IntN(3)))
 		}
 	}
-	bootstrapped := func() (Snapshot, bool) {
-		return w.anyState(func(s Snapshot) bool { return s.Bootstrap != "" })
+	bootstrapped := func() (View, bool) {
+		return w.anyState(func(s View) bool { return s.Bootstrap != "" })
 	}
 	switch fault {
 	case 1: // minority partitioned during formation: it must not bootstrap
 		time.Sleep(time.Duration(50+rng.IntN(250)) * time.Millisecond)
 		for _, m := range minority {
-			if s, ok := w.snapshotOf(m); ok && s.HasRaftState && len(minority) < expect && n-len(minority) >= 0 {
+			if s, ok := w.viewOf(m); ok && s.HasRaftState && len(minority) < expect && n-len(minority) >= 0 {
 				// It may have been added by the majority's leader only if it
 				// could reach it, which the partition forbids.
 				w.mu.Lock()
@@ -661,7 +669,7 @@ func runSchedule(t testing.TB, seed uint64, tls bool) (problems []string, trace 
 		}
 	case 4: // bootstrap node dies after it started RKE2: never reassigned
 		if w.waitFor(10*time.Second, func() bool {
-			_, ok := w.anyState(func(s Snapshot) bool { return s.Started })
+			_, ok := w.anyState(func(s View) bool { return s.Started })
 			return ok
 		}) {
 			s, _ := bootstrapped()
@@ -692,7 +700,7 @@ func runSchedule(t testing.TB, seed uint64, tls bool) (problems []string, trace 
 	if !w.waitFor(5*time.Minute, w.complete) {
 		var states []string
 		for _, name := range names {
-			s, _ := w.snapshotOf(name)
+			s, _ := w.viewOf(name)
 			w.mu.Lock()
 			nd := w.nodes[name]
 			steps, meta := nd.el.steps.Load(), nd.meta

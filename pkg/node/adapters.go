@@ -58,5 +58,8 @@ func (m *membership) Publish(l election.Local) error {
 		meta.BootstrapSet = l.BootstrapSet
 		meta.WantJoinSlot = l.WantJoinSlot
 		meta.StartedRKE2 = l.StartedRKE2
+		meta.Ready = l.Ready
+		meta.CAHash = l.CAHash
+		meta.ClusterReady = l.ClusterReady
 	})
 }

@@ -247,10 +247,11 @@ func (n *Node) Run(ctx context.Context) error {
 	defer wg.Wait()
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var raftErr chan error // servers: Run's and Close's error, once raft stopped
 	if c.IsServer() {
 		ms, unsubscribe := newMembership(n.g)
 		defer unsubscribe()
-		el, err := election.New(election.Config{
+		el, err := election.Open(election.Config{
 			NodeName:      c.NodeName,
 			BindAddr:      c.BindAddress,
 			RaftPort:      c.RaftPort,
@@ -268,21 +269,20 @@ func (n *Node) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		// A raft port in use is as fatal as a gossip port in use: Open
+		// bound it, or failed. Raft failing later stops the phase machine
+		// and Run returns its error.
 		n.el = el
-		errc := make(chan error, 1)
+		raftErr = make(chan error, 1)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errc <- el.Run(runCtx)
-		}()
-		// A raft port in use is as fatal as a gossip port in use.
-		select {
-		case err := <-errc:
-			if err != nil && ctx.Err() == nil {
-				return err
+			err := el.Run(runCtx)
+			raftErr <- errors.Join(err, el.Close())
+			if err != nil {
+				cancel()
 			}
-		case <-time.After(200 * time.Millisecond):
-		}
+		}()
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); n.watchCluster(runCtx) }()
@@ -292,6 +292,13 @@ func (n *Node) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); n.watchNameConflict(walkCtx, stopWalk) }()
 	err := n.walk(walkCtx)
+	select {
+	case rerr := <-raftErr:
+		if rerr != nil && ctx.Err() == nil {
+			return rerr
+		}
+	default:
+	}
 	if err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
 		n.log.Error("phase machine stopped", zap.Error(err))
 	}
@@ -480,7 +487,7 @@ func (n *Node) markReady(ctx context.Context) {
 	if err := saveProgress(n.cfg.DataDir, p); err != nil {
 		n.log.Warn("could not save progress", zap.Error(err))
 	}
-	n.publish(func(m *gossip.Meta) { m.Ready = true })
+	n.reportReady(true)
 	n.t.set(status.PhaseReady, n.readyDetail())
 }
 
@@ -503,17 +510,37 @@ func (n *Node) keepReady(ctx context.Context) error {
 		phase, _, _ := n.t.get()
 		switch {
 		case err == nil && active && phase != status.PhaseReady:
-			n.publish(func(m *gossip.Meta) { m.Ready = true })
+			n.reportReady(true)
 			n.t.set(status.PhaseReady, n.readyDetail())
 		case (err != nil || !active) && phase == status.PhaseReady:
 			reason := "not active"
 			if err != nil {
 				reason = err.Error()
 			}
-			n.publish(func(m *gossip.Meta) { m.Ready = false })
+			n.reportReady(false)
 			n.t.fail("service", fmt.Errorf("%s: %s; waiting for it to be restarted", installer.UnitName(n.role), reason), false)
 		}
 	}
+}
+
+// reportReady tells the cluster whether this host's RKE2 is ready. On a
+// server, election advertises it (with the CA hash this host serves)
+// through Publish above; an agent, which runs no election, writes its own
+// metadata. Transitional: one place until the phase machine calls
+// election's ReportReady and ReportNotReady itself.
+func (n *Node) reportReady(ready bool) {
+	if n.el == nil {
+		n.publish(func(m *gossip.Meta) { m.Ready = ready })
+		return
+	}
+	if !ready {
+		n.el.ReportNotReady()
+		return
+	}
+	n.mu.Lock()
+	ca := n.caHash
+	n.mu.Unlock()
+	n.el.ReportReady(ca)
 }
 
 func (n *Node) publish(fn func(*gossip.Meta)) {

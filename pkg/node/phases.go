@@ -159,7 +159,7 @@ func (n *Node) runBootstrap(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	n.publish(func(m *gossip.Meta) { m.Ready = true })
+	n.reportReady(true)
 	n.t.setDetail("committing cluster ready")
 	err = n.retry(ctx, "cluster-ready", status.PhaseWaitingVIP, func(ctx context.Context) error {
 		return withDeadline(ctx, markDeadline, "waiting for raft to commit cluster ready", func(ctx context.Context) error {
@@ -246,7 +246,7 @@ func (n *Node) runJoiner(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	n.publish(func(m *gossip.Meta) { m.Ready = true })
+	n.reportReady(true)
 	if !joined {
 		n.t.setDetail("waiting for the leader to record the join")
 		err = n.retry(ctx, "mark-joined", status.PhaseStarting, func(ctx context.Context) error {
