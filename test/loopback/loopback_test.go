@@ -36,8 +36,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	daemonBin, simBin = filepath.Join(dir, "rke2-hanode"), filepath.Join(dir, "rke2sim")
-	for bin, pkg := range map[string]string{daemonBin: "../../cmd/rke2-hanode", simBin: "../rke2sim/cmd/rke2sim"} {
-		cmd := exec.Command("go", "build", "-o", bin, pkg)
+	// rke2sim is its own module (it embeds etcd): it is built from its folder.
+	for bin, pkg := range map[string][2]string{daemonBin: {".", "../../cmd/rke2-hanode"}, simBin: {"../rke2sim", "./cmd/rke2sim"}} {
+		cmd := exec.Command("go", "build", "-o", bin, pkg[1])
+		cmd.Dir = pkg[0]
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			fmt.Fprintln(os.Stderr, "build", pkg, err)

@@ -18,7 +18,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rke2-hanode/rke2-hanode/pkg/logging"
 	"go.uber.org/zap"
 )
 
@@ -502,7 +501,7 @@ func serveTLS(ctx context.Context, ln net.Listener, h http.Handler, cert tls.Cer
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
-		ErrorLog:          logging.StdLogger(log.Named("http").With(zap.String("listen", ln.Addr().String()))),
+		ErrorLog:          stdLogger(log.Named("http").With(zap.String("listen", ln.Addr().String()))),
 	}
 	done := make(chan struct{})
 	go func() {

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rke2-hanode/rke2-hanode/pkg/logging"
 	"go.uber.org/zap"
 )
 
@@ -80,7 +79,7 @@ func Main(ctx context.Context, o Options) int {
 		fmt.Fprintf(o.Stderr, "rke2sim %s: %v\n%s", role, err, usage)
 		return 2
 	}
-	log, err := logging.New(logLevel(o.Getenv), "console", o.Stderr)
+	log, err := newLogger(logLevel(o.Getenv), o.Stderr)
 	if err != nil {
 		fmt.Fprintln(o.Stderr, "rke2sim:", err)
 		return 2
