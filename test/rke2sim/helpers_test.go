@@ -53,6 +53,7 @@ type simRun struct {
 	cancel  context.CancelFunc
 	done    chan int
 	ready   chan struct{}
+	spec    simSpec // as started (dataDir filled in), for a restart
 }
 
 type simSpec struct {
@@ -64,15 +65,19 @@ type simSpec struct {
 
 func baseEnv() map[string]string {
 	return map[string]string{
-		"RKE2SIM_SUPERVISOR_PORT": testSupPort,
-		"RKE2SIM_API_PORT":        testAPIPort,
-		"RKE2SIM_START_DELAY":     "100ms",
-		"RKE2SIM_JOIN_DELAY":      "200ms",
-		"RKE2SIM_AGENT_DELAY":     "100ms",
-		"RKE2SIM_CONNECT_RETRY":   "100ms",
-		"RKE2SIM_MANIFEST_POLL":   "100ms",
-		"RKE2SIM_VIP_RETRY":       "100ms",
-		"RKE2SIM_LOG_LEVEL":       "debug",
+		"RKE2SIM_SUPERVISOR_PORT":  testSupPort,
+		"RKE2SIM_API_PORT":         testAPIPort,
+		"RKE2SIM_ETCD_CLIENT_PORT": "22379",
+		"RKE2SIM_ETCD_PEER_PORT":   "22380",
+		"RKE2SIM_PROMOTE_INTERVAL": "200ms",
+		"RKE2SIM_JOIN_RETRY":       "1s",
+		"RKE2SIM_START_DELAY":      "100ms",
+		"RKE2SIM_JOIN_DELAY":       "200ms",
+		"RKE2SIM_AGENT_DELAY":      "100ms",
+		"RKE2SIM_CONNECT_RETRY":    "100ms",
+		"RKE2SIM_MANIFEST_POLL":    "100ms",
+		"RKE2SIM_VIP_RETRY":        "100ms",
+		"RKE2SIM_LOG_LEVEL":        "debug",
 	}
 }
 
@@ -93,7 +98,7 @@ func startSim(t *testing.T, s simSpec) *simRun {
 	for k, v := range s.env {
 		env[k] = v
 	}
-	r := &simRun{t: t, dataDir: s.dataDir, cfgPath: cfgPath, log: &syncBuffer{}, done: make(chan int, 1), ready: make(chan struct{})}
+	r := &simRun{t: t, dataDir: s.dataDir, cfgPath: cfgPath, log: &syncBuffer{}, done: make(chan int, 1), ready: make(chan struct{}), spec: s}
 	sock := filepath.Join(cfgDir, "notify.sock")
 	pc, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
 	if err != nil {
@@ -125,7 +130,16 @@ func startSim(t *testing.T, s simSpec) *simRun {
 			Stderr: r.log,
 		})
 	}()
-	t.Cleanup(func() { r.stop() })
+	t.Cleanup(func() {
+		r.stop()
+		if t.Failed() {
+			l := r.log.String()
+			if len(l) > 6000 {
+				l = "…" + l[len(l)-6000:]
+			}
+			t.Logf("log of the sim at %s:\n%s", s.config, l)
+		}
+	})
 	return r
 }
 

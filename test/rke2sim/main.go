@@ -149,12 +149,9 @@ func parseFlags(args []string) (path string, explicit bool, err error) {
 
 // recordRejection appends to state.json's rejections (they survive restarts).
 func (n *node) recordRejection(reason string) error {
-	st, err := ReadState(n.cfg.DataDir)
-	if err != nil {
-		return err
-	}
-	st.Rejections = append(st.Rejections, Rejection{At: stamp(n.now()), Reason: reason})
-	return WriteState(n.cfg.DataDir, st)
+	return n.updateState(func(st *State) {
+		st.Rejections = append(st.Rejections, Rejection{At: stamp(n.now()), Reason: reason})
+	})
 }
 
 // sleep waits d or until ctx ends.
