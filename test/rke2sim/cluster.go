@@ -125,11 +125,20 @@ func (n *node) auth(next http.Handler) http.Handler {
 			if bearer, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); found {
 				if tok, err := ParseToken(bearer); err == nil {
 					user, secret, ok = tok.Username, tok.Secret, true
+					if user == "" {
+						user = "server"
+					}
 				}
 			}
 		}
+		// The node password is the agent-token when the servers have one,
+		// else the server token; the server token authenticates as server.
+		want := n.secret
+		if user == "node" && n.agentSecret != "" {
+			want = n.agentSecret
+		}
 		if !ok || (user != "server" && user != "node") ||
-			subtle.ConstantTimeCompare([]byte(secret), []byte(n.secret)) != 1 {
+			subtle.ConstantTimeCompare([]byte(secret), []byte(want)) != 1 {
 			if r.Method != http.MethodGet {
 				n.log.Warn("unauthorized request refused", zap.String("method", r.Method), zap.String("path", r.URL.Path),
 					zap.String("remote", r.RemoteAddr), zap.String("user", user))

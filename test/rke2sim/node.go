@@ -30,14 +30,15 @@ type node struct {
 	notifySocket string
 
 	// Server side, set once the cluster identity is known.
-	ca      *CA
-	secret  string
-	ready   atomic.Bool
-	mu      sync.Mutex
-	ds      Datastore
-	agents  map[string]string // agent name → its address, as registered here
-	vipHeld string            // the VIP this node serves, "" for none (under mu)
-	applied *appliedStore     // the cluster's auto-deployed objects, as known here
+	ca          *CA
+	secret      string
+	agentSecret string // agent-token's password, "" without one
+	ready       atomic.Bool
+	mu          sync.Mutex
+	ds          Datastore
+	agents      map[string]string // agent name → its address, as registered here
+	vipHeld     string            // the VIP this node serves, "" for none (under mu)
+	applied     *appliedStore     // the cluster's auto-deployed objects, as known here
 	// joinedNow: this run joined the cluster (no start delay after it).
 	joinedNow bool
 
@@ -63,6 +64,13 @@ func tokenPaths(dataDir string) (token, nodeToken string) {
 // runServer decides between resuming a datastore, cluster-init and join.
 func (n *node) runServer(ctx context.Context) error {
 	defer n.stopEtcd()
+	if n.cfg.AgentToken != "" {
+		tok, err := ParseToken(n.cfg.AgentToken)
+		if err != nil {
+			return reject("agent-token: %v", err)
+		}
+		n.agentSecret = tok.Secret
+	}
 	switch {
 	case HasDatastore(n.cfg.DataDir):
 		if err := n.resume(ctx); err != nil {
@@ -100,7 +108,11 @@ func (n *node) clusterInit(ctx context.Context) error {
 		}
 		n.log.Warn("no token configured: generated one (see server/token)")
 	}
-	ca, err := NewCA(n.now())
+	newCA := NewCA
+	if n.set.CABundle {
+		newCA = NewBundleCA
+	}
+	ca, err := newCA(n.now())
 	if err != nil {
 		return err
 	}
@@ -215,7 +227,14 @@ func (n *node) writeTokens() error {
 		return err
 	}
 	// As in RKE2, node-token holds the server token too.
-	return writeFileAtomic(nodeTokPath, []byte(secure), 0o600)
+	if err := writeFileAtomic(nodeTokPath, []byte(secure), 0o600); err != nil {
+		return err
+	}
+	if n.agentSecret == "" {
+		return nil
+	}
+	agent := SecureToken(n.ca.Hash(), "node", n.agentSecret) + "\n"
+	return writeFileAtomic(filepath.Join(n.cfg.DataDir, "server", "agent-token"), []byte(agent), 0o600)
 }
 
 func (n *node) updateState(change func(*State)) error {
@@ -233,7 +252,7 @@ func (n *node) updateState(change func(*State)) error {
 // starts the member and waits until the etcd leader has promoted it: READY=1
 // comes only for a voter, as with k3s.
 func (n *node) joinCluster(ctx context.Context) error {
-	jc, err := n.connect(ctx)
+	jc, err := n.connect(ctx, ModeJoin)
 	if err != nil {
 		return err
 	}
@@ -320,7 +339,7 @@ func (n *node) runAgent(ctx context.Context) error {
 	if n.cfg.Server == "" {
 		return reject("agent: server is required (config key server)")
 	}
-	jc, err := n.connect(ctx)
+	jc, err := n.connect(ctx, ModeAgent)
 	if err != nil {
 		return err
 	}
@@ -346,13 +365,22 @@ func (n *node) runAgent(ctx context.Context) error {
 
 // connect runs the joiner's checks: fetch /cacerts unverified, compare the
 // secure token's hash, then talk TLS verified against that CA with the token.
-func (n *node) connect(ctx context.Context) (*joinClient, error) {
+// role is server or agent: an agent always authenticates as node (with the
+// agent-token, or the server token's password when the servers have none);
+// a server as the token's user, server for a bare password.
+func (n *node) connect(ctx context.Context, role string) (*joinClient, error) {
 	if n.cfg.Token == "" {
 		return nil, reject("token is required to join a cluster (config key token or token-file)")
 	}
 	tok, err := ParseToken(n.cfg.Token)
 	if err != nil {
 		return nil, reject("%v", err)
+	}
+	switch {
+	case role == ModeAgent:
+		tok.Username = "node"
+	case tok.Username == "":
+		tok.Username = "server"
 	}
 	base := strings.TrimRight(n.cfg.Server, "/")
 	if !strings.HasPrefix(base, "https://") {

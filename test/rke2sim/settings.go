@@ -35,6 +35,8 @@ type Settings struct {
 	PromoteInterval time.Duration // RKE2SIM_PROMOTE_INTERVAL: the leader's promotion loop
 	LearnerStall    time.Duration // RKE2SIM_LEARNER_STALL: a learner this old is removed
 	JoinRetry       time.Duration // RKE2SIM_JOIN_RETRY: after a refusal k3s retries (1s, as k3s)
+	// CABundle (RKE2SIM_CA=bundle): a root and an intermediate on /cacerts.
+	CABundle bool
 }
 
 // LoadSettings reads the RKE2SIM_* variables through getenv; a malformed
@@ -104,6 +106,15 @@ func LoadSettings(getenv func(string) string) (Settings, error) {
 	}
 	if v := getenv("RKE2SIM_KUBEVIP_IMAGE"); v != "" {
 		s.KubeVIPImage = v
+	}
+	switch v := getenv("RKE2SIM_CA"); v {
+	case "":
+	case "bundle":
+		s.CABundle = true
+	default:
+		if err == nil {
+			err = fmt.Errorf("RKE2SIM_CA=%q: want bundle or nothing", v)
+		}
 	}
 	s.Version = versionString(getenv)
 	return s, err

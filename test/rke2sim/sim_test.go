@@ -296,12 +296,14 @@ func TestConfigDropInsAndAppend(t *testing.T) {
 	write(main, "token: a\ntls-san: [one]\nnode-ip: 10.0.0.1\nwrite-kubeconfig-mode: \"0644\"\n")
 	write(filepath.Join(dir, "config.yaml.d", "20-b.yaml"), "tls-san+: [three]\ntoken: c\n")
 	write(filepath.Join(dir, "config.yaml.d", "10-a.yaml"), "tls-san+: two\ntoken: b\nnode-taint: [\"CriticalAddonsOnly=true:NoExecute\"]\n")
-	write(filepath.Join(dir, "config.yaml.d", "ignored.yml"), "token: nope\n")
+	// RKE2 reads .yml drop-ins too, in one alphabetical order with .yaml.
+	write(filepath.Join(dir, "config.yaml.d", "15-c.yml"), "tls-san+: [two-and-half]\ntoken: d\n")
+	write(filepath.Join(dir, "config.yaml.d", "ignored.txt"), "token: nope\n")
 	cfg, err := LoadConfig(main, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Token != "c" || strings.Join(cfg.TLSSAN, ",") != "one,two,three" || cfg.NodeIP != "10.0.0.1" ||
+	if cfg.Token != "c" || strings.Join(cfg.TLSSAN, ",") != "one,two,two-and-half,three" || cfg.NodeIP != "10.0.0.1" ||
 		cfg.DataDir != DefaultDataDir || len(cfg.NodeTaint) != 1 || cfg.KubeconfigMode != 0o644 ||
 		cfg.Kubeconfig != filepath.Join(dir, "rke2.yaml") {
 		t.Fatalf("%+v", cfg)
@@ -334,18 +336,27 @@ func TestParseToken(t *testing.T) {
 		in, wantErr string
 		want        Token
 	}{
-		{in: "short", want: Token{Username: "server", Secret: "short"}},
+		// Not K10: a bare password, whatever it holds.
+		{in: "short", want: Token{Secret: "short"}},
+		{in: "my:secret::x", want: Token{Secret: "my:secret::x"}},
+		{in: "abcdef.0123456789abcdef", want: Token{Secret: "abcdef.0123456789abcdef", Bootstrap: true}},
 		{in: "K10" + hash + "::server:sec", want: Token{CAHash: hash, Username: "server", Secret: "sec"}},
 		{in: "K10" + hash + "::node:sec", want: Token{CAHash: hash, Username: "node", Secret: "sec"}},
-		{in: "", wantErr: "empty"},
-		{in: "K10abc::server:sec", wantErr: "64"},
-		{in: "K10" + hash + "::server", wantErr: "secure form"},
-		{in: "K10" + strings.Repeat("zz", 32) + "::server:x", wantErr: "not hex"},
+		{in: "K10::server:sec", want: Token{Username: "server", Secret: "sec"}},
+		{in: "K10" + hash + "::abcdef.0123456789abcdef", want: Token{CAHash: hash, Secret: "abcdef.0123456789abcdef", Bootstrap: true}},
+		// The hash is kept as written (compared exactly later), not lower-cased.
+		{in: "K10" + strings.ToUpper(hash) + "::server:sec", want: Token{CAHash: strings.ToUpper(hash), Username: "server", Secret: "sec"}},
+		{in: "", wantErr: "token must not be empty"},
+		{in: "K10abc::server:sec", wantErr: "invalid token CA hash length"},
+		{in: "K10" + hash + "0::server:sec", wantErr: "invalid token CA hash length"},
+		{in: "K10abc", wantErr: "invalid token format"},
+		{in: "K10" + hash + "::server", wantErr: "invalid token format"},
+		{in: "K10" + hash + "::server:", wantErr: "invalid token format"},
 	}
 	for _, tc := range cases {
 		got, err := ParseToken(tc.in)
 		if tc.wantErr != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+			if err == nil || err.Error() != tc.wantErr {
 				t.Errorf("%q: err %v, want %q", tc.in, err, tc.wantErr)
 			}
 			continue
@@ -361,7 +372,7 @@ func FuzzParseToken(f *testing.F) {
 	f.Add("short")
 	f.Fuzz(func(t *testing.T, s string) {
 		tok, err := ParseToken(s)
-		if err != nil || tok.CAHash == "" {
+		if err != nil || tok.CAHash == "" || tok.Bootstrap {
 			return
 		}
 		again, err := ParseToken(SecureToken(tok.CAHash, tok.Username, tok.Secret))
