@@ -61,6 +61,9 @@ type simSpec struct {
 	dataDir string // reuse for restarts; "" makes one
 	config  string // YAML; data-dir is added
 	env     map[string]string
+	// configEnv: no --config; RKE2_CONFIG_FILE names the file (as a unit's
+	// environment file would).
+	configEnv bool
 }
 
 func baseEnv() map[string]string {
@@ -105,6 +108,11 @@ func startSim(t *testing.T, s simSpec) *simRun {
 		t.Fatal(err)
 	}
 	env["NOTIFY_SOCKET"] = sock
+	args := []string{s.role, "--config", cfgPath}
+	if s.configEnv {
+		args = []string{s.role}
+		env["RKE2_CONFIG_FILE"] = cfgPath
+	}
 	go func() {
 		defer pc.Close()
 		buf := make([]byte, 256)
@@ -124,7 +132,7 @@ func startSim(t *testing.T, s simSpec) *simRun {
 	r.cancel = cancel
 	go func() {
 		r.done <- Main(ctx, Options{
-			Args:   []string{s.role, "--config", cfgPath},
+			Args:   args,
 			Getenv: func(k string) string { return env[k] },
 			Stdout: io.Discard,
 			Stderr: r.log,
