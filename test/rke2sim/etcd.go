@@ -234,8 +234,7 @@ func (n *node) quorumCheck(ctx context.Context) bool {
 // etcd leader runs the promotion loop, as k3s's leader does.
 func (n *node) watchEtcd(ctx context.Context) {
 	var last EtcdState
-	firstSeen := map[uint64]time.Time{}
-	nextPromote := n.now()
+	learners := map[uint64]*learnerSeen{}
 	for {
 		n.quorum.Store(n.quorumCheck(ctx))
 		if v := n.etcdView(); !reflect.DeepEqual(v, last) {
@@ -245,23 +244,28 @@ func (n *node) watchEtcd(ctx context.Context) {
 				last = v
 			}
 		}
-		if !n.now().Before(nextPromote) {
-			n.promoteLearners(ctx, firstSeen)
-			nextPromote = n.now().Add(n.set.PromoteInterval)
-		}
+		n.promoteLearners(ctx, learners)
 		if sleep(ctx, 250*time.Millisecond) != nil {
 			return
 		}
 	}
 }
 
-// promoteLearners, on the etcd leader only: promote each learner once it has
-// been one for the join delay (etcd refuses until it has caught up), and
-// remove a learner stalled longer than the stall limit.
-func (n *node) promoteLearners(ctx context.Context, firstSeen map[uint64]time.Time) {
+// learnerSeen is the leader's note of one learner.
+type learnerSeen struct {
+	since   time.Time // first seen as a learner
+	nextTry time.Time // next MemberPromote
+}
+
+// promoteLearners, on the etcd leader only: the first MemberPromote once a
+// learner has been one for the join delay (RKE2SIM_JOIN_DELAY, the learner
+// phase), then again every promote interval while etcd refuses (it does
+// until the learner has caught up); a learner stalled longer than the stall
+// limit is removed, as k3s's leader does.
+func (n *node) promoteLearners(ctx context.Context, learners map[uint64]*learnerSeen) {
 	s := n.etcd.Server
 	if s.Leader() != s.MemberID() {
-		clear(firstSeen)
+		clear(learners)
 		return
 	}
 	now := n.now()
@@ -272,34 +276,38 @@ func (n *node) promoteLearners(ctx context.Context, firstSeen map[uint64]time.Ti
 		}
 		id := uint64(m.ID)
 		present[id] = true
-		seen, ok := firstSeen[id]
+		l, ok := learners[id]
 		if !ok {
-			firstSeen[id], seen = now, now
+			l = &learnerSeen{since: now, nextTry: now.Add(n.set.JoinDelay)}
+			learners[id] = l
 		}
 		log := n.log.With(zap.String("learner", m.Name), zap.Strings("peer", m.PeerURLs))
-		if now.Sub(seen) >= n.set.LearnerStall {
+		if now.Sub(l.since) >= n.set.LearnerStall {
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			_, err := n.etcdCli.MemberRemove(cctx, id)
 			cancel()
-			log.Warn("removing a learner stalled too long", zap.Duration("stalled", now.Sub(seen)), zap.Error(err))
+			log.Warn("removing a learner stalled too long", zap.Duration("stalled", now.Sub(l.since)), zap.Error(err))
 			continue
 		}
-		if now.Sub(seen) < n.set.JoinDelay {
+		// A learner publishes its name once it runs and has caught up with
+		// the log; before that etcd would refuse the promotion anyway.
+		if now.Before(l.nextTry) || m.Name == "" {
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err := n.etcdCli.MemberPromote(cctx, id)
 		cancel()
 		if err != nil {
+			l.nextTry = n.now().Add(n.set.PromoteInterval)
 			log.Debug("learner not promoted yet", zap.Error(err))
 			continue
 		}
-		log.Info("learner promoted to voter")
-		delete(firstSeen, id)
+		log.Info("learner promoted to voter", zap.Duration("learner-phase", n.now().Sub(l.since)))
+		delete(learners, id)
 	}
-	for id := range firstSeen {
+	for id := range learners {
 		if !present[id] {
-			delete(firstSeen, id)
+			delete(learners, id)
 		}
 	}
 }
