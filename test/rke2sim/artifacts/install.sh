@@ -13,6 +13,11 @@
 # go for a prefix other than /usr/local; /etc/systemd/system; for tests).
 # INSTALL_RKE2_VERSION and
 # INSTALL_RKE2_CHANNEL are ignored in airgap mode, as by the real script.
+# It fails where the real script fails, in its words: not root; an artifact
+# missing (a bare `cp: cannot stat …`, exit 1); any archive whose sha256 is
+# not the one sha256sum-amd64.txt gives ("download sha256 does not match X,
+# got Y"). Extra rke2-images-* archives are copied only when the core
+# rke2-images archive's checksum is in sha256sum-amd64.txt.
 set -e
 
 info() { echo "[INFO]  $*"; }
