@@ -329,8 +329,12 @@ type dbInfo struct {
 // k3s makes, then MemberAddAsLearner. It returns the initial-cluster string
 // the joiner starts with. A host whose peer URL is already a member (it was
 // added, then restarted before its member started) is not added twice.
+//
+// Two adds at the same moment: raft takes one configuration change at a
+// time and drops the other, which then never completes; the call times out
+// ("etcdserver: request timed out") and the joiner retries.
 func (n *node) addLearner(ctx context.Context, name, peerURL string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	timedOut := func(err error) error {
 		if errors.Is(err, context.DeadlineExceeded) {

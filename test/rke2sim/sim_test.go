@@ -71,7 +71,9 @@ func TestClusterInitTwiceGivesTwoCAs(t *testing.T) {
 // etcd itself, records it, retries every second as current k3s does, and the
 // cluster ends with three voters and no learner.
 func TestServersStartedAtOnceMakeOneEtcdOfThreeVoters(t *testing.T) {
-	env := map[string]string{"RKE2SIM_JOIN_DELAY": "2s"}
+	// A learner phase longer than a timed-out add (two adds at the same
+	// moment), so that the retry meets the other learner.
+	env := map[string]string{"RKE2SIM_JOIN_DELAY": "8s"}
 	cfg := func(host int, name string, join bool) string {
 		c := []string{"node-ip: " + addr(2, host), "node-name: " + name, "token: s3cret"}
 		if join {
@@ -122,15 +124,21 @@ func TestServersStartedAtOnceMakeOneEtcdOfThreeVoters(t *testing.T) {
 	if len(refused) == 0 {
 		t.Fatalf("no joiner recorded a refusal: b=%+v c=%+v", b.state().Rejections, c.state().Rejections)
 	}
-	// etcd says "too many learner members" while the first is a learner, and
-	// may say "unhealthy cluster" for a few seconds after its promotion.
-	if refused[0].Reason != "etcdserver: too many learner members in cluster" {
-		t.Fatalf("first rejection %q, want etcd's too many learner members", refused[0].Reason)
-	}
+	// etcd says "too many learner members" while the first is a learner, may
+	// say "unhealthy cluster" for a few seconds after its promotion, and two
+	// adds at the very same moment leave one to time out.
+	tooMany := 0
 	for _, r := range refused {
-		if r.Reason != "etcdserver: too many learner members in cluster" && r.Reason != "etcdserver: unhealthy cluster" {
+		switch r.Reason {
+		case "etcdserver: too many learner members in cluster":
+			tooMany++
+		case "etcdserver: unhealthy cluster", "etcdserver: request timed out":
+		default:
 			t.Fatalf("rejection %q, want only refusals k3s retries", r.Reason)
 		}
+	}
+	if tooMany == 0 {
+		t.Fatalf("no \"too many learner members\" from etcd among %+v", refused)
 	}
 	if first.JoinFinished == "" || second.JoinStarted == "" {
 		t.Fatalf("join times missing: %+v %+v", first, second)
