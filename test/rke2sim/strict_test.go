@@ -1,6 +1,7 @@
 package rke2sim
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -11,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // What RKE2 refuses, rke2sim refuses, in RKE2's words, recorded in state.json.
@@ -200,3 +204,39 @@ func TestHashCACertsRule(t *testing.T) {
 }
 
 func nowForTest() time.Time { return time.Now() }
+
+// A learner that never catches up (here: added by hand, never started) is
+// removed by the leader after RKE2SIM_LEARNER_STALL, as k3s removes one
+// stalled for 5 minutes; meanwhile etcd turns a real joiner away.
+func TestStalledLearnerIsRemoved(t *testing.T) {
+	env := map[string]string{"RKE2SIM_LEARNER_STALL": "4s"}
+	a := startSim(t, simSpec{config: "node-ip: " + addr(11, 1) + "\nnode-name: a\ntoken: st\n", env: env})
+	a.waitReady()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{"http://" + addr(11, 1) + ":22379"}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := cli.MemberAddAsLearner(ctx, []string{"http://" + addr(11, 9) + ":22380"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the stalled learner in state.json", func() bool {
+		e := a.state().Etcd
+		return len(e.Members) == 2 && (e.Members[0].Learner || e.Members[1].Learner)
+	})
+	b := startSim(t, simSpec{config: "node-ip: " + addr(11, 2) + "\nnode-name: b\ntoken: st\nserver: " + supURL(addr(11, 1)), env: env})
+	b.waitReady()
+	if !strings.Contains(a.log.String(), "removing a learner stalled too long") {
+		t.Fatal("the leader did not log the removal")
+	}
+	r := b.state().Rejections
+	if len(r) == 0 || r[0].Reason != "etcdserver: too many learner members in cluster" {
+		t.Fatalf("b's rejections %+v, want etcd's too many learner members first", r)
+	}
+	eventually(t, 10*time.Second, "two voters", func() bool {
+		e := a.state().Etcd
+		return len(e.Members) == 2 && !e.Members[0].Learner && !e.Members[1].Learner && e.Members[0].Name != "" && e.Members[1].Name != ""
+	})
+}
