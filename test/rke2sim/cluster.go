@@ -199,7 +199,9 @@ func (n *node) handleJoin(w http.ResponseWriter, r *http.Request) {
 	}
 	log := n.log.With(zap.String("joiner", jr.Name), zap.String("joiner-url", jr.URL), zap.String("mode", jr.Mode))
 	resp := joinResponse{ClusterID: n.ds.ClusterID, CACert: n.ca.CertPEM}
-	if n.duplicateName(jr.Name, jr.URL) {
+	// A server's name is checked against the etcd members (k3s's words, in
+	// addLearner); an agent's against the nodes known here.
+	if jr.Mode == ModeAgent && n.duplicateName(jr.Name, jr.URL) {
 		reason := fmt.Sprintf("duplicate node name found: %s is already a node of this cluster at another address", jr.Name)
 		log.Warn("join refused", zap.String("reason", reason))
 		http.Error(w, reason, http.StatusConflict)

@@ -197,7 +197,7 @@ func TestJoinRefusals(t *testing.T) {
 		{"CA hash mismatch", "server", "token: " + SecureToken(wrongHash, "server", "right") + "\ncluster-cidr: 10.42.0.0/16", "token CA hash does not match the Cluster CA certificate hash"},
 		{"critical config mismatch", "server", "token: right\ncluster-cidr: 10.99.0.0/16", "critical configuration value mismatch between servers: cluster-cidr"},
 		{"no token", "server", "cluster-cidr: 10.42.0.0/16", "token is required"},
-		{"duplicate node name", "server", "token: right\ncluster-cidr: 10.42.0.0/16\nnode-name: first", "duplicate node name found: first"},
+		{"duplicate node name", "server", "token: right\ncluster-cidr: 10.42.0.0/16\nnode-name: first", reasonDuplicateName},
 		{"node token joins a server", "server", "token: " + SecureToken(tok.CAHash, "node", tok.Secret) + "\ncluster-cidr: 10.42.0.0/16", "token rejected by"},
 		{"agent wrong token", "agent", "token: wrong", "token rejected by"},
 		{"agent CA hash mismatch", "agent", "token: " + SecureToken(wrongHash, "node", tok.Secret), "token CA hash does not match"},
