@@ -36,8 +36,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	daemonBin, simBin = filepath.Join(dir, "rke2-hanode"), filepath.Join(dir, "rke2sim")
-	for bin, pkg := range map[string]string{daemonBin: "../../cmd/rke2-hanode", simBin: "../rke2sim/cmd/rke2sim"} {
-		cmd := exec.Command("go", "build", "-o", bin, pkg)
+	// rke2sim is its own module (it embeds etcd): it is built from its folder.
+	for bin, pkg := range map[string][2]string{daemonBin: {".", "../../cmd/rke2-hanode"}, simBin: {"../rke2sim", "./cmd/rke2sim"}} {
+		cmd := exec.Command("go", "build", "-o", bin, pkg[1])
+		cmd.Dir = pkg[0]
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			fmt.Fprintln(os.Stderr, "build", pkg, err)
@@ -139,8 +141,18 @@ func checkCluster(t *testing.T, c *demo.Cluster, allowRejections bool) {
 			}
 			joins = append(joins, join{n.Name, start, finish})
 		}
-		if len(s.Rejections) > 0 && !allowRejections {
-			t.Errorf("%s: rke2sim turned joins away: %+v", n.Name, s.Rejections)
+		// etcd refuses any member add until every voter has been connected
+		// for 5 s ("etcdserver: unhealthy cluster"), so a join right after a
+		// promotion is turned away and retried, by k3s as by rke2sim: that
+		// one is no product fault. Every other refusal is.
+		var refused []string
+		for _, r := range s.Rejections {
+			if r.Reason != "etcdserver: unhealthy cluster" {
+				refused = append(refused, r.Reason)
+			}
+		}
+		if len(refused) > 0 && !allowRejections {
+			t.Errorf("%s: rke2sim turned joins away: %q", n.Name, refused)
 		}
 		if n.Role == "agent" {
 			cfg, err := os.ReadFile(filepath.Join(n.RKE2ConfigDir, "config.yaml"))

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -158,8 +159,12 @@ func TestArtifactsAndInstall(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(fakeBin, "systemctl"), []byte("#!/bin/sh\necho \"$*\" >> "+calls+"\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(out, "rke2-images-kube-vip.linux-amd64.tar"), []byte("image"), 0o644); err != nil {
-		t.Fatal(err)
+	// The core images archive and an extra one, both in the checksum file.
+	for name, body := range map[string]string{"rke2-images.linux-amd64.tar.zst": "core", "rke2-images-kube-vip.linux-amd64.tar": "image"} {
+		if err := os.WriteFile(filepath.Join(out, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		appendSum(t, out, name)
 	}
 	images := filepath.Join(t.TempDir(), "images")
 	unitDir := filepath.Join(t.TempDir(), "units")
@@ -194,8 +199,10 @@ func TestArtifactsAndInstall(t *testing.T) {
 		!strings.Contains(string(agentUnit), "EnvironmentFile=-"+prefix+"/lib/systemd/system/%N.env") {
 		t.Errorf("the unit does not point at the prefix:\n%s", agentUnit)
 	}
-	if img, err := os.ReadFile(filepath.Join(images, "rke2-images-kube-vip.linux-amd64.tar")); err != nil || string(img) != "image" {
-		t.Errorf("image archive not copied: %v", err)
+	for name, body := range map[string]string{"rke2-images.linux-amd64.tar.zst": "core", "rke2-images-kube-vip.linux-amd64.tar": "image"} {
+		if img, err := os.ReadFile(filepath.Join(images, name)); err != nil || string(img) != body {
+			t.Errorf("image archive %s not copied: %v", name, err)
+		}
 	}
 	got, _ := os.ReadFile(calls)
 	if string(got) != "daemon-reload\n" {
@@ -206,7 +213,69 @@ func TestArtifactsAndInstall(t *testing.T) {
 		t.Errorf("installed rke2 --version: %q %v", ver, err)
 	}
 
-	// Failures: a wrong checksum and a missing artifact.
+	// The real script's failures, in its words.
+	variant := func(files []string, sums []string, change func(dir string)) string {
+		dir := t.TempDir()
+		for _, f := range files {
+			copyFile(t, filepath.Join(out, f), filepath.Join(dir, f))
+		}
+		if err := os.WriteFile(filepath.Join(dir, "sha256sum-amd64.txt"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range sums {
+			appendSum(t, dir, f)
+		}
+		if change != nil {
+			change(dir)
+		}
+		return dir
+	}
+	all := []string{"rke2.linux-amd64.tar.gz", "rke2-images.linux-amd64.tar.zst", "rke2-images-kube-vip.linux-amd64.tar"}
+	corruptExtra := variant(all, all, func(dir string) {
+		if err := os.WriteFile(filepath.Join(dir, "rke2-images-kube-vip.linux-amd64.tar"), []byte("changed"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if _, msg, err := install(corruptExtra); err == nil || !strings.Contains(msg, "download sha256 does not match "+sha256Bytes("image")+", got "+sha256Bytes("changed")) {
+		t.Errorf("corrupt extra image: %v\n%s", err, msg)
+	}
+	corruptCore := variant(all, all, func(dir string) {
+		if err := os.WriteFile(filepath.Join(dir, "rke2-images.linux-amd64.tar.zst"), []byte("changed"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if _, msg, err := install(corruptCore); err == nil || !strings.Contains(msg, "download sha256 does not match "+sha256Bytes("core")+", got "+sha256Bytes("changed")) {
+		t.Errorf("corrupt core image: %v\n%s", err, msg)
+	}
+	// Without the core archive's checksum the extra archives are not copied.
+	images2 := filepath.Join(t.TempDir(), "images")
+	noCore := variant([]string{"rke2.linux-amd64.tar.gz", "rke2-images-kube-vip.linux-amd64.tar"}, []string{"rke2.linux-amd64.tar.gz", "rke2-images-kube-vip.linux-amd64.tar"}, nil)
+	saved := images
+	images = images2
+	if _, msg, err := install(noCore); err != nil {
+		t.Errorf("install without core images: %v\n%s", err, msg)
+	}
+	images = saved
+	if _, err := os.Stat(filepath.Join(images2, "rke2-images-kube-vip.linux-amd64.tar")); err == nil {
+		t.Error("an extra image archive was copied without the core archive's checksum")
+	}
+	// Not root.
+	if setpriv, err := exec.LookPath("setpriv"); err == nil {
+		script, err := os.Open(filepath.Join(out, "install.sh"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer script.Close()
+		cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "/bin/sh", "-s")
+		cmd.Stdin = script
+		cmd.Env = append(os.Environ(), "INSTALL_RKE2_ARTIFACT_PATH="+out)
+		msg, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(msg), "You need to be root to perform this install") {
+			t.Errorf("non-root install: %v %s", err, msg)
+		}
+	}
+
+	// A wrong checksum of the tarball and a missing artifact.
 	corrupt := t.TempDir()
 	copyFile(t, tarball, filepath.Join(corrupt, "rke2.linux-amd64.tar.gz"))
 	bogus := strings.Repeat("0", 64)
@@ -291,4 +360,21 @@ func copyFile(t *testing.T, from, to string) {
 	if err := os.WriteFile(to, raw, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func appendSum(t *testing.T, dir, name string) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(dir, "sha256sum-amd64.txt"), os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := fmt.Fprintf(f, "%s  %s\n", sha256File(t, filepath.Join(dir, name)), name); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func sha256Bytes(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
 }

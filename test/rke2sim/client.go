@@ -18,21 +18,22 @@ import (
 
 // joinRequest is the body of POST /v1-rke2/sim/join.
 type joinRequest struct {
-	Name     string            `json:"name"`
-	URL      string            `json:"url"`
-	Mode     string            `json:"mode"` // join (a server) or agent
+	Name     string            `json:"name"`               // node-name
+	Member   string            `json:"member,omitempty"`   // etcd member name (servers)
+	URL      string            `json:"url"`                // supervisor URL
+	PeerURL  string            `json:"peer_url,omitempty"` // etcd peer URL (servers)
+	Mode     string            `json:"mode"`               // join (a server) or agent
 	Critical map[string]string `json:"critical,omitempty"`
 }
 
 // joinResponse hands a new server what it needs to serve as the cluster
 // (the CA key travels in it: this is a simulation).
 type joinResponse struct {
-	ClusterID       string   `json:"cluster_id"`
-	CACert          []byte   `json:"ca_cert"`
-	CAKey           []byte   `json:"ca_key,omitempty"`
-	Members         []Member `json:"members"`
-	LearnerStarted  string   `json:"learner_started,omitempty"`
-	LearnerFinished string   `json:"learner_finished,omitempty"`
+	ClusterID      string   `json:"cluster_id"`
+	CACert         []byte   `json:"ca_cert"`
+	CAKey          []byte   `json:"ca_key,omitempty"`
+	Members        []Member `json:"members"`
+	InitialCluster string   `json:"initial_cluster,omitempty"` // etcd's, for a joining server
 }
 
 const joinPath = "/v1-rke2/sim/join"
@@ -95,9 +96,17 @@ func isTLSVerifyError(err error) bool {
 	return errors.As(err, &cv) || errors.As(err, &hn) || errors.As(err, &ua) || errors.As(err, &ci)
 }
 
+// refusedRetry is a refusal current k3s retries (too many learners, an
+// unhealthy cluster): recorded, then tried again.
+type refusedRetry struct{ reason string }
+
+func (e *refusedRetry) Error() string { return e.reason }
+
 // join POSTs the join request, retrying while the server cannot be reached
-// or is not ready; a TLS failure, a rejected token or a refusal is final.
-func (c *joinClient) join(ctx context.Context, jr joinRequest, retry time.Duration, log *zap.Logger) (*joinResponse, error) {
+// or is not ready, and every refusedEvery after a refusal k3s retries (each
+// one recorded through record); a TLS failure, a rejected token or any other
+// refusal is final.
+func (c *joinClient) join(ctx context.Context, jr joinRequest, retry, refusedEvery time.Duration, log *zap.Logger, record func(string) error) (*joinResponse, error) {
 	defer c.http.CloseIdleConnections()
 	body, err := json.Marshal(jr)
 	if err != nil {
@@ -108,8 +117,18 @@ func (c *joinClient) join(ctx context.Context, jr joinRequest, retry time.Durati
 		if err == nil || !retryable {
 			return out, err
 		}
-		log.Warn("join: retrying", zap.String("server", c.base), zap.Error(err))
-		if sleep(ctx, retry) != nil {
+		wait := retry
+		var rr *refusedRetry
+		if errors.As(err, &rr) {
+			wait = refusedEvery
+			log.Warn("join refused, retrying as k3s does", zap.String("server", c.base), zap.String("reason", rr.reason))
+			if rerr := record(rr.reason); rerr != nil {
+				log.Error("cannot record rejection", zap.Error(rerr))
+			}
+		} else {
+			log.Warn("join: retrying", zap.String("server", c.base), zap.Error(err))
+		}
+		if sleep(ctx, wait) != nil {
 			return nil, ctx.Err()
 		}
 	}
@@ -145,6 +164,9 @@ func (c *joinClient) joinOnce(ctx context.Context, body []byte) (*joinResponse, 
 	case http.StatusUnauthorized:
 		return nil, false, reject("token rejected by %s: %s", c.base, resp.Status)
 	case http.StatusConflict:
+		if resp.Header.Get("Retry-After") != "" {
+			return nil, true, &refusedRetry{reason: msg}
+		}
 		return nil, false, reject("%s", msg)
 	case http.StatusServiceUnavailable, http.StatusTooManyRequests:
 		return nil, true, fmt.Errorf("%s: %s", resp.Status, msg)

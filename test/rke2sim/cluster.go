@@ -15,30 +15,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/rke2-hanode/rke2-hanode/pkg/logging"
 	"go.uber.org/zap"
 )
-
-// Reasons a serving member turns a joiner away (also what the joiner records).
-const (
-	reasonTooManyLearners = "too many learner members"
-	reasonUnhealthy       = "etcdserver: unhealthy cluster"
-)
-
-var (
-	errLearnerBusy = errors.New(reasonTooManyLearners)
-	errNoQuorum    = errors.New(reasonUnhealthy)
-)
-
-// learnerSlot is this member's vote on which joiner is the cluster's one
-// learner; it expires so that a coordinator that died frees it.
-type learnerSlot struct {
-	holder string
-	until  time.Time
-}
 
 type handlerSet struct {
 	supervisor http.Handler // 9345
@@ -50,7 +30,7 @@ type userKey struct{}
 func (n *node) handlers() handlerSet {
 	api := http.NewServeMux()
 	health := func(w http.ResponseWriter, r *http.Request) {
-		if !n.ready.Load() && r.URL.Path != "/livez" {
+		if !n.serving() && r.URL.Path != "/livez" {
 			http.Error(w, "[-]etcd failed: not ready", http.StatusServiceUnavailable)
 			return
 		}
@@ -69,14 +49,13 @@ func (n *node) handlers() handlerSet {
 
 	v1 := http.NewServeMux()
 	v1.HandleFunc("GET /v1-rke2/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !n.ready.Load() {
+		if !n.serving() {
 			http.Error(w, "runtime core not ready", http.StatusServiceUnavailable)
 			return
 		}
 		text(w, "ok")
 	})
 	v1.HandleFunc("POST "+joinPath, n.handleJoin)
-	v1.HandleFunc("POST /v1-rke2/sim/slot", n.handleSlot)
 	v1.HandleFunc("POST /v1-rke2/sim/member", n.handleMemberAdd)
 	v1.HandleFunc("GET /v1-rke2/apiservers", func(w http.ResponseWriter, _ *http.Request) {
 		var eps []string
@@ -98,6 +77,7 @@ func (n *node) handlers() handlerSet {
 	})
 
 	sup := http.NewServeMux()
+	sup.Handle("GET /db/info", n.auth(http.HandlerFunc(n.handleDBInfo)))
 	sup.HandleFunc("GET /ping", func(w http.ResponseWriter, _ *http.Request) { text(w, "pong") })
 	sup.HandleFunc("GET /cacerts", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
@@ -106,6 +86,23 @@ func (n *node) handlers() handlerSet {
 	sup.Handle("/v1-rke2/", n.auth(n.limit(v1)))
 	sup.Handle("/", api) // everything else falls through to the apiserver
 	return handlerSet{supervisor: sup, api: api}
+}
+
+// serving: started, and etcd has a quorum (else the apiserver is not ready).
+func (n *node) serving() bool { return n.ready.Load() && n.quorum.Load() }
+
+// handleDBInfo lists the etcd members, as k3s's /db/info, for the server user.
+func (n *node) handleDBInfo(w http.ResponseWriter, r *http.Request) {
+	if r.Context().Value(userKey{}) != "server" {
+		http.Error(w, "Forbidden", http.StatusForbidden)
+		return
+	}
+	var out dbInfo
+	for _, m := range n.etcd.Server.Cluster().Members() {
+		out.Members = append(out.Members, dbInfoMember{ID: uint64(m.ID), Name: m.Name, PeerURLs: m.PeerURLs,
+			ClientURLs: m.ClientURLs, IsLearner: m.IsLearner})
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func text(w http.ResponseWriter, s string) {
@@ -128,11 +125,20 @@ func (n *node) auth(next http.Handler) http.Handler {
 			if bearer, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); found {
 				if tok, err := ParseToken(bearer); err == nil {
 					user, secret, ok = tok.Username, tok.Secret, true
+					if user == "" {
+						user = "server"
+					}
 				}
 			}
 		}
+		// The node password is the agent-token when the servers have one,
+		// else the server token; the server token authenticates as server.
+		want := n.secret
+		if user == "node" && n.agentSecret != "" {
+			want = n.agentSecret
+		}
 		if !ok || (user != "server" && user != "node") ||
-			subtle.ConstantTimeCompare([]byte(secret), []byte(n.secret)) != 1 {
+			subtle.ConstantTimeCompare([]byte(secret), []byte(want)) != 1 {
 			if r.Method != http.MethodGet {
 				n.log.Warn("unauthorized request refused", zap.String("method", r.Method), zap.String("path", r.URL.Path),
 					zap.String("remote", r.RemoteAddr), zap.String("user", user))
@@ -193,7 +199,9 @@ func (n *node) handleJoin(w http.ResponseWriter, r *http.Request) {
 	}
 	log := n.log.With(zap.String("joiner", jr.Name), zap.String("joiner-url", jr.URL), zap.String("mode", jr.Mode))
 	resp := joinResponse{ClusterID: n.ds.ClusterID, CACert: n.ca.CertPEM}
-	if n.duplicateName(jr.Name, jr.URL) {
+	// A server's name is checked against the etcd members (k3s's words, in
+	// addLearner); an agent's against the nodes known here.
+	if jr.Mode == ModeAgent && n.duplicateName(jr.Name, jr.URL) {
 		reason := fmt.Sprintf("duplicate node name found: %s is already a node of this cluster at another address", jr.Name)
 		log.Warn("join refused", zap.String("reason", reason))
 		http.Error(w, reason, http.StatusConflict)
@@ -229,137 +237,45 @@ func (n *node) handleJoin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	started, finished, members, err := n.admitLearner(r.Context(), Member{Name: jr.Name, URL: jr.URL}, log)
-	switch {
-	case errors.Is(err, errLearnerBusy), errors.Is(err, errNoQuorum):
-		log.Warn("join refused", zap.Error(err))
-		http.Error(w, err.Error(), http.StatusConflict)
-		return
-	case err != nil:
-		log.Warn("join aborted", zap.Error(err))
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+	if jr.Member == "" || nodeNameOf(jr.Member) != jr.Name || !strings.HasPrefix(jr.PeerURL, "http") {
+		http.Error(w, "bad join request: member name <node-name>-<8 hex> and etcd peer URL required", http.StatusBadRequest)
 		return
 	}
-	resp.CAKey = n.ca.KeyPEM
-	resp.Members = members
-	resp.LearnerStarted, resp.LearnerFinished = stamp(started), stamp(finished)
-	writeJSON(w, http.StatusOK, resp)
-}
-
-// admitLearner takes the learner slot on a majority of the members, holds
-// it for the join delay (the learner phase), adds the member everywhere and
-// frees the slot. Any member can coordinate: the majority makes two
-// concurrent coordinators exclude each other, as etcd's leader would.
-func (n *node) admitLearner(ctx context.Context, joiner Member, log *zap.Logger) (started, finished time.Time, members []Member, err error) {
-	members = n.members()
-	need := len(members)/2 + 1
-	ttl := n.set.JoinDelay + 30*time.Second
-	type vote struct {
-		m       Member
-		granted bool
-		holder  string
-		err     error
+	var initial string
+	var err error
+	if !n.quorum.Load() {
+		err = errors.New("etcdserver: unhealthy cluster")
+	} else {
+		initial, err = n.addLearner(r.Context(), jr.Member, jr.PeerURL)
 	}
-	votes := make([]vote, len(members))
-	var wg sync.WaitGroup
-	for i, m := range members {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			v := vote{m: m}
-			v.granted, v.holder, v.err = n.slotAt(ctx, m, "acquire", joiner.Name, ttl)
-			votes[i] = v
-		}()
-	}
-	wg.Wait()
-	var granted []Member
-	busy := ""
-	for _, v := range votes {
-		switch {
-		case v.granted:
-			granted = append(granted, v.m)
-		case v.err != nil:
-			log.Warn("learner slot: member unreachable", zap.String("member", v.m.Name), zap.Error(v.err))
-		default:
-			busy = v.holder
-		}
-	}
-	release := func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		for _, m := range granted {
-			if _, _, err := n.slotAt(rctx, m, "release", joiner.Name, 0); err != nil {
-				log.Warn("learner slot: release failed (it expires)", zap.String("member", m.Name), zap.Error(err))
+	if err != nil {
+		reason := err.Error()
+		if isRetriedJoinError(reason) {
+			log.Info("join refused by etcd (the joiner retries)", zap.String("reason", reason))
+			w.Header().Set("Retry-After", "1")
+		} else {
+			if !strings.HasPrefix(reason, "etcd cluster join failed") {
+				reason = "etcd cluster join failed: " + reason
 			}
+			log.Warn("join refused", zap.String("reason", reason))
 		}
+		http.Error(w, reason, http.StatusConflict)
+		return
 	}
-	if len(granted) < need {
-		release()
-		if busy != "" {
-			log.Info("learner slot held by another joiner", zap.String("learner", busy))
-			return started, finished, nil, errLearnerBusy
-		}
-		return started, finished, nil, errNoQuorum
-	}
-	defer release()
-	started = n.now()
-	log.Info("learner phase started", zap.Int("votes", len(granted)), zap.Int("members", len(members)))
-	if err := sleep(ctx, n.set.JoinDelay); err != nil {
-		return started, finished, nil, fmt.Errorf("learner phase aborted: %w", err)
-	}
-	members = n.addMember(joiner)
+	log.Info("etcd learner added", zap.String("member", jr.Member), zap.String("peer", jr.PeerURL))
+	members := n.addMember(Member{Name: jr.Name, URL: jr.URL})
 	for _, m := range members {
-		if m.Name == n.cfg.NodeName || m.Name == joiner.Name {
+		if m.Name == n.cfg.NodeName || m.Name == jr.Name {
 			continue
 		}
-		if err := n.memberCall(ctx, m, http.MethodPost, "/v1-rke2/sim/member", joiner, nil); err != nil {
+		if err := n.memberCall(r.Context(), m, http.MethodPost, "/v1-rke2/sim/member", Member{Name: jr.Name, URL: jr.URL}, nil); err != nil {
 			log.Warn("cannot tell member about the new member (it learns on sync)", zap.String("member", m.Name), zap.Error(err))
 		}
 	}
-	finished = n.now()
-	log.Info("learner promoted", zap.Int("members", len(members)))
-	return started, finished, members, nil
-}
-
-type slotRequest struct {
-	Action string `json:"action"` // acquire | release
-	Holder string `json:"holder"`
-	TTLMS  int64  `json:"ttl_ms"`
-}
-
-type slotResponse struct {
-	Granted bool   `json:"granted"`
-	Holder  string `json:"holder"`
-}
-
-// slotAt acquires or releases the learner slot on member m (locally for self).
-func (n *node) slotAt(ctx context.Context, m Member, action, holder string, ttl time.Duration) (bool, string, error) {
-	if m.Name == n.cfg.NodeName {
-		granted, cur := n.localSlot(action, holder, ttl)
-		return granted, cur, nil
-	}
-	var out slotResponse
-	err := n.memberCall(ctx, m, http.MethodPost, "/v1-rke2/sim/slot", slotRequest{Action: action, Holder: holder, TTLMS: ttl.Milliseconds()}, &out)
-	return out.Granted, out.Holder, err
-}
-
-func (n *node) localSlot(action, holder string, ttl time.Duration) (bool, string) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	now := n.now()
-	switch action {
-	case "acquire":
-		if n.slot.holder == "" || n.slot.holder == holder || now.After(n.slot.until) {
-			n.slot = learnerSlot{holder: holder, until: now.Add(ttl)}
-			return true, holder
-		}
-		return false, n.slot.holder
-	default:
-		if n.slot.holder == holder {
-			n.slot = learnerSlot{}
-		}
-		return true, ""
-	}
+	resp.CAKey = n.ca.KeyPEM
+	resp.Members = members
+	resp.InitialCluster = initial
+	writeJSON(w, http.StatusOK, resp)
 }
 
 // decodeMemberRequest admits only the server user (members talk with the
@@ -374,15 +290,6 @@ func decodeMemberRequest(w http.ResponseWriter, r *http.Request, v any, valid fu
 		return false
 	}
 	return true
-}
-
-func (n *node) handleSlot(w http.ResponseWriter, r *http.Request) {
-	var req slotRequest
-	if !decodeMemberRequest(w, r, &req, func() bool { return req.Holder != "" }) {
-		return
-	}
-	granted, holder := n.localSlot(req.Action, req.Holder, time.Duration(req.TTLMS)*time.Millisecond)
-	writeJSON(w, http.StatusOK, slotResponse{Granted: granted, Holder: holder})
 }
 
 func (n *node) handleMemberAdd(w http.ResponseWriter, r *http.Request) {
@@ -502,7 +409,7 @@ func serveTLS(ctx context.Context, ln net.Listener, h http.Handler, cert tls.Cer
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
-		ErrorLog:          logging.StdLogger(log.Named("http").With(zap.String("listen", ln.Addr().String()))),
+		ErrorLog:          stdLogger(log.Named("http").With(zap.String("listen", ln.Addr().String()))),
 	}
 	done := make(chan struct{})
 	go func() {

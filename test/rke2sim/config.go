@@ -37,6 +37,8 @@ type NodeConfig struct {
 	NodeTaint []string
 	NodeIP    string
 	NodeName  string
+	// AgentToken is agent-token: then agents authenticate as node with it.
+	AgentToken string
 	// Kubeconfig is write-kubeconfig; default: rke2.yaml beside the config
 	// file (/etc/rancher/rke2/rke2.yaml for the default config, as RKE2).
 	Kubeconfig     string
@@ -47,7 +49,7 @@ type NodeConfig struct {
 	Files []string
 }
 
-// LoadConfig reads path and then path+".d/*.yaml" in lexical order. A key
+// LoadConfig reads path and then path+".d/*.yaml" and "*.yml" in lexical order. A key
 // ending in "+" appends to a list instead of replacing it. A missing main file
 // is not an error when path is the default one (RKE2 runs without it).
 func LoadConfig(path string, explicit bool) (NodeConfig, error) {
@@ -60,9 +62,14 @@ func LoadConfig(path string, explicit bool) (NodeConfig, error) {
 	} else {
 		files = append(files, path)
 	}
-	dropins, err := filepath.Glob(filepath.Join(path+".d", "*.yaml"))
-	if err != nil {
-		return NodeConfig{}, fmt.Errorf("config: %s.d: %w", path, err)
+	// RKE2 reads *.yaml and *.yml drop-ins, in one alphabetical order.
+	var dropins []string
+	for _, pattern := range []string{"*.yaml", "*.yml"} {
+		found, err := filepath.Glob(filepath.Join(path+".d", pattern))
+		if err != nil {
+			return NodeConfig{}, fmt.Errorf("config: %s.d: %w", path, err)
+		}
+		dropins = append(dropins, found...)
 	}
 	sort.Strings(dropins)
 	for _, f := range dropins {
@@ -156,6 +163,7 @@ func fromMap(m map[string]any) (NodeConfig, error) {
 		cfg.NodeIP = ips[0]
 	}
 	cfg.NodeName = str("node-name")
+	cfg.AgentToken = str("agent-token")
 	cfg.Kubeconfig = str("write-kubeconfig")
 	cfg.KubeconfigMode = 0o600
 	if mode := str("write-kubeconfig-mode"); mode != "" {

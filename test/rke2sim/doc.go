@@ -2,11 +2,13 @@
 // installed as bin/rke2 by make-artifacts.sh and behaves like RKE2 in every
 // way rke2-hanode depends on. It is strict and noisy on purpose: where real
 // RKE2 would fail, it fails, logs why, records it in state.json and exits
-// non-zero, so that a product bug shows up as a failed test rather than a
-// quiet retry.
+// non-zero (or, where current k3s retries, records each refusal and retries),
+// so that a product bug shows up as a failed test rather than a quiet retry.
+// It is its own Go module because it embeds real etcd
+// (go.etcd.io/etcd/server/v3), which the daemon's module must never link.
 //
 // It owns: parsing RKE2's config, the simulated cluster (CA, tokens,
-// datastore, membership, one learner at a time), the supervisor and API
+// embedded etcd member, membership as etcd decides it), the supervisor and API
 // listeners, the kube-vip stand-in, readiness notification, the evidence
 // file, and the airgap artifact layout with an install.sh stand-in.
 // It must never: import the product's packages (in particular not pkg/vip:
@@ -17,7 +19,8 @@
 //
 // # Command line
 //
-//	rke2 server|agent [--config FILE]   (also --config=FILE, -c FILE)
+//	rke2 server|agent [--config FILE]   (also --config=FILE, -c FILE; else
+//	                                    RKE2_CONFIG_FILE, else the default)
 //	rke2 --version                      "rke2 version <v> (sim)" and "go version …"
 //
 // Any other flag fails with exit 2 ("flag provided but not defined"). Exit
@@ -25,8 +28,13 @@
 //
 // # Config
 //
-// /etc/rancher/rke2/config.yaml (or --config), then FILE.d/*.yaml in lexical
-// order; a later file replaces a key, "key+:" appends to a list. Honoured:
+// /etc/rancher/rke2/config.yaml (or --config, or RKE2_CONFIG_FILE), then
+// FILE.d/*.yaml and *.yml in one lexical order; a later file replaces a key,
+// "key+:" appends to a list. Under systemd (INVOCATION_ID and NOTIFY_SOCKET
+// set and systemd the parent, or RKE2SIM_UNDER_SYSTEMD=1) the real units run
+// `rke2 server|agent` without --config: a --config naming another file than
+// the unit would read is refused and recorded in the data-dir of the file
+// the unit would read. Honoured:
 // data-dir (default /var/lib/rancher/rke2), server, token, token-file,
 // tls-san, node-taint (validated as key[=value]:Effect), node-ip (default: the
 // default route's address), node-name (default: hostname), write-kubeconfig
@@ -40,58 +48,73 @@
 //
 // # Server
 //
-// Without server: and without <data-dir>/server/db/etcd it does a
-// cluster-init: a new ECDSA CA (server/tls/server-ca.{crt,key}), the secure
-// token K10<sha256 of the CA PEM as /cacerts serves it>::server:<secret> in
-// server/token and server/node-token, and server/db/etcd/member.json
-// (cluster id, CA hash, members). A secure token given to a cluster-init is
-// refused (its CA cannot exist yet); no token generates a secret.
+// Tokens are parsed as k3s's clientaccess does: not K10: a bare password (or
+// a bootstrap token [a-z0-9]{6}.[a-z0-9]{16}); K10: K10<hash>::<user>:<password>
+// or K10<hash>::<bootstrap token> with the hash empty or 64 characters, else
+// "invalid token CA hash length" / "invalid token format". The hash is
+// compared as written (lower-case hex matches).
 //
-// With an existing datastore it resumes that cluster with the CA from disk
-// and ignores server:, as RKE2 does, except: a token whose secret differs
-// from the stored one is refused ("bootstrap data already found and
+// Without server: and without a datastore (the etcd WAL under
+// <data-dir>/server/db/etcd) it does a cluster-init: a new ECDSA CA
+// (server/tls/server-ca.{crt,key}; RKE2SIM_CA=bundle: an intermediate signed
+// by a root, /cacerts serving both), the secure token K10<CA hash>::server:
+// <secret> in server/token and server/node-token (server/agent-token with
+// agent-token), server/db/etcd/member.json, and a one-member etcd named
+// <node-name>-<8 hex> (kept in server/db/etcd/name). The CA hash is k3s's
+// hashCA: one certificate: SHA-256 of /cacerts as served; a bundle: SHA-256
+// of the DER of the root the first certificate verifies against, else of the
+// bytes as served. A secure token given to a cluster-init is refused (its CA
+// cannot exist yet); no token generates a secret.
+//
+// With an existing datastore it restarts its etcd member with the CA from
+// disk and ignores server:, as RKE2 does, except: a token whose secret
+// differs from the stored one is refused ("bootstrap data already found and
 // encrypted with different token"), and a server: that answers with
 // another cluster's CA is refused ("this host has a datastore of another
 // cluster …") instead of silently running as a second cluster.
 //
 // With server: and no datastore it joins: GET /cacerts without
 // verification (connection failures are retried every
-// RKE2SIM_CONNECT_RETRY, as RKE2 retries), compare the secure token's hash
-// ("token CA hash does not match the Cluster CA certificate hash"; a short
-// token only warns), then POST the join over TLS verified against that CA
-// with the token. Refused, recorded, exit 1: a TLS verification failure
-// (for example the address in server: is not among the server's SANs), a
-// rejected token (401), "too many learner members", "etcdserver: unhealthy
-// cluster" (no majority of members reachable), "critical configuration
-// value mismatch between servers", a duplicate node name. A 503 (server not
-// ready yet) and a 429 (rate limited) are retried. A joined server gets
-// the CA (key included: this is a simulation), the token and the member
-// list, and serves as the cluster.
+// RKE2SIM_CONNECT_RETRY), compare the secure token's hash ("token CA hash
+// does not match the Cluster CA certificate hash"; a short token only warns),
+// then POST the join over TLS verified against that CA with the token. The
+// serving member (any voter: the VIP may land on any server) checks the
+// token, the critical keys, duplicate names, then calls etcd's
+// MemberAddAsLearner. Refusals k3s retries ("etcdserver: too many learner
+// members in cluster", "etcdserver: unhealthy cluster": etcd wants every
+// voter connected for 5 s before any member add, so a join while a voter is
+// down waits for it) are recorded and retried every RKE2SIM_JOIN_RETRY (1s);
+// a timeout of the member call too. Recorded and exit 1: a TLS verification
+// failure, a rejected token (401), "critical configuration value mismatch
+// between servers", a duplicate node name ("etcd cluster join failed:
+// duplicate node name found, please use a unique name for this node"), any
+// other etcd error. The joiner then starts its member with
+// initial-cluster-state existing and sends READY=1 only once the etcd
+// leader has promoted it to a voter.
 //
-// # One learner at a time, served by any member
+// # Promotion, as k3s's leader does it
 //
-// Any member serves joins, because the VIP may land on any server. The
-// member serving a join asks every member it knows (itself included) for
-// the learner slot; with a majority of grants it holds the slot for
-// RKE2SIM_JOIN_DELAY (the learner phase), then adds the member on every
-// reachable member and frees the slot. Two concurrent joins cannot both
-// get a majority, so the second is answered "too many learner members".
-// Limits: members are never removed (as in etcd until someone removes
-// them), so a two-member cluster with one member down accepts no joins,
-// like etcd without quorum; a slot granted by a coordinator that died
-// expires after RKE2SIM_JOIN_DELAY+30s; member lists are synced every 5 s
-// and after each join, so a member that was down may briefly know fewer
-// members; readiness does not model quorum loss.
+// On the etcd leader a loop looks at the learners every 250 ms: the first
+// MemberPromote once a learner has been one for RKE2SIM_JOIN_DELAY (the
+// learner phase) and has published its name, then one every
+// RKE2SIM_PROMOTE_INTERVAL (2s; k3s uses 15 s) while etcd refuses ("can only
+// promote a learner member which is in sync with leader"); a learner older
+// than RKE2SIM_LEARNER_STALL (5m) is removed. Readiness (both readyz) needs
+// an etcd quorum: a linearizable read, etcd's own health test, every 250 ms;
+// without quorum both answer 503, and a restarted member sends READY=1 only
+// once it has one.
 //
 // # Endpoints (TLS, certificate SANs: node-ip, localhost, 127.0.0.1, tls-san)
 //
 // Supervisor (node-ip:RKE2SIM_SUPERVISOR_PORT): GET /ping → "pong" and GET
 // /cacerts → the CA PEM (text/plain, no auth). Token-authenticated (basic
-// server:<secret> or node:<secret>, or bearer with the secret or a whole
-// token), at most 20 reads and 10 writes in flight (429 beyond):
-// GET /v1-rke2/readyz ("ok", 503 until ready), GET /v1-rke2/apiservers
-// (JSON list of members' host:API-port), POST /v1-rke2/sim/join,
-// and member-to-member POST /v1-rke2/sim/slot, POST /v1-rke2/sim/member,
+// server:<server secret>, or node:<agent-token when the servers have one,
+// else the server secret>, or bearer with the secret or a whole token; an
+// agent always authenticates as node), at most 20 reads and 10 writes in flight (429 beyond):
+// GET /v1-rke2/readyz ("ok", 503 until ready or without etcd quorum),
+// GET /db/info (the etcd member list, server user only), GET
+// /v1-rke2/apiservers (JSON list of members' host:API-port), POST
+// /v1-rke2/sim/join, and member-to-member POST /v1-rke2/sim/member,
 // GET /v1-rke2/sim/members, GET /v1-rke2/sim/vip, GET /v1-rke2/sim/applied. Everything else falls
 // through to the API handler. API (node-ip:RKE2SIM_API_PORT): GET /readyz,
 // /livez, /healthz, /version, token-authenticated (RKE2's apiserver runs
@@ -105,19 +128,22 @@
 // # Readiness and evidence
 //
 // READY=1 goes to NOTIFY_SOCKET (unixgram, "@" for the abstract namespace)
-// after RKE2SIM_START_DELAY for a cluster-init or a restart, at the end of
-// the learner phase for a join, after RKE2SIM_AGENT_DELAY for an agent.
+// after RKE2SIM_START_DELAY and etcd quorum for a cluster-init or a restart,
+// once its member is a voter for a join, after RKE2SIM_AGENT_DELAY for an
+// agent.
 // <data-dir>/sim/state.json is written atomically:
 //
 //	{"mode": "cluster-init"|"join"|"agent", "ca_hash": "<hex>",
 //	 "joined_via": "<server: URL>", "join_started": "<RFC 3339 nanos>",
 //	 "join_finished": "<RFC 3339 nanos>",
-//	 "rejections": [{"at": "<RFC 3339 nanos>", "reason": "…"}]}
+//	 "rejections": [{"at": "<RFC 3339 nanos>", "reason": "…"}],
+//	 "etcd": {"members": [{"name", "peer_url", "learner"}], "leader", "revision"}}
 //
 // Every key is always present ("" when not applicable). For a server join
-// the two times are the learner phase as timed by the member that served it
-// (all hosts share a clock in the test bed), so tests can prove that joins
-// never overlap. Rejections accumulate across restarts; a restart keeps the
+// the two times are its learner phase: from the learner add to its
+// promotion as the joiner saw them (all hosts share a clock in the test
+// bed), so tests can prove that joins never overlap. The etcd section is the
+// local member's view, rewritten whenever it changes (checked every 250 ms). Rejections accumulate across restarts; a restart keeps the
 // mode and join times.
 //
 // # kube-vip stand-in
@@ -184,6 +210,15 @@
 //	                         beside the binary (make-artifacts.sh writes it from
 //	                         its own RKE2SIM_VERSION), else DefaultVersion
 //	RKE2SIM_LOG_LEVEL        debug|info|warn|error (info)
+//	RKE2SIM_ETCD_CLIENT_PORT etcd's client port on node-ip (2379)
+//	RKE2SIM_ETCD_PEER_PORT   etcd's peer port on node-ip (2380)
+//	RKE2SIM_ETCD_LOG_LEVEL   etcd's own log level (warn)
+//	RKE2SIM_PROMOTE_INTERVAL the leader's promotion retry period (2s)
+//	RKE2SIM_LEARNER_STALL    a learner this old is removed (5m)
+//	RKE2SIM_JOIN_RETRY       retry period after a refusal k3s retries (1s)
+//	RKE2SIM_CA               "bundle": root + intermediate on /cacerts
+//	RKE2SIM_UNDER_SYSTEMD    1: behave as started by a unit (tests)
+//	RKE2_CONFIG_FILE         the config file when no --config is given
 //	NOTIFY_SOCKET            systemd's notification socket
 //
 // Delays are Go durations; a malformed value exits 2 naming the variable.

@@ -53,6 +53,7 @@ type simRun struct {
 	cancel  context.CancelFunc
 	done    chan int
 	ready   chan struct{}
+	spec    simSpec // as started (dataDir filled in), for a restart
 }
 
 type simSpec struct {
@@ -60,19 +61,26 @@ type simSpec struct {
 	dataDir string // reuse for restarts; "" makes one
 	config  string // YAML; data-dir is added
 	env     map[string]string
+	// configEnv: no --config; RKE2_CONFIG_FILE names the file (as a unit's
+	// environment file would).
+	configEnv bool
 }
 
 func baseEnv() map[string]string {
 	return map[string]string{
-		"RKE2SIM_SUPERVISOR_PORT": testSupPort,
-		"RKE2SIM_API_PORT":        testAPIPort,
-		"RKE2SIM_START_DELAY":     "100ms",
-		"RKE2SIM_JOIN_DELAY":      "200ms",
-		"RKE2SIM_AGENT_DELAY":     "100ms",
-		"RKE2SIM_CONNECT_RETRY":   "100ms",
-		"RKE2SIM_MANIFEST_POLL":   "100ms",
-		"RKE2SIM_VIP_RETRY":       "100ms",
-		"RKE2SIM_LOG_LEVEL":       "debug",
+		"RKE2SIM_SUPERVISOR_PORT":  testSupPort,
+		"RKE2SIM_API_PORT":         testAPIPort,
+		"RKE2SIM_ETCD_CLIENT_PORT": "22379",
+		"RKE2SIM_ETCD_PEER_PORT":   "22380",
+		"RKE2SIM_PROMOTE_INTERVAL": "200ms",
+		"RKE2SIM_JOIN_RETRY":       "1s",
+		"RKE2SIM_START_DELAY":      "100ms",
+		"RKE2SIM_JOIN_DELAY":       "200ms",
+		"RKE2SIM_AGENT_DELAY":      "100ms",
+		"RKE2SIM_CONNECT_RETRY":    "100ms",
+		"RKE2SIM_MANIFEST_POLL":    "100ms",
+		"RKE2SIM_VIP_RETRY":        "100ms",
+		"RKE2SIM_LOG_LEVEL":        "debug",
 	}
 }
 
@@ -93,13 +101,18 @@ func startSim(t *testing.T, s simSpec) *simRun {
 	for k, v := range s.env {
 		env[k] = v
 	}
-	r := &simRun{t: t, dataDir: s.dataDir, cfgPath: cfgPath, log: &syncBuffer{}, done: make(chan int, 1), ready: make(chan struct{})}
+	r := &simRun{t: t, dataDir: s.dataDir, cfgPath: cfgPath, log: &syncBuffer{}, done: make(chan int, 1), ready: make(chan struct{}), spec: s}
 	sock := filepath.Join(cfgDir, "notify.sock")
 	pc, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	env["NOTIFY_SOCKET"] = sock
+	args := []string{s.role, "--config", cfgPath}
+	if s.configEnv {
+		args = []string{s.role}
+		env["RKE2_CONFIG_FILE"] = cfgPath
+	}
 	go func() {
 		defer pc.Close()
 		buf := make([]byte, 256)
@@ -119,13 +132,22 @@ func startSim(t *testing.T, s simSpec) *simRun {
 	r.cancel = cancel
 	go func() {
 		r.done <- Main(ctx, Options{
-			Args:   []string{s.role, "--config", cfgPath},
+			Args:   args,
 			Getenv: func(k string) string { return env[k] },
 			Stdout: io.Discard,
 			Stderr: r.log,
 		})
 	}()
-	t.Cleanup(func() { r.stop() })
+	t.Cleanup(func() {
+		r.stop()
+		if t.Failed() {
+			l := r.log.String()
+			if len(l) > 6000 {
+				l = "…" + l[len(l)-6000:]
+			}
+			t.Logf("log of the sim at %s:\n%s", s.config, l)
+		}
+	})
 	return r
 }
 

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rke2-hanode/rke2-hanode/pkg/logging"
 	"go.uber.org/zap"
 )
 
@@ -80,12 +79,13 @@ func Main(ctx context.Context, o Options) int {
 		fmt.Fprintf(o.Stderr, "rke2sim %s: %v\n%s", role, err, usage)
 		return 2
 	}
-	log, err := logging.New(logLevel(o.Getenv), "console", o.Stderr)
+	log, err := newLogger(logLevel(o.Getenv), o.Stderr)
 	if err != nil {
 		fmt.Fprintln(o.Stderr, "rke2sim:", err)
 		return 2
 	}
 	log = log.Named("rke2sim").With(zap.String("role", role))
+	configPath, explicit, refusal := unitConfigPath(o.Getenv, role, configPath, explicit)
 	cfg, err := LoadConfig(configPath, explicit)
 	if err != nil {
 		log.Error("cannot read config", zap.Error(err))
@@ -94,7 +94,9 @@ func Main(ctx context.Context, o Options) int {
 	log.Info("starting", zap.String("version", set.Version), zap.Strings("config", cfg.Files),
 		zap.String("data-dir", cfg.DataDir), zap.String("node-ip", cfg.NodeIP), zap.String("node-name", cfg.NodeName))
 	n := &node{cfg: cfg, set: set, log: log, now: o.Now, notifySocket: o.Getenv("NOTIFY_SOCKET")}
-	if role == "server" {
+	if refusal != "" {
+		err = reject("%s", refusal)
+	} else if role == "server" {
 		err = n.runServer(ctx)
 	} else {
 		err = n.runAgent(ctx)
@@ -114,6 +116,37 @@ func Main(ctx context.Context, o Options) int {
 		log.Error("fatal", zap.Error(err))
 		return 1
 	}
+}
+
+// underSystemd says whether a unit started this process: systemd sets
+// INVOCATION_ID and (Type=notify) NOTIFY_SOCKET, and is the parent.
+// RKE2SIM_UNDER_SYSTEMD=1 says so for tests.
+func underSystemd(getenv func(string) string) bool {
+	if getenv("RKE2SIM_UNDER_SYSTEMD") == "1" {
+		return true
+	}
+	return getenv("INVOCATION_ID") != "" && getenv("NOTIFY_SOCKET") != "" && os.Getppid() == 1
+}
+
+// unitConfigPath applies RKE2's choice of config file: --config, else
+// RKE2_CONFIG_FILE, else the default. Under systemd the real units run
+// `rke2 server|agent` without --config, so a --config there is refused (the
+// file it names is one RKE2 would never read) and the unit's file is read
+// instead, to find the data-dir the refusal is recorded in.
+func unitConfigPath(getenv func(string) string, role, path string, explicit bool) (string, bool, string) {
+	unitPath, fromEnv := DefaultConfigPath, false
+	if v := getenv("RKE2_CONFIG_FILE"); v != "" {
+		unitPath, fromEnv = v, true
+	}
+	if !explicit {
+		return unitPath, fromEnv, ""
+	}
+	if !underSystemd(getenv) || path == unitPath {
+		return path, true, ""
+	}
+	return unitPath, fromEnv, fmt.Sprintf("--config %s: the rke2-%s unit runs `rke2 %s` without --config, so under systemd RKE2 reads only %s "+
+		"(or the RKE2_CONFIG_FILE its environment files set); write the config there or set RKE2_CONFIG_FILE in /etc/default/rke2-%s",
+		path, role, role, unitPath, role)
 }
 
 func logLevel(getenv func(string) string) string {
@@ -150,12 +183,9 @@ func parseFlags(args []string) (path string, explicit bool, err error) {
 
 // recordRejection appends to state.json's rejections (they survive restarts).
 func (n *node) recordRejection(reason string) error {
-	st, err := ReadState(n.cfg.DataDir)
-	if err != nil {
-		return err
-	}
-	st.Rejections = append(st.Rejections, Rejection{At: stamp(n.now()), Reason: reason})
-	return WriteState(n.cfg.DataDir, st)
+	return n.updateState(func(st *State) {
+		st.Rejections = append(st.Rejections, Rejection{At: stamp(n.now()), Reason: reason})
+	})
 }
 
 // sleep waits d or until ctx ends.

@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
 
@@ -28,17 +30,25 @@ type node struct {
 	notifySocket string
 
 	// Server side, set once the cluster identity is known.
-	ca      *CA
-	secret  string
-	ready   atomic.Bool
-	mu      sync.Mutex
-	ds      Datastore
-	slot    learnerSlot
-	agents  map[string]string // agent name → its address, as registered here
-	vipHeld string            // the VIP this node serves, "" for none (under mu)
-	applied *appliedStore     // the cluster's auto-deployed objects, as known here
+	ca          *CA
+	secret      string
+	agentSecret string // agent-token's password, "" without one
+	ready       atomic.Bool
+	mu          sync.Mutex
+	ds          Datastore
+	agents      map[string]string // agent name → its address, as registered here
+	vipHeld     string            // the VIP this node serves, "" for none (under mu)
+	applied     *appliedStore     // the cluster's auto-deployed objects, as known here
 	// joinedNow: this run joined the cluster (no start delay after it).
 	joinedNow bool
+
+	// The embedded etcd member (servers only).
+	etcd        *embed.Etcd
+	etcdCli     *clientv3.Client
+	etcdName    string
+	etcdStarted time.Time
+	quorum      atomic.Bool // a linearizable read succeeds (etcd's health test)
+	stateMu     sync.Mutex  // state.json's read-modify-write
 }
 
 // supervisorURL is how other members reach this node.
@@ -53,13 +63,21 @@ func tokenPaths(dataDir string) (token, nodeToken string) {
 
 // runServer decides between resuming a datastore, cluster-init and join.
 func (n *node) runServer(ctx context.Context) error {
+	defer n.stopEtcd()
+	if n.cfg.AgentToken != "" {
+		tok, err := ParseToken(n.cfg.AgentToken)
+		if err != nil {
+			return reject("agent-token: %v", err)
+		}
+		n.agentSecret = tok.Secret
+	}
 	switch {
 	case HasDatastore(n.cfg.DataDir):
 		if err := n.resume(ctx); err != nil {
 			return err
 		}
 	case n.cfg.Server == "":
-		if err := n.clusterInit(); err != nil {
+		if err := n.clusterInit(ctx); err != nil {
 			return err
 		}
 	default:
@@ -71,7 +89,7 @@ func (n *node) runServer(ctx context.Context) error {
 }
 
 // clusterInit creates a new cluster: CA, token files, datastore.
-func (n *node) clusterInit() error {
+func (n *node) clusterInit(ctx context.Context) error {
 	secret := ""
 	if n.cfg.Token != "" {
 		tok, err := ParseToken(n.cfg.Token)
@@ -90,7 +108,11 @@ func (n *node) clusterInit() error {
 		}
 		n.log.Warn("no token configured: generated one (see server/token)")
 	}
-	ca, err := NewCA(n.now())
+	newCA := NewCA
+	if n.set.CABundle {
+		newCA = NewBundleCA
+	}
+	ca, err := newCA(n.now())
 	if err != nil {
 		return err
 	}
@@ -117,7 +139,20 @@ func (n *node) clusterInit() error {
 	}); err != nil {
 		return err
 	}
-	n.log.Info("cluster-init: new cluster", zap.String("ca-hash", ca.Hash()), zap.String("cluster-id", n.ds.ClusterID))
+	if n.etcdName, err = memberName(n.cfg.DataDir, n.cfg.NodeName); err != nil {
+		return err
+	}
+	if err := writeMemberName(n.cfg.DataDir, n.etcdName); err != nil {
+		return err
+	}
+	if err := n.startEtcd(ctx, embed.ClusterStateFlagNew, n.etcdName+"="+n.etcdPeerURL(), n.ds.ClusterID); err != nil {
+		return err
+	}
+	if err := n.waitEtcdReady(ctx); err != nil {
+		return err
+	}
+	n.log.Info("cluster-init: new cluster", zap.String("ca-hash", ca.Hash()), zap.String("cluster-id", n.ds.ClusterID),
+		zap.String("etcd-member", n.etcdName), zap.Duration("etcd-start", n.now().Sub(n.etcdStarted)))
 	return nil
 }
 
@@ -171,8 +206,17 @@ func (n *node) resume(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	raw, err = os.ReadFile(etcdNameFile(n.cfg.DataDir))
+	if err != nil {
+		return fmt.Errorf("datastore exists but its etcd member name is unreadable: %w", err)
+	}
+	n.etcdName = strings.TrimSpace(string(raw))
+	// The WAL knows the cluster; the initial cluster is not used on a restart.
+	if err := n.startEtcd(ctx, embed.ClusterStateFlagExisting, n.etcdName+"="+n.etcdPeerURL(), ds.ClusterID); err != nil {
+		return err
+	}
 	n.log.Info("resuming cluster from datastore", zap.String("ca-hash", ca.Hash()), zap.String("mode", ds.Mode),
-		zap.Int("members", len(ds.Members)))
+		zap.String("etcd-member", n.etcdName))
 	return nil
 }
 
@@ -183,10 +227,19 @@ func (n *node) writeTokens() error {
 		return err
 	}
 	// As in RKE2, node-token holds the server token too.
-	return writeFileAtomic(nodeTokPath, []byte(secure), 0o600)
+	if err := writeFileAtomic(nodeTokPath, []byte(secure), 0o600); err != nil {
+		return err
+	}
+	if n.agentSecret == "" {
+		return nil
+	}
+	agent := SecureToken(n.ca.Hash(), "node", n.agentSecret) + "\n"
+	return writeFileAtomic(filepath.Join(n.cfg.DataDir, "server", "agent-token"), []byte(agent), 0o600)
 }
 
 func (n *node) updateState(change func(*State)) error {
+	n.stateMu.Lock()
+	defer n.stateMu.Unlock()
 	st, err := ReadState(n.cfg.DataDir)
 	if err != nil {
 		return err
@@ -195,18 +248,24 @@ func (n *node) updateState(change func(*State)) error {
 	return WriteState(n.cfg.DataDir, st)
 }
 
-// joinCluster asks the server: URL to admit this host as a learner and
-// stores what the cluster hands back.
+// joinCluster asks the server: URL to add this host as an etcd learner,
+// starts the member and waits until the etcd leader has promoted it: READY=1
+// comes only for a voter, as with k3s.
 func (n *node) joinCluster(ctx context.Context) error {
-	jc, err := n.connect(ctx)
+	jc, err := n.connect(ctx, ModeJoin)
 	if err != nil {
 		return err
 	}
-	req := joinRequest{Name: n.cfg.NodeName, URL: n.supervisorURL(), Mode: ModeJoin, Critical: n.cfg.Critical}
-	resp, err := jc.join(ctx, req, n.set.ConnectRetry, n.log)
+	if n.etcdName, err = memberName(n.cfg.DataDir, n.cfg.NodeName); err != nil {
+		return err
+	}
+	req := joinRequest{Name: n.cfg.NodeName, Member: n.etcdName, URL: n.supervisorURL(), PeerURL: n.etcdPeerURL(),
+		Mode: ModeJoin, Critical: n.cfg.Critical}
+	resp, err := jc.join(ctx, req, n.set.ConnectRetry, n.set.JoinRetry, n.log, n.recordRejection)
 	if err != nil {
 		return err
 	}
+	started := n.now()
 	ca, err := ParseCA(resp.CACert, resp.CAKey)
 	if err != nil {
 		return fmt.Errorf("join response: %w", err)
@@ -221,20 +280,57 @@ func (n *node) joinCluster(ctx context.Context) error {
 	if err := n.writeTokens(); err != nil {
 		return err
 	}
+	if err := writeMemberName(n.cfg.DataDir, n.etcdName); err != nil {
+		return err
+	}
 	n.ds = Datastore{ClusterID: resp.ClusterID, CAHash: ca.Hash(), Mode: ModeJoin, Self: n.cfg.NodeName, Members: resp.Members}
 	n.ds.Members = mergeMembers(n.ds.Members, []Member{{Name: n.cfg.NodeName, URL: n.supervisorURL()}})
 	if err := WriteDatastore(n.cfg.DataDir, n.ds); err != nil {
 		return err
 	}
 	if err := n.updateState(func(st *State) {
-		*st = State{Mode: ModeJoin, CAHash: ca.Hash(), JoinedVia: n.cfg.Server,
-			JoinStarted: resp.LearnerStarted, JoinFinished: resp.LearnerFinished, Rejections: st.Rejections}
+		*st = State{Mode: ModeJoin, CAHash: ca.Hash(), JoinedVia: n.cfg.Server, JoinStarted: stamp(started), Rejections: st.Rejections}
 	}); err != nil {
 		return err
 	}
+	n.log.Info("added as etcd learner", zap.String("via", n.cfg.Server), zap.String("initial-cluster", resp.InitialCluster))
+	if err := n.startEtcd(ctx, embed.ClusterStateFlagExisting, resp.InitialCluster, resp.ClusterID); err != nil {
+		return err
+	}
+	if err := n.waitEtcdReady(ctx); err != nil {
+		return err
+	}
+	if err := n.waitVoter(ctx); err != nil {
+		return err
+	}
+	finished := n.now()
+	if err := n.updateState(func(st *State) { st.JoinFinished = stamp(finished) }); err != nil {
+		return err
+	}
 	n.joinedNow = true
-	n.log.Info("joined cluster", zap.String("via", n.cfg.Server), zap.String("ca-hash", ca.Hash()),
-		zap.Int("members", len(n.ds.Members)))
+	n.log.Info("joined cluster: etcd member is a voter", zap.String("via", n.cfg.Server), zap.String("ca-hash", ca.Hash()),
+		zap.Duration("learner-phase", finished.Sub(started)))
+	return nil
+}
+
+// waitVoter waits until the etcd leader promotes this member; a learner
+// removed for stalling makes etcd stop, which ends the wait.
+func (n *node) waitVoter(ctx context.Context) error {
+	deadline := n.now().Add(n.set.LearnerStall + time.Minute)
+	for !n.isVoter() {
+		if n.now().After(deadline) {
+			return fmt.Errorf("etcd: member %s still a learner after %s", n.etcdName, n.set.LearnerStall+time.Minute)
+		}
+		select {
+		case err := <-n.etcd.Err():
+			return fmt.Errorf("etcd: member %s stopped while a learner: %w", n.etcdName, err)
+		case <-n.etcd.Server.StopNotify():
+			return fmt.Errorf("etcd: member %s stopped while a learner (removed from the cluster?)", n.etcdName)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	return nil
 }
 
@@ -243,13 +339,13 @@ func (n *node) runAgent(ctx context.Context) error {
 	if n.cfg.Server == "" {
 		return reject("agent: server is required (config key server)")
 	}
-	jc, err := n.connect(ctx)
+	jc, err := n.connect(ctx, ModeAgent)
 	if err != nil {
 		return err
 	}
 	started := n.now()
 	req := joinRequest{Name: n.cfg.NodeName, URL: n.supervisorURL(), Mode: ModeAgent}
-	if _, err := jc.join(ctx, req, n.set.ConnectRetry, n.log); err != nil {
+	if _, err := jc.join(ctx, req, n.set.ConnectRetry, n.set.JoinRetry, n.log, n.recordRejection); err != nil {
 		return err
 	}
 	if err := sleep(ctx, n.set.AgentDelay); err != nil {
@@ -269,13 +365,22 @@ func (n *node) runAgent(ctx context.Context) error {
 
 // connect runs the joiner's checks: fetch /cacerts unverified, compare the
 // secure token's hash, then talk TLS verified against that CA with the token.
-func (n *node) connect(ctx context.Context) (*joinClient, error) {
+// role is server or agent: an agent always authenticates as node (with the
+// agent-token, or the server token's password when the servers have none);
+// a server as the token's user, server for a bare password.
+func (n *node) connect(ctx context.Context, role string) (*joinClient, error) {
 	if n.cfg.Token == "" {
 		return nil, reject("token is required to join a cluster (config key token or token-file)")
 	}
 	tok, err := ParseToken(n.cfg.Token)
 	if err != nil {
 		return nil, reject("%v", err)
+	}
+	switch {
+	case role == ModeAgent:
+		tok.Username = "node"
+	case tok.Username == "":
+		tok.Username = "server"
 	}
 	base := strings.TrimRight(n.cfg.Server, "/")
 	if !strings.HasPrefix(base, "https://") {
@@ -361,10 +466,21 @@ func (n *node) serve(ctx context.Context) error {
 		defer wg.Done()
 		n.syncMembers(ctx)
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		n.watchEtcd(ctx)
+	}()
 	// Cluster-init and restarts wait the start delay (etcd and the apiserver
 	// coming up); a fresh join is ready at the end of its learner phase.
 	if !n.joinedNow {
 		if sleep(ctx, n.set.StartDelay) != nil {
+			return nil
+		}
+	}
+	// The apiserver (and so READY=1) needs an etcd quorum.
+	for !n.quorum.Load() {
+		if sleep(ctx, 100*time.Millisecond) != nil {
 			return nil
 		}
 	}

@@ -1,6 +1,7 @@
 package rke2sim
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -16,61 +17,98 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 )
 
 // CA is the cluster's certificate authority: CertPEM is served on /cacerts
-// byte for byte and hashed into the secure token.
+// byte for byte and hashed into the secure token. With a bundle (RKE2SIM_CA=
+// bundle) CertPEM is the intermediate followed by the root, and the
+// intermediate (whose key KeyPEM holds) signs the serving certificates.
 type CA struct {
 	CertPEM []byte
 	KeyPEM  []byte
-	cert    *x509.Certificate
+	cert    *x509.Certificate   // the signer
+	certs   []*x509.Certificate // all of CertPEM, in order
 	key     *ecdsa.PrivateKey
 }
 
 // NewCA generates a fresh ECDSA P-256 CA, as a cluster-init does.
 func NewCA(now time.Time) (*CA, error) {
+	key, der, err := newCACert(now, fmt.Sprintf("rke2-server-ca@%d", now.Unix()), nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return caFromDER(key, der)
+}
+
+// NewBundleCA generates a root and an intermediate signed by it; the
+// intermediate signs. /cacerts then serves the intermediate and the root.
+func NewBundleCA(now time.Time) (*CA, error) {
+	rootKey, rootDER, err := newCACert(now, fmt.Sprintf("rke2-root-ca@%d", now.Unix()), nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	root, err := x509.ParseCertificate(rootDER)
+	if err != nil {
+		return nil, fmt.Errorf("ca: root: %w", err)
+	}
+	key, der, err := newCACert(now, fmt.Sprintf("rke2-server-ca@%d", now.Unix()), root, rootKey)
+	if err != nil {
+		return nil, err
+	}
+	return caFromDER(key, der, rootDER)
+}
+
+// newCACert makes a CA certificate signed by parent (self-signed when nil).
+func newCACert(now time.Time, cn string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*ecdsa.PrivateKey, []byte, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("ca: key: %w", err)
+		return nil, nil, fmt.Errorf("ca: key: %w", err)
 	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
 	if err != nil {
-		return nil, fmt.Errorf("ca: serial: %w", err)
+		return nil, nil, fmt.Errorf("ca: serial: %w", err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: fmt.Sprintf("rke2-server-ca@%d", now.Unix())},
+		Subject:               pkix.Name{CommonName: cn},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.AddDate(10, 0, 0),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, fmt.Errorf("ca: certificate: %w", err)
+	signer, signerKey := tmpl, key
+	if parent != nil {
+		signer, signerKey = parent, parentKey
+		tmpl.MaxPathLenZero = true
 	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ca: certificate: %w", err)
+	}
+	return key, der, nil
+}
+
+func caFromDER(key *ecdsa.PrivateKey, signerDER []byte, more ...[]byte) (*CA, error) {
 	keyDER, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
 		return nil, fmt.Errorf("ca: marshal key: %w", err)
 	}
-	return ParseCA(
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
-	)
+	var bundle []byte
+	for _, der := range append([][]byte{signerDER}, more...) {
+		bundle = append(bundle, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	return ParseCA(bundle, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
 }
 
-// ParseCA loads a CA from PEM.
+// ParseCA loads a CA from PEM: the certificates in order, the first one the signer.
 func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
-	cb, _ := pem.Decode(certPEM)
-	if cb == nil {
+	certs := parseCerts(certPEM)
+	if len(certs) == 0 {
 		return nil, errors.New("ca: certificate: no PEM block")
-	}
-	cert, err := x509.ParseCertificate(cb.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("ca: certificate: %w", err)
 	}
 	kb, _ := pem.Decode(keyPEM)
 	if kb == nil {
@@ -80,22 +118,71 @@ func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ca: key: %w", err)
 	}
-	return &CA{CertPEM: certPEM, KeyPEM: keyPEM, cert: cert, key: key}, nil
+	if !key.PublicKey.Equal(certs[0].PublicKey) {
+		return nil, errors.New("ca: the key does not belong to the first certificate")
+	}
+	return &CA{CertPEM: certPEM, KeyPEM: keyPEM, cert: certs[0], certs: certs, key: key}, nil
 }
 
-// Hash is the CA hash of the secure token: SHA-256 of the PEM as served.
+// parseCerts reads every CERTIFICATE block it can parse.
+func parseCerts(body []byte) []*x509.Certificate {
+	var out []*x509.Certificate
+	for {
+		var b *pem.Block
+		b, body = pem.Decode(body)
+		if b == nil {
+			return out
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		if c, err := x509.ParseCertificate(b.Bytes); err == nil {
+			out = append(out, c)
+		}
+	}
+}
+
+// Hash is the CA hash of the secure token, as a joiner computes it from /cacerts.
 func (c *CA) Hash() string { return HashCACerts(c.CertPEM) }
 
-// HashCACerts hashes a /cacerts body the way a joiner does.
+// HashCACerts hashes a /cacerts body as k3s's hashCA does: one certificate
+// (or none parsed): SHA-256 of the bytes as served; a bundle: SHA-256 of the
+// DER of the root that the first certificate verifies against (certificates
+// after the first without an AuthorityKeyId, or with one equal to their
+// SubjectKeyId, are roots; the others intermediates); if that verification
+// fails, the bytes as served again.
 func HashCACerts(body []byte) string {
-	sum := sha256.Sum256(body)
+	raw := func() string {
+		sum := sha256.Sum256(body)
+		return hex.EncodeToString(sum[:])
+	}
+	certs := parseCerts(body)
+	if len(certs) <= 1 {
+		return raw()
+	}
+	roots, inter := x509.NewCertPool(), x509.NewCertPool()
+	for _, c := range certs[1:] {
+		if len(c.AuthorityKeyId) == 0 || bytes.Equal(c.AuthorityKeyId, c.SubjectKeyId) {
+			roots.AddCert(c)
+		} else {
+			inter.AddCert(c)
+		}
+	}
+	chains, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	if err != nil || len(chains) == 0 || len(chains[0]) == 0 {
+		return raw()
+	}
+	root := chains[0][len(chains[0])-1]
+	sum := sha256.Sum256(root.Raw)
 	return hex.EncodeToString(sum[:])
 }
 
-// Pool is a cert pool holding only this CA.
+// Pool is a cert pool holding this CA's certificates.
 func (c *CA) Pool() *x509.CertPool {
 	p := x509.NewCertPool()
-	p.AddCert(c.cert)
+	for _, cert := range c.certs {
+		p.AddCert(cert)
+	}
 	return p
 }
 
@@ -130,7 +217,11 @@ func (c *CA) ServingCert(nodeName string, sans []string, now time.Time) (tls.Cer
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("serving cert: %w", err)
 	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+	chain := [][]byte{der}
+	if len(c.certs) > 1 {
+		chain = append(chain, c.cert.Raw) // the intermediate travels with the leaf
+	}
+	return tls.Certificate{Certificate: chain, PrivateKey: key}, nil
 }
 
 // servingSANs lists the SANs real RKE2 puts on its supervisor certificate
@@ -183,34 +274,45 @@ func LoadCA(dataDir string) (*CA, error) {
 
 // Token is a parsed join token.
 type Token struct {
-	CAHash   string // "" for a short token
-	Username string // "server" or "node"; "server" for a short token
-	Secret   string
+	CAHash    string // "" for a bare password
+	Username  string // "" for a bare password (the role decides: server or node)
+	Secret    string // the password, or the bootstrap token
+	Bootstrap bool   // Secret is a bootstrap token [a-z0-9]{6}.[a-z0-9]{16}
 }
 
-// ParseToken accepts the secure form K10<hash>::<user>:<secret> and a short
-// token (the whole string is the secret).
+var bootstrapToken = regexp.MustCompile(`^[a-z0-9]{6}\.[a-z0-9]{16}$`)
+
+// ParseToken reads a token as k3s's clientaccess does. One that does not
+// begin with K10 is a bare password (or a bootstrap token). One that does
+// must be K10<hash>::<user>:<password> or K10<hash>::<bootstrap token>, the
+// hash empty or exactly 64 characters; the hash is kept as written and
+// compared exactly.
 func ParseToken(s string) (Token, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
-		return Token{}, errors.New("token: empty")
+		return Token{}, errors.New("token must not be empty")
 	}
-	rest, ok := strings.CutPrefix(s, "K10")
-	if !ok || !strings.Contains(rest, "::") {
-		return Token{Username: "server", Secret: s}, nil
+	rest, secure := strings.CutPrefix(s, "K10")
+	if !secure {
+		return Token{Secret: s, Bootstrap: bootstrapToken.MatchString(s)}, nil
 	}
-	hash, creds, _ := strings.Cut(rest, "::")
-	user, secret, ok := strings.Cut(creds, ":")
-	if !ok || secret == "" || user == "" {
-		return Token{}, errors.New("token: secure form must be K10<ca-hash>::<user>:<secret>")
+	var tok Token
+	if hash, creds, ok := strings.Cut(rest, "::"); ok {
+		if len(hash) > 0 && len(hash) != 64 {
+			return Token{}, errors.New("invalid token CA hash length")
+		}
+		tok.CAHash, rest = hash, creds
 	}
-	if len(hash) != 64 {
-		return Token{}, fmt.Errorf("token: CA hash has %d hex digits, want 64", len(hash))
+	if bootstrapToken.MatchString(rest) {
+		tok.Secret, tok.Bootstrap = rest, true
+		return tok, nil
 	}
-	if _, err := hex.DecodeString(hash); err != nil {
-		return Token{}, errors.New("token: CA hash is not hex")
+	user, password, ok := strings.Cut(rest, ":")
+	if !ok || password == "" {
+		return Token{}, errors.New("invalid token format")
 	}
-	return Token{CAHash: strings.ToLower(hash), Username: user, Secret: secret}, nil
+	tok.Username, tok.Secret = user, password
+	return tok, nil
 }
 
 // SecureToken formats the secure server token for a CA hash and secret.

@@ -28,21 +28,36 @@ type Settings struct {
 	KubeVIPVersion string        // RKE2SIM_KUBEVIP_VERSION
 	KubeVIPImage   string        // RKE2SIM_KUBEVIP_IMAGE
 	Version        string        // RKE2SIM_VERSION
+	// The embedded etcd.
+	EtcdClientPort  int           // RKE2SIM_ETCD_CLIENT_PORT (2379)
+	EtcdPeerPort    int           // RKE2SIM_ETCD_PEER_PORT (2380)
+	EtcdLogLevel    string        // RKE2SIM_ETCD_LOG_LEVEL (warn)
+	PromoteInterval time.Duration // RKE2SIM_PROMOTE_INTERVAL: the leader's promotion loop
+	LearnerStall    time.Duration // RKE2SIM_LEARNER_STALL: a learner this old is removed
+	JoinRetry       time.Duration // RKE2SIM_JOIN_RETRY: after a refusal k3s retries (1s, as k3s)
+	// CABundle (RKE2SIM_CA=bundle): a root and an intermediate on /cacerts.
+	CABundle bool
 }
 
 // LoadSettings reads the RKE2SIM_* variables through getenv; a malformed
 // value is an error naming the variable.
 func LoadSettings(getenv func(string) string) (Settings, error) {
 	s := Settings{
-		StartDelay:     300 * time.Millisecond,
-		JoinDelay:      300 * time.Millisecond,
-		AgentDelay:     300 * time.Millisecond,
-		SupervisorPort: 9345,
-		APIPort:        6443,
-		ConnectRetry:   time.Second,
-		ManifestPoll:   time.Second,
-		KubeVIPVersion: "v1.2.3",
-		KubeVIPImage:   "ghcr.io/kube-vip/kube-vip",
+		StartDelay:      300 * time.Millisecond,
+		JoinDelay:       300 * time.Millisecond,
+		AgentDelay:      300 * time.Millisecond,
+		SupervisorPort:  9345,
+		APIPort:         6443,
+		ConnectRetry:    time.Second,
+		ManifestPoll:    time.Second,
+		KubeVIPVersion:  "v1.2.3",
+		KubeVIPImage:    "ghcr.io/kube-vip/kube-vip",
+		EtcdClientPort:  2379,
+		EtcdPeerPort:    2380,
+		EtcdLogLevel:    "warn",
+		PromoteInterval: 2 * time.Second,
+		LearnerStall:    5 * time.Minute,
+		JoinRetry:       time.Second,
 	}
 	var err error
 	dur := func(name string, into *time.Duration) {
@@ -76,6 +91,14 @@ func LoadSettings(getenv func(string) string) (Settings, error) {
 	dur("RKE2SIM_VIP_LEASE", &s.VIPLease)
 	dur("RKE2SIM_CONNECT_RETRY", &s.ConnectRetry)
 	dur("RKE2SIM_MANIFEST_POLL", &s.ManifestPoll)
+	dur("RKE2SIM_PROMOTE_INTERVAL", &s.PromoteInterval)
+	dur("RKE2SIM_LEARNER_STALL", &s.LearnerStall)
+	dur("RKE2SIM_JOIN_RETRY", &s.JoinRetry)
+	port("RKE2SIM_ETCD_CLIENT_PORT", &s.EtcdClientPort)
+	port("RKE2SIM_ETCD_PEER_PORT", &s.EtcdPeerPort)
+	if v := getenv("RKE2SIM_ETCD_LOG_LEVEL"); v != "" {
+		s.EtcdLogLevel = v
+	}
 	port("RKE2SIM_SUPERVISOR_PORT", &s.SupervisorPort)
 	port("RKE2SIM_API_PORT", &s.APIPort)
 	if v := getenv("RKE2SIM_KUBEVIP_VERSION"); v != "" {
@@ -83,6 +106,15 @@ func LoadSettings(getenv func(string) string) (Settings, error) {
 	}
 	if v := getenv("RKE2SIM_KUBEVIP_IMAGE"); v != "" {
 		s.KubeVIPImage = v
+	}
+	switch v := getenv("RKE2SIM_CA"); v {
+	case "":
+	case "bundle":
+		s.CABundle = true
+	default:
+		if err == nil {
+			err = fmt.Errorf("RKE2SIM_CA=%q: want bundle or nothing", v)
+		}
 	}
 	s.Version = versionString(getenv)
 	return s, err

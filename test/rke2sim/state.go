@@ -33,6 +33,7 @@ type State struct {
 	JoinStarted  string      `json:"join_started"`
 	JoinFinished string      `json:"join_finished"`
 	Rejections   []Rejection `json:"rejections"`
+	Etcd         EtcdState   `json:"etcd"`
 }
 
 // StatePath is where state.json lives under a data-dir.
@@ -62,6 +63,9 @@ func WriteState(dataDir string, st State) error {
 	if st.Rejections == nil {
 		st.Rejections = []Rejection{}
 	}
+	if st.Etcd.Members == nil {
+		st.Etcd.Members = []EtcdMember{}
+	}
 	raw, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
@@ -90,10 +94,11 @@ type Datastore struct {
 
 func datastoreDir(dataDir string) string { return filepath.Join(dataDir, "server", "db", "etcd") }
 
-// HasDatastore says whether <data-dir>/server/db/etcd exists: then RKE2
-// resumes that cluster and ignores server:.
+// HasDatastore says whether this host's etcd member has ever started (its
+// WAL under <data-dir>/server/db/etcd exists, k3s's test): then RKE2 resumes
+// that cluster and ignores server:.
 func HasDatastore(dataDir string) bool {
-	fi, err := os.Stat(datastoreDir(dataDir))
+	fi, err := os.Stat(etcdWALDir(dataDir))
 	return err == nil && fi.IsDir()
 }
 

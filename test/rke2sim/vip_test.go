@@ -83,10 +83,19 @@ func TestVIPOnLoopbackMovesWhenHolderDies(t *testing.T) {
 		}
 		return moved == 1 && vipAnswers(vip)
 	})
-	// A server joining through the VIP gets in while the first holder is down.
+	// A server joining through the VIP while a voter is down: etcd refuses
+	// any member add until every voter has been connected for a while
+	// ("unhealthy cluster"); the joiner records it, retries, and gets in once
+	// the first holder is back.
 	d := startSim(t, simSpec{config: strings.Join([]string{
 		"node-ip: " + addr(6, 4), "node-name: d", "token: " + a.token(), "server: " + supURL(vip),
 	}, "\n")})
+	eventually(t, 30*time.Second, "d refused while a voter is down", func() bool {
+		r := d.state().Rejections
+		return len(r) > 0 && r[0].Reason == "etcdserver: unhealthy cluster"
+	})
+	back := startSim(t, holder.spec)
+	back.waitReady()
 	d.waitReady()
 	if d.state().JoinedVia != supURL(vip) || d.state().CAHash != a.state().CAHash {
 		t.Fatalf("d's state %+v", d.state())

@@ -13,6 +13,11 @@
 # go for a prefix other than /usr/local; /etc/systemd/system; for tests).
 # INSTALL_RKE2_VERSION and
 # INSTALL_RKE2_CHANNEL are ignored in airgap mode, as by the real script.
+# It fails where the real script fails, in its words: not root; an artifact
+# missing (a bare `cp: cannot stat …`, exit 1); any archive whose sha256 is
+# not the one sha256sum-amd64.txt gives ("download sha256 does not match X,
+# got Y"). Extra rke2-images-* archives are copied only when the core
+# rke2-images archive's checksum is in sha256sum-amd64.txt.
 set -e
 
 info() { echo "[INFO]  $*"; }
@@ -68,12 +73,48 @@ if [ "${EXPECTED}" != "${GOT}" ]; then
     fatal "download sha256 does not match ${EXPECTED}, got ${GOT}"
 fi
 
-for image in "${ARTIFACT_PATH}"/rke2-images*.linux-amd64*; do
-    [ -f "${image}" ] || continue
-    mkdir -p "${IMAGES_DIR}"
-    info "copying $(basename "${image}") to ${IMAGES_DIR}"
-    cp -f "${image}" "${IMAGES_DIR}/"
+# sha256_of NAME: the expected hash of NAME in the checksum file ("" if none).
+sha256_of() {
+    awk -v f="$1" '$2 == f || $2 == "*" f { print $1 }' "${TMP_DIR}/${SUMS}"
+}
+# verify FILE NAME: fail as the real script does when the hash differs.
+verify() {
+    expected=$(sha256_of "$2")
+    got=$(sha256sum "$1" | awk '{ print $1 }')
+    if [ "${expected}" != "${got}" ]; then
+        fatal "download sha256 does not match ${expected}, got ${got}"
+    fi
+}
+
+# The core images archive (zst, else gz), verified; extra rke2-images-*
+# archives only when the core archive's checksum is in the checksum file, as
+# the real script does; each one verified before it is copied.
+MAIN_IMAGES=
+for suffix in tar.zst tar.gz; do
+    if [ -f "${ARTIFACT_PATH}/rke2-images.linux-amd64.${suffix}" ]; then
+        MAIN_IMAGES="rke2-images.linux-amd64.${suffix}"
+        break
+    fi
 done
+if [ -n "${MAIN_IMAGES}" ]; then
+    info "staging local airgap image tarball from ${ARTIFACT_PATH}/${MAIN_IMAGES}"
+    cp -f "${ARTIFACT_PATH}/${MAIN_IMAGES}" "${TMP_DIR}/${MAIN_IMAGES}"
+    verify "${TMP_DIR}/${MAIN_IMAGES}" "${MAIN_IMAGES}"
+    mkdir -p "${IMAGES_DIR}"
+    info "installing airgap tarball to ${IMAGES_DIR}"
+    cp -f "${TMP_DIR}/${MAIN_IMAGES}" "${IMAGES_DIR}/${MAIN_IMAGES}"
+fi
+if [ -n "$(sha256_of rke2-images.linux-amd64.tar.zst)$(sha256_of rke2-images.linux-amd64.tar.gz)" ]; then
+    for image in "${ARTIFACT_PATH}"/rke2-images-*.linux-amd64*; do
+        [ -f "${image}" ] || continue
+        name=$(basename "${image}")
+        cp -f "${image}" "${TMP_DIR}/${name}"
+        verify "${TMP_DIR}/${name}" "${name}"
+        mkdir -p "${IMAGES_DIR}"
+        info "installing ${name} to ${IMAGES_DIR}"
+        cp -f "${TMP_DIR}/${name}" "${IMAGES_DIR}/${name}"
+    done
+fi
 
 info "unpacking ${TARBALL} under ${PREFIX}"
 mkdir -p "${PREFIX}"
