@@ -173,7 +173,7 @@ func Step(c Cluster, view []Server, cfg Config, now time.Time, book *Book, self 
 	}
 	commit := func(target, reason string, operator bool) Decision {
 		d.Kind, d.Node = Commit, target
-		d.Removal = Removal{Node: target, State: RemovalCommitted, Executor: self, Reason: reason, Operator: operator, Since: now}
+		d.Removal = Removal{Node: target, State: RemovalCommitted, Executor: executor(members, self, target), Reason: reason, Operator: operator, Since: now}
 		return d
 	}
 	if c.Joining == "" {
@@ -239,4 +239,18 @@ func sortedByName(view []Server) []Server {
 		return 0
 	})
 	return s
+}
+
+// executor is the leader itself, unless it is the one removed: then the
+// lowest-named answering voter besides it.
+func executor(members []Member, self, target string) string {
+	if self != target {
+		return self
+	}
+	for _, m := range members { // sorted: Cluster.Voters is
+		if m.Name != target && m.Answers {
+			return m.Name
+		}
+	}
+	return self
 }
