@@ -20,7 +20,7 @@ type leaderSelf struct {
 	Cluster string // servers of another cluster are ignored
 	VIP     string // committed with cluster ready
 	// Membership: the membership duties (membership_leader.go); nil: off.
-	Membership *membershipDuties
+	Membership *MembershipDuties
 }
 
 // leaderBook is the leader's bookkeeping between steps, passed in and out

@@ -9,12 +9,12 @@ import (
 	"github.com/rke2-hanode/rke2-hanode/pkg/membership"
 )
 
-// membershipDuties switches the leader's membership duties on: odd
+// MembershipDuties switches the leader's membership duties on: odd
 // admission through the join slot, and quorum-checked removals
 // (pkg/membership). nil keeps the duties of command version 1: every
 // server that asks joins, nothing is ever removed. The node switches them
 // on once every server runs a build that knows the membership commands.
-type membershipDuties struct {
+type MembershipDuties struct {
 	Config membership.Config
 	// Extra returns what gossip carries for membership beyond Peer (etcd
 	// health, host ID, datastore, requests, an executor's progress); nil,
@@ -30,6 +30,24 @@ type MembershipExtra struct {
 	Clear        bool   // a reinstalled host asks to clear its old member
 	Remove       string // an operator's remove request made on it
 	Progress     membership.Progress
+}
+
+// Admission is who joins and who waits in standby by the replicated state
+// and the gossip view, as the leader decides it: a server that asks for the
+// slot and is among Standby shows phase standby with its reason. Every
+// server computes the same from the same inputs.
+func Admission(st State, peers []Peer, cluster string, maxServers int) membership.Admission {
+	in := membership.AdmitInput{Voters: st.EtcdVoters(), MaxServers: maxServers}
+	if st.Slot != nil {
+		in.Joining = st.Slot.Holder
+	}
+	alive := aliveIndex(peers)
+	for _, p := range peers {
+		if _, ok := alive(p.Name); ok && p.State == MemberAlive && p.WantJoinSlot && p.ClusterName == cluster {
+			in.Candidates = append(in.Candidates, p.Name)
+		}
+	}
+	return membership.Admit(in)
 }
 
 // actRemoveVoter: remove Name from the raft configuration; its removal is

@@ -205,7 +205,7 @@ func TestDecideMembership(t *testing.T) {
 	tm := LANTiming()
 	now := time.Unix(1_800_000_000, 0)
 	progress := map[string]membership.Progress{}
-	duties := &membershipDuties{Config: membership.Config{MaxServers: 7, RemovalTimeout: 30 * time.Minute, ExecuteTimeout: 10 * time.Minute},
+	duties := &MembershipDuties{Config: membership.Config{MaxServers: 7, RemovalTimeout: 30 * time.Minute, ExecuteTimeout: 10 * time.Minute},
 		Extra: func(name string) (MembershipExtra, bool) {
 			return MembershipExtra{EtcdHealthy: true, HasDatastore: true, Progress: progress[name]}, true
 		}}
@@ -328,7 +328,7 @@ func TestDecideMembershipSchedules(t *testing.T) {
 		joined := map[string]bool{"a": true, "b": true, "c": true}
 		progress := map[string]membership.Progress{}
 		execDone := map[string]int{}
-		duties := &membershipDuties{Config: cfg, Extra: func(name string) (MembershipExtra, bool) {
+		duties := &MembershipDuties{Config: cfg, Extra: func(name string) (MembershipExtra, bool) {
 			return MembershipExtra{EtcdHealthy: alive[name] && joined[name], HasDatastore: joined[name], Progress: progress[name]}, true
 		}}
 		book := newLeaderBook()
@@ -462,5 +462,18 @@ func TestDecideMembershipSchedules(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+func TestAdmissionForStatus(t *testing.T) {
+	st := clusterOf3()
+	peers := []Peer{{Name: "d", State: MemberAlive, ClusterName: "c", WantJoinSlot: true}, {Name: "x", State: MemberDead, ClusterName: "c", WantJoinSlot: true}}
+	a := Admission(st, peers, "c", 7)
+	if len(a.Admit) != 0 || len(a.Standby) != 1 || a.Standby[0].Name != "d" || !strings.Contains(a.Standby[0].Reason, "even count") {
+		t.Fatalf("Admission = %+v", a)
+	}
+	peers = append(peers, Peer{Name: "e", State: MemberAlive, ClusterName: "c", WantJoinSlot: true})
+	if a := Admission(st, peers, "c", 7); !slices.Equal(a.Admit, []string{"d", "e"}) {
+		t.Fatalf("with a 5th: %+v", a)
 	}
 }
