@@ -90,7 +90,10 @@
 //     HTTP API (POST /v1/remove?node=NODE on the http-address, loopback
 //     only) which sets the request in gossip and waits, with a deadline, for
 //     the FSM's removal or the leader's refusal (the Verdict's words and
-//     numbers), and prints it. The endpoint belongs to pkg/node's API.
+//     numbers), and prints it; the node withdraws the request once it sees
+//     either. The endpoint belongs to pkg/node's API. The refusal reaches
+//     the requester through the leader's status (Decision.Refused), which
+//     the election shell must publish (a gossip field or the FSM).
 //  7. Status and metrics: Assess's numbers (etcd voters, healthy, quorum
 //     margin, rke2_hanode_quorum_at_risk), the removal in flight and the
 //     standby servers.

@@ -12,8 +12,8 @@ func Quorum(n int) int { return n/2 + 1 }
 // Member is one etcd member as the deciding server sees it.
 type Member struct {
 	Name string
-	// Voter is false for a learner (RKE2 adds a joining server as a
-	// learner and promotes it once it caught up).
+	// Voter is false for a learner (a member etcd does not count in its
+	// quorum until promoted).
 	Voter bool
 	// Answers: the member's etcd answered its last health check (or its
 	// server gossips a healthy etcd view). A dead host never answers.
@@ -40,9 +40,10 @@ type Verdict struct {
 //
 //   - the removal is an etcd proposal, so the voters that answer now must be
 //     a quorum of the voters now: Answering ≥ Voters/2+1;
-//   - etcd (strict reconfiguration check, on by default) refuses to remove a
-//     voter unless the voters that remain and are started are a quorum of
-//     the voters that remain: AnsweringAfter ≥ VotersAfter/2+1.
+//   - etcd's strict reconfiguration check (on by default) refuses to remove
+//     a voter unless the voters that remain and are started (and, in the
+//     server's own check, recently connected to it) are a quorum of the
+//     voters that remain: AnsweringAfter ≥ VotersAfter/2+1.
 //
 // A learner can be removed whenever the first holds. The target must be a
 // member; removing the last voter is refused.
