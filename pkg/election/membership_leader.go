@@ -50,6 +50,22 @@ func Admission(st State, peers []Peer, cluster string, maxServers int) membershi
 	return membership.Admit(in)
 }
 
+// Quorum is the quorum picture by the replicated voters and the etcd views
+// the servers alive in gossip advertise (status and metrics).
+func Quorum(st State, views []membership.EtcdView) membership.Assessment {
+	return membership.Assess(st.EtcdVoters(), views)
+}
+
+// membershipNotes is the leader's last membership decision: standby
+// servers, hosts told to wipe or waiting to be cleared, refused removal
+// requests with their numbers. The shell publishes it in status.
+func (b *leaderBook) membershipNotes() membership.Decision {
+	if b.members == nil {
+		return membership.Decision{}
+	}
+	return b.members.Last
+}
+
 // actRemoveVoter: remove Name from the raft configuration; its removal is
 // done (membership). The shell calls loop.removeVoter.
 const actRemoveVoter actionKind = 100

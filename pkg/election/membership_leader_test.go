@@ -253,6 +253,9 @@ func TestDecideMembership(t *testing.T) {
 	if c, _ := step(); c.Op != "" {
 		t.Fatalf("the 6th was admitted alone: %+v", c)
 	}
+	if n := book.membershipNotes(); len(n.Standby) != 1 || n.Standby[0].Name != "f" {
+		t.Fatalf("status notes: %+v", n)
+	}
 	peers[2].State = MemberDead
 	step()
 	now = now.Add(29 * time.Minute)
@@ -475,5 +478,12 @@ func TestAdmissionForStatus(t *testing.T) {
 	peers = append(peers, Peer{Name: "e", State: MemberAlive, ClusterName: "c", WantJoinSlot: true})
 	if a := Admission(st, peers, "c", 7); !slices.Equal(a.Admit, []string{"d", "e"}) {
 		t.Fatalf("with a 5th: %+v", a)
+	}
+}
+
+func TestQuorumForStatus(t *testing.T) {
+	q := Quorum(clusterOf3(), []membership.EtcdView{{Server: "a", Member: true, Healthy: true, Revision: 5}, {Server: "b", Member: true, Healthy: true, Revision: 9}})
+	if q.Voters != 3 || q.Healthy != 2 || q.Margin != 0 || !q.AtRisk || q.Survivor != "b" {
+		t.Fatalf("Quorum = %+v", q)
 	}
 }

@@ -67,7 +67,12 @@ type Config struct {
 // Book is the leader's own bookkeeping between steps: when each server was
 // first seen dead this term (a new leader starts counting afresh, so a
 // removal never happens earlier than the timeout after the leader saw it).
-type Book struct{ DeadSince map[string]time.Time }
+type Book struct {
+	DeadSince map[string]time.Time
+	// Last is the last step's decision, for the shell's status: who waits
+	// in standby, who is told what, which requests were refused.
+	Last Decision
+}
 
 func NewBook() *Book { return &Book{DeadSince: map[string]time.Time{}} }
 
@@ -113,6 +118,12 @@ type Decision struct {
 //     dead in gossip, not answering, for RemovalTimeout (0: never);
 //  4. the join slot, to the next admitted server (see Admit).
 func Step(c Cluster, view []Server, cfg Config, now time.Time, book *Book, self string) Decision {
+	d := step(c, view, cfg, now, book, self)
+	book.Last = d
+	return d
+}
+
+func step(c Cluster, view []Server, cfg Config, now time.Time, book *Book, self string) Decision {
 	d := Decision{Told: map[string]string{}, Refused: map[string]Verdict{}}
 	byName := map[string]Server{}
 	for _, s := range view {
