@@ -1,6 +1,7 @@
 package election
 
 import (
+	"slices"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -133,6 +134,17 @@ func membershipView(st State, peers []Peer, alive func(string) (Peer, bool), sel
 // the slot is free, with the membership duties on: one removal step or one
 // grant, as membership.Step decides.
 func membershipNext(st State, peers []Peer, alive func(string) (Peer, bool), self leaderSelf, now time.Time, t Timing, book *leaderBook) (Command, bool) {
+	// A server already running RKE2 with the cluster's CA (it adopted a
+	// running RKE2) is a member in fact: it is recorded through the slot
+	// whatever the count, as before; admission only decides who starts.
+	if !st.Removal.Active() && st.ClusterReady != nil {
+		for _, p := range peers {
+			if q, ok := alive(p.Name); ok && q.ClusterName == self.Cluster && q.Ready && q.CAHash == st.ClusterReady.CAHash &&
+				!st.inCluster(q.Name) && !slices.Contains(st.Removed, q.Name) {
+				return Command{Op: opGrant, Node: q.Name, At: now.UnixNano(), Expires: now.Add(t.SlotLease).UnixNano()}, true
+			}
+		}
+	}
 	c, view := membershipView(st, peers, alive, self)
 	if book.members == nil {
 		book.members = membership.NewBook()

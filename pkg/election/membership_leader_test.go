@@ -487,3 +487,20 @@ func TestQuorumForStatus(t *testing.T) {
 		t.Fatalf("Quorum = %+v", q)
 	}
 }
+
+// A 4th server already running RKE2 with the cluster's CA is recorded, not
+// held in standby: it is an etcd member in fact.
+func TestDecideMembershipAdopted(t *testing.T) {
+	st := clusterOf3()
+	duties := &MembershipDuties{Config: membership.Config{MaxServers: 7}}
+	self := leaderSelf{Name: "a", Cluster: "c", Membership: duties}
+	peers := []Peer{{Name: "d", State: MemberAlive, ClusterName: "c", Ready: true, CAHash: st.ClusterReady.CAHash}}
+	acts := decide(st, peers, self, nil, time.Unix(1_800_000_000, 0), LANTiming(), newLeaderBook())
+	if len(acts) != 1 || acts[0].Cmd.Op != opGrant || acts[0].Cmd.Node != "d" {
+		t.Fatalf("adopted server: %+v", acts)
+	}
+	peers[0].CAHash = "sha256:other"
+	if acts := decide(st, peers, self, nil, time.Unix(1_800_000_000, 0), LANTiming(), newLeaderBook()); len(acts) != 0 {
+		t.Fatalf("a server of another CA was recorded: %+v", acts)
+	}
+}
