@@ -357,7 +357,7 @@ func runModel(t *testing.T, seed uint64, growthOnly bool, stats map[string]int) 
 }
 
 func TestModelMembership(t *testing.T) {
-	runs := 1000
+	runs := 600
 	if testing.Short() {
 		runs = 200
 	}
