@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
 )
@@ -83,6 +84,12 @@ func TestBadConfigsNameKeyAndValue(t *testing.T) {
 		{"nine servers", strings.Replace(validServer, "expect-servers: 3", "expect-servers: 9", 1), "expect-servers", "must be odd"},
 		{"servers missing", strings.Replace(validServer, "expect-servers: 3\n", "", 1), "expect-servers", "required for servers"},
 		{"not a number", strings.Replace(validServer, "expect-servers: 3", "expect-servers: three", 1), "expect-servers", "want a whole number"},
+		{"even max-servers", validServer + "max-servers: 4\n", "max-servers", "must be odd"},
+		{"max-servers below expect-servers", validServer + "max-servers: 1\n", "max-servers", "at least expect-servers (3)"},
+		{"max-servers nine", validServer + "max-servers: 9\n", "max-servers", "one of 1, 3, 5, 7"},
+		{"removal timeout unit", validServer + "server-removal-timeout: 30\n", "server-removal-timeout", "must be a duration"},
+		{"removal timeout short", validServer + "server-removal-timeout: 2s\n", "server-removal-timeout", "at least 10s"},
+		{"removal timeout negative", validServer + "server-removal-timeout: -5m\n", "server-removal-timeout", "at least 10s"},
 		{"no join", strings.Replace(validServer, "join: [10.0.0.11, 10.0.0.12]\n", "", 1), "join", "required unless expect-servers is 1"},
 		{"bad join", strings.Replace(validServer, "10.0.0.12]", "10.0.0.12:99999]", 1), "join", "port must be from 1 to 65535"},
 		{"no token", strings.Replace(validServer, "token: s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h\n", "", 1), "token", "set token or token-file"},
@@ -286,4 +293,21 @@ func FuzzLoad(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestMembershipKeys(t *testing.T) {
+	c, err := load(t, validServer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxServers != 7 || c.ServerRemovalTimeout() != 30*time.Minute {
+		t.Errorf("defaults: max-servers %d, server-removal-timeout %s", c.MaxServers, c.ServerRemovalTimeout())
+	}
+	c, err = load(t, validServer+"max-servers: 5\nserver-removal-timeout: 0\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxServers != 5 || c.ServerRemovalTimeout() != 0 {
+		t.Errorf("set: max-servers %d, server-removal-timeout %s", c.MaxServers, c.ServerRemovalTimeout())
+	}
 }

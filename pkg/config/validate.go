@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/keys"
 )
@@ -105,6 +106,16 @@ func (c *Config) validate(ps *problems) {
 		v("expect-servers", "", "required for servers: the number of servers that form the cluster at first boot (1, 3, 5 or 7)")
 	case es != 0 && (es < 1 || es > 7 || es%2 == 0):
 		v("expect-servers", strconv.Itoa(es), "must be odd, one of 1, 3, 5, 7 (etcd needs an odd number of servers for quorum)")
+	}
+	if ms := c.MaxServers; ms < 1 || ms > 7 || ms%2 == 0 {
+		v("max-servers", strconv.Itoa(ms), "must be odd, one of 1, 3, 5, 7 (the etcd voting set only settles at an odd count)")
+	} else if es > 0 && ms < es {
+		v("max-servers", strconv.Itoa(ms), fmt.Sprintf("must be at least expect-servers (%d): the cluster forms with that many voters", es))
+	}
+	if d, err := time.ParseDuration(strings.TrimSpace(c.RemovalTimeout)); err != nil {
+		v("server-removal-timeout", c.RemovalTimeout, "must be a duration such as 30m or 2h, or 0 to never remove a dead server by itself")
+	} else if d != 0 && d < 10*time.Second {
+		v("server-removal-timeout", c.RemovalTimeout, "must be 0 (never) or at least 10s (keep it above the time a server takes to reboot, or rebooting servers are removed)")
 	}
 	if len(c.Join) == 0 && !(c.Role == "server" && es == 1) {
 		v("join", "", "required unless expect-servers is 1: list at least one other host (IP, host name or host:port)")

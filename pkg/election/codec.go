@@ -23,9 +23,15 @@ const (
 	// commandVersion is the newest command encoding this build reads and
 	// the one it writes. A new optional field bumps it and writes "needs"
 	// with the version that can skip it.
-	commandVersion = 1
-	// snapshotVersion is the same for raft snapshots of the FSM.
-	snapshotVersion = 1
+	// Version 2 brought the membership operations (membership_fsm.go) and
+	// the field executor; the operations of version 1 are still written as
+	// version 1 (opVersion).
+	commandVersion = 2
+	// snapshotVersion is the same for raft snapshots of the FSM. Version 2
+	// brought removal and removed; a snapshot without them is still
+	// written as version 1, one with them needs version 2 (an older reader
+	// must not skip the removed servers).
+	snapshotVersion = 2
 	// lockVersion is the same for the persisted formation lock.
 	lockVersion = 1
 )
@@ -64,12 +70,14 @@ type Command struct {
 	At      int64  `json:"at,omitempty"`      // unix nanoseconds, leader's clock
 	Expires int64  `json:"expires,omitempty"` // unix nanoseconds, leader's clock
 	Reason  string `json:"reason,omitempty"`
+	// Executor: the server that carries out a removal (removal-committed).
+	Executor string `json:"executor,omitempty"`
 }
 
 // EncodeCommand validates c and returns its log form, written as this
 // build's version.
 func EncodeCommand(c Command) ([]byte, error) {
-	c.V, c.Needs = commandVersion, 0
+	c.V, c.Needs = opVersion(c.Op), 0
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
@@ -199,7 +207,7 @@ func canonicalKey(k string) bool {
 
 func (c Command) validate() error {
 	// Which fields each operation needs (true) or must leave empty (false).
-	type need struct{ node, from, vip, ca, at, expires bool }
+	type need struct{ node, from, vip, ca, at, expires, executor bool }
 	var n need
 	switch c.Op {
 	case opClaim, opStarted, opJoined:
@@ -211,6 +219,10 @@ func (c Command) validate() error {
 	case opGrant, opRenew:
 		n = need{node: true, at: true, expires: true}
 	case opFree:
+		n = need{node: true, at: true}
+	case opRemoveCommitted:
+		n = need{node: true, at: true, executor: true}
+	case opRemoveExecuting, opRemoveDone, opRemoveFailed:
 		n = need{node: true, at: true}
 	default:
 		return fmt.Errorf("election: command op %q unknown to this build (command version %d): it is not applied; upgrade every server before a leader issues it", c.Op, commandVersion)
@@ -231,15 +243,16 @@ func (c Command) validate() error {
 		check("ca_hash", n.ca, c.CAHash != ""),
 		check("at", n.at, c.At != 0),
 		check("expires", n.expires, c.Expires != 0),
+		check("executor", n.executor, c.Executor != ""),
 	} {
 		if e != nil {
 			return e
 		}
 	}
-	if c.Reason != "" && c.Op != opFree && c.Op != opReassign {
+	if c.Reason != "" && c.Op != opFree && c.Op != opReassign && c.Op != opRemoveCommitted && c.Op != opRemoveFailed {
 		return fmt.Errorf("election: command %s: field reason not allowed", c.Op)
 	}
-	for field, v := range map[string]string{"node": c.Node, "from": c.From, "vip": c.VIP, "ca_hash": c.CAHash, "reason": c.Reason} {
+	for field, v := range map[string]string{"node": c.Node, "from": c.From, "vip": c.VIP, "ca_hash": c.CAHash, "reason": c.Reason, "executor": c.Executor} {
 		if err := checkText(field, v); err != nil {
 			return fmt.Errorf("election: command %s: %w", c.Op, err)
 		}
@@ -285,7 +298,11 @@ func encodeSnapshot(s State) ([]byte, error) {
 	if err := s.validate(); err != nil {
 		return nil, fmt.Errorf("election: snapshot: %w", err)
 	}
-	b, err := json.Marshal(snapshotFile{V: snapshotVersion, State: s})
+	v := 1
+	if s.hasMembership() {
+		v = snapshotVersion
+	}
+	b, err := json.Marshal(snapshotFile{V: v, State: s})
 	if err != nil {
 		return nil, fmt.Errorf("election: snapshot: %w", err)
 	}
@@ -308,6 +325,12 @@ func decodeSnapshot(b []byte) (State, error) {
 	s := sf.State.clone()
 	if s.Slot != nil {
 		s.Slot.Granted, s.Slot.Expires = s.Slot.Granted.UTC(), s.Slot.Expires.UTC()
+	}
+	if s.Removal != nil {
+		s.Removal.Since = s.Removal.Since.UTC()
+	}
+	if s.hasMembership() && sf.V < 2 {
+		return State{}, errors.New("election: restore: removal or removed in a snapshot of version 1")
 	}
 	if err := s.validate(); err != nil {
 		return State{}, fmt.Errorf("election: restore: %w", err)
@@ -355,7 +378,7 @@ func (s State) validate() error {
 		if err := checkText("holder", sl.Holder); err != nil {
 			return fmt.Errorf("state: join slot: %w", err)
 		}
-		if sl.Holder == s.Bootstrap || slices.Contains(s.Joined, sl.Holder) {
+		if (sl.Holder == s.Bootstrap && !slices.Contains(s.Removed, sl.Holder)) || slices.Contains(s.Joined, sl.Holder) {
 			return fmt.Errorf("state: join slot held by %q, already in the cluster", sl.Holder)
 		}
 		if !unixNanos(sl.Granted) || !unixNanos(sl.Expires) || !sl.Expires.After(sl.Granted) {
@@ -364,6 +387,9 @@ func (s State) validate() error {
 	}
 	if len(s.Joined) > 0 && s.ClusterReady == nil {
 		return errors.New("state: joined servers before cluster ready")
+	}
+	if err := s.validateMembership(); err != nil {
+		return err
 	}
 	for i, name := range s.Joined {
 		if name == "" || name == s.Bootstrap {

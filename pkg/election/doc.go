@@ -15,8 +15,9 @@
 //
 // It must never: import gossip or the node phase machine (it reads gossip
 // through Membership and writes through Publisher); start or stop RKE2; log
-// or expose the token or anything derived from it; remove a raft voter by
-// itself; and, above all, let a second node start RKE2 as the bootstrap node.
+// or expose the token or anything derived from it; remove a raft voter
+// except the one whose etcd removal is done (membership duties, below); and,
+// above all, let a second node start RKE2 as the bootstrap node.
 //
 // # Identity
 //
@@ -127,9 +128,9 @@
 // the configuration as a voter, and updates the address of members whose
 // raft address changed. It never adds a server that has raft state but is
 // not in its configuration (its log belongs to another group: merging would
-// be unsafe), and never removes a voter: a dead server still counts towards
-// quorum, which is safe (it can only stall progress, never split the group);
-// removing one is an operator's decision.
+// be unsafe), and removes a voter only once its etcd member's removal is
+// done (membership duties): a dead server still counts towards quorum,
+// which is safe (it can only stall progress, never split the group).
 //
 // # The FSM: at most one node starts RKE2 as the bootstrap node
 //
@@ -195,6 +196,22 @@
 // before and after "started", random restarts from the stores. It records
 // every answer that told a node it is the bootstrap node, every MarkStarted
 // success and every slot tenure, and fails with the schedule's seed.
+//
+// # Membership duties
+//
+// With the membership duties switched on (leaderSelf.Membership, from the
+// max-servers and server-removal-timeout keys), the leader's step hands the
+// free join slot and member removals to pkg/membership's Step
+// (membership_leader.go), which keeps the etcd voters (EtcdVoters: the
+// bootstrap node and the joined servers, less the removed) odd as they
+// grow, removes a server dead in gossip for the timeout only when the
+// members that answer keep quorum, and never makes two membership changes
+// at once. The FSM holds the removal (removal-committed with its executor,
+// removal-executing, removal-done or removal-failed) and the removed
+// servers; it refuses a second active removal, a grant during a removal
+// and a removal while the slot is held. On removal-done the leader drops
+// the raft voter. Switched off, the leader does what command version 1
+// did. pkg/membership's doc says what the node feeds it.
 //
 // # Wire format
 //

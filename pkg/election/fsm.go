@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/membership"
 )
 
 // ClusterReady is committed once the bootstrap node's RKE2 serves the VIP.
@@ -32,6 +34,10 @@ type State struct {
 	ClusterReady *ClusterReady `json:"cluster_ready,omitempty"`
 	Slot         *JoinSlot     `json:"slot,omitempty"`
 	Joined       []string      `json:"joined,omitempty"` // sorted
+	// Removal is the last member removal (membership_fsm.go); Removed the
+	// servers removed since, sorted, which rejoin only wiped.
+	Removal *membership.Removal `json:"removal,omitempty"`
+	Removed []string            `json:"removed,omitempty"`
 }
 
 func (s State) clone() State {
@@ -44,6 +50,11 @@ func (s State) clone() State {
 		s.Slot = &sl
 	}
 	s.Joined = slices.Clone(s.Joined)
+	if s.Removal != nil {
+		r := *s.Removal
+		s.Removal = &r
+	}
+	s.Removed = slices.Clone(s.Removed)
 	return s
 }
 
@@ -98,8 +109,11 @@ func (s State) apply(c Command) (State, error) {
 		if s.Slot != nil {
 			return reject("slot held by %s", s.Slot.Holder)
 		}
-		if c.Node == s.Bootstrap || slices.Contains(s.Joined, c.Node) {
+		if (c.Node == s.Bootstrap && !slices.Contains(s.Removed, c.Node)) || slices.Contains(s.Joined, c.Node) {
 			return reject("%s already in the cluster", c.Node)
+		}
+		if s.Removal.Active() {
+			return reject("the removal of %s is %s", s.Removal.Node, s.Removal.State)
 		}
 		next.Slot = &JoinSlot{Holder: c.Node, Granted: time.Unix(0, c.At).UTC(), Expires: time.Unix(0, c.Expires).UTC()}
 	case opRenew:
@@ -117,9 +131,16 @@ func (s State) apply(c Command) (State, error) {
 		}
 		next.Slot = nil
 		if c.Op == opJoined {
-			next.Joined = append(next.Joined, c.Node)
-			slices.Sort(next.Joined)
+			// A removed bootstrap node that joined again counts as the
+			// bootstrap node (EtcdVoters), not in Joined.
+			if c.Node != s.Bootstrap {
+				next.Joined = append(next.Joined, c.Node)
+				slices.Sort(next.Joined)
+			}
+			next.Removed = slices.DeleteFunc(next.Removed, func(r string) bool { return r == c.Node })
 		}
+	case opRemoveCommitted, opRemoveExecuting, opRemoveDone, opRemoveFailed:
+		return s.applyRemoval(c, next)
 	}
 	return next, nil
 }

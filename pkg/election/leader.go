@@ -3,6 +3,8 @@ package election
 import (
 	"slices"
 	"time"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/membership"
 )
 
 // The leader's duties as a pure step: decide reads the committed state,
@@ -17,6 +19,8 @@ type leaderSelf struct {
 	Name    string // this node: the leader claims and takes over the role for itself
 	Cluster string // servers of another cluster are ignored
 	VIP     string // committed with cluster ready
+	// Membership: the membership duties (membership_leader.go); nil: off.
+	Membership *MembershipDuties
 }
 
 // leaderBook is the leader's bookkeeping between steps, passed in and out
@@ -27,14 +31,19 @@ type leaderBook struct {
 	// foreign: servers already reported as having raft state outside this
 	// group; kept across terms so each is reported once.
 	foreign map[string]bool
+	// members: the membership duties' bookkeeping (deaths seen this term).
+	members *membership.Book
 }
 
 func newLeaderBook() *leaderBook {
-	return &leaderBook{deadSince: map[string]time.Time{}, foreign: map[string]bool{}}
+	return &leaderBook{deadSince: map[string]time.Time{}, foreign: map[string]bool{}, members: membership.NewBook()}
 }
 
 // reset forgets this term's observations when the node stops leading.
-func (b *leaderBook) reset() { clear(b.deadSince) }
+func (b *leaderBook) reset() {
+	clear(b.deadSince)
+	b.members = membership.NewBook()
+}
 
 type actionKind int
 
@@ -64,6 +73,7 @@ func decide(st State, peers []Peer, self leaderSelf, voters map[string]string, n
 	var out []action
 	if voters != nil {
 		out = voterChanges(peers, self, voters, book)
+		out = append(out, membershipVoterChanges(st, self, voters)...)
 	}
 	alive := aliveIndex(peers)
 	// Track how long each server has been dead, for reassignment.
@@ -169,6 +179,9 @@ func nextCommand(st State, peers []Peer, alive func(string) (Peer, bool), self l
 			return Command{Op: opRenew, Node: s.Holder, At: at, Expires: now.Add(t.SlotLease).UnixNano()}, true
 		}
 		return Command{}, false
+	}
+	if self.Membership != nil {
+		return membershipNext(st, peers, alive, self, now, t, book)
 	}
 	var want []string
 	for _, p := range peers {

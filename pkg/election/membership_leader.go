@@ -1,0 +1,183 @@
+package election
+
+import (
+	"slices"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"go.uber.org/zap"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/membership"
+)
+
+// MembershipDuties switches the leader's membership duties on: odd
+// admission through the join slot, and quorum-checked removals
+// (pkg/membership). nil keeps the duties of command version 1: every
+// server that asks joins, nothing is ever removed. The node switches them
+// on once every server runs a build that knows the membership commands.
+type MembershipDuties struct {
+	Config membership.Config
+	// Extra returns what gossip carries for membership beyond Peer (etcd
+	// health, host ID, datastore, requests, an executor's progress); nil,
+	// or ok false for a server: derived from Peer (see membershipView).
+	Extra func(name string) (MembershipExtra, bool)
+}
+
+// MembershipExtra is a server's gossiped membership fields.
+type MembershipExtra struct {
+	EtcdHealthy  bool   // its local etcd answered
+	HostID       string // random, kept in data-dir; new after a reinstall
+	HasDatastore bool   // RKE2's server/db exists
+	Clear        bool   // a reinstalled host asks to clear its old member
+	Remove       string // an operator's remove request made on it
+	Progress     membership.Progress
+}
+
+// Admission is who joins and who waits in standby by the replicated state
+// and the gossip view, as the leader decides it: a server that asks for the
+// slot and is among Standby shows phase standby with its reason. Every
+// server computes the same from the same inputs.
+func Admission(st State, peers []Peer, cluster string, maxServers int) membership.Admission {
+	in := membership.AdmitInput{Voters: st.EtcdVoters(), MaxServers: maxServers}
+	if st.Slot != nil {
+		in.Joining = st.Slot.Holder
+	}
+	alive := aliveIndex(peers)
+	for _, p := range peers {
+		if _, ok := alive(p.Name); ok && p.State == MemberAlive && p.WantJoinSlot && p.ClusterName == cluster {
+			in.Candidates = append(in.Candidates, p.Name)
+		}
+	}
+	return membership.Admit(in)
+}
+
+// Quorum is the quorum picture by the replicated voters and the etcd views
+// the servers alive in gossip advertise (status and metrics).
+func Quorum(st State, views []membership.EtcdView) membership.Assessment {
+	return membership.Assess(st.EtcdVoters(), views)
+}
+
+// membershipNotes is the leader's last membership decision: standby
+// servers, hosts told to wipe or waiting to be cleared, refused removal
+// requests with their numbers. The shell publishes it in status.
+func (b *leaderBook) membershipNotes() membership.Decision {
+	if b.members == nil {
+		return membership.Decision{}
+	}
+	return b.members.Last
+}
+
+// actRemoveVoter: remove Name from the raft configuration; its removal is
+// done (membership). The shell calls loop.removeVoter.
+const actRemoveVoter actionKind = 100
+
+// membershipVoterChanges drops from raft the voter whose removal is done.
+func membershipVoterChanges(st State, self leaderSelf, voters map[string]string) []action {
+	if self.Membership == nil || st.Removal == nil || st.Removal.State != membership.RemovalDone {
+		return nil
+	}
+	n := st.Removal.Node
+	// Raft lets a leader remove itself: it steps down once that commits.
+	if _, ok := voters[n]; ok {
+		return []action{{Kind: actRemoveVoter, Name: n}}
+	}
+	return nil
+}
+
+// membershipView builds membership's inputs from the replicated state and
+// the gossip view.
+func membershipView(st State, peers []Peer, alive func(string) (Peer, bool), self leaderSelf) (membership.Cluster, []membership.Server) {
+	c := membership.Cluster{Voters: st.EtcdVoters(), IDs: map[string]string{}, Removal: st.Removal, Removed: st.Removed}
+	if st.Slot != nil {
+		c.Joining = st.Slot.Holder
+	}
+	ca := ""
+	if st.ClusterReady != nil {
+		ca = st.ClusterReady.CAHash
+	}
+	var view []membership.Server
+	for _, p := range peers {
+		if p.ClusterName != self.Cluster {
+			continue
+		}
+		s := membership.Server{Name: p.Name}
+		switch p.State {
+		case MemberAlive:
+			s.Gossip = membership.Alive
+		case MemberSuspect:
+			s.Gossip = membership.Suspect
+		case MemberLeft:
+			s.Gossip = membership.Left
+		default:
+			s.Gossip = membership.Dead
+		}
+		_, isAlive := alive(p.Name)
+		readyHere := p.Ready && p.CAHash == ca
+		// Without the gossiped fields: a server answers when it is alive
+		// and its RKE2 is ready with the cluster CA; a removed server is
+		// taken to keep its datastore (it is told to wipe).
+		s.Answers = isAlive && readyHere
+		s.WantsJoin = p.WantJoinSlot || readyHere
+		s.HasDatastore = true
+		if self.Membership.Extra != nil {
+			if x, ok := self.Membership.Extra(p.Name); ok {
+				s.Answers = isAlive && x.EtcdHealthy
+				s.ID, s.HasDatastore, s.Clear, s.Remove, s.Progress = x.HostID, x.HasDatastore, x.Clear, x.Remove, x.Progress
+			}
+		}
+		view = append(view, s)
+	}
+	return c, view
+}
+
+// membershipNext is nextCommand's part once cluster ready is committed and
+// the slot is free, with the membership duties on: one removal step or one
+// grant, as membership.Step decides.
+func membershipNext(st State, peers []Peer, alive func(string) (Peer, bool), self leaderSelf, now time.Time, t Timing, book *leaderBook) (Command, bool) {
+	// A server already running RKE2 with the cluster's CA (it adopted a
+	// running RKE2) is a member in fact: it is recorded through the slot
+	// whatever the count, as before; admission only decides who starts.
+	if !st.Removal.Active() && st.ClusterReady != nil {
+		for _, p := range peers {
+			if q, ok := alive(p.Name); ok && q.ClusterName == self.Cluster && q.Ready && q.CAHash == st.ClusterReady.CAHash &&
+				!st.inCluster(q.Name) && !slices.Contains(st.Removed, q.Name) {
+				return Command{Op: opGrant, Node: q.Name, At: now.UnixNano(), Expires: now.Add(t.SlotLease).UnixNano()}, true
+			}
+		}
+	}
+	c, view := membershipView(st, peers, alive, self)
+	if book.members == nil {
+		book.members = membership.NewBook()
+	}
+	d := membership.Step(c, view, self.Membership.Config, now, book.members, self.Name)
+	at := now.UnixNano()
+	switch d.Kind {
+	case membership.Grant:
+		return Command{Op: opGrant, Node: d.Node, At: at, Expires: now.Add(t.SlotLease).UnixNano()}, true
+	case membership.Commit:
+		return Command{Op: opRemoveCommitted, Node: d.Node, Executor: d.Removal.Executor, Reason: d.Removal.Reason, At: at}, true
+	case membership.Advance:
+		op := map[membership.RemovalState]string{
+			membership.RemovalExecuting: opRemoveExecuting,
+			membership.RemovalDone:      opRemoveDone,
+			membership.RemovalFailed:    opRemoveFailed,
+		}[d.Removal.State]
+		cmd := Command{Op: op, Node: d.Node, At: at}
+		if op == opRemoveFailed {
+			cmd.Reason = d.Removal.Reason
+		}
+		return cmd, op != ""
+	}
+	return Command{}, false
+}
+
+// removeVoter drops a removed server from the raft configuration.
+func (l *loop) removeVoter(name string) {
+	e := l.e
+	if err := l.r.RemoveServer(raft.ServerID(name), 0, e.cfg.Timing.ApplyTimeout).Error(); err != nil {
+		e.log.Debug("remove voter", zap.String("server", name), zap.Error(err))
+		return
+	}
+	e.log.Info("removed raft voter: its etcd member was removed", zap.String("server", name))
+	l.notifyCommit()
+}

@@ -1,0 +1,168 @@
+package membership
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestAdmit(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      AdmitInput
+		admit   []string
+		standby []string
+		target  int
+	}{
+		{"4th waits", AdmitInput{Voters: []string{"a", "b", "c"}, Candidates: []string{"d"}, MaxServers: 7}, nil, []string{"d"}, 3},
+		{"4th and 5th join", AdmitInput{Voters: []string{"a", "b", "c"}, Candidates: []string{"e", "d"}, MaxServers: 7}, []string{"d", "e"}, nil, 5},
+		{"pair's second after the first", AdmitInput{Voters: []string{"a", "b", "c", "d"}, Candidates: []string{"e"}, MaxServers: 7}, []string{"e"}, nil, 5},
+		{"holder counts", AdmitInput{Voters: []string{"a", "b", "c"}, Joining: "d", Candidates: []string{"e", "f"}, MaxServers: 7}, []string{"e"}, []string{"f"}, 5},
+		{"removal leaves 2: standby fills", AdmitInput{Voters: []string{"a", "b"}, Candidates: []string{"d"}, MaxServers: 7}, []string{"d"}, nil, 3},
+		{"even, nobody waiting: no demotion", AdmitInput{Voters: []string{"a", "b", "c", "d"}, MaxServers: 7}, nil, nil, 4},
+		{"cap", AdmitInput{Voters: []string{"a", "b", "c", "d", "e"}, Candidates: []string{"f", "g"}, MaxServers: 5}, nil, []string{"f", "g"}, 5},
+		{"cap even room", AdmitInput{Voters: []string{"a", "b", "c"}, Candidates: []string{"d", "e", "f"}, MaxServers: 6}, []string{"d", "e"}, []string{"f"}, 5},
+		{"single server", AdmitInput{Voters: []string{"a"}, Candidates: []string{"b"}, MaxServers: 7}, nil, []string{"b"}, 1},
+		{"voter as candidate ignored", AdmitInput{Voters: []string{"a"}, Candidates: []string{"a", "b", "c"}, MaxServers: 7}, []string{"b", "c"}, nil, 3},
+		{"above the cap stays", AdmitInput{Voters: []string{"a", "b", "c", "d", "e"}, Candidates: []string{"f"}, MaxServers: 3}, nil, []string{"f"}, 5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := Admit(tt.in)
+			var sb []string
+			for _, w := range a.Standby {
+				sb = append(sb, w.Name)
+				if w.Reason == "" {
+					t.Errorf("standby %s has no reason", w.Name)
+				}
+			}
+			if !slices.Equal(a.Admit, tt.admit) || !slices.Equal(sb, tt.standby) || a.Target != tt.target {
+				t.Errorf("Admit = admit %v standby %v target %d, want %v %v %d", a.Admit, sb, a.Target, tt.admit, tt.standby, tt.target)
+			}
+		})
+	}
+}
+
+func TestCheckRemoval(t *testing.T) {
+	m := func(spec string) []Member { // "a+ b- c+ l~": + answers, - does not, ~ learner
+		var ms []Member
+		for _, f := range strings.Fields(spec) {
+			ms = append(ms, Member{Name: f[:len(f)-1], Voter: f[len(f)-1] != '~', Answers: f[len(f)-1] == '+'})
+		}
+		return ms
+	}
+	tests := []struct {
+		members, target string
+		ok              bool
+		words           string
+	}{
+		{"a+ b+ c-", "c", true, "2 etcd voters remain, 2 answer, 2 are needed"},
+		{"a+ b- c-", "c", false, "quorum is already lost: 1 of 3"},
+		{"a+ b+ c-", "a", false, "would break quorum: 2 etcd voters would remain, 1 of them answer, and 2 are needed"},
+		{"a+ b+ c+ d-", "d", true, ""},
+		{"a+ b+ c- d-", "d", false, "quorum is already lost: 2 of 4"},
+		{"a+ b+ c+ d- e-", "e", true, "4 etcd voters remain, 3 answer, 3 are needed"},
+		{"a+ b+ c+ d+ e-", "a", true, ""},
+		{"a+ b+ c+ l~", "l", true, ""},
+		{"a+", "a", false, "only etcd voter"},
+		{"a+ b+ c+", "x", false, "not an etcd member"},
+	}
+	for _, tt := range tests {
+		v := CheckRemoval(m(tt.members), tt.target)
+		if v.OK != tt.ok || !strings.Contains(v.Reason, tt.words) {
+			t.Errorf("CheckRemoval(%s, %s) = %v %q, want %v containing %q", tt.members, tt.target, v.OK, v.Reason, tt.ok, tt.words)
+		}
+	}
+}
+
+func TestAssess(t *testing.T) {
+	voters := []string{"a", "b", "c", "d", "e"}
+	a := Assess(voters, []EtcdView{
+		{Server: "a", Member: true, Revision: 90, Healthy: true},
+		{Server: "c", Member: true, Revision: 120, Healthy: true},
+		{Server: "e", Member: true, Revision: 120, Healthy: true},
+		{Server: "x", Member: true, Revision: 999, Healthy: true}, // not a voter
+	})
+	if a.Quorum != 3 || a.Healthy != 3 || a.Margin != 0 || !a.AtRisk || !a.Majority || a.Survivor != "c" || a.SurvivorRevision != 120 {
+		t.Errorf("Assess = %+v", a)
+	}
+	a = Assess(voters[:3], []EtcdView{{Server: "b", Member: true, Revision: 7, Healthy: false}})
+	if a.Majority || a.Margin != -2 || a.Survivor != "b" || !a.AtRisk {
+		t.Errorf("lost quorum: %+v", a)
+	}
+	a = Assess(voters, []EtcdView{{Server: "a", Member: true, Healthy: true}, {Server: "b", Member: true, Healthy: true},
+		{Server: "c", Member: true, Healthy: true}, {Server: "d", Member: true, Healthy: true}, {Server: "e", Member: true, Healthy: true}})
+	if a.Margin != 2 || a.AtRisk {
+		t.Errorf("full strength: %+v", a)
+	}
+}
+
+func TestRemovalAdvance(t *testing.T) {
+	now := time.Unix(100, 0)
+	r := Removal{Node: "c", State: RemovalCommitted}
+	if _, err := r.Advance(RemovalDone, now, ""); err == nil {
+		t.Error("committed → done skipped executing")
+	}
+	r, err := r.Advance(RemovalExecuting, now, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err = r.Advance(RemovalDone, now, ""); err != nil || r.State != RemovalDone {
+		t.Fatal(r, err)
+	}
+	if _, err := r.Advance(RemovalFailed, now, "x"); err == nil {
+		t.Error("done → failed allowed")
+	}
+}
+
+func TestStepRemovedHostAndReinstall(t *testing.T) {
+	now := time.Unix(1000, 0)
+	c := Cluster{Voters: []string{"a", "b", "c"}, IDs: map[string]string{"a": "1", "b": "2", "c": "3"}, Removed: []string{"d"}}
+	view := []Server{
+		{Name: "a", Answers: true, ID: "1", HasDatastore: true},
+		{Name: "b", Answers: true, ID: "2", HasDatastore: true},
+		{Name: "c", ID: "9", WantsJoin: true, Clear: true}, // reinstalled: new ID, fresh disk
+		{Name: "d", ID: "4", WantsJoin: true, HasDatastore: true},
+	}
+	d := Step(c, view, Config{MaxServers: 7}, now, NewBook(), "a")
+	if !strings.Contains(d.Told["d"], "rejoin --wipe") {
+		t.Errorf("removed host not told to wipe: %q", d.Told["d"])
+	}
+	if d.Kind != Commit || d.Removal.Node != "c" || d.Removal.Executor != "a" {
+		t.Errorf("reinstall: %+v", d)
+	}
+	// The old c still answers: not cleared.
+	view[2].Answers = true
+	c.IDs["c"] = "3"
+	if ok, why := ReinstallAllowed(Server{Name: "c", ID: "9"}, c, []Member{{Name: "c", Voter: true, Answers: true}}); ok || !strings.Contains(why, "still answers") {
+		t.Errorf("ReinstallAllowed with the old self alive = %v %q", ok, why)
+	}
+	// Operator removal that would break quorum is refused with numbers.
+	view = []Server{{Name: "a", Answers: true, Remove: "b"}, {Name: "b", Answers: true}, {Name: "c", Gossip: Dead}}
+	d = Step(Cluster{Voters: []string{"a", "b", "c"}}, view, Config{MaxServers: 7}, now, NewBook(), "a")
+	if v, ok := d.Refused["a"]; !ok || v.OK || !strings.Contains(v.Reason, "would break quorum") || d.Kind == Commit {
+		t.Errorf("operator removal: %+v", d)
+	}
+}
+
+func TestStepDeadTimeout(t *testing.T) {
+	book := NewBook()
+	now := time.Unix(1000, 0)
+	c := Cluster{Voters: []string{"a", "b", "c"}}
+	view := []Server{{Name: "a", Answers: true}, {Name: "b", Answers: true}, {Name: "c", Gossip: Dead}}
+	cfg := Config{MaxServers: 7, RemovalTimeout: 30 * time.Minute}
+	if d := Step(c, view, cfg, now, book, "a"); d.Kind != None {
+		t.Fatalf("removed at once: %+v", d)
+	}
+	if d := Step(c, view, cfg, now.Add(29*time.Minute), book, "a"); d.Kind != None {
+		t.Fatalf("removed before the timeout: %+v", d)
+	}
+	if d := Step(c, view, cfg, now.Add(30*time.Minute), book, "a"); d.Kind != Commit || d.Removal.Node != "c" {
+		t.Fatalf("not removed after the timeout: %+v", d)
+	}
+	cfg.RemovalTimeout = 0
+	if d := Step(c, view, cfg, now.Add(300*time.Hour), book, "a"); d.Kind != None {
+		t.Fatalf("timeout 0 removed: %+v", d)
+	}
+}
