@@ -159,8 +159,13 @@ type Config struct {
 
 	Logger     *zap.Logger           // nil: no logs
 	Registerer prometheus.Registerer // nil: metrics not registered
-	Clock      clock.Clock           // nil: the wall clock; leases, reassignment and formation read it
-	Timing     Timing                // zero: LANTiming()
+	// Duties turns on the leader's membership duties (odd voter set,
+	// standbys, removals by consensus). nil keeps them off: switch them on
+	// only once every server runs a build that reads the version-2
+	// membership commands.
+	Duties *MembershipDuties
+	Clock  clock.Clock // nil: the wall clock; leases, reassignment and formation read it
+	Timing Timing      // zero: LANTiming()
 
 	// Transport replaces the mutual-TLS TCP transport (tests use raft's
 	// in-memory one). Its LocalAddr is this node's raft address.

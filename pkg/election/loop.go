@@ -177,7 +177,7 @@ func (l *loop) lead(ctx context.Context, servers []Peer) {
 	if ctx.Err() != nil {
 		return
 	}
-	self := leaderSelf{Name: e.cfg.NodeName, Cluster: e.cfg.ClusterName, VIP: e.cfg.VIP}
+	self := leaderSelf{Name: e.cfg.NodeName, Cluster: e.cfg.ClusterName, VIP: e.cfg.VIP, Membership: e.cfg.Duties}
 	for _, a := range decide(e.fsm.get(), servers, self, l.voters(), e.cfg.Clock.Now(), e.cfg.Timing, l.book) {
 		switch a.Kind {
 		case actAddVoter:
@@ -186,6 +186,8 @@ func (l *loop) lead(ctx context.Context, servers []Peer) {
 			e.log.Warn("server has raft state but is not in this raft group: not adding it", zap.String("server", a.Name))
 		case actApply:
 			l.apply(a.Cmd)
+		case actRemoveVoter:
+			l.removeVoter(a.Name)
 		}
 	}
 }
