@@ -77,7 +77,7 @@ type Input struct {
 	// QuorumAtRisk: losing one more voter would lose etcd or raft quorum.
 	QuorumAtRisk bool
 	// ServerJoining: the join slot is held, or an etcd learner exists.
-	ServerJoining bool
+	ServerJoining  bool
 	MaxUnavailable Budget
 	Now            time.Time
 	// HostTimeout: a host upgrading longer is failed; 0 never.
