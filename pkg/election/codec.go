@@ -12,6 +12,8 @@ import (
 	"unicode"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/upgrade"
 )
 
 // Versions of the replicated encodings (see "Wire format" in doc.go). Every
@@ -64,6 +66,8 @@ type Command struct {
 	At      int64  `json:"at,omitempty"`      // unix nanoseconds, leader's clock
 	Expires int64  `json:"expires,omitempty"` // unix nanoseconds, leader's clock
 	Reason  string `json:"reason,omitempty"`
+	Target  string `json:"target,omitempty"` // upgrade-start (upgrade.go)
+	Role    string `json:"role,omitempty"`   // upgrade-begin, upgrade-done
 }
 
 // EncodeCommand validates c and returns its log form, written as this
@@ -198,6 +202,12 @@ func canonicalKey(k string) bool {
 }
 
 func (c Command) validate() error {
+	if upgrade.IsOp(c.Op) {
+		return c.validateUpgrade()
+	}
+	if c.Target != "" || c.Role != "" {
+		return fmt.Errorf("election: command %s: fields target and role not allowed", c.Op)
+	}
 	// Which fields each operation needs (true) or must leave empty (false).
 	type need struct{ node, from, vip, ca, at, expires bool }
 	var n need
@@ -360,6 +370,11 @@ func (s State) validate() error {
 		}
 		if !unixNanos(sl.Granted) || !unixNanos(sl.Expires) || !sl.Expires.After(sl.Granted) {
 			return fmt.Errorf("state: join slot granted %s, expires %s: out of range or order", sl.Granted, sl.Expires)
+		}
+	}
+	if s.Upgrade != nil {
+		if err := s.Upgrade.Validate(); err != nil {
+			return fmt.Errorf("state: %w", err)
 		}
 	}
 	if len(s.Joined) > 0 && s.ClusterReady == nil {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/upgrade"
 )
 
 // ClusterReady is committed once the bootstrap node's RKE2 serves the VIP.
@@ -32,6 +34,8 @@ type State struct {
 	ClusterReady *ClusterReady `json:"cluster_ready,omitempty"`
 	Slot         *JoinSlot     `json:"slot,omitempty"`
 	Joined       []string      `json:"joined,omitempty"` // sorted
+	// Upgrade is the rolling upgrade's progress (upgrade.go).
+	Upgrade *upgrade.Progress `json:"upgrade,omitempty"`
 }
 
 func (s State) clone() State {
@@ -44,6 +48,10 @@ func (s State) clone() State {
 		s.Slot = &sl
 	}
 	s.Joined = slices.Clone(s.Joined)
+	if s.Upgrade != nil {
+		u := s.Upgrade.Clone()
+		s.Upgrade = &u
+	}
 	return s
 }
 
@@ -58,6 +66,9 @@ var ErrTransition = errors.New("transition not allowed")
 func (s State) apply(c Command) (State, error) {
 	reject := func(format string, a ...any) (State, error) {
 		return s, fmt.Errorf("election: %s: %w: "+format, append([]any{c.Op, ErrTransition}, a...)...)
+	}
+	if upgrade.IsOp(c.Op) {
+		return s.applyUpgrade(c)
 	}
 	next := s.clone()
 	switch c.Op {
@@ -97,6 +108,9 @@ func (s State) apply(c Command) (State, error) {
 		}
 		if s.Slot != nil {
 			return reject("slot held by %s", s.Slot.Holder)
+		}
+		if u, ok := s.upgradingServer(); ok {
+			return reject("server %s is upgrading", u)
 		}
 		if c.Node == s.Bootstrap || slices.Contains(s.Joined, c.Node) {
 			return reject("%s already in the cluster", c.Node)
