@@ -10,6 +10,7 @@ import (
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/keys"
 	"github.com/rke2-hanode/rke2-hanode/pkg/rke2version"
+	"github.com/rke2-hanode/rke2-hanode/pkg/upgrade"
 )
 
 // Problem is one thing wrong with the configuration.
@@ -155,6 +156,9 @@ func (c *Config) validate(ps *problems) {
 	}
 	if _, err := rke2version.ParseChannel(c.RKE2Channel); err != nil {
 		v("rke2-channel", c.RKE2Channel, "accepted values are stable, latest, testing or a minor version such as v1.36")
+	}
+	if _, err := upgrade.ParseBudget(c.UpgradeMaxUnav); err != nil {
+		v("upgrade-agents-max-unavailable", c.UpgradeMaxUnav, "must be a count of agents (1 or more) or a percentage of them (1% to 100%), e.g. 2 or 10%")
 	}
 	switch c.InstallMethod {
 	case "script", "none":
