@@ -119,6 +119,10 @@ type Plan struct {
 // I/O. The rules it keeps are in doc.go; plan_test.go model-checks them.
 func Decide(in Input) Plan {
 	p := in.Progress
+	if err := p.Validate(); err != nil {
+		// Apply produces none such; a replica that holds one stops here.
+		return Plan{Phase: PhaseFailed, Target: p.Target, Blocked: fmt.Sprintf("the committed progress is not valid: %v", err)}
+	}
 	at := in.Now.UnixNano()
 	byName := make(map[string]Host, len(in.Hosts))
 	for _, h := range in.Hosts {
