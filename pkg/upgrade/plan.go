@@ -165,6 +165,15 @@ func Decide(in Input) Plan {
 	}
 
 	active := p.Target != "" && !complete(p, in.Hosts)
+	if active && len(p.In(HostUpgrading)) == 0 {
+		// The configuration moved on mid-roll (every server now wants a
+		// newer version than the roll's): a new roll supersedes this one
+		// rather than waiting for hosts whose configuration no longer
+		// wants its target.
+		if w := unanimous(servers); !w.IsZero() && rke2version.MustParse(p.Target).Less(w) {
+			active = false
+		}
+	}
 	if !active {
 		return start(in, plan, servers, agents)
 	}
@@ -213,7 +222,7 @@ func Decide(in Input) Plan {
 	unavailable := 0
 	for _, a := range agents {
 		hp, ok := p.Host(a.Name)
-		if (ok && hp.State == HostUpgrading) || (!a.Healthy && (!ok || hp.State != HostDone)) {
+		if (ok && hp.State == HostUpgrading) || !a.Healthy {
 			unavailable++
 		}
 	}
@@ -399,6 +408,19 @@ func remaining(p Progress, hosts []Host, leader string) []string {
 		return strings.Compare(a, b)
 	})
 	return append(up, rest...)
+}
+
+// unanimous is the version every server wants, zero when one's is not
+// known or they differ.
+func unanimous(servers []Host) rke2version.Version {
+	var want rke2version.Version
+	for i, s := range servers {
+		if s.Wanted.IsZero() || (i > 0 && s.Wanted != want) {
+			return rke2version.Version{}
+		}
+		want = s.Wanted
+	}
+	return want
 }
 
 func split(hosts []Host) (servers, agents []Host) {

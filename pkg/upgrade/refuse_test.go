@@ -129,3 +129,46 @@ func TestParseBudget(t *testing.T) {
 		}
 	}
 }
+
+// TestDecideSupersedes: config management moves on mid-roll (every server
+// now wants v1.37.2 while the roll to v1.37.1 has done one server): a new
+// roll starts once no host is in flight, instead of waiting for ever for
+// the others to want v1.37.1.
+func TestDecideSupersedes(t *testing.T) {
+	const v36, v371, v372 = "v1.36.3+rke2r1", "v1.37.1+rke2r1", "v1.37.2+rke2r1"
+	in := Input{Hosts: []Host{hostAt("s0", RoleServer, v371, v372), hostAt("s1", RoleServer, v36, v372), hostAt("s2", RoleServer, v36, v372)},
+		Now: time.Unix(1_800_000_000, 0)}
+	in.Progress = Progress{Target: v371, Hosts: []HostProgress{{Name: "s0", Role: RoleServer, State: HostDone, Since: 1}}}
+	p := Decide(in)
+	if p.Command == nil || p.Command.Op != OpStart || p.Command.Target != v372 {
+		t.Fatalf("plan %+v, want a start to %s", p, v372)
+	}
+	next, err := in.Progress.Apply(*p.Command)
+	if err != nil || next.Target != v372 || len(next.Hosts) != 0 {
+		t.Fatalf("apply start: %+v, %v", next, err)
+	}
+	// While a host is in flight the roll is not superseded.
+	in.Progress.Hosts = append(in.Progress.Hosts, HostProgress{Name: "s1", Role: RoleServer, State: HostUpgrading, Since: 2})
+	in.Hosts[1].Healthy = false
+	if p := Decide(in); p.Command != nil {
+		t.Fatalf("superseded with s1 in flight: %+v", *p.Command)
+	}
+}
+
+// TestAgentsBudgetCountsEveryUnavailableAgent: an agent already upgraded
+// but not Ready still counts against upgrade-agents-max-unavailable.
+func TestAgentsBudgetCountsEveryUnavailableAgent(t *testing.T) {
+	const v36, v37 = "v1.36.3+rke2r1", "v1.37.1+rke2r1"
+	in := Input{Hosts: []Host{hostAt("s0", RoleServer, v37, v37), hostAt("a0", RoleAgent, v37, v37), hostAt("a1", RoleAgent, v36, v37)},
+		MaxUnavailable: Budget{N: 1}, Now: time.Unix(1_800_000_000, 0)}
+	in.Hosts[1].Healthy = false
+	in.Progress = Progress{Target: v37, Hosts: []HostProgress{{Name: "a0", Role: RoleAgent, State: HostDone, Since: 1}, {Name: "s0", Role: RoleServer, State: HostDone, Since: 1}}}
+	p := Decide(in)
+	if p.Command != nil || !strings.Contains(p.Blocked, "1 agent(s) not ready, upgrade-agents-max-unavailable allows 1") {
+		t.Fatalf("plan %+v, want blocked by the budget", p)
+	}
+	in.Hosts[1].Healthy = true
+	if p := Decide(in); p.Command == nil || p.Command.Op != OpBegin || p.Command.Node != "a1" {
+		t.Fatalf("plan %+v, want a1 to begin", p)
+	}
+}
