@@ -26,10 +26,15 @@
 // agent that would run newer than the oldest server. A roll does not
 // start while quorum is at risk or a server joins. Servers wanting
 // different versions is not refused but waited on: config management
-// pushes hosts in any order, and the roll starts once they agree.
+// pushes hosts in any order, and the roll starts once they agree. When
+// every server's configuration moves on to another version mid-roll, a new
+// roll supersedes the old one once no host is in flight; a roll no host's
+// configuration wants any more is over.
 //
-// plan_test.go model-checks these over random schedules and shows the
-// mutants it catches.
+// plan_test.go model-checks these over random schedules, then settles
+// each schedule (no more faults, every host wanting one version) and
+// checks that the roll brings every host to it; it shows the mutants it
+// catches.
 //
 // # The protocol
 //
@@ -38,7 +43,8 @@
 //	                          quorum not at risk; no server joining; not paused; no host in flight
 //	upgrade-begin   leader    servers: the rules above, and no join slot held (the FSM checks it);
 //	                          agents: every server runs T, the batch has room
-//	upgrade-done    leader    the host gossips running T and healthy (or already ran T: no steps)
+//	upgrade-done    leader    the host gossips running T, healthy, and Finished = the begin's Since
+//	                          (a host not begun that already runs T and is healthy: no steps)
 //	upgrade-failed  leader    the host gossips Failed for this begin (FailedBegin = its Since),
 //	                          or HostTimeout passed since its begin
 //	upgrade-pause   operator  always (through the leader)
@@ -46,7 +52,7 @@
 //
 // Progress.Apply enforces what holds whatever the leader saw: at most one
 // server upgrading, no begin while paused or stopped by a failure, no
-// start while a host is in flight or to a target not newer than the last.
+// start while a host is in flight or failed.
 // The cluster FSM (pkg/election, upgrade.go) adds: a server begins only
 // while the join slot is free, and no slot is granted while a server
 // upgrades: a join and a server's upgrade are one permission.
@@ -54,12 +60,15 @@
 // # How the node executes it (the wiring that follows)
 //
 // Gossip: every host advertises Wanted (rke2-version; or, for a channel,
-// the version the channel resolved to at its last install), Running
-// (installer.RKE2Version of the binary on disk), Healthy (servers: the
+// the version the channel resolved to at its last install), Running (the
+// version of the binary the RKE2 service was last started from: the node
+// records installer.RKE2Version when it starts or adopts the service, and
+// not after an install, whose binary runs only after the restart), Healthy (servers: the
 // etcd member is a voter, not a learner, and GET https://127.0.0.1:9345/cacerts
 // answers with the cluster's CA; agents: the Node is Ready) and, after a
 // failed step, Failed = StepFailed(step, err) with FailedBegin = the
-// Since of the begin it ran under.
+// Since of the begin it ran under; after its last step, Finished = that
+// Since.
 //
 // The leader, on every step of its loop after the cluster's own duties
 // (election's decide), builds an Input: Hosts from the gossip view of
@@ -99,7 +108,8 @@
 //     rke2-agent; Start does not block (a server sends READY=1 only once
 //     its apiserver is ready), so the state is watched;
 //   - wait-healthy: until the host's own Healthy (above) holds at the
-//     target, within HostTimeout; the leader then commits upgrade-done;
+//     target, within HostTimeout; it then sets Finished and the leader
+//     commits upgrade-done;
 //   - uncordon (upgrade-drain).
 //
 // Any step's error is gossiped as Failed and the host stops: it never

@@ -18,7 +18,9 @@ type Host struct {
 	// Wanted is the version its configuration asks for: rke2-version, or
 	// the channel resolved to a version by the host. Zero: not known yet.
 	Wanted rke2version.Version
-	// Running is the version `rke2 --version` printed. Zero: not known.
+	// Running is the version of the RKE2 running now: of the binary the
+	// service was last started from, not of one installed since. Zero: not
+	// known.
 	Running rke2version.Version
 	// Healthy: for a server, its etcd member is a healthy voter and its
 	// supervisor answers; for an agent, its Node is Ready.
@@ -29,6 +31,11 @@ type Host struct {
 	// the retry.
 	Failed      string
 	FailedBegin int64
+	// Finished is the Since of the last begin whose steps the host ran to
+	// the end (healthy after its restart): the leader records a begun host
+	// done only on it, never on a version and health seen before the
+	// restart.
+	Finished int64
 }
 
 // Budget is upgrade-agents-max-unavailable: a count, or a percentage of
@@ -141,7 +148,7 @@ func Decide(in Input) Plan {
 		switch {
 		case seen && h.Failed != "" && h.FailedBegin == hp.Since:
 			plan.Command = &Command{Op: OpFailed, Node: hp.Name, Reason: clip(h.Failed), At: at}
-		case seen && h.Healthy && h.Running == target:
+		case seen && h.Finished == hp.Since && h.Healthy && h.Running == target:
 			plan.Command = &Command{Op: OpDone, Node: hp.Name, Role: hp.Role, At: at}
 		case in.HostTimeout > 0 && in.Now.Sub(time.Unix(0, hp.Since)) > in.HostTimeout:
 			plan.Command = &Command{Op: OpFailed, Node: hp.Name, At: at,
@@ -164,13 +171,13 @@ func Decide(in Input) Plan {
 		return plan
 	}
 
-	active := p.Target != "" && !complete(p, in.Hosts)
+	active := p.Target != "" && needed(p, in.Hosts)
 	if active && len(p.In(HostUpgrading)) == 0 {
-		// The configuration moved on mid-roll (every server now wants a
-		// newer version than the roll's): a new roll supersedes this one
+		// The configuration moved on mid-roll (every server now wants
+		// another version than the roll's): a new roll supersedes this one
 		// rather than waiting for hosts whose configuration no longer
 		// wants its target.
-		if w := unanimous(servers); !w.IsZero() && rke2version.MustParse(p.Target).Less(w) {
+		if w := unanimous(servers); !w.IsZero() && w.String() != p.Target {
 			active = false
 		}
 	}
@@ -256,7 +263,7 @@ func Decide(in Input) Plan {
 // start decides whether a new roll begins: every server wants the same
 // version, newer than what some host runs.
 func start(in Input, plan Plan, servers, agents []Host) Plan {
-	if in.Progress.Target != "" {
+	if in.Progress.Target != "" && complete(in.Progress, append(slices.Clone(servers), agents...)) {
 		plan.Phase = PhaseDone
 	} else {
 		plan.Phase = PhaseIdle
@@ -284,11 +291,6 @@ func start(in Input, plan Plan, servers, agents []Host) Plan {
 		}
 	}
 	if !behind {
-		return plan
-	}
-	if last := in.Progress.Target; last != "" && !rke2version.MustParse(last).Less(want) {
-		plan.Phase = PhaseRefused
-		plan.Blocked = fmt.Sprintf("refused, nothing touched: the last roll went to %s; a roll to %s would go back", last, want)
 		return plan
 	}
 	plan.Target = want.String()
@@ -369,6 +371,23 @@ func serversBlocked(in Input, servers []Host) string {
 		}
 	}
 	return ""
+}
+
+// needed: the roll has work left: a host in flight, or one not yet done
+// whose configuration wants the target and runs older. A roll nobody's
+// configuration wants any more is over.
+func needed(p Progress, hosts []Host) bool {
+	if len(p.In(HostUpgrading)) > 0 {
+		return true
+	}
+	target := rke2version.MustParse(p.Target)
+	for _, h := range hosts {
+		hp, ok := p.Host(h.Name)
+		if !(ok && hp.State == HostDone) && h.Wanted == target && h.Running.Less(target) {
+			return true
+		}
+	}
+	return false
 }
 
 // complete: every host runs the target (or was recorded done).

@@ -38,10 +38,12 @@ var ladder = []string{"v1.35.2+rke2r1", "v1.35.5+rke2r1", "v1.36.0+rke2r1", "v1.
 // mHost is one host of the world.
 type mHost struct {
 	Host
-	step     int   // 0 idle; 1 snapshot, 2 install, 3 restart, 4 wait healthy
-	begin    int64 // the Since of the begin it runs under
-	down     bool  // crashed (not because of the upgrade)
-	willFail bool  // this attempt fails
+	step     int                 // 0 idle; 1 snapshot, 2 install, 3 restart, 4 wait healthy
+	begin    int64               // the Since of the begin it runs under
+	down     bool                // crashed (not because of the upgrade)
+	willFail bool                // this attempt fails
+	disk     rke2version.Version // the binary installed; it runs after a restart
+	ran      rke2version.Version // the newest it ever ran
 }
 
 type model struct {
@@ -77,7 +79,7 @@ func newModel(seed uint64, decide func(Input) Plan) *model {
 		if h.Role == RoleAgent && base > 0 && rng.IntN(3) == 0 {
 			v = rke2version.MustParse(ladder[base-1]) // agents may lag
 		}
-		h.Running, h.Wanted = v, v
+		h.Running, h.Wanted, h.disk, h.ran = v, v, v, v
 		m.hosts = append(m.hosts, h)
 	}
 	return m
@@ -193,7 +195,9 @@ func (m *model) work() error {
 	hp, ok := m.prog.Host(h.Name)
 	if !ok || hp.State != HostUpgrading {
 		if h.step != 0 && (!ok || hp.State != HostFailed) {
-			h.step = 0 // resumed or superseded: start over when begun again
+			// Resumed or superseded: start over when begun again. A host
+			// stopped mid-restart comes back by itself (Restart=always).
+			h.step, h.Healthy = 0, !h.down
 		}
 		if !ok && h.Failed != "" {
 			h.Failed = ""
@@ -218,16 +222,22 @@ func (m *model) work() error {
 		}
 		if h.step == 2 {
 			// install: the one moment a version changes.
-			if target.Less(h.Running) {
-				return fmt.Errorf("%s installs %s over %s: a downgrade acted upon", h.Name, target, h.Running)
+			// Against what has run (and may have migrated its data), not a
+			// binary a failed attempt left on disk without running it.
+			if target.Less(h.ran) {
+				return fmt.Errorf("%s installs %s, having run %s: a downgrade acted upon", h.Name, target, h.ran)
 			}
-			if d := h.Running.MinorDistance(target); d > 1 {
-				return fmt.Errorf("%s installs %s over %s: %d minors skipped", h.Name, target, h.Running, d-1)
+			if d := h.ran.MinorDistance(target); d > 1 {
+				return fmt.Errorf("%s installs %s, having run %s: a minor skipped", h.Name, target, h.ran)
 			}
-			h.Running = target
+			h.disk = target
 		}
 	case 3:
-		h.Healthy = false // restart
+		h.Healthy = false // restart: the new binary runs from now on
+		h.Running = h.disk
+		if h.ran.Less(h.Running) {
+			h.ran = h.Running
+		}
 	case 4:
 		if fail {
 			h.Failed, h.FailedBegin = "not healthy after restart", hp.Since
@@ -237,7 +247,7 @@ func (m *model) work() error {
 		if !h.down {
 			h.Healthy = true
 		}
-		h.step = 0
+		h.step, h.Finished = 0, hp.Since
 		m.logf("%s healthy at %s", h.Name, h.Running)
 		return nil
 	}
@@ -294,6 +304,17 @@ func (m *model) churn() {
 }
 
 func (m *model) check() error {
+	// Servers past their snapshot and install, restarting or waiting to be
+	// healthy: never two.
+	var out []string
+	for _, h := range m.hosts {
+		if h.Role == RoleServer && h.step >= 3 && h.Failed == "" {
+			out = append(out, h.Name)
+		}
+	}
+	if len(out) > 1 {
+		return fmt.Errorf("servers %v restarting for their upgrade at once", out)
+	}
 	var oldest rke2version.Version
 	for _, h := range m.hosts {
 		if h.Role == RoleServer && (oldest.IsZero() || h.Running.Less(oldest)) {
@@ -332,7 +353,95 @@ func runModel(seed uint64, steps int, decide func(Input) Plan) (*model, error) {
 			return m, err
 		}
 	}
-	return m, nil
+	return m, m.settle()
+}
+
+// settle ends a schedule and checks the roll's liveness: no more pushes,
+// crashes or failed steps; the operator repairs every host and resumes
+// (again, if a host that was in flight too long is failed); every host's
+// configuration then wants the newest version any host runs, when that
+// is refused for none. The roll must bring every host to it.
+func (m *model) settle() error {
+	// A command decided before the settling lands first.
+	for m.pending != nil {
+		if err := m.commit(); err != nil {
+			return err
+		}
+	}
+	var want rke2version.Version
+	if len(m.prog.In(HostUpgrading)) > 0 {
+		want = rke2version.MustParse(m.prog.Target)
+	}
+	for _, h := range m.hosts {
+		h.down, h.willFail = false, false
+		if h.Failed != "" || h.step == 0 {
+			h.Healthy = true
+		}
+		// What it runs, or will once a restart under way ends.
+		if want.Less(h.Running) {
+			want = h.Running
+		}
+		if want.Less(h.disk) {
+			want = h.disk
+		}
+	}
+	for _, h := range m.hosts {
+		if h.Running.MinorDistance(want) > 1 || h.disk.MinorDistance(want) > 1 {
+			m.stats["settle-skipped"]++
+			return nil // refused: a host is two minors behind
+		}
+	}
+	for _, h := range m.hosts {
+		h.Wanted = want
+	}
+	m.logf("settle: every host wants %s", want)
+	for range 3000 {
+		if m.pending == nil && m.settled(want) {
+			break
+		}
+		for _, h := range m.hosts {
+			if err := m.work(); err != nil {
+				return err
+			}
+			_ = h
+		}
+		m.now = m.now.Add(time.Duration(1+m.rng.IntN(60)) * time.Second)
+		if m.pending == nil && (m.prog.Paused || len(m.prog.In(HostFailed)) > 0) {
+			m.pending = &Command{Op: OpResume, At: m.now.UnixNano()}
+			m.logf("operator: resume")
+		}
+		var err error
+		if m.pending != nil {
+			err = m.commit()
+		} else {
+			err = m.lead()
+		}
+		if err == nil {
+			err = m.check()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for _, h := range m.hosts {
+		if !m.settled(want) {
+			plan := m.decide(m.input())
+			return fmt.Errorf("liveness: after settling, %s runs %s (healthy %v), every host wants %s; the plan is %s: %s",
+				h.Name, h.Running, h.Healthy, want, plan.Phase, plan.Blocked)
+		}
+	}
+	m.stats["settled"]++
+	return nil
+}
+
+// settled: every host runs want, healthy, and nothing is in flight.
+func (m *model) settled(want rke2version.Version) bool {
+	for _, h := range m.hosts {
+		if h.Running != want || !h.Healthy || h.step != 0 {
+			return false
+		}
+	}
+	return len(m.prog.In(HostUpgrading)) == 0
 }
 
 func modelCheck(decide func(Input) Plan, runs, steps int) (uint64, error) {
@@ -351,7 +460,7 @@ func modelCheck(decide func(Input) Plan, runs, steps int) (uint64, error) {
 }
 
 func TestModelCheck(t *testing.T) {
-	runs, steps := 3000, 600
+	runs, steps := 2000, 600
 	if testing.Short() {
 		runs = 300
 	}
@@ -384,16 +493,15 @@ func TestModelCheck(t *testing.T) {
 // each unsafe.
 
 func decideIgnoresHealth(in Input) Plan {
+	if p := Decide(in); p.Command != nil && p.Command.Op != OpBegin {
+		return p // done and failed still on the true view
+	}
+	in.Hosts = slices.Clone(in.Hosts)
 	for i := range in.Hosts {
 		in.Hosts[i].Healthy = true
 	}
 	in.QuorumAtRisk = false
-	p := Decide(in)
-	if p.Command != nil && p.Command.Op == OpDone {
-		// keep the true view for recording done, or nothing finishes
-		return Plan{}
-	}
-	return p
+	return Decide(in)
 }
 
 func decideAgentsEarly(in Input) Plan {

@@ -196,8 +196,8 @@ func (p Progress) ServerUpgrading() (string, bool) {
 // Apply returns the next Progress. It is a pure function of (p, c): every
 // replica computes the same. It enforces what holds whatever the leader
 // saw: at most one server upgrading, no agent while a server upgrades, no
-// host beginning while the roll is paused or stopped by a failure, no
-// roll to a target older than the last. A refused transition returns p
+// host beginning while the roll is paused or stopped by a failure, no new
+// roll while a host is in flight or failed. A refused transition returns p
 // unchanged and an error wrapping ErrTransition.
 func (p Progress) Apply(c Command) (Progress, error) {
 	if err := c.Validate(); err != nil {
@@ -215,12 +215,12 @@ func (p Progress) Apply(c Command) (Progress, error) {
 		if f := p.In(HostFailed); len(f) > 0 {
 			return reject("%s failed: resume first", f[0].Name)
 		}
-		if p.Target != "" {
-			prev, t := rke2version.MustParse(p.Target), rke2version.MustParse(c.Target)
-			if !prev.Less(t) {
-				return reject("target %s is not newer than the last roll's %s", c.Target, p.Target)
-			}
+		if c.Target == p.Target {
+			return reject("the roll to %s is under way", c.Target)
 		}
+		// No ordering of targets: a roll abandoned by the configuration may
+		// be followed by one to an older version. Downgrades are refused per
+		// host, from what each runs (Decide).
 		next.Target, next.Hosts = c.Target, nil
 	case OpBegin:
 		switch {

@@ -88,7 +88,7 @@ func TestDecideRoll(t *testing.T) {
 			if p.Command.Role == RoleServer {
 				// A server finishes before anything else begins.
 				h := hosts[p.Command.Node]
-				h.Running = rke2version.MustParse(to)
+				h.Running, h.Finished = rke2version.MustParse(to), p.Command.At
 			}
 		}
 		up := 0
@@ -101,7 +101,7 @@ func TestDecideRoll(t *testing.T) {
 		if up == 2 || (up > 0 && len(begun) == 5) {
 			// The batch finishes.
 			for _, h := range prog.In(HostUpgrading) {
-				hosts[h.Name].Running = rke2version.MustParse(to)
+				hosts[h.Name].Running, hosts[h.Name].Finished = rke2version.MustParse(to), h.Since
 			}
 		}
 	}
@@ -170,5 +170,24 @@ func TestAgentsBudgetCountsEveryUnavailableAgent(t *testing.T) {
 	in.Hosts[1].Healthy = true
 	if p := Decide(in); p.Command == nil || p.Command.Op != OpBegin || p.Command.Node != "a1" {
 		t.Fatalf("plan %+v, want a1 to begin", p)
+	}
+}
+
+// TestDoneOnlyAfterTheHostsSteps: a begun host seen at the target and
+// healthy is recorded done only once it reports this begin's steps
+// finished: a version read from the disk right after the install, before
+// the restart, is not evidence.
+func TestDoneOnlyAfterTheHostsSteps(t *testing.T) {
+	const v36, v37 = "v1.36.3+rke2r1", "v1.37.1+rke2r1"
+	in := Input{Hosts: []Host{hostAt("s0", RoleServer, v37, v37), hostAt("s1", RoleServer, v36, v37), hostAt("s2", RoleServer, v36, v37)},
+		Now: time.Unix(1_800_000_000, 0)}
+	in.Progress = Progress{Target: v37, Hosts: []HostProgress{{Name: "s0", Role: RoleServer, State: HostUpgrading, Since: 7}}}
+	in.Hosts[0].Finished = 6 // an earlier begin's
+	if p := Decide(in); p.Command != nil {
+		t.Fatalf("recorded on version and health alone: %+v", *p.Command)
+	}
+	in.Hosts[0].Finished = 7
+	if p := Decide(in); p.Command == nil || p.Command.Op != OpDone || p.Command.Node != "s0" {
+		t.Fatalf("plan %+v, want s0 done", p)
 	}
 }
