@@ -69,6 +69,7 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 		newRunCmd(),
 		newPreflightCmd(),
 		newStatusCmd(),
+		newUpgradeCmd(),
 		newRenderCmd(),
 		newConfigCmd(),
 		newDemoCmd(),

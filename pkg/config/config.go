@@ -14,6 +14,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/upgrade"
 )
 
 // Default locations.
@@ -61,6 +63,8 @@ type Config struct {
 	ServiceManager   string   `key:"service-manager" default:"systemd" help:"systemd (through D-Bus) or exec (supervise rke2-bin as a child)"`
 	RKE2Bin          string   `key:"rke2-bin" default:"" help:"the rke2 executable for service-manager exec (default: found on disk)"`
 	DataDir          string   `key:"data-dir" default:"/var/lib/rke2-hanode" help:"raft store and this daemon's own state"`
+	UpgradeMaxUnav   string   `key:"upgrade-agents-max-unavailable" default:"10%" help:"agents upgraded at once in a rolling RKE2 upgrade: a count (1 or more) or a percentage of the agents, at least 1"`
+	UpgradeDrain     bool     `key:"upgrade-drain" default:"false" help:"true: cordon and drain a host through the Kubernetes API before its upgrade restart, uncordon after"`
 	LogLevel         string   `key:"log-level" default:"info" help:"debug, info, warn or error"`
 	LogFormat        string   `key:"log-format" default:"console" help:"console or json"`
 
@@ -173,4 +177,14 @@ func defaultNodeName() string {
 	}
 	// Kubernetes node names are lower case; RKE2 lower-cases the host name too.
 	return strings.ToLower(h)
+}
+
+// UpgradeBudget is upgrade-agents-max-unavailable, parsed; the default
+// when the value is not valid (Load refuses such a value).
+func (c *Config) UpgradeBudget() upgrade.Budget {
+	b, err := upgrade.ParseBudget(c.UpgradeMaxUnav)
+	if err != nil {
+		return upgrade.DefaultBudget
+	}
+	return b
 }

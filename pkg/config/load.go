@@ -100,6 +100,8 @@ func AddFlags(fs *pflag.FlagSet) {
 		switch k.kind {
 		case reflect.Int:
 			fs.Int(k.name, 0, help)
+		case reflect.Bool:
+			fs.Bool(k.name, false, help)
 		case reflect.Slice:
 			fs.StringSlice(k.name, nil, help+"; repeat the flag or separate with commas")
 		case reflect.Map:
@@ -407,6 +409,15 @@ func setString(f reflect.Value, s string) error {
 			return fmt.Errorf("want a whole number")
 		}
 		f.SetInt(int64(n))
+	case reflect.Bool:
+		switch strings.TrimSpace(s) {
+		case "true":
+			f.SetBool(true)
+		case "false", "":
+			f.SetBool(false)
+		default:
+			return fmt.Errorf("want true or false")
+		}
 	case reflect.Slice:
 		if strings.TrimSpace(s) == "" {
 			f.Set(reflect.Zero(f.Type()))

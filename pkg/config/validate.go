@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/keys"
+	"github.com/rke2-hanode/rke2-hanode/pkg/rke2version"
+	"github.com/rke2-hanode/rke2-hanode/pkg/upgrade"
 )
 
 // Problem is one thing wrong with the configuration.
@@ -66,8 +68,6 @@ var (
 	reDNSName    = regexp.MustCompile(`^(\*\.)?[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$`)
 	reClusterNam = regexp.MustCompile(`^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$`)
 	reIfName     = regexp.MustCompile(`^[^\s/:]{1,15}$`)
-	reVersion    = regexp.MustCompile(`^v\d+\.\d+\.\d+\+rke2r\d+$`)
-	reChannel    = regexp.MustCompile(`^(stable|latest|testing|v\d+\.\d+)$`)
 	reTaintKey   = regexp.MustCompile(`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
 	reTaintValue = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$`)
 )
@@ -160,11 +160,16 @@ func (c *Config) validate(ps *problems) {
 			v("node-taint", t, err.Error())
 		}
 	}
-	if c.RKE2Version != "" && !reVersion.MatchString(c.RKE2Version) {
-		v("rke2-version", c.RKE2Version, "must look like v1.36.4+rke2r1")
+	if c.RKE2Version != "" {
+		if _, err := rke2version.Parse(c.RKE2Version); err != nil || !strings.HasPrefix(c.RKE2Version, "v") {
+			v("rke2-version", c.RKE2Version, "must look like v1.36.4+rke2r1")
+		}
 	}
-	if !reChannel.MatchString(c.RKE2Channel) {
+	if _, err := rke2version.ParseChannel(c.RKE2Channel); err != nil {
 		v("rke2-channel", c.RKE2Channel, "accepted values are stable, latest, testing or a minor version such as v1.36")
+	}
+	if _, err := upgrade.ParseBudget(c.UpgradeMaxUnav); err != nil {
+		v("upgrade-agents-max-unavailable", c.UpgradeMaxUnav, "must be a count of agents (1 or more) or a percentage of them (1% to 100%), e.g. 2 or 10%")
 	}
 	switch c.InstallMethod {
 	case "script", "none":

@@ -27,6 +27,8 @@ func Marshal(c *Config) ([]byte, error) {
 			val = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.FormatInt(f.Int(), 10)}
 		case reflect.String:
 			val = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: f.String()}
+		case reflect.Bool:
+			val = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: strconv.FormatBool(f.Bool())}
 		default:
 			if err := val.Encode(f.Interface()); err != nil {
 				return nil, fmt.Errorf("config: encode %s: %w", k.name, err)

@@ -12,6 +12,8 @@ import (
 	"unicode"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/upgrade"
 )
 
 // Versions of the replicated encodings (see "Wire format" in doc.go). Every
@@ -23,14 +25,15 @@ const (
 	// commandVersion is the newest command encoding this build reads and
 	// the one it writes. A new optional field bumps it and writes "needs"
 	// with the version that can skip it.
-	// Version 2 brought the membership operations (membership_fsm.go) and
-	// the field executor; the operations of version 1 are still written as
-	// version 1 (opVersion).
+	// Version 2 brought the membership operations (membership_fsm.go), the
+	// upgrade operations (upgrade.go) and the fields executor, target and
+	// role; the operations of version 1 are still written as version 1
+	// (opVersion).
 	commandVersion = 2
 	// snapshotVersion is the same for raft snapshots of the FSM. Version 2
-	// brought removal and removed; a snapshot without them is still
-	// written as version 1, one with them needs version 2 (an older reader
-	// must not skip the removed servers).
+	// brought removal, removed and upgrade; a snapshot without them is
+	// still written as version 1, one with them needs version 2 (an older
+	// reader must not skip the removed servers or a roll in progress).
 	snapshotVersion = 2
 	// lockVersion is the same for the persisted formation lock.
 	lockVersion = 1
@@ -72,6 +75,8 @@ type Command struct {
 	Reason  string `json:"reason,omitempty"`
 	// Executor: the server that carries out a removal (removal-committed).
 	Executor string `json:"executor,omitempty"`
+	Target   string `json:"target,omitempty"` // upgrade-start (upgrade.go)
+	Role     string `json:"role,omitempty"`   // upgrade-begin, upgrade-done
 }
 
 // EncodeCommand validates c and returns its log form, written as this
@@ -206,6 +211,12 @@ func canonicalKey(k string) bool {
 }
 
 func (c Command) validate() error {
+	if upgrade.IsOp(c.Op) {
+		return c.validateUpgrade()
+	}
+	if c.Target != "" || c.Role != "" {
+		return fmt.Errorf("election: command %s: fields target and role not allowed", c.Op)
+	}
 	// Which fields each operation needs (true) or must leave empty (false).
 	type need struct{ node, from, vip, ca, at, expires, executor bool }
 	var n need
@@ -330,7 +341,7 @@ func decodeSnapshot(b []byte) (State, error) {
 		s.Removal.Since = s.Removal.Since.UTC()
 	}
 	if s.hasMembership() && sf.V < 2 {
-		return State{}, errors.New("election: restore: removal or removed in a snapshot of version 1")
+		return State{}, errors.New("election: restore: removal, removed or upgrade in a snapshot of version 1")
 	}
 	if err := s.validate(); err != nil {
 		return State{}, fmt.Errorf("election: restore: %w", err)
@@ -383,6 +394,11 @@ func (s State) validate() error {
 		}
 		if !unixNanos(sl.Granted) || !unixNanos(sl.Expires) || !sl.Expires.After(sl.Granted) {
 			return fmt.Errorf("state: join slot granted %s, expires %s: out of range or order", sl.Granted, sl.Expires)
+		}
+	}
+	if s.Upgrade != nil {
+		if err := s.Upgrade.Validate(); err != nil {
+			return fmt.Errorf("state: %w", err)
 		}
 	}
 	if len(s.Joined) > 0 && s.ClusterReady == nil {

@@ -99,6 +99,8 @@ func FuzzRestore(f *testing.F) {
 	}
 	f.Add([]byte(`{"v":3,"needs":1,"x":{"y":[1,2,{"z":null}]},"state":{"bootstrap":"a","new":1}}`))
 	f.Add([]byte(`{"v":1,"state":{"bootstrap":"a","bootstrap":"b"}}`))
+	f.Add([]byte(`{"v":1,"state":{"bootstrap":"a","upgrade":{"target":"v1.37.1+rke2r1","paused":true,"hosts":[{"name":"s1","role":"server","state":"failed","since":1,"reason":"r"}]}}}`))
+	f.Add([]byte(`{"v":1,"state":{"upgrade":{"hosts":[{"name":"s1","role":"server","state":"upgrading","since":1}]}}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		g := &fsm{}
 		if err := g.Restore(io.NopCloser(bytes.NewReader(b))); err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/membership"
+	"github.com/rke2-hanode/rke2-hanode/pkg/upgrade"
 )
 
 // ClusterReady is committed once the bootstrap node's RKE2 serves the VIP.
@@ -38,6 +39,8 @@ type State struct {
 	// servers removed since, sorted, which rejoin only wiped.
 	Removal *membership.Removal `json:"removal,omitempty"`
 	Removed []string            `json:"removed,omitempty"`
+	// Upgrade is the rolling upgrade's progress (upgrade.go).
+	Upgrade *upgrade.Progress `json:"upgrade,omitempty"`
 }
 
 func (s State) clone() State {
@@ -55,6 +58,10 @@ func (s State) clone() State {
 		s.Removal = &r
 	}
 	s.Removed = slices.Clone(s.Removed)
+	if s.Upgrade != nil {
+		u := s.Upgrade.Clone()
+		s.Upgrade = &u
+	}
 	return s
 }
 
@@ -69,6 +76,9 @@ var ErrTransition = errors.New("transition not allowed")
 func (s State) apply(c Command) (State, error) {
 	reject := func(format string, a ...any) (State, error) {
 		return s, fmt.Errorf("election: %s: %w: "+format, append([]any{c.Op, ErrTransition}, a...)...)
+	}
+	if upgrade.IsOp(c.Op) {
+		return s.applyUpgrade(c)
 	}
 	next := s.clone()
 	switch c.Op {
@@ -108,6 +118,9 @@ func (s State) apply(c Command) (State, error) {
 		}
 		if s.Slot != nil {
 			return reject("slot held by %s", s.Slot.Holder)
+		}
+		if u, ok := s.upgradingServer(); ok {
+			return reject("server %s is upgrading", u)
 		}
 		if (c.Node == s.Bootstrap && !slices.Contains(s.Removed, c.Node)) || slices.Contains(s.Joined, c.Node) {
 			return reject("%s already in the cluster", c.Node)

@@ -90,6 +90,14 @@ func FuzzDecodeCommand(f *testing.F) {
 		`{"v":2,"needs":2,"op":"claim","node":"a","at":1}`,
 		`{"v":1,"op":"claim","node":"a","node":"b","at":1}`,
 		`{"v":1,"Op":"claim","node":"a","at":1}`,
+		`{"v":1,"op":"upgrade-start","target":"v1.37.1+rke2r1","at":1}`,
+		`{"v":1,"op":"upgrade-begin","node":"s1","role":"server","at":2}`,
+		`{"v":1,"op":"upgrade-done","node":"a1","role":"agent","at":3}`,
+		`{"v":1,"op":"upgrade-failed","node":"s1","reason":"install script exited 1","at":3}`,
+		`{"v":1,"op":"upgrade-pause","at":4}`,
+		`{"v":2,"needs":1,"op":"upgrade-resume","at":5,"by":"operator"}`,
+		`{"v":1,"op":"upgrade-start","target":"1.37.1+rke2r1","at":1}`,
+		`{"v":1,"op":"claim","node":"a","role":"server","at":1}`,
 	} {
 		f.Add([]byte(s))
 	}

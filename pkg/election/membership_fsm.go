@@ -1,6 +1,8 @@
 package election
 
 import (
+	"github.com/rke2-hanode/rke2-hanode/pkg/upgrade"
+
 	"errors"
 	"fmt"
 	"slices"
@@ -35,7 +37,7 @@ func isMembershipOp(op string) bool {
 // operations of version 1 are still written as version 1, so that builds
 // that read only version 1 keep reading them during a rolling upgrade.
 func opVersion(op string) int {
-	if isMembershipOp(op) {
+	if isMembershipOp(op) || upgrade.IsOp(op) {
 		return membershipCommandVersion
 	}
 	return 1
@@ -162,4 +164,6 @@ func (s State) validateMembership() error {
 	return nil
 }
 
-func (s State) hasMembership() bool { return s.Removal != nil || len(s.Removed) > 0 }
+func (s State) hasMembership() bool {
+	return s.Removal != nil || len(s.Removed) > 0 || s.Upgrade != nil
+}

@@ -11,13 +11,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/rke2version"
 )
 
 // Method is how RKE2 gets onto the host (the install-method key).
@@ -447,9 +448,6 @@ func isExecutable(path string) bool {
 	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
 }
 
-// rke2VersionLine matches `rke2 version v1.36.4+rke2r1 (commit)`.
-var rke2VersionLine = regexp.MustCompile(`(?m)^rke2 version (v?[0-9][^\s]*)`)
-
 // RKE2Version runs `bin --version` and returns the version it prints.
 func RKE2Version(ctx context.Context, bin string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -461,17 +459,25 @@ func RKE2Version(ctx context.Context, bin string) (string, error) {
 	return parseRKE2Version(out)
 }
 
+// parseRKE2Version returns the version `rke2 --version` printed, in
+// canonical form.
 func parseRKE2Version(out []byte) (string, error) {
-	m := rke2VersionLine.FindSubmatch(out)
-	if m == nil {
-		first, _, _ := strings.Cut(string(out), "\n")
-		return "", fmt.Errorf("rke2 --version printed %q, want \"rke2 version vX.Y.Z+rke2rN …\"", first)
+	v, err := rke2version.FromOutput(out)
+	if err != nil {
+		return "", err
 	}
-	return string(m[1]), nil
+	return v.String(), nil
 }
 
+// sameVersion compares two versions as RKE2 releases; text that is not
+// one compares as text, without the leading v.
 func sameVersion(a, b string) bool {
-	return strings.TrimPrefix(a, "v") == strings.TrimPrefix(b, "v")
+	va, errA := rke2version.Parse(a)
+	vb, errB := rke2version.Parse(b)
+	if errA != nil || errB != nil {
+		return strings.TrimPrefix(a, "v") == strings.TrimPrefix(b, "v")
+	}
+	return va == vb
 }
 
 // copyImages copies kube-vip*.tar* archives from the airgap folder into

@@ -35,6 +35,43 @@ type Status struct {
 	// node name: this host's from its own history, the others' from the
 	// summary they gossip (tenth-of-a-second precision, newest kept).
 	Timeline map[string][]Transition `json:"timeline"`
+	// Upgrade is the rolling RKE2 upgrade as this host knows it: on a
+	// server the committed progress and the plan of the raft leader's view,
+	// absent where the daemon does not report one (an older build).
+	Upgrade *Upgrade `json:"upgrade,omitempty"`
+}
+
+// Upgrade is the rolling RKE2 upgrade (docs/operations.md, "Upgrades").
+type Upgrade struct {
+	// Phase: idle, waiting, refused, servers, agents, paused, failed, done.
+	Phase string `json:"phase"`
+	// Target is the version being rolled out ("" before any roll).
+	Target string `json:"target"`
+	Paused bool   `json:"paused"`
+	// Blocked says why the roll does not proceed ("" when it does or has
+	// nothing to do): a refusal, a failed host, a pause, or what it waits for.
+	Blocked string `json:"blocked"`
+	// Servers and Agents still to upgrade, in the order they will; those
+	// upgrading now first.
+	Servers []string `json:"servers"`
+	Agents  []string `json:"agents"`
+	// MaxUnavailable is the agents' batch size in force.
+	MaxUnavailable int `json:"max_unavailable"`
+	// Hosts is every host's wanted and running version and its place in
+	// the roll, by name.
+	Hosts []UpgradeHost `json:"hosts"`
+}
+
+// UpgradeHost is one host in the roll.
+type UpgradeHost struct {
+	Name    string `json:"name"`
+	Role    string `json:"role"`
+	Wanted  string `json:"wanted"`  // from its config ("" not known yet)
+	Running string `json:"running"` // what rke2 --version prints ("" not known)
+	// State: "" (not begun), upgrading, done, failed.
+	State  string    `json:"state"`
+	Since  time.Time `json:"since"`
+	Reason string    `json:"reason"` // why it failed
 }
 
 // Transition is a host entering a phase.

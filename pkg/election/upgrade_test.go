@@ -1,0 +1,106 @@
+package election
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/upgrade"
+)
+
+func TestDecodeUpgradeCommand(t *testing.T) {
+	tests := []struct {
+		name, in, wantErr string
+		want              Command
+	}{
+		{"start", `{"v":1,"op":"upgrade-start","target":"v1.37.1+rke2r1","at":1}`, "",
+			Command{V: 2, Op: upgrade.OpStart, Target: "v1.37.1+rke2r1", At: 1}},
+		{"begin", `{"v":1,"op":"upgrade-begin","node":"s1","role":"server","at":2}`, "",
+			Command{V: 2, Op: upgrade.OpBegin, Node: "s1", Role: "server", At: 2}},
+		{"failed", `{"v":1,"op":"upgrade-failed","node":"s1","reason":"install script exited 1","at":3}`, "",
+			Command{V: 2, Op: upgrade.OpFailed, Node: "s1", Reason: "install script exited 1", At: 3}},
+		{"newer writer, field skipped", `{"v":3,"needs":1,"op":"upgrade-pause","at":4,"by":{"who":"ops"}}`, "",
+			Command{V: 2, Op: upgrade.OpPause, At: 4}},
+		{"target not canonical", `{"v":1,"op":"upgrade-start","target":"1.37.1+rke2r1","at":1}`, "not a canonical RKE2 version", Command{}},
+		{"target missing", `{"v":1,"op":"upgrade-start","at":1}`, "field target missing", Command{}},
+		{"role unknown", `{"v":1,"op":"upgrade-begin","node":"s1","role":"witness","at":2}`, `role "witness"`, Command{}},
+		{"role missing", `{"v":1,"op":"upgrade-begin","node":"s1","at":2}`, "field role missing", Command{}},
+		{"cluster field on an upgrade op", `{"v":1,"op":"upgrade-pause","vip":"v","at":4}`, "only node, role, target, reason and at", Command{}},
+		{"upgrade field on a cluster op", `{"v":1,"op":"claim","node":"a","role":"server","at":1}`, "target and role not allowed", Command{}},
+		{"reason without failure", `{"v":1,"op":"upgrade-done","node":"a","role":"agent","reason":"x","at":1}`, "field reason not allowed", Command{}},
+		{"needs a newer reader", `{"v":3,"op":"upgrade-pause","at":4}`, "needs version 3, this build reads up to 2", Command{}},
+	}
+	for _, tc := range tests {
+		c, err := DecodeCommand([]byte(tc.in))
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%s: err = %v, want %q", tc.name, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || c != tc.want {
+			t.Errorf("%s: %+v, %v; want %+v", tc.name, c, err, tc.want)
+		}
+		enc, err := EncodeCommand(c)
+		if err != nil {
+			t.Errorf("%s: encode: %v", tc.name, err)
+		}
+		if back, err := DecodeCommand(enc); err != nil || back != c {
+			t.Errorf("%s: round trip %s: %+v, %v", tc.name, enc, back, err)
+		}
+	}
+}
+
+// TestUpgradeSharesTheJoinSlot: a server's upgrade and a server's join
+// are one permission; the state never holds both.
+func TestUpgradeSharesTheJoinSlot(t *testing.T) {
+	ready := State{Bootstrap: "s0", Started: true, ClusterReady: &ClusterReady{VIP: "v", CAHash: "c"}, Joined: []string{"s1"}}
+	must := func(s State, c Command) State {
+		t.Helper()
+		n, err := s.apply(c)
+		if err != nil {
+			t.Fatalf("%s %s: %v", c.Op, c.Node, err)
+		}
+		return n
+	}
+	st := must(ready, UpgradeCommand(upgrade.Command{Op: upgrade.OpStart, Target: "v1.37.1+rke2r1", At: 1}))
+	up := must(st, UpgradeCommand(upgrade.Command{Op: upgrade.OpBegin, Node: "s1", Role: upgrade.RoleServer, At: 2}))
+	if _, err := up.apply(Command{Op: opGrant, Node: "s2", At: 3, Expires: 4}); !errors.Is(err, ErrTransition) || !strings.Contains(err.Error(), "server s1 is upgrading") {
+		t.Fatalf("grant while s1 upgrades: %v", err)
+	}
+	joining := must(st, Command{Op: opGrant, Node: "s2", At: 3, Expires: 4})
+	if _, err := joining.apply(UpgradeCommand(upgrade.Command{Op: upgrade.OpBegin, Node: "s1", Role: upgrade.RoleServer, At: 5})); !errors.Is(err, ErrTransition) || !strings.Contains(err.Error(), "join slot held by s2") {
+		t.Fatalf("server begins while s2 joins: %v", err)
+	}
+	// An agent's upgrade takes no slot.
+	must(joining, UpgradeCommand(upgrade.Command{Op: upgrade.OpBegin, Node: "a0", Role: upgrade.RoleAgent, At: 5}))
+
+	// The progress survives a snapshot; a refused step changes nothing.
+	b, err := encodeSnapshot(up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := decodeSnapshot(b)
+	if err != nil || !statesEqual(back, up) {
+		t.Fatalf("snapshot round trip: %+v, %v", back, err)
+	}
+	if n, err := up.apply(UpgradeCommand(upgrade.Command{Op: upgrade.OpBegin, Node: "s0", Role: upgrade.RoleServer, At: 6})); err == nil || !statesEqual(n, up) {
+		t.Fatalf("second server begins: %v", err)
+	}
+	failed := must(up, UpgradeCommand(upgrade.Command{Op: upgrade.OpFailed, Node: "s1", Reason: "install script exited 1", At: time.Second.Nanoseconds()}))
+	if _, err := failed.apply(UpgradeCommand(upgrade.Command{Op: upgrade.OpBegin, Node: "s0", Role: upgrade.RoleServer, At: 7})); err == nil || !strings.Contains(err.Error(), "stopped: s1 failed") {
+		t.Fatalf("begin after a failure: %v", err)
+	}
+}
+
+func TestSnapshotRefusesBadUpgrade(t *testing.T) {
+	old := `{"v":1,"state":{"bootstrap":"a","started":true,"cluster_ready":{"vip":"v","ca_hash":"c"},"upgrade":{"target":"v1.37.1+rke2r1"}}}`
+	if _, err := decodeSnapshot([]byte(old)); err == nil || !strings.Contains(err.Error(), "snapshot of version 1") {
+		t.Fatalf("an upgrade in a version-1 snapshot (an older reader would skip it): %v", err)
+	}
+	in := `{"v":2,"state":{"bootstrap":"a","upgrade":{"target":"v1.37.1+rke2r1","hosts":[{"name":"s1","role":"server","state":"upgrading","since":1},{"name":"s2","role":"server","state":"upgrading","since":1}]}}}`
+	if _, err := decodeSnapshot([]byte(in)); err == nil || !strings.Contains(err.Error(), "two servers upgrading at once") {
+		t.Fatalf("decode: %v", err)
+	}
+}
