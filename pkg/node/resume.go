@@ -97,7 +97,8 @@ func planResume(f resumeFacts) resumePlan {
 	case pathJoiner:
 		plan := resumePlan{AcquireSlot: !f.Raft.Joined, MarkJoined: !f.Raft.Joined}
 		mine := f.Raft.Joined || (p.StartedRKE2 && p.CAHash != "" && p.CAHash == f.Raft.ClusterCA)
-		if f.Datastore.Present && !mine && f.Datastore.CAHash != f.Raft.ClusterCA {
+		ours := f.Datastore.CAHash != "" && f.Datastore.CAHash == f.Raft.ClusterCA
+		if f.Datastore.Present && !mine && !ours {
 			owner := "of an unknown cluster (no " + f.Datastore.CAPath + ")"
 			if f.Datastore.CAHash != "" {
 				owner = "of another cluster (CA hash " + f.Datastore.CAHash + ", this cluster's is " + f.Raft.ClusterCA + ")"
