@@ -9,6 +9,7 @@ import (
 	"github.com/rke2-hanode/rke2-hanode/pkg/backoff"
 	"github.com/rke2-hanode/rke2-hanode/pkg/election"
 	"github.com/rke2-hanode/rke2-hanode/pkg/status"
+	"github.com/rke2-hanode/rke2-hanode/pkg/statusview"
 )
 
 // retryPolicy spaces the tries of a failed step: equal jitter, so hosts
@@ -48,7 +49,7 @@ func (n *Node) retry(ctx context.Context, stage string, step func(context.Contex
 		if err := b.Wait(ctx, n.clk); err != nil {
 			return err
 		}
-		n.t.set(phase, "retrying after: "+shorten(err.Error(), 120))
+		n.t.set(phase, "retrying after: "+statusview.Shorten(err.Error(), 120))
 	}
 }
 

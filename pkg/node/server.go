@@ -9,6 +9,7 @@ import (
 	"github.com/rke2-hanode/rke2-hanode/pkg/gossip"
 	"github.com/rke2-hanode/rke2-hanode/pkg/installer"
 	"github.com/rke2-hanode/rke2-hanode/pkg/status"
+	"github.com/rke2-hanode/rke2-hanode/pkg/statusview"
 )
 
 // runServer takes a server from discovery to ready: as the bootstrap node,
@@ -228,5 +229,5 @@ func (n *Node) slotDetail() string {
 	if st.SlotHolder != "" {
 		holder = st.SlotHolder
 	}
-	return fmt.Sprintf("%d of %s joined, slot held by %s", len(st.Joined), plural(n.cfg.ExpectServers-1, "server"), holder)
+	return fmt.Sprintf("%d of %s joined, slot held by %s", len(st.Joined), statusview.Plural(n.cfg.ExpectServers-1, "server"), holder)
 }
