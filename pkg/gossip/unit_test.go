@@ -166,7 +166,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := validConfig()
 			tt.change(&cfg)
-			_, err := New(cfg)
+			_, err := newMember(cfg)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("err = %v, want %q", err, tt.wantErr)
 			}
@@ -177,7 +177,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 func TestNewFillsMetaFromConfig(t *testing.T) {
 	cfg := validConfig()
 	cfg.AdvertiseAddr = "10.0.0.1"
-	m, err := New(cfg)
+	m, err := newMember(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,11 +185,11 @@ func TestNewFillsMetaFromConfig(t *testing.T) {
 	if got.ClusterName != "rke2" || got.AdvertiseAddr != "10.0.0.1" || got.RaftState != RaftNone || got.Version == "" {
 		t.Errorf("Local() = %+v", got)
 	}
-	if err := m.Shutdown(); err != nil {
-		t.Errorf("Shutdown before Start: %v", err)
+	if err := m.Close(); err != nil {
+		t.Errorf("Close before Open: %v", err)
 	}
-	if err := m.Start(context.Background()); err == nil {
-		t.Error("Start after Shutdown succeeded")
+	if err := m.Run(context.Background()); err == nil {
+		t.Error("Run of a member never opened succeeded")
 	}
 }
 
@@ -207,7 +207,7 @@ func TestStateTransitions(t *testing.T) {
 	cfg := validConfig()
 	cfg.Now = func() time.Time { return now }
 	cfg.Timings.DeadRetention = time.Hour
-	m, err := New(cfg)
+	m, err := newMember(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +304,7 @@ func TestResolveSeeds(t *testing.T) {
 	cfg.BindPort = 9347
 	cfg.Resolver = res
 	cfg.Join = []string{"10.0.0.1", "10.0.0.2", "seeds.example", "10.0.0.3:9347", "10.0.0.4:7000"}
-	m, err := New(cfg)
+	m, err := newMember(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -77,8 +77,8 @@ type Node struct {
 	retryPolicy backoff.Policy
 
 	// The long-lived parts Run opens and closes.
-	gossip   *gossip.Member
-	closeSvc func()
+	gossipCfg gossip.Config
+	closeSvc  func()
 
 	clusterNodes *prometheus.GaugeVec
 	agentReady   prometheus.Gauge
@@ -134,7 +134,7 @@ func New(opts Options) (*Node, error) {
 		meta.RaftAddr = net.JoinHostPort(n.advertise, fmt.Sprint(c.RaftPort))
 		syncRole = gossip.RoleServer // servers coordinate through their metadata
 	}
-	n.gossip, err = gossip.New(gossip.Config{
+	n.gossipCfg = gossip.Config{
 		NodeName:      c.NodeName,
 		BindAddr:      c.BindAddress,
 		BindPort:      c.GossipPort,
@@ -147,11 +147,7 @@ func New(opts Options) (*Node, error) {
 		SyncRole:      syncRole,
 		Logger:        log,
 		Registerer:    opts.Registerer,
-	})
-	if err != nil {
-		return nil, err
 	}
-	n.members = n.gossip
 	n.prober, err = vip.NewProber(vip.ProberConfig{
 		NodeName:       c.NodeName,
 		Logger:         log,
@@ -223,20 +219,32 @@ func (n *Node) Run(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	if err := n.gossip.Start(ctx); err != nil {
+	// A gossip port in use fails here.
+	g, err := gossip.Open(n.gossipCfg)
+	if err != nil {
 		return err
 	}
-	defer n.gossip.Shutdown()
-	n.t.setHook(func(phase string, since time.Time) {
-		n.publishPhase(phase, since)
-	})
+	defer g.Close() // after the parts below have stopped: leaves gracefully
+	n.mu.Lock()
+	n.members = g
+	n.mu.Unlock()
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := g.Run(runCtx); err != nil {
+			n.log.Error("gossip stopped", zap.Error(err))
+		}
+	}()
+	n.t.setHook(func(phase string, since time.Time) {
+		n.publishPhase(phase, since)
+	})
 	if c.IsServer() {
-		ms, unsubscribe := newMembership(n.gossip)
+		ms, unsubscribe := newMembership(g)
 		defer unsubscribe()
 		el, err := election.New(election.Config{
 			NodeName:      c.NodeName,
@@ -257,7 +265,7 @@ func (n *Node) Run(ctx context.Context) error {
 			return err
 		}
 		n.mu.Lock()
-		n.coord = newCoordinator(el, n.gossip)
+		n.coord = newCoordinator(el, g)
 		n.mu.Unlock()
 		errc := make(chan error, 1)
 		wg.Add(1)
@@ -283,7 +291,7 @@ func (n *Node) Run(ctx context.Context) error {
 	defer stopWalk()
 	wg.Add(1)
 	go func() { defer wg.Done(); n.watchNameConflict(walkCtx, stopWalk) }()
-	err := n.walk(walkCtx)
+	err = n.walk(walkCtx)
 	if err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
 		n.log.Error("phase machine stopped", zap.Error(err))
 	}

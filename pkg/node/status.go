@@ -12,6 +12,7 @@ import (
 func (n *Node) Status() status.Status {
 	phase, since, lastErr := n.t.get()
 	n.mu.Lock()
+	view := n.members // nil until Run has opened gossip
 	st := status.Status{
 		Node: status.Node{Name: n.cfg.NodeName, Role: n.cfg.Role, Phase: phase, Since: since, Error: lastErr, Bootstrap: n.prog.Bootstrap},
 		Cluster: status.Cluster{
@@ -35,10 +36,13 @@ func (n *Node) Status() status.Status {
 		if es.ClusterReady != nil {
 			st.Cluster.CAHash = es.ClusterReady.CAHash
 		}
-	} else {
+	} else if view != nil {
 		st.Cluster.ClusterReady = n.clusterCAFromGossip() != ""
 	}
-	members := n.members.Members()
+	var members []gossip.MemberInfo
+	if view != nil {
+		members = view.Members()
+	}
 	st.Members = make([]status.Member, 0, len(members))
 	for _, m := range members {
 		st.Members = append(st.Members, status.Member{
