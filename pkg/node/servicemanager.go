@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"path/filepath"
 
 	"go.uber.org/zap"
@@ -29,9 +28,7 @@ func newServiceManager(c *config.Config, log *zap.Logger) (installer.ServiceMana
 		}
 		return m, func() { m.Close() }, nil
 	default:
-		// The D-Bus connection lives as long as the context it is made
-		// with: it must outlive this function.
-		m, err := installer.NewSystemdManager(context.Background(), installer.SystemdOptions{Logger: log})
+		m, err := installer.OpenSystemdManager(installer.SystemdOptions{Logger: log})
 		if err != nil {
 			return nil, nil, err
 		}
