@@ -1,9 +1,63 @@
 package node
 
 import (
+	"context"
+	"sync"
+	"time"
+
 	"github.com/rke2-hanode/rke2-hanode/pkg/election"
 	"github.com/rke2-hanode/rke2-hanode/pkg/gossip"
 )
+
+// raftView is election's view of the raft group, as State returns it.
+type raftView = election.Snapshot
+
+// startCoordinator opens this server's raft membership over gossip g and
+// runs it under ctx in a goroutine counted by wg; stop releases what it
+// holds. A raft port in use is returned as the error.
+//
+// TEMPORARY as written: election binds inside Run, so a bind failure is
+// told from a running raft by how fast Run returns. With election.Open
+// (binds now) → Run → Close this becomes: Open (its error returned), Run
+// in the goroutine, stop = Close, and no timer.
+func (n *Node) startCoordinator(ctx context.Context, g *gossip.Member, wg *sync.WaitGroup) (coordinator, func(), error) {
+	c := n.cfg
+	ms, unsubscribe := newMembership(g)
+	el, err := election.New(election.Config{
+		NodeName:      c.NodeName,
+		BindAddr:      c.BindAddress,
+		RaftPort:      c.RaftPort,
+		AdvertiseAddr: n.advertise,
+		DataDir:       c.DataDir,
+		Token:         c.Secret(),
+		ClusterName:   c.ClusterName,
+		ExpectServers: c.ExpectServers,
+		VIP:           c.VIP,
+		Membership:    ms,
+		Publisher:     ms,
+		Logger:        n.log,
+		Registerer:    n.reg,
+	})
+	if err != nil {
+		unsubscribe()
+		return nil, nil, err
+	}
+	errc := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		errc <- el.Run(ctx)
+	}()
+	select {
+	case err := <-errc:
+		if err != nil && ctx.Err() == nil {
+			unsubscribe()
+			return nil, nil, err
+		}
+	case <-time.After(200 * time.Millisecond):
+	}
+	return newCoordinator(el, g), unsubscribe, nil
+}
 
 // TEMPORARY, the one place in pkg/node that writes gossip fields the
 // leader acts on. election.Election does not report readiness yet; until it

@@ -34,7 +34,7 @@ type memberView interface {
 // coordinator is the raft group as a server's phase machine uses it: what
 // it waits for, and every request it makes of the leader (DESIGN.md §5).
 type coordinator interface {
-	State() election.Snapshot
+	State() raftView
 	IsBootstrap() bool
 	WaitBootstrap(ctx context.Context) (string, error)
 	// MarkStarted commits that the bootstrap node starts RKE2 now.

@@ -154,12 +154,12 @@ func (f fakeMembers) NameConflict() error { return nil }
 // once, cluster ready and the join only after the host reported ready.
 type fakeCoord struct{ w *world }
 
-func (f fakeCoord) State() election.Snapshot {
+func (f fakeCoord) State() raftView {
 	f.w.mu.Lock()
 	defer f.w.mu.Unlock()
 	st := f.w.raft
 	st.Joined = append([]string(nil), st.Joined...)
-	s := election.Snapshot{State: st, IsBootstrap: st.Bootstrap == f.w.self, RaftState: "follower"}
+	s := raftView{State: st, IsBootstrap: st.Bootstrap == f.w.self, RaftState: "follower"}
 	if st.Slot != nil {
 		s.SlotHolder = st.Slot.Holder
 	}

@@ -23,7 +23,6 @@ import (
 	"github.com/rke2-hanode/rke2-hanode/pkg/backoff"
 	"github.com/rke2-hanode/rke2-hanode/pkg/clock"
 	"github.com/rke2-hanode/rke2-hanode/pkg/config"
-	"github.com/rke2-hanode/rke2-hanode/pkg/election"
 	"github.com/rke2-hanode/rke2-hanode/pkg/gossip"
 	"github.com/rke2-hanode/rke2-hanode/pkg/installer"
 	"github.com/rke2-hanode/rke2-hanode/pkg/status"
@@ -244,45 +243,14 @@ func (n *Node) Run(ctx context.Context) error {
 		n.publishPhase(phase, since)
 	})
 	if c.IsServer() {
-		ms, unsubscribe := newMembership(g)
-		defer unsubscribe()
-		el, err := election.New(election.Config{
-			NodeName:      c.NodeName,
-			BindAddr:      c.BindAddress,
-			RaftPort:      c.RaftPort,
-			AdvertiseAddr: n.advertise,
-			DataDir:       c.DataDir,
-			Token:         c.Secret(),
-			ClusterName:   c.ClusterName,
-			ExpectServers: c.ExpectServers,
-			VIP:           c.VIP,
-			Membership:    ms,
-			Publisher:     ms,
-			Logger:        n.log,
-			Registerer:    n.reg,
-		})
+		coord, stop, err := n.startCoordinator(runCtx, g, &wg)
 		if err != nil {
-			return err
+			return err // a raft port in use is as fatal as a gossip port in use
 		}
+		defer stop()
 		n.mu.Lock()
-		n.coord = newCoordinator(el, g)
+		n.coord = coord
 		n.mu.Unlock()
-		errc := make(chan error, 1)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errc <- el.Run(runCtx)
-		}()
-		// A raft port in use is as fatal as a gossip port in use. Election
-		// binds inside Run; until it binds before Run, a failure to bind is
-		// told from a running raft by how fast Run returns.
-		select {
-		case err := <-errc:
-			if err != nil && ctx.Err() == nil {
-				return err
-			}
-		case <-time.After(200 * time.Millisecond):
-		}
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); n.watchCluster(runCtx) }()
