@@ -28,9 +28,11 @@ type datastoreOnDisk struct {
 	Present bool
 	Path    string
 	// CAHash is the hash of the cluster CA beside the datastore, "" when
-	// there is none to read.
+	// there is none to read; CAErr says why a CA file that is there could
+	// not be hashed.
 	CAHash string
 	CAPath string
+	CAErr  error
 }
 
 // raftFacts is what raft committed that concerns this host.
@@ -100,6 +102,9 @@ func planResume(f resumeFacts) resumePlan {
 		ours := f.Datastore.CAHash != "" && f.Datastore.CAHash == f.Raft.ClusterCA
 		if f.Datastore.Present && !mine && !ours {
 			owner := "of an unknown cluster (no " + f.Datastore.CAPath + ")"
+			if f.Datastore.CAErr != nil {
+				owner = fmt.Sprintf("whose CA %s cannot be read (%v)", f.Datastore.CAPath, f.Datastore.CAErr)
+			}
 			if f.Datastore.CAHash != "" {
 				owner = "of another cluster (CA hash " + f.Datastore.CAHash + ", this cluster's is " + f.Raft.ClusterCA + ")"
 			}

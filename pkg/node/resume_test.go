@@ -162,6 +162,17 @@ func TestPlanResume(t *testing.T) {
 	}
 }
 
+// TestPlanResumeUnreadableCA: a CA beside the datastore that cannot be
+// hashed is named with the reason.
+func TestPlanResumeUnreadableCA(t *testing.T) {
+	f := factsOf("joiner", "none", "no", "noca", "ready")
+	f.Datastore.CAErr = fmt.Errorf("no PEM certificate")
+	err := planResume(f).Refuse
+	if err == nil || !strings.Contains(err.Error(), "whose CA /rke2/server/tls/server-ca.crt cannot be read (no PEM certificate)") {
+		t.Fatalf("refusal = %v", err)
+	}
+}
+
 // TestPlanResumeRefusalNamesTheDatastore: a refusal says where the
 // datastore is and what to do.
 func TestPlanResumeRefusalNamesTheDatastore(t *testing.T) {
