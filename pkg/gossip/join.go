@@ -41,12 +41,12 @@ func (m *Member) run(ctx context.Context) {
 		switch {
 		case len(m.cfg.Join) == 0 || m.left.Load():
 		case !m.alone():
-			if now := m.cfg.Now(); now.Sub(lastSeedCheck) >= t.SeedCheckInterval {
+			if now := m.cfg.Clock.Now(); now.Sub(lastSeedCheck) >= t.SeedCheckInterval {
 				lastSeedCheck = now
 				m.joinMissingSeeds(ctx)
 			}
 		case m.joinOnce(ctx) && !m.alone():
-			lastSeedCheck = m.cfg.Now()
+			lastSeedCheck = m.cfg.Clock.Now()
 		default:
 			timer.Reset(joinBackoff.Next())
 			continue

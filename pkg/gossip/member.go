@@ -137,8 +137,8 @@ func newMember(cfg Config) (*Member, error) {
 		cfg:       cfg,
 		log:       cfg.Logger.Named("gossip"),
 		metrics:   met,
-		rejects:   newRateLimiter(cfg.Timings.LogInterval, cfg.Now),
-		warns:     newRateLimiter(cfg.Timings.LogInterval, cfg.Now),
+		rejects:   newRateLimiter(cfg.Timings.LogInterval, cfg.Clock.Now),
+		warns:     newRateLimiter(cfg.Timings.LogInterval, cfg.Clock.Now),
 		records:   map[string]*record{},
 		subs:      map[int]chan struct{}{},
 	}
@@ -612,7 +612,7 @@ func (m *Member) observe(n *memberlist.Node, state State) {
 		default:
 		}
 	}
-	now := m.cfg.Now()
+	now := m.cfg.Clock.Now()
 	meta, metaErr := DecodeMeta(n.Meta)
 	info := MemberInfo{
 		Name:       n.Name,
@@ -646,7 +646,7 @@ func (m *Member) setState(name string, from, to State) {
 		return
 	}
 	r.info.State = to
-	r.info.LastChange = m.cfg.Now()
+	r.info.LastChange = m.cfg.Clock.Now()
 	m.changedLocked()
 }
 
@@ -674,7 +674,7 @@ func (m *Member) rejected(host string, wrongLabel bool) {
 
 func (m *Member) conflict(existing, other *memberlist.Node) {
 	m.metrics.nameConflicts.Inc()
-	c := Conflict{Name: existing.Name, Existing: existing.Address(), Other: other.Address(), At: m.cfg.Now()}
+	c := Conflict{Name: existing.Name, Existing: existing.Address(), Other: other.Address(), At: m.cfg.Clock.Now()}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	idx := slices.IndexFunc(m.conflicts, func(o Conflict) bool {
@@ -705,7 +705,7 @@ func (m *Member) conflict(existing, other *memberlist.Node) {
 
 // prune forgets dead and left members older than DeadRetention.
 func (m *Member) prune() {
-	cutoff := m.cfg.Now().Add(-m.cfg.Timings.DeadRetention)
+	cutoff := m.cfg.Clock.Now().Add(-m.cfg.Timings.DeadRetention)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	pruned := false

@@ -11,6 +11,8 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/clock"
 )
 
 // The lines are memberlist v0.6.0's own texts (net.go, state.go), as its
@@ -203,9 +205,9 @@ func node(name string, meta Meta) *memberlist.Node {
 
 // TestStateTransitions drives the delegate the way memberlist does.
 func TestStateTransitions(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	cfg := validConfig()
-	cfg.Now = func() time.Time { return now }
+	cfg.Clock = clk
 	cfg.Timings.DeadRetention = time.Hour
 	m, err := newMember(cfg)
 	if err != nil {
@@ -273,7 +275,7 @@ func TestStateTransitions(t *testing.T) {
 		t.Errorf("NumAlive counts a member without metadata: %d", n)
 	}
 
-	now = now.Add(2 * time.Hour)
+	clk.Advance(2 * time.Hour)
 	m.prune()
 	if _, ok := stateOf(m, "b"); ok {
 		t.Error("a member that left long ago is still listed")
