@@ -38,6 +38,11 @@ func (n *Node) Status() status.Status {
 		}
 	} else if view != nil {
 		st.Cluster.ClusterReady = n.clusterCAFromGossip() != ""
+		if ad, ok := clusterAsAdvertised(view.Members()); ok {
+			st.Cluster.BootstrapNode = ad.BootstrapNode
+			st.Cluster.JoinSlot = ad.JoinSlot
+			st.Cluster.JoinedServers = ad.JoinedServers
+		}
 	}
 	var members []gossip.MemberInfo
 	if view != nil {
