@@ -207,6 +207,42 @@ func TestJoinedServerRetriesInItsOwnPhase(t *testing.T) {
 	checkWorld(t, w)
 }
 
+// TestJoinRecordedBehindAStaleView: a restarted joiner whose raft view
+// has not caught up yet plans to ask for a slot; election answers that the
+// join is recorded, and the joiner goes on without waiting for a record
+// that already exists.
+func TestJoinRecordedBehindAStaleView(t *testing.T) {
+	w := newWorld("server", false)
+	w.raft.Joined = []string{"self"}
+	w.datastore.Present, w.datastore.CAHash = true, testCA
+	dir := t.TempDir()
+	if err := saveProgress(dir, progress{Role: "server", StartedRKE2: true, CAHash: testCA}); err != nil {
+		t.Fatal(err)
+	}
+	n := newTestNode(t, w, "server", dir)
+	n.coord = staleCoord{fakeCoord{w}}
+	if got := walkUntil(t, n, w); got != status.PhaseReady {
+		t.Fatalf("ended %s", got)
+	}
+	steps := stepNames(w.steps())
+	if slices.Contains(steps, "mark-joined") {
+		t.Errorf("waited for a join record that exists: %v", steps)
+	}
+	if i := slices.Index(steps, "acquire-slot"); i < 0 || slices.Index(steps, "start") < i {
+		t.Errorf("steps %v: want the slot asked for (and answered) before the start", steps)
+	}
+	checkWorld(t, w)
+}
+
+// staleCoord shows a raft view from before this server's join.
+type staleCoord struct{ fakeCoord }
+
+func (s staleCoord) State() raftView {
+	v := s.fakeCoord.State()
+	v.Joined = slices.DeleteFunc(v.Joined, func(n string) bool { return n == s.w.self })
+	return v
+}
+
 // TestDatastoreRefused: a datastore this cluster never started stops the
 // bootstrap node and a joiner for good, before any config is written.
 func TestDatastoreRefused(t *testing.T) {

@@ -179,6 +179,12 @@ func (n *Node) runJoiner(ctx context.Context) error {
 		err = n.retry(ctx, "join-slot", func(ctx context.Context) error {
 			return withDeadline(ctx, slotDeadline, "waiting for a join slot", func(ctx context.Context) error {
 				_, err := n.coord.AcquireJoinSlot(ctx)
+				if errors.Is(err, election.ErrJoined) {
+					// Raft recorded this join after all: the view the plan
+					// was made from had not caught up yet.
+					plan.MarkJoined = false
+					return nil
+				}
 				return err
 			})
 		})
@@ -213,7 +219,7 @@ func (n *Node) runJoiner(ctx context.Context) error {
 		err = n.retry(ctx, "mark-joined", func(ctx context.Context) error {
 			return withDeadline(ctx, markDeadline, "waiting for raft to record the join", n.coord.MarkJoined)
 		})
-		if err != nil && !errors.Is(err, election.ErrJoined) {
+		if err != nil {
 			return err
 		}
 	}
