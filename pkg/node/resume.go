@@ -86,12 +86,15 @@ func planResume(f resumeFacts) resumePlan {
 	}
 	switch f.Path {
 	case pathBootstrap:
-		if f.Raft.Started {
-			return resumePlan{} // raft recorded the start: this datastore is the cluster's
+		// This host saves "started as the bootstrap" only once raft committed
+		// the start, so either witness says the datastore is the cluster's
+		// (and kube-vip may hold the VIP): a raft view that has not caught up
+		// after a restart must not send it back through the checks.
+		if f.Raft.Started || p.StartedRKE2 && p.Bootstrap {
+			return resumePlan{}
 		}
 		plan := resumePlan{CheckVIPFree: true}
-		mine := p.StartedRKE2 && p.Bootstrap
-		if f.Datastore.Present && !mine {
+		if f.Datastore.Present {
 			plan.Refuse = fmt.Errorf("this host already holds an RKE2 datastore (%s) that this cluster never started: "+
 				"bootstrapping on it would bring back an old cluster instead of creating a new one; remove it (rke2-uninstall.sh)", f.Datastore.Path)
 		}

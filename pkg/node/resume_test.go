@@ -33,9 +33,10 @@ var resumeTable = []struct {
 	{"bootstrap|joiner", "none|bootstrap", "yes", "*", "nothing|started", "adopt=probe"},
 
 	// The bootstrap node: once raft committed its start, its datastore is the cluster's.
+	// (This host saves "started as the bootstrap" only after raft committed it.)
 	{"bootstrap", "*", "no", "*", "started|ready|joined", "-"},
-	{"bootstrap", "*", "no", "none", "nothing", "vip"},
-	{"bootstrap", "bootstrap", "no", "*", "nothing", "vip"},
+	{"bootstrap", "bootstrap", "no", "*", "nothing", "-"},
+	{"bootstrap", "none|this|other", "no", "none", "nothing", "vip"},
 	{"bootstrap", "none|this|other", "no", "this|other|noca", "nothing", "vip refuse:that this cluster never started"},
 
 	// A joiner: a recorded join needs no slot and explains any datastore.

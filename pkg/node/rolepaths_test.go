@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/election"
+	"github.com/rke2-hanode/rke2-hanode/pkg/installer"
 	"github.com/rke2-hanode/rke2-hanode/pkg/status"
 )
 
@@ -240,6 +241,38 @@ type staleCoord struct{ fakeCoord }
 func (s staleCoord) State() raftView {
 	v := s.fakeCoord.State()
 	v.Joined = slices.DeleteFunc(v.Joined, func(n string) bool { return n == s.w.self })
+	return v
+}
+
+// TestBootstrapRestartBehindAStaleView: a bootstrap node restarted with
+// its RKE2 stopped, whose raft view has not caught up with "started", is
+// not sent back through the checks for a new cluster (kube-vip elsewhere
+// may hold the VIP by now): its progress file says raft committed its start.
+func TestBootstrapRestartBehindAStaleView(t *testing.T) {
+	w := newWorld("server", true)
+	w.raft.Started, w.configKind = true, installer.Bootstrap
+	w.datastore.Present, w.datastore.CAHash = true, testCA
+	dir := t.TempDir()
+	if err := saveProgress(dir, progress{Role: "server", StartedRKE2: true, Bootstrap: true}); err != nil {
+		t.Fatal(err)
+	}
+	n := newTestNode(t, w, "server", dir)
+	n.coord = notStartedCoord{fakeCoord{w}}
+	if got := walkUntil(t, n, w); got != status.PhaseReady {
+		t.Fatalf("ended %s", got)
+	}
+	if steps := stepNames(w.steps()); slices.Contains(steps, "check-vip-free") {
+		t.Errorf("a started bootstrap node checked that nobody holds the VIP: %v", steps)
+	}
+	checkWorld(t, w)
+}
+
+// notStartedCoord shows a raft view from before the bootstrap's start.
+type notStartedCoord struct{ fakeCoord }
+
+func (s notStartedCoord) State() raftView {
+	v := s.fakeCoord.State()
+	v.Started = false
 	return v
 }
 
