@@ -1,12 +1,3 @@
-// Package node is the per-host phase machine (DESIGN.md §5): it walks one
-// host from preflight to ready with gossip, election, the installer and the
-// VIP prober, persists what only this host can know, and reports the host's
-// and the cluster's progress to status, metrics and systemd.
-//
-// It owns the orchestration and nothing else: how to gossip, agree, install
-// or probe lives in the packages it drives. It never starts RKE2 without
-// `server:` unless raft committed this host as the bootstrap node, and it
-// never stops RKE2 when the daemon stops (under systemd, RKE2 outlives it).
 package node
 
 import (
