@@ -83,6 +83,8 @@ type world struct {
 	vipHolder    bool
 	serversAlive int
 	members      []gossip.MemberInfo
+
+	phasesPublished int
 }
 
 // step journals name (with the phase shown) and says whether it fails now.
@@ -141,11 +143,12 @@ func (f fakeMembers) Subscribe() (<-chan struct{}, func()) {
 func (f fakeMembers) UpdateMeta(fn func(*gossip.Meta)) error {
 	var m gossip.Meta
 	fn(&m)
+	f.w.mu.Lock()
+	defer f.w.mu.Unlock()
 	if m.Ready || m.CAHash != "" || m.ClusterReady || m.StartedRKE2 || m.WantJoinSlot {
-		f.w.mu.Lock()
 		f.w.violate("node wrote a field the leader acts on: %+v", m)
-		f.w.mu.Unlock()
 	}
+	f.w.phasesPublished++
 	return nil
 }
 func (f fakeMembers) NameConflict() error { return nil }
@@ -383,6 +386,7 @@ func newTestNode(t *testing.T, w *world, role, dataDir string) *Node {
 		t.Fatal(err)
 	}
 	n.caHash = n.prog.CAHash
+	tr.setHook(n.publishPhase) // as Run does: the phase is all node writes to gossip
 	w.mu.Lock()
 	w.phase = func() string { p, _, _ := tr.get(); return p }
 	w.mu.Unlock()

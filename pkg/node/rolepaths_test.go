@@ -94,6 +94,9 @@ func TestRolePathSteps(t *testing.T) {
 			if !n.prog.Ready || !n.prog.StartedRKE2 {
 				t.Errorf("progress not saved: %+v", n.prog)
 			}
+			if w.phasesPublished < 4 {
+				t.Errorf("%d phase changes published to gossip", w.phasesPublished)
+			}
 		})
 	}
 }
