@@ -372,12 +372,13 @@ func newTestNode(t *testing.T, w *world, role, dataDir string) *Node {
 	t.Helper()
 	c := config.Defaults()
 	c.Role, c.NodeName, c.DataDir, c.VIP, c.ExpectServers = role, w.self, dataDir, testVIP, 3
-	tr, err := newTracker(zap.NewNop(), time.Now, nil)
+	clk := newStepClock()
+	tr, err := newTracker(zap.NewNop(), clk.Now, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tr.notify = func(string) {}
-	n := &Node{cfg: c, log: zap.NewNop(), clk: newStepClock(), t: tr, role: installer.Role(role), advertise: selfIP,
+	n := &Node{cfg: c, log: zap.NewNop(), clk: clk, t: tr, role: installer.Role(role), advertise: selfIP,
 		members: fakeMembers{w}, prober: fakeProber{w}, svc: fakeService{w}, host: fakeHost{w}, retryPolicy: retryPolicy}
 	if role == "server" {
 		n.coord = fakeCoord{w}
