@@ -65,9 +65,10 @@ type world struct {
 	mu         sync.Mutex
 	journal    []string
 	violations []string
-	fails      map[string]int // step → failures still to inject
-	crashAt    string         // step at which the daemon dies
-	crash      func()         // cancels the run
+	fails      map[string]int    // step → failures still to inject
+	crashAt    string            // step at which the daemon dies
+	crash      func()            // cancels the run
+	after      func(step string) // called with w.mu held after a step is journaled
 	phase      func() string
 
 	// outlives a restart
@@ -105,6 +106,9 @@ func (w *world) step(name string) error {
 		return errCrash
 	}
 	w.journal = append(w.journal, name+"@"+phase)
+	if w.after != nil {
+		w.after(name)
+	}
 	if w.fails[name] > 0 {
 		w.fails[name]--
 		return fmt.Errorf("fake: %s failed", name)

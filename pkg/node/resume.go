@@ -158,6 +158,12 @@ func (n *Node) adoptIfRunning(ctx context.Context) bool {
 	if !plan.Adopt {
 		return false
 	}
+	n.adopt(ctx, plan)
+	return true
+}
+
+// adopt takes the running RKE2 as ready, as plan says.
+func (n *Node) adopt(ctx context.Context, plan resumePlan) {
 	ca := plan.AdoptCA
 	if plan.ProbeLocalCA {
 		if r := n.prober.Probe(ctx, n.advertise, ""); r.Reachable {
@@ -167,7 +173,6 @@ func (n *Node) adoptIfRunning(ctx context.Context) bool {
 	n.log.Info("RKE2 is already running here: adopting it as ready", zap.String("service", installer.UnitName(n.role)))
 	n.setCA(ca)
 	n.markReady()
-	return true
 }
 
 // raftFacts reads what raft committed about this host.

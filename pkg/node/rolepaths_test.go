@@ -279,6 +279,34 @@ func (s notStartedCoord) State() raftView {
 	return v
 }
 
+// TestRKE2StartedMeanwhileIsAdopted: an RKE2 that someone started while
+// the host was electing or waiting is adopted at the next decision, never
+// reconfigured or restarted.
+func TestRKE2StartedMeanwhileIsAdopted(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		bootstrap bool
+	}{{"bootstrap", true}, {"joiner", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld("server", tc.bootstrap)
+			w.after = func(step string) {
+				if step == "wait-bootstrap" {
+					w.serviceOn = true
+				}
+			}
+			n := newTestNode(t, w, "server", t.TempDir())
+			if got := walkUntil(t, n, w); got != status.PhaseReady {
+				t.Fatalf("ended %s", got)
+			}
+			for _, s := range stepNames(w.steps()) {
+				if s == "write-config" || s == "start" || s == "mark-started" || s == "acquire-slot" {
+					t.Errorf("%s while RKE2 was running: %v", s, w.steps())
+				}
+			}
+		})
+	}
+}
+
 // TestDatastoreRefused: a datastore this cluster never started stops the
 // bootstrap node and a joiner for good, before any config is written.
 func TestDatastoreRefused(t *testing.T) {

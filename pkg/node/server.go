@@ -64,12 +64,16 @@ func (n *Node) waitServers(ctx context.Context) error {
 func (n *Node) runBootstrap(ctx context.Context) error {
 	c := n.cfg
 	n.setBootstrap()
+	var plan resumePlan
 	err := n.retry(ctx, "bootstrap-checks", func(ctx context.Context) error {
 		f, err := n.gatherFacts(ctx, pathBootstrap, n.raftFacts())
 		if err != nil {
 			return err
 		}
-		plan := planResume(f)
+		plan = planResume(f)
+		if plan.Adopt {
+			return nil
+		}
 		if plan.Refuse != nil {
 			return &permanentError{err: plan.Refuse}
 		}
@@ -80,6 +84,10 @@ func (n *Node) runBootstrap(ctx context.Context) error {
 	})
 	if err != nil {
 		return err
+	}
+	if plan.Adopt { // RKE2 was started meanwhile (by hand?): never restart it
+		n.adopt(ctx, plan)
+		return nil
 	}
 	if err := n.retry(ctx, "write-config", func(context.Context) error {
 		return n.host.WriteConfig(installer.Bootstrap, "")
@@ -173,6 +181,10 @@ func (n *Node) runJoiner(ctx context.Context) error {
 	})
 	if err != nil {
 		return err
+	}
+	if plan.Adopt { // RKE2 was started meanwhile (by hand?): never restart it
+		n.adopt(ctx, plan)
+		return nil
 	}
 	if plan.AcquireSlot {
 		n.t.set(status.PhaseWaitingJoinSlot, n.slotDetail())
