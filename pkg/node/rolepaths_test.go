@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/election"
 	"github.com/rke2-hanode/rke2-hanode/pkg/installer"
@@ -367,4 +368,52 @@ func (m movingCoord) WaitClusterReady(ctx context.Context) (election.ClusterRead
 	}
 	m.w.mu.Unlock()
 	return m.fakeCoord.WaitClusterReady(ctx)
+}
+
+// TestKeepReadyReportsTheService: once ready, RKE2 stopping withdraws the
+// readiness report and shows the failure; RKE2 back reports it again.
+func TestKeepReadyReportsTheService(t *testing.T) {
+	w := newWorld("server", false)
+	n := newTestNode(t, w, "server", t.TempDir())
+	if got := walkUntil(t, n, w); got != status.PhaseReady {
+		t.Fatalf("ended %s", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- n.keepReady(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitPhase := func(want string) {
+		t.Helper()
+		for {
+			if phase, _, _ := n.t.get(); phase == want {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("never %s; steps: %v", want, w.steps())
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}
+	w.mu.Lock()
+	w.serviceOn = false
+	w.mu.Unlock()
+	waitPhase(status.PhaseFailed)
+	if _, _, lastErr := n.t.get(); !strings.Contains(lastErr, "rke2-server.service: not active") {
+		t.Errorf("failure shown: %q", lastErr)
+	}
+	w.mu.Lock()
+	withdrawn := w.readyCA == ""
+	w.serviceOn = true
+	w.mu.Unlock()
+	if !withdrawn {
+		t.Error("readiness not withdrawn while RKE2 was down")
+	}
+	waitPhase(status.PhaseReady)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.readyCA != testCA {
+		t.Errorf("readiness not reported again: %q", w.readyCA)
+	}
 }
