@@ -365,7 +365,7 @@ func FuzzDecodeMeta(f *testing.F) {
 // newer version is counted alive with its known fields; one whose metadata
 // needs a newer reader is listed with a MetaErr that says to upgrade.
 func TestNewerMemberStaysInView(t *testing.T) {
-	m, err := New(validConfig())
+	m, err := newMember(validConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

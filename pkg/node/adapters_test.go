@@ -12,11 +12,12 @@ import (
 // this host lands in its gossip metadata, Ready, CAHash and ClusterReady
 // included, and withdrawing them clears them.
 func TestPublishWritesTheProtocolFields(t *testing.T) {
-	g, err := gossip.New(gossip.Config{NodeName: "s1", BindAddr: "127.0.0.1", AdvertiseAddr: "127.0.0.1",
+	g, err := gossip.Open(gossip.Config{NodeName: "s1", BindAddr: "127.0.0.1", BindPort: 0, AdvertiseAddr: "127.0.0.1",
 		Token: "t", ClusterName: "c", Meta: gossip.Meta{Role: gossip.RoleServer, ExpectServers: 3, ClusterName: "c"}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer g.Close()
 	ms, cancel := newMembership(g)
 	defer cancel()
 	ca := strings.Repeat("ab", 32)
