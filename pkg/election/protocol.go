@@ -159,9 +159,13 @@ type readiness struct {
 
 // advertised is Local as this node advertises it: the intents set by the
 // requests above, with Ready, CAHash and ClusterReady derived from the
-// reported readiness and the FSM.
+// reported readiness and the FSM, and what the FSM holds for agents.
 func advertised(l Local, rep readiness, st State) Local {
 	l.Ready, l.CAHash, l.ClusterReady = rep.ready, rep.caHash, false
+	l.BootstrapNode, l.JoinSlot, l.JoinedServers = st.Bootstrap, "", min(len(st.Joined), 255)
+	if st.Slot != nil {
+		l.JoinSlot = st.Slot.Holder
+	}
 	if cr := st.ClusterReady; cr != nil {
 		l.ClusterReady, l.CAHash = true, cr.CAHash
 		l.Ready = rep.ready && rep.caHash == cr.CAHash

@@ -20,14 +20,11 @@ type advertisedCluster struct {
 	JoinedServers int
 }
 
-// advertisedBy reads a server's advertisement from its metadata.
-//
-// Gossip metadata carries only ClusterReady today; the bootstrap node, the
-// join slot holder and the number of joined servers need fields of their
-// own (written by the servers from their raft state, as ClusterReady is).
-// Until they exist those stay empty, and agents show "-" for them.
+// advertisedBy reads a server's advertisement from its metadata, written
+// by its election from its raft FSM.
 func advertisedBy(name string, m gossip.Meta) advertisedCluster {
-	return advertisedCluster{Server: name, ClusterReady: m.ClusterReady}
+	return advertisedCluster{Server: name, ClusterReady: m.ClusterReady,
+		BootstrapNode: m.BootstrapNode, JoinSlot: m.JoinSlot, JoinedServers: m.JoinedServers}
 }
 
 // clusterAsAdvertised is the cluster as the alive servers advertise it.

@@ -61,3 +61,21 @@ func TestAgentStatusFromGossip(t *testing.T) {
 		t.Errorf("members = %+v", st.Members)
 	}
 }
+
+// TestAgentStatusShowsWhatServersAdvertise: an agent's /status shows the
+// bootstrap node, the joined servers and the join slot's holder as the
+// most advanced server advertises them in gossip.
+func TestAgentStatusShowsWhatServersAdvertise(t *testing.T) {
+	w := newWorld("agent", false)
+	w.members = []gossip.MemberInfo{
+		{Name: "s1", State: gossip.StateAlive, Meta: gossip.Meta{Role: gossip.RoleServer, ClusterReady: true, CAHash: testCA,
+			BootstrapNode: "s1", JoinSlot: "s3", JoinedServers: 2}},
+		{Name: "s2", State: gossip.StateAlive, Meta: gossip.Meta{Role: gossip.RoleServer, ClusterReady: true, CAHash: testCA,
+			BootstrapNode: "s1", JoinSlot: "s2", JoinedServers: 1}}, // a view that lags
+	}
+	n := newTestNode(t, w, "agent", t.TempDir())
+	c := n.Status().Cluster
+	if c.BootstrapNode != "s1" || c.JoinedServers != 2 || c.JoinSlot != "s3" {
+		t.Errorf("agent shows bootstrap node %q, %d joined, slot %q; want s1, 2, s3", c.BootstrapNode, c.JoinedServers, c.JoinSlot)
+	}
+}
