@@ -32,7 +32,7 @@ func (n *Node) rememberStart(bootstrap bool, caHash string) error {
 	}
 	p := n.prog
 	n.mu.Unlock()
-	return saveProgress(n.cfg.DataDir, p)
+	return saveProgress(n.cfg.DataDir, p, n.clk.Now())
 }
 
 // startService starts RKE2 without blocking and waits until it is active.

@@ -121,7 +121,7 @@ func TestProgressRoundTripAndDamage(t *testing.T) {
 		t.Fatalf("fresh progress: %+v %v", p, err)
 	}
 	want := progress{Role: "server", StartedRKE2: true, CAHash: strings.Repeat("a", 64)}
-	if err := saveProgress(dir, want); err != nil {
+	if err := saveProgress(dir, want, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	st, _ := os.Stat(progressPath(dir))
@@ -140,7 +140,7 @@ func TestProgressRoundTripAndDamage(t *testing.T) {
 
 func TestRoleChangeRefused(t *testing.T) {
 	dir := t.TempDir()
-	saveProgress(dir, progress{Role: "agent", StartedRKE2: true})
+	saveProgress(dir, progress{Role: "agent", StartedRKE2: true}, time.Now())
 	c := config.Defaults()
 	c.Role, c.NodeName, c.DataDir, c.AdvertiseAddress, c.Interface, c.VIP = "server", "n1", dir, "127.0.0.1", "lo", "127.0.0.200"
 	_, err := New(Options{Config: c})

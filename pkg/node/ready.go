@@ -24,7 +24,7 @@ func (n *Node) markReady() {
 	}
 	p := n.prog
 	n.mu.Unlock()
-	if err := saveProgress(n.cfg.DataDir, p); err != nil {
+	if err := saveProgress(n.cfg.DataDir, p, n.clk.Now()); err != nil {
 		n.log.Warn("could not save progress", zap.Error(err))
 	}
 	n.reportReady()

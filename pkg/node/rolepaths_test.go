@@ -221,7 +221,7 @@ func TestJoinRecordedBehindAStaleView(t *testing.T) {
 	w.raft.Joined = []string{"self"}
 	w.datastore.Present, w.datastore.CAHash = true, testCA
 	dir := t.TempDir()
-	if err := saveProgress(dir, progress{Role: "server", StartedRKE2: true, CAHash: testCA}); err != nil {
+	if err := saveProgress(dir, progress{Role: "server", StartedRKE2: true, CAHash: testCA}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	n := newTestNode(t, w, "server", dir)
@@ -257,7 +257,7 @@ func TestBootstrapRestartBehindAStaleView(t *testing.T) {
 	w.raft.Started, w.configKind = true, installer.Bootstrap
 	w.datastore.Present, w.datastore.CAHash = true, testCA
 	dir := t.TempDir()
-	if err := saveProgress(dir, progress{Role: "server", StartedRKE2: true, Bootstrap: true}); err != nil {
+	if err := saveProgress(dir, progress{Role: "server", StartedRKE2: true, Bootstrap: true}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	n := newTestNode(t, w, "server", dir)
