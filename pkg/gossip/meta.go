@@ -155,7 +155,7 @@ var metaFields = []metaField{
 	{tag: tagPhaseSince, name: "phase-since", put: putPhaseSince, get: getPhaseSince},
 	{tag: tagAdvertiseAddr, name: "advertise address", put: putAdvertiseAddr, get: getAdvertiseAddr},
 	{tag: tagRaftAddr, name: "raft address", put: putRaftAddr, get: getRaftAddr},
-	{tag: tagExpectServers, name: "expect-servers", put: putExpectServers, get: getExpectServers},
+	countField(tagExpectServers, "expect-servers", func(m *Meta) *int { return &m.ExpectServers }),
 	textField(tagClusterName, "cluster name", maxClusterNameLen, func(m *Meta) *string { return &m.ClusterName }),
 	{tag: tagRaftState, name: "raft state", put: putRaftState, get: getRaftState},
 	textField(tagBootstrapSet, "bootstrap set", maxBootstrapSetLen, func(m *Meta) *string { return &m.BootstrapSet }),
@@ -170,7 +170,7 @@ var metaFields = []metaField{
 	{tag: tagTimeline, name: "timeline", put: putTimeline, get: getTimeline},
 	advisory(textField(tagBootstrapNode, "bootstrap node", maxNodeNameLen, func(m *Meta) *string { return &m.BootstrapNode })),
 	advisory(textField(tagJoinSlot, "join slot", maxNodeNameLen, func(m *Meta) *string { return &m.JoinSlot })),
-	advisory(metaField{tag: tagJoinedServers, name: "joined servers", put: putJoinedServers, get: getJoinedServers}),
+	advisory(countField(tagJoinedServers, "joined servers", func(m *Meta) *int { return &m.JoinedServers })),
 }
 
 // metaFieldByTag indexes metaFields; nil for tags this build does not know.
@@ -395,34 +395,26 @@ func getRaftState(m *Meta, v []byte) error {
 	return nil
 }
 
-func putExpectServers(m *Meta) ([]byte, bool, error) {
-	if m.ExpectServers < 0 || m.ExpectServers > 255 {
-		return nil, false, fmt.Errorf("%d: want 0-255", m.ExpectServers)
+// countField is an int field of 1-255 sent as one byte (0 is not sent).
+func countField(tag byte, name string, field func(*Meta) *int) metaField {
+	return metaField{
+		tag:  tag,
+		name: name,
+		put: func(m *Meta) ([]byte, bool, error) {
+			n := *field(m)
+			if n < 0 || n > 255 {
+				return nil, false, fmt.Errorf("%d: want 0-255", n)
+			}
+			return []byte{byte(n)}, n != 0, nil
+		},
+		get: func(m *Meta, v []byte) error {
+			if len(v) != 1 || v[0] == 0 {
+				return fmt.Errorf("want one byte 1-255, got %x", v)
+			}
+			*field(m) = int(v[0])
+			return nil
+		},
 	}
-	return []byte{byte(m.ExpectServers)}, m.ExpectServers != 0, nil
-}
-
-func getExpectServers(m *Meta, v []byte) error {
-	if len(v) != 1 || v[0] == 0 {
-		return fmt.Errorf("want one byte 1-255, got %x", v)
-	}
-	m.ExpectServers = int(v[0])
-	return nil
-}
-
-func putJoinedServers(m *Meta) ([]byte, bool, error) {
-	if m.JoinedServers < 0 || m.JoinedServers > 255 {
-		return nil, false, fmt.Errorf("%d: want 0-255", m.JoinedServers)
-	}
-	return []byte{byte(m.JoinedServers)}, m.JoinedServers != 0, nil
-}
-
-func getJoinedServers(m *Meta, v []byte) error {
-	if len(v) != 1 || v[0] == 0 {
-		return fmt.Errorf("want one byte 1-255, got %x", v)
-	}
-	m.JoinedServers = int(v[0])
-	return nil
 }
 
 // maxPhaseSince is far beyond any real clock; it keeps time arithmetic sane.

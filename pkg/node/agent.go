@@ -15,24 +15,20 @@ import (
 // answers → write config → start RKE2 → ready.
 func (n *Node) runAgent(ctx context.Context) error {
 	n.t.set(status.PhaseDiscovering, "looking for a server")
-	err := n.retry(ctx, "discover", func(ctx context.Context) error {
-		return withDeadline(ctx, discoverDeadline, "waiting to see a server", func(ctx context.Context) error {
-			return n.waitGossip(ctx, func() bool { return n.members.NumAlive(gossip.RoleServer) > 0 })
-		})
+	err := n.retryWithin(ctx, "discover", discoverDeadline, "waiting to see a server", func(ctx context.Context) error {
+		return n.waitGossip(ctx, func() bool { return n.members.NumAlive(gossip.RoleServer) > 0 })
 	})
 	if err != nil {
 		return err
 	}
 	n.t.set(status.PhaseWaitingCluster, "waiting for the cluster to be ready")
 	var ca string
-	err = n.retry(ctx, "waiting-cluster", func(ctx context.Context) error {
-		return withDeadline(ctx, clusterDeadline, "waiting for the cluster to be ready", func(ctx context.Context) error {
-			if err := n.waitGossip(ctx, func() bool { ca = n.clusterCAFromGossip(); return ca != "" }); err != nil {
-				return err
-			}
-			n.setCA(ca)
-			return n.waitVIP(ctx, ca)
-		})
+	err = n.retryWithin(ctx, "waiting-cluster", clusterDeadline, "waiting for the cluster to be ready", func(ctx context.Context) error {
+		if err := n.waitGossip(ctx, func() bool { ca = n.clusterCAFromGossip(); return ca != "" }); err != nil {
+			return err
+		}
+		n.setCA(ca)
+		return n.waitVIP(ctx, ca)
 	})
 	if err != nil {
 		return err

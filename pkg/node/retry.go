@@ -53,6 +53,12 @@ func (n *Node) retry(ctx context.Context, stage string, step func(context.Contex
 	}
 }
 
+// retryWithin is retry of a wait: each try of fn runs under deadline d,
+// and a try that runs past it fails saying it was still what.
+func (n *Node) retryWithin(ctx context.Context, stage string, d time.Duration, what string, fn func(context.Context) error) error {
+	return n.retry(ctx, stage, func(ctx context.Context) error { return withDeadline(ctx, d, what, fn) })
+}
+
 // withDeadline runs fn under a deadline; running past it is an error that
 // says what was awaited.
 func withDeadline(ctx context.Context, d time.Duration, what string, fn func(context.Context) error) error {

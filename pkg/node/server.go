@@ -16,18 +16,14 @@ import (
 // or as a joiner in its turn.
 func (n *Node) runServer(ctx context.Context) error {
 	n.t.set(status.PhaseDiscovering, "")
-	err := n.retry(ctx, "discover", func(ctx context.Context) error {
-		return withDeadline(ctx, discoverDeadline, "waiting to see the expected servers", n.waitServers)
-	})
+	err := n.retryWithin(ctx, "discover", discoverDeadline, "waiting to see the expected servers", n.waitServers)
 	if err != nil {
 		return err
 	}
 	n.t.set(status.PhaseElecting, "servers are choosing the bootstrap node")
-	err = n.retry(ctx, "elect", func(ctx context.Context) error {
-		return withDeadline(ctx, electDeadline, "waiting for the bootstrap node to be chosen", func(ctx context.Context) error {
-			_, err := n.coord.WaitBootstrap(ctx)
-			return err
-		})
+	err = n.retryWithin(ctx, "elect", electDeadline, "waiting for the bootstrap node to be chosen", func(ctx context.Context) error {
+		_, err := n.coord.WaitBootstrap(ctx)
+		return err
 	})
 	if err != nil {
 		return err
@@ -95,9 +91,7 @@ func (n *Node) runBootstrap(ctx context.Context) error {
 		return err
 	}
 	n.t.setDetail("committing that this host starts RKE2")
-	if err := n.retry(ctx, "mark-started", func(ctx context.Context) error {
-		return withDeadline(ctx, markDeadline, "waiting for raft to commit that the bootstrap starts", n.coord.MarkStarted)
-	}); err != nil {
+	if err := n.retryWithin(ctx, "mark-started", markDeadline, "waiting for raft to commit that the bootstrap starts", n.coord.MarkStarted); err != nil {
 		return err
 	}
 	if err := n.rememberStart(true, ""); err != nil {
@@ -108,30 +102,26 @@ func (n *Node) runBootstrap(ctx context.Context) error {
 		return err
 	}
 	n.t.set(status.PhaseWaitingVIP, "waiting for the VIP to answer on 9345 with this cluster's CA")
-	err = n.retry(ctx, "waiting-vip", func(ctx context.Context) error {
-		return withDeadline(ctx, vipDeadline, "waiting for "+c.VIP+":9345 to answer with this cluster's CA", func(ctx context.Context) error {
-			local := n.prober.Probe(ctx, n.advertise, "")
-			if !local.Reachable {
-				return fmt.Errorf("the local supervisor %s:9345 does not answer: %v", n.advertise, local.Err)
-			}
-			n.setCA(local.CAHash)
-			_, err := n.prober.WaitReachable(ctx, c.VIP, local.CAHash)
-			if err == nil {
-				n.setVIPReachable(true)
-			}
-			return err
-		})
+	err = n.retryWithin(ctx, "waiting-vip", vipDeadline, "waiting for "+c.VIP+":9345 to answer with this cluster's CA", func(ctx context.Context) error {
+		local := n.prober.Probe(ctx, n.advertise, "")
+		if !local.Reachable {
+			return fmt.Errorf("the local supervisor %s:9345 does not answer: %v", n.advertise, local.Err)
+		}
+		n.setCA(local.CAHash)
+		_, err := n.prober.WaitReachable(ctx, c.VIP, local.CAHash)
+		if err == nil {
+			n.setVIPReachable(true)
+		}
+		return err
 	})
 	if err != nil {
 		return err
 	}
 	n.reportReady()
 	n.t.setDetail("committing cluster ready")
-	err = n.retry(ctx, "cluster-ready", func(ctx context.Context) error {
-		return withDeadline(ctx, markDeadline, "waiting for raft to commit cluster ready", func(ctx context.Context) error {
-			_, err := n.coord.WaitClusterReady(ctx)
-			return err
-		})
+	err = n.retryWithin(ctx, "cluster-ready", markDeadline, "waiting for raft to commit cluster ready", func(ctx context.Context) error {
+		_, err := n.coord.WaitClusterReady(ctx)
+		return err
 	})
 	if err != nil {
 		return err
@@ -153,15 +143,13 @@ func (n *Node) runJoiner(ctx context.Context) error {
 	c := n.cfg
 	n.t.set(status.PhaseWaitingCluster, "waiting for the bootstrap node's cluster to be ready")
 	var cr election.ClusterReady
-	err := n.retry(ctx, "waiting-cluster", func(ctx context.Context) error {
-		return withDeadline(ctx, clusterDeadline, "waiting for the cluster to be ready", func(ctx context.Context) error {
-			var err error
-			if cr, err = n.coord.WaitClusterReady(ctx); err != nil {
-				return err
-			}
-			n.setCA(cr.CAHash)
-			return n.waitVIP(ctx, cr.CAHash)
-		})
+	err := n.retryWithin(ctx, "waiting-cluster", clusterDeadline, "waiting for the cluster to be ready", func(ctx context.Context) error {
+		var err error
+		if cr, err = n.coord.WaitClusterReady(ctx); err != nil {
+			return err
+		}
+		n.setCA(cr.CAHash)
+		return n.waitVIP(ctx, cr.CAHash)
 	})
 	if err != nil {
 		return err
@@ -188,17 +176,15 @@ func (n *Node) runJoiner(ctx context.Context) error {
 	}
 	if plan.AcquireSlot {
 		n.t.set(status.PhaseWaitingJoinSlot, n.slotDetail())
-		err = n.retry(ctx, "join-slot", func(ctx context.Context) error {
-			return withDeadline(ctx, slotDeadline, "waiting for a join slot", func(ctx context.Context) error {
-				_, err := n.coord.AcquireJoinSlot(ctx)
-				if errors.Is(err, election.ErrJoined) {
-					// Raft recorded this join after all: the view the plan
-					// was made from had not caught up yet.
-					plan.MarkJoined = false
-					return nil
-				}
-				return err
-			})
+		err = n.retryWithin(ctx, "join-slot", slotDeadline, "waiting for a join slot", func(ctx context.Context) error {
+			_, err := n.coord.AcquireJoinSlot(ctx)
+			if errors.Is(err, election.ErrJoined) {
+				// Raft recorded this join after all: the view the plan
+				// was made from had not caught up yet.
+				plan.MarkJoined = false
+				return nil
+			}
+			return err
 		})
 		if err != nil {
 			return err
@@ -228,9 +214,7 @@ func (n *Node) runJoiner(ctx context.Context) error {
 	n.reportReady()
 	if plan.MarkJoined {
 		n.t.setDetail("waiting for the leader to record the join")
-		err = n.retry(ctx, "mark-joined", func(ctx context.Context) error {
-			return withDeadline(ctx, markDeadline, "waiting for raft to record the join", n.coord.MarkJoined)
-		})
+		err = n.retryWithin(ctx, "mark-joined", markDeadline, "waiting for raft to record the join", n.coord.MarkJoined)
 		if err != nil {
 			return err
 		}
