@@ -74,7 +74,7 @@ type world struct {
 	// outlives a restart
 	self         string
 	agent        bool // an agent advertises its own Ready (for status only)
-	raft         election.State
+	raft         election.ClusterState
 	readyCA      string // what the last ReportReady said; "" after ReportNotReady
 	reported     bool
 	configKind   installer.Case
@@ -167,7 +167,7 @@ func (f fakeCoord) State() raftView {
 	defer f.w.mu.Unlock()
 	st := f.w.raft
 	st.Joined = append([]string(nil), st.Joined...)
-	s := raftView{State: st, IsBootstrap: st.Bootstrap == f.w.self, RaftState: "follower"}
+	s := raftView{ClusterState: st, IsBootstrap: st.Bootstrap == f.w.self, RaftState: "follower"}
 	if st.Slot != nil {
 		s.SlotHolder = st.Slot.Holder
 	}

@@ -342,7 +342,7 @@ func TestDatastoreRefused(t *testing.T) {
 // finds the bootstrap role moved to it takes the bootstrap path.
 func TestBootstrapRoleMovesToAJoiner(t *testing.T) {
 	w := newWorld("server", false)
-	w.raft = election.State{Bootstrap: "other"}
+	w.raft = election.ClusterState{Bootstrap: "other"}
 	w.vipHolder = false
 	n := newTestNode(t, w, "server", t.TempDir())
 	n.coord = movingCoord{fakeCoord{w}}
