@@ -64,7 +64,7 @@ func hostChecks(ctx context.Context, out io.Writer, c *config.Config) int {
 		}
 	}
 	nodeIP, _, _ := node.HostAddress(c) // "" when unknown: the check says so
-	for _, ch := range installer.Preflight(installer.PreflightOptions{Role: role, NodeIP: nodeIP, State: &state, RKE2ConfigDir: c.RKE2ConfigDir,
+	for _, ch := range installer.Preflight(installer.PreflightOptions{Role: role, NodeIP: nodeIP, Found: &state, RKE2ConfigDir: c.RKE2ConfigDir,
 		Online: c.InstallMethod == "script" && c.ArtifactPath == "", CISProfile: c.Profile()}) {
 		line(out, string(ch.Status), ch.Name, ch.Detail)
 		if ch.Status == installer.StatusFail {

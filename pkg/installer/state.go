@@ -14,12 +14,12 @@ type InspectOptions struct {
 	SearchPaths []string
 	// RKE2DataDir is RKE2's data-dir ("" = the default).
 	RKE2DataDir string
-	// Services reports which unit runs; nil leaves State.Running empty.
+	// Services reports which unit runs; nil leaves FoundRKE2.Running empty.
 	Services ServiceManager
 }
 
-// State is the RKE2 already on a host.
-type State struct {
+// FoundRKE2 is the RKE2 already on a host.
+type FoundRKE2 struct {
 	Installed bool
 	Bin       string
 	Version   string
@@ -50,8 +50,8 @@ func dataDirOrDefault(dir string) string {
 
 // Inspect reports the RKE2 already on the host, so that a running one is
 // adopted rather than reinstalled and a datastore is never bootstrapped over.
-func Inspect(ctx context.Context, opts InspectOptions) (State, error) {
-	st := State{Datastore: DatastorePath(opts.RKE2DataDir)}
+func Inspect(ctx context.Context, opts InspectOptions) (FoundRKE2, error) {
+	st := FoundRKE2{Datastore: DatastorePath(opts.RKE2DataDir)}
 	if fi, err := os.Stat(st.Datastore); err == nil && fi.IsDir() {
 		st.HasDatastore = true
 	}

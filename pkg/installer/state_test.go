@@ -36,7 +36,7 @@ func TestInspect(t *testing.T) {
 		RKE2DataDir: dataDir,
 		Services:    &fakeServices{active: map[Role]bool{RoleAgent: true}},
 	})
-	want := State{Installed: true, Bin: bin, Version: "v1.36.4+rke2r1", Running: RoleAgent, HasDatastore: true, Datastore: filepath.Join(dataDir, "server", "db", "etcd")}
+	want := FoundRKE2{Installed: true, Bin: bin, Version: "v1.36.4+rke2r1", Running: RoleAgent, HasDatastore: true, Datastore: filepath.Join(dataDir, "server", "db", "etcd")}
 	if err != nil || st != want {
 		t.Fatalf("Inspect = %+v, %v\nwant %+v", st, err, want)
 	}
