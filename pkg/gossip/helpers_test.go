@@ -129,7 +129,7 @@ func eventually(t testing.TB, what string, cond func() (bool, string)) time.Dura
 	return 0
 }
 
-func stateOf(m *Member, name string) (State, bool) {
+func stateOf(m *Member, name string) (Liveness, bool) {
 	for _, mi := range m.Members() {
 		if mi.Name == name {
 			return mi.State, true

@@ -21,27 +21,27 @@ import (
 	"github.com/rke2-hanode/rke2-hanode/pkg/logging"
 )
 
-// State is a member's state as this host sees it. Suspect means this host's
+// Liveness is a member's state as this host sees it. Suspect means this host's
 // own probes went unanswered (memberlist does not expose suspicions raised
 // by others); it turns back to alive on any sign of life. Left means the
 // member announced Leaving before it went; dead, that it just went.
-type State string
+type Liveness string
 
 const (
-	StateAlive   State = "alive"
-	StateSuspect State = "suspect"
-	StateDead    State = "dead"
-	StateLeft    State = "left"
+	StateAlive   Liveness = "alive"
+	StateSuspect Liveness = "suspect"
+	StateDead    Liveness = "dead"
+	StateLeft    Liveness = "left"
 )
 
-var allStates = []State{StateAlive, StateSuspect, StateDead, StateLeft}
+var allStates = []Liveness{StateAlive, StateSuspect, StateDead, StateLeft}
 
 // MemberInfo is one member as this host sees it.
 type MemberInfo struct {
 	Name       string
 	Addr       string // IP address memberlist reaches the member on
 	Port       int    // its gossip port
-	State      State
+	State      Liveness
 	Meta       Meta
 	MetaErr    error     // non-nil when the member's metadata could not be decoded
 	LastChange time.Time // last change of State, address or Meta seen here
@@ -602,7 +602,7 @@ func (m *Member) changedLocked() {
 }
 
 // observe records memberlist's news about a node.
-func (m *Member) observe(n *memberlist.Node, state State) {
+func (m *Member) observe(n *memberlist.Node, state Liveness) {
 	if n.Name == m.cfg.NodeName {
 		m.localMu.Lock()
 		m.seenWire = bytes.Clone(n.Meta)
@@ -638,7 +638,7 @@ func (m *Member) observe(n *memberlist.Node, state State) {
 }
 
 // setState moves a known member from one state to another, if it is in from.
-func (m *Member) setState(name string, from, to State) {
+func (m *Member) setState(name string, from, to Liveness) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	r, ok := m.records[name]

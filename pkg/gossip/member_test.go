@@ -202,7 +202,7 @@ func TestKilledMemberDeadStoppedMemberLeft(t *testing.T) {
 
 	// Record every state a and b go through for c.
 	var mu sync.Mutex
-	seen := map[State]bool{}
+	seen := map[Liveness]bool{}
 	watch, stopWatch := a.Subscribe()
 	watchDone := make(chan struct{})
 	go func() {

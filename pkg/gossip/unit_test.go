@@ -221,7 +221,7 @@ func TestStateTransitions(t *testing.T) {
 	d := &delegate{m: m}
 	changes := m.Changes()
 	<-changes // the initial signal
-	expect := func(name string, want State, wantChange bool) {
+	expect := func(name string, want Liveness, wantChange bool) {
 		t.Helper()
 		st, _ := stateOf(m, name)
 		if st != want {
@@ -290,7 +290,7 @@ func TestStateTransitions(t *testing.T) {
 	}
 }
 
-func metricValueOf(t *testing.T, m *Member, role string, st State) float64 {
+func metricValueOf(t *testing.T, m *Member, role string, st Liveness) float64 {
 	t.Helper()
 	g, err := m.metrics.members.GetMetricWithLabelValues(role, string(st))
 	if err != nil {
