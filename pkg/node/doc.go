@@ -25,7 +25,7 @@
 // installer and RKE2's config), retry.go and errors.go (retries, deadlines,
 // permanent and hinted errors), vipwait.go (waiting for the VIP),
 // watch.go (the cluster view kept fresh), status.go and advertised.go
-// (/status), tracker.go (the phase and its reports), state.go (progress.json),
+// (/status), tracker.go (the phase and its reports), progress.go (progress.json),
 // coordinator.go and adapters.go (election over gossip), hostaddr.go,
 // tlsdial.go, kubevip.go, servicemanager.go.
 package node

@@ -112,8 +112,8 @@ func (n *node) clusterInit() error {
 	if err := WriteDatastore(n.cfg.DataDir, n.ds); err != nil {
 		return err
 	}
-	if err := n.updateState(func(st *State) {
-		*st = State{Mode: ModeClusterInit, CAHash: ca.Hash(), Rejections: st.Rejections}
+	if err := n.updateState(func(st *Evidence) {
+		*st = Evidence{Mode: ModeClusterInit, CAHash: ca.Hash(), Rejections: st.Rejections}
 	}); err != nil {
 		return err
 	}
@@ -163,7 +163,7 @@ func (n *node) resume(ctx context.Context) error {
 		}
 		n.log.Info("datastore exists: server: is ignored", zap.String("server", n.cfg.Server))
 	}
-	if err := n.updateState(func(st *State) {
+	if err := n.updateState(func(st *Evidence) {
 		if st.Mode == "" {
 			st.Mode = ds.Mode
 		}
@@ -186,7 +186,7 @@ func (n *node) writeTokens() error {
 	return writeFileAtomic(nodeTokPath, []byte(secure), 0o600)
 }
 
-func (n *node) updateState(change func(*State)) error {
+func (n *node) updateState(change func(*Evidence)) error {
 	st, err := ReadState(n.cfg.DataDir)
 	if err != nil {
 		return err
@@ -226,8 +226,8 @@ func (n *node) joinCluster(ctx context.Context) error {
 	if err := WriteDatastore(n.cfg.DataDir, n.ds); err != nil {
 		return err
 	}
-	if err := n.updateState(func(st *State) {
-		*st = State{Mode: ModeJoin, CAHash: ca.Hash(), JoinedVia: n.cfg.Server,
+	if err := n.updateState(func(st *Evidence) {
+		*st = Evidence{Mode: ModeJoin, CAHash: ca.Hash(), JoinedVia: n.cfg.Server,
 			JoinStarted: resp.LearnerStarted, JoinFinished: resp.LearnerFinished, Rejections: st.Rejections}
 	}); err != nil {
 		return err
@@ -255,8 +255,8 @@ func (n *node) runAgent(ctx context.Context) error {
 	if err := sleep(ctx, n.set.AgentDelay); err != nil {
 		return nil
 	}
-	if err := n.updateState(func(st *State) {
-		*st = State{Mode: ModeAgent, CAHash: jc.caHash, JoinedVia: n.cfg.Server,
+	if err := n.updateState(func(st *Evidence) {
+		*st = Evidence{Mode: ModeAgent, CAHash: jc.caHash, JoinedVia: n.cfg.Server,
 			JoinStarted: stamp(started), JoinFinished: stamp(n.now()), Rejections: st.Rejections}
 	}); err != nil {
 		return err
