@@ -13,9 +13,10 @@ import (
 )
 
 // watchCluster keeps what this host shows of the cluster fresh: the
-// cluster_nodes gauge on every gossip change, the servers' cluster-ready
-// advertisement from the raft FSM, and, once ready, the VIP's reachability
-// and holder at a slow, jittered pace so many hosts add little load.
+// cluster_nodes gauge on every gossip change, the join slot's detail while
+// waiting for it, and, once ready, the VIP's reachability and holder at a
+// slow, jittered pace so many hosts add little load. (What a server
+// advertises from its raft FSM, election publishes.)
 func (n *Node) watchCluster(ctx context.Context) {
 	ch, cancel := n.members.Subscribe()
 	defer cancel()
