@@ -17,6 +17,7 @@ import (
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/config"
 	"github.com/rke2-hanode/rke2-hanode/pkg/status"
+	"github.com/rke2-hanode/rke2-hanode/pkg/statusview"
 )
 
 func run(args ...string) (int, string, string) {
@@ -150,7 +151,7 @@ func TestRunServesMetricsAndStatus(t *testing.T) {
 	if !strings.Contains(body, `rke2_hanode_info{node="n1",role="server",version=`) || !strings.Contains(body, "go_goroutines") || !strings.Contains(body, "process_") {
 		t.Errorf("metrics lack info/go/process collectors:\n%.2000s", body)
 	}
-	_, st, err := fetchStatus(context.Background(), addr)
+	_, st, err := statusview.Fetch(context.Background(), addr)
 	if err != nil || st.Node.Name != "n1" || st.Cluster.VIP != "127.0.0.200" {
 		t.Errorf("status: %+v %v", st, err)
 	}
@@ -173,7 +174,7 @@ func TestPrintStatus(t *testing.T) {
 		},
 	}
 	var b bytes.Buffer
-	printStatus(&b, st, now)
+	statusview.PrintStatus(&b, st, now)
 	out := b.String()
 	for _, want := range []string{"bootstrap ha-m1", "join slot ha-m2", "held by ha-m1", "ha-m1 (vip) *", "1m30s ago", "starting"} {
 		if !strings.Contains(out, want) {

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/demo"
+	"github.com/rke2-hanode/rke2-hanode/pkg/statusview"
 )
 
 func newDemoCmd() *cobra.Command {
@@ -75,23 +76,16 @@ func runDemo(ctx context.Context, out io.Writer, opts demo.Options, timeout time
 	tty := isTerminal(out)
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	lastPhases := ""
+	screen := statusview.Screen{Out: out, TTY: tty}
 	rows, err := c.Watch(wctx, start, 500*time.Millisecond, func(rows []demo.Row) {
 		var b bytes.Buffer
 		demo.Draw(&b, rows, start, time.Now())
-		if tty {
-			fmt.Fprint(out, "\033[H\033[2J", b.String())
-			return
-		}
-		// Not a terminal: print the table only when a phase changed.
+		// Off a terminal the table is printed only when a phase changed.
 		var phases []string
 		for _, r := range rows {
 			phases = append(phases, r.Status.Node.Phase)
 		}
-		if p := strings.Join(phases, ","); p != lastPhases {
-			lastPhases = p
-			fmt.Fprintln(out, b.String())
-		}
+		screen.Draw(b.String(), strings.Join(phases, ","))
 	})
 	if err != nil {
 		if ctx.Err() != nil {

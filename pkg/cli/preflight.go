@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/config"
 	"github.com/rke2-hanode/rke2-hanode/pkg/installer"
+	"github.com/rke2-hanode/rke2-hanode/pkg/node"
 	"github.com/rke2-hanode/rke2-hanode/pkg/vip"
 )
 
@@ -63,11 +63,8 @@ func hostChecks(ctx context.Context, out io.Writer, c *config.Config) int {
 			failed++
 		}
 	}
-	nodeIP := c.AdvertiseAddress
-	if nodeIP == "" {
-		nodeIP = firstIPv4(c.Interface, c.VIP)
-	}
-	for _, ch := range installer.Preflight(installer.PreflightOptions{Role: role, NodeIP: nodeIP, State: &state, RKE2ConfigDir: c.RKE2ConfigDir,
+	nodeIP, _, _ := node.HostAddress(c) // "" when unknown: the check says so
+	for _, ch := range installer.Preflight(installer.PreflightOptions{Role: role, NodeIP: nodeIP, Found: &state, RKE2ConfigDir: c.RKE2ConfigDir,
 		Online: c.InstallMethod == "script" && c.ArtifactPath == "", CISProfile: c.Profile()}) {
 		line(out, string(ch.Status), ch.Name, ch.Detail)
 		if ch.Status == installer.StatusFail {
@@ -79,20 +76,6 @@ func hostChecks(ctx context.Context, out io.Writer, c *config.Config) int {
 
 func line(out io.Writer, status, name, detail string) {
 	fmt.Fprintf(out, "%-5s %-16s %s\n", strings.ToUpper(status), name, detail)
-}
-
-func firstIPv4(iface, except string) string {
-	ifi, err := net.InterfaceByName(iface)
-	if err != nil {
-		return ""
-	}
-	addrs, _ := ifi.Addrs()
-	for _, a := range addrs {
-		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && ipn.IP.String() != except {
-			return ipn.IP.String()
-		}
-	}
-	return ""
 }
 
 func describeFile(cmd *cobra.Command, path string) string {

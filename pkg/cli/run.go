@@ -84,12 +84,13 @@ func runDaemon(ctx context.Context, c *config.Config) error {
 	if err != nil {
 		return runtimeErr(err)
 	}
+	defer srv.Close()
 	log.Info("serving metrics and status", zap.String("address", srv.Addr().String()))
 	notify("READY=1")
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	httpErr := make(chan error, 1)
-	go func() { httpErr <- srv.Serve(ctx) }()
+	go func() { httpErr <- srv.Run(ctx) }()
 	err = nd.Run(ctx)
 	cancel()
 	notify("STOPPING=1")

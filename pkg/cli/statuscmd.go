@@ -1,127 +1,91 @@
 package cli
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/rke2-hanode/rke2-hanode/pkg/status"
+	"github.com/rke2-hanode/rke2-hanode/pkg/statusview"
 )
+
+// statusTimeout bounds one /status request.
+const statusTimeout = 5 * time.Second
 
 func newStatusCmd() *cobra.Command {
 	var address string
-	var asJSON bool
+	var asJSON, watch bool
+	var interval time.Duration
 	cmd := &cobra.Command{
-		Use:   "status [--address URL] [--json]",
+		Use:   "status [--address URL] [--json] [--watch [--interval D]]",
 		Short: "Show the cluster as the local daemon sees it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
+			out := cmd.OutOrStdout()
+			if watch {
+				if asJSON {
+					return usageErr(fmt.Errorf("status: --watch draws the table; it cannot be combined with --json"))
+				}
+				if interval <= 0 {
+					return usageErr(fmt.Errorf("status: --interval %s: must be above 0, e.g. 2s", interval))
+				}
+				watchStatus(cmd.Context(), out, address, interval, isTerminal(out))
+				return nil
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), statusTimeout)
 			defer cancel()
-			raw, st, err := fetchStatus(ctx, address)
+			raw, st, err := statusview.Fetch(ctx, address)
 			if err != nil {
 				return runtimeErr(err)
 			}
 			if asJSON {
-				_, err := cmd.OutOrStdout().Write(raw)
+				_, err := out.Write(raw)
 				return err
 			}
-			printStatus(cmd.OutOrStdout(), st, time.Now())
+			statusview.PrintStatus(out, st, time.Now())
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&address, "address", "http://127.0.0.1:9349", "the daemon's HTTP address")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the /status JSON")
+	cmd.Flags().BoolVar(&watch, "watch", false, "redraw the table every --interval until interrupted")
+	cmd.Flags().DurationVar(&interval, "interval", 2*time.Second, "how often --watch asks the daemon")
 	return cmd
 }
 
-func fetchStatus(ctx context.Context, address string) ([]byte, status.Status, error) {
-	var st status.Status
-	if !strings.Contains(address, "://") {
-		address = "http://" + address
-	}
-	url := strings.TrimRight(address, "/") + "/status"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, st, fmt.Errorf("status: %w", err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, st, fmt.Errorf("status: is the daemon running? %w", err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return nil, st, fmt.Errorf("status: read %s: %w", url, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, st, fmt.Errorf("status: %s answered %s", url, resp.Status)
-	}
-	if err := json.Unmarshal(raw, &st); err != nil {
-		return nil, st, fmt.Errorf("status: %s: %w", url, err)
-	}
-	return raw, st, nil
-}
-
-// printStatus draws the member table and the cluster line.
-func printStatus(w io.Writer, st status.Status, now time.Time) {
-	c := st.Cluster
-	fmt.Fprintf(w, "cluster %s: bootstrap %s, cluster ready %s, join slot %s, VIP %s (%s%s)\n",
-		orDash(c.Name), orDash(c.BootstrapNode), yesNo(c.ClusterReady), orDash(c.JoinSlot), orDash(c.VIP),
-		map[bool]string{true: "reachable", false: "not reachable"}[c.VIPReachable], holderText(c.VIPHolder))
-	if c.Raft.State != "" {
-		fmt.Fprintf(w, "raft: this server is %s, the leader is %s, %d servers joined after the bootstrap\n", c.Raft.State, orDash(c.Raft.Leader), c.JoinedServers)
-	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tROLE\tPHASE\tSINCE\tSTATE\tADDRESS\t")
-	for _, m := range st.Members {
-		name := m.Name
-		if m.Name == c.VIPHolder && m.Name != "" {
-			name += " (vip)"
+// watchStatus redraws the status table until ctx ends, as the demo draws
+// its cluster: in place on a terminal, only the changes elsewhere. A daemon
+// that does not answer is shown as such, and watched on.
+func watchStatus(ctx context.Context, out io.Writer, address string, every time.Duration, tty bool) {
+	screen := statusview.Screen{Out: out, TTY: tty}
+	for {
+		rctx, cancel := context.WithTimeout(ctx, statusTimeout)
+		_, st, err := statusview.Fetch(rctx, address)
+		cancel()
+		if ctx.Err() != nil {
+			return
 		}
-		if m.Name == c.BootstrapNode && m.Name != "" {
-			name += " *"
+		var b bytes.Buffer
+		now := time.Now()
+		fmt.Fprintf(&b, "%s, every %s (Ctrl-C to stop)\n", now.Format("15:04:05"), every)
+		key := "error: "
+		if err != nil {
+			fmt.Fprintln(&b, statusview.Clean(err.Error()))
+			key += err.Error()
+		} else {
+			statusview.PrintStatus(&b, st, now)
+			key = statusview.PhaseKey(st)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", name, m.Role, m.Phase, ago(now, m.Since), m.State, m.Address)
+		screen.Draw(b.String(), key)
+		t := time.NewTimer(every)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
 	}
-	tw.Flush()
-	fmt.Fprintln(w, "(vip) holds the VIP, * is the bootstrap node")
-	if st.Node.Error != "" {
-		fmt.Fprintf(w, "this node (%s) last error: %s\n", st.Node.Name, st.Node.Error)
-	}
-}
-
-func holderText(h string) string {
-	if h == "" {
-		return ""
-	}
-	return ", held by " + h
-}
-
-func ago(now, t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return now.Sub(t).Truncate(time.Second).String() + " ago"
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-func yesNo(b bool) string {
-	if b {
-		return "yes"
-	}
-	return "no"
 }

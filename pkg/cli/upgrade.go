@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"github.com/rke2-hanode/rke2-hanode/pkg/statusview"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -37,7 +39,7 @@ func newUpgradeCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
 			defer cancel()
-			_, s, err := fetchStatus(ctx, address)
+			_, s, err := statusview.Fetch(ctx, address)
 			if err != nil {
 				return runtimeErr(err)
 			}
@@ -77,7 +79,7 @@ func newUpgradeCmd() *cobra.Command {
 // printUpgrade draws the roll: one line for the roll, one for what blocks
 // it, then a row per host.
 func printUpgrade(w io.Writer, u status.Upgrade, now time.Time) {
-	fmt.Fprintf(w, "upgrade: %s, target %s", u.Phase, orDash(u.Target))
+	fmt.Fprintf(w, "upgrade: %s, target %s", u.Phase, statusview.Dash(u.Target))
 	if u.Paused {
 		fmt.Fprint(w, ", paused")
 	}
@@ -91,11 +93,8 @@ func printUpgrade(w io.Writer, u status.Upgrade, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tROLE\tRUNNING\tWANTED\tSTATE\tSINCE\tREASON\t")
 	for _, h := range u.Hosts {
-		state := h.State
-		if state == "" {
-			state = "-"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", h.Name, h.Role, orDash(h.Running), orDash(h.Wanted), state, ago(now, h.Since), orDash(h.Reason))
+		state := statusview.Dash(h.State)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", statusview.Clean(h.Name), statusview.Clean(h.Role), statusview.Dash(h.Running), statusview.Dash(h.Wanted), state, statusview.Ago(now, h.Since, time.Second), statusview.Dash(h.Reason))
 	}
 	tw.Flush()
 }

@@ -2,10 +2,8 @@ package demo
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"sort"
 	"strings"
 	"sync"
@@ -13,27 +11,21 @@ import (
 	"time"
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/status"
+	"github.com/rke2-hanode/rke2-hanode/pkg/statusview"
 )
 
-var httpClient = &http.Client{Timeout: 2 * time.Second}
+// statusTimeout bounds one host's /status request.
+const statusTimeout = 2 * time.Second
 
 // Status asks the host's daemon for its /status.
 func (n *Node) Status(ctx context.Context) (status.Status, error) {
-	var st status.Status
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.HTTPAddress+"/status", nil)
+	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
+	defer cancel()
+	_, st, err := statusview.Fetch(ctx, n.HTTPAddress)
 	if err != nil {
-		return st, err
+		return st, fmt.Errorf("%s: %w", n.Name, err)
 	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("%s: /status answered %s", n.Name, resp.Status)
-	}
-	err = json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(&st)
-	return st, err
+	return st, nil
 }
 
 // Row is one host's line in the live table.
@@ -84,22 +76,20 @@ func Draw(w io.Writer, rows []Row, start, now time.Time) {
 		}
 	}
 	fmt.Fprintf(w, "t+%-6s bootstrap %s · cluster ready %s · join slot %s · VIP %s %s\n",
-		now.Sub(start).Truncate(100*time.Millisecond), dash(cl.BootstrapNode), yesno(cl.ClusterReady),
-		dash(cl.JoinSlot), dash(cl.VIP), map[bool]string{true: "answers", false: "silent"}[cl.VIPReachable])
+		now.Sub(start).Truncate(100*time.Millisecond), statusview.Dash(cl.BootstrapNode), statusview.YesNo(cl.ClusterReady),
+		statusview.Dash(cl.JoinSlot), statusview.Dash(cl.VIP), map[bool]string{true: "answers", false: "silent"}[cl.VIPReachable])
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tROLE\tADDRESS\tPHASE\tIN PHASE\tREADY AFTER\tNOTE")
 	for _, r := range rows {
 		phase, since, note := "-", "-", ""
 		if r.Err != nil {
-			note = shorten(r.Err.Error(), 50)
+			note = statusview.Shorten(r.Err.Error(), 50)
 			if r.Node.Running() && time.Since(r.Node.Started()) < 10*time.Second {
 				note = "daemon starting"
 			}
 		} else {
-			phase = r.Status.Node.Phase
-			if !r.Status.Node.Since.IsZero() {
-				since = now.Sub(r.Status.Node.Since).Truncate(100 * time.Millisecond).String()
-			}
+			phase = statusview.Dash(r.Status.Node.Phase)
+			since = statusview.Ago(now, r.Status.Node.Since, 100*time.Millisecond)
 			if r.Status.Node.Bootstrap {
 				note = "bootstrap"
 			}
@@ -107,14 +97,14 @@ func Draw(w io.Writer, rows []Row, start, now time.Time) {
 				note = strings.TrimSpace(note + " holds VIP")
 			}
 			if r.Status.Node.Error != "" {
-				note = shorten(r.Status.Node.Error, 60)
+				note = statusview.Shorten(r.Status.Node.Error, 60)
 			}
 		}
 		ready := "-"
 		if !r.ReadyAt.IsZero() {
 			ready = r.ReadyAt.Sub(start).Truncate(100 * time.Millisecond).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Node.Name, r.Node.Role, r.Node.IP, phase, since, ready, note)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Node.Name, r.Node.Role, r.Node.IP, phase, since, ready, statusview.Clean(note))
 	}
 	tw.Flush()
 }
@@ -153,25 +143,4 @@ func TimesToReady(rows []Row, start time.Time) []string {
 		out = append(out, fmt.Sprintf("%-10s %-6s ready after %s", r.Node.Name, r.Node.Role, r.ReadyAt.Sub(start).Truncate(10*time.Millisecond)))
 	}
 	return out
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-func yesno(b bool) string {
-	if b {
-		return "yes"
-	}
-	return "no"
-}
-
-func shorten(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-1] + "…"
 }

@@ -292,9 +292,9 @@ func checkText(field, v string) error {
 
 // snapshotFile is the encoding of an FSM snapshot.
 type snapshotFile struct {
-	V     int   `json:"v"`
-	Needs int   `json:"needs,omitempty"`
-	State State `json:"state"`
+	V     int          `json:"v"`
+	Needs int          `json:"needs,omitempty"`
+	State ClusterState `json:"state"`
 }
 
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
@@ -305,7 +305,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	return fsmSnapshot(b), nil
 }
 
-func encodeSnapshot(s State) ([]byte, error) {
+func encodeSnapshot(s ClusterState) ([]byte, error) {
 	if err := s.validate(); err != nil {
 		return nil, fmt.Errorf("election: snapshot: %w", err)
 	}
@@ -322,16 +322,16 @@ func encodeSnapshot(s State) ([]byte, error) {
 
 // decodeSnapshot reads a snapshot as strictly as DecodeCommand reads a
 // command: a snapshot comes from the leader over the network.
-func decodeSnapshot(b []byte) (State, error) {
+func decodeSnapshot(b []byte) (ClusterState, error) {
 	if len(b) > maxSnapshotBytes {
-		return State{}, fmt.Errorf("election: restore: snapshot over %d bytes", maxSnapshotBytes)
+		return ClusterState{}, fmt.Errorf("election: restore: snapshot over %d bytes", maxSnapshotBytes)
 	}
 	var sf snapshotFile
 	if err := decodeJSON(b, &sf); err != nil {
-		return State{}, fmt.Errorf("election: restore: %w", err)
+		return ClusterState{}, fmt.Errorf("election: restore: %w", err)
 	}
 	if err := readable("snapshot", sf.V, sf.Needs, snapshotVersion); err != nil {
-		return State{}, err
+		return ClusterState{}, err
 	}
 	s := sf.State.clone()
 	if s.Slot != nil {
@@ -341,17 +341,17 @@ func decodeSnapshot(b []byte) (State, error) {
 		s.Removal.Since = s.Removal.Since.UTC()
 	}
 	if s.hasMembership() && sf.V < 2 {
-		return State{}, errors.New("election: restore: removal, removed or upgrade in a snapshot of version 1")
+		return ClusterState{}, errors.New("election: restore: removal, removed or upgrade in a snapshot of version 1")
 	}
 	if err := s.validate(); err != nil {
-		return State{}, fmt.Errorf("election: restore: %w", err)
+		return ClusterState{}, fmt.Errorf("election: restore: %w", err)
 	}
 	return s, nil
 }
 
 // validate checks what apply guarantees of every state it returns, so a
 // snapshot can hold no state the log could not have produced.
-func (s State) validate() error {
+func (s ClusterState) validate() error {
 	for field, v := range map[string]string{"bootstrap": s.Bootstrap} {
 		if err := checkText(field, v); err != nil {
 			return fmt.Errorf("state: %w", err)

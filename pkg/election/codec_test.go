@@ -11,8 +11,8 @@ import (
 )
 
 // readyState is a state with every field set, as the log can produce it.
-func readyState() State {
-	return State{
+func readyState() ClusterState {
+	return ClusterState{
 		Bootstrap:    "a",
 		Reassigned:   1,
 		Started:      true,
@@ -90,7 +90,7 @@ func TestRestoreRejects(t *testing.T) {
 // state the log could have produced (it snapshots again and restores to
 // the same state), and every command applies to it deterministically.
 func FuzzRestore(f *testing.F) {
-	for _, s := range []State{{}, {Bootstrap: "a"}, readyState()} {
+	for _, s := range []ClusterState{{}, {Bootstrap: "a"}, readyState()} {
 		b, err := encodeSnapshot(s)
 		if err != nil {
 			f.Fatal(err)
@@ -137,7 +137,7 @@ func FuzzRestore(f *testing.F) {
 }
 
 func TestSnapshotRefusesAnInvalidState(t *testing.T) {
-	f := &fsm{state: State{Started: true}}
+	f := &fsm{state: ClusterState{Started: true}}
 	if _, err := f.Snapshot(); err == nil || !strings.Contains(err.Error(), "started without a bootstrap node") {
 		t.Fatalf("Snapshot = %v", err)
 	}
@@ -146,7 +146,7 @@ func TestSnapshotRefusesAnInvalidState(t *testing.T) {
 // TestApplyKeepsStatesValid: every state the transitions test reaches from
 // valid states is valid, so validate refuses nothing the log produces.
 func TestApplyKeepsStatesValid(t *testing.T) {
-	states := []State{{}}
+	states := []ClusterState{{}}
 	cmds := []Command{
 		{Op: opClaim, Node: "a", At: 1},
 		{Op: opReassign, From: "a", Node: "b", At: 2},
@@ -161,7 +161,7 @@ func TestApplyKeepsStatesValid(t *testing.T) {
 	}
 	seen := 0
 	for depth := 0; depth < 6; depth++ {
-		var next []State
+		var next []ClusterState
 		for _, s := range states {
 			for _, c := range cmds {
 				n, err := s.apply(c)

@@ -62,6 +62,12 @@ type Local struct {
 	// ClusterReady: this node's FSM holds cluster ready. Agents, which are
 	// not in raft, learn cluster ready and its CA from it.
 	ClusterReady bool
+	// What this node's FSM holds of the cluster, advertised for agents,
+	// which are not in raft: the bootstrap node, the join slot's holder
+	// ("" when free) and the number of joined servers.
+	BootstrapNode string
+	JoinSlot      string
+	JoinedServers int
 }
 
 // Publisher advertises Local in this node's gossip metadata. It must not

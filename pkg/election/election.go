@@ -29,9 +29,9 @@ type View struct {
 	Leader       string // leader's node name, "" when unknown
 	HasRaftState bool
 	BootstrapSet string // what this node advertises
-	State               // the replicated FSM state (Joined sorted)
-	IsBootstrap  bool   // State.Bootstrap == this node
-	SlotHolder   string // State.Slot.Holder or ""
+	ClusterState        // the replicated FSM state (Joined sorted)
+	IsBootstrap  bool   // ClusterState.Bootstrap == this node
+	SlotHolder   string // ClusterState.Slot.Holder or ""
 }
 
 // Election is one server's membership of the raft group.
@@ -90,7 +90,7 @@ func (e *Election) State() View {
 	e.mu.Lock()
 	r, running, local := e.r, e.running, e.local
 	e.mu.Unlock()
-	s := View{RaftState: "none", HasRaftState: local.HasRaftState, BootstrapSet: local.BootstrapSet, State: e.fsm.get()}
+	s := View{RaftState: "none", HasRaftState: local.HasRaftState, BootstrapSet: local.BootstrapSet, ClusterState: e.fsm.get()}
 	if r != nil && running {
 		s.RaftState = lowerState(r.State())
 		_, id := r.LeaderWithID()
@@ -124,7 +124,7 @@ func (e *Election) IsBootstrap() bool {
 
 // wait calls check on every change, and every tick, until it reports
 // done or ctx ends.
-func (e *Election) wait(ctx context.Context, check func(State) (bool, error)) error {
+func (e *Election) wait(ctx context.Context, check func(ClusterState) (bool, error)) error {
 	tick := time.NewTicker(e.cfg.Timing.Tick)
 	defer tick.Stop()
 	for {

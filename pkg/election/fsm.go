@@ -26,9 +26,9 @@ type JoinSlot struct {
 	Expires time.Time `json:"expires"`
 }
 
-// State is the replicated cluster state. Every server's FSM holds the same
-// State after applying the same log prefix.
-type State struct {
+// ClusterState is the replicated cluster state. Every server's FSM holds the same
+// ClusterState after applying the same log prefix.
+type ClusterState struct {
 	Bootstrap    string        `json:"bootstrap,omitempty"`
 	Reassigned   int           `json:"reassigned,omitempty"` // times the role moved before start
 	Started      bool          `json:"started,omitempty"`
@@ -43,7 +43,7 @@ type State struct {
 	Upgrade *upgrade.Progress `json:"upgrade,omitempty"`
 }
 
-func (s State) clone() State {
+func (s ClusterState) clone() ClusterState {
 	if s.ClusterReady != nil {
 		r := *s.ClusterReady
 		s.ClusterReady = &r
@@ -73,8 +73,8 @@ var ErrTransition = errors.New("transition not allowed")
 // replica computes the same result. A rejected transition returns s
 // unchanged and an error wrapping ErrTransition; a repeated claim is not an
 // error, it returns the state naming the existing bootstrap node.
-func (s State) apply(c Command) (State, error) {
-	reject := func(format string, a ...any) (State, error) {
+func (s ClusterState) apply(c Command) (ClusterState, error) {
+	reject := func(format string, a ...any) (ClusterState, error) {
 		return s, fmt.Errorf("election: %s: %w: "+format, append([]any{c.Op, ErrTransition}, a...)...)
 	}
 	if upgrade.IsOp(c.Op) {
@@ -160,15 +160,15 @@ func (s State) apply(c Command) (State, error) {
 
 // applyResult is what raft's ApplyFuture.Response returns.
 type applyResult struct {
-	State State
+	State ClusterState
 	Err   error
 }
 
-// fsm is the raft.FSM holding State. notify is called (outside the lock)
+// fsm is the raft.FSM holding the ClusterState. notify is called (outside the lock)
 // after every change so waiters can re-check.
 type fsm struct {
 	mu     sync.Mutex
-	state  State
+	state  ClusterState
 	notify func()
 }
 
@@ -193,7 +193,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 	return applyResult{State: out, Err: err}
 }
 
-func (f *fsm) get() State {
+func (f *fsm) get() ClusterState {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.state.clone()

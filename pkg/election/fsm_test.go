@@ -115,7 +115,7 @@ func FuzzDecodeCommand(f *testing.F) {
 		if c2, err := DecodeCommand(enc); err != nil || c2 != c {
 			t.Fatalf("round trip of %q: %+v, %v", b, c2, err)
 		}
-		for _, s := range []State{{}, {Bootstrap: "a"}, {Bootstrap: "a", Started: true, ClusterReady: &ClusterReady{VIP: "v", CAHash: "c"}},
+		for _, s := range []ClusterState{{}, {Bootstrap: "a"}, {Bootstrap: "a", Started: true, ClusterReady: &ClusterReady{VIP: "v", CAHash: "c"}},
 			{Bootstrap: "a", Started: true, ClusterReady: &ClusterReady{VIP: "v", CAHash: "c"}, Slot: &JoinSlot{Holder: "b", Expires: time.Unix(0, 5)}}} {
 			n1, e1 := s.apply(c)
 			n2, e2 := s.apply(c)
@@ -132,7 +132,7 @@ func FuzzDecodeCommand(f *testing.F) {
 	})
 }
 
-func statesEqual(a, b State) bool {
+func statesEqual(a, b ClusterState) bool {
 	ja, errA := json.Marshal(a)
 	jb, errB := json.Marshal(b)
 	return errA == nil && errB == nil && bytes.Equal(ja, jb)
@@ -143,35 +143,35 @@ func TestApplyTransitions(t *testing.T) {
 	slot := &JoinSlot{Holder: "b", Granted: time.Unix(0, 10).UTC(), Expires: time.Unix(0, 20).UTC()}
 	tests := []struct {
 		name    string
-		from    State
+		from    ClusterState
 		cmd     Command
-		want    State
+		want    ClusterState
 		wantErr string
 	}{
-		{"first claim", State{}, Command{Op: opClaim, Node: "a"}, State{Bootstrap: "a"}, ""},
-		{"second claim is a no-op", State{Bootstrap: "a"}, Command{Op: opClaim, Node: "b"}, State{Bootstrap: "a"}, ""},
-		{"reassign before start", State{Bootstrap: "a"}, Command{Op: opReassign, From: "a", Node: "b"}, State{Bootstrap: "b", Reassigned: 1}, ""},
-		{"reassign from the wrong node", State{Bootstrap: "a"}, Command{Op: opReassign, From: "c", Node: "b"}, State{Bootstrap: "a"}, `bootstrap node is "a", not "c"`},
-		{"reassign after start", State{Bootstrap: "a", Started: true}, Command{Op: opReassign, From: "a", Node: "b"}, State{Bootstrap: "a", Started: true}, "already started"},
-		{"started by the bootstrap node", State{Bootstrap: "a"}, Command{Op: opStarted, Node: "a"}, State{Bootstrap: "a", Started: true}, ""},
-		{"started by another", State{Bootstrap: "a"}, Command{Op: opStarted, Node: "b"}, State{Bootstrap: "a"}, `not "b"`},
-		{"started before any claim", State{}, Command{Op: opStarted, Node: "b"}, State{}, `bootstrap node is "", not "b"`},
-		{"ready before start", State{Bootstrap: "a"}, Command{Op: opReady, VIP: "v", CAHash: "c"}, State{Bootstrap: "a"}, "not started"},
-		{"ready", State{Bootstrap: "a", Started: true}, Command{Op: opReady, VIP: "v", CAHash: "c"}, State{Bootstrap: "a", Started: true, ClusterReady: ready}, ""},
-		{"ready again, same", State{Bootstrap: "a", Started: true, ClusterReady: ready}, Command{Op: opReady, VIP: "v", CAHash: "c"}, State{Bootstrap: "a", Started: true, ClusterReady: ready}, ""},
-		{"ready again, other CA", State{Bootstrap: "a", Started: true, ClusterReady: ready}, Command{Op: opReady, VIP: "v", CAHash: "d"}, State{Bootstrap: "a", Started: true, ClusterReady: ready}, "another CA hash"},
-		{"grant before ready", State{Bootstrap: "a", Started: true}, Command{Op: opGrant, Node: "b", At: 10, Expires: 20}, State{Bootstrap: "a", Started: true}, "not ready"},
-		{"grant", State{Bootstrap: "a", Started: true, ClusterReady: ready}, Command{Op: opGrant, Node: "b", At: 10, Expires: 20}, State{Bootstrap: "a", Started: true, ClusterReady: ready, Slot: slot}, ""},
-		{"grant while held", State{Bootstrap: "a", Started: true, ClusterReady: ready, Slot: slot}, Command{Op: opGrant, Node: "c", At: 10, Expires: 20}, State{Bootstrap: "a", Started: true, ClusterReady: ready, Slot: slot}, "slot held by b"},
-		{"grant to the bootstrap node", State{Bootstrap: "a", Started: true, ClusterReady: ready}, Command{Op: opGrant, Node: "a", At: 10, Expires: 20}, State{Bootstrap: "a", Started: true, ClusterReady: ready}, "already in the cluster"},
-		{"grant to a joined node", State{Bootstrap: "a", Started: true, ClusterReady: ready, Joined: []string{"b"}}, Command{Op: opGrant, Node: "b", At: 10, Expires: 20}, State{Bootstrap: "a", Started: true, ClusterReady: ready, Joined: []string{"b"}}, "already in the cluster"},
-		{"renew", State{ClusterReady: ready, Slot: slot}, Command{Op: opRenew, Node: "b", At: 15, Expires: 30}, State{ClusterReady: ready, Slot: &JoinSlot{Holder: "b", Granted: slot.Granted, Expires: time.Unix(0, 30).UTC()}}, ""},
-		{"renew shorter", State{ClusterReady: ready, Slot: slot}, Command{Op: opRenew, Node: "b", At: 15, Expires: 18}, State{ClusterReady: ready, Slot: slot}, "does not extend"},
-		{"renew by another", State{ClusterReady: ready, Slot: slot}, Command{Op: opRenew, Node: "c", At: 15, Expires: 30}, State{ClusterReady: ready, Slot: slot}, "not held by c"},
-		{"free", State{ClusterReady: ready, Slot: slot}, Command{Op: opFree, Node: "b"}, State{ClusterReady: ready}, ""},
-		{"free another's", State{ClusterReady: ready, Slot: slot}, Command{Op: opFree, Node: "c"}, State{ClusterReady: ready, Slot: slot}, "not held by c"},
-		{"joined", State{ClusterReady: ready, Slot: slot, Joined: []string{"c"}}, Command{Op: opJoined, Node: "b"}, State{ClusterReady: ready, Joined: []string{"b", "c"}}, ""},
-		{"joined without slot", State{ClusterReady: ready}, Command{Op: opJoined, Node: "b"}, State{ClusterReady: ready}, "not held by b"},
+		{"first claim", ClusterState{}, Command{Op: opClaim, Node: "a"}, ClusterState{Bootstrap: "a"}, ""},
+		{"second claim is a no-op", ClusterState{Bootstrap: "a"}, Command{Op: opClaim, Node: "b"}, ClusterState{Bootstrap: "a"}, ""},
+		{"reassign before start", ClusterState{Bootstrap: "a"}, Command{Op: opReassign, From: "a", Node: "b"}, ClusterState{Bootstrap: "b", Reassigned: 1}, ""},
+		{"reassign from the wrong node", ClusterState{Bootstrap: "a"}, Command{Op: opReassign, From: "c", Node: "b"}, ClusterState{Bootstrap: "a"}, `bootstrap node is "a", not "c"`},
+		{"reassign after start", ClusterState{Bootstrap: "a", Started: true}, Command{Op: opReassign, From: "a", Node: "b"}, ClusterState{Bootstrap: "a", Started: true}, "already started"},
+		{"started by the bootstrap node", ClusterState{Bootstrap: "a"}, Command{Op: opStarted, Node: "a"}, ClusterState{Bootstrap: "a", Started: true}, ""},
+		{"started by another", ClusterState{Bootstrap: "a"}, Command{Op: opStarted, Node: "b"}, ClusterState{Bootstrap: "a"}, `not "b"`},
+		{"started before any claim", ClusterState{}, Command{Op: opStarted, Node: "b"}, ClusterState{}, `bootstrap node is "", not "b"`},
+		{"ready before start", ClusterState{Bootstrap: "a"}, Command{Op: opReady, VIP: "v", CAHash: "c"}, ClusterState{Bootstrap: "a"}, "not started"},
+		{"ready", ClusterState{Bootstrap: "a", Started: true}, Command{Op: opReady, VIP: "v", CAHash: "c"}, ClusterState{Bootstrap: "a", Started: true, ClusterReady: ready}, ""},
+		{"ready again, same", ClusterState{Bootstrap: "a", Started: true, ClusterReady: ready}, Command{Op: opReady, VIP: "v", CAHash: "c"}, ClusterState{Bootstrap: "a", Started: true, ClusterReady: ready}, ""},
+		{"ready again, other CA", ClusterState{Bootstrap: "a", Started: true, ClusterReady: ready}, Command{Op: opReady, VIP: "v", CAHash: "d"}, ClusterState{Bootstrap: "a", Started: true, ClusterReady: ready}, "another CA hash"},
+		{"grant before ready", ClusterState{Bootstrap: "a", Started: true}, Command{Op: opGrant, Node: "b", At: 10, Expires: 20}, ClusterState{Bootstrap: "a", Started: true}, "not ready"},
+		{"grant", ClusterState{Bootstrap: "a", Started: true, ClusterReady: ready}, Command{Op: opGrant, Node: "b", At: 10, Expires: 20}, ClusterState{Bootstrap: "a", Started: true, ClusterReady: ready, Slot: slot}, ""},
+		{"grant while held", ClusterState{Bootstrap: "a", Started: true, ClusterReady: ready, Slot: slot}, Command{Op: opGrant, Node: "c", At: 10, Expires: 20}, ClusterState{Bootstrap: "a", Started: true, ClusterReady: ready, Slot: slot}, "slot held by b"},
+		{"grant to the bootstrap node", ClusterState{Bootstrap: "a", Started: true, ClusterReady: ready}, Command{Op: opGrant, Node: "a", At: 10, Expires: 20}, ClusterState{Bootstrap: "a", Started: true, ClusterReady: ready}, "already in the cluster"},
+		{"grant to a joined node", ClusterState{Bootstrap: "a", Started: true, ClusterReady: ready, Joined: []string{"b"}}, Command{Op: opGrant, Node: "b", At: 10, Expires: 20}, ClusterState{Bootstrap: "a", Started: true, ClusterReady: ready, Joined: []string{"b"}}, "already in the cluster"},
+		{"renew", ClusterState{ClusterReady: ready, Slot: slot}, Command{Op: opRenew, Node: "b", At: 15, Expires: 30}, ClusterState{ClusterReady: ready, Slot: &JoinSlot{Holder: "b", Granted: slot.Granted, Expires: time.Unix(0, 30).UTC()}}, ""},
+		{"renew shorter", ClusterState{ClusterReady: ready, Slot: slot}, Command{Op: opRenew, Node: "b", At: 15, Expires: 18}, ClusterState{ClusterReady: ready, Slot: slot}, "does not extend"},
+		{"renew by another", ClusterState{ClusterReady: ready, Slot: slot}, Command{Op: opRenew, Node: "c", At: 15, Expires: 30}, ClusterState{ClusterReady: ready, Slot: slot}, "not held by c"},
+		{"free", ClusterState{ClusterReady: ready, Slot: slot}, Command{Op: opFree, Node: "b"}, ClusterState{ClusterReady: ready}, ""},
+		{"free another's", ClusterState{ClusterReady: ready, Slot: slot}, Command{Op: opFree, Node: "c"}, ClusterState{ClusterReady: ready, Slot: slot}, "not held by c"},
+		{"joined", ClusterState{ClusterReady: ready, Slot: slot, Joined: []string{"c"}}, Command{Op: opJoined, Node: "b"}, ClusterState{ClusterReady: ready, Joined: []string{"b", "c"}}, ""},
+		{"joined without slot", ClusterState{ClusterReady: ready}, Command{Op: opJoined, Node: "b"}, ClusterState{ClusterReady: ready}, "not held by b"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -49,6 +49,61 @@ func openConns(conns []net.Conn) int {
 	return open
 }
 
+// servedStream is a raft stream layer of server "a" on a loopback port,
+// set up by configure (when not nil) and then served as raft serves it
+// until the test ends.
+func servedStream(t *testing.T, configure func(*tlsStream)) (*tlsStream, string) {
+	t.Helper()
+	srv, cli, err := raftTLSConfig("token", "c", "a", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := newTLSStream("127.0.0.1:0", "127.0.0.1:0", srv, cli)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if configure != nil {
+		configure(s)
+	}
+	go serveLikeRaft(s)
+	return s, "127.0.0.1:" + portOf(s)
+}
+
+// dialAll opens n TCP connections to addr that never start TLS; they are
+// closed when the test ends.
+func dialAll(t *testing.T, addr string, n int) []net.Conn {
+	t.Helper()
+	conns := make([]net.Conn, 0, n)
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	for range n {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatalf("dial %d: %v", len(conns), err)
+		}
+		conns = append(conns, c)
+	}
+	return conns
+}
+
+// openWithinHandshake waits, for half the handshake deadline, until want
+// of conns are still open, and returns how many are.
+func openWithinHandshake(conns []net.Conn, want int) int {
+	deadline := time.Now().Add(raftHandshakeTimeout / 2)
+	open := len(conns)
+	for time.Now().Before(deadline) {
+		if open = openConns(conns); open == want {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return open
+}
+
 func countFDs(t *testing.T) int {
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
@@ -67,17 +122,7 @@ func TestStreamGuardBoundsSilentConnections(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for the 10 s handshake deadline")
 	}
-	srv, cli, err := raftTLSConfig("token", "c", "a", time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := newTLSStream("127.0.0.1:0", "127.0.0.1:0", srv, cli)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	go serveLikeRaft(s)
-	addr := "127.0.0.1:" + portOf(s)
+	s, addr := servedStream(t, nil)
 
 	const attackers, slack = 1500, 40
 	g0, fd0 := runtime.NumGoroutine(), countFDs(t)
@@ -130,44 +175,15 @@ func TestStreamGuardBoundsSilentConnections(t *testing.T) {
 // TestStreamGuardCapsConnections: past the cap a connection is closed at
 // once, without waiting for the handshake deadline.
 func TestStreamGuardCapsConnections(t *testing.T) {
-	srv, cli, err := raftTLSConfig("token", "c", "a", time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := newTLSStream("127.0.0.1:0", "127.0.0.1:0", srv, cli)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
 	core, logs := observer.New(zap.WarnLevel)
-	s.guard.setAdmission(zap.New(core), nil)
-	s.guard.mu.Lock()
-	s.guard.maxPendingPerHost = 1000 // this test's connections all come from one host
-	s.guard.mu.Unlock()
-	go serveLikeRaft(s)
-	addr := "127.0.0.1:" + portOf(s)
-
-	var conns []net.Conn
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	for range raftMaxConns + 20 {
-		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, c)
-	}
-	deadline := time.Now().Add(raftHandshakeTimeout / 2)
-	open := len(conns)
-	for time.Now().Before(deadline) {
-		if open = openConns(conns); open == raftMaxConns {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	_, addr := servedStream(t, func(s *tlsStream) {
+		s.guard.setAdmission(zap.New(core), nil)
+		s.guard.mu.Lock()
+		s.guard.maxPendingPerHost = 1000 // this test's connections all come from one host
+		s.guard.mu.Unlock()
+	})
+	conns := dialAll(t, addr, raftMaxConns+20)
+	open := openWithinHandshake(conns, raftMaxConns)
 	if open != raftMaxConns {
 		t.Fatalf("%d connections open before the handshake deadline, want the cap %d", open, raftMaxConns)
 	}
@@ -178,38 +194,9 @@ func TestStreamGuardCapsConnections(t *testing.T) {
 
 // TestStreamGuardLimitsHandshakesPerHost: one host cannot take every slot.
 func TestStreamGuardLimitsHandshakesPerHost(t *testing.T) {
-	srv, cli, err := raftTLSConfig("token", "c", "a", time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := newTLSStream("127.0.0.1:0", "127.0.0.1:0", srv, cli)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	go serveLikeRaft(s)
-	addr := "127.0.0.1:" + portOf(s)
-	var conns []net.Conn
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	for range 3 * raftMaxPendingPerHost {
-		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, c)
-	}
-	deadline := time.Now().Add(raftHandshakeTimeout / 2)
-	open := len(conns)
-	for time.Now().Before(deadline) {
-		if open = openConns(conns); open == raftMaxPendingPerHost {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	_, addr := servedStream(t, nil)
+	conns := dialAll(t, addr, 3*raftMaxPendingPerHost)
+	open := openWithinHandshake(conns, raftMaxPendingPerHost)
 	if open != raftMaxPendingPerHost {
 		t.Fatalf("%d handshakes from one host in progress, want %d", open, raftMaxPendingPerHost)
 	}

@@ -69,7 +69,7 @@ type action struct {
 // configuration (ID → address), nil when unknown: no voter changes then.
 // It returns the voter changes first and at most one FSM command, so that
 // every decision is taken on state that includes the previous one.
-func decide(st State, peers []Peer, self leaderSelf, voters map[string]string, now time.Time, t Timing, book *leaderBook) []action {
+func decide(st ClusterState, peers []Peer, self leaderSelf, voters map[string]string, now time.Time, t Timing, book *leaderBook) []action {
 	var out []action
 	if voters != nil {
 		out = voterChanges(peers, self, voters, book)
@@ -133,7 +133,7 @@ func voterChanges(peers []Peer, self leaderSelf, voters map[string]string, book 
 // in the order of a cluster's life: claim, started (or reassign), cluster
 // ready, then the join slot. The evidence each needs is the protocol table
 // in doc.go.
-func nextCommand(st State, peers []Peer, alive func(string) (Peer, bool), self leaderSelf, now time.Time, t Timing, book *leaderBook) (Command, bool) {
+func nextCommand(st ClusterState, peers []Peer, alive func(string) (Peer, bool), self leaderSelf, now time.Time, t Timing, book *leaderBook) (Command, bool) {
 	at := now.UnixNano()
 	switch {
 	case st.Bootstrap == "":

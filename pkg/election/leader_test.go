@@ -88,7 +88,7 @@ func (s *lmServer) ever(from, to time.Time, ok func(Peer) bool) bool {
 	return false
 }
 
-type decideFunc func(st State, peers []Peer, self leaderSelf, voters map[string]string, now time.Time, t Timing, book *leaderBook) []action
+type decideFunc func(st ClusterState, peers []Peer, self leaderSelf, voters map[string]string, now time.Time, t Timing, book *leaderBook) []action
 
 // pending is a decided command not yet applied.
 type lmPending struct {
@@ -108,7 +108,7 @@ type leaderModel struct {
 	leader  string
 	books   map[string]*leaderBook
 	voters  map[string]string
-	st      State
+	st      ClusterState
 	pending *lmPending
 	trace   []string
 
@@ -405,7 +405,7 @@ func TestLeaderModelCheck(t *testing.T) {
 
 // decideFreesDeadHolder takes the slot back from a holder gossip calls
 // dead, before its lease ran out.
-func decideFreesDeadHolder(st State, peers []Peer, self leaderSelf, voters map[string]string, now time.Time, t Timing, book *leaderBook) []action {
+func decideFreesDeadHolder(st ClusterState, peers []Peer, self leaderSelf, voters map[string]string, now time.Time, t Timing, book *leaderBook) []action {
 	acts := decide(st, peers, self, voters, now, t, book)
 	if st.Slot == nil {
 		return acts
@@ -420,7 +420,7 @@ func decideFreesDeadHolder(st State, peers []Peer, self leaderSelf, voters map[s
 }
 
 // decideAnyCA records a holder as joined on Ready alone, whatever CA it serves.
-func decideAnyCA(st State, peers []Peer, self leaderSelf, voters map[string]string, now time.Time, t Timing, book *leaderBook) []action {
+func decideAnyCA(st ClusterState, peers []Peer, self leaderSelf, voters map[string]string, now time.Time, t Timing, book *leaderBook) []action {
 	if st.ClusterReady != nil {
 		peers = slices.Clone(peers)
 		for i := range peers {
@@ -434,7 +434,7 @@ func decideAnyCA(st State, peers []Peer, self leaderSelf, voters map[string]stri
 
 // decideNoGrace frees an expired slot at once, not SlotGrace later: a holder
 // whose clock is behind the leader's still uses it.
-func decideNoGrace(st State, peers []Peer, self leaderSelf, voters map[string]string, now time.Time, t Timing, book *leaderBook) []action {
+func decideNoGrace(st ClusterState, peers []Peer, self leaderSelf, voters map[string]string, now time.Time, t Timing, book *leaderBook) []action {
 	t.SlotGrace = 0
 	return decide(st, peers, self, voters, now, t, book)
 }

@@ -59,7 +59,7 @@ func removalState(op string) membership.RemovalState {
 // EtcdVoters are the servers the replicated state counts as etcd voters:
 // the bootstrap node once started, and the servers that joined, less those
 // removed. Sorted.
-func (s State) EtcdVoters() []string {
+func (s ClusterState) EtcdVoters() []string {
 	var v []string
 	if s.Started && s.Bootstrap != "" && !slices.Contains(s.Removed, s.Bootstrap) {
 		v = append(v, s.Bootstrap)
@@ -75,15 +75,15 @@ func (s State) EtcdVoters() []string {
 
 // inCluster: name is an etcd voter by the replicated state (a removed
 // bootstrap node is not, and may be granted the slot again).
-func (s State) inCluster(name string) bool {
+func (s ClusterState) inCluster(name string) bool {
 	return slices.Contains(s.EtcdVoters(), name)
 }
 
 // applyRemoval is apply for the removal commands: one removal at a time,
 // through membership's states; on done the server leaves the voters and is
 // recorded as removed.
-func (s State) applyRemoval(c Command, next State) (State, error) {
-	reject := func(format string, a ...any) (State, error) {
+func (s ClusterState) applyRemoval(c Command, next ClusterState) (ClusterState, error) {
+	reject := func(format string, a ...any) (ClusterState, error) {
 		return s, fmt.Errorf("election: %s: %w: "+format, append([]any{c.Op, ErrTransition}, a...)...)
 	}
 	at := time.Unix(0, c.At).UTC()
@@ -119,7 +119,7 @@ func (s State) applyRemoval(c Command, next State) (State, error) {
 }
 
 // validateMembership checks the membership part of a state (snapshot).
-func (s State) validateMembership() error {
+func (s ClusterState) validateMembership() error {
 	if r := s.Removal; r != nil {
 		if r.Node == "" {
 			return errors.New("state: removal without a node")
@@ -164,6 +164,6 @@ func (s State) validateMembership() error {
 	return nil
 }
 
-func (s State) hasMembership() bool {
+func (s ClusterState) hasMembership() bool {
 	return s.Removal != nil || len(s.Removed) > 0 || s.Upgrade != nil
 }

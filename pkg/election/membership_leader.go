@@ -37,7 +37,7 @@ type MembershipExtra struct {
 // and the gossip view, as the leader decides it: a server that asks for the
 // slot and is among Standby shows phase standby with its reason. Every
 // server computes the same from the same inputs.
-func Admission(st State, peers []Peer, cluster string, maxServers int) membership.Admission {
+func Admission(st ClusterState, peers []Peer, cluster string, maxServers int) membership.Admission {
 	in := membership.AdmitInput{Voters: st.EtcdVoters(), MaxServers: maxServers}
 	if st.Slot != nil {
 		in.Joining = st.Slot.Holder
@@ -53,7 +53,7 @@ func Admission(st State, peers []Peer, cluster string, maxServers int) membershi
 
 // Quorum is the quorum picture by the replicated voters and the etcd views
 // the servers alive in gossip advertise (status and metrics).
-func Quorum(st State, views []membership.EtcdView) membership.Assessment {
+func Quorum(st ClusterState, views []membership.EtcdView) membership.Assessment {
 	return membership.Assess(st.EtcdVoters(), views)
 }
 
@@ -72,7 +72,7 @@ func (b *leaderBook) membershipNotes() membership.Decision {
 const actRemoveVoter actionKind = 100
 
 // membershipVoterChanges drops from raft the voter whose removal is done.
-func membershipVoterChanges(st State, self leaderSelf, voters map[string]string) []action {
+func membershipVoterChanges(st ClusterState, self leaderSelf, voters map[string]string) []action {
 	if self.Membership == nil || st.Removal == nil || st.Removal.State != membership.RemovalDone {
 		return nil
 	}
@@ -86,7 +86,7 @@ func membershipVoterChanges(st State, self leaderSelf, voters map[string]string)
 
 // membershipView builds membership's inputs from the replicated state and
 // the gossip view.
-func membershipView(st State, peers []Peer, alive func(string) (Peer, bool), self leaderSelf) (membership.Cluster, []membership.Server) {
+func membershipView(st ClusterState, peers []Peer, alive func(string) (Peer, bool), self leaderSelf) (membership.Cluster, []membership.Server) {
 	c := membership.Cluster{Voters: st.EtcdVoters(), IDs: map[string]string{}, Removal: st.Removal, Removed: st.Removed}
 	if st.Slot != nil {
 		c.Joining = st.Slot.Holder
@@ -133,7 +133,7 @@ func membershipView(st State, peers []Peer, alive func(string) (Peer, bool), sel
 // membershipNext is nextCommand's part once cluster ready is committed and
 // the slot is free, with the membership duties on: one removal step or one
 // grant, as membership.Step decides.
-func membershipNext(st State, peers []Peer, alive func(string) (Peer, bool), self leaderSelf, now time.Time, t Timing, book *leaderBook) (Command, bool) {
+func membershipNext(st ClusterState, peers []Peer, alive func(string) (Peer, bool), self leaderSelf, now time.Time, t Timing, book *leaderBook) (Command, bool) {
 	// A server already running RKE2 with the cluster's CA (it adopted a
 	// running RKE2) is a member in fact: it is recorded through the slot
 	// whatever the count, as before; admission only decides who starts.

@@ -58,11 +58,11 @@ func TestMembershipCommandVersions(t *testing.T) {
 	}
 }
 
-func clusterOf3() State {
-	return State{Bootstrap: "a", Started: true, ClusterReady: &ClusterReady{VIP: "192.0.2.1", CAHash: "sha256:c"}, Joined: []string{"b", "c"}}
+func clusterOf3() ClusterState {
+	return ClusterState{Bootstrap: "a", Started: true, ClusterReady: &ClusterReady{VIP: "192.0.2.1", CAHash: "sha256:c"}, Joined: []string{"b", "c"}}
 }
 
-func mustApply(t *testing.T, s State, c Command) State {
+func mustApply(t *testing.T, s ClusterState, c Command) ClusterState {
 	t.Helper()
 	next, err := s.apply(c)
 	if err != nil {
@@ -181,7 +181,7 @@ func FuzzDecodeMembershipCommand(f *testing.F) {
 			t.Fatalf("round trip of %s: %+v, %v", b, c2, err)
 		}
 		// Applied to any reachable state, the result snapshots.
-		for _, s := range []State{clusterOf3(), mustApplyF(clusterOf3(), Command{Op: opRemoveCommitted, Node: "c", Executor: "a", At: 1})} {
+		for _, s := range []ClusterState{clusterOf3(), mustApplyF(clusterOf3(), Command{Op: opRemoveCommitted, Node: "c", Executor: "a", At: 1})} {
 			next, _ := s.apply(c)
 			if _, err := encodeSnapshot(next); err != nil {
 				t.Fatalf("%+v applied to %+v gives an invalid state: %v", c, s, err)
@@ -190,7 +190,7 @@ func FuzzDecodeMembershipCommand(f *testing.F) {
 	})
 }
 
-func mustApplyF(s State, c Command) State {
+func mustApplyF(s ClusterState, c Command) ClusterState {
 	next, err := s.apply(c)
 	if err != nil {
 		panic(err)

@@ -27,7 +27,7 @@ func (e *Election) setLocal(f func(*Local)) {
 // another node until it started RKE2 (see MarkStarted).
 func (e *Election) WaitBootstrap(ctx context.Context) (string, error) {
 	var name string
-	err := e.wait(ctx, func(s State) (bool, error) {
+	err := e.wait(ctx, func(s ClusterState) (bool, error) {
 		name = s.Bootstrap
 		return name != "" && e.caughtUp(), nil
 	})
@@ -42,7 +42,7 @@ func (e *Election) WaitBootstrap(ctx context.Context) (string, error) {
 func (e *Election) MarkStarted(ctx context.Context) error {
 	self := e.cfg.NodeName
 	e.setLocal(func(l *Local) { l.StartedRKE2 = true })
-	err := e.wait(ctx, func(s State) (bool, error) {
+	err := e.wait(ctx, func(s ClusterState) (bool, error) {
 		if s.Bootstrap == self && s.Started {
 			return true, nil // permanent: no need to be caught up
 		}
@@ -63,7 +63,7 @@ func (e *Election) MarkStarted(ctx context.Context) error {
 // CA hash. ErrBootstrapRole if, meanwhile, the role was reassigned to this node.
 func (e *Election) WaitClusterReady(ctx context.Context) (ClusterReady, error) {
 	var cr ClusterReady
-	err := e.wait(ctx, func(s State) (bool, error) {
+	err := e.wait(ctx, func(s ClusterState) (bool, error) {
 		if s.ClusterReady == nil {
 			if s.Bootstrap == e.cfg.NodeName && !s.Started && e.caughtUp() {
 				return false, ErrBootstrapRole
@@ -85,7 +85,7 @@ func (e *Election) AcquireJoinSlot(ctx context.Context) (JoinSlot, error) {
 	self := e.cfg.NodeName
 	e.setLocal(func(l *Local) { l.WantJoinSlot = true })
 	var slot JoinSlot
-	err := e.wait(ctx, func(s State) (bool, error) {
+	err := e.wait(ctx, func(s ClusterState) (bool, error) {
 		switch {
 		case slices.Contains(s.Joined, self):
 			return false, ErrJoined
@@ -136,7 +136,7 @@ func (e *Election) ReportNotReady() {
 // the committed cluster CA.
 func (e *Election) MarkJoined(ctx context.Context) error {
 	self := e.cfg.NodeName
-	err := e.wait(ctx, func(s State) (bool, error) { return slices.Contains(s.Joined, self), nil })
+	err := e.wait(ctx, func(s ClusterState) (bool, error) { return slices.Contains(s.Joined, self), nil })
 	if err == nil {
 		e.setLocal(func(l *Local) { l.WantJoinSlot = false })
 	}
@@ -159,9 +159,13 @@ type readiness struct {
 
 // advertised is Local as this node advertises it: the intents set by the
 // requests above, with Ready, CAHash and ClusterReady derived from the
-// reported readiness and the FSM.
-func advertised(l Local, rep readiness, st State) Local {
+// reported readiness and the FSM, and what the FSM holds for agents.
+func advertised(l Local, rep readiness, st ClusterState) Local {
 	l.Ready, l.CAHash, l.ClusterReady = rep.ready, rep.caHash, false
+	l.BootstrapNode, l.JoinSlot, l.JoinedServers = st.Bootstrap, "", min(len(st.Joined), 255)
+	if st.Slot != nil {
+		l.JoinSlot = st.Slot.Holder
+	}
 	if cr := st.ClusterReady; cr != nil {
 		l.ClusterReady, l.CAHash = true, cr.CAHash
 		l.Ready = rep.ready && rep.caHash == cr.CAHash

@@ -11,23 +11,26 @@ import (
 )
 
 // TestAdvertised: what a node advertises of its readiness, before and after
-// cluster ready is committed.
+// cluster ready is committed, and of its FSM for agents.
 func TestAdvertised(t *testing.T) {
-	committed := State{Bootstrap: "a", Started: true, ClusterReady: &ClusterReady{VIP: "v", CAHash: "ca1"}}
+	committed := ClusterState{Bootstrap: "a", Started: true, ClusterReady: &ClusterReady{VIP: "v", CAHash: "ca1"}}
 	intents := Local{HasRaftState: true, BootstrapSet: "x!", WantJoinSlot: true, StartedRKE2: true}
 	for _, c := range []struct {
 		name string
 		rep  readiness
-		st   State
+		st   ClusterState
 		want Local
 	}{
-		{"not ready, no cluster", readiness{}, State{}, Local{}},
-		{"ready before cluster ready", readiness{true, "ca1"}, State{Bootstrap: "a"}, Local{Ready: true, CAHash: "ca1"}},
-		{"not ready keeps its CA", readiness{false, "ca1"}, State{}, Local{CAHash: "ca1"}},
-		{"ready with the cluster's CA", readiness{true, "ca1"}, committed, Local{Ready: true, CAHash: "ca1", ClusterReady: true}},
-		{"ready with another CA", readiness{true, "ca2"}, committed, Local{CAHash: "ca1", ClusterReady: true}},
-		{"ready with no CA known", readiness{true, ""}, committed, Local{CAHash: "ca1", ClusterReady: true}},
-		{"not ready, cluster ready", readiness{}, committed, Local{CAHash: "ca1", ClusterReady: true}},
+		{"not ready, no cluster", readiness{}, ClusterState{}, Local{}},
+		{"ready before cluster ready", readiness{true, "ca1"}, ClusterState{Bootstrap: "a"}, Local{Ready: true, CAHash: "ca1", BootstrapNode: "a"}},
+		{"not ready keeps its CA", readiness{false, "ca1"}, ClusterState{}, Local{CAHash: "ca1"}},
+		{"ready with the cluster's CA", readiness{true, "ca1"}, committed, Local{Ready: true, CAHash: "ca1", ClusterReady: true, BootstrapNode: "a"}},
+		{"ready with another CA", readiness{true, "ca2"}, committed, Local{CAHash: "ca1", ClusterReady: true, BootstrapNode: "a"}},
+		{"ready with no CA known", readiness{true, ""}, committed, Local{CAHash: "ca1", ClusterReady: true, BootstrapNode: "a"}},
+		{"not ready, cluster ready", readiness{}, committed, Local{CAHash: "ca1", ClusterReady: true, BootstrapNode: "a"}},
+		{"a slot held, two joined", readiness{true, "ca1"},
+			ClusterState{Bootstrap: "a", Started: true, ClusterReady: committed.ClusterReady, Slot: &JoinSlot{Holder: "c"}, Joined: []string{"a", "b"}},
+			Local{Ready: true, CAHash: "ca1", ClusterReady: true, BootstrapNode: "a", JoinSlot: "c", JoinedServers: 2}},
 	} {
 		got := advertised(intents, c.rep, c.st)
 		want := c.want

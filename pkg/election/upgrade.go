@@ -42,7 +42,7 @@ func (c Command) validateUpgrade() error {
 // applyUpgrade is apply for the upgrade operations. A server begins only
 // while no server joins: the join slot and a server's upgrade are one
 // permission (a server out of the healthy voter set), never held twice.
-func (s State) applyUpgrade(c Command) (State, error) {
+func (s ClusterState) applyUpgrade(c Command) (ClusterState, error) {
 	var p upgrade.Progress
 	if s.Upgrade != nil {
 		p = s.Upgrade.Clone()
@@ -61,7 +61,7 @@ func (s State) applyUpgrade(c Command) (State, error) {
 
 // upgradingServer is the server upgrading now, which holds the join
 // slot's permission: no grant while it does.
-func (s State) upgradingServer() (string, bool) {
+func (s ClusterState) upgradingServer() (string, bool) {
 	if s.Upgrade == nil {
 		return "", false
 	}

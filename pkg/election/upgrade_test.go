@@ -55,8 +55,8 @@ func TestDecodeUpgradeCommand(t *testing.T) {
 // TestUpgradeSharesTheJoinSlot: a server's upgrade and a server's join
 // are one permission; the state never holds both.
 func TestUpgradeSharesTheJoinSlot(t *testing.T) {
-	ready := State{Bootstrap: "s0", Started: true, ClusterReady: &ClusterReady{VIP: "v", CAHash: "c"}, Joined: []string{"s1"}}
-	must := func(s State, c Command) State {
+	ready := ClusterState{Bootstrap: "s0", Started: true, ClusterReady: &ClusterReady{VIP: "v", CAHash: "c"}, Joined: []string{"s1"}}
+	must := func(s ClusterState, c Command) ClusterState {
 		t.Helper()
 		n, err := s.apply(c)
 		if err != nil {

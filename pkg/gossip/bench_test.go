@@ -127,7 +127,7 @@ func runCluster(b *testing.B, n int, window time.Duration) (converge time.Durati
 			join = append(join, seed.addr)
 		}
 		meta.AdvertiseAddr = ip
-		m, err := New(Config{
+		m, err := Open(Config{
 			NodeName:      fmt.Sprintf("m%03d", i),
 			BindAddr:      ip,
 			AdvertiseAddr: ip,
@@ -142,9 +142,7 @@ func runCluster(b *testing.B, n int, window time.Duration) (converge time.Durati
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := m.Start(context.Background()); err != nil {
-			b.Fatal(err)
-		}
+		go m.Run(context.Background()) // ended by shutdownAll's Close
 		members = append(members, &testMember{Member: m, name: fmt.Sprintf("m%03d", i), addr: m.self.String()})
 	}
 	for {

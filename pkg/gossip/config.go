@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/rke2-hanode/rke2-hanode/pkg/clock"
 	"github.com/rke2-hanode/rke2-hanode/pkg/keys"
 	"github.com/rke2-hanode/rke2-hanode/pkg/version"
 )
@@ -41,7 +42,7 @@ type Config struct {
 
 	Timings Timings
 
-	Now      func() time.Time                      // nil: time.Now
+	Clock    clock.Clock                           // nil: the system clock
 	Jitter   func(max time.Duration) time.Duration // random in [0,max); nil: math/rand
 	Resolver Resolver                              // nil: net.DefaultResolver
 
@@ -220,9 +221,7 @@ func (cfg Config) normalize() (Config, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
+	cfg.Clock = clock.Or(cfg.Clock)
 	if cfg.Jitter == nil {
 		cfg.Jitter = func(max time.Duration) time.Duration {
 			if max <= 0 {

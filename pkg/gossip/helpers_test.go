@@ -74,19 +74,20 @@ func startMember(t testing.TB, name string, opts ...memberOpt) *testMember {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	m, err := New(cfg)
+	m, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := m.Start(ctx); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
+	ran := make(chan error, 1)
+	go func() { ran <- m.Run(ctx) }()
 	t.Cleanup(func() {
 		m.noLeave.Store(true) // fast teardown: the peers stop too
 		cancel()
-		_ = m.Shutdown()
+		_ = m.Close()
+		if err := <-ran; err != nil {
+			t.Errorf("Run: %v", err)
+		}
 	})
 	return &testMember{Member: m, name: name, addr: m.self.String(), logs: logs, reg: reg}
 }
@@ -95,7 +96,7 @@ func startMember(t testing.TB, name string, opts ...memberOpt) *testMember {
 func (tm *testMember) kill(t testing.TB) {
 	t.Helper()
 	tm.noLeave.Store(true)
-	if err := tm.Shutdown(); err != nil {
+	if err := tm.Close(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -128,7 +129,7 @@ func eventually(t testing.TB, what string, cond func() (bool, string)) time.Dura
 	return 0
 }
 
-func stateOf(m *Member, name string) (State, bool) {
+func stateOf(m *Member, name string) (Liveness, bool) {
 	for _, mi := range m.Members() {
 		if mi.Name == name {
 			return mi.State, true
@@ -174,7 +175,7 @@ func shutdownAll(members []*testMember) {
 	for _, m := range members {
 		wg.Go(func() {
 			m.noLeave.Store(true)
-			_ = m.Shutdown()
+			_ = m.Close()
 		})
 	}
 	wg.Wait()

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/backoff"
 )
 
 // run joins the seeds until one answers and rejoins whenever this member is
@@ -22,7 +24,10 @@ import (
 // long-dead members. It returns when ctx ends.
 func (m *Member) run(ctx context.Context) {
 	t := m.cfg.Timings
-	backoff := t.JoinBackoffMin
+	// Equal jitter: half the delay fixed, half random, so hosts that
+	// booted together do not retry in lockstep.
+	joinBackoff := backoff.Policy{Base: t.JoinBackoffMin, Max: t.JoinBackoffMax, Jitter: 0.5,
+		Rand: func(n int64) int64 { return int64(m.cfg.Jitter(time.Duration(n))) }}.Start()
 	var lastSeedCheck time.Time
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -36,20 +41,17 @@ func (m *Member) run(ctx context.Context) {
 		switch {
 		case len(m.cfg.Join) == 0 || m.left.Load():
 		case !m.alone():
-			if now := m.cfg.Now(); now.Sub(lastSeedCheck) >= t.SeedCheckInterval {
+			if now := m.cfg.Clock.Now(); now.Sub(lastSeedCheck) >= t.SeedCheckInterval {
 				lastSeedCheck = now
 				m.joinMissingSeeds(ctx)
 			}
 		case m.joinOnce(ctx) && !m.alone():
-			lastSeedCheck = m.cfg.Now()
+			lastSeedCheck = m.cfg.Clock.Now()
 		default:
-			// Equal jitter: half the delay fixed, half random, so hosts
-			// that booted together do not retry in lockstep.
-			timer.Reset(backoff/2 + m.cfg.Jitter(backoff/2+1))
-			backoff = min(2*backoff, t.JoinBackoffMax)
+			timer.Reset(joinBackoff.Next())
 			continue
 		}
-		backoff = t.JoinBackoffMin
+		joinBackoff.Reset()
 		timer.Reset(t.JoinBackoffMin)
 	}
 }

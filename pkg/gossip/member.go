@@ -21,27 +21,27 @@ import (
 	"github.com/rke2-hanode/rke2-hanode/pkg/logging"
 )
 
-// State is a member's state as this host sees it. Suspect means this host's
+// Liveness is a member's state as this host sees it. Suspect means this host's
 // own probes went unanswered (memberlist does not expose suspicions raised
 // by others); it turns back to alive on any sign of life. Left means the
 // member announced Leaving before it went; dead, that it just went.
-type State string
+type Liveness string
 
 const (
-	StateAlive   State = "alive"
-	StateSuspect State = "suspect"
-	StateDead    State = "dead"
-	StateLeft    State = "left"
+	StateAlive   Liveness = "alive"
+	StateSuspect Liveness = "suspect"
+	StateDead    Liveness = "dead"
+	StateLeft    Liveness = "left"
 )
 
-var allStates = []State{StateAlive, StateSuspect, StateDead, StateLeft}
+var allStates = []Liveness{StateAlive, StateSuspect, StateDead, StateLeft}
 
 // MemberInfo is one member as this host sees it.
 type MemberInfo struct {
 	Name       string
 	Addr       string // IP address memberlist reaches the member on
 	Port       int    // its gossip port
-	State      State
+	State      Liveness
 	Meta       Meta
 	MetaErr    error     // non-nil when the member's metadata could not be decoded
 	LastChange time.Time // last change of State, address or Meta seen here
@@ -58,8 +58,10 @@ type Conflict struct {
 // maxConflicts bounds the conflicts kept for Conflicts.
 const maxConflicts = 16
 
-// Member is this host's gossip member. New builds it, Start binds and runs
-// it, Shutdown (or cancelling Start's context) leaves and stops it.
+// Member is this host's gossip member. Its lifecycle is the project's one:
+// Open binds the gossip port (failing at once when it cannot), Run joins and
+// keeps the member in the cluster until its context ends, Close leaves
+// gracefully and releases the port.
 type Member struct {
 	broadcast chan struct{} // UpdateMeta asks the broadcaster for an announcement
 	selfSeen  chan struct{} // memberlist reported this member's own metadata stored
@@ -86,12 +88,15 @@ type Member struct {
 	nextSub   int
 	changes   <-chan struct{}
 
-	lifeMu  sync.Mutex // serialises Start, Leave and stop
+	lifeMu  sync.Mutex // serialises Open, Run's start, Leave and Close
 	ml      atomic.Pointer[memberlist.Memberlist]
 	port    int            // bound gossip port, the default port of seeds
 	self    netip.AddrPort // the address memberlist advertises
-	cancel  context.CancelFunc
-	done    chan struct{}
+	runCtx  context.Context
+	cancel  context.CancelFunc // ends Run; set by Open
+	running bool
+	closed  bool
+	done    chan struct{} // closed when the current Run returns
 	stopErr error
 	left    atomic.Bool
 	stopped atomic.Bool
@@ -103,8 +108,21 @@ type record struct {
 	rawMeta []byte
 }
 
-// New checks cfg and prepares a member; nothing is bound until Start.
-func New(cfg Config) (*Member, error) {
+// Open checks cfg, binds the gossip port (tcp+udp) and returns the member,
+// ready to Run. A port in use fails here, with the address.
+func Open(cfg Config) (*Member, error) {
+	m, err := newMember(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.listen(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// newMember checks cfg and prepares a member; nothing is bound.
+func newMember(cfg Config) (*Member, error) {
 	cfg, err := cfg.normalize()
 	if err != nil {
 		return nil, err
@@ -119,8 +137,8 @@ func New(cfg Config) (*Member, error) {
 		cfg:       cfg,
 		log:       cfg.Logger.Named("gossip"),
 		metrics:   met,
-		rejects:   newRateLimiter(cfg.Timings.LogInterval, cfg.Now),
-		warns:     newRateLimiter(cfg.Timings.LogInterval, cfg.Now),
+		rejects:   newRateLimiter(cfg.Timings.LogInterval, cfg.Clock.Now),
+		warns:     newRateLimiter(cfg.Timings.LogInterval, cfg.Clock.Now),
 		records:   map[string]*record{},
 		subs:      map[int]chan struct{}{},
 	}
@@ -132,15 +150,12 @@ func New(cfg Config) (*Member, error) {
 	return m, nil
 }
 
-// Start binds the gossip port (tcp+udp) and joins the seeds in the
-// background, retrying until one answers and again whenever this member
-// finds itself alone. Cancelling ctx leaves and stops the member like
-// Shutdown.
-func (m *Member) Start(ctx context.Context) error {
+// listen binds memberlist's transport.
+func (m *Member) listen() error {
 	m.lifeMu.Lock()
 	defer m.lifeMu.Unlock()
-	if m.ml.Load() != nil || m.stopped.Load() {
-		return errors.New("gossip: member already started")
+	if m.ml.Load() != nil || m.closed {
+		return errors.New("gossip: member already open")
 	}
 	mc, err := m.cfg.memberlistConfig()
 	if err != nil {
@@ -176,38 +191,69 @@ func (m *Member) Start(ctx context.Context) error {
 		zap.String("cluster", m.cfg.ClusterName),
 		zap.Strings("join", m.cfg.Join))
 
-	runCtx, cancel := context.WithCancel(ctx)
-	m.cancel = cancel
-	m.done = make(chan struct{})
-	go func() {
-		defer close(m.done)
-		bdone := make(chan struct{})
-		go func() { defer close(bdone); m.broadcaster(runCtx) }()
-		m.run(runCtx)
-		<-bdone
-		m.stop()
-	}()
+	m.runCtx, m.cancel = context.WithCancel(context.Background())
 	return nil
 }
 
-// Shutdown leaves the cluster gracefully (bounded by Timings.LeaveTimeout),
-// stops memberlist and waits for the member's goroutines.
-func (m *Member) Shutdown() error {
+// Run joins the seeds, retrying until one answers and again whenever this
+// member finds itself alone, and gossips this member's metadata, until ctx
+// ends or Close is called. It does not leave: Close does.
+func (m *Member) Run(ctx context.Context) error {
 	m.lifeMu.Lock()
-	cancel, done := m.cancel, m.done
-	if cancel == nil {
-		m.stopped.Store(true) // never started
+	if m.ml.Load() == nil || m.closed {
+		m.lifeMu.Unlock()
+		return errors.New("gossip: run: the member is not open (Open it; a closed member cannot run again)")
 	}
+	if m.running {
+		m.lifeMu.Unlock()
+		return errors.New("gossip: run: the member is already running")
+	}
+	m.running = true
+	m.done = make(chan struct{})
+	runCtx, done := m.runCtx, m.done
+	m.lifeMu.Unlock()
+	defer func() {
+		m.lifeMu.Lock()
+		m.running = false
+		m.lifeMu.Unlock()
+		close(done)
+	}()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(runCtx, cancel)()
+	bdone := make(chan struct{})
+	go func() { defer close(bdone); m.broadcaster(ctx) }()
+	m.run(ctx)
+	<-bdone
+	return nil
+}
+
+// Close ends Run, leaves the cluster gracefully (bounded by
+// Timings.LeaveTimeout), stops memberlist and releases the port. It may be
+// called more than once, and on a member that never ran.
+func (m *Member) Close() error {
+	m.lifeMu.Lock()
+	if m.closed {
+		m.lifeMu.Unlock()
+		return m.stopErr
+	}
+	m.closed = true
+	cancel, running, done := m.cancel, m.running, m.done
 	m.lifeMu.Unlock()
 	if cancel == nil {
+		m.stopped.Store(true) // never opened
 		return nil
 	}
 	cancel()
-	<-done
+	if running {
+		<-done
+	}
+	m.stop()
 	return m.stopErr
 }
 
-// stop ends the member once run has returned.
+// stop leaves (unless told to stop like a crash) and stops memberlist once
+// Run has returned.
 func (m *Member) stop() {
 	m.lifeMu.Lock()
 	defer m.lifeMu.Unlock()
@@ -226,7 +272,7 @@ func (m *Member) stop() {
 }
 
 // Leave tells the cluster this member leaves on purpose, so peers report it
-// as left rather than dead. The member keeps answering until Shutdown.
+// as left rather than dead. The member keeps answering until Close.
 func (m *Member) Leave(ctx context.Context) error {
 	m.lifeMu.Lock()
 	defer m.lifeMu.Unlock()
@@ -556,7 +602,7 @@ func (m *Member) changedLocked() {
 }
 
 // observe records memberlist's news about a node.
-func (m *Member) observe(n *memberlist.Node, state State) {
+func (m *Member) observe(n *memberlist.Node, state Liveness) {
 	if n.Name == m.cfg.NodeName {
 		m.localMu.Lock()
 		m.seenWire = bytes.Clone(n.Meta)
@@ -566,7 +612,7 @@ func (m *Member) observe(n *memberlist.Node, state State) {
 		default:
 		}
 	}
-	now := m.cfg.Now()
+	now := m.cfg.Clock.Now()
 	meta, metaErr := DecodeMeta(n.Meta)
 	info := MemberInfo{
 		Name:       n.Name,
@@ -592,7 +638,7 @@ func (m *Member) observe(n *memberlist.Node, state State) {
 }
 
 // setState moves a known member from one state to another, if it is in from.
-func (m *Member) setState(name string, from, to State) {
+func (m *Member) setState(name string, from, to Liveness) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	r, ok := m.records[name]
@@ -600,7 +646,7 @@ func (m *Member) setState(name string, from, to State) {
 		return
 	}
 	r.info.State = to
-	r.info.LastChange = m.cfg.Now()
+	r.info.LastChange = m.cfg.Clock.Now()
 	m.changedLocked()
 }
 
@@ -628,7 +674,7 @@ func (m *Member) rejected(host string, wrongLabel bool) {
 
 func (m *Member) conflict(existing, other *memberlist.Node) {
 	m.metrics.nameConflicts.Inc()
-	c := Conflict{Name: existing.Name, Existing: existing.Address(), Other: other.Address(), At: m.cfg.Now()}
+	c := Conflict{Name: existing.Name, Existing: existing.Address(), Other: other.Address(), At: m.cfg.Clock.Now()}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	idx := slices.IndexFunc(m.conflicts, func(o Conflict) bool {
@@ -659,7 +705,7 @@ func (m *Member) conflict(existing, other *memberlist.Node) {
 
 // prune forgets dead and left members older than DeadRetention.
 func (m *Member) prune() {
-	cutoff := m.cfg.Now().Add(-m.cfg.Timings.DeadRetention)
+	cutoff := m.cfg.Clock.Now().Add(-m.cfg.Timings.DeadRetention)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	pruned := false

@@ -202,7 +202,7 @@ func TestKilledMemberDeadStoppedMemberLeft(t *testing.T) {
 
 	// Record every state a and b go through for c.
 	var mu sync.Mutex
-	seen := map[State]bool{}
+	seen := map[Liveness]bool{}
 	watch, stopWatch := a.Subscribe()
 	watchDone := make(chan struct{})
 	go func() {
@@ -238,7 +238,7 @@ func TestKilledMemberDeadStoppedMemberLeft(t *testing.T) {
 	if err := d.Leave(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Shutdown(); err != nil {
+	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "stopped member has left everywhere", func() (bool, string) {
@@ -263,19 +263,19 @@ func TestKilledMemberDeadStoppedMemberLeft(t *testing.T) {
 	}
 }
 
-func TestShutdownLeavesGracefully(t *testing.T) {
+func TestCloseLeavesGracefully(t *testing.T) {
 	a := startMember(t, "a")
 	b := startMember(t, "b", withJoin(a.addr))
 	eventually(t, "converge", func() (bool, string) { return allSeeAlive([]*testMember{a, b}) })
-	if err := b.Shutdown(); err != nil {
+	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "b left", func() (bool, string) {
 		st, _ := stateOf(a.Member, "b")
 		return st == StateLeft, string(st)
 	})
-	if err := b.Shutdown(); err != nil {
-		t.Fatalf("second Shutdown: %v", err)
+	if err := b.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
 	}
 }
 

@@ -31,7 +31,7 @@ const (
 	// metaVersion is the newest encoding this build reads and writes. Bump
 	// it when adding a field; a field older readers may skip needs nothing
 	// more.
-	metaVersion = 2
+	metaVersion = 3 // 3: the advisory bootstrap node, join slot and joined servers
 	// metaNeeds is what this build's metadata asks of a reader. Raise it
 	// only for a change an older reader must not skip: a new meaning of an
 	// existing field, or a field without which a peer would be misread.
@@ -47,6 +47,7 @@ const (
 	maxPhaseLen        = 32
 	maxClusterNameLen  = 63
 	maxBootstrapSetLen = 32
+	maxNodeNameLen     = 63 // config's node-name rule
 	maxVersionLen      = 64
 	caHashBytes        = 32
 	// maxTimelineLen is the timeline summary's limit, the same as
@@ -83,6 +84,11 @@ const (
 	tagMAC           = 16
 	tagLeaving       = 17
 	tagTimeline      = 18
+	// What a server's FSM holds of the cluster, for agents, which are not
+	// in raft, to show.
+	tagBootstrapNode = 19
+	tagJoinSlot      = 20
+	tagJoinedServers = 21
 )
 
 // Meta is what a host tells every other host about itself. It travels as
@@ -111,6 +117,12 @@ type Meta struct {
 	// Timeline is this host's recent phase transitions in the timeline
 	// package's wire form (≤ 96 bytes), or nil; gossip carries it opaque.
 	Timeline []byte
+	// What this server's raft FSM holds, advertised for agents: the
+	// bootstrap node's name, the join slot's holder ("" when free) and how
+	// many servers joined (0-255).
+	BootstrapNode string
+	JoinSlot      string
+	JoinedServers int
 }
 
 // metaField is how one field of Meta travels: put returns its value and
@@ -123,29 +135,42 @@ type metaField struct {
 	name string
 	put  func(m *Meta) (value []byte, present bool, err error)
 	get  func(m *Meta, value []byte) error
+	// advisory fields are shown to operators and acted on by nobody: when
+	// everything would not fit memberlist's limit, they are left out.
+	advisory bool
+}
+
+// advisory marks f as a field Encode leaves out when the metadata would
+// not fit otherwise.
+func advisory(f metaField) metaField {
+	f.advisory = true
+	return f
 }
 
 // metaFields lists the known fields in ascending tag order, which is the
 // order they are written in.
 var metaFields = []metaField{
-	{tagRole, "role", putRole, getRole},
+	{tag: tagRole, name: "role", put: putRole, get: getRole},
 	textField(tagPhase, "phase", maxPhaseLen, func(m *Meta) *string { return &m.Phase }),
-	{tagPhaseSince, "phase-since", putPhaseSince, getPhaseSince},
-	{tagAdvertiseAddr, "advertise address", putAdvertiseAddr, getAdvertiseAddr},
-	{tagRaftAddr, "raft address", putRaftAddr, getRaftAddr},
-	{tagExpectServers, "expect-servers", putExpectServers, getExpectServers},
+	{tag: tagPhaseSince, name: "phase-since", put: putPhaseSince, get: getPhaseSince},
+	{tag: tagAdvertiseAddr, name: "advertise address", put: putAdvertiseAddr, get: getAdvertiseAddr},
+	{tag: tagRaftAddr, name: "raft address", put: putRaftAddr, get: getRaftAddr},
+	countField(tagExpectServers, "expect-servers", func(m *Meta) *int { return &m.ExpectServers }),
 	textField(tagClusterName, "cluster name", maxClusterNameLen, func(m *Meta) *string { return &m.ClusterName }),
-	{tagRaftState, "raft state", putRaftState, getRaftState},
+	{tag: tagRaftState, name: "raft state", put: putRaftState, get: getRaftState},
 	textField(tagBootstrapSet, "bootstrap set", maxBootstrapSetLen, func(m *Meta) *string { return &m.BootstrapSet }),
 	boolField(tagWantJoinSlot, "want-join-slot", func(m *Meta) *bool { return &m.WantJoinSlot }),
 	boolField(tagStartedRKE2, "started-rke2", func(m *Meta) *bool { return &m.StartedRKE2 }),
 	boolField(tagReady, "ready", func(m *Meta) *bool { return &m.Ready }),
-	{tagCAHash, "CA hash", putCAHash, getCAHash},
+	{tag: tagCAHash, name: "CA hash", put: putCAHash, get: getCAHash},
 	boolField(tagClusterReady, "cluster-ready", func(m *Meta) *bool { return &m.ClusterReady }),
 	textField(tagVersion, "version", maxVersionLen, func(m *Meta) *string { return &m.Version }),
-	{tagMAC, "MAC", putMAC, getMAC},
+	{tag: tagMAC, name: "MAC", put: putMAC, get: getMAC},
 	boolField(tagLeaving, "leaving", func(m *Meta) *bool { return &m.Leaving }),
-	{tagTimeline, "timeline", putTimeline, getTimeline},
+	{tag: tagTimeline, name: "timeline", put: putTimeline, get: getTimeline},
+	advisory(textField(tagBootstrapNode, "bootstrap node", maxNodeNameLen, func(m *Meta) *string { return &m.BootstrapNode })),
+	advisory(textField(tagJoinSlot, "join slot", maxNodeNameLen, func(m *Meta) *string { return &m.JoinSlot })),
+	advisory(countField(tagJoinedServers, "joined servers", func(m *Meta) *int { return &m.JoinedServers })),
 }
 
 // metaFieldByTag indexes metaFields; nil for tags this build does not know.
@@ -163,12 +188,33 @@ var metaFieldByTag = func() (idx [256]*metaField) {
 }()
 
 // Encode returns the wire form of m, or an error naming the first invalid
-// field. The result always fits memberlist's metadata limit.
+// field. The result always fits memberlist's metadata limit: when every
+// field at its longest would not, the advisory fields (what a server
+// advertises of its raft state for agents to show) are left out, and the
+// agents show the cluster from another server or "-".
 func (m Meta) Encode() ([]byte, error) {
+	b, err := m.encode(true)
+	if err == nil && len(b) > memberlist.MetaMaxSize {
+		b, err = m.encode(false)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > memberlist.MetaMaxSize {
+		return nil, fmt.Errorf("gossip: meta is %d bytes, over the limit of %d", len(b), memberlist.MetaMaxSize)
+	}
+	return b, nil
+}
+
+// encode writes every field of m, the advisory ones only if withAdvisory.
+func (m Meta) encode(withAdvisory bool) ([]byte, error) {
 	b := make([]byte, 0, 192)
 	b = append(b, metaNeeds, metaVersion)
 	for i := range metaFields {
 		f := &metaFields[i]
+		if f.advisory && !withAdvisory {
+			continue
+		}
 		v, present, err := f.put(&m)
 		if err != nil {
 			return nil, fmt.Errorf("gossip: meta %s %w", f.name, err)
@@ -181,9 +227,6 @@ func (m Meta) Encode() ([]byte, error) {
 		}
 		b = append(b, f.tag, byte(len(v)))
 		b = append(b, v...)
-	}
-	if len(b) > memberlist.MetaMaxSize {
-		return nil, fmt.Errorf("gossip: meta is %d bytes, over the limit of %d", len(b), memberlist.MetaMaxSize)
 	}
 	return b, nil
 }
@@ -352,19 +395,26 @@ func getRaftState(m *Meta, v []byte) error {
 	return nil
 }
 
-func putExpectServers(m *Meta) ([]byte, bool, error) {
-	if m.ExpectServers < 0 || m.ExpectServers > 255 {
-		return nil, false, fmt.Errorf("%d: want 0-255", m.ExpectServers)
+// countField is an int field of 1-255 sent as one byte (0 is not sent).
+func countField(tag byte, name string, field func(*Meta) *int) metaField {
+	return metaField{
+		tag:  tag,
+		name: name,
+		put: func(m *Meta) ([]byte, bool, error) {
+			n := *field(m)
+			if n < 0 || n > 255 {
+				return nil, false, fmt.Errorf("%d: want 0-255", n)
+			}
+			return []byte{byte(n)}, n != 0, nil
+		},
+		get: func(m *Meta, v []byte) error {
+			if len(v) != 1 || v[0] == 0 {
+				return fmt.Errorf("want one byte 1-255, got %x", v)
+			}
+			*field(m) = int(v[0])
+			return nil
+		},
 	}
-	return []byte{byte(m.ExpectServers)}, m.ExpectServers != 0, nil
-}
-
-func getExpectServers(m *Meta, v []byte) error {
-	if len(v) != 1 || v[0] == 0 {
-		return fmt.Errorf("want one byte 1-255, got %x", v)
-	}
-	m.ExpectServers = int(v[0])
-	return nil
 }
 
 // maxPhaseSince is far beyond any real clock; it keeps time arithmetic sane.

@@ -29,6 +29,9 @@ func fullMeta() Meta {
 		ClusterReady:  true,
 		Version:       "v0.1.0",
 		MAC:           net.HardwareAddr{0x52, 0x54, 0x00, 0x12, 0x34, 0x56},
+		BootstrapNode: "server-1",
+		JoinSlot:      "server-3",
+		JoinedServers: 2,
 	}
 }
 
@@ -52,13 +55,16 @@ func worstCaseMeta() Meta {
 		MAC:           make(net.HardwareAddr, 20),
 		Leaving:       true,
 		Timeline:      bytes.Repeat([]byte{0xff}, maxTimelineLen),
+		BootstrapNode: strings.Repeat("n", maxNodeNameLen),
+		JoinSlot:      strings.Repeat("s", maxNodeNameLen),
+		JoinedServers: 255,
 	}
 }
 
 func TestMetaRoundTrip(t *testing.T) {
 	for name, m := range map[string]Meta{
 		"full":       fullMeta(),
-		"worst case": worstCaseMeta(),
+		"worst case": withoutAdvisory(worstCaseMeta()),
 		"agent":      {Role: RoleAgent, RaftState: RaftNone},
 		"ipv6":       {Role: RoleServer, RaftState: RaftNone, AdvertiseAddr: "fd00::1", RaftAddr: "[fd00::1]:9348"},
 		"4in6":       {Role: RoleServer, RaftState: RaftNone, AdvertiseAddr: "::ffff:10.0.0.1"},
@@ -87,6 +93,28 @@ func TestMetaCanonicalForms(t *testing.T) {
 	}
 	if got.CAHash != strings.Repeat("ab", 32) {
 		t.Errorf("CA hash = %q, want lower case", got.CAHash)
+	}
+}
+
+func withoutAdvisory(m Meta) Meta {
+	m.BootstrapNode, m.JoinSlot, m.JoinedServers = "", "", 0
+	return m
+}
+
+// TestMetaAdvisoryFieldsMakeRoom: metadata with every field at its longest
+// still encodes; what is left out to fit is the advisory fields only (what
+// a server shows agents of its raft state), never a field the leader or
+// the phase machine acts on.
+func TestMetaAdvisoryFieldsMakeRoom(t *testing.T) {
+	full := worstCaseMeta()
+	got := roundTrip(t, full)
+	if want := withoutAdvisory(full); !reflect.DeepEqual(got, want) {
+		t.Fatalf("worst case read back as\n%+v\nwant every field but the advisory ones\n%+v", got, want)
+	}
+	roomy := full
+	roomy.Version, roomy.Timeline = "v1.0.0", nil
+	if got := roundTrip(t, roomy); !reflect.DeepEqual(got, roomy) {
+		t.Fatalf("with room to spare the advisory fields were dropped:\n got %+v\nwant %+v", got, roomy)
 	}
 }
 
@@ -194,8 +222,8 @@ var agentRole = tlv{tagRole, []byte{wireRoleAgent}}
 func TestDecodeMetaFutureFields(t *testing.T) {
 	want := fullMeta()
 	future := append(splitFields(t, mustEncode(t, want)),
-		tlv{tagTimeline + 1, nil},
-		tlv{tagTimeline + 2, []byte{0xff}},
+		tlv{tagJoinedServers + 1, nil},
+		tlv{tagJoinedServers + 2, []byte{0xff}},
 		tlv{200, bytes.Repeat([]byte{0}, 255)},
 		tlv{255, []byte("a timeline summary of a newer daemon")},
 	)
@@ -226,12 +254,13 @@ func TestDecodeMetaVersions(t *testing.T) {
 		wantErr string // "" for success
 	}{
 		{"ours", wire(metaNeeds, metaVersion, agentRole), ""},
+		{"older writer", wire(metaNeeds, metaVersion-1, agentRole), ""},
 		{"newer writer, needs ours", wire(metaVersion, metaVersion+1, agentRole), ""},
-		{"needs a newer reader", wire(metaVersion+1, metaVersion+1, agentRole), "meta version 3 or newer needed to read this member's metadata; this daemon reads versions 2 to 2: upgrade this host"},
+		{"needs a newer reader", wire(metaVersion+1, metaVersion+1, agentRole), "meta version 4 or newer needed to read this member's metadata; this daemon reads versions 2 to 3: upgrade this host"},
 		{"needs 255", []byte{255}, "meta version 255 or newer needed"},
 		{"version 1 layout", wire(1, 1, agentRole), "meta version 1 is not read by this daemon"},
 		{"version 0", wire(0, 2, agentRole), "meta version 0 is not read"},
-		{"writer below what it needs", wire(metaVersion, metaVersion-1, agentRole), "writer version 1 below the version 2 it needs"},
+		{"writer below what it needs", wire(metaVersion, metaVersion-1, agentRole), "writer version 2 below the version 3 it needs"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -287,6 +316,10 @@ func TestDecodeMetaRejects(t *testing.T) {
 		{"MAC 7 bytes", h(agentRole, tlv{tagMAC, make([]byte, 7)}), "MAC: 7 bytes, want 6, 8 or 20"},
 		{"timeline empty", h(agentRole, tlv{tagTimeline, nil}), "timeline: 0 bytes, want 1-96"},
 		{"timeline 97 bytes", h(agentRole, tlv{tagTimeline, make([]byte, 97)}), "timeline: 97 bytes, want 1-96"},
+		{"bootstrap node empty", h(agentRole, tlv{tagBootstrapNode, nil}), "bootstrap node: empty"},
+		{"join slot 64 bytes", h(agentRole, tlv{tagJoinSlot, bytes.Repeat([]byte("s"), 64)}), "join slot"},
+		{"joined servers 0", h(agentRole, tlv{tagJoinedServers, []byte{0}}), "joined servers: want one byte 1-255"},
+		{"joined servers 2 bytes", h(agentRole, tlv{tagJoinedServers, []byte{1, 2}}), "joined servers: want one byte 1-255"},
 		{"over the size limit", h(agentRole, tlv{200, make([]byte, 255)}, tlv{201, make([]byte, 255)}), "over the limit of 512"},
 	}
 	// Every cut inside a field is refused (a cut between fields is shorter,
@@ -365,13 +398,13 @@ func FuzzDecodeMeta(f *testing.F) {
 // newer version is counted alive with its known fields; one whose metadata
 // needs a newer reader is listed with a MetaErr that says to upgrade.
 func TestNewerMemberStaysInView(t *testing.T) {
-	m, err := New(validConfig())
+	m, err := newMember(validConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
 	d := &delegate{m: m}
 	known := Meta{Role: RoleServer, Phase: "ready", RaftAddr: "10.0.0.2:9348", RaftState: RaftMember}
-	fields := append(splitFields(t, mustEncode(t, known)), tlv{tagTimeline + 5, []byte("field of a newer daemon")})
+	fields := append(splitFields(t, mustEncode(t, known)), tlv{tagJoinedServers + 5, []byte("field of a newer daemon")})
 	d.NotifyJoin(&memberlist.Node{Name: "newer", Addr: net.IPv4(10, 0, 0, 2), Port: 9347, Meta: wire(metaNeeds, metaVersion+1, fields...)})
 	d.NotifyJoin(&memberlist.Node{Name: "far-newer", Addr: net.IPv4(10, 0, 0, 3), Port: 9347, Meta: wire(metaVersion+1, metaVersion+1, fields...)})
 	for _, mi := range m.Members() {

@@ -60,5 +60,5 @@ func (m *metrics) setMembers(counts map[roleState]int) {
 
 type roleState struct {
 	role  string
-	state State
+	state Liveness
 }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/clock"
 )
 
 // The lines are memberlist v0.6.0's own texts (net.go, state.go), as its
@@ -171,7 +173,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := validConfig()
 			tt.change(&cfg)
-			_, err := New(cfg)
+			_, err := newMember(cfg)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("err = %v, want %q", err, tt.wantErr)
 			}
@@ -182,7 +184,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 func TestNewFillsMetaFromConfig(t *testing.T) {
 	cfg := validConfig()
 	cfg.AdvertiseAddr = "10.0.0.1"
-	m, err := New(cfg)
+	m, err := newMember(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,11 +192,11 @@ func TestNewFillsMetaFromConfig(t *testing.T) {
 	if got.ClusterName != "rke2" || got.AdvertiseAddr != "10.0.0.1" || got.RaftState != RaftNone || got.Version == "" {
 		t.Errorf("Local() = %+v", got)
 	}
-	if err := m.Shutdown(); err != nil {
-		t.Errorf("Shutdown before Start: %v", err)
+	if err := m.Close(); err != nil {
+		t.Errorf("Close before Open: %v", err)
 	}
-	if err := m.Start(context.Background()); err == nil {
-		t.Error("Start after Shutdown succeeded")
+	if err := m.Run(context.Background()); err == nil {
+		t.Error("Run of a member never opened succeeded")
 	}
 }
 
@@ -208,18 +210,18 @@ func node(name string, meta Meta) *memberlist.Node {
 
 // TestStateTransitions drives the delegate the way memberlist does.
 func TestStateTransitions(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	cfg := validConfig()
-	cfg.Now = func() time.Time { return now }
+	cfg.Clock = clk
 	cfg.Timings.DeadRetention = time.Hour
-	m, err := New(cfg)
+	m, err := newMember(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	d := &delegate{m: m}
 	changes := m.Changes()
 	<-changes // the initial signal
-	expect := func(name string, want State, wantChange bool) {
+	expect := func(name string, want Liveness, wantChange bool) {
 		t.Helper()
 		st, _ := stateOf(m, name)
 		if st != want {
@@ -278,7 +280,7 @@ func TestStateTransitions(t *testing.T) {
 		t.Errorf("NumAlive counts a member without metadata: %d", n)
 	}
 
-	now = now.Add(2 * time.Hour)
+	clk.Advance(2 * time.Hour)
 	m.prune()
 	if _, ok := stateOf(m, "b"); ok {
 		t.Error("a member that left long ago is still listed")
@@ -288,7 +290,7 @@ func TestStateTransitions(t *testing.T) {
 	}
 }
 
-func metricValueOf(t *testing.T, m *Member, role string, st State) float64 {
+func metricValueOf(t *testing.T, m *Member, role string, st Liveness) float64 {
 	t.Helper()
 	g, err := m.metrics.members.GetMetricWithLabelValues(role, string(st))
 	if err != nil {
@@ -309,7 +311,7 @@ func TestResolveSeeds(t *testing.T) {
 	cfg.BindPort = 9347
 	cfg.Resolver = res
 	cfg.Join = []string{"10.0.0.1", "10.0.0.2", "seeds.example", "10.0.0.3:9347", "10.0.0.4:7000"}
-	m, err := New(cfg)
+	m, err := newMember(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,8 +63,8 @@ func serve(t *testing.T, st func() status.Status) string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; srv.Close() })
 	return "http://" + srv.Addr().String()
 }
 

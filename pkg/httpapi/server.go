@@ -38,7 +38,8 @@ type Server struct {
 }
 
 // Listen binds the address, so that readiness can be announced only once
-// the endpoints really answer.
+// the endpoints really answer; an address in use fails here. The server's
+// lifecycle is the project's one: Listen, Run(ctx), Close.
 func Listen(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
@@ -64,8 +65,9 @@ func Listen(cfg Config) (*Server, error) {
 // Addr is the bound address.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
-// Serve answers requests until ctx is cancelled, then shuts down gracefully.
-func (s *Server) Serve(ctx context.Context) error {
+// Run answers requests until ctx is cancelled, then shuts down gracefully
+// (requests in flight get 5 s) and releases the address.
+func (s *Server) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- s.srv.Serve(s.ln) }()
 	select {
@@ -82,6 +84,16 @@ func (s *Server) Serve(ctx context.Context) error {
 		return fmt.Errorf("http: %w", err)
 	}
 	return nil
+}
+
+// Close releases the address of a server that is not running, and stops a
+// running one at once. Closing twice is harmless.
+func (s *Server) Close() error {
+	err := s.srv.Close()
+	if lerr := s.ln.Close(); lerr != nil && !errors.Is(lerr, net.ErrClosed) && err == nil {
+		err = lerr
+	}
+	return err
 }
 
 func (s *Server) current() status.Status {

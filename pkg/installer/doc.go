@@ -15,8 +15,8 @@
 //   - two ServiceManagers that mean the same by active (READY=1 under
 //     Type=notify): SystemdManager over D-Bus, and ExecManager supervising
 //     `rke2 server|agent` as a child with a NOTIFY_SOCKET of its own;
-//   - Inspect and GuardDatastore for a host that already holds RKE2, and
-//     the host's Preflight checks. (Whether RKE2 answers is asked with
+//   - Inspect for a host that already holds RKE2 (whether its datastore may
+//     be started is pkg/node's resume plan), and the host's Preflight checks. (Whether RKE2 answers is asked with
 //     pkg/vip's prober, which also checks the cluster CA.)
 //
 // It must never: start a service from Install (installs run in parallel on

@@ -71,9 +71,9 @@ type PreflightOptions struct {
 	Role Role
 	// NodeIP is where RKE2 will listen ("" checks all addresses).
 	NodeIP string
-	// State is the Inspect result; nil skips the install checks, and a
+	// Found is the Inspect result; nil skips the install checks, and a
 	// running service of Role makes its ports' use expected.
-	State *State
+	Found *FoundRKE2
 	// RKE2ConfigDir, when set, has its config.yaml.d drop-ins checked for
 	// keys rke2-hanode owns (RKE2 reads them after config.yaml).
 	RKE2ConfigDir string
@@ -141,8 +141,8 @@ func Preflight(opts PreflightOptions) []Check {
 	}
 
 	checks = append(checks, checkMemory(opts.ProcDir, server), checkSwap(opts.ProcDir))
-	if opts.State != nil {
-		checks = append(checks, checkExisting(*opts.State, opts.Role)...)
+	if opts.Found != nil {
+		checks = append(checks, checkExisting(*opts.Found, opts.Role)...)
 	}
 	if opts.RKE2ConfigDir != "" {
 		checks = append(checks, checkDropIns(opts.RKE2ConfigDir))
@@ -150,7 +150,7 @@ func Preflight(opts PreflightOptions) []Check {
 	if opts.CISProfile != "" {
 		checks = append(checks, checkCIS(opts, server)...)
 	}
-	if opts.Online && (opts.State == nil || opts.State.Running == "") {
+	if opts.Online && (opts.Found == nil || opts.Found.Running == "") {
 		checks = append(checks, checkOnlineInstall(opts.LookPath)...)
 	}
 	return checks
@@ -231,7 +231,7 @@ func checkPort(opts PreflightOptions, port int) Check {
 		return Check{Name: name, Status: StatusOK, Detail: "free on " + addr}
 	}
 	switch {
-	case errors.Is(err, syscall.EADDRINUSE) && opts.State != nil && opts.State.Running == opts.Role:
+	case errors.Is(err, syscall.EADDRINUSE) && opts.Found != nil && opts.Found.Running == opts.Role:
 		return Check{Name: name, Status: StatusOK, Detail: fmt.Sprintf("in use on %s by the running %s (adopted)", addr, UnitName(opts.Role))}
 	case errors.Is(err, syscall.EADDRINUSE):
 		return Check{Name: name, Status: StatusFail, Detail: fmt.Sprintf("%s is in use by another process: RKE2 needs it", addr)}
@@ -292,7 +292,7 @@ func checkSwap(procDir string) Check {
 	return Check{Name: CheckSwap, Status: StatusOK, Detail: "swap is off"}
 }
 
-func checkExisting(st State, role Role) []Check {
+func checkExisting(st FoundRKE2, role Role) []Check {
 	var checks []Check
 	switch {
 	case st.Running != "" && st.Running != role:

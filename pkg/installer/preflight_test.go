@@ -90,7 +90,7 @@ func TestPreflight(t *testing.T) {
 		}, map[string]string{"port 6443/tcp": "fail: node address 10.0.0.11 is not an address of this host"}},
 		{"running server adopted", func(t *testing.T, o *PreflightOptions) {
 			o.Listen = fakeListen(map[string]error{"9345": syscall.EADDRINUSE})
-			o.State = &State{Installed: true, Bin: "/usr/local/bin/rke2", Version: "v1.36.4+rke2r1", Running: RoleServer,
+			o.Found = &FoundRKE2{Installed: true, Bin: "/usr/local/bin/rke2", Version: "v1.36.4+rke2r1", Running: RoleServer,
 				HasDatastore: true, Datastore: "/var/lib/rancher/rke2/server/db/etcd"}
 		}, map[string]string{
 			"port 9345/tcp": "ok: in use on 10.0.0.11:9345 by the running rke2-server.service (adopted)",
@@ -98,10 +98,10 @@ func TestPreflight(t *testing.T) {
 			CheckDatastore:  "warn: /var/lib/rancher/rke2/server/db/etcd exists",
 		}},
 		{"wrong role running", func(t *testing.T, o *PreflightOptions) {
-			o.State = &State{Installed: true, Running: RoleAgent}
+			o.Found = &FoundRKE2{Installed: true, Running: RoleAgent}
 		}, map[string]string{CheckRKE2: "fail: rke2-agent.service is running but this host's role is server"}},
 		{"installed", func(t *testing.T, o *PreflightOptions) {
-			o.State = &State{Installed: true, Bin: "/opt/rke2/bin/rke2", Version: "v1.35.0+rke2r1"}
+			o.Found = &FoundRKE2{Installed: true, Bin: "/opt/rke2/bin/rke2", Version: "v1.35.0+rke2r1"}
 		}, map[string]string{CheckRKE2: "ok: rke2 v1.35.0+rke2r1 installed at /opt/rke2/bin/rke2", CheckDatastore: ""}},
 		{"no proc files", func(t *testing.T, o *PreflightOptions) { o.ProcDir = procDir(t, "", "") }, map[string]string{
 			CheckMemory: "warn: cannot read memory size", CheckSwap: "warn: cannot read swap devices",

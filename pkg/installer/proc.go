@@ -6,12 +6,13 @@ import (
 	"context"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"os"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	retry "github.com/rke2-hanode/rke2-hanode/pkg/backoff"
 )
 
 // maxLineBytes caps one line of child output; the rest of a longer line is
@@ -107,7 +108,9 @@ func killGroup(pid int, sig syscall.Signal) {
 	}
 }
 
-// backoff is an exponential delay with jitter: base, 2*base, … up to max.
+// backoff is the installer's retry and restart delay: base, 2*base, … up
+// to max, plus up to half again at random so hosts that failed together
+// do not retry in lockstep.
 type backoff struct {
 	base, max time.Duration
 	// jitter returns the delay to use for d; nil adds up to 50% at random.
@@ -115,18 +118,11 @@ type backoff struct {
 }
 
 func (b backoff) delay(attempt int) time.Duration {
-	d := b.base
-	for i := 0; i < attempt && d < b.max; i++ {
-		d *= 2
-	}
-	d = min(d, b.max)
 	if b.jitter != nil {
-		return b.jitter(d)
+		return b.jitter(retry.Policy{Base: b.base, Max: b.max}.Ceiling(attempt))
 	}
-	if d <= 0 {
-		return 0
-	}
-	return d + rand.N(d/2+1)
+	// Uniform in [d, 1.5d]: the ceiling raised by half, its lower third random.
+	return retry.Policy{Base: b.base * 3 / 2, Max: b.max * 3 / 2, Jitter: 1.0 / 3}.Delay(attempt)
 }
 
 // sleepCtx waits d or until ctx ends.

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-
-	"github.com/rke2-hanode/rke2-hanode/pkg/cahash"
 )
 
 // InspectOptions says where to look for an existing RKE2.
@@ -16,12 +14,12 @@ type InspectOptions struct {
 	SearchPaths []string
 	// RKE2DataDir is RKE2's data-dir ("" = the default).
 	RKE2DataDir string
-	// Services reports which unit runs; nil leaves State.Running empty.
+	// Services reports which unit runs; nil leaves FoundRKE2.Running empty.
 	Services ServiceManager
 }
 
-// State is the RKE2 already on a host.
-type State struct {
+// FoundRKE2 is the RKE2 already on a host.
+type FoundRKE2 struct {
 	Installed bool
 	Bin       string
 	Version   string
@@ -52,8 +50,8 @@ func dataDirOrDefault(dir string) string {
 
 // Inspect reports the RKE2 already on the host, so that a running one is
 // adopted rather than reinstalled and a datastore is never bootstrapped over.
-func Inspect(ctx context.Context, opts InspectOptions) (State, error) {
-	st := State{Datastore: DatastorePath(opts.RKE2DataDir)}
+func Inspect(ctx context.Context, opts InspectOptions) (FoundRKE2, error) {
+	st := FoundRKE2{Datastore: DatastorePath(opts.RKE2DataDir)}
 	if fi, err := os.Stat(st.Datastore); err == nil && fi.IsDir() {
 		st.HasDatastore = true
 	}
@@ -81,49 +79,4 @@ func Inspect(ctx context.Context, opts InspectOptions) (State, error) {
 		}
 	}
 	return st, nil
-}
-
-// GuardOptions is what GuardDatastore needs to know.
-type GuardOptions struct {
-	Case        Case
-	RKE2DataDir string
-	// CAHash is the cluster's CA hash (joiners).
-	CAHash string
-	// Resuming is true when the cluster already recorded RKE2 as started on
-	// this host (the bootstrap node after "started RKE2", a joined server):
-	// its datastore is this cluster's.
-	Resuming bool
-}
-
-// GuardDatastore is called before RKE2's config is written. A host holding
-// an etcd datastore never gets a config without `server:` unless it is the
-// bootstrap node resuming, and never joins when the datastore belongs to
-// another cluster: RKE2 ignores `server:` when a datastore exists, so the
-// host would quietly bring back the old cluster.
-func GuardDatastore(opts GuardOptions) error {
-	path := DatastorePath(opts.RKE2DataDir)
-	if opts.Case == Agent || opts.Resuming {
-		return nil
-	}
-	if fi, err := os.Stat(path); err != nil || !fi.IsDir() {
-		return nil
-	}
-	if opts.Case == Bootstrap {
-		return fmt.Errorf("installer: this host already holds an RKE2 datastore (%s) that this cluster never started: "+
-			"bootstrapping on it would bring back an old cluster instead of creating a new one; remove it (rke2-uninstall.sh)", path)
-	}
-	owner := "of an unknown cluster (no " + ServerCAPath(opts.RKE2DataDir) + ")"
-	if pem, err := os.ReadFile(ServerCAPath(opts.RKE2DataDir)); err == nil {
-		hash, err := cahash.Of(pem)
-		if err != nil {
-			return fmt.Errorf("installer: this host already holds an RKE2 datastore (%s) whose CA %s cannot be read (%v): "+
-				"remove it (rke2-uninstall.sh) or make it the bootstrap node", path, ServerCAPath(opts.RKE2DataDir), err)
-		}
-		if hash == opts.CAHash {
-			return nil // already a member of this cluster
-		}
-		owner = "of another cluster (CA hash " + hash + ", this cluster's is " + opts.CAHash + ")"
-	}
-	return fmt.Errorf("installer: this host already holds an RKE2 datastore (%s) %s: RKE2 would ignore server: and resume it; "+
-		"remove it (rke2-uninstall.sh) or make it the bootstrap node", path, owner)
 }

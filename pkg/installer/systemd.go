@@ -60,16 +60,23 @@ type SystemdManager struct {
 
 var _ ServiceManager = (*SystemdManager)(nil)
 
-// NewSystemdManager connects to systemd unless opts.Conn is set.
-func NewSystemdManager(ctx context.Context, opts SystemdOptions) (*SystemdManager, error) {
+// OpenSystemdManager connects to systemd now (unless opts.Conn is set), so
+// a host without a reachable systemd fails at once; the connection lasts
+// until Close. It has no loop of its own: each call waits under its caller's
+// context.
+func OpenSystemdManager(opts SystemdOptions) (*SystemdManager, error) {
 	m := &SystemdManager{conn: opts.Conn, close: func() {}, poll: opts.PollInterval, journal: opts.Journal,
 		config: opts.ConfigFile, envRoot: opts.EnvRoot, log: opts.Logger}
 	if m.conn == nil {
-		conn, err := dbus.NewWithContext(ctx)
+		// The D-Bus connection lives as long as the context it is made
+		// with: Close ends both.
+		life, end := context.WithCancel(context.Background())
+		conn, err := dbus.NewWithContext(life)
 		if err != nil {
+			end()
 			return nil, fmt.Errorf("installer: connect to systemd: %w", err)
 		}
-		m.conn, m.close = conn, conn.Close
+		m.conn, m.close = conn, func() { conn.Close(); end() }
 	}
 	if m.poll <= 0 {
 		m.poll = time.Second
@@ -84,7 +91,7 @@ func NewSystemdManager(ctx context.Context, opts SystemdOptions) (*SystemdManage
 	return m, nil
 }
 
-// Close closes the D-Bus connection NewSystemdManager opened.
+// Close closes the D-Bus connection OpenSystemdManager opened.
 func (m *SystemdManager) Close() error {
 	m.close()
 	return nil

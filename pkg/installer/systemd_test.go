@@ -105,7 +105,7 @@ func (f *fakeSystemd) GetUnitTypePropertiesContext(ctx context.Context, unit, un
 func newTestSystemd(t *testing.T, fake *fakeSystemd) (*SystemdManager, *observer.ObservedLogs) {
 	t.Helper()
 	core, logs := observer.New(zap.InfoLevel)
-	m, err := NewSystemdManager(context.Background(), SystemdOptions{
+	m, err := OpenSystemdManager(SystemdOptions{
 		Conn:         fake,
 		PollInterval: time.Millisecond,
 		Journal: func(ctx context.Context, unit string) []string {

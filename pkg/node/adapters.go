@@ -61,5 +61,8 @@ func (m *membership) Publish(l election.Local) error {
 		meta.Ready = l.Ready
 		meta.CAHash = l.CAHash
 		meta.ClusterReady = l.ClusterReady
+		meta.BootstrapNode = l.BootstrapNode
+		meta.JoinSlot = l.JoinSlot
+		meta.JoinedServers = l.JoinedServers
 	})
 }

@@ -74,9 +74,10 @@ func TestTrackerPhaseMetricsAndStatusLines(t *testing.T) {
 
 func TestRetryBacksOffAndStopsOnPermanent(t *testing.T) {
 	tr, _, _ := newTestTracker(t)
-	n := &Node{t: tr, log: zap.NewNop()}
+	n := &Node{t: tr, log: zap.NewNop(), clk: newStepClock(), retryPolicy: retryPolicy}
+	tr.set(status.PhaseStarting, "")
 	calls := 0
-	err := n.retry(context.Background(), "test", status.PhaseStarting, func(context.Context) error {
+	err := n.retry(context.Background(), "test", func(context.Context) error {
 		calls++
 		if calls < 3 {
 			return errors.New("transient")
@@ -94,7 +95,7 @@ func TestRetryBacksOffAndStopsOnPermanent(t *testing.T) {
 	defer cancel()
 	calls = 0
 	conflict := &vip.ConflictError{VIP: "10.0.0.200", Interface: "eth0"}
-	err = n.retry(ctx, "bootstrap-checks", status.PhaseElecting, func(context.Context) error { calls++; return conflict })
+	err = n.retry(ctx, "bootstrap-checks", func(context.Context) error { calls++; return conflict })
 	if calls != 1 || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("permanent error retried: %d calls, %v", calls, err)
 	}
@@ -120,7 +121,7 @@ func TestProgressRoundTripAndDamage(t *testing.T) {
 		t.Fatalf("fresh progress: %+v %v", p, err)
 	}
 	want := progress{Role: "server", StartedRKE2: true, CAHash: strings.Repeat("a", 64)}
-	if err := saveProgress(dir, want); err != nil {
+	if err := saveProgress(dir, want, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	st, _ := os.Stat(progressPath(dir))
@@ -139,7 +140,7 @@ func TestProgressRoundTripAndDamage(t *testing.T) {
 
 func TestRoleChangeRefused(t *testing.T) {
 	dir := t.TempDir()
-	saveProgress(dir, progress{Role: "agent", StartedRKE2: true})
+	saveProgress(dir, progress{Role: "agent", StartedRKE2: true}, time.Now())
 	c := config.Defaults()
 	c.Role, c.NodeName, c.DataDir, c.AdvertiseAddress, c.Interface, c.VIP = "server", "n1", dir, "127.0.0.1", "lo", "127.0.0.200"
 	_, err := New(Options{Config: c})

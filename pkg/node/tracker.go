@@ -25,6 +25,7 @@ type tracker struct {
 
 	mu       sync.Mutex
 	phase    string
+	before   string // the phase before the current failed one
 	since    time.Time
 	lastErr  string
 	detail   string
@@ -87,6 +88,9 @@ func (t *tracker) set(phase, detail string) {
 		if t.phase != "" {
 			t.phaseGauge.WithLabelValues(t.phase).Set(0)
 		}
+		if phase == status.PhaseFailed {
+			t.before = t.phase
+		}
 		t.phase, t.since = phase, t.now()
 		t.phaseGauge.WithLabelValues(phase).Set(1)
 		t.enteredGauge.WithLabelValues(phase).Set(float64(t.since.UnixNano()) / 1e9)
@@ -141,6 +145,17 @@ func (t *tracker) get() (phase string, since time.Time, lastErr string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.phase, t.since, t.lastErr
+}
+
+// lastPhase is the phase the host was in before the failure shown now (the
+// current phase when none is shown).
+func (t *tracker) lastPhase() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.phase == status.PhaseFailed {
+		return t.before
+	}
+	return t.phase
 }
 
 func (t *tracker) sendStatus() {

@@ -17,7 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/rke2-hanode/rke2-hanode/pkg/backoff"
 	"github.com/rke2-hanode/rke2-hanode/pkg/cahash"
+	"github.com/rke2-hanode/rke2-hanode/pkg/clock"
 )
 
 // Defaults of ProberConfig.
@@ -58,26 +60,7 @@ func (e *CAMismatchError) Unwrap() error { return ErrCAMismatch }
 func (e *CAMismatchError) Permanent() bool { return true }
 
 // Clock is the time source of the prober, injectable for tests.
-type Clock interface {
-	Now() time.Time
-	// Sleep waits for d, or returns ctx's error when it ends first.
-	Sleep(ctx context.Context, d time.Duration) error
-}
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time { return time.Now() }
-
-func (systemClock) Sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+type Clock = clock.Clock
 
 // ProberConfig configures a Prober. Zero values take the defaults named.
 type ProberConfig struct {
@@ -163,7 +146,7 @@ func NewProber(cfg ProberConfig) (*Prober, error) {
 	}
 	p.log = p.log.Named("vip")
 	if p.clock == nil {
-		p.clock = systemClock{}
+		p.clock = clock.System
 	}
 	if p.jitter == nil {
 		p.jitter = rand.Int64N
@@ -369,12 +352,7 @@ func (s Slot) next(t time.Time) time.Time {
 }
 
 // backoff is the wait after the attempt-th failed probe: uniform in
-// [0, min(BackoffMax, BackoffBase·2^attempt)).
+// [0, min(BackoffMax, BackoffBase·2^attempt)) ("full jitter").
 func (p *Prober) backoff(attempt int) time.Duration {
-	ceiling := p.cfg.BackoffBase
-	for i := 0; i < attempt && ceiling < p.cfg.BackoffMax; i++ {
-		ceiling *= 2
-	}
-	ceiling = min(ceiling, p.cfg.BackoffMax)
-	return time.Duration(p.jitter(int64(ceiling)))
+	return backoff.Policy{Base: p.cfg.BackoffBase, Max: p.cfg.BackoffMax, Jitter: 1, Rand: p.jitter}.Delay(attempt)
 }

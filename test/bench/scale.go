@@ -108,27 +108,24 @@ func runScale(ctx context.Context, members int, window, stagger, convergeTimeout
 	ip := func(i int) string { return fmt.Sprintf("127.94.%d.%d", i/200, 10+i%200) }
 	seeds := []string{ip(0), ip(1), ip(2)}
 	hosts := make([]*host, members)
-	var light []*gossip.Member
+	var light []gossip.Config
+	var lightRunning []*gossip.Member
 	defer func() {
 		var wg sync.WaitGroup
-		for _, g := range light {
-			wg.Go(func() { g.Shutdown() })
+		for _, g := range lightRunning {
+			wg.Go(func() { g.Close() }) // ends its Run
 		}
 		wg.Wait()
 	}()
 	for i := range members {
 		if i >= servers && lightAgents {
-			g, err := gossip.New(gossip.Config{
+			light = append(light, gossip.Config{
 				NodeName: fmt.Sprintf("agent-%d", i-servers+1), BindAddr: ip(i), BindPort: 9347, AdvertiseAddr: ip(i),
 				Join: seeds, Token: scaleToken, ClusterName: "bench",
 				Meta: gossip.Meta{Role: gossip.RoleAgent, Phase: status.PhaseWaitingCluster, PhaseSince: time.Now(),
 					AdvertiseAddr: ip(i), ClusterName: "bench", Version: "bench"},
 				Logger: log,
 			})
-			if err != nil {
-				return nil, err
-			}
-			light = append(light, g)
 			continue
 		}
 		role, name := "server", fmt.Sprintf("server-%d", i+1)
@@ -170,10 +167,13 @@ func runScale(ctx context.Context, members int, window, stagger, convergeTimeout
 			time.Sleep(stagger) // hosts boot over a while, not in one instant
 		}
 	}
-	for _, g := range light {
-		if err := g.Start(ctx); err != nil {
+	for _, gc := range light {
+		g, err := gossip.Open(gc)
+		if err != nil {
 			return nil, err
 		}
+		lightRunning = append(lightRunning, g)
+		go g.Run(ctx) // ended by Close above
 		time.Sleep(stagger)
 	}
 	first, lastServer := hosts[0].started, hosts[servers-1].started
@@ -241,7 +241,7 @@ func runScale(ctx context.Context, members int, window, stagger, convergeTimeout
 			}
 			worst = min(worst, alive)
 		}
-		for _, g := range light {
+		for _, g := range lightRunning {
 			worst = min(worst, g.NumAlive(""))
 		}
 		r.WorstSeen = worst
@@ -283,7 +283,7 @@ func runScale(ctx context.Context, members int, window, stagger, convergeTimeout
 	// Steady state: let the joins' traffic settle, then measure.
 	time.Sleep(3 * time.Second)
 	var took []float64
-	for _, g := range light[:min(3, len(light))] {
+	for _, g := range lightRunning[:min(3, len(lightRunning))] {
 		t := time.Now()
 		g.UpdateMeta(func(m *gossip.Meta) { m.PhaseSince = t })
 		took = append(took, time.Since(t).Seconds())

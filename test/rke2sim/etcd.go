@@ -238,7 +238,7 @@ func (n *node) watchEtcd(ctx context.Context) {
 	for {
 		n.quorum.Store(n.quorumCheck(ctx))
 		if v := n.etcdView(); !reflect.DeepEqual(v, last) {
-			if err := n.updateState(func(st *State) { st.Etcd = v }); err != nil {
+			if err := n.updateState(func(st *Evidence) { st.Etcd = v }); err != nil {
 				n.log.Warn("cannot write state.json", zap.Error(err))
 			} else {
 				last = v

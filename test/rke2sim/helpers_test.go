@@ -189,7 +189,7 @@ func (r *simRun) waitExit() int {
 	}
 }
 
-func (r *simRun) state() State {
+func (r *simRun) state() Evidence {
 	r.t.Helper()
 	st, err := ReadState(r.dataDir)
 	if err != nil {

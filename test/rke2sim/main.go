@@ -183,7 +183,7 @@ func parseFlags(args []string) (path string, explicit bool, err error) {
 
 // recordRejection appends to state.json's rejections (they survive restarts).
 func (n *node) recordRejection(reason string) error {
-	return n.updateState(func(st *State) {
+	return n.updateState(func(st *Evidence) {
 		st.Rejections = append(st.Rejections, Rejection{At: stamp(n.now()), Reason: reason})
 	})
 }

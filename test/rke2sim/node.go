@@ -134,8 +134,8 @@ func (n *node) clusterInit(ctx context.Context) error {
 	if err := WriteDatastore(n.cfg.DataDir, n.ds); err != nil {
 		return err
 	}
-	if err := n.updateState(func(st *State) {
-		*st = State{Mode: ModeClusterInit, CAHash: ca.Hash(), Rejections: st.Rejections}
+	if err := n.updateState(func(st *Evidence) {
+		*st = Evidence{Mode: ModeClusterInit, CAHash: ca.Hash(), Rejections: st.Rejections}
 	}); err != nil {
 		return err
 	}
@@ -198,7 +198,7 @@ func (n *node) resume(ctx context.Context) error {
 		}
 		n.log.Info("datastore exists: server: is ignored", zap.String("server", n.cfg.Server))
 	}
-	if err := n.updateState(func(st *State) {
+	if err := n.updateState(func(st *Evidence) {
 		if st.Mode == "" {
 			st.Mode = ds.Mode
 		}
@@ -237,7 +237,7 @@ func (n *node) writeTokens() error {
 	return writeFileAtomic(filepath.Join(n.cfg.DataDir, "server", "agent-token"), []byte(agent), 0o600)
 }
 
-func (n *node) updateState(change func(*State)) error {
+func (n *node) updateState(change func(*Evidence)) error {
 	n.stateMu.Lock()
 	defer n.stateMu.Unlock()
 	st, err := ReadState(n.cfg.DataDir)
@@ -288,8 +288,8 @@ func (n *node) joinCluster(ctx context.Context) error {
 	if err := WriteDatastore(n.cfg.DataDir, n.ds); err != nil {
 		return err
 	}
-	if err := n.updateState(func(st *State) {
-		*st = State{Mode: ModeJoin, CAHash: ca.Hash(), JoinedVia: n.cfg.Server, JoinStarted: stamp(started), Rejections: st.Rejections}
+	if err := n.updateState(func(st *Evidence) {
+		*st = Evidence{Mode: ModeJoin, CAHash: ca.Hash(), JoinedVia: n.cfg.Server, JoinStarted: stamp(started), Rejections: st.Rejections}
 	}); err != nil {
 		return err
 	}
@@ -304,7 +304,7 @@ func (n *node) joinCluster(ctx context.Context) error {
 		return err
 	}
 	finished := n.now()
-	if err := n.updateState(func(st *State) { st.JoinFinished = stamp(finished) }); err != nil {
+	if err := n.updateState(func(st *Evidence) { st.JoinFinished = stamp(finished) }); err != nil {
 		return err
 	}
 	n.joinedNow = true
@@ -351,8 +351,8 @@ func (n *node) runAgent(ctx context.Context) error {
 	if err := sleep(ctx, n.set.AgentDelay); err != nil {
 		return nil
 	}
-	if err := n.updateState(func(st *State) {
-		*st = State{Mode: ModeAgent, CAHash: jc.caHash, JoinedVia: n.cfg.Server,
+	if err := n.updateState(func(st *Evidence) {
+		*st = Evidence{Mode: ModeAgent, CAHash: jc.caHash, JoinedVia: n.cfg.Server,
 			JoinStarted: stamp(started), JoinFinished: stamp(n.now()), Rejections: st.Rejections}
 	}); err != nil {
 		return err

@@ -113,8 +113,8 @@ func TestServersStartedAtOnceMakeOneEtcdOfThreeVoters(t *testing.T) {
 	}
 	// Exactly one joiner was turned away by etcd, with etcd's words, and got in later.
 	var refused []Rejection
-	var first, second State
-	for _, st := range []State{b.state(), c.state()} {
+	var first, second Evidence
+	for _, st := range []Evidence{b.state(), c.state()} {
 		if len(st.Rejections) > 0 {
 			refused, second = st.Rejections, st
 		} else {

@@ -24,9 +24,9 @@ type Rejection struct {
 	Reason string `json:"reason"`
 }
 
-// State is <data-dir>/sim/state.json, the evidence tests read. Every field is
+// Evidence is <data-dir>/sim/state.json, what tests read of a host. Every field is
 // always present; times are RFC 3339 with nanoseconds, "" when not applicable.
-type State struct {
+type Evidence struct {
 	Mode         string      `json:"mode"`
 	CAHash       string      `json:"ca_hash"`
 	JoinedVia    string      `json:"joined_via"`
@@ -40,17 +40,17 @@ type State struct {
 func StatePath(dataDir string) string { return filepath.Join(dataDir, "sim", "state.json") }
 
 // ReadState reads state.json; a missing file is an empty state.
-func ReadState(dataDir string) (State, error) {
+func ReadState(dataDir string) (Evidence, error) {
 	raw, err := os.ReadFile(StatePath(dataDir))
 	if errors.Is(err, fs.ErrNotExist) {
-		return State{Rejections: []Rejection{}}, nil
+		return Evidence{Rejections: []Rejection{}}, nil
 	}
 	if err != nil {
-		return State{}, fmt.Errorf("state: %w", err)
+		return Evidence{}, fmt.Errorf("state: %w", err)
 	}
-	var st State
+	var st Evidence
 	if err := json.Unmarshal(raw, &st); err != nil {
-		return State{}, fmt.Errorf("state: %s: %w", StatePath(dataDir), err)
+		return Evidence{}, fmt.Errorf("state: %s: %w", StatePath(dataDir), err)
 	}
 	if st.Rejections == nil {
 		st.Rejections = []Rejection{}
@@ -59,7 +59,7 @@ func ReadState(dataDir string) (State, error) {
 }
 
 // WriteState writes state.json atomically.
-func WriteState(dataDir string, st State) error {
+func WriteState(dataDir string, st Evidence) error {
 	if st.Rejections == nil {
 		st.Rejections = []Rejection{}
 	}

@@ -14,7 +14,7 @@ import (
 
 func TestStateJSONHasExactlyTheContractKeys(t *testing.T) {
 	dir := t.TempDir()
-	if err := WriteState(dir, State{Mode: ModeClusterInit, CAHash: "ab"}); err != nil {
+	if err := WriteState(dir, Evidence{Mode: ModeClusterInit, CAHash: "ab"}); err != nil {
 		t.Fatal(err)
 	}
 	raw, err := os.ReadFile(StatePath(dir))

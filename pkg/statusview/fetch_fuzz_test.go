@@ -1,4 +1,4 @@
-package cli
+package statusview
 
 import (
 	"context"
@@ -13,10 +13,10 @@ import (
 	"github.com/rke2-hanode/rke2-hanode/pkg/status"
 )
 
-// FuzzFetchStatus: /status is read from whatever answers on the address.
+// FuzzFetch: /status is read from whatever answers on the address.
 // The client never panics on any body, returns the body it decoded, and
 // the table it prints from it never panics either.
-func FuzzFetchStatus(f *testing.F) {
+func FuzzFetch(f *testing.F) {
 	seed, err := json.Marshal(status.Status{})
 	if err != nil {
 		f.Fatal(err)
@@ -43,13 +43,13 @@ func FuzzFetchStatus(f *testing.F) {
 		mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		raw, st, err := fetchStatus(ctx, srv.URL)
+		raw, st, err := Fetch(ctx, srv.URL)
 		if err != nil {
 			return
 		}
 		if string(raw) != string(in) {
-			t.Fatalf("fetchStatus returned %q for a body of %q", raw, in)
+			t.Fatalf("Fetch returned %q for a body of %q", raw, in)
 		}
-		printStatus(io.Discard, st, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+		PrintStatus(io.Discard, st, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	})
 }

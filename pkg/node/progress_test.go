@@ -5,11 +5,29 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
+
+// TestProgressStampedWithTheNodeClock: progress.json's times come from the
+// phase machine's clock, not the wall clock.
+func TestProgressStampedWithTheNodeClock(t *testing.T) {
+	w := newWorld("agent", false)
+	dir := t.TempDir()
+	n := newTestNode(t, w, "agent", dir)
+	want := n.clk.Now()
+	n.markReady()
+	p, err := loadProgress(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.UpdatedAt.Equal(want) || !p.ReadyAt.Equal(want) {
+		t.Fatalf("progress stamped updated %v, ready %v; the node's clock says %v", p.UpdatedAt, p.ReadyAt, want)
+	}
+}
 
 func TestProgressVersions(t *testing.T) {
 	dir := t.TempDir()
-	if err := saveProgress(dir, progress{Role: "server", StartedRKE2: true}); err != nil {
+	if err := saveProgress(dir, progress{Role: "server", StartedRKE2: true}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(progressPath(dir))

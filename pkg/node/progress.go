@@ -100,9 +100,10 @@ func decodeProgress(path string, data []byte) (progress, error) {
 	return p, nil
 }
 
-func saveProgress(dataDir string, p progress) error {
+// saveProgress writes p, stamped with now (the phase machine's clock).
+func saveProgress(dataDir string, p progress, now time.Time) error {
 	p.Version = progressVersion
-	p.UpdatedAt = time.Now().UTC()
+	p.UpdatedAt = now.UTC()
 	data, err := json.MarshalIndent(p, "", "  ")
 	if err != nil {
 		return err

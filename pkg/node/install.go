@@ -1,0 +1,134 @@
+package node
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+
+	"go.uber.org/zap"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/cahash"
+	"github.com/rke2-hanode/rke2-hanode/pkg/config"
+	"github.com/rke2-hanode/rke2-hanode/pkg/installer"
+	"github.com/rke2-hanode/rke2-hanode/pkg/status"
+	"github.com/rke2-hanode/rke2-hanode/pkg/vip"
+)
+
+// install puts RKE2 on the host; a running RKE2 is adopted, never reinstalled.
+func (n *Node) install(ctx context.Context) error {
+	running, _ := n.svc.Active(ctx, n.role)
+	return n.host.Install(ctx, running)
+}
+
+// rememberStart records, before the service first starts, that this host
+// starts RKE2 for the cluster with caHash (empty for the bootstrap node).
+func (n *Node) rememberStart(bootstrap bool, caHash string) error {
+	n.mu.Lock()
+	n.prog.Role = n.cfg.Role
+	n.prog.StartedRKE2 = true
+	n.prog.Bootstrap = bootstrap
+	if caHash != "" {
+		n.prog.CAHash = caHash
+	}
+	p := n.prog
+	n.mu.Unlock()
+	return saveProgress(n.cfg.DataDir, p, n.clk.Now())
+}
+
+// startService starts RKE2 without blocking and waits until it is active.
+func (n *Node) startService(ctx context.Context) error {
+	return withDeadline(ctx, startDeadline, "waiting for "+installer.UnitName(n.role)+" to become active", func(ctx context.Context) error {
+		if err := n.svc.Start(ctx, n.role); err != nil {
+			return err
+		}
+		return n.svc.WaitActive(ctx, n.role)
+	})
+}
+
+// rke2Installer is rke2Host on this host: pkg/installer and pkg/vip.
+type rke2Installer struct {
+	cfg       *config.Config
+	log       *zap.Logger
+	metrics   *installer.Metrics
+	advertise string
+}
+
+var _ rke2Host = (*rke2Installer)(nil)
+
+func (h *rke2Installer) Install(ctx context.Context, running bool) error {
+	c := h.cfg
+	res, err := installer.Install(ctx, installer.InstallOptions{
+		Running:      running,
+		Method:       installer.Method(c.InstallMethod),
+		Role:         installer.Role(c.Role),
+		Version:      c.RKE2Version,
+		Channel:      c.RKE2Channel,
+		ScriptURL:    c.InstallScriptURL,
+		ScriptSHA256: c.InstallScriptSHA,
+		ArtifactPath: c.ArtifactPath,
+		RKE2DataDir:  c.RKE2DataDir,
+		RKE2Bin:      c.RKE2Bin,
+		Logger:       h.log,
+		Metrics:      h.metrics,
+	})
+	if err != nil {
+		return err
+	}
+	h.log.Info("RKE2 installed", zap.Bool("skipped", res.Skipped), zap.String("version", res.Version), zap.String("bin", res.Bin))
+	return nil
+}
+
+func (h *rke2Installer) CheckVIPFree(ctx context.Context) error {
+	c := h.cfg
+	return vip.Failed(vip.Preflight(ctx, vip.PreflightOptions{Interface: c.Interface, VIP: c.VIP, CheckARP: true, Logger: h.log}))
+}
+
+func (h *rke2Installer) Datastore() (datastoreOnDisk, error) {
+	d := datastoreOnDisk{Path: installer.DatastorePath(h.cfg.RKE2DataDir), CAPath: installer.ServerCAPath(h.cfg.RKE2DataDir)}
+	fi, err := os.Stat(d.Path)
+	if err != nil || !fi.IsDir() {
+		return d, nil
+	}
+	d.Present = true
+	if pem, err := os.ReadFile(d.CAPath); err == nil {
+		// A CA file that cannot be hashed is never taken for this
+		// cluster's: the resume plan refuses it with the reason.
+		d.CAHash, d.CAErr = cahash.Of(pem)
+	}
+	return d, nil
+}
+
+// WriteConfig renders and writes RKE2's config (and, on servers, the
+// kube-vip manifest RKE2 applies at start).
+func (h *rke2Installer) WriteConfig(kind installer.Case, caHash string) error {
+	c := h.cfg
+	if c.IsServer() {
+		m, err := vip.RenderManifests(KubeVIPOptions(c))
+		if err != nil {
+			return permanent("kube-vip manifest: %w", err)
+		}
+		if err := vip.WriteManifest(filepath.Join(c.RKE2DataDir, "server", "manifests"), m); err != nil {
+			return err
+		}
+	}
+	data, err := installer.RenderConfig(installer.RenderOptions{
+		Case:        kind,
+		NodeName:    c.NodeName,
+		NodeIP:      h.advertise,
+		VIP:         c.VIP,
+		Token:       c.Secret(),
+		AgentToken:  c.AgentSecret(), // servers only; "" on agents
+		CAHash:      caHash,
+		TLSSANs:     c.TLSSAN,
+		NodeTaints:  c.NodeTaint,
+		RKE2DataDir: c.RKE2DataDir,
+		Extra:       c.RKE2Config,
+	})
+	if err != nil {
+		return permanent("RKE2 config: %w", err)
+	}
+	return installer.WriteConfig(c.RKE2ConfigDir, data)
+}
+
+// setStarting enters starting with the words of how RKE2 is started.
+func (n *Node) setStarting(detail string) { n.t.set(status.PhaseStarting, detail) }

@@ -1,0 +1,107 @@
+package statusview
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/status"
+)
+
+func TestClean(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"ha-m1", "ha-m1"},
+		{"ünïcode·ok", "ünïcode·ok"},
+		{"evil\x1b[2Jname", `evil\x1b[2Jname`},
+		{"two\nlines", `two\x0alines`},
+		{"bell\a", `bell\x07`},
+		{"c1\u009bcsi", `c1\x9bcsi`},
+		{"bad\xffutf8", `bad\xffutf8`},
+	} {
+		if got := Clean(tc.in); got != tc.want {
+			t.Errorf("Clean(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestShortenCountsRunes(t *testing.T) {
+	if got := Shorten("abcdef", 4); got != "abc…" {
+		t.Errorf("Shorten = %q", got)
+	}
+	if got := Shorten("äöüäöü", 4); got != "äöü…" {
+		t.Errorf("Shorten cut inside a rune: %q", got)
+	}
+	if got := Shorten("abc", 3); got != "abc" {
+		t.Errorf("Shorten = %q", got)
+	}
+}
+
+// TestPrintStatusEscapesGossip: what other hosts put in gossip (names,
+// phases, errors) cannot clear or forge the operator's screen.
+func TestPrintStatusEscapesGossip(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	st := status.Status{
+		Node:    status.Node{Name: "a1", Error: "start: \x1b[31mred"},
+		Cluster: status.Cluster{Name: "rke2", BootstrapNode: "evil\x1b[2J", VIP: "10.0.0.200", VIPHolder: "evil\x1b[2J", JoinedServers: 2},
+		Members: []status.Member{
+			{Name: "evil\x1b[2J", Role: "server", Phase: "ready\r\nfake-row", State: "alive", Address: "10.0.0.11", Since: now.Add(-time.Minute)},
+		},
+	}
+	var b bytes.Buffer
+	PrintStatus(&b, st, now)
+	out := b.String()
+	if strings.ContainsAny(out, "\x1b\r") {
+		t.Fatalf("control characters reached the output:\n%q", out)
+	}
+	for _, want := range []string{`evil\x1b[2J (vip) *`, `ready\x0d\x0afake-row`, `bootstrap evil\x1b[2J`, `\x1b[31mred`, "2 joined after the bootstrap", "1m0s ago"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestFetch(t *testing.T) {
+	want := status.Status{Node: status.Node{Name: "n1", Phase: status.PhaseReady}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/status" {
+			http.NotFound(w, r)
+			return
+		}
+		json.NewEncoder(w).Encode(want)
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, addr := range []string{srv.URL, strings.TrimPrefix(srv.URL, "http://"), srv.URL + "/"} {
+		raw, st, err := Fetch(ctx, addr)
+		if err != nil || st.Node.Name != "n1" || !bytes.Contains(raw, []byte(`"n1"`)) {
+			t.Errorf("Fetch(%s) = %+v %v", addr, st, err)
+		}
+	}
+	if _, _, err := Fetch(ctx, srv.URL+"/nothing-here"); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("a 404 answer: %v", err)
+	}
+}
+
+func TestScreenPrintsChangesOffTerminal(t *testing.T) {
+	var b bytes.Buffer
+	s := Screen{Out: &b}
+	s.Draw("frame 1", "a")
+	s.Draw("frame 2", "a")
+	s.Draw("frame 3", "b")
+	if got := b.String(); got != "frame 1\nframe 3\n" {
+		t.Errorf("off a terminal: %q", got)
+	}
+	b.Reset()
+	tty := Screen{Out: &b, TTY: true}
+	tty.Draw("x", "a")
+	tty.Draw("y", "a")
+	if got := b.String(); got != clearScreen+"x"+clearScreen+"y" {
+		t.Errorf("on a terminal: %q", got)
+	}
+}

@@ -1,0 +1,61 @@
+package statusview
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/status"
+)
+
+// PrintStatus draws the cluster line and the member table of one daemon's
+// status, as `rke2-hanode status` shows it.
+func PrintStatus(w io.Writer, st status.Status, now time.Time) {
+	c := st.Cluster
+	holder := ""
+	if c.VIPHolder != "" {
+		holder = ", held by " + Clean(c.VIPHolder)
+	}
+	fmt.Fprintf(w, "cluster %s: bootstrap %s, cluster ready %s, join slot %s, VIP %s (%s%s)\n",
+		Dash(c.Name), Dash(c.BootstrapNode), YesNo(c.ClusterReady), Dash(c.JoinSlot), Dash(c.VIP),
+		map[bool]string{true: "reachable", false: "not reachable"}[c.VIPReachable], holder)
+	if c.Raft.State != "" {
+		fmt.Fprintf(w, "raft: this server is %s, the leader is %s, %d servers joined after the bootstrap\n", Clean(c.Raft.State), Dash(c.Raft.Leader), c.JoinedServers)
+	} else if c.BootstrapNode != "" || c.JoinedServers > 0 {
+		fmt.Fprintf(w, "servers: %d joined after the bootstrap, as the servers advertise\n", c.JoinedServers)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tROLE\tPHASE\tSINCE\tSTATE\tADDRESS\t")
+	for _, m := range st.Members {
+		name := Clean(m.Name)
+		if m.Name == c.VIPHolder && m.Name != "" {
+			name += " (vip)"
+		}
+		if m.Name == c.BootstrapNode && m.Name != "" {
+			name += " *"
+		}
+		since := Ago(now, m.Since, time.Second)
+		if since != "-" {
+			since += " ago"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", name, Dash(m.Role), Dash(m.Phase), since, Dash(m.State), Dash(m.Address))
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "(vip) holds the VIP, * is the bootstrap node")
+	if st.Node.Error != "" {
+		fmt.Fprintf(w, "this node (%s) last error: %s\n", Clean(st.Node.Name), Clean(st.Node.Error))
+	}
+}
+
+// PhaseKey is what changes when any member changes phase or state: the
+// key of a Screen that prints only changes.
+func PhaseKey(st status.Status) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s|%s|%v|%s|", st.Cluster.BootstrapNode, st.Cluster.JoinSlot, st.Cluster.ClusterReady, st.Node.Error)
+	for _, m := range st.Members {
+		fmt.Fprintf(&b, "%s=%s/%s,", m.Name, m.Phase, m.State)
+	}
+	return b.String()
+}
