@@ -6,6 +6,8 @@
 package deploy
 
 import (
+	"github.com/rke2-hanode/rke2-hanode/test/testbin"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -225,15 +227,11 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	daemonBin, simBin = filepath.Join(dir, "rke2-hanode"), filepath.Join(dir, "rke2sim")
-	for bin, pkg := range map[string]string{daemonBin: "../../cmd/rke2-hanode", simBin: "../rke2sim/cmd/rke2sim"} {
-		cmd := exec.Command("go", "build", "-o", bin, pkg)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "build", pkg, err)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
+	daemonBin, simBin, err = testbin.Build(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)

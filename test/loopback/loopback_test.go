@@ -5,6 +5,8 @@
 package loopback
 
 import (
+	"github.com/rke2-hanode/rke2-hanode/test/testbin"
+
 	"context"
 	"encoding/base64"
 	"encoding/hex"
@@ -14,7 +16,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -35,17 +36,11 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	daemonBin, simBin = filepath.Join(dir, "rke2-hanode"), filepath.Join(dir, "rke2sim")
-	// rke2sim is its own module (it embeds etcd): it is built from its folder.
-	for bin, pkg := range map[string][2]string{daemonBin: {".", "../../cmd/rke2-hanode"}, simBin: {"../rke2sim", "./cmd/rke2sim"}} {
-		cmd := exec.Command("go", "build", "-o", bin, pkg[1])
-		cmd.Dir = pkg[0]
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "build", pkg, err)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
+	daemonBin, simBin, err = testbin.Build(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)

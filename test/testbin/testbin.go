@@ -1,0 +1,35 @@
+// Package testbin builds the two executables the cluster tests run, the
+// daemon and rke2sim, into a folder of the caller's. rke2sim is its own Go
+// module (it embeds etcd, which the daemon's module never links), so it is
+// built from its own folder.
+package testbin
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+)
+
+// Build puts rke2-hanode and rke2sim into dir and returns their paths.
+func Build(dir string) (daemon, sim string, err error) {
+	_, here, _, ok := runtime.Caller(0)
+	if !ok {
+		return "", "", fmt.Errorf("testbin: cannot locate the source tree")
+	}
+	root := filepath.Join(filepath.Dir(here), "..", "..")
+	daemon, sim = filepath.Join(dir, "rke2-hanode"), filepath.Join(dir, "rke2sim")
+	for _, b := range []struct{ out, dir, pkg string }{
+		{daemon, root, "./cmd/rke2-hanode"},
+		{sim, filepath.Join(root, "test", "rke2sim"), "./cmd/rke2sim"},
+	} {
+		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
+		cmd.Dir = b.dir
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return "", "", fmt.Errorf("testbin: build %s in %s: %w", b.pkg, b.dir, err)
+		}
+	}
+	return daemon, sim, nil
+}
