@@ -44,7 +44,8 @@ scenario_hostile_agent() {
 	check_one_cluster "1 2 3" "4"
 	local leaders=""
 	for n in 1 2 3; do leaders="$leaders$(status_json "$n" | jq -r '.cluster.raft.leader // empty')"$'\n'; done
-	[ "$(sort -u <<<"$leaders" | grep -c .)" -eq 1 ] || die "servers disagree on the raft leader: $leaders"
+	[ "$(grep -c . <<<"$leaders")" -eq 3 ] && [ "$(sort -u <<<"$leaders" | grep -c .)" -eq 1 ] ||
+		die "servers do not agree on one raft leader: $(tr '\n' ' ' <<<"$leaders")"
 	log "ok: the cluster stayed healthy (raft leader $(head -1 <<<"$leaders"))"
 }
 
