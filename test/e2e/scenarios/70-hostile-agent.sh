@@ -18,12 +18,13 @@ scenario_hostile_agent() {
 	check_one_cluster "1 2 3" "4"
 
 	# The agent host holds the agent token and nothing of the server token,
-	# and RKE2 on it joined as node with the agent token's secret.
+	# and RKE2 on it joins as node with the agent token (RKE2's node password
+	# is the servers' agent-token), its CA pinned.
 	grep -qxF "$E2E_AGENT_TOKEN" "$(host_root 4)/etc/rke2-hanode/token" || die "h4's token file is not the agent token"
 	! grep -rqF "$E2E_TOKEN" "$(host_dir 4)/upper" || die "the server token is on the agent host h4: $(grep -rlF "$E2E_TOKEN" "$(host_dir 4)/upper")"
-	grep -qE "^token: \"?K10[0-9a-f]+::node:${E2E_AGENT_TOKEN#*.}\"?\$" "$(host_root 4)/etc/rancher/rke2/config.yaml" ||
+	grep -qxE "token: \"?K10[0-9a-f]{64}::node:${E2E_AGENT_TOKEN//./\\.}\"?" "$(host_root 4)/etc/rancher/rke2/config.yaml" ||
 		die "h4's RKE2 config does not join as node with the agent token: $(grep -c '^token:' "$(host_root 4)/etc/rancher/rke2/config.yaml") token lines"
-	log "ok: h4 holds only the agent token and joined RKE2 as node:<agent secret>"
+	log "ok: h4 holds only the agent token and joined RKE2 as K10<CA hash>::node:<agent token>"
 
 	cp "$E2E_HOSTILE" "$(host_root 4)/root/hostile"
 	cp "$E2E_HOSTILE" "$(host_root 1)/root/hostile"
