@@ -17,7 +17,7 @@ set -uo pipefail
 
 E2E_DIR=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$E2E_DIR/../.." && pwd)
-ALL_SCENARIOS="bed cluster join-poweroff bootstrap-poweroff vip-failover wrong-token etcd-at-once"
+ALL_SCENARIOS="bed cluster join-poweroff bootstrap-poweroff vip-failover wrong-token etcd-at-once hostile-agent"
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "e2e: SKIP: the test bed needs root (network namespaces, overlayfs, systemd-nspawn); run it as root or in CI" >&2
@@ -95,6 +95,20 @@ run_scenario() {
 	return $rc
 }
 
+# kill_tree PID: SIGTERM to PID and every process below it, children first
+# seen, so that a scenario's background loops (boots, waits) end with it
+# instead of outliving the run. The containers are left to bed_down.
+kill_tree() {
+	local pid=$1 child
+	is_nspawn_pid "$pid" && return 0
+	kill -STOP "$pid" 2>/dev/null || return 0
+	for child in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
+		kill_tree "$child"
+	done
+	kill -TERM "$pid" 2>/dev/null || true
+	kill -CONT "$pid" 2>/dev/null || true
+}
+
 save_journals() {
 	local dir=$1 d n
 	mkdir -p "$dir"
@@ -115,13 +129,18 @@ main() {
 	E2E_ARTIFACTS=${E2E_ARTIFACTS:-$E2E_DIR/artifacts/$(date -u +%Y%m%dT%H%M%SZ)}
 	export E2E_DEB E2E_RKE2_ARTIFACTS E2E_ARTIFACTS
 	trap 'bed_down quiet; bed_verify_clean' EXIT
-	trap 'log "interrupted"; [ -z "${E2E_SCENARIO_PID:-}" ] || kill -TERM "$E2E_SCENARIO_PID" 2>/dev/null; exit 130' INT TERM
+	trap 'log "interrupted"; [ -z "${E2E_SCENARIO_PID:-}" ] || kill_tree "$E2E_SCENARIO_PID"; exit 130' INT TERM
 	rootfs_ensure || exit 1
+	e2e_tokens || exit 1
 	# Fills the shipped cloud-init user-data in with the bed's values, for the
 	# hosts' NoCloud seeds.
 	E2E_CLOUDINIT=$E2E_CACHE/cloudinit
 	(cd "$REPO" && CGO_ENABLED=0 go build -o "$E2E_CLOUDINIT" ./test/e2e/cloudinit) || exit 1
 	export E2E_CLOUDINIT
+	# The hostile agent's raft client (scenario hostile-agent).
+	E2E_HOSTILE=$E2E_CACHE/hostile
+	(cd "$REPO" && CGO_ENABLED=0 go build -o "$E2E_HOSTILE" ./test/e2e/hostile) || exit 1
+	export E2E_HOSTILE
 	log "package: $E2E_DEB"
 	if [ -f "$E2E_RKE2_ARTIFACTS/install.sh" ]; then
 		log "rke2 stand-in: $E2E_RKE2_ARTIFACTS"

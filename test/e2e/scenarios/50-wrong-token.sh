@@ -5,7 +5,12 @@ scenario_wrong_token() {
 	bed_up 4
 	local n
 	for n in 1 2 3; do host_provision "$n" server & done
-	E2E_HOST_TOKEN=another-token-not-the-clusters-0000 host_provision 4 server &
+	# Another cluster's pair of tokens (server and agent token).
+	local other
+	other=$("$REPO/bin/rke2-hanode" token generate)
+	E2E_HOST_TOKEN=$(sed -n 's/^server-token: //p' <<<"$other") \
+		E2E_HOST_AGENT_TOKEN=$(sed -n 's/^agent-token: //p' <<<"$other") \
+		host_provision 4 server &
 	wait_jobs
 	for n in 1 2 3 4; do host_start "$n"; done
 	wait_ready 240 1 2 3
