@@ -34,8 +34,8 @@ type Config struct {
 	AgentTokenFile   string   `key:"agent-token-file" default:"" help:"servers: file holding the agent secret; must not be readable by group or others"`
 	ClusterName      string   `key:"cluster-name" default:"rke2" help:"separates clusters sharing a network (gossip label)"`
 	ExpectServers    int      `key:"expect-servers" default:"" help:"servers that form the cluster at first boot: 1, 3, 5 or 7 (required for servers)"`
-	MaxServers       int      `key:"max-servers" default:"7" help:"servers: the most etcd voters the cluster grows to (odd, 1-7, at least expect-servers); more servers wait in standby"`
-	RemovalTimeout   string   `key:"server-removal-timeout" default:"30m" help:"servers: a server dead this long is removed from etcd if quorum allows (Go duration, at least 10s; 0 = never)"`
+	MaxServers       int      `key:"max-servers" default:"7" help:"servers: the most etcd voters the cluster grows to (odd, 1-7, at least expect-servers); more servers wait in standby (validated; not yet acted on by the daemon)"`
+	RemovalTimeout   string   `key:"server-removal-timeout" default:"30m" help:"servers: a server dead this long is removed from etcd if quorum allows (Go duration, at least 10s; 0 = never; validated; not yet acted on by the daemon)"`
 	Join             []string `key:"join" default:"" help:"gossip seeds: IPs, host names or host:port (required unless expect-servers is 1)"`
 	BindAddress      string   `key:"bind-address" default:"0.0.0.0" help:"address for the gossip, raft and HTTP listeners"`
 	AdvertiseAddress string   `key:"advertise-address" default:"" help:"address peers use to reach this host (default: the first IPv4 address of interface)"`
@@ -63,8 +63,8 @@ type Config struct {
 	ServiceManager   string   `key:"service-manager" default:"systemd" help:"systemd (through D-Bus) or exec (supervise rke2-bin as a child)"`
 	RKE2Bin          string   `key:"rke2-bin" default:"" help:"the rke2 executable for service-manager exec (default: found on disk)"`
 	DataDir          string   `key:"data-dir" default:"/var/lib/rke2-hanode" help:"raft store and this daemon's own state"`
-	UpgradeMaxUnav   string   `key:"upgrade-agents-max-unavailable" default:"10%" help:"agents upgraded at once in a rolling RKE2 upgrade: a count (1 or more) or a percentage of the agents, at least 1"`
-	UpgradeDrain     bool     `key:"upgrade-drain" default:"false" help:"true: cordon and drain a host through the Kubernetes API before its upgrade restart, uncordon after"`
+	UpgradeMaxUnav   string   `key:"upgrade-agents-max-unavailable" default:"10%" help:"agents upgraded at once in a rolling RKE2 upgrade: a count (1 or more) or a percentage of the agents, at least 1 (validated; not yet acted on by the daemon)"`
+	UpgradeDrain     bool     `key:"upgrade-drain" default:"false" help:"true: cordon and drain a host through the Kubernetes API before its upgrade restart, uncordon after (validated; not yet acted on by the daemon)"`
 	LogLevel         string   `key:"log-level" default:"info" help:"debug, info, warn or error"`
 	LogFormat        string   `key:"log-format" default:"console" help:"console or json"`
 
