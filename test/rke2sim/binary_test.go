@@ -61,7 +61,7 @@ func TestBinaryVersionAndUsage(t *testing.T) {
 	cmd := exec.Command(bin, "--version")
 	cmd.Env = append(os.Environ(), "RKE2SIM_VERSION=v1.36.4+rke2r1")
 	out, err := cmd.Output()
-	if err != nil || !strings.HasPrefix(string(out), "rke2 version v1.36.4+rke2r1 (sim)\n") {
+	if err != nil || !strings.HasPrefix(string(out), "rke2 version v1.36.4+rke2r1 ("+versionCommit("v1.36.4+rke2r1")+")\ngo version go1.") {
 		t.Fatalf("--version: %q %v", out, err)
 	}
 	for _, args := range [][]string{{}, {"frobnicate"}, {"server", "--no-such-flag"}} {

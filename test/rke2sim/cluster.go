@@ -43,6 +43,7 @@ func (n *node) handlers() handlerSet {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]string{"gitVersion": strings.SplitN(n.set.Version, "+", 2)[0] + "+rke2sim", "platform": "linux/amd64"})
 	})))
+	n.kubeAPI(api)
 	api.Handle("/", n.auth(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "rke2sim: no Kubernetes API here", http.StatusNotFound)
 	})))
@@ -103,6 +104,15 @@ func (n *node) handleDBInfo(w http.ResponseWriter, r *http.Request) {
 			ClientURLs: m.ClientURLs, IsLearner: m.IsLearner})
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// hostOf is the host of a URL ("" when it does not parse).
+func hostOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
 }
 
 func text(w http.ResponseWriter, s string) {
@@ -209,6 +219,17 @@ func (n *node) handleJoin(w http.ResponseWriter, r *http.Request) {
 	}
 	switch jr.Mode {
 	case ModeAgent:
+		reg := nodeRegistration{Name: jr.Name, Address: hostOf(jr.URL), Password: jr.Password, Version: jr.Version}
+		if err := n.kv().registerNode(r.Context(), reg, n.now()); errors.Is(err, errNodePassword) {
+			log.Warn("agent refused", zap.String("reason", reasonNodePassword))
+			http.Error(w, reasonNodePassword, http.StatusForbidden)
+			return
+		} else if err != nil {
+			log.Warn("cannot register agent node", zap.Error(err))
+			http.Error(w, "cannot register node: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		resp.ServerVersions = n.serverVersions(r.Context())
 		n.mu.Lock()
 		if n.agents == nil {
 			n.agents = map[string]string{}
@@ -402,11 +423,19 @@ func (n *node) memberCall(ctx context.Context, m Member, method, path string, in
 	return nil
 }
 
+// serverTLS is the listeners' TLS: the serving certificate, and client
+// certificates signed by the cluster CA verified when given (the admin
+// kubeconfig's); token clients give none.
+func (n *node) serverTLS(cert tls.Certificate) *tls.Config {
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
+		ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: n.ca.Pool()}
+}
+
 // serveTLS serves h on ln until ctx ends; request contexts end with it.
-func serveTLS(ctx context.Context, ln net.Listener, h http.Handler, cert tls.Certificate, log *zap.Logger) {
+func serveTLS(ctx context.Context, ln net.Listener, h http.Handler, tc *tls.Config, log *zap.Logger) {
 	srv := &http.Server{
 		Handler:           h,
-		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		TLSConfig:         tc,
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 		ErrorLog:          stdLogger(log.Named("http").With(zap.String("listen", ln.Addr().String()))),

@@ -63,7 +63,7 @@ func Main(ctx context.Context, o Options) int {
 	}
 	switch o.Args[0] {
 	case "--version", "-v", "version":
-		fmt.Fprintf(o.Stdout, "rke2 version %s (sim)\ngo version %s\n", set.Version, runtime.Version())
+		fmt.Fprintf(o.Stdout, "rke2 version %s (%s)\ngo version %s\n", set.Version, versionCommit(set.Version), runtime.Version())
 		return 0
 	case "--help", "-h", "help":
 		fmt.Fprint(o.Stdout, usage)
@@ -90,6 +90,9 @@ func Main(ctx context.Context, o Options) int {
 	if err != nil {
 		log.Error("cannot read config", zap.Error(err))
 		return 1
+	}
+	if v := o.Getenv("RKE2SIM_NODE_PASSWORD_FILE"); v != "" {
+		cfg.NodePasswordFile = v
 	}
 	log.Info("starting", zap.String("version", set.Version), zap.Strings("config", cfg.Files),
 		zap.String("data-dir", cfg.DataDir), zap.String("node-ip", cfg.NodeIP), zap.String("node-name", cfg.NodeName))

@@ -135,7 +135,7 @@ func (n *node) clusterInit(ctx context.Context) error {
 		return err
 	}
 	if err := n.updateState(func(st *State) {
-		*st = State{Mode: ModeClusterInit, CAHash: ca.Hash(), Rejections: st.Rejections}
+		*st = State{Mode: ModeClusterInit, CAHash: ca.Hash(), Rejections: st.Rejections, Skew: st.Skew, Evictions: st.Evictions}
 	}); err != nil {
 		return err
 	}
@@ -289,7 +289,7 @@ func (n *node) joinCluster(ctx context.Context) error {
 		return err
 	}
 	if err := n.updateState(func(st *State) {
-		*st = State{Mode: ModeJoin, CAHash: ca.Hash(), JoinedVia: n.cfg.Server, JoinStarted: stamp(started), Rejections: st.Rejections}
+		*st = State{Mode: ModeJoin, CAHash: ca.Hash(), JoinedVia: n.cfg.Server, JoinStarted: stamp(started), Rejections: st.Rejections, Skew: st.Skew, Evictions: st.Evictions}
 	}); err != nil {
 		return err
 	}
@@ -344,8 +344,13 @@ func (n *node) runAgent(ctx context.Context) error {
 		return err
 	}
 	started := n.now()
-	req := joinRequest{Name: n.cfg.NodeName, URL: n.supervisorURL(), Mode: ModeAgent}
-	if _, err := jc.join(ctx, req, n.set.ConnectRetry, n.set.JoinRetry, n.log, n.recordRejection); err != nil {
+	pw, err := nodePassword(n.cfg.NodePasswordFile)
+	if err != nil {
+		return err
+	}
+	req := joinRequest{Name: n.cfg.NodeName, URL: n.supervisorURL(), Mode: ModeAgent, Password: pw, Version: n.set.Version}
+	resp, err := jc.join(ctx, req, n.set.ConnectRetry, n.set.JoinRetry, n.log, n.recordRejection)
+	if err != nil {
 		return err
 	}
 	if err := sleep(ctx, n.set.AgentDelay); err != nil {
@@ -353,7 +358,8 @@ func (n *node) runAgent(ctx context.Context) error {
 	}
 	if err := n.updateState(func(st *State) {
 		*st = State{Mode: ModeAgent, CAHash: jc.caHash, JoinedVia: n.cfg.Server,
-			JoinStarted: stamp(started), JoinFinished: stamp(n.now()), Rejections: st.Rejections}
+			JoinStarted: stamp(started), JoinFinished: stamp(n.now()), Rejections: st.Rejections,
+			Version: n.set.Version, Skew: append(st.Skew, n.agentSkew(resp.ServerVersions)...)}
 	}); err != nil {
 		return err
 	}
@@ -457,8 +463,21 @@ func (n *node) serve(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			serveTLS(ctx, ln, l.h, cert, n.log)
+			serveTLS(ctx, ln, l.h, n.serverTLS(cert), n.log)
 		}()
+	}
+	// The apiserver listens on every address; the kubeconfig names 127.0.0.1.
+	if apiLoopback(n.cfg.NodeIP) {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(n.set.APIPort))
+		if ln, err := net.Listen("tcp", addr); err != nil {
+			n.log.Warn("cannot listen where the kubeconfig points", zap.String("listen", addr), zap.Error(err))
+		} else {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				serveTLS(ctx, ln, handlers.api, n.serverTLS(cert), n.log)
+			}()
+		}
 	}
 	n.log.Info("serving", zap.String("supervisor", n.supervisorURL()), zap.Strings("sans", servingSANs(n.cfg.NodeIP, n.cfg.TLSSAN)))
 	wg.Add(1)
@@ -484,6 +503,17 @@ func (n *node) serve(ctx context.Context) error {
 			return nil
 		}
 	}
+	skew := n.skewRecords(serverSkew(n.cfg.NodeName, n.set.Version, n.serverVersions(ctx)))
+	if err := n.updateState(func(st *State) {
+		st.Version = n.set.Version
+		st.Skew = append(st.Skew, skew...)
+	}); err != nil {
+		return err
+	}
+	// RKE2's agent side: the node password, then the Node.
+	if err := n.registerSelf(ctx); err != nil {
+		return nil
+	}
 	if err := n.writeKubeconfig(); err != nil {
 		return err
 	}
@@ -496,8 +526,14 @@ func (n *node) serve(ctx context.Context) error {
 }
 
 // writeKubeconfig writes the admin kubeconfig as RKE2 does once the
-// apiserver is up (the credentials here are placeholders: there is no API).
+// apiserver is up: server https://127.0.0.1:<API port>, the cluster CA, and
+// a system:admin client certificate in group system:masters.
 func (n *node) writeKubeconfig() error {
+	certPEM, keyPEM, err := n.ca.ClientCert("system:admin", []string{"system:masters"}, n.now())
+	if err != nil {
+		return err
+	}
+	b64 := base64.StdEncoding.EncodeToString
 	kc := fmt.Sprintf(`apiVersion: v1
 kind: Config
 clusters:
@@ -514,9 +550,10 @@ current-context: default
 preferences: {}
 users:
 - user:
-    token: rke2sim-has-no-kubernetes-api
+    client-certificate-data: %s
+    client-key-data: %s
   name: default
-`, base64.StdEncoding.EncodeToString(n.ca.CertPEM), n.set.APIPort)
+`, b64(n.ca.CertPEM), n.set.APIPort, b64(certPEM), b64(keyPEM))
 	if err := writeFileAtomic(n.cfg.Kubeconfig, []byte(kc), n.cfg.KubeconfigMode); err != nil {
 		return fmt.Errorf("write-kubeconfig: %w", err)
 	}

@@ -158,12 +158,12 @@ func (v *vipStandIn) serveVIP(ctx context.Context, spec vipSpec, ln net.Listener
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			serveTLS(ctx, apiLn, v.handlers.api, v.cert, log)
+			serveTLS(ctx, apiLn, v.handlers.api, v.n.serverTLS(v.cert), log)
 		}()
 	} else {
 		log.Warn("cannot serve the API port on the VIP", zap.Error(err))
 	}
-	serveTLS(ctx, ln, v.handlers.supervisor, v.cert, log)
+	serveTLS(ctx, ln, v.handlers.supervisor, v.n.serverTLS(v.cert), log)
 	wg.Wait()
 }
 
