@@ -210,13 +210,8 @@ func (n *node) handleJoin(w http.ResponseWriter, r *http.Request) {
 	log := n.log.With(zap.String("joiner", jr.Name), zap.String("joiner-url", jr.URL), zap.String("mode", jr.Mode))
 	resp := joinResponse{ClusterID: n.ds.ClusterID, CACert: n.ca.CertPEM}
 	// A server's name is checked against the etcd members (k3s's words, in
-	// addLearner); an agent's against the nodes known here.
-	if jr.Mode == ModeAgent && n.duplicateName(jr.Name, jr.URL) {
-		reason := fmt.Sprintf("duplicate node name found: %s is already a node of this cluster at another address", jr.Name)
-		log.Warn("join refused", zap.String("reason", reason))
-		http.Error(w, reason, http.StatusConflict)
-		return
-	}
+	// addLearner); an agent by its node password (RKE2's check), then
+	// against the nodes known here.
 	switch jr.Mode {
 	case ModeAgent:
 		reg := nodeRegistration{Name: jr.Name, Address: hostOf(jr.URL), Password: jr.Password, Version: jr.Version}
@@ -227,6 +222,12 @@ func (n *node) handleJoin(w http.ResponseWriter, r *http.Request) {
 		} else if err != nil {
 			log.Warn("cannot register agent node", zap.Error(err))
 			http.Error(w, "cannot register node: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		if n.duplicateName(jr.Name, jr.URL) {
+			reason := fmt.Sprintf("duplicate node name found: %s is already a node of this cluster at another address", jr.Name)
+			log.Warn("join refused", zap.String("reason", reason))
+			http.Error(w, reason, http.StatusConflict)
 			return
 		}
 		resp.ServerVersions = n.serverVersions(r.Context())
