@@ -79,6 +79,7 @@ func (n *node) handlers() handlerSet {
 
 	sup := http.NewServeMux()
 	sup.Handle("GET /db/info", n.auth(http.HandlerFunc(n.handleDBInfo)))
+	sup.Handle("POST /db/snapshot", n.auth(http.HandlerFunc(n.handleSnapshot)))
 	sup.HandleFunc("GET /ping", func(w http.ResponseWriter, _ *http.Request) { text(w, "pong") })
 	sup.HandleFunc("GET /cacerts", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")

@@ -116,6 +116,7 @@ func (n *node) startEtcd(ctx context.Context, state, initialCluster, clusterToke
 	cfg.InitialCluster = initialCluster
 	cfg.InitialClusterToken = clusterToken
 	cfg.ClusterState = state
+	cfg.ForceNewCluster = n.clusterReset
 	// Small and quiet: many members share one test machine.
 	cfg.SnapshotCount = 1000
 	cfg.SnapshotCatchUpEntries = 500

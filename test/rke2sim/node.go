@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -41,6 +43,12 @@ type node struct {
 	applied     *appliedStore     // the cluster's auto-deployed objects, as known here
 	// joinedNow: this run joined the cluster (no start delay after it).
 	joinedNow bool
+	// clusterReset (--cluster-reset) and restorePath
+	// (--cluster-reset-restore-path): reset the datastore to one member.
+	clusterReset bool
+	restorePath  string
+	// afterReset: this normal start found reset-flag (and removed it).
+	afterReset bool
 
 	// The embedded etcd member (servers only).
 	etcd        *embed.Etcd
@@ -72,6 +80,8 @@ func (n *node) runServer(ctx context.Context) error {
 		n.agentSecret = tok.Secret
 	}
 	switch {
+	case n.clusterReset:
+		return n.resetCluster(ctx)
 	case HasDatastore(n.cfg.DataDir):
 		if err := n.resume(ctx); err != nil {
 			return err
@@ -162,6 +172,16 @@ func (n *node) resume(ctx context.Context) error {
 	ds, err := ReadDatastore(n.cfg.DataDir)
 	if err != nil {
 		return err
+	}
+	// A normal start after a reset removes reset-flag, as RKE2 does.
+	if !n.clusterReset {
+		switch err := os.Remove(resetFlagPath(n.cfg.DataDir)); {
+		case err == nil:
+			n.afterReset = true
+			n.log.Info("removed reset-flag: first start after a cluster-reset")
+		case !errors.Is(err, fs.ErrNotExist):
+			return fmt.Errorf("reset-flag: %w", err)
+		}
 	}
 	ca, err := LoadCA(n.cfg.DataDir)
 	if err != nil {
@@ -466,16 +486,24 @@ func (n *node) serve(ctx context.Context) error {
 			serveTLS(ctx, ln, l.h, n.serverTLS(cert), n.log)
 		}()
 	}
-	// The apiserver listens on every address; the kubeconfig names 127.0.0.1.
+	// RKE2 listens on every address: the kubeconfig and etcd-snapshot use
+	// 127.0.0.1, so a node-ip that is not a loopback address gets a second
+	// listener there.
 	if apiLoopback(n.cfg.NodeIP) {
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(n.set.APIPort))
-		if ln, err := net.Listen("tcp", addr); err != nil {
-			n.log.Warn("cannot listen where the kubeconfig points", zap.String("listen", addr), zap.Error(err))
-		} else {
+		for _, l := range []struct {
+			port int
+			h    http.Handler
+		}{{n.set.SupervisorPort, handlers.supervisor}, {n.set.APIPort, handlers.api}} {
+			addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(l.port))
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				n.log.Warn("cannot listen on 127.0.0.1", zap.String("listen", addr), zap.Error(err))
+				continue
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				serveTLS(ctx, ln, handlers.api, n.serverTLS(cert), n.log)
+				serveTLS(ctx, ln, l.h, n.serverTLS(cert), n.log)
 			}()
 		}
 	}
@@ -509,6 +537,12 @@ func (n *node) serve(ctx context.Context) error {
 		st.Skew = append(st.Skew, skew...)
 	}); err != nil {
 		return err
+	}
+	// After a reset RKE2 deletes this node's password secret first.
+	if n.afterReset {
+		if err := n.kv().del(ctx, secretsPrefix+passwordSecretName(n.cfg.NodeName)); err != nil {
+			n.log.Warn("cannot delete the node-password secret after a reset", zap.Error(err))
+		}
 	}
 	// RKE2's agent side: the node password, then the Node.
 	if err := n.registerSelf(ctx); err != nil {
