@@ -20,6 +20,9 @@ type Options struct {
 	Stdout io.Writer           // nil: os.Stdout
 	Stderr io.Writer           // nil: os.Stderr (the log)
 	Now    func() time.Time    // nil: time.Now
+	// Executable is the sim binary, which runs the kube-vip stand-in that
+	// outlives its server (RKE2SIM_KUBEVIP_OUTLIVES); "": it cannot.
+	Executable string
 }
 
 // rejectedError is a refusal the real RKE2 would exit on: it is logged,
@@ -54,11 +57,15 @@ func Main(ctx context.Context, o Options) int {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if len(o.Args) > 0 && o.Args[0] == outliveCommand {
+		return runOutlive(o.Args[1:])
+	}
 	set, err := LoadSettings(o.Getenv)
 	if err != nil {
 		fmt.Fprintln(o.Stderr, "rke2sim:", err)
 		return 2
 	}
+	set.Executable = o.Executable
 	if len(o.Args) == 0 {
 		fmt.Fprint(o.Stderr, usage)
 		return 2

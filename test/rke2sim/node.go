@@ -49,6 +49,8 @@ type node struct {
 	restorePath  string
 	// afterReset: this normal start found reset-flag (and removed it).
 	afterReset bool
+	// rootCtx ends when the process is told to stop.
+	rootCtx context.Context
 
 	// The embedded etcd member (servers only).
 	etcd        *embed.Etcd
@@ -554,6 +556,8 @@ func (n *node) serve(ctx context.Context) error {
 	n.ready.Store(true)
 	n.log.Info("ready")
 	n.notifyReady()
+	n.rootCtx = ctx
+	n.takeBackVIP()
 	vip := &vipStandIn{n: n, handlers: handlers, cert: cert, applied: applied}
 	vip.run(ctx)
 	return nil
