@@ -211,7 +211,7 @@ func TestArtifactsAndInstall(t *testing.T) {
 		t.Errorf("systemctl calls %q, want only daemon-reload", got)
 	}
 	ver, err := exec.Command(filepath.Join(prefix, "bin", "rke2"), "--version").Output()
-	if err != nil || !strings.HasPrefix(string(ver), "rke2 version v1.36.4+rke2r1 (sim)") {
+	if err != nil || !strings.HasPrefix(string(ver), "rke2 version v1.36.4+rke2r1 ("+versionCommit("v1.36.4+rke2r1")+")\ngo version go1.") {
 		t.Errorf("installed rke2 --version: %q %v", ver, err)
 	}
 
@@ -473,4 +473,30 @@ func TestBinaryKubeVIPOutlivesStoppedServer(t *testing.T) {
 		t.Fatalf("rke2-killall.sh: %v\n%s", err, out)
 	}
 	eventually(t, 30*time.Second, "the VIP freed by rke2-killall.sh", func() bool { return !bound() && holderPid() == 0 })
+}
+
+// TestArtifactsOfTwoVersionsSideBySide: make-artifacts.sh takes a version;
+// the rke2 of each folder prints its own, in RKE2's format.
+func TestArtifactsOfTwoVersionsSideBySide(t *testing.T) {
+	bin := simBinary(t)
+	for _, v := range []string{"v1.35.2+rke2r1", "v1.36.4+rke2r2"} {
+		out := filepath.Join(t.TempDir(), v)
+		if msg, err := exec.Command("./make-artifacts.sh", bin, out, v).CombinedOutput(); err != nil {
+			t.Fatalf("make-artifacts.sh %s: %v\n%s", v, err, msg)
+		}
+		root := t.TempDir()
+		if msg, err := exec.Command("tar", "-xzf", filepath.Join(out, "rke2.linux-amd64.tar.gz"), "-C", root).CombinedOutput(); err != nil {
+			t.Fatalf("untar: %v\n%s", err, msg)
+		}
+		cmd := exec.Command(filepath.Join(root, "bin", "rke2"), "--version")
+		cmd.Env = []string{"PATH=/usr/bin:/bin"}
+		got, err := cmd.Output()
+		want := "rke2 version " + v + " (" + versionCommit(v) + ")\ngo version go"
+		if err != nil || !strings.HasPrefix(string(got), want) {
+			t.Errorf("%s: --version %q %v, want prefix %q", v, got, err, want)
+		}
+	}
+	if msg, err := exec.Command("./make-artifacts.sh", bin, t.TempDir(), "1.36").CombinedOutput(); err == nil || !strings.Contains(string(msg), "want RKE2's form") {
+		t.Errorf("malformed version accepted: %v %s", err, msg)
+	}
 }

@@ -358,3 +358,73 @@ func TestMatchLabels(t *testing.T) {
 		}
 	}
 }
+
+func TestVersionSkewRules(t *testing.T) {
+	cases := []struct {
+		name, mine string
+		others     map[string]string
+		want       []string
+	}{
+		{"same", "v1.36.4+rke2r1", map[string]string{"b": "v1.36.1+rke2r1"}, nil},
+		{"one minor", "v1.36.4+rke2r1", map[string]string{"b": "v1.35.9+rke2r1", "c": "v1.37.0+rke2r1"}, nil},
+		{"datastore two minors older", "v1.37.0+rke2r1", map[string]string{"b": "v1.35.2+rke2r1"},
+			[]string{"server a v1.37.0+rke2r1 started on a datastore whose server b runs v1.35.2+rke2r1: more than one minor older"}},
+		{"apiservers apart", "v1.34.0+rke2r1", map[string]string{"b": "v1.36.0+rke2r1", "a": "v1.30.0+rke2r1"},
+			[]string{"apiservers more than one minor apart: a runs v1.34.0+rke2r1, b runs v1.36.0+rke2r1"}},
+	}
+	for _, tc := range cases {
+		if got := serverSkew("a", tc.mine, tc.others); strings.Join(got, "|") != strings.Join(tc.want, "|") {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	agents := []struct {
+		mine    string
+		servers map[string]string
+		want    []string
+	}{
+		{"v1.36.0+rke2r1", map[string]string{"a": "v1.36.4+rke2r1"}, nil},
+		{"v1.35.0+rke2r1", map[string]string{"a": "v1.36.4+rke2r1"}, nil},
+		{"v1.37.0+rke2r1", map[string]string{"a": "v1.36.4+rke2r1", "b": "v1.37.1+rke2r1"},
+			[]string{"agent w v1.37.0+rke2r1 is newer than server a v1.36.4+rke2r1"}},
+	}
+	for _, tc := range agents {
+		if got := agentSkew("w", tc.mine, tc.servers); strings.Join(got, "|") != strings.Join(tc.want, "|") {
+			t.Errorf("agent %s: %q, want %q", tc.mine, got, tc.want)
+		}
+	}
+}
+
+// TestVersionsRecordedAndSkew: each sim records its version in state.json
+// and in etcd (its Node's kubeletVersion); a server two minors newer than
+// the datastore's and an agent newer than a server are recorded, not refused.
+func TestVersionsRecordedAndSkew(t *testing.T) {
+	cfg := func(host int, name string, join bool) string {
+		c := []string{"node-ip: " + addr(16, host), "node-name: " + name, "token: s3cret"}
+		if join {
+			c = append(c, "server: "+supURL(addr(16, 1)))
+		}
+		return strings.Join(c, "\n")
+	}
+	a := startSim(t, simSpec{config: cfg(1, "a", false), env: map[string]string{"RKE2SIM_VERSION": "v1.34.2+rke2r1"}})
+	a.waitReady()
+	b := startSim(t, simSpec{config: cfg(2, "b", true), env: map[string]string{"RKE2SIM_VERSION": "v1.36.1+rke2r1"}})
+	b.waitReady()
+	w := startSim(t, simSpec{role: "agent", config: cfg(3, "w", true), env: map[string]string{"RKE2SIM_VERSION": "v1.35.0+rke2r1"}})
+	w.waitReady()
+	if st := a.state(); st.Version != "v1.34.2+rke2r1" || len(st.Skew) != 0 {
+		t.Fatalf("a: version %q skew %+v", st.Version, st.Skew)
+	}
+	if st := b.state(); st.Version != "v1.36.1+rke2r1" || len(st.Skew) != 1 ||
+		st.Skew[0].Reason != "server b v1.36.1+rke2r1 started on a datastore whose server a runs v1.34.2+rke2r1: more than one minor older" {
+		t.Fatalf("b: version %q skew %+v", st.Version, st.Skew)
+	}
+	if st := w.state(); st.Version != "v1.35.0+rke2r1" || len(st.Skew) != 1 || st.Skew[0].Reason != "agent w v1.35.0+rke2r1 is newer than server a v1.34.2+rke2r1" {
+		t.Fatalf("w: version %q skew %+v", st.Version, st.Skew)
+	}
+	k := adminClient(t, filepath.Join(filepath.Dir(a.cfgPath), "rke2.yaml"), addr(16, 1))
+	for name, v := range map[string]string{"a": "v1.34.2+rke2r1", "b": "v1.36.1+rke2r1", "w": "v1.35.0+rke2r1"} {
+		if code, kn := k.node(name); code != http.StatusOK || kn.Status.NodeInfo.KubeletVersion != v {
+			t.Errorf("%s: %d kubeletVersion %q, want %q", name, code, kn.Status.NodeInfo.KubeletVersion, v)
+		}
+	}
+}
