@@ -52,8 +52,10 @@ func (n *node) resetCluster(ctx context.Context) error {
 	if err := n.resume(ctx); err != nil {
 		return err
 	}
-	if err := n.waitEtcdReady(ctx); err != nil {
-		return err
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := n.waitEtcdReady(wctx); err != nil {
+		return fmt.Errorf("cluster-reset: etcd member %s not ready: %w", n.etcdName, err)
 	}
 	deadline := time.Now().Add(time.Minute)
 	for {
