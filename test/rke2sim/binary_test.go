@@ -9,10 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -61,7 +63,7 @@ func TestBinaryVersionAndUsage(t *testing.T) {
 	cmd := exec.Command(bin, "--version")
 	cmd.Env = append(os.Environ(), "RKE2SIM_VERSION=v1.36.4+rke2r1")
 	out, err := cmd.Output()
-	if err != nil || !strings.HasPrefix(string(out), "rke2 version v1.36.4+rke2r1 (sim)\n") {
+	if err != nil || !strings.HasPrefix(string(out), "rke2 version v1.36.4+rke2r1 ("+versionCommit("v1.36.4+rke2r1")+")\ngo version go1.") {
 		t.Fatalf("--version: %q %v", out, err)
 	}
 	for _, args := range [][]string{{}, {"frobnicate"}, {"server", "--no-such-flag"}} {
@@ -209,7 +211,7 @@ func TestArtifactsAndInstall(t *testing.T) {
 		t.Errorf("systemctl calls %q, want only daemon-reload", got)
 	}
 	ver, err := exec.Command(filepath.Join(prefix, "bin", "rke2"), "--version").Output()
-	if err != nil || !strings.HasPrefix(string(ver), "rke2 version v1.36.4+rke2r1 (sim)") {
+	if err != nil || !strings.HasPrefix(string(ver), "rke2 version v1.36.4+rke2r1 ("+versionCommit("v1.36.4+rke2r1")+")\ngo version go1.") {
 		t.Errorf("installed rke2 --version: %q %v", ver, err)
 	}
 
@@ -377,4 +379,124 @@ func appendSum(t *testing.T, dir, name string) {
 func sha256Bytes(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
+}
+
+// TestBinaryKubeVIPOutlivesStoppedServer: with RKE2SIM_KUBEVIP_OUTLIVES=1 a
+// server stopped by SIGTERM leaves its kube-vip holding the VIP, answering
+// nothing, findable by its pidfile; the next start takes the VIP back; and
+// rke2-killall.sh stops the holder, freeing the VIP.
+func TestBinaryKubeVIPOutlivesStoppedServer(t *testing.T) {
+	bin := simBinary(t)
+	vip := addr(15, 100)
+	dataDir := withManifests(t, loManifest(t, vip))
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	body := strings.Join([]string{"node-ip: " + addr(15, 1), "node-name: a", "token: outlive", "tls-san: [" + vip + "]", "data-dir: " + dataDir}, "\n")
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pidfile := filepath.Join(dataDir, "sim", "kube-vip.pid")
+	holderPid := func() int {
+		raw, err := os.ReadFile(pidfile)
+		if err != nil {
+			return 0
+		}
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(raw)))
+		return pid
+	}
+	t.Cleanup(func() {
+		if pid := holderPid(); pid > 0 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	bound := func() bool {
+		ln, err := net.Listen("tcp", net.JoinHostPort(vip, testSupPort))
+		if err != nil {
+			return true
+		}
+		ln.Close()
+		return false
+	}
+	run := func() (*exec.Cmd, *syncBuffer) {
+		cmd := exec.Command(bin, "server", "--config", cfg)
+		for k, v := range baseEnv() {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+		cmd.Env = append(cmd.Env, "RKE2SIM_KUBEVIP_OUTLIVES=1")
+		log := &syncBuffer{}
+		cmd.Stderr = log
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		})
+		eventually(t, 60*time.Second, "the VIP answering", func() bool { return vipAnswers(vip) })
+		return cmd, log
+	}
+	stop := func(cmd *exec.Cmd, log *syncBuffer) {
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("server after SIGTERM: %v; log:\n%s", err, log.String())
+		}
+		eventually(t, 30*time.Second, "the holder's pidfile", func() bool { return holderPid() > 0 })
+		if syscall.Kill(holderPid(), 0) != nil {
+			t.Fatal("holder process is not running")
+		}
+		if !bound() || vipAnswers(vip) {
+			t.Fatalf("VIP bound=%v answers=%v, want held and answering nothing; log:\n%s", bound(), vipAnswers(vip), log.String())
+		}
+	}
+	cmd, log := run()
+	stop(cmd, log)
+	// Held for good: nothing takes it while the server is down.
+	time.Sleep(time.Second)
+	if !bound() {
+		t.Fatal("the VIP was let go while the server is down")
+	}
+	cmd, log = run() // takes it back
+	if !strings.Contains(log.String(), "taking the VIP back") {
+		t.Fatalf("restart did not take the VIP back; log:\n%s", log.String())
+	}
+	stop(cmd, log)
+	// rke2-killall.sh, with a PATH that has no systemctl (it must not touch
+	// this machine's units).
+	pathDir := t.TempDir()
+	if err := os.Symlink("/usr/bin/id", filepath.Join(pathDir, "id")); err != nil {
+		t.Fatal(err)
+	}
+	killall := exec.Command("/bin/sh", "artifacts/rke2-killall.sh")
+	killall.Env = []string{"PATH=" + pathDir, "RKE2_DATA_DIR=" + dataDir}
+	if out, err := killall.CombinedOutput(); err != nil {
+		t.Fatalf("rke2-killall.sh: %v\n%s", err, out)
+	}
+	eventually(t, 30*time.Second, "the VIP freed by rke2-killall.sh", func() bool { return !bound() && holderPid() == 0 })
+}
+
+// TestArtifactsOfTwoVersionsSideBySide: make-artifacts.sh takes a version;
+// the rke2 of each folder prints its own, in RKE2's format.
+func TestArtifactsOfTwoVersionsSideBySide(t *testing.T) {
+	bin := simBinary(t)
+	for _, v := range []string{"v1.35.2+rke2r1", "v1.36.4+rke2r2"} {
+		out := filepath.Join(t.TempDir(), v)
+		if msg, err := exec.Command("./make-artifacts.sh", bin, out, v).CombinedOutput(); err != nil {
+			t.Fatalf("make-artifacts.sh %s: %v\n%s", v, err, msg)
+		}
+		root := t.TempDir()
+		if msg, err := exec.Command("tar", "-xzf", filepath.Join(out, "rke2.linux-amd64.tar.gz"), "-C", root).CombinedOutput(); err != nil {
+			t.Fatalf("untar: %v\n%s", err, msg)
+		}
+		cmd := exec.Command(filepath.Join(root, "bin", "rke2"), "--version")
+		cmd.Env = []string{"PATH=/usr/bin:/bin"}
+		got, err := cmd.Output()
+		want := "rke2 version " + v + " (" + versionCommit(v) + ")\ngo version go"
+		if err != nil || !strings.HasPrefix(string(got), want) {
+			t.Errorf("%s: --version %q %v, want prefix %q", v, got, err, want)
+		}
+	}
+	if msg, err := exec.Command("./make-artifacts.sh", bin, t.TempDir(), "1.36").CombinedOutput(); err == nil || !strings.Contains(string(msg), "want RKE2's form") {
+		t.Errorf("malformed version accepted: %v %s", err, msg)
+	}
 }

@@ -24,6 +24,8 @@ type joinRequest struct {
 	PeerURL  string            `json:"peer_url,omitempty"` // etcd peer URL (servers)
 	Mode     string            `json:"mode"`               // join (a server) or agent
 	Critical map[string]string `json:"critical,omitempty"`
+	Password string            `json:"password,omitempty"` // the node password (agents)
+	Version  string            `json:"version,omitempty"`  // the RKE2 version it runs
 }
 
 // joinResponse hands a new server what it needs to serve as the cluster
@@ -34,6 +36,8 @@ type joinResponse struct {
 	CAKey          []byte   `json:"ca_key,omitempty"`
 	Members        []Member `json:"members"`
 	InitialCluster string   `json:"initial_cluster,omitempty"` // etcd's, for a joining server
+	// ServerVersions: the versions the cluster's servers run (for an agent's skew check).
+	ServerVersions map[string]string `json:"server_versions,omitempty"`
 }
 
 const joinPath = "/v1-rke2/sim/join"
@@ -98,7 +102,10 @@ func isTLSVerifyError(err error) bool {
 
 // refusedRetry is a refusal current k3s retries (too many learners, an
 // unhealthy cluster): recorded, then tried again.
-type refusedRetry struct{ reason string }
+type refusedRetry struct {
+	reason string
+	wait   time.Duration // 0: the join retry period
+}
 
 func (e *refusedRetry) Error() string { return e.reason }
 
@@ -121,6 +128,9 @@ func (c *joinClient) join(ctx context.Context, jr joinRequest, retry, refusedEve
 		var rr *refusedRetry
 		if errors.As(err, &rr) {
 			wait = refusedEvery
+			if rr.wait > 0 {
+				wait = rr.wait
+			}
 			log.Warn("join refused, retrying as k3s does", zap.String("server", c.base), zap.String("reason", rr.reason))
 			if rerr := record(rr.reason); rerr != nil {
 				log.Error("cannot record rejection", zap.Error(rerr))
@@ -163,6 +173,11 @@ func (c *joinClient) joinOnce(ctx context.Context, body []byte) (*joinResponse, 
 		return &out, false, nil
 	case http.StatusUnauthorized:
 		return nil, false, reject("token rejected by %s: %s", c.base, resp.Status)
+	case http.StatusForbidden:
+		if msg == reasonNodePassword {
+			return nil, true, &refusedRetry{reason: msg, wait: passwordRetry()}
+		}
+		return nil, false, reject("join via %s: %s: %s", c.base, resp.Status, msg)
 	case http.StatusConflict:
 		if resp.Header.Get("Retry-After") != "" {
 			return nil, true, &refusedRetry{reason: msg}

@@ -43,6 +43,7 @@ func (n *node) handlers() handlerSet {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]string{"gitVersion": strings.SplitN(n.set.Version, "+", 2)[0] + "+rke2sim", "platform": "linux/amd64"})
 	})))
+	n.kubeAPI(api)
 	api.Handle("/", n.auth(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "rke2sim: no Kubernetes API here", http.StatusNotFound)
 	})))
@@ -78,6 +79,7 @@ func (n *node) handlers() handlerSet {
 
 	sup := http.NewServeMux()
 	sup.Handle("GET /db/info", n.auth(http.HandlerFunc(n.handleDBInfo)))
+	sup.Handle("POST /db/snapshot", n.auth(http.HandlerFunc(n.handleSnapshot)))
 	sup.HandleFunc("GET /ping", func(w http.ResponseWriter, _ *http.Request) { text(w, "pong") })
 	sup.HandleFunc("GET /cacerts", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
@@ -103,6 +105,15 @@ func (n *node) handleDBInfo(w http.ResponseWriter, r *http.Request) {
 			ClientURLs: m.ClientURLs, IsLearner: m.IsLearner})
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// hostOf is the host of a URL ("" when it does not parse).
+func hostOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
 }
 
 func text(w http.ResponseWriter, s string) {
@@ -200,15 +211,27 @@ func (n *node) handleJoin(w http.ResponseWriter, r *http.Request) {
 	log := n.log.With(zap.String("joiner", jr.Name), zap.String("joiner-url", jr.URL), zap.String("mode", jr.Mode))
 	resp := joinResponse{ClusterID: n.ds.ClusterID, CACert: n.ca.CertPEM}
 	// A server's name is checked against the etcd members (k3s's words, in
-	// addLearner); an agent's against the nodes known here.
-	if jr.Mode == ModeAgent && n.duplicateName(jr.Name, jr.URL) {
-		reason := fmt.Sprintf("duplicate node name found: %s is already a node of this cluster at another address", jr.Name)
-		log.Warn("join refused", zap.String("reason", reason))
-		http.Error(w, reason, http.StatusConflict)
-		return
-	}
+	// addLearner); an agent by its node password (RKE2's check), then
+	// against the nodes known here.
 	switch jr.Mode {
 	case ModeAgent:
+		reg := nodeRegistration{Name: jr.Name, Address: hostOf(jr.URL), Password: jr.Password, Version: jr.Version}
+		if err := n.kv().registerNode(r.Context(), reg, n.now()); errors.Is(err, errNodePassword) {
+			log.Warn("agent refused", zap.String("reason", reasonNodePassword))
+			http.Error(w, reasonNodePassword, http.StatusForbidden)
+			return
+		} else if err != nil {
+			log.Warn("cannot register agent node", zap.Error(err))
+			http.Error(w, "cannot register node: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		if n.duplicateName(jr.Name, jr.URL) {
+			reason := fmt.Sprintf("duplicate node name found: %s is already a node of this cluster at another address", jr.Name)
+			log.Warn("join refused", zap.String("reason", reason))
+			http.Error(w, reason, http.StatusConflict)
+			return
+		}
+		resp.ServerVersions = n.serverVersions(r.Context())
 		n.mu.Lock()
 		if n.agents == nil {
 			n.agents = map[string]string{}
@@ -402,11 +425,19 @@ func (n *node) memberCall(ctx context.Context, m Member, method, path string, in
 	return nil
 }
 
+// serverTLS is the listeners' TLS: the serving certificate, and client
+// certificates signed by the cluster CA verified when given (the admin
+// kubeconfig's); token clients give none.
+func (n *node) serverTLS(cert tls.Certificate) *tls.Config {
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
+		ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: n.ca.Pool()}
+}
+
 // serveTLS serves h on ln until ctx ends; request contexts end with it.
-func serveTLS(ctx context.Context, ln net.Listener, h http.Handler, cert tls.Certificate, log *zap.Logger) {
+func serveTLS(ctx context.Context, ln net.Listener, h http.Handler, tc *tls.Config, log *zap.Logger) {
 	srv := &http.Server{
 		Handler:           h,
-		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		TLSConfig:         tc,
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 		ErrorLog:          stdLogger(log.Named("http").With(zap.String("listen", ln.Addr().String()))),

@@ -43,6 +43,10 @@ type NodeConfig struct {
 	// file (/etc/rancher/rke2/rke2.yaml for the default config, as RKE2).
 	Kubeconfig     string
 	KubeconfigMode os.FileMode // write-kubeconfig-mode, default 0600
+	// NodePasswordFile is the node's own password: /etc/rancher/node/password
+	// for the default config (RKE2's path), else node/password beside the
+	// config file; RKE2SIM_NODE_PASSWORD_FILE overrides it.
+	NodePasswordFile string
 	// Critical holds the values of criticalKeys ("" when unset), compared on join.
 	Critical map[string]string
 	// Files lists the files read, in order.
@@ -85,6 +89,10 @@ func LoadConfig(path string, explicit bool) (NodeConfig, error) {
 	cfg.Files = files
 	if cfg.Kubeconfig == "" {
 		cfg.Kubeconfig = filepath.Join(filepath.Dir(path), "rke2.yaml")
+	}
+	cfg.NodePasswordFile = filepath.Join(filepath.Dir(path), "node", "password")
+	if path == DefaultConfigPath {
+		cfg.NodePasswordFile = "/etc/rancher/node/password"
 	}
 	return cfg, nil
 }

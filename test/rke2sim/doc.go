@@ -21,7 +21,10 @@
 //
 //	rke2 server|agent [--config FILE]   (also --config=FILE, -c FILE; else
 //	                                    RKE2_CONFIG_FILE, else the default)
-//	rke2 --version                      "rke2 version <v> (sim)" and "go version …"
+//	rke2 server --cluster-reset [--cluster-reset-restore-path[=]SNAPSHOT]
+//	rke2 etcd-snapshot save [--config FILE]
+//	rke2 --version                      "rke2 version <v> (<8 hex>)" and "go version go1.…",
+//	                                    RKE2's format; the hex is a function of <v>
 //
 // Any other flag fails with exit 2 ("flag provided but not defined"). Exit
 // codes: 0 after SIGTERM/SIGINT, 1 on a refusal or error, 2 on misuse.
@@ -123,7 +126,103 @@
 // # Agent
 //
 // The same checks as a joining server (a node token is enough), then a
-// registration; READY=1 after RKE2SIM_AGENT_DELAY. No datastore.
+// registration with its node password (see the Kubernetes API); READY=1
+// after RKE2SIM_AGENT_DELAY. No datastore.
+//
+// # Kubernetes API (6443, also reached through 9345 and the VIP)
+//
+// Exactly what the product calls, stored in etcd under /registry/ (so every
+// server serves the same view; 503 without an etcd quorum). Authentication
+// is the admin kubeconfig's client certificate only: the kubeconfig RKE2
+// writes (write-kubeconfig; /etc/rancher/rke2/rke2.yaml for the default
+// config; mode write-kubeconfig-mode, 0600) names https://127.0.0.1:<API
+// port>, the cluster CA, and a system:admin certificate in group
+// system:masters signed by the cluster CA (the sim has one CA for serving
+// and clients). No verified certificate: 401; a verified one outside
+// system:masters: 403; both in Kubernetes' Status JSON, as are 404s
+// ({"kind":"Status",…,"reason":"NotFound","message":"nodes \"x\" not found"}).
+// The token-authenticated /readyz, /livez, /healthz, /version stay as they
+// were. When node-ip is not a loopback address the API and supervisor also
+// listen on 127.0.0.1 (RKE2 listens on every address); in a loopback cluster
+// the product must reach a server's API on its node-ip.
+//
+//	GET    /api/v1/nodes[?labelSelector=k,k=v,k!=v,!k]   NodeList
+//	GET    /api/v1/nodes/NAME
+//	DELETE /api/v1/nodes/NAME        with finalizers: Terminating (deletionTimestamp)
+//	PATCH  /api/v1/nodes/NAME        merge-patch+json or strategic-merge-patch+json
+//	                                 (spec.unschedulable for cordon, annotations); 415 otherwise
+//	GET|DELETE /api/v1/namespaces/kube-system/secrets/NAME
+//	GET    /api/v1/pods, /api/v1/namespaces/NS/pods   always an empty PodList
+//	                                 (fieldSelector spec.nodeName=X and the usual fields)
+//	POST   /api/v1/namespaces/NS/pods/NAME/eviction   recorded in state.json's
+//	                                 evictions, answered 404 (no pod exists)
+//
+// Each node registers once its own side is up (a server after etcd quorum,
+// before READY=1; an agent through the server that admits it): the secret
+// <node>.node-password.rke2 (kube-system, immutable, type
+// rke2.cattle.io/node-password, data.hash) is made on the first
+// registration from the node's password file (random, 0600, made on the
+// first start: /etc/rancher/node/password for the default config, else
+// node/password beside the config file; RKE2SIM_NODE_PASSWORD_FILE
+// overrides it). Another password under the same name is refused with 403
+// and RKE2's words ("Node password rejected, duplicate hostname or contents
+// of '/etc/rancher/node/password' may not match server node-passwd entry,
+// try enabling a unique node name with the --with-node-id flag"), recorded
+// in rejections and retried every 5-10 s for ever; a server waits so before
+// READY=1. A server's Node carries the labels node-role.kubernetes.io/etcd,
+// control-plane and master ("true"), the annotations
+// etcd.rke2.cattle.io/node-name (its etcd member) and
+// etcd.rke2.cattle.io/node-address (node-ip), and the finalizer
+// wrangler.cattle.io/managed-etcd-controller; an agent's none of them.
+// status.nodeInfo.kubeletVersion is the node's version.
+//
+// The etcd controller runs on the etcd leader every 250 ms: for a
+// Terminating server Node with the finalizer, or one annotated
+// etcd.rke2.cattle.io/remove=true, it removes the member whose name and peer
+// host match the annotations (not found counts as done); a Terminating Node
+// then loses the finalizer and goes with its node-password secret (an agent's
+// Node, without finalizers, goes at once with its secret). The removed
+// server's etcd stops (etcd's own behaviour); the sim records "removed" in
+// its state.json and serves no more (readyz 503), as RKE2 tears down its
+// control plane.
+//
+// # cluster-reset and snapshots
+//
+// rke2 server --cluster-reset needs the server's datastore: it starts the
+// local member with etcd's force-new-cluster (one member, the data kept),
+// rewrites the member list, writes <data-dir>/server/db/reset-flag, logs
+// RKE2's "Managed etcd cluster membership has been reset, restart without
+// --cluster-reset flag now. Backup and delete ${datadir}/server/db on each
+// peer etcd server and rejoin the nodes" and exits 0. With
+// --cluster-reset-restore-path the member's data moves to
+// server/db/etcd-old-<unix> and the snapshot is restored in its place with
+// etcd's own restore first ("etcd: snapshot path does not exist: …", "…
+// must be a file, not a directory: …"). While reset-flag exists a reset is
+// refused, exit 1, in k3s's words ("cluster-reset was successfully
+// performed, please remove the cluster-reset flag and start rke2 normally,
+// if you need to perform another cluster reset, you must first manually
+// delete the <data-dir>/server/db/reset-flag file"). The next normal start
+// removes reset-flag and deletes this node's node-password secret, as RKE2
+// does. The other servers keep their old datastores: they must delete
+// server/db and rejoin (the sim does not do it for them).
+//
+// rke2 etcd-snapshot save asks the local server (https://127.0.0.1:<supervisor
+// port>, or node-ip when that is a loopback address; the server token from
+// the data-dir) to POST /db/snapshot, which writes etcd's snapshot
+// (Maintenance.Snapshot) to <data-dir>/server/db/snapshots/on-demand-<node>-<unix>
+// (0600) and answers its name; the command prints "Snapshot <name> saved."
+// and exits 0, or exits 1 when the server is not running.
+//
+// # Versions
+//
+// Each sim records its version in state.json and, through its Node's
+// kubeletVersion, in etcd. RKE2 refuses no skew; the sim records each
+// violation in state.json's skew (RFC 3339 time and text) and carries on:
+// a server started on a datastore whose servers run more than one minor
+// older ("server X v… started on a datastore whose server Y runs v…: more
+// than one minor older"), servers more than one minor apart the other way
+// ("apiservers more than one minor apart: …"), an agent of a newer minor than
+// a server ("agent X v… is newer than server Y v…").
 //
 // # Readiness and evidence
 //
@@ -137,7 +236,9 @@
 //	 "joined_via": "<server: URL>", "join_started": "<RFC 3339 nanos>",
 //	 "join_finished": "<RFC 3339 nanos>",
 //	 "rejections": [{"at": "<RFC 3339 nanos>", "reason": "…"}],
-//	 "etcd": {"members": [{"name", "peer_url", "learner"}], "leader", "revision"}}
+//	 "etcd": {"members": [{"name", "peer_url", "learner"}], "leader", "revision"},
+//	 "version": "<running version>", "skew": [{"at", "reason"}],
+//	 "removed": "<RFC 3339 nanos> <why>", "evictions": [{"at", "namespace", "pod"}]}
 //
 // Every key is always present ("" when not applicable). For a server join
 // the two times are its learner phase: from the learner add to its
@@ -176,6 +277,17 @@
 // renew > 1.2 × retry (client-go's rule).
 //
 // The image must be RKE2SIM_KUBEVIP_IMAGE:RKE2SIM_KUBEVIP_VERSION.
+//
+// With RKE2SIM_KUBEVIP_OUTLIVES=1 (and the real binary) kube-vip outlives a
+// stopped server, as kube-vip's container outlives `systemctl stop
+// rke2-server` (KillMode=process): a server told to stop while it holds the
+// VIP starts `rke2 sim-kube-vip` in its own session, which keeps holding it
+// (lo: it inherits the bound VIP socket, so no other server can take it,
+// and accepts and closes every connection: nothing answers on 9345; a real
+// interface: the address stays and is announced every retry period) and
+// writes its pid to <data-dir>/sim/kube-vip.pid (log: sim/kube-vip.log).
+// rke2-killall.sh (RKE2_DATA_DIR, default /var/lib/rancher/rke2) stops it,
+// freeing the VIP; the next start of the server stops it and competes again.
 //
 // With a valid manifest it competes for the VIP:
 //   - vip_interface lo (the loopback cluster; the VIP is a 127/8 address):
@@ -218,6 +330,8 @@
 //	RKE2SIM_JOIN_RETRY       retry period after a refusal k3s retries (1s)
 //	RKE2SIM_CA               "bundle": root + intermediate on /cacerts
 //	RKE2SIM_UNDER_SYSTEMD    1: behave as started by a unit (tests)
+//	RKE2SIM_NODE_PASSWORD_FILE the node's password file (see Kubernetes API)
+//	RKE2SIM_KUBEVIP_OUTLIVES 1: kube-vip keeps the VIP after SIGTERM (0)
 //	RKE2_CONFIG_FILE         the config file when no --config is given
 //	NOTIFY_SOCKET            systemd's notification socket
 //
@@ -225,7 +339,9 @@
 //
 // # Artifacts
 //
-// make-artifacts.sh BIN OUTDIR writes rke2.linux-amd64.tar.gz (no top-level
+// make-artifacts.sh BIN OUTDIR [VERSION] (VERSION, else RKE2SIM_VERSION,
+// checked to be v1.MINOR.PATCH+rke2rN, goes to share/rke2/sim-version, so
+// two versions of artifacts sit side by side in two folders) writes rke2.linux-amd64.tar.gz (no top-level
 // folder: bin/rke2 = BIN, bin/rke2-killall.sh, bin/rke2-uninstall.sh,
 // lib/systemd/system/rke2-{server,agent}.{service,env}, share/rke2/…),
 // sha256sum-amd64.txt (plain sha256sum output) and install.sh, a stand-in

@@ -116,6 +116,7 @@ func (n *node) startEtcd(ctx context.Context, state, initialCluster, clusterToke
 	cfg.InitialCluster = initialCluster
 	cfg.InitialClusterToken = clusterToken
 	cfg.ClusterState = state
+	cfg.ForceNewCluster = n.clusterReset
 	// Small and quiet: many members share one test machine.
 	cfg.SnapshotCount = 1000
 	cfg.SnapshotCatchUpEntries = 500
@@ -244,11 +245,38 @@ func (n *node) watchEtcd(ctx context.Context) {
 				last = v
 			}
 		}
+		if n.memberRemoved(ctx) {
+			return
+		}
 		n.promoteLearners(ctx, learners)
+		if n.ready.Load() {
+			n.etcdController(ctx)
+		}
 		if sleep(ctx, 250*time.Millisecond) != nil {
 			return
 		}
 	}
+}
+
+// memberRemoved notices that etcd stopped this member because the cluster
+// removed it (its Node was deleted, or the remove annotation): RKE2 then
+// stops serving its control plane; the sim records it in state.json.
+func (n *node) memberRemoved(ctx context.Context) bool {
+	select {
+	case <-n.etcd.Server.StopNotify():
+	default:
+		return false
+	}
+	if ctx.Err() != nil {
+		return true
+	}
+	n.quorum.Store(false)
+	reason := fmt.Sprintf("etcd member %s was removed from the cluster: it serves no more", n.etcdName)
+	n.log.Error(reason)
+	if err := n.updateState(func(st *Evidence) { st.Removed = stamp(n.now()) + " " + reason }); err != nil {
+		n.log.Warn("cannot write state.json", zap.Error(err))
+	}
+	return true
 }
 
 // learnerSeen is the leader's note of one learner.

@@ -98,6 +98,9 @@ func startSim(t *testing.T, s simSpec) *simRun {
 		t.Fatal(err)
 	}
 	env := baseEnv()
+	// The node password outlives restarts with the data-dir (a test may
+	// give its own path, to model a reinstalled host).
+	env["RKE2SIM_NODE_PASSWORD_FILE"] = filepath.Join(s.dataDir, "etc-rancher-node", "password")
 	for k, v := range s.env {
 		env[k] = v
 	}

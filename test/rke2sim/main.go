@@ -20,6 +20,9 @@ type Options struct {
 	Stdout io.Writer           // nil: os.Stdout
 	Stderr io.Writer           // nil: os.Stderr (the log)
 	Now    func() time.Time    // nil: time.Now
+	// Executable is the sim binary, which runs the kube-vip stand-in that
+	// outlives its server (RKE2SIM_KUBEVIP_OUTLIVES); "": it cannot.
+	Executable string
 }
 
 // rejectedError is a refusal the real RKE2 would exit on: it is logged,
@@ -33,6 +36,8 @@ func reject(format string, args ...any) error {
 }
 
 const usage = `usage: rke2 server|agent [--config FILE]
+       rke2 server --cluster-reset [--cluster-reset-restore-path=SNAPSHOT] [--config FILE]
+       rke2 etcd-snapshot save [--config FILE]
        rke2 --version
 (rke2sim: a test stand-in for the rke2 binary)
 `
@@ -52,29 +57,48 @@ func Main(ctx context.Context, o Options) int {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if len(o.Args) > 0 && o.Args[0] == outliveCommand {
+		return runOutlive(o.Args[1:])
+	}
 	set, err := LoadSettings(o.Getenv)
 	if err != nil {
 		fmt.Fprintln(o.Stderr, "rke2sim:", err)
 		return 2
 	}
+	set.Executable = o.Executable
 	if len(o.Args) == 0 {
 		fmt.Fprint(o.Stderr, usage)
 		return 2
 	}
 	switch o.Args[0] {
 	case "--version", "-v", "version":
-		fmt.Fprintf(o.Stdout, "rke2 version %s (sim)\ngo version %s\n", set.Version, runtime.Version())
+		fmt.Fprintf(o.Stdout, "rke2 version %s (%s)\ngo version %s\n", set.Version, versionCommit(set.Version), runtime.Version())
 		return 0
 	case "--help", "-h", "help":
 		fmt.Fprint(o.Stdout, usage)
 		return 0
 	case "server", "agent":
+	case "etcd-snapshot":
+		if len(o.Args) < 2 || o.Args[1] != "save" {
+			fmt.Fprintf(o.Stderr, "rke2sim: etcd-snapshot: want the save subcommand\n%s", usage)
+			return 2
+		}
 	default:
 		fmt.Fprintf(o.Stderr, "rke2sim: unknown command %q\n%s", o.Args[0], usage)
 		return 2
 	}
-	role := o.Args[0]
-	configPath, explicit, err := parseFlags(o.Args[1:])
+	role, rest := o.Args[0], o.Args[1:]
+	if role == "etcd-snapshot" {
+		rest = rest[1:]
+	}
+	fl, err := parseFlags(rest)
+	if err == nil && role != "server" && (fl.clusterReset || fl.restorePath != "") {
+		err = errors.New("flag provided but not defined: --cluster-reset")
+	}
+	if err == nil && fl.restorePath != "" && !fl.clusterReset {
+		err = errors.New("--cluster-reset-restore-path needs --cluster-reset")
+	}
+	configPath, explicit := fl.config, fl.explicit
 	if err != nil {
 		fmt.Fprintf(o.Stderr, "rke2sim %s: %v\n%s", role, err, usage)
 		return 2
@@ -91,9 +115,20 @@ func Main(ctx context.Context, o Options) int {
 		log.Error("cannot read config", zap.Error(err))
 		return 1
 	}
+	if v := o.Getenv("RKE2SIM_NODE_PASSWORD_FILE"); v != "" {
+		cfg.NodePasswordFile = v
+	}
 	log.Info("starting", zap.String("version", set.Version), zap.Strings("config", cfg.Files),
 		zap.String("data-dir", cfg.DataDir), zap.String("node-ip", cfg.NodeIP), zap.String("node-name", cfg.NodeName))
-	n := &node{cfg: cfg, set: set, log: log, now: o.Now, notifySocket: o.Getenv("NOTIFY_SOCKET")}
+	n := &node{cfg: cfg, set: set, log: log, now: o.Now, notifySocket: o.Getenv("NOTIFY_SOCKET"),
+		clusterReset: fl.clusterReset, restorePath: fl.restorePath}
+	if role == "etcd-snapshot" {
+		if err := n.snapshotSave(ctx, o.Stdout); err != nil {
+			log.Error("etcd-snapshot save failed", zap.Error(err))
+			return 1
+		}
+		return 0
+	}
 	if refusal != "" {
 		err = reject("%s", refusal)
 	} else if role == "server" {
@@ -156,29 +191,52 @@ func logLevel(getenv func(string) string) string {
 	return "info"
 }
 
-// parseFlags accepts --config FILE, --config=FILE, -c FILE. Any other flag
-// fails, as real rke2 fails on a flag it does not define.
-func parseFlags(args []string) (path string, explicit bool, err error) {
-	path = DefaultConfigPath
+// cliFlags are the flags the sim defines.
+type cliFlags struct {
+	config       string
+	explicit     bool
+	clusterReset bool
+	restorePath  string
+}
+
+// parseFlags accepts --config FILE, --config=FILE, -c FILE, --cluster-reset
+// and --cluster-reset-restore-path[=]SNAPSHOT. Any other flag fails, as real
+// rke2 fails on a flag it does not define.
+func parseFlags(args []string) (cliFlags, error) {
+	f := cliFlags{config: DefaultConfigPath}
+	value := func(i *int, name string) (string, error) {
+		if *i+1 >= len(args) {
+			return "", fmt.Errorf("flag needs an argument: %s", name)
+		}
+		*i++
+		return args[*i], nil
+	}
 	for i := 0; i < len(args); i++ {
 		a := args[i]
+		var err error
 		switch {
 		case a == "--config" || a == "-c":
-			if i+1 >= len(args) {
-				return "", false, fmt.Errorf("flag needs an argument: %s", a)
-			}
-			path, explicit = args[i+1], true
-			i++
+			f.config, err = value(&i, a)
+			f.explicit = true
 		case strings.HasPrefix(a, "--config="):
-			path, explicit = strings.TrimPrefix(a, "--config="), true
+			f.config, f.explicit = strings.TrimPrefix(a, "--config="), true
+		case a == "--cluster-reset":
+			f.clusterReset = true
+		case a == "--cluster-reset-restore-path":
+			f.restorePath, err = value(&i, a)
+		case strings.HasPrefix(a, "--cluster-reset-restore-path="):
+			f.restorePath = strings.TrimPrefix(a, "--cluster-reset-restore-path=")
 		default:
-			return "", false, fmt.Errorf("flag provided but not defined: %s", a)
+			return cliFlags{}, fmt.Errorf("flag provided but not defined: %s", a)
+		}
+		if err != nil {
+			return cliFlags{}, err
 		}
 	}
-	if path == "" {
-		return "", false, errors.New("--config: empty path")
+	if f.config == "" {
+		return cliFlags{}, errors.New("--config: empty path")
 	}
-	return path, explicit, nil
+	return f, nil
 }
 
 // recordRejection appends to state.json's rejections (they survive restarts).

@@ -1,16 +1,25 @@
 #!/bin/sh
-# make-artifacts.sh BIN OUTDIR: an airgap artifact folder in RKE2's layout
-# with BIN (rke2sim) as bin/rke2, plus install.sh, rke2sim's stand-in for the
-# install script. RKE2SIM_VERSION, when set, becomes what `rke2 --version`
-# prints (share/rke2/sim-version).
+# make-artifacts.sh BIN OUTDIR [VERSION]: an airgap artifact folder in
+# RKE2's layout with BIN (rke2sim) as bin/rke2, plus install.sh, rke2sim's
+# stand-in for the install script. VERSION (else RKE2SIM_VERSION), when
+# given, becomes what `rke2 --version` prints (share/rke2/sim-version); it
+# must look like RKE2's, v1.MINOR.PATCH+rke2rN. Artifacts of two versions
+# sit side by side in two OUTDIRs.
 set -eu
 
-if [ $# -ne 2 ]; then
-    echo "usage: $0 BIN OUTDIR" >&2
+if [ $# -ne 2 ] && [ $# -ne 3 ]; then
+    echo "usage: $0 BIN OUTDIR [VERSION]" >&2
     exit 2
 fi
 BIN=$1
 OUT=$2
+if [ $# -eq 3 ]; then
+    RKE2SIM_VERSION=$3
+fi
+if [ -n "${RKE2SIM_VERSION:-}" ] && ! printf '%s\n' "${RKE2SIM_VERSION}" | grep -Eq '^v1\.[0-9]+\.[0-9]+\+rke2r[0-9]+$'; then
+    echo "$0: version ${RKE2SIM_VERSION}: want RKE2's form v1.MINOR.PATCH+rke2rN (e.g. v1.36.4+rke2r1)" >&2
+    exit 2
+fi
 HERE=$(cd "$(dirname "$0")" && pwd)
 SRC="${HERE}/artifacts"
 [ -x "${BIN}" ] || { echo "$0: ${BIN}: not an executable" >&2; exit 1; }

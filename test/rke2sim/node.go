@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -41,6 +43,14 @@ type node struct {
 	applied     *appliedStore     // the cluster's auto-deployed objects, as known here
 	// joinedNow: this run joined the cluster (no start delay after it).
 	joinedNow bool
+	// clusterReset (--cluster-reset) and restorePath
+	// (--cluster-reset-restore-path): reset the datastore to one member.
+	clusterReset bool
+	restorePath  string
+	// afterReset: this normal start found reset-flag (and removed it).
+	afterReset bool
+	// rootCtx ends when the process is told to stop.
+	rootCtx context.Context
 
 	// The embedded etcd member (servers only).
 	etcd        *embed.Etcd
@@ -72,6 +82,8 @@ func (n *node) runServer(ctx context.Context) error {
 		n.agentSecret = tok.Secret
 	}
 	switch {
+	case n.clusterReset:
+		return n.resetCluster(ctx)
 	case HasDatastore(n.cfg.DataDir):
 		if err := n.resume(ctx); err != nil {
 			return err
@@ -135,7 +147,7 @@ func (n *node) clusterInit(ctx context.Context) error {
 		return err
 	}
 	if err := n.updateState(func(st *Evidence) {
-		*st = Evidence{Mode: ModeClusterInit, CAHash: ca.Hash(), Rejections: st.Rejections}
+		*st = Evidence{Mode: ModeClusterInit, CAHash: ca.Hash(), Rejections: st.Rejections, Skew: st.Skew, Evictions: st.Evictions}
 	}); err != nil {
 		return err
 	}
@@ -162,6 +174,16 @@ func (n *node) resume(ctx context.Context) error {
 	ds, err := ReadDatastore(n.cfg.DataDir)
 	if err != nil {
 		return err
+	}
+	// A normal start after a reset removes reset-flag, as RKE2 does.
+	if !n.clusterReset {
+		switch err := os.Remove(resetFlagPath(n.cfg.DataDir)); {
+		case err == nil:
+			n.afterReset = true
+			n.log.Info("removed reset-flag: first start after a cluster-reset")
+		case !errors.Is(err, fs.ErrNotExist):
+			return fmt.Errorf("reset-flag: %w", err)
+		}
 	}
 	ca, err := LoadCA(n.cfg.DataDir)
 	if err != nil {
@@ -289,7 +311,7 @@ func (n *node) joinCluster(ctx context.Context) error {
 		return err
 	}
 	if err := n.updateState(func(st *Evidence) {
-		*st = Evidence{Mode: ModeJoin, CAHash: ca.Hash(), JoinedVia: n.cfg.Server, JoinStarted: stamp(started), Rejections: st.Rejections}
+		*st = Evidence{Mode: ModeJoin, CAHash: ca.Hash(), JoinedVia: n.cfg.Server, JoinStarted: stamp(started), Rejections: st.Rejections, Skew: st.Skew, Evictions: st.Evictions}
 	}); err != nil {
 		return err
 	}
@@ -344,8 +366,13 @@ func (n *node) runAgent(ctx context.Context) error {
 		return err
 	}
 	started := n.now()
-	req := joinRequest{Name: n.cfg.NodeName, URL: n.supervisorURL(), Mode: ModeAgent}
-	if _, err := jc.join(ctx, req, n.set.ConnectRetry, n.set.JoinRetry, n.log, n.recordRejection); err != nil {
+	pw, err := nodePassword(n.cfg.NodePasswordFile)
+	if err != nil {
+		return err
+	}
+	req := joinRequest{Name: n.cfg.NodeName, URL: n.supervisorURL(), Mode: ModeAgent, Password: pw, Version: n.set.Version}
+	resp, err := jc.join(ctx, req, n.set.ConnectRetry, n.set.JoinRetry, n.log, n.recordRejection)
+	if err != nil {
 		return err
 	}
 	if err := sleep(ctx, n.set.AgentDelay); err != nil {
@@ -353,7 +380,8 @@ func (n *node) runAgent(ctx context.Context) error {
 	}
 	if err := n.updateState(func(st *Evidence) {
 		*st = Evidence{Mode: ModeAgent, CAHash: jc.caHash, JoinedVia: n.cfg.Server,
-			JoinStarted: stamp(started), JoinFinished: stamp(n.now()), Rejections: st.Rejections}
+			JoinStarted: stamp(started), JoinFinished: stamp(n.now()), Rejections: st.Rejections,
+			Version: n.set.Version, Skew: append(st.Skew, n.agentSkew(resp.ServerVersions)...)}
 	}); err != nil {
 		return err
 	}
@@ -457,8 +485,29 @@ func (n *node) serve(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			serveTLS(ctx, ln, l.h, cert, n.log)
+			serveTLS(ctx, ln, l.h, n.serverTLS(cert), n.log)
 		}()
+	}
+	// RKE2 listens on every address: the kubeconfig and etcd-snapshot use
+	// 127.0.0.1, so a node-ip that is not a loopback address gets a second
+	// listener there.
+	if apiLoopback(n.cfg.NodeIP) {
+		for _, l := range []struct {
+			port int
+			h    http.Handler
+		}{{n.set.SupervisorPort, handlers.supervisor}, {n.set.APIPort, handlers.api}} {
+			addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(l.port))
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				n.log.Warn("cannot listen on 127.0.0.1", zap.String("listen", addr), zap.Error(err))
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				serveTLS(ctx, ln, l.h, n.serverTLS(cert), n.log)
+			}()
+		}
 	}
 	n.log.Info("serving", zap.String("supervisor", n.supervisorURL()), zap.Strings("sans", servingSANs(n.cfg.NodeIP, n.cfg.TLSSAN)))
 	wg.Add(1)
@@ -484,20 +533,45 @@ func (n *node) serve(ctx context.Context) error {
 			return nil
 		}
 	}
+	skew := n.skewRecords(serverSkew(n.cfg.NodeName, n.set.Version, n.serverVersions(ctx)))
+	if err := n.updateState(func(st *Evidence) {
+		st.Version = n.set.Version
+		st.Skew = append(st.Skew, skew...)
+	}); err != nil {
+		return err
+	}
+	// After a reset RKE2 deletes this node's password secret first.
+	if n.afterReset {
+		if err := n.kv().del(ctx, secretsPrefix+passwordSecretName(n.cfg.NodeName)); err != nil {
+			n.log.Warn("cannot delete the node-password secret after a reset", zap.Error(err))
+		}
+	}
+	// RKE2's agent side: the node password, then the Node.
+	if err := n.registerSelf(ctx); err != nil {
+		return nil
+	}
 	if err := n.writeKubeconfig(); err != nil {
 		return err
 	}
 	n.ready.Store(true)
 	n.log.Info("ready")
 	n.notifyReady()
+	n.rootCtx = ctx
+	n.takeBackVIP()
 	vip := &vipStandIn{n: n, handlers: handlers, cert: cert, applied: applied}
 	vip.run(ctx)
 	return nil
 }
 
 // writeKubeconfig writes the admin kubeconfig as RKE2 does once the
-// apiserver is up (the credentials here are placeholders: there is no API).
+// apiserver is up: server https://127.0.0.1:<API port>, the cluster CA, and
+// a system:admin client certificate in group system:masters.
 func (n *node) writeKubeconfig() error {
+	certPEM, keyPEM, err := n.ca.ClientCert("system:admin", []string{"system:masters"}, n.now())
+	if err != nil {
+		return err
+	}
+	b64 := base64.StdEncoding.EncodeToString
 	kc := fmt.Sprintf(`apiVersion: v1
 kind: Config
 clusters:
@@ -514,9 +588,10 @@ current-context: default
 preferences: {}
 users:
 - user:
-    token: rke2sim-has-no-kubernetes-api
+    client-certificate-data: %s
+    client-key-data: %s
   name: default
-`, base64.StdEncoding.EncodeToString(n.ca.CertPEM), n.set.APIPort)
+`, b64(n.ca.CertPEM), n.set.APIPort, b64(certPEM), b64(keyPEM))
 	if err := writeFileAtomic(n.cfg.Kubeconfig, []byte(kc), n.cfg.KubeconfigMode); err != nil {
 		return fmt.Errorf("write-kubeconfig: %w", err)
 	}

@@ -37,6 +37,11 @@ type Settings struct {
 	JoinRetry       time.Duration // RKE2SIM_JOIN_RETRY: after a refusal k3s retries (1s, as k3s)
 	// CABundle (RKE2SIM_CA=bundle): a root and an intermediate on /cacerts.
 	CABundle bool
+	// KubeVIPOutlives (RKE2SIM_KUBEVIP_OUTLIVES=1): kube-vip keeps the VIP
+	// after its server stops.
+	KubeVIPOutlives bool
+	// Executable runs the outliving kube-vip (Options.Executable).
+	Executable string
 }
 
 // LoadSettings reads the RKE2SIM_* variables through getenv; a malformed
@@ -114,6 +119,15 @@ func LoadSettings(getenv func(string) string) (Settings, error) {
 	default:
 		if err == nil {
 			err = fmt.Errorf("RKE2SIM_CA=%q: want bundle or nothing", v)
+		}
+	}
+	switch v := getenv("RKE2SIM_KUBEVIP_OUTLIVES"); v {
+	case "", "0":
+	case "1":
+		s.KubeVIPOutlives = true
+	default:
+		if err == nil {
+			err = fmt.Errorf("RKE2SIM_KUBEVIP_OUTLIVES=%q: want 1 or 0", v)
 		}
 	}
 	s.Version = versionString(getenv)

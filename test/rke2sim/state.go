@@ -34,6 +34,21 @@ type Evidence struct {
 	JoinFinished string      `json:"join_finished"`
 	Rejections   []Rejection `json:"rejections"`
 	Etcd         EtcdState   `json:"etcd"`
+	// Version is the RKE2 version this sim runs (RKE2SIM_VERSION).
+	Version string `json:"version"`
+	// Skew lists version-skew violations RKE2 lets through (it refuses none).
+	Skew []Rejection `json:"skew"`
+	// Removed: when and why this server's etcd member was removed from the
+	// cluster (its Node deleted): it serves its member no more.
+	Removed   string     `json:"removed"`
+	Evictions []Eviction `json:"evictions"`
+}
+
+// Eviction is one pod eviction the Kubernetes API received.
+type Eviction struct {
+	At        string `json:"at"`
+	Namespace string `json:"namespace"`
+	Pod       string `json:"pod"`
 }
 
 // StatePath is where state.json lives under a data-dir.
@@ -65,6 +80,12 @@ func WriteState(dataDir string, st Evidence) error {
 	}
 	if st.Etcd.Members == nil {
 		st.Etcd.Members = []EtcdMember{}
+	}
+	if st.Skew == nil {
+		st.Skew = []Rejection{}
+	}
+	if st.Evictions == nil {
+		st.Evictions = []Eviction{}
 	}
 	raw, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {

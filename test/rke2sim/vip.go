@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -134,7 +135,22 @@ func (v *vipStandIn) competeLoopback(ctx context.Context, spec vipSpec, log *zap
 		if err == nil {
 			log.Info("VIP acquired", zap.String("listen", addr))
 			v.n.setVIPHeld(spec.Address.String())
+			var keep *os.File // a copy of the bound socket for the outliving holder
+			if v.n.set.KubeVIPOutlives {
+				if tl, ok := ln.(*net.TCPListener); ok {
+					keep, _ = tl.File()
+				}
+			}
 			v.serveVIP(ctx, spec, ln, log)
+			if keep != nil {
+				if v.n.stoppingProcess() {
+					if fl, err := net.FileListener(keep); err == nil {
+						v.n.outlive("lo", spec.Interface, spec.Address, retry, fl)
+						_ = fl.Close()
+					}
+				}
+				_ = keep.Close()
+			}
 			v.n.setVIPHeld("")
 			log.Info("VIP released")
 			return
@@ -158,12 +174,12 @@ func (v *vipStandIn) serveVIP(ctx context.Context, spec vipSpec, ln net.Listener
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			serveTLS(ctx, apiLn, v.handlers.api, v.cert, log)
+			serveTLS(ctx, apiLn, v.handlers.api, v.n.serverTLS(v.cert), log)
 		}()
 	} else {
 		log.Warn("cannot serve the API port on the VIP", zap.Error(err))
 	}
-	serveTLS(ctx, ln, v.handlers.supervisor, v.cert, log)
+	serveTLS(ctx, ln, v.handlers.supervisor, v.n.serverTLS(v.cert), log)
 	wg.Wait()
 }
 
@@ -202,6 +218,12 @@ func (v *vipStandIn) competeARP(ctx context.Context, spec vipSpec, nw vipNet, lo
 		log.Info("VIP released", zap.String("why", why))
 	}
 	defer func() {
+		if holding && v.n.set.KubeVIPOutlives && v.n.stoppingProcess() {
+			v.n.setVIPHeld("")
+			serveEnd()
+			v.n.outlive("arp", ifname, ip, retry, nil)
+			return
+		}
 		if holding {
 			release("stopping")
 		}

@@ -13,4 +13,10 @@ for unit in rke2-server.service rke2-agent.service; do
         fi
     fi
 done
+# The kube-vip stand-in can outlive a stopped server (RKE2SIM_KUBEVIP_OUTLIVES),
+# as kube-vip's container does; killall stops it as it stops the containers.
+pidfile="${RKE2_DATA_DIR:-/var/lib/rancher/rke2}/sim/kube-vip.pid"
+if [ -f "$pidfile" ] && read -r vpid < "$pidfile" && [ -n "$vpid" ]; then
+    kill "$vpid" 2>/dev/null || true
+fi
 exit 0

@@ -12,7 +12,8 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	code := rke2sim.Main(ctx, rke2sim.Options{Args: os.Args[1:]})
+	exe, _ := os.Executable()
+	code := rke2sim.Main(ctx, rke2sim.Options{Args: os.Args[1:], Executable: exe})
 	stop()
 	os.Exit(code)
 }
