@@ -105,7 +105,7 @@ func (k *kubeClient) node(name string) (int, KubeNode) {
 	return code, kn
 }
 
-func memberNamed(st State, node string) string {
+func memberNamed(st Evidence, node string) string {
 	for _, m := range st.Etcd.Members {
 		if nodeNameOf(m.Name) == node {
 			return m.Name
@@ -114,7 +114,7 @@ func memberNamed(st State, node string) string {
 	return ""
 }
 
-func hasRejection(st State, reason string) bool {
+func hasRejection(st Evidence, reason string) bool {
 	for _, r := range st.Rejections {
 		if r.Reason == reason {
 			return true
