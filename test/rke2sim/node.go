@@ -239,7 +239,23 @@ func (n *node) resume(ctx context.Context) error {
 	}
 	n.log.Info("resuming cluster from datastore", zap.String("ca-hash", ca.Hash()), zap.String("mode", ds.Mode),
 		zap.String("etcd-member", n.etcdName))
-	return nil
+	if ds.Mode != ModeJoin {
+		return nil
+	}
+	// A joiner stopped during its learner phase comes back as a learner:
+	// as on its first start it is ready only once promoted, and only then
+	// is its join finished.
+	if err := n.waitEtcdReady(ctx); err != nil {
+		return err
+	}
+	if err := n.waitVoter(ctx); err != nil {
+		return err
+	}
+	return n.updateState(func(st *Evidence) {
+		if st.JoinStarted != "" && st.JoinFinished == "" {
+			st.JoinFinished = stamp(n.now())
+		}
+	})
 }
 
 func (n *node) writeTokens() error {
