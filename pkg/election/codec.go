@@ -1,6 +1,8 @@
 package election
 
 import (
+	"github.com/rke2-hanode/rke2-hanode/pkg/textcheck"
+
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
@@ -9,7 +11,6 @@ import (
 	"io"
 	"slices"
 	"time"
-	"unicode"
 
 	"github.com/hashicorp/raft"
 
@@ -277,18 +278,8 @@ func (c Command) validate() error {
 	return nil
 }
 
-// checkText bounds names and hashes: printable, at most 253 bytes.
-func checkText(field, v string) error {
-	if len(v) > 253 {
-		return fmt.Errorf("field %s longer than 253 bytes", field)
-	}
-	for _, r := range v {
-		if !unicode.IsPrint(r) || r == unicode.ReplacementChar {
-			return fmt.Errorf("field %s holds a non-printable character", field)
-		}
-	}
-	return nil
-}
+// checkText bounds names and hashes (textcheck.Printable).
+func checkText(field, v string) error { return textcheck.Printable(field, v) }
 
 // snapshotFile is the encoding of an FSM snapshot.
 type snapshotFile struct {

@@ -1,11 +1,12 @@
 package upgrade
 
 import (
+	"github.com/rke2-hanode/rke2-hanode/pkg/textcheck"
+
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
-	"unicode"
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/rke2version"
 )
@@ -140,18 +141,8 @@ func (c Command) Validate() error {
 	return nil
 }
 
-// checkText bounds names and reasons: printable, at most 253 bytes.
-func checkText(field, v string) error {
-	if len(v) > 253 {
-		return fmt.Errorf("field %s longer than 253 bytes", field)
-	}
-	for _, r := range v {
-		if !unicode.IsPrint(r) || r == unicode.ReplacementChar {
-			return fmt.Errorf("field %s holds a non-printable character", field)
-		}
-	}
-	return nil
-}
+// checkText bounds names and reasons (textcheck.Printable).
+func checkText(field, v string) error { return textcheck.Printable(field, v) }
 
 // Clone returns a deep copy.
 func (p Progress) Clone() Progress {
