@@ -128,9 +128,9 @@ func etcdRun(ctx context.Context, members int, settle time.Duration, sim, dir st
 	return out, nil
 }
 
-// refusals counts the member adds etcd refused a joiner ("join refused …
-// unhealthy cluster" in its log; the serving member logs them too, so its
-// own count would double them).
+// refusals counts the member adds etcd refused a joiner (its "join refused,
+// retrying" lines with "unhealthy cluster"; the serving member logs each
+// refusal too, in other words, and is not counted).
 func refusals(logPath string) int {
 	raw, err := os.ReadFile(logPath)
 	if err != nil {
@@ -138,7 +138,7 @@ func refusals(logPath string) int {
 	}
 	n := 0
 	for _, line := range strings.Split(string(raw), "\n") {
-		if strings.Contains(line, "join refused") && strings.Contains(line, "unhealthy cluster") {
+		if strings.Contains(line, "join refused, retrying") && strings.Contains(line, "unhealthy cluster") {
 			n++
 		}
 	}
