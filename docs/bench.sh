@@ -44,6 +44,8 @@ step gossip-bench sh -c "go test -run '^\$' -bench 'Cluster/members=(10|100)\$' 
 step footprint "$B" footprint -members 50 -window 1m \
 	-work "$work/hosts" -out "$work/footprint.json"
 step vipwait "$B" vipwait -agents 200 -up 10s,60s -out "$work/vipwait.json"
+step etcd "$B" etcd -members 3 -runs 3 -settle 10s \
+	-work "$work/hosts" -out "$work/etcd.json"
 
 "$B" report -dir "$work" -out docs/BENCHMARKS.md
 log "wrote docs/BENCHMARKS.md"

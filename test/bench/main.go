@@ -1,12 +1,13 @@
 // Command bench measures rke2-hanode: time-to-cluster against the critical
 // path on a loopback cluster with rke2sim, gossip and election at scale, one
-// daemon's footprint, and many agents waiting for the VIP. docs/bench.sh
-// runs every part and writes docs/BENCHMARKS.md with the report command.
+// daemon's footprint, many agents waiting for the VIP, and rke2sim's own
+// cost on real etcd. docs/bench.sh runs every part and writes docs/BENCHMARKS.md with the report command.
 //
 //	bench ttc -servers 3 -agents 20 -out ttc-3-20.json
 //	bench scale -members 10,100,500 -out scale.json
 //	bench footprint -members 50 -out footprint.json
 //	bench vipwait -agents 200 -out vipwait.json
+//	bench etcd -members 3 -runs 3 -out etcd.json
 //	bench report -dir RESULTS -out docs/BENCHMARKS.md
 package main
 
@@ -26,7 +27,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: bench ttc|scale|footprint|vipwait|report [flags]")
+		fmt.Fprintln(os.Stderr, "usage: bench ttc|scale|footprint|vipwait|etcd|report [flags]")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -63,7 +64,7 @@ func run(ctx context.Context, cmd string, args []string) error {
 		fs.StringVar(&o.Base, "base", "127.91.0.11", "first host address")
 		fs.DurationVar(&o.Install, "install", 2*time.Second, "I: the install script's duration")
 		fs.DurationVar(&o.Start, "start", 4*time.Second, "S: the bootstrap server's start")
-		fs.DurationVar(&o.Join, "join", 2*time.Second, "J: a server's join")
+		fs.DurationVar(&o.Join, "join", 5*time.Second, "J: a server's join (RKE2SIM_JOIN_DELAY; etcd refuses a member add until every voter has been connected for 5 s, so a J below 5 s would not be what the joins take)")
 		fs.DurationVar(&o.Agent, "agent", 2*time.Second, "A: an agent's start")
 		fs.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "give up after")
 		fs.Parse(args)
@@ -119,6 +120,23 @@ func run(ctx context.Context, cmd string, args []string) error {
 			return err
 		}
 		if result, err = runFootprint(ctx, *members, *window, daemon, sim, filepath.Join(dir, "footprint"), progress); err != nil {
+			return err
+		}
+	case "etcd":
+		members := fs.Int("members", 3, "rke2sim servers, started one after the other")
+		runs := fs.Int("runs", 3, "repeat the whole start this often")
+		settle := fs.Duration("settle", 10*time.Second, "after the last member is ready, wait this long before reading RSS")
+		fs.Parse(args)
+		dir, done, err := withWork()
+		if err != nil {
+			return err
+		}
+		defer done()
+		_, sim, err := binaries(*bin)
+		if err != nil {
+			return err
+		}
+		if result, err = runEtcd(ctx, *members, *runs, *settle, sim, filepath.Join(dir, "etcd"), progress); err != nil {
 			return err
 		}
 	case "vipwait":

@@ -50,6 +50,10 @@ type ttcResult struct {
 	SlotGaps []float64 // per joiner: previous server ready → this joiner starting
 	VIPGap   float64   // bootstrap: RKE2 active (waiting-vip) → ready
 	Stalls   stalls
+	// JoinRefusals counts the member adds etcd refused a joining server
+	// ("unhealthy cluster": a voter connected for less than 5 s), from
+	// every log under the run's folder.
+	JoinRefusals int
 }
 
 type phaseRow struct {
@@ -66,6 +70,9 @@ func runTTC(ctx context.Context, o ttcOptions, progress func(string, ...any)) (*
 		// ready; a short poll keeps the sim's own latencies off the chain.
 		"RKE2SIM_MANIFEST_POLL=200ms",
 		"RKE2SIM_CONNECT_RETRY=250ms",
+		// The leader promotes a learner once it has been one for J; a
+		// refused promotion is retried this soon, not after the default 2 s.
+		"RKE2SIM_PROMOTE_INTERVAL=250ms",
 		"RKE2SIM_LOG_LEVEL=warn",
 	}
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
@@ -207,8 +214,21 @@ func runTTC(ctx context.Context, o ttcOptions, progress func(string, ...any)) (*
 		logs[""] = filepath.Join(o.Dir, "daemons.log")
 	}
 	r.Stalls = readStalls(logs)
+	r.JoinRefusals = countJoinRefusals(o.Dir)
 	progress("  measured %.2fs; critical path %.2fs; runbook %.0fs", r.Measured, r.CriticalDAG, r.Runbook)
 	return r, nil
+}
+
+func countJoinRefusals(dir string) int {
+	n := 0
+	_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".log") {
+			return nil
+		}
+		n += refusals(path)
+		return nil
+	})
+	return n
 }
 
 func mode(inProcess bool) string {
