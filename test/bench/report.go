@@ -472,7 +472,7 @@ func writeFindings(p func(string, ...any), in reportInput) {
 		}
 		for _, ph := range r.Phases {
 			if ph.Host == r.Bootstrap && ph.Phase == "installing" && ph.At > 0.5 {
-				etcdRule += fmt.Sprintf(" The bootstrap entered `installing` %.2f s after the first start (preflight, then opening gossip), before any simulated delay; I does not count that time. Most of it is the keys: each daemon stretches its token once with argon2id (64 MiB, 2 passes, about 0.13 s on one core, pkg/keys BenchmarkGuess) before deriving the gossip and raft keys, and here every host's daemon does so at the same moment on two cores; on real hosts each pays its own 0.13 s. In-process daemons share one cache, which is why the 5+100 run does not show it.", ph.At)
+				etcdRule += fmt.Sprintf(" The bootstrap entered `installing` %.2f s after the first start (preflight, then opening gossip), before any simulated delay; I does not count that time. By estimate most of it is the keys (23 daemons × 0.13 s of one core on two cores is about 1.5 s): each daemon stretches its token once with argon2id (64 MiB, 2 passes, about 0.13 s on one core, pkg/keys BenchmarkGuess) before deriving the gossip and raft keys, and here every host's daemon does so at the same moment on two cores; on real hosts each pays its own 0.13 s. In-process daemons share one cache, which is why the 5+100 run does not show it.", ph.At)
 			}
 		}
 		note("%d+%d: %.1f s over the critical path (goal ≤ %.1f s).%s The bootstrap spent %.2f s between RKE2 active and `ready` (a local probe, the VIP probe, the cluster-ready commit); the hand-overs from one server's `ready` to the next joiner's `starting` were %s (the holder gossips Ready, the leader commits joined and the next grant, the joiner learns it from raft). "+
