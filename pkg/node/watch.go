@@ -66,6 +66,7 @@ func (n *Node) probeVIP(ctx context.Context) {
 	defer cancel()
 	r := n.prober.Probe(pctx, n.cfg.VIP, ca)
 	n.setVIPReachable(r.Reachable)
+	n.vipResult(r.Err, r.Reachable)
 	if !r.Reachable {
 		n.log.Debug("VIP probe", zap.Error(r.Err))
 		return
