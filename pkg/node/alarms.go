@@ -2,11 +2,14 @@ package node
 
 import (
 	"errors"
+	"os"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/rke2-hanode/rke2-hanode/pkg/cahash"
+	"github.com/rke2-hanode/rke2-hanode/pkg/installer"
 	"github.com/rke2-hanode/rke2-hanode/pkg/status"
 	"github.com/rke2-hanode/rke2-hanode/pkg/vip"
 )
@@ -20,9 +23,10 @@ type alarms struct {
 	vipMismatch      prometheus.Gauge
 	caMismatch       prometheus.Gauge
 
-	mu  sync.Mutex
-	vip *status.CAMismatch
-	ca  *status.CAMismatch
+	mu       sync.Mutex
+	vip      *status.CAMismatch
+	ca       *status.CAMismatch
+	caUnread bool // the server CA on disk was unreadable at the last check (logged once)
 }
 
 func newAlarms(reg prometheus.Registerer) (*alarms, error) {
@@ -123,5 +127,55 @@ func (n *Node) alarmStatus(c *status.Cluster) {
 	if a.ca != nil {
 		v := *a.ca
 		c.CAMismatch = &v
+	}
+}
+
+// checkCommittedCA compares, on the bootstrap server, the CA hash raft
+// committed with cluster ready against the server CA RKE2 keeps on this
+// disk (<rke2-data-dir>/server/tls/server-ca.crt, what /cacerts serves). A
+// difference means the cluster pinned a CA this server does not serve:
+// every joiner would refuse it. It raises the alarm; it does not stop.
+func (n *Node) checkCommittedCA(committed string) {
+	a := n.alarm
+	if a == nil || committed == "" {
+		return
+	}
+	path := installer.ServerCAPath(n.cfg.RKE2DataDir)
+	bundle, err := os.ReadFile(path)
+	var onDisk string
+	if err == nil {
+		onDisk, err = cahash.Of(bundle)
+	}
+	a.mu.Lock()
+	if err != nil {
+		first := !a.caUnread
+		a.caUnread = true
+		a.mu.Unlock()
+		if first {
+			n.log.Warn("server CA on disk not readable: the committed cluster CA is not checked against it", zap.String("path", path), zap.Error(err))
+		}
+		return
+	}
+	a.caUnread = false
+	was := a.ca
+	if onDisk == committed {
+		a.ca = nil
+	} else if was == nil || was.Seen != onDisk || was.Expected != committed {
+		a.ca = &status.CAMismatch{Seen: onDisk, Expected: committed, Since: n.clk.Now()}
+	}
+	now := a.ca
+	a.mu.Unlock()
+	switch {
+	case now == nil:
+		a.caMismatch.Set(0)
+		if was != nil {
+			n.log.Info("committed cluster CA matches the server CA on disk again", zap.String("ca_hash", committed))
+		}
+	default:
+		a.caMismatch.Set(1)
+		if now != was {
+			n.log.Error("the committed cluster CA is not the server CA on this disk: joiners would pin a CA this server does not serve",
+				zap.String("committed_ca_hash", committed), zap.String("disk_ca_hash", onDisk), zap.String("path", path))
+		}
 	}
 }

@@ -2,16 +2,28 @@ package node
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/rke2-hanode/rke2-hanode/pkg/cahash"
 	"github.com/rke2-hanode/rke2-hanode/pkg/config"
+	"github.com/rke2-hanode/rke2-hanode/pkg/installer"
 	"github.com/rke2-hanode/rke2-hanode/pkg/status"
 	"github.com/rke2-hanode/rke2-hanode/pkg/vip"
 )
@@ -85,4 +97,68 @@ func TestVIPSquatterIsRetriedWithAnAlarm(t *testing.T) {
 	if len(alarmsLogged) != 1 || !strings.Contains(alarmsLogged[0].ContextMap()["vip_holder"].(string), "squatter-host") {
 		t.Errorf("alarm log lines = %v, want one naming the holder", alarmsLogged)
 	}
+}
+
+// The bootstrap server raises an alarm when the committed cluster CA is not
+// the server CA on its disk, and clears it when they agree.
+func TestCommittedCAComparedWithTheServerCAOnDisk(t *testing.T) {
+	dataDir := t.TempDir()
+	path := installer.ServerCAPath(dataDir)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bundle := []byte(testCAPEM(t))
+	if err := os.WriteFile(path, bundle, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	onDisk, err := cahash.Of(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	al, err := newAlarms(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	tr, _, _ := newTestTracker(t)
+	n := &Node{cfg: &config.Config{NodeName: "boot", VIP: "192.0.2.10", RKE2DataDir: dataDir}, t: tr, log: zap.New(core), clk: newStepClock(), alarm: al}
+	forged := strings.Repeat("ab", 32)
+
+	n.checkCommittedCA(forged)
+	n.checkCommittedCA(forged)
+	if got := testutil.ToFloat64(al.caMismatch); got != 1 {
+		t.Errorf("rke2_hanode_ca_mismatch = %v with a committed CA not on disk, want 1", got)
+	}
+	a := n.Status().Cluster.CAMismatch
+	if a == nil || a.Seen != onDisk || a.Expected != forged {
+		t.Errorf("status ca_mismatch = %+v, want disk %s against committed %s", a, onDisk, forged)
+	}
+	if l := logs.FilterMessageSnippet("not the server CA on this disk").Len(); l != 1 {
+		t.Errorf("%d alarm log lines, want 1", l)
+	}
+
+	n.checkCommittedCA(onDisk)
+	if got := testutil.ToFloat64(al.caMismatch); got != 0 {
+		t.Errorf("rke2_hanode_ca_mismatch = %v with the committed CA on disk, want 0", got)
+	}
+	if a := n.Status().Cluster.CAMismatch; a != nil {
+		t.Errorf("status ca_mismatch = %+v once they agree", a)
+	}
+}
+
+// testCAPEM is a fresh self-signed CA in PEM, as server-ca.crt holds one.
+func testCAPEM(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "rke2-server-ca"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
