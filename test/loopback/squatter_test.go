@@ -97,13 +97,6 @@ func TestVIPSquatterDelaysButNeverStops(t *testing.T) {
 	if m := scrape(t, alarmed); !strings.Contains(m, "rke2_hanode_vip_ca_mismatch 1") || strings.Contains(m, "rke2_hanode_vip_ca_mismatch_total 0\n") {
 		t.Errorf("%s: the VIP CA alarm is not in its metrics", alarmed.Name)
 	}
-	// Nobody has stopped for good while the squatter holds the VIP.
-	for _, r := range c.Snapshot(ctx) {
-		if r.Status.Node.Phase == status.PhaseFailed && strings.Contains(r.Status.Node.Error, "permanent") {
-			t.Errorf("%s stopped for good: %s", r.Node.Name, r.Status.Node.Error)
-		}
-	}
-
 	stop()
 	stopped = true
 	rows := waitReady(t, c, 3*time.Minute)
