@@ -12,6 +12,8 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -104,6 +106,66 @@ func TestVIPSquatterDelaysButNeverStops(t *testing.T) {
 		if r.Status.Cluster.VIPCAMismatch != nil {
 			t.Errorf("%s still shows the VIP CA alarm after the squatter left: %+v", r.Node.Name, r.Status.Cluster.VIPCAMismatch)
 		}
+		// The bootstrap server's disk holds the committed CA: no false alarm.
+		if r.Status.Cluster.CAMismatch != nil {
+			t.Errorf("%s: committed CA not the one on disk: %+v", r.Node.Name, r.Status.Cluster.CAMismatch)
+		}
 	}
 	checkCluster(t, c, false)
+}
+
+// The bootstrap server compares the committed cluster CA with the server CA
+// on its disk: a CA swapped on disk after the commit raises the alarm
+// (status and metric), and putting the CA back clears it.
+func TestBootstrapAlarmsOnACommittedCANotOnDisk(t *testing.T) {
+	c := newCluster(t, "127.86.0.11", 1, 0)
+	if err := c.StartAll(); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, c, 2*time.Minute)
+	boot := c.Nodes[0]
+	path := filepath.Join(boot.RKE2DataDir, "server", "tls", "server-ca.crt")
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("the bootstrap server's CA: %v", err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(9), Subject: pkix.Name{CommonName: "swapped-ca"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	alarm := func(want bool) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		var st status.Status
+		err := demo.WaitFor(ctx, 500*time.Millisecond, func() bool {
+			s, err := boot.Status(ctx)
+			st = s
+			return err == nil && (s.Cluster.CAMismatch != nil) == want
+		})
+		if err != nil {
+			t.Fatalf("alarm shown = %v, want %v (status ca_mismatch %+v)", st.Cluster.CAMismatch != nil, want, st.Cluster.CAMismatch)
+		}
+		if m, v := scrape(t, boot), map[bool]string{true: "1", false: "0"}[want]; !strings.Contains(m, "rke2_hanode_ca_mismatch "+v+"\n") {
+			t.Errorf("rke2_hanode_ca_mismatch is not %s", v)
+		}
+		if want && (st.Cluster.CAMismatch.Seen == st.Cluster.CAMismatch.Expected || st.Cluster.CAMismatch.Expected != st.Cluster.CAHash) {
+			t.Errorf("alarm %+v does not set the disk's CA against the committed %s", st.Cluster.CAMismatch, st.Cluster.CAHash)
+		}
+	}
+	alarm(true)
+	if err := os.WriteFile(path, orig, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	alarm(false)
 }
