@@ -162,6 +162,10 @@ type Config struct {
 
 	Membership Membership // required
 	Publisher  Publisher  // required
+	// FetchCA fetches the CA hash a server serves at its own address: the
+	// leader commits cluster ready only with a hash it saw served there.
+	// nil: nothing is ever verified, so cluster ready is never committed.
+	FetchCA CAFetcher
 
 	Logger     *zap.Logger           // nil: no logs
 	Registerer prometheus.Registerer // nil: metrics not registered

@@ -58,7 +58,10 @@
 //	started         bootstrap node           StartedRKE2        leader            started(node)         node is the committed bootstrap node, alive,
 //	                (MarkStarted)                                                                       and advertises StartedRKE2
 //	ready + CA      any server               Ready, CAHash      leader            cluster-ready(VIP,    started; the bootstrap node alive, Ready, with
-//	                (ReportReady)                                                 CA)                   a CA hash; never replaced once committed
+//	                (ReportReady)                                                 CA)                   a CA hash that the leader fetched from
+//	                                                                                                    /cacerts at the bootstrap node's own address
+//	                                                                                                    (Config.FetchCA, not the VIP); never replaced
+//	                                                                                                    once committed
 //	slot request    joiner                   WantJoinSlot       leader            grant(node, lease)    cluster ready; no slot out; the lowest-named
 //	                (AcquireJoinSlot)                                                                   alive server of this cluster, not the bootstrap
 //	                                                                                                    node, not joined, that wants the slot (or is
@@ -179,11 +182,13 @@
 // by up to a few seconds and inconsistent with each other, commands
 // applied late or lost, leaders changing, clocks skewed by less than
 // SlotGrace. It checks, against the true history: never two slot holders;
-// started committed once; cluster ready never replaced; a join recorded
+// started committed once; cluster ready never replaced and carrying the CA
+// the bootstrap node serves, even when gossip claims another; a join recorded
 // only after that server reported ready with the committed CA; the slot
 // handed on only after the holder's ready or its lease's end by the
-// holder's clock. It finds each of three weakened rules unsafe (freeing a
-// dead holder's slot early, joining on any CA, freeing without SlotGrace).
+// holder's clock. It finds each of four weakened rules unsafe (freeing a
+// dead holder's slot early, joining on any CA, freeing without SlotGrace,
+// committing a claimed CA that no fetch confirmed).
 //
 // modelcheck_test.go explores formationStep alone under arbitrarily stale
 // gossip views, arrivals, deaths and returns, and finds the lock-free rule

@@ -192,7 +192,7 @@ func TestSingleServerOnDisk(t *testing.T) {
 	newElection := func(reg prometheus.Registerer) *Election {
 		e, err := Open(Config{NodeName: "solo", ClusterName: "c", ExpectServers: 1, VIP: "192.0.2.1", Token: "t",
 			BindAddr: "127.0.0.1", AdvertiseAddr: "127.0.0.1", RaftPort: port, DataDir: dir,
-			Membership: m, Publisher: m, Timing: simTiming(), Registerer: reg})
+			Membership: m, Publisher: m, Timing: simTiming(), Registerer: reg, FetchCA: serves("sha256:ca")})
 		if err != nil {
 			t.Fatal(err)
 		}

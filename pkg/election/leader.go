@@ -21,6 +21,11 @@ type leaderSelf struct {
 	VIP     string // committed with cluster ready
 	// Membership: the membership duties (membership_leader.go); nil: off.
 	Membership *MembershipDuties
+	// VerifiedCA: the CA hash each server was seen serving on /cacerts at
+	// its own advertise address, as the shell last fetched it (server →
+	// hash). Cluster ready commits a CA hash only when it is here for the
+	// bootstrap node: what gossip claims alone is never committed.
+	VerifiedCA map[string]string
 }
 
 // leaderBook is the leader's bookkeeping between steps, passed in and out
@@ -154,7 +159,7 @@ func nextCommand(st ClusterState, peers []Peer, alive func(string) (Peer, bool),
 		}
 		return Command{}, false
 	case st.ClusterReady == nil:
-		if p, ok := alive(st.Bootstrap); ok && p.Ready && p.CAHash != "" {
+		if p, ok := alive(st.Bootstrap); ok && p.Ready && p.CAHash != "" && self.VerifiedCA[p.Name] == p.CAHash {
 			return Command{Op: opReady, VIP: self.VIP, CAHash: p.CAHash, At: at}, true
 		}
 		return Command{}, false

@@ -176,8 +176,11 @@ func (m *leaderModel) churn() {
 	case 4, 5:
 		r := m.rng.IntN(3) > 0
 		ca := s.ca
-		if m.rng.IntN(6) == 0 {
+		switch m.rng.IntN(8) {
+		case 0:
 			ca = "" // ready, CA not known
+		case 1:
+			ca = "evil" // claims a CA it does not serve (a forged advertisement)
 		}
 		s.set(m.now, func(p *Peer) { p.Ready, p.CAHash = r, ca })
 		m.logf("%s reports ready=%v ca=%q", s.name, r, ca)
@@ -234,7 +237,15 @@ func (m *leaderModel) lead() error {
 	if m.books[m.leader] == nil {
 		m.books[m.leader] = newLeaderBook()
 	}
-	self := leaderSelf{Name: m.leader, Cluster: "c", VIP: "192.0.2.1"}
+	// The shell's fetches: the CA each server really serves at its own
+	// address, for those fetched so far (a fetch may not have finished).
+	verified := map[string]string{}
+	for _, s := range m.servers {
+		if m.rng.IntN(4) > 0 {
+			verified[s.name] = s.ca
+		}
+	}
+	self := leaderSelf{Name: m.leader, Cluster: "c", VIP: "192.0.2.1", VerifiedCA: verified}
 	peers := m.view()
 	acts := m.decide(m.st.clone(), peers, self, m.voters, m.now.Add(l.skew), m.t, m.books[m.leader])
 	for _, a := range acts {
@@ -302,6 +313,9 @@ func (m *leaderModel) commit() error {
 	case opReady:
 		if !asked(prev.Bootstrap, func(p Peer) bool { return p.Ready && p.CAHash == c.CAHash }) {
 			return fmt.Errorf("cluster ready with CA %q: bootstrap node %s never reported ready with it", c.CAHash, prev.Bootstrap)
+		}
+		if served := m.byName[prev.Bootstrap].ca; c.CAHash != served {
+			return fmt.Errorf("cluster ready with CA %q, which bootstrap node %s claimed but does not serve (it serves %q)", c.CAHash, prev.Bootstrap, served)
 		}
 	case opGrant:
 		// The FSM holds one slot: a second holder could only come from
@@ -432,6 +446,16 @@ func decideAnyCA(st ClusterState, peers []Peer, self leaderSelf, voters map[stri
 	return decide(st, peers, self, voters, now, t, book)
 }
 
+// decideTrustsClaim commits the CA hash the bootstrap node claims in
+// gossip, without the fetch from its own address confirming it.
+func decideTrustsClaim(st ClusterState, peers []Peer, self leaderSelf, voters map[string]string, now time.Time, t Timing, book *leaderBook) []action {
+	self.VerifiedCA = map[string]string{}
+	for _, p := range peers {
+		self.VerifiedCA[p.Name] = p.CAHash
+	}
+	return decide(st, peers, self, voters, now, t, book)
+}
+
 // decideNoGrace frees an expired slot at once, not SlotGrace later: a holder
 // whose clock is behind the leader's still uses it.
 func decideNoGrace(st ClusterState, peers []Peer, self leaderSelf, voters map[string]string, now time.Time, t Timing, book *leaderBook) []action {
@@ -444,6 +468,7 @@ func TestLeaderModelCheckFindsMutants(t *testing.T) {
 		"frees a dead holder's slot early": decideFreesDeadHolder,
 		"joins on any CA":                  decideAnyCA,
 		"frees without grace":              decideNoGrace,
+		"commits a claimed CA unverified":  decideTrustsClaim,
 	} {
 		seed, err := leaderModelCheck(d, 2000, 400)
 		if err == nil {

@@ -126,7 +126,7 @@ func (e *Election) Run(ctx context.Context) (err error) {
 
 	tick := time.NewTicker(t.Tick)
 	defer tick.Stop()
-	l := loop{e: e, r: r, tick: tick, book: newLeaderBook()}
+	l := loop{e: e, r: r, tick: tick, book: newLeaderBook(), ca: newCAVerifier(e.cfg.FetchCA, e.log, e.changed)}
 	changes := e.cfg.Membership.Changes()
 	for {
 		l.step(ctx)

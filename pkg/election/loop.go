@@ -24,6 +24,7 @@ type loop struct {
 
 	leaderReady bool        // a barrier passed since this term's leadership began
 	book        *leaderBook // decide's bookkeeping
+	ca          *caVerifier // fetches the bootstrap node's CA for decide
 
 	lastState, lastLeader string
 
@@ -177,8 +178,16 @@ func (l *loop) lead(ctx context.Context, servers []Peer) {
 	if ctx.Err() != nil {
 		return
 	}
-	self := leaderSelf{Name: e.cfg.NodeName, Cluster: e.cfg.ClusterName, VIP: e.cfg.VIP, Membership: e.cfg.Duties}
-	for _, a := range decide(e.fsm.get(), servers, self, l.voters(), e.cfg.Clock.Now(), e.cfg.Timing, l.book) {
+	st := e.fsm.get()
+	if st.Started && st.ClusterReady == nil {
+		for _, p := range servers {
+			if p.Name == st.Bootstrap && p.Ready {
+				l.ca.want(ctx, p, e.cfg.Clock.Now())
+			}
+		}
+	}
+	self := leaderSelf{Name: e.cfg.NodeName, Cluster: e.cfg.ClusterName, VIP: e.cfg.VIP, Membership: e.cfg.Duties, VerifiedCA: l.ca.snapshot()}
+	for _, a := range decide(st, servers, self, l.voters(), e.cfg.Clock.Now(), e.cfg.Timing, l.book) {
 		switch a.Kind {
 		case actAddVoter:
 			l.addVoter(a.Name, a.Addr)

@@ -110,7 +110,7 @@ func TestJoinNeedsTheClusterCA(t *testing.T) {
 		g.mu.Unlock()
 		store := raft.NewInmemStore()
 		e, err := Open(Config{NodeName: name, ClusterName: "c", ExpectServers: 1, VIP: "192.0.2.1",
-			Membership: v, Publisher: v, Timing: simTiming(), Transport: trans,
+			Membership: v, Publisher: v, Timing: simTiming(), Transport: trans, FetchCA: serves("ca1"),
 			Stores: &Stores{Log: store, Stable: store, Snapshots: raft.NewInmemSnapshotStore()}})
 		if err != nil {
 			t.Fatal(err)

@@ -203,6 +203,18 @@ func (v *simView) Servers() []Peer {
 	return out
 }
 
+// fetchCA is /cacerts at a node's own address: the CA its RKE2 serves,
+// reachable while the node is up.
+func (w *simWorld) fetchCA(ctx context.Context, p Peer) (string, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := w.nodes[p.Name]
+	if n == nil || !n.up || n.caHash == "" {
+		return "", fmt.Errorf("sim: %s serves no CA", p.Name)
+	}
+	return n.caHash, nil
+}
+
 type simPublisher struct {
 	w    *simWorld
 	name string
@@ -262,7 +274,7 @@ func (w *simWorld) start(name string) {
 	cfg := Config{
 		NodeName: name, ClusterName: "sim", ExpectServers: w.expect, VIP: "192.0.2.10",
 		Membership: view, Publisher: &simPublisher{w: w, name: name, inc: inc},
-		Timing: w.timing,
+		Timing: w.timing, FetchCA: w.fetchCA,
 	}
 	var trans *raft.InmemTransport
 	if w.tls {

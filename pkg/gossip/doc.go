@@ -15,7 +15,11 @@
 //   - the membership snapshot (Members), including dead and left members for
 //     a while, a coalescing change signal (Changes, Subscribe), a fast
 //     re-broadcast of local metadata (UpdateMeta) and a graceful leave;
-//   - node-name conflicts between two hosts (NameConflict, Conflicts);
+//   - node-name conflicts between two hosts (NameConflict, Conflicts). Names
+//     are owned: memberlist keeps the host it knew first; a host that finds
+//     its name held as it joins gets NameConflict (it must be renamed), while
+//     the holder only counts and logs the impostor
+//     (rke2_hanode_name_impostor_total) and runs on;
 //   - the metrics rke2_hanode_gossip_members{role,state},
 //     rke2_hanode_gossip_decrypt_failures_total and a few more.
 //

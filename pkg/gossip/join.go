@@ -68,10 +68,14 @@ func (m *Member) joinOnce(ctx context.Context) bool {
 	m.metrics.joinAttempts.Inc()
 	addrs, resolveErrs := m.resolveSeeds(ctx)
 	if len(addrs) == 0 && len(resolveErrs) == 0 {
-		return false // every seed is this member: wait for the others to join us
+		m.establish() // the first of the cluster: nobody held its name before
+		return false  // every seed is this member: wait for the others to join us
 	}
+	m.joining.Add(1)
 	joined, errs := m.joinAll(addrs)
+	m.joining.Add(-1)
 	if joined {
+		m.establish()
 		m.log.Info("joined the gossip cluster", zap.Strings("seeds", addrs), zap.Int("members", m.ml.Load().NumMembers()))
 		return true
 	}

@@ -84,9 +84,17 @@ type Member struct {
 	records   map[string]*record
 	conflicts []Conflict
 	nameErr   error
-	subs      map[int]chan struct{}
-	nextSub   int
-	changes   <-chan struct{}
+	// established: the cluster holds this member under its name (its own
+	// join answered, every seed is itself, or another member reached it
+	// while it was not joining). A conflict on its own name before that
+	// came with the cluster's state as it joined: this host is the
+	// newcomer to a held name. One after it is an impostor's claim.
+	established bool
+	subs        map[int]chan struct{}
+	nextSub     int
+	changes     <-chan struct{}
+
+	joining atomic.Int32 // joins of the seeds in progress (joinOnce)
 
 	lifeMu  sync.Mutex // serialises Open, Run's start, Leave and Close
 	ml      atomic.Pointer[memberlist.Memberlist]
@@ -625,6 +633,9 @@ func (m *Member) observe(n *memberlist.Node, state Liveness) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if n.Name != m.cfg.NodeName && state == StateAlive && m.joining.Load() == 0 {
+		m.established = true
+	}
 	if old, ok := m.records[n.Name]; ok {
 		if old.info.State == state && old.info.Addr == info.Addr && old.info.Port == info.Port && bytes.Equal(old.rawMeta, n.Meta) {
 			return
@@ -672,6 +683,13 @@ func (m *Member) rejected(host string, wrongLabel bool) {
 		zap.Int("suppressed", suppressed))
 }
 
+// establish records that the cluster holds this member under its name.
+func (m *Member) establish() {
+	m.mu.Lock()
+	m.established = true
+	m.mu.Unlock()
+}
+
 func (m *Member) conflict(existing, other *memberlist.Node) {
 	m.metrics.nameConflicts.Inc()
 	c := Conflict{Name: existing.Name, Existing: existing.Address(), Other: other.Address(), At: m.cfg.Clock.Now()}
@@ -688,6 +706,20 @@ func (m *Member) conflict(existing, other *memberlist.Node) {
 		m.conflicts = slices.Delete(m.conflicts, 0, len(m.conflicts)-maxConflicts)
 	}
 	mine := c.Name == m.cfg.NodeName
+	// Names are owned: memberlist keeps the host it knew first and refuses
+	// the other's alive messages. Only a newcomer to a held name (the
+	// conflict arrived with the cluster's state as this host joined)
+	// stops; the holder refuses the impostor and keeps running.
+	if mine && m.established {
+		m.metrics.nameImpostors.Inc()
+		if ok, suppressed := m.warns.allow("impostor " + c.Other); ok {
+			m.log.Error("another host claims this host's node name: refused, this host keeps it",
+				zap.String("name", c.Name), zap.String("holder", c.Existing), zap.String("impostor", c.Other),
+				zap.Int("suppressed", suppressed))
+		}
+		m.changedLocked()
+		return
+	}
 	if mine && m.nameErr == nil {
 		m.nameErr = fmt.Errorf("gossip: node name %q is claimed by this host (%s) and by %s: every host needs its own node name",
 			c.Name, c.Existing, c.Other)

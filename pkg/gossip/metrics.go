@@ -13,6 +13,7 @@ type metrics struct {
 	members         *prometheus.GaugeVec
 	decryptFailures prometheus.Counter
 	nameConflicts   prometheus.Counter
+	nameImpostors   prometheus.Counter
 	joinAttempts    prometheus.Counter
 	joinFailures    prometheus.Counter
 }
@@ -32,6 +33,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			"Gossip messages rejected because another token or cluster name produced them."),
 		nameConflicts: counter("name_conflicts_total",
 			"Alive messages rejected because another host already holds the node name."),
+		nameImpostors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "rke2_hanode", Name: "name_impostor_total",
+			Help: "Alive messages of another host claiming this host's node name after this host held it: refused, this host runs on."}),
 		joinAttempts: counter("join_attempts_total",
 			"Attempts to join the gossip cluster through the seeds."),
 		joinFailures: counter("join_failures_total",
@@ -40,7 +43,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.members, m.decryptFailures, m.nameConflicts, m.joinAttempts, m.joinFailures} {
+	for _, c := range []prometheus.Collector{m.members, m.decryptFailures, m.nameConflicts, m.nameImpostors, m.joinAttempts, m.joinFailures} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("gossip: register metrics: %w", err)
 		}

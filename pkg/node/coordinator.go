@@ -28,6 +28,7 @@ func (n *Node) openElection(g *gossip.Member) (*election.Election, func(), error
 		VIP:           c.VIP,
 		Membership:    ms,
 		Publisher:     ms,
+		FetchCA:       n.bootstrapCAFetcher(),
 		Logger:        n.log,
 		Registerer:    n.reg,
 	})

@@ -73,6 +73,7 @@ type Node struct {
 
 	clusterNodes *prometheus.GaugeVec
 	agentReady   prometheus.Gauge
+	alarm        *alarms // trust alarms (alarms.go)
 
 	mu           sync.Mutex
 	prog         progress
@@ -96,6 +97,9 @@ func New(opts Options) (*Node, error) {
 	}
 	n.t.set(status.PhasePreflight, "checking the host")
 	if n.advertise, n.mac, err = HostAddress(c); err != nil {
+		return nil, err
+	}
+	if n.alarm, err = newAlarms(opts.Registerer); err != nil {
 		return nil, err
 	}
 	if err := n.registerClusterMetrics(opts.Registerer); err != nil {

@@ -109,6 +109,7 @@ func (n *Node) runBootstrap(ctx context.Context) error {
 		}
 		n.setCA(local.CAHash)
 		_, err := n.prober.WaitReachable(ctx, c.VIP, local.CAHash)
+		n.vipResult(err, err == nil)
 		if err == nil {
 			n.setVIPReachable(true)
 		}
@@ -120,7 +121,10 @@ func (n *Node) runBootstrap(ctx context.Context) error {
 	n.reportReady()
 	n.t.setDetail("committing cluster ready")
 	err = n.retryWithin(ctx, "cluster-ready", markDeadline, "waiting for raft to commit cluster ready", func(ctx context.Context) error {
-		_, err := n.coord.WaitClusterReady(ctx)
+		cr, err := n.coord.WaitClusterReady(ctx)
+		if err == nil {
+			n.checkCommittedCA(cr.CAHash)
+		}
 		return err
 	})
 	if err != nil {

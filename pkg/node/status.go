@@ -26,6 +26,7 @@ func (n *Node) Status() status.Status {
 		},
 	}
 	n.mu.Unlock()
+	n.alarmStatus(&st.Cluster)
 	if c := n.coordinator(); c != nil {
 		es := c.State()
 		st.Node.Bootstrap = es.IsBootstrap

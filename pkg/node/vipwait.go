@@ -8,14 +8,16 @@ import (
 	"github.com/rke2-hanode/rke2-hanode/pkg/vip"
 )
 
-// waitVIP waits until the VIP answers with caHash; a different CA is an
-// alarm that retrying cannot fix.
+// waitVIP waits until the VIP answers with caHash. A different CA is an
+// alarm (vipResult) and retried with the caller's backoff: a squatter on
+// the VIP can leave, and the probe sends it nothing secret.
 func (n *Node) waitVIP(ctx context.Context, caHash string) error {
 	// Every host that waits for the VIP shares the supervisor's capacity:
 	// each probes in turns dealt by its rank among the members alive.
 	_, err := n.prober.WaitReachableAmong(ctx, n.cfg.VIP, caHash, n.vipSlot)
+	n.vipResult(err, err == nil)
 	if errors.Is(err, vip.ErrCAMismatch) {
-		return permanent("%w: something other than this cluster answers on the VIP; check who holds %s", err, n.cfg.VIP)
+		return &hinted{err: err, hint: fmt.Sprintf("something other than this cluster answers on %s (held by %s): waiting for it to go", n.cfg.VIP, holderName(n.vipHolderNow()))}
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		holder, local, herr := n.prober.Holder(n.cfg.VIP, n.memberMACs())

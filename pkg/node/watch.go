@@ -66,6 +66,12 @@ func (n *Node) probeVIP(ctx context.Context) {
 	defer cancel()
 	r := n.prober.Probe(pctx, n.cfg.VIP, ca)
 	n.setVIPReachable(r.Reachable)
+	n.vipResult(r.Err, r.Reachable)
+	if c := n.coordinator(); c != nil {
+		if es := c.State(); es.IsBootstrap && es.ClusterReady != nil {
+			n.checkCommittedCA(es.ClusterReady.CAHash)
+		}
+	}
 	if !r.Reachable {
 		n.log.Debug("VIP probe", zap.Error(r.Err))
 		return

@@ -104,6 +104,20 @@ type Cluster struct {
 	JoinSlot      string `json:"join_slot"`
 	// JoinedServers counts servers that finished joining (not the bootstrap).
 	JoinedServers int `json:"joined_servers"`
+	// VIPCAMismatch: the VIP last answered with another CA than the
+	// cluster's (a squatter or another cluster); nil when it did not.
+	VIPCAMismatch *CAMismatch `json:"vip_ca_mismatch,omitempty"`
+	// CAMismatch: on the bootstrap server, the committed cluster CA hash
+	// differs from the server CA on its disk; nil when they agree.
+	CAMismatch *CAMismatch `json:"ca_mismatch,omitempty"`
+}
+
+// CAMismatch is an alarm: a CA hash seen where the cluster's was expected.
+type CAMismatch struct {
+	Seen     string    `json:"seen_ca_hash"` // the hash found
+	Expected string    `json:"expected_ca_hash"`
+	Holder   string    `json:"holder,omitempty"` // VIP: who holds it, by the neighbour table ("" unknown)
+	Since    time.Time `json:"since"`
 }
 
 // Raft is this server's view of the raft group (empty on agents).

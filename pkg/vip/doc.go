@@ -16,7 +16,10 @@
 //   - Prober.Probe and Prober.WaitReachable check the VIP the way an RKE2
 //     joiner does: fetch /cacerts on 9345 without verification, hash it and
 //     compare it with the expected CA hash (a mismatch is ErrCAMismatch, an
-//     alarm and never retried), then GET /ping verified against that CA.
+//     alarm: the wait returns at once and the caller retries with its own
+//     backoff, since a squatter can leave), then GET /ping verified against
+//     that CA. Prober.FetchCAHash fetches /cacerts from one server's own
+//     address, for the raft leader's check before it commits cluster ready.
 //     Waiting uses exponential backoff with full jitter, so that hundreds of
 //     waiting hosts spread their probes instead of hammering the supervisor.
 //   - Prober.Holder tells which member holds the VIP: this host when the VIP

@@ -37,8 +37,9 @@ const (
 )
 
 // ErrCAMismatch is wrapped by the error of a probe that found the VIP serving
-// another CA than the expected one: another cluster, or an impostor, holds
-// the VIP. It is an alarm and permanent, never "not ready yet".
+// another CA than the expected one: another cluster, or a squatter, holds
+// the VIP. It is an alarm, never "not ready yet"; the caller retries with
+// backoff, since a squatter can go away and the probe sends nothing secret.
 var ErrCAMismatch = errors.New("vip: cluster CA hash mismatch")
 
 // CAMismatchError names the hash expected and the hash served.
@@ -56,8 +57,9 @@ func (e *CAMismatchError) Error() string {
 // Unwrap makes errors.Is(err, ErrCAMismatch) true.
 func (e *CAMismatchError) Unwrap() error { return ErrCAMismatch }
 
-// Permanent reports that retrying cannot clear the mismatch.
-func (e *CAMismatchError) Permanent() bool { return true }
+// Permanent reports false: whoever holds the VIP can change (a squatter
+// leaves, kube-vip takes the address), so a mismatch is retried.
+func (e *CAMismatchError) Permanent() bool { return false }
 
 // Clock is the time source of the prober, injectable for tests.
 type Clock = clock.Clock
@@ -355,4 +357,21 @@ func (s Slot) next(t time.Time) time.Time {
 // [0, min(BackoffMax, BackoffBase·2^attempt)) ("full jitter").
 func (p *Prober) backoff(attempt int) time.Duration {
 	return backoff.Policy{Base: p.cfg.BackoffBase, Max: p.cfg.BackoffMax, Jitter: 1, Rand: p.jitter}.Delay(attempt)
+}
+
+// FetchCAHash fetches https://host:port/cacerts from one server's own
+// address (not the VIP) without verification, as a joiner does, and
+// returns its CA hash by k3s's rule. The caller compares it with what that
+// server claims; nothing secret is sent.
+func (p *Prober) FetchCAHash(ctx context.Context, host string) (string, error) {
+	url := "https://" + net.JoinHostPort(host, strconv.Itoa(p.cfg.Port)) + "/cacerts"
+	bundle, err := p.get(ctx, &tls.Config{InsecureSkipVerify: true}, url, maxCABundleBytes)
+	if err != nil {
+		return "", err
+	}
+	hash, err := CAHash(bundle)
+	if err != nil {
+		return "", fmt.Errorf("vip: %s: %w", url, err)
+	}
+	return hash, nil
 }

@@ -294,8 +294,8 @@ func TestWaitReachableStopsAtCAMismatch(t *testing.T) {
 	p := newTestProber(t, ProberConfig{Port: srv.port, Clock: clock})
 	hash, err := p.WaitReachable(context.Background(), "127.0.0.1", clusterCA.hash())
 	var mismatch *CAMismatchError
-	if !errors.As(err, &mismatch) || !mismatch.Permanent() || hash != otherCA.hash() {
-		t.Fatalf("WaitReachable = %s, %v; want a permanent CA mismatch naming %s", hash, err, otherCA.hash())
+	if !errors.As(err, &mismatch) || mismatch.Permanent() || hash != otherCA.hash() {
+		t.Fatalf("WaitReachable = %s, %v; want a CA mismatch (not permanent: the caller retries) naming %s", hash, err, otherCA.hash())
 	}
 	if srv.cacertsHit.Load() != 1 || len(clock.slept) != 0 {
 		t.Errorf("probed %d times and slept %d times; a mismatch must not be retried", srv.cacertsHit.Load(), len(clock.slept))
