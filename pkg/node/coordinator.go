@@ -30,6 +30,7 @@ func (n *Node) openElection(g *gossip.Member) (*election.Election, func(), error
 		Publisher:     ms,
 		Logger:        n.log,
 		Registerer:    n.reg,
+		Duties:        n.duties(g),
 	})
 	if err != nil {
 		unsubscribe()
