@@ -59,6 +59,7 @@ func worstCaseMeta() Meta {
 		BootstrapNode: strings.Repeat("n", maxNodeNameLen),
 		JoinSlot:      strings.Repeat("s", maxNodeNameLen),
 		JoinedServers: 255,
+		Commands:      255,
 	}
 }
 
