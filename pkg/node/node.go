@@ -83,6 +83,7 @@ type Node struct {
 	vipReachable bool
 	vipHolder    string
 	standby      string // why the leader does not admit this server yet ("" when it does)
+	exec         executorState
 }
 
 // New builds the host's parts from the configuration; nothing runs yet.
@@ -271,6 +272,10 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); n.watchCluster(runCtx) }()
+	if c.IsServer() {
+		wg.Add(1)
+		go func() { defer wg.Done(); n.executeRemovals(runCtx) }()
+	}
 
 	walkCtx, stopWalk := context.WithCancel(runCtx)
 	defer stopWalk()

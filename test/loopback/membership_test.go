@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -129,3 +130,131 @@ func TestSpareServer(t *testing.T) {
 func containsLine(text, line string) bool {
 	return slices.Contains(strings.Split(text, "\n"), line)
 }
+
+// shortRemoval sets server-removal-timeout on n's config.
+func shortRemoval(t *testing.T, n *demo.Node, d string) {
+	t.Helper()
+	data, err := os.ReadFile(n.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(data), "server-removal-timeout") {
+		t.Fatalf("%s: config already sets server-removal-timeout", n.Name)
+	}
+	data = append(data, []byte("server-removal-timeout: "+d+"\n")...)
+	if err := os.WriteFile(n.ConfigPath, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// etcdVoters waits (60s at most) until n's real etcd lists exactly the
+// hosts want as voters, and no learner.
+func etcdVoters(t *testing.T, n *demo.Node, want []string) bool {
+	t.Helper()
+	var e simEtcd
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	err := demo.WaitFor(ctx, 250*time.Millisecond, func() bool {
+		e = simEtcd{}
+		data, err := os.ReadFile(filepath.Join(n.RKE2DataDir, "sim", "state.json"))
+		if err != nil || json.Unmarshal(data, &e) != nil {
+			return false
+		}
+		var names []string
+		for _, m := range e.Etcd.Members {
+			if m.Learner {
+				return false
+			}
+			names = append(names, hostOfMember(m.Name))
+		}
+		slices.Sort(names)
+		return slices.Equal(names, want)
+	})
+	if err != nil {
+		t.Errorf("%s: etcd members %+v, want voters %v and no learner", n.Name, e.Etcd.Members, want)
+		return false
+	}
+	return true
+}
+
+// hostOfMember is the host of an etcd member name, which RKE2 makes
+// <node name>-<random suffix>.
+func hostOfMember(member string) string {
+	if i := strings.LastIndexByte(member, '-'); i > 0 {
+		return member[:i]
+	}
+	return member
+}
+
+// TestServerDies: three servers and a 4th in standby; one server dies for
+// good (daemon and RKE2). After server-removal-timeout the leader removes
+// it by consensus, its Node is deleted through the Kubernetes API (RKE2's
+// etcd controller removes the member), and the standby joins: real etcd
+// ends with 3 voters, the dead one gone.
+func TestServerDies(t *testing.T) {
+	c := newCluster(t, "127.87.0.11", 3, 0)
+	for _, n := range c.Nodes {
+		shortRemoval(t, n, "10s")
+	}
+	if err := c.StartAll(); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, c, 120*time.Second)
+	fourth, err := c.AddNode("server-4", "server", "127.87.0.14")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shortRemoval(t, fourth, "10s")
+	if err := fourth.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	err = demo.WaitFor(ctx, 250*time.Millisecond, func() bool {
+		st, err := fourth.Status(ctx)
+		return err == nil && st.Node.Phase == status.PhaseStandby
+	})
+	cancel()
+	if err != nil {
+		t.Fatal("the 4th server never showed standby")
+	}
+	st, err := c.Nodes[0].Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The victim is a server that does not lead raft.
+	var victim *demo.Node
+	var survivors []string
+	for _, n := range c.Nodes[:3] {
+		if victim == nil && n.Name != st.Cluster.Raft.Leader {
+			victim = n
+			continue
+		}
+		survivors = append(survivors, n.Name)
+	}
+	t.Logf("killing %s for good (raft leader %s)", victim.Name, st.Cluster.Raft.Leader)
+	pids := victim.SimPIDs()
+	victim.Kill()
+	for _, pid := range pids {
+		_ = syscallKill(pid)
+	}
+
+	ctx, cancel = context.WithTimeout(context.Background(), 180*time.Second)
+	err = demo.WaitFor(ctx, 250*time.Millisecond, func() bool {
+		st, err := fourth.Status(ctx)
+		return err == nil && st.Node.Phase == status.PhaseReady
+	})
+	cancel()
+	if err != nil {
+		st, _ := fourth.Status(context.Background())
+		t.Fatalf("the standby server did not join after %s died: phase %q (%s)", victim.Name, st.Node.Phase, st.Node.Error)
+	}
+	want := append(survivors, "server-4")
+	slices.Sort(want)
+	for _, n := range c.Nodes {
+		if n != victim {
+			etcdVoters(t, n, want)
+		}
+	}
+}
+
+func syscallKill(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
