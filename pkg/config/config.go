@@ -34,8 +34,8 @@ type Config struct {
 	AgentTokenFile   string   `key:"agent-token-file" default:"" help:"servers: file holding the agent secret; must not be readable by group or others"`
 	ClusterName      string   `key:"cluster-name" default:"rke2" help:"separates clusters sharing a network (gossip label)"`
 	ExpectServers    int      `key:"expect-servers" default:"" help:"servers that form the cluster at first boot: 1, 3, 5 or 7 (required for servers)"`
-	MaxServers       int      `key:"max-servers" default:"7" help:"servers: the most etcd voters the cluster grows to (odd, 1-7, at least expect-servers); more servers wait in standby (validated; not yet acted on by the daemon)"`
-	RemovalTimeout   string   `key:"server-removal-timeout" default:"30m" help:"servers: a server dead this long is removed from etcd if quorum allows (Go duration, at least 10s; 0 = never; validated; not yet acted on by the daemon)"`
+	MaxServers       int      `key:"max-servers" default:"7" help:"servers: the most etcd voters the cluster grows to (odd, 1-7, at least expect-servers); more servers wait in standby, and one that would make the voters even waits for a second"`
+	RemovalTimeout   string   `key:"server-removal-timeout" default:"30m" help:"servers: a server dead this long is removed from etcd if quorum allows (Go duration, at least 10s; 0 = never)"`
 	Join             []string `key:"join" default:"" help:"gossip seeds: IPs, host names or host:port (required unless expect-servers is 1)"`
 	BindAddress      string   `key:"bind-address" default:"0.0.0.0" help:"address for the gossip, raft and HTTP listeners"`
 	AdvertiseAddress string   `key:"advertise-address" default:"" help:"address peers use to reach this host (default: the first IPv4 address of interface)"`

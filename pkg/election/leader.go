@@ -185,7 +185,7 @@ func nextCommand(st ClusterState, peers []Peer, alive func(string) (Peer, bool),
 		}
 		return Command{}, false
 	}
-	if self.Membership != nil {
+	if self.Membership.active(st) {
 		return membershipNext(st, peers, alive, self, now, t, book)
 	}
 	var want []string

@@ -21,6 +21,33 @@ type MembershipDuties struct {
 	// health, host ID, datastore, requests, an executor's progress); nil,
 	// or ok false for a server: derived from Peer (see membershipView).
 	Extra func(name string) (MembershipExtra, bool)
+	// Readers reports the newest command version server name's build
+	// reads, as gossip carries it (ok false: not known). nil: every server
+	// is taken to read this build's commands. The duties act only while
+	// every voter reads CommandVersion: their commands are version 2, and
+	// an older voter would refuse to apply them.
+	Readers func(name string) (version int, ok bool)
+}
+
+// CommandVersion is the newest raft command version this build reads and
+// writes; the node gossips it for the duties' gate.
+const CommandVersion = commandVersion
+
+// active reports whether the duties act on st: they are on and every
+// voter's build reads their commands.
+func (d *MembershipDuties) active(st ClusterState) bool {
+	if d == nil {
+		return false
+	}
+	if d.Readers == nil {
+		return true
+	}
+	for _, v := range st.EtcdVoters() {
+		if n, ok := d.Readers(v); !ok || n < commandVersion {
+			return false
+		}
+	}
+	return true
 }
 
 // MembershipExtra is a server's gossiped membership fields.

@@ -51,7 +51,7 @@
 //     must not skip (they would misread the member without it) raises
 //     metaNeeds, which takes every host of the older version out of view:
 //     upgrade them all first;
-//   - the worst case must fit 512 bytes (TestMetaWorstCaseFits; 422 today,
+//   - the worst case must fit 512 bytes (TestMetaWorstCaseFits; 425 today,
 //     96 of them the timeline summary), advisory fields aside: the bootstrap
 //     node, join slot and joined servers a server shows agents are left out
 //     when everything at its longest would not fit.

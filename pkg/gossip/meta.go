@@ -31,7 +31,7 @@ const (
 	// metaVersion is the newest encoding this build reads and writes. Bump
 	// it when adding a field; a field older readers may skip needs nothing
 	// more.
-	metaVersion = 3 // 3: the advisory bootstrap node, join slot and joined servers
+	metaVersion = 4 // 3: the advisory bootstrap node, join slot and joined servers; 4: commands
 	// metaNeeds is what this build's metadata asks of a reader. Raise it
 	// only for a change an older reader must not skip: a new meaning of an
 	// existing field, or a field without which a peer would be misread.
@@ -89,6 +89,7 @@ const (
 	tagBootstrapNode = 19
 	tagJoinSlot      = 20
 	tagJoinedServers = 21
+	tagCommands      = 22
 )
 
 // Meta is what a host tells every other host about itself. It travels as
@@ -123,6 +124,11 @@ type Meta struct {
 	BootstrapNode string
 	JoinSlot      string
 	JoinedServers int
+	// Commands is the newest raft command version this server's build
+	// reads (0-255; 0: a build from before the field, which reads 1). The
+	// leader acts on its membership duties only once every voter reads
+	// their commands.
+	Commands int
 }
 
 // metaField is how one field of Meta travels: put returns its value and
@@ -171,6 +177,7 @@ var metaFields = []metaField{
 	advisory(textField(tagBootstrapNode, "bootstrap node", maxNodeNameLen, func(m *Meta) *string { return &m.BootstrapNode })),
 	advisory(textField(tagJoinSlot, "join slot", maxNodeNameLen, func(m *Meta) *string { return &m.JoinSlot })),
 	advisory(countField(tagJoinedServers, "joined servers", func(m *Meta) *int { return &m.JoinedServers })),
+	countField(tagCommands, "commands", func(m *Meta) *int { return &m.Commands }),
 }
 
 // metaFieldByTag indexes metaFields; nil for tags this build does not know.

@@ -32,6 +32,7 @@ func fullMeta() Meta {
 		BootstrapNode: "server-1",
 		JoinSlot:      "server-3",
 		JoinedServers: 2,
+		Commands:      2,
 	}
 }
 
@@ -58,6 +59,7 @@ func worstCaseMeta() Meta {
 		BootstrapNode: strings.Repeat("n", maxNodeNameLen),
 		JoinSlot:      strings.Repeat("s", maxNodeNameLen),
 		JoinedServers: 255,
+		Commands:      255,
 	}
 }
 
@@ -222,8 +224,8 @@ var agentRole = tlv{tagRole, []byte{wireRoleAgent}}
 func TestDecodeMetaFutureFields(t *testing.T) {
 	want := fullMeta()
 	future := append(splitFields(t, mustEncode(t, want)),
-		tlv{tagJoinedServers + 1, nil},
-		tlv{tagJoinedServers + 2, []byte{0xff}},
+		tlv{tagCommands + 1, nil},
+		tlv{tagCommands + 2, []byte{0xff}},
 		tlv{200, bytes.Repeat([]byte{0}, 255)},
 		tlv{255, []byte("a timeline summary of a newer daemon")},
 	)
@@ -256,11 +258,11 @@ func TestDecodeMetaVersions(t *testing.T) {
 		{"ours", wire(metaNeeds, metaVersion, agentRole), ""},
 		{"older writer", wire(metaNeeds, metaVersion-1, agentRole), ""},
 		{"newer writer, needs ours", wire(metaVersion, metaVersion+1, agentRole), ""},
-		{"needs a newer reader", wire(metaVersion+1, metaVersion+1, agentRole), "meta version 4 or newer needed to read this member's metadata; this daemon reads versions 2 to 3: upgrade this host"},
+		{"needs a newer reader", wire(metaVersion+1, metaVersion+1, agentRole), "meta version 5 or newer needed to read this member's metadata; this daemon reads versions 2 to 4: upgrade this host"},
 		{"needs 255", []byte{255}, "meta version 255 or newer needed"},
 		{"version 1 layout", wire(1, 1, agentRole), "meta version 1 is not read by this daemon"},
 		{"version 0", wire(0, 2, agentRole), "meta version 0 is not read"},
-		{"writer below what it needs", wire(metaVersion, metaVersion-1, agentRole), "writer version 2 below the version 3 it needs"},
+		{"writer below what it needs", wire(metaVersion, metaVersion-1, agentRole), "writer version 3 below the version 4 it needs"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -31,6 +31,7 @@ func (n *Node) openElection(g *gossip.Member) (*election.Election, func(), error
 		FetchCA:       n.bootstrapCAFetcher(),
 		Logger:        n.log,
 		Registerer:    n.reg,
+		Duties:        n.duties(g),
 	})
 	if err != nil {
 		unsubscribe()

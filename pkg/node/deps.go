@@ -41,6 +41,9 @@ type coordinator interface {
 	MarkStarted(ctx context.Context) error
 	WaitClusterReady(ctx context.Context) (election.ClusterReady, error)
 	AcquireJoinSlot(ctx context.Context) (election.JoinSlot, error)
+	// Standby reports why the leader does not admit this server yet (ok
+	// false: it is admitted, or the membership duties are off).
+	Standby() (reason string, ok bool)
 	// MarkJoined waits for the leader to record this server's join; it
 	// records it only after ReportReady.
 	MarkJoined(ctx context.Context) error

@@ -85,6 +85,9 @@ type world struct {
 	vipHolder    bool
 	serversAlive int
 	members      []gossip.MemberInfo
+	// standby is the leader's reason for not admitting this server ("":
+	// admitted); while set, the slot is not granted.
+	standby string
 
 	phasesPublished int
 }
@@ -211,13 +214,28 @@ func (f fakeCoord) WaitClusterReady(context.Context) (election.ClusterReady, err
 	}
 	return *w.raft.ClusterReady, nil
 }
-func (f fakeCoord) AcquireJoinSlot(context.Context) (election.JoinSlot, error) {
+func (f fakeCoord) Standby() (string, bool) {
+	f.w.mu.Lock()
+	defer f.w.mu.Unlock()
+	return f.w.standby, f.w.standby != ""
+}
+func (f fakeCoord) AcquireJoinSlot(ctx context.Context) (election.JoinSlot, error) {
 	if err := f.w.step("acquire-slot"); err != nil {
 		return election.JoinSlot{}, err
 	}
 	w := f.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	for w.standby != "" { // the leader grants nobody it does not admit
+		w.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			w.mu.Lock()
+			return election.JoinSlot{}, ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+		w.mu.Lock()
+	}
 	for _, j := range w.raft.Joined {
 		if j == w.self {
 			return election.JoinSlot{}, election.ErrJoined // as election answers

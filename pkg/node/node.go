@@ -14,6 +14,7 @@ import (
 	"github.com/rke2-hanode/rke2-hanode/pkg/backoff"
 	"github.com/rke2-hanode/rke2-hanode/pkg/clock"
 	"github.com/rke2-hanode/rke2-hanode/pkg/config"
+	"github.com/rke2-hanode/rke2-hanode/pkg/election"
 	"github.com/rke2-hanode/rke2-hanode/pkg/gossip"
 	"github.com/rke2-hanode/rke2-hanode/pkg/installer"
 	"github.com/rke2-hanode/rke2-hanode/pkg/status"
@@ -74,12 +75,16 @@ type Node struct {
 	clusterNodes *prometheus.GaugeVec
 	agentReady   prometheus.Gauge
 	alarm        *alarms // trust alarms (alarms.go)
+	// standbyServers counts the servers gossip shows in phase standby.
+	standbyServers prometheus.Gauge
 
 	mu           sync.Mutex
 	prog         progress
 	caHash       string
 	vipReachable bool
 	vipHolder    string
+	standby      string // why the leader does not admit this server yet ("" when it does)
+	exec         executorState
 }
 
 // New builds the host's parts from the configuration; nothing runs yet.
@@ -123,6 +128,7 @@ func New(opts Options) (*Node, error) {
 		ClusterName:   c.ClusterName,
 		Version:       shortVersion(),
 		MAC:           n.mac,
+		Commands:      election.CommandVersion,
 	}
 	syncRole := ""
 	if c.IsServer() {
@@ -174,6 +180,13 @@ func (n *Node) registerClusterMetrics(reg prometheus.Registerer) error {
 		Help: "Hosts of the cluster by role and phase, as this host sees them through gossip (dead and left hosts not counted).",
 	}, []string{"role", "phase"})
 	if err := register(reg, n.clusterNodes); err != nil {
+		return err
+	}
+	n.standbyServers = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "rke2_hanode_standby_servers",
+		Help: "Servers waiting in standby (not admitted: they would make the etcd voters an even count, or max-servers is reached), as this host sees them through gossip.",
+	})
+	if err := register(reg, n.standbyServers); err != nil {
 		return err
 	}
 	if !n.cfg.IsServer() {
@@ -263,6 +276,10 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); n.watchCluster(runCtx) }()
+	if c.IsServer() {
+		wg.Add(1)
+		go func() { defer wg.Done(); n.executeRemovals(runCtx) }()
+	}
 
 	walkCtx, stopWalk := context.WithCancel(runCtx)
 	defer stopWalk()

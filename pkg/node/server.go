@@ -179,19 +179,14 @@ func (n *Node) runJoiner(ctx context.Context) error {
 		return nil
 	}
 	if plan.AcquireSlot {
-		n.t.set(status.PhaseWaitingJoinSlot, n.slotDetail())
-		err = n.retryWithin(ctx, "join-slot", slotDeadline, "waiting for a join slot", func(ctx context.Context) error {
-			_, err := n.coord.AcquireJoinSlot(ctx)
-			if errors.Is(err, election.ErrJoined) {
-				// Raft recorded this join after all: the view the plan
-				// was made from had not caught up yet.
-				plan.MarkJoined = false
-				return nil
-			}
-			return err
-		})
+		joined, err := n.waitJoinSlot(ctx)
 		if err != nil {
 			return err
+		}
+		if joined {
+			// Raft recorded this join after all: the view the plan was
+			// made from had not caught up yet.
+			plan.MarkJoined = false
 		}
 	}
 	if err := n.retry(ctx, "write-config", func(context.Context) error {

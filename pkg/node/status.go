@@ -15,7 +15,7 @@ func (n *Node) Status() status.Status {
 	n.mu.Lock()
 	view := n.members // nil until Run has opened gossip
 	st := status.Status{
-		Node: status.Node{Name: n.cfg.NodeName, Role: n.cfg.Role, Phase: phase, Since: since, Error: lastErr, Bootstrap: n.prog.Bootstrap},
+		Node: status.Node{Name: n.cfg.NodeName, Role: n.cfg.Role, Phase: phase, Since: since, Error: lastErr, Bootstrap: n.prog.Bootstrap, Standby: n.standby},
 		Cluster: status.Cluster{
 			Name:          n.cfg.ClusterName,
 			ExpectServers: n.cfg.ExpectServers,
@@ -51,6 +51,7 @@ func (n *Node) Status() status.Status {
 		members = view.Members()
 	}
 	st.Members = make([]status.Member, 0, len(members))
+	st.Cluster.StandbyServers = standbyServers(members)
 	st.Timeline = map[string][]status.Transition{n.cfg.NodeName: n.t.history.Entries()}
 	for _, m := range members {
 		if m.Name != n.cfg.NodeName {
@@ -77,4 +78,18 @@ func (n *Node) Status() status.Status {
 		return 1
 	})
 	return st
+}
+
+// standbyServers are the servers gossip shows in phase standby (alive or
+// suspect), sorted by name.
+func standbyServers(members []gossip.MemberInfo) []string {
+	out := []string{}
+	for _, m := range members {
+		if m.MetaErr == nil && m.Meta.Role == gossip.RoleServer && m.Meta.Phase == status.PhaseStandby &&
+			m.State != gossip.StateDead && m.State != gossip.StateLeft {
+			out = append(out, m.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -53,6 +53,9 @@ func (n *Node) countNodes() {
 		counts[[2]string{m.Meta.Role, m.Meta.Phase}]++
 	}
 	n.clusterNodes.Reset()
+	if n.standbyServers != nil {
+		n.standbyServers.Set(float64(counts[[2]string{gossip.RoleServer, status.PhaseStandby}]))
+	}
 	for _, role := range []string{gossip.RoleServer, gossip.RoleAgent} {
 		for _, p := range status.Phases {
 			n.clusterNodes.WithLabelValues(role, p).Set(float64(counts[[2]string{role, p}]))

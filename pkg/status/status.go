@@ -14,16 +14,20 @@ const (
 	PhaseElecting        = "electing"
 	PhaseWaitingCluster  = "waiting-cluster"
 	PhaseWaitingJoinSlot = "waiting-join-slot"
-	PhaseStarting        = "starting"
-	PhaseWaitingVIP      = "waiting-vip"
-	PhaseReady           = "ready"
-	PhaseFailed          = "failed"
+	// PhaseStandby: a server the leader does not admit yet (it would make
+	// the etcd voters an even count, or max-servers is reached) waits with
+	// RKE2 installed and not started; Error-free, its detail says why.
+	PhaseStandby    = "standby"
+	PhaseStarting   = "starting"
+	PhaseWaitingVIP = "waiting-vip"
+	PhaseReady      = "ready"
+	PhaseFailed     = "failed"
 )
 
 // Phases lists every phase, for metrics that carry one series per phase.
 var Phases = []string{
 	PhasePreflight, PhaseInstalling, PhaseDiscovering, PhaseElecting, PhaseWaitingCluster,
-	PhaseWaitingJoinSlot, PhaseStarting, PhaseWaitingVIP, PhaseReady, PhaseFailed,
+	PhaseStandby, PhaseWaitingJoinSlot, PhaseStarting, PhaseWaitingVIP, PhaseReady, PhaseFailed,
 }
 
 // Status is the /status document.
@@ -88,6 +92,9 @@ type Node struct {
 	Since     time.Time `json:"since"`
 	Error     string    `json:"error"`
 	Bootstrap bool      `json:"bootstrap"`
+	// Standby is why the leader does not admit this server yet, while it
+	// is in phase standby ("" otherwise).
+	Standby string `json:"standby,omitempty"`
 }
 
 // Cluster is the cluster as this host sees it.
@@ -110,6 +117,8 @@ type Cluster struct {
 	// CAMismatch: on the bootstrap server, the committed cluster CA hash
 	// differs from the server CA on its disk; nil when they agree.
 	CAMismatch *CAMismatch `json:"ca_mismatch,omitempty"`
+	// StandbyServers are the servers gossip shows in phase standby, by name.
+	StandbyServers []string `json:"standby_servers"`
 }
 
 // CAMismatch is an alarm: a CA hash seen where the cluster's was expected.

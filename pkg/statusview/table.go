@@ -26,6 +26,13 @@ func PrintStatus(w io.Writer, st status.Status, now time.Time) {
 	} else if c.BootstrapNode != "" || c.JoinedServers > 0 {
 		fmt.Fprintf(w, "servers: %d joined after the bootstrap, as the servers advertise\n", c.JoinedServers)
 	}
+	if len(c.StandbyServers) > 0 {
+		names := make([]string, len(c.StandbyServers))
+		for i, s := range c.StandbyServers {
+			names[i] = Clean(s)
+		}
+		fmt.Fprintf(w, "standby: %s (waiting to be admitted so that the etcd voters stay odd)\n", strings.Join(names, ", "))
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tROLE\tPHASE\tSINCE\tSTATE\tADDRESS\t")
 	for _, m := range st.Members {
@@ -44,6 +51,9 @@ func PrintStatus(w io.Writer, st status.Status, now time.Time) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "(vip) holds the VIP, * is the bootstrap node")
+	if st.Node.Standby != "" {
+		fmt.Fprintf(w, "this node (%s) is in standby: %s\n", Clean(st.Node.Name), Clean(st.Node.Standby))
+	}
 	if st.Node.Error != "" {
 		fmt.Fprintf(w, "this node (%s) last error: %s\n", Clean(st.Node.Name), Clean(st.Node.Error))
 	}

@@ -46,6 +46,7 @@ var codes = []string{
 	status.PhasePreflight, status.PhaseInstalling, status.PhaseDiscovering, status.PhaseElecting,
 	status.PhaseWaitingCluster, status.PhaseWaitingJoinSlot, status.PhaseStarting,
 	status.PhaseWaitingVIP, status.PhaseReady, status.PhaseFailed,
+	status.PhaseStandby,
 }
 
 func codeOf(phase string) (byte, bool) {
