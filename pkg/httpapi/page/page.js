@@ -4,8 +4,8 @@
 "use strict";
 
 const PHASES = ["preflight", "installing", "discovering", "electing", "waiting-cluster",
-  "waiting-join-slot", "starting", "waiting-vip", "ready", "failed"];
-const WAITING = new Set(["discovering", "electing", "waiting-cluster", "waiting-join-slot"]);
+  "standby", "waiting-join-slot", "starting", "waiting-vip", "ready", "failed"];
+const WAITING = new Set(["discovering", "electing", "waiting-cluster", "standby", "waiting-join-slot"]);
 
 // What to look at when a host failed, by the phase it failed in.
 const HINTS = {
@@ -14,6 +14,7 @@ const HINTS = {
   "discovering": "Check that join lists the servers, that gossip-port (tcp and udp) is open between hosts, and that token and cluster-name match.",
   "electing": "Check raft-port between the servers and that every server has the same expect-servers.",
   "waiting-cluster": "Check that the VIP answers on port 9345 (kube-vip on the bootstrap server) and the vip and interface keys.",
+  "standby": "The leader keeps this server out until one more voter would not make an even count (or max-servers allows it); its status says what it waits for.",
   "waiting-join-slot": "The raft leader hands out the join slot; look at the slot holder's progress.",
   "starting": "Look at the RKE2 service: journalctl -u rke2-server (or rke2-agent) on the host.",
   "waiting-vip": "kube-vip has not brought up the VIP: check its pod on the bootstrap server and the vip and interface keys.",
