@@ -2,7 +2,14 @@
 # was elected and before it started RKE2 (installs are slowed to hold it
 # there); the leader hands the bootstrap to another server, which forms the
 # cluster; the old bootstrap comes back and joins it instead of starting a
-# second one.
+# second one. While it is off, the third server waits in standby (two
+# voters would be an even count); when it is back, both join.
+one_ready_one_standby() {
+	local p q
+	p=$(host_phase "$1") q=$(host_phase "$2")
+	{ [ "$p" = ready ] && [ "$q" = standby ]; } || { [ "$p" = standby ] && [ "$q" = ready ]; }
+}
+
 scenario_bootstrap_poweroff() {
 	bed_up 3
 	local n boot="" t
@@ -30,12 +37,19 @@ scenario_bootstrap_poweroff() {
 	host_crash "$n"
 	local others
 	others=$(for m in 1 2 3; do [ "$m" = "$n" ] || echo "$m"; done | tr '\n' ' ')
+	# The new bootstrap forms the cluster alone; the other server waits in
+	# standby, RKE2 not started: a second voter would make an even count
+	# while the old bootstrap is off.
 	# shellcheck disable=SC2086
-	wait_ready 300 $others
-	local newboot
+	wait_until 300 "one server ready as the new bootstrap, the other in standby" one_ready_one_standby $others ||
+		die "phases:$(phases $others)"
+	local newboot waiter
 	newboot=$(status_json "${others%% *}" | jq -r .cluster.bootstrap_node)
 	[ "$newboot" != "$boot" ] || die "bootstrap is still $boot"
-	log "ok: the bootstrap moved from $boot to $newboot"
+	[ "$(host_phase "${newboot#h}")" = ready ] || die "the new bootstrap $newboot is not the ready server:$(phases $others)"
+	for waiter in $others; do [ "h$waiter" = "$newboot" ] || break; done
+	[ ! -e "$(host_root "$waiter")/var/lib/rancher/rke2/sim/state.json" ] || die "h$waiter started RKE2 while in standby"
+	log "ok: the bootstrap moved from $boot to $newboot; h$waiter waits in standby: $(status_json "$waiter" | jq -r .node.standby)"
 	host_boot "$n"
 	wait_ready 240 1 2 3
 	check_one_cluster "1 2 3" ""
