@@ -221,22 +221,7 @@ var notAlwaysExported = map[string]bool{"rke2_hanode_errors_total": true, "rke2_
 
 var daemonBin, simBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "rke2-hanode-deploy-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	daemonBin, simBin, err = testbin.Build(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m, &daemonBin, &simBin) }
 
 func get(t *testing.T, url string) []byte {
 	t.Helper()

@@ -30,22 +30,7 @@ import (
 
 var daemonBin, simBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "rke2-hanode-loopback-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	daemonBin, simBin, err = testbin.Build(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m, &daemonBin, &simBin) }
 
 // simEnv gives rke2sim short, distinct delays.
 var simEnv = []string{"RKE2SIM_START_DELAY=1s", "RKE2SIM_JOIN_DELAY=1s", "RKE2SIM_AGENT_DELAY=300ms"}

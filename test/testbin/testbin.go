@@ -33,3 +33,21 @@ func Build(dir string) (daemon, sim string, err error) {
 	}
 	return daemon, sim, nil
 }
+
+// Main builds both executables into a temporary folder, sets *daemon and
+// *sim to them, runs the tests and exits with their code, removing the
+// folder; a build failure exits 1. Call it from TestMain.
+func Main(m interface{ Run() int }, daemon, sim *string) {
+	dir, err := os.MkdirTemp("", "rke2-hanode-test-bin-")
+	if err == nil {
+		*daemon, *sim, err = Build(dir)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
