@@ -24,6 +24,14 @@ if [ "$(id -u)" -ne 0 ]; then
 	exit 0
 fi
 
+# One bed at a time on a machine: the bridge, namespaces and machine names
+# are fixed, so a second run would tear down the first one's hosts.
+exec 9>/run/rke2-hanode-e2e.lock
+if ! flock -n 9; then
+	echo "e2e: another test bed run holds /run/rke2-hanode-e2e.lock; waiting for it" >&2
+	flock 9
+fi
+
 # shellcheck source=lib.sh
 source "$E2E_DIR/lib.sh"
 # shellcheck source=cluster.sh
