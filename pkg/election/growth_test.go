@@ -250,12 +250,12 @@ func (g *growthWorld) leaderState() (string, ClusterState, []string, bool) {
 	return "", ClusterState{}, nil, false
 }
 
-// mayKill: name may die (for a while or for good) without taking the
+// mayKill: name may die (duringRemoval: also while a removal is active) (for a while or for good) without taking the
 // majority of raft or of the answering etcd voters with it, so that the
 // cluster can still act; a schedule that lost quorum proves nothing more.
-func (g *growthWorld) mayKill(name string) bool {
+func (g *growthWorld) mayKill(name string, duringRemoval bool) bool {
 	_, st, raftVoters, ok := g.leaderState()
-	if !ok || st.Removal.Active() {
+	if !ok || st.Removal.Active() && !duringRemoval {
 		return false
 	}
 	w := g.w
@@ -349,6 +349,14 @@ func (g *growthWorld) replay(leader string) (ClusterState, bool, []string) {
 	return st, lastWasRemoval, bad
 }
 
+// waitRemoval waits a little for a removal to be active.
+func (g *growthWorld) waitRemoval() bool {
+	return g.w.waitFor(time.Second, func() bool {
+		_, st, _, ok := g.leaderState()
+		return ok && st.Removal.Active()
+	})
+}
+
 // sicken makes one alive etcd voter other than except stop answering for
 // a while (its daemon runs on), then heals it.
 func (g *growthWorld) sicken(rng *rand.Rand, alive []string, except string) {
@@ -422,9 +430,20 @@ func runGrowthSchedule(t testing.TB, seed uint64) (problems []string, trace []st
 			name := fmt.Sprintf("t%02d", added)
 			w.add(name)
 			w.start(name)
+		case r < 45 && g.waitRemoval():
+			// The executor of a removal dies for good mid-way: the removal
+			// fails by its deadline and the next leader decides again.
+			_, st, _, _ := g.leaderState()
+			if victim := st.Removal.Executor; st.Removal.Active() && slices.Contains(alive, victim) && g.mayKill(victim, true) {
+				w.mu.Lock()
+				g.gone[victim] = true
+				w.mu.Unlock()
+				w.logf("%s, executing the removal of %s, dies for good", victim, st.Removal.Node)
+				w.kill(victim)
+			}
 		case r < 60:
 			victim := alive[rng.IntN(len(alive))]
-			if g.mayKill(victim) {
+			if g.mayKill(victim, false) {
 				w.mu.Lock()
 				g.gone[victim] = true
 				w.mu.Unlock()
@@ -439,7 +458,7 @@ func runGrowthSchedule(t testing.TB, seed uint64) (problems []string, trace []st
 			}
 		case r < 75:
 			victim := alive[rng.IntN(len(alive))]
-			if g.mayKill(victim) {
+			if g.mayKill(victim, false) {
 				w.kill(victim)
 				time.Sleep(time.Duration(50+rng.IntN(150)) * time.Millisecond)
 				w.start(victim)
