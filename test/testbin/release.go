@@ -51,17 +51,17 @@ func BuildRelease(dir, commit, version string) (string, error) {
 		return "", fmt.Errorf("testbin: %w", err)
 	}
 	untar.Stdin = pipe
-	var errs bytes.Buffer
-	archive.Stderr, untar.Stderr = &errs, &errs
+	var archiveErr, untarErr bytes.Buffer // each written by its own copier
+	archive.Stderr, untar.Stderr = &archiveErr, &untarErr
 	if err := untar.Start(); err != nil {
 		return "", fmt.Errorf("testbin: tar: %w", err)
 	}
 	if err := archive.Run(); err != nil {
 		untar.Wait()
-		return "", fmt.Errorf("testbin: git archive %s: %w: %s", commit, err, errs.String())
+		return "", fmt.Errorf("testbin: git archive %s: %w: %s", commit, err, archiveErr.String())
 	}
 	if err := untar.Wait(); err != nil {
-		return "", fmt.Errorf("testbin: unpack %s: %w: %s", commit, err, errs.String())
+		return "", fmt.Errorf("testbin: unpack %s: %w: %s", commit, err, untarErr.String())
 	}
 	out := filepath.Join(dir, "rke2-hanode-"+commit)
 	build := exec.Command("go", "build", "-o", out,
