@@ -78,6 +78,7 @@ func TestMixedDaemonVersions(t *testing.T) {
 	for _, n := range olds {
 		t.Logf("upgrading %s to this tree's build", n.Name)
 		n.Stop(30 * time.Second)
+		othersReady(t, c, n)
 		n.SetDaemon(daemonBin)
 		if err := n.Start(); err != nil {
 			t.Fatal(err)
@@ -155,6 +156,25 @@ func dropKeys(t *testing.T, path string, keys []string) {
 	}
 	if err := fsutil.WriteFileAtomic(path, out, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// othersReady fails the test unless every host but down is ready while
+// down is stopped (a minute at most to see it).
+func othersReady(t *testing.T, c *demo.Cluster, down *demo.Node) {
+	t.Helper()
+	var rows []demo.Row
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if demo.WaitFor(ctx, 250*time.Millisecond, func() bool {
+		rows = c.Snapshot(ctx)
+		rows = slices.DeleteFunc(rows, func(r demo.Row) bool { return r.Node == down })
+		return demo.AllReady(rows)
+	}) != nil {
+		for _, r := range rows {
+			t.Logf("%s: phase %q error %q (%v)", r.Node.Name, r.Status.Node.Phase, r.Status.Node.Error, r.Err)
+		}
+		t.Fatalf("with %s stopped for its upgrade, the other hosts are not all ready", down.Name)
 	}
 }
 
