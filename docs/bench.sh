@@ -46,6 +46,8 @@ step footprint "$B" footprint -members 50 -window 1m \
 step vipwait "$B" vipwait -agents 200 -up 10s,60s -out "$work/vipwait.json"
 step etcd "$B" etcd -members 3 -runs 3 -settle 10s \
 	-work "$work/hosts" -out "$work/etcd.json"
+step heal "$B" heal -removal 10s -join 5s -base 127.97.0.11 \
+	-work "$work/hosts" -out "$work/heal.json"
 
 "$B" report -dir "$work" -out docs/BENCHMARKS.md
 log "wrote docs/BENCHMARKS.md"

@@ -186,6 +186,15 @@ func (c *Cluster) Node(name string) *Node {
 	return nil
 }
 
+// SetDaemon makes the host's next Start run another rke2-hanode executable:
+// the host runs another release, as after a package upgrade. The config and
+// folders stay.
+func (n *Node) SetDaemon(path string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.daemon = path
+}
+
 // StartAll starts every host's daemon.
 func (c *Cluster) StartAll() error {
 	for _, n := range c.Nodes {

@@ -201,6 +201,19 @@
 // before and after "started", random restarts from the stores. It records
 // every answer that told a node it is the bootstrap node, every MarkStarted
 // success and every slot tenure, and fails with the schedule's seed.
+// growth_test.go runs the membership duties over real raft the same way:
+// servers arrive later (standbys), die for good (removed after the dead
+// timeout, the executor reporting as the node's does; an executor may die
+// mid-way, so the removal fails by its deadline and is decided again),
+// restart, and lose their etcd while their daemon runs. Replaying the leader's log against
+// the true world, it checks that no removal is committed while another is
+// active, none loses quorum (the voters that answered were a quorum before
+// and after) or removes a server not down for the whole timeout, the voter
+// count never passes max-servers and, once settled, is odd unless a
+// removal with nobody waiting made it even; and every server dead for
+// good is removed. It finds each of three weakened rules (admitting to an
+// even count, removing without the answering-quorum check, a second
+// removal while one is active).
 //
 // # Membership duties
 //

@@ -97,6 +97,9 @@ type simWorld struct {
 	// installTime: how long a bootstrap node takes before it asks to start
 	// RKE2 (the window in which it can die and lose the role).
 	installTime time.Duration
+	// duties, when set, gives each server the leader's membership duties
+	// (growth_test.go).
+	duties func(name string) *MembershipDuties
 
 	mu        sync.Mutex
 	nodes     map[string]*simNode
@@ -122,6 +125,14 @@ func newSimWorld(t testing.TB, seed uint64, expect int, names []string) *simWorl
 		w.nodes[n] = &simNode{name: n, stores: &Stores{Log: raft.NewInmemStore(), Stable: raft.NewInmemStore(), Snapshots: raft.NewInmemSnapshotStore()}}
 	}
 	return w
+}
+
+// add makes a server that was not there at first boot (not started yet).
+func (w *simWorld) add(name string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.nodes[name] = &simNode{name: name, stores: &Stores{Log: raft.NewInmemStore(), Stable: raft.NewInmemStore(), Snapshots: raft.NewInmemSnapshotStore()}}
+	w.names = append(slices.Clone(w.names), name)
 }
 
 func (w *simWorld) logf(format string, a ...any) {
@@ -275,6 +286,9 @@ func (w *simWorld) start(name string) {
 		NodeName: name, ClusterName: "sim", ExpectServers: w.expect, VIP: "192.0.2.10",
 		Membership: view, Publisher: &simPublisher{w: w, name: name, inc: inc},
 		Timing: w.timing, FetchCA: w.fetchCA,
+	}
+	if w.duties != nil {
+		cfg.Duties = w.duties(name)
 	}
 	var trans *raft.InmemTransport
 	if w.tls {

@@ -8,6 +8,7 @@
 //	bench footprint -members 50 -out footprint.json
 //	bench vipwait -agents 200 -out vipwait.json
 //	bench etcd -members 3 -runs 3 -out etcd.json
+//	bench heal -removal 10s -join 5s -out heal.json
 //	bench report -dir RESULTS -out docs/BENCHMARKS.md
 package main
 
@@ -27,7 +28,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: bench ttc|scale|footprint|vipwait|etcd|report [flags]")
+		fmt.Fprintln(os.Stderr, "usage: bench ttc|scale|footprint|vipwait|etcd|heal|report [flags]")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -156,6 +157,29 @@ func run(ctx context.Context, cmd string, args []string) error {
 			rs = append(rs, r)
 		}
 		result = rs
+	case "heal":
+		var o healOptions
+		fs.StringVar(&o.Base, "base", "127.97.0.11", "first host address (ends in .11)")
+		fs.DurationVar(&o.Removal, "removal", 10*time.Second, "server-removal-timeout")
+		fs.DurationVar(&o.Join, "join", 5*time.Second, "J: a server's join (RKE2SIM_JOIN_DELAY)")
+		fs.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "give up after")
+		fs.Parse(args)
+		if !strings.HasSuffix(o.Base, ".11") {
+			return fmt.Errorf("-base %q: must end in .11 (the standby takes .14)", o.Base)
+		}
+		dir, done, err := withWork()
+		if err != nil {
+			return err
+		}
+		defer done()
+		o.Dir = filepath.Join(dir, "heal")
+		o.Daemon, o.Sim, err = binaries(*bin)
+		if err != nil {
+			return err
+		}
+		if result, err = runHeal(ctx, o, progress); err != nil {
+			return err
+		}
 	case "report":
 		dir := fs.String("dir", "", "folder with the results of the other commands")
 		fs.Parse(args)

@@ -26,6 +26,7 @@ const (
 	goalCPU          = 0.01 // of one core
 	goalBinaryMB     = 25.0
 	goalProbeRate    = 20.0 // probes/s after the first second
+	goalHealOverhead = 2.0  // s over server-removal-timeout + one join
 )
 
 // reportInput is everything docs/bench.sh collected in one folder.
@@ -36,6 +37,7 @@ type reportInput struct {
 	VIPWait   []*vipWaitResult
 	GossipPkg []gossipBench
 	Etcd      *etcdResult
+	Heal      *healResult
 	Durations map[string]string // step → wall time, from bench.sh
 	Commit    string
 }
@@ -102,6 +104,10 @@ func loadInput(dir string) reportInput {
 	var ed etcdResult
 	if readJSON(filepath.Join(dir, "etcd.json"), &ed) {
 		in.Etcd = &ed
+	}
+	var hr healResult
+	if readJSON(filepath.Join(dir, "heal.json"), &hr) {
+		in.Heal = &hr
 	}
 	in.GossipPkg = readGossipBench(filepath.Join(dir, "gossip-bench.txt"))
 	in.Durations = map[string]string{}
@@ -193,6 +199,7 @@ func writeReport(w io.Writer, in reportInput) {
 	p("/tmp/bench footprint -members 50 -window 1m")
 	p("/tmp/bench vipwait -agents 200 -up 10s,60s")
 	p("/tmp/bench etcd -members 3 -runs 3")
+	p("/tmp/bench heal -removal 10s -join 5s")
 	p("go test -run '^$' -bench 'Cluster/members=(10|100)$' -benchtime 1x ./pkg/gossip/")
 	p("```")
 	p("")
@@ -223,6 +230,10 @@ func writeReport(w io.Writer, in reportInput) {
 		worst := max(v.MaxRateDown, v.MaxRateUp)
 		p("| %d agents waiting for the VIP (up after %.0f s): probes per second after the first | ≤ %.0f/s | peak %.0f/s | %s |", v.Agents, v.UpAt, goalProbeRate, worst, verdict(worst <= goalProbeRate))
 	}
+	if h := in.Heal; h != nil {
+		over := h.Measured - h.Critical
+		p("| a server's death to full strength again (standby joined): overhead over server-removal-timeout + one join | ≤ %.0f s | %.1f s | %s |", goalHealOverhead, over, verdict(over <= goalHealOverhead))
+	}
 	p("")
 
 	writeTTC(p, in.TTC)
@@ -230,13 +241,14 @@ func writeReport(w io.Writer, in reportInput) {
 	writeFootprint(p, in.Footprint)
 	writeVIPWait(p, in.VIPWait)
 	writeEtcd(p, in.Etcd)
+	writeHeal(p, in.Heal)
 	writeFindings(p, in)
 	if len(in.Durations) > 0 {
 		p("## Run time of each step")
 		p("")
 		p("| step | wall time |")
 		p("|---|---|")
-		for _, k := range []string{"build", "ttc-3-20", "ttc-5-100", "scale", "gossip-bench", "footprint", "vipwait", "etcd"} {
+		for _, k := range []string{"build", "ttc-3-20", "ttc-5-100", "scale", "gossip-bench", "footprint", "vipwait", "etcd", "heal"} {
 			if v, ok := in.Durations[k]; ok {
 				p("| %s | %s |", k, v)
 			}
@@ -635,4 +647,34 @@ func secondsList(v []float64) string {
 		s[i] = fmt.Sprintf("%.2f s", x)
 	}
 	return strings.Join(s, ", ")
+}
+
+func writeHeal(p func(string, ...any), h *healResult) {
+	if h == nil {
+		return
+	}
+	p("## A server dies: back to full strength")
+	p("")
+	p("Three servers and a fourth in standby, `server-removal-timeout: %s`, J = %.0f s (`RKE2SIM_JOIN_DELAY`). %s (not the raft leader) dies for good, daemon and RKE2, at t = 0. "+
+		"The critical path is the removal timeout and one join: %.1f s. Full strength: %s ready and real etcd listing three voters, %s gone.", h.RemovalTimeout, h.J, h.Victim, h.Critical, h.Standby, h.Victim)
+	p("")
+	p("| event | after the death |")
+	p("|---|---|")
+	p("| the leader's gossip doubts %s (suspect) | %s |", h.Victim, secondsOr(h.SeenSuspect, "—"))
+	p("| the leader's gossip shows %s dead: the removal timeout starts | %s |", h.Victim, secondsOr(h.SeenDead, "—"))
+	p("| %s granted the join slot (enters starting) | %s |", h.Standby, secondsOr(h.Granted, "—"))
+	p("| %s ready | %s |", h.Standby, secondsOr(h.StandbyReady, "—"))
+	p("| etcd: three voters, %s gone | %s |", h.Victim, secondsOr(h.EtcdFullAgain, "—"))
+	p("| **full strength** (overhead %.2f s over %.1f s) | **%.2f s** |", h.Measured-h.Critical, h.Critical, h.Measured)
+	p("")
+	if h.SeenDead > 0 && h.Granted > 0 {
+		p("Where the overhead goes: %.2f s until the leader's gossip calls %s dead (memberlist's suspicion; the removal timeout counts from there, not from the death), "+
+			"%.2f s from the timeout's end to the standby's grant (committing the removal, the executor deleting the Node, RKE2's etcd controller removing the member, the executor's report, the raft voter's removal), "+
+			"and %.2f s from the grant to ready beyond J.", h.SeenDead, h.Victim, h.Granted-h.SeenDead-h.Removal, h.StandbyReady-h.Granted-h.J)
+		p("")
+	}
+	if h.JoinRefusals > 0 {
+		p("etcd refused the standby's member add %d times (\"unhealthy cluster\").", h.JoinRefusals)
+		p("")
+	}
 }

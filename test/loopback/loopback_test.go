@@ -64,6 +64,8 @@ func waitReady(t *testing.T, c *demo.Cluster, within time.Duration) []demo.Row {
 	defer cancel()
 	rows, err := c.Watch(ctx, time.Now(), 250*time.Millisecond, nil)
 	if err != nil {
+		// Watch's last rows were asked with the expired context: ask again.
+		rows = c.Snapshot(context.Background())
 		for _, r := range rows {
 			t.Logf("%s: phase %q error %q (%v)", r.Node.Name, r.Status.Node.Phase, r.Status.Node.Error, r.Err)
 		}
