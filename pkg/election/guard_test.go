@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -388,5 +389,36 @@ func TestTokenHolderOutsideConfigurationCannotAppend(t *testing.T) {
 	before, after, err = appendAs("b")
 	if err != nil || after != before+1 {
 		t.Fatalf("a server of the configuration: err %v, last index %d → %d", err, before, after)
+	}
+}
+
+// TestVotersOfConfiguration: the voters a server vouches for in its claim
+// are raft's configuration's voters, sorted, without non-voters.
+func TestVotersOfConfiguration(t *testing.T) {
+	store := raft.NewInmemStore()
+	_, trans := raft.NewInmemTransport("b")
+	rc := raft.DefaultConfig()
+	rc.LocalID = "b"
+	rc.LogOutput = io.Discard
+	r, err := raft.NewRaft(rc, &fsm{}, store, store, raft.NewInmemSnapshotStore(), trans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Shutdown()
+	e := &Election{watch: make(chan struct{})}
+	if v, err := e.Voters(); v != nil || err != nil {
+		t.Fatalf("before raft runs: %v, %v", v, err)
+	}
+	e.r, e.running = r, true
+	cfg := raft.Configuration{Servers: []raft.Server{
+		{ID: "b", Address: trans.LocalAddr()}, {ID: "a", Address: "192.0.2.1:9348"},
+		{ID: "c", Address: "192.0.2.3:9348", Suffrage: raft.Nonvoter},
+	}}
+	if err := r.BootstrapCluster(cfg).Error(); err != nil {
+		t.Fatal(err)
+	}
+	v, err := e.Voters()
+	if err != nil || !slices.Equal(v, []string{"a", "b"}) {
+		t.Fatalf("Voters = %v, %v; want [a b]", v, err)
 	}
 }

@@ -232,7 +232,7 @@ func (m *Member) vouchedLocked() map[string]bool {
 // raft address is on its gossip address; every other member is an agent.
 func (m *Member) applyLocked(r *record, voters map[string]bool) {
 	r.info.Meta = cloneMeta(r.declared)
-	r.info.Claim = nil
+	r.info.Claim, r.info.Unverified = nil, false
 	if m.verifier == nil || r.info.MetaErr != nil {
 		return
 	}
@@ -255,6 +255,7 @@ func (m *Member) applyLocked(r *record, voters map[string]bool) {
 	} else if r.declared.Role == RoleServer && voters[r.info.Name] && raftOnIP(r.declared.RaftAddr, r.info.Addr) {
 		return
 	}
+	r.info.Unverified = r.declared.Role == RoleServer
 	demoteToAgent(&r.info.Meta)
 }
 

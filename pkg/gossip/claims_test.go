@@ -100,7 +100,7 @@ func isAgent(t testing.TB, m *Member, name string) {
 	mi := infoOf(t, m, name)
 	mt := mi.Meta
 	if mt.Role != RoleAgent || mt.RaftAddr != "" || mt.BootstrapSet != "" || mt.CAHash != "" || mt.Ready || mt.StartedRKE2 ||
-		mt.WantJoinSlot || mt.ClusterReady || mt.Commands != 0 || mt.RaftState != RaftNone || mt.JoinSlot != "" || mi.Claim != nil {
+		mt.WantJoinSlot || mt.ClusterReady || mt.Commands != 0 || mt.RaftState != RaftNone || mt.JoinSlot != "" || mi.Claim != nil || !mi.Unverified {
 		t.Fatalf("%s: meta %+v, claim %v; want an agent with the server fields cleared", name, mt, mi.Claim)
 	}
 	if n := m.NumAlive(RoleServer); n != 0 {

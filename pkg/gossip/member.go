@@ -52,7 +52,10 @@ type MemberInfo struct {
 	// Ready, CAHash, WantJoinSlot, ClusterReady, Commands, ExpectServers,
 	// RaftState) are the claim's, and a member without one is an agent
 	// with those fields cleared (see "Signed claims" in doc.go).
-	Claim      *claims.Claim
+	Claim *claims.Claim
+	// Unverified: the member's metadata says server and neither a verified
+	// claim nor a voter's vouching backs it; Meta shows it as an agent.
+	Unverified bool
 	LastChange time.Time // last change of State, address or Meta seen here
 }
 
