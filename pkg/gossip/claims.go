@@ -262,6 +262,7 @@ func (m *Member) applyLocked(r *record, voters map[string]bool) {
 // applyClaim takes the server fields of meta from a verified claim.
 func applyClaim(meta *Meta, c claims.Claim) {
 	meta.Role = RoleServer
+	meta.AdvertiseAddr = c.AdvertiseAddr // the member's gossip address: applyLocked checked it
 	meta.RaftAddr = c.RaftAddr
 	meta.BootstrapSet = c.BootstrapSet
 	meta.StartedRKE2 = c.StartedRKE2

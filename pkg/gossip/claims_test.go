@@ -133,7 +133,7 @@ func TestVerifiedClaimMakesAServer(t *testing.T) {
 	if mi.Claim == nil || mi.Claim.Seq != 5 || mi.Claim.RKE2Running != "v1.31.4+rke2r1" {
 		t.Fatalf("claim %+v", mi.Claim)
 	}
-	if mi.Meta.Role != RoleServer || mi.Meta.CAHash != c.CAHash || mi.Meta.WantJoinSlot || !mi.Meta.Ready ||
+	if mi.Meta.Role != RoleServer || mi.Meta.CAHash != c.CAHash || mi.Meta.WantJoinSlot || !mi.Meta.Ready || mi.Meta.AdvertiseAddr != "10.0.0.11" ||
 		mi.Meta.RaftAddr != "10.0.0.11:9348" || mi.Meta.RaftState != RaftMember || mi.Meta.Commands != 2 {
 		t.Fatalf("effective meta %+v, want the claim's server fields", mi.Meta)
 	}

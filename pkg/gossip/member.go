@@ -48,7 +48,7 @@ type MemberInfo struct {
 	// Claim is the member's newest verified server claim, nil when it has
 	// none (an agent, a server of an older build, or a forger). With a
 	// trusted fingerprint configured, Meta is the effective metadata: the
-	// server fields (Role server, RaftAddr, BootstrapSet, StartedRKE2,
+	// server fields (Role server, AdvertiseAddr, RaftAddr, BootstrapSet, StartedRKE2,
 	// Ready, CAHash, WantJoinSlot, ClusterReady, Commands, ExpectServers,
 	// RaftState) are the claim's, and a member without one is an agent
 	// with those fields cleared (see "Signed claims" in doc.go).
