@@ -97,6 +97,7 @@ type Member struct {
 	ownBase    []byte       // this member's claim as last signed, with sequence 1
 	day2       claims.Claim // the day-2 fields of this member's claim (UpdateClaim)
 	claimDirty atomic.Bool  // a new own claim waits for the direct exchanges
+	resign     atomic.Bool  // an earlier run's newer claim was seen: sign past it
 	numAlive   atomic.Int32 // alive members, for the broadcast queue's retransmits
 
 	// mu guards the snapshot, conflicts and subscribers. Memberlist calls
@@ -415,6 +416,7 @@ func (m *Member) broadcaster(ctx context.Context) {
 		if ml == nil {
 			continue
 		}
+		m.resignIfAsked()
 		// An earlier pass may already have carried this change (UpdateNode
 		// reads the newest metadata): memberlist would store nothing new
 		// and report nothing.
