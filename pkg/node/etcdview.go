@@ -241,9 +241,12 @@ func assessEtcd(self string, local etcdview.View, peers map[string]etcdview.View
 	if len(out) == 0 {
 		return status.Etcd{}, ms.Assessment{}, false
 	}
-	var views []ms.EtcdView
+	// read are the views taken from an etcd (this server's, published
+	// ones): only they know a revision, so only they name the survivor.
+	var views, read []ms.EtcdView
 	add := func(name string, v etcdview.View) {
-		views = append(views, ms.EtcdView{Server: name, Member: v.MemberName != "" && !v.Learner, Revision: v.Revision, Healthy: v.Healthy})
+		ev := ms.EtcdView{Server: name, Member: v.MemberName != "" && !v.Learner, Revision: v.Revision, Healthy: v.Healthy}
+		views, read = append(views, ev), append(read, ev)
 	}
 	if !local.ObservedAt.IsZero() {
 		add(self, local)
@@ -258,6 +261,8 @@ func assessEtcd(self string, local etcdview.View, peers map[string]etcdview.View
 		}
 	}
 	a := ms.Assess(voters, views)
+	r := ms.Assess(voters, read)
+	a.Survivor, a.SurvivorRevision = r.Survivor, r.SurvivorRevision
 	healthy := map[string]bool{}
 	for _, v := range views {
 		healthy[v.Server] = v.Member && v.Healthy

@@ -75,9 +75,9 @@ func TestAssessEtcd(t *testing.T) {
 		{name: "not ready with the cluster CA: not answering", local: viewOf("a-0000000a", 0xa, true, 50),
 			members: []gossip.MemberInfo{server("b", gossip.StateAlive, false), server("c", gossip.StateAlive, true)},
 			voters:  3, healthy: 2, margin: 0, atRisk: true, survivor: "a", known: true},
-		{name: "no local view: the FSM's voters and gossip",
+		{name: "no local view: the FSM's voters and gossip; no survivor without a revision read from an etcd",
 			members: []gossip.MemberInfo{server("b", gossip.StateAlive, true), server("c", gossip.StateAlive, true)},
-			fsm:     []string{"a", "b", "c"}, voters: 3, healthy: 2, margin: 0, atRisk: true, survivor: "b", known: true},
+			fsm:     []string{"a", "b", "c"}, voters: 3, healthy: 2, margin: 0, atRisk: true, survivor: "", known: true},
 		{name: "a learner does not vote", local: func() etcdview.View {
 			v := viewOf("a-0000000a", 0xa, true, 50)
 			v.Members[2].Learner = true
@@ -282,6 +282,11 @@ func TestMembershipExtra(t *testing.T) {
 	car.views["b"] = viewOf("b-0000000b", 0xb, true, 70)
 	if x, ok := n.membershipExtra("b"); !ok || !x.EtcdHealthy {
 		t.Fatalf("b's view says healthy; extra %+v ok %v", x, ok)
+	}
+	// Ready, but its own etcd has no quorum: its view decides.
+	n.t.set(status.PhaseReady, "rke2-server is active")
+	if x, ok := n.membershipExtra("a"); !ok || !x.EtcdHealthy {
+		t.Fatalf("ready with no view yet counts as answering; extra %+v ok %v", x, ok)
 	}
 	w.serviceOn = true
 	n.etcd.reader.(*fakeEtcdReader).view.Healthy = false

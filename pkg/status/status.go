@@ -140,8 +140,9 @@ type Etcd struct {
 	QuorumMargin int  `json:"quorum_margin"`
 	QuorumAtRisk bool `json:"quorum_at_risk"` // margin ≤ 0: one more failure, or none, loses quorum
 	MajorityGone bool `json:"majority_gone"`  // quorum is lost: recovery is an operator's decision
-	// NewestSurvivor is the voter still reporting with the newest data,
-	// the one `recover --from` should name; nil when none reports.
+	// NewestSurvivor is the voter still reporting with the newest data
+	// (highest revision read from its etcd), the one `recover --from`
+	// should name; nil when no voter's etcd view is known.
 	NewestSurvivor *EtcdSurvivor `json:"newest_survivor,omitempty"`
 	// ObservedAt is when this server last read its local etcd (zero: not
 	// yet, or RKE2 is not running); Error why the last read failed.
