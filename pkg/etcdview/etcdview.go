@@ -28,6 +28,10 @@ const DefaultTimeout = 5 * time.Second
 // maxBody caps an answer: a member list of a few servers is a few KB.
 const maxBody = 1 << 20
 
+// maxMembers bounds a member list; etcd itself advises at most 7 voters
+// and RKE2 clusters have no more than a handful of members.
+const maxMembers = 64
+
 // View is a server's view of its local etcd (the claims contract's EtcdView).
 type View struct {
 	ObservedAt time.Time // zero: no view
@@ -98,44 +102,21 @@ func (r *Reader) Read(ctx context.Context) (View, error) {
 		return View{}, err
 	}
 	defer client.CloseIdleConnections()
-	var st statusResponse
-	if err := r.call(ctx, client, "/v3/maintenance/status", &st); err != nil {
+	stBody, err := r.call(ctx, client, "/v3/maintenance/status")
+	if err != nil {
 		return View{}, err
 	}
-	var ml memberListResponse
-	if err := r.call(ctx, client, "/v3/cluster/member/list", &ml); err != nil {
+	mlBody, err := r.call(ctx, client, "/v3/cluster/member/list")
+	if err != nil {
 		return View{}, err
+	}
+	v, err := decodeView(stBody, mlBody)
+	if err != nil {
+		return View{}, fmt.Errorf("etcd at %s: %w", r.Addr, err)
 	}
 	now := time.Now
 	if r.Now != nil {
 		now = r.Now
-	}
-	v := View{
-		MemberID:  uint64(st.Header.MemberID),
-		Learner:   st.IsLearner,
-		Revision:  int64(st.Header.Revision),
-		RaftIndex: uint64(st.RaftAppliedIndex),
-		Leader:    uint64(st.Leader),
-	}
-	if v.RaftIndex == 0 {
-		v.RaftIndex = uint64(st.RaftIndex)
-	}
-	if v.MemberID == 0 {
-		return View{}, fmt.Errorf("etcd at %s: status names no member ID", r.Addr)
-	}
-	for _, m := range ml.Members {
-		mm := Member{Name: m.Name, ID: uint64(m.ID), Learner: m.IsLearner}
-		if len(m.PeerURLs) > 0 {
-			mm.PeerURL = m.PeerURLs[0]
-		}
-		v.Members = append(v.Members, mm)
-		if mm.ID == v.MemberID {
-			v.MemberName = mm.Name
-		}
-	}
-	slices.SortFunc(v.Members, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
-	if v.MemberName == "" {
-		return View{}, fmt.Errorf("etcd at %s: member %x is not in its own member list (%d members)", r.Addr, v.MemberID, len(v.Members))
 	}
 	v.Healthy = v.Leader != 0 && r.health(ctx, client)
 	v.ObservedAt = now()
@@ -198,34 +179,79 @@ func (r *Reader) client() (*http.Client, error) {
 	return &http.Client{Transport: tr, Timeout: r.timeout()}, nil
 }
 
-// call POSTs an empty request to a gateway path and decodes its answer.
-func (r *Reader) call(ctx context.Context, client *http.Client, path string, out any) error {
+// call POSTs an empty request to a gateway path and returns its answer.
+func (r *Reader) call(ctx context.Context, client *http.Client, path string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout())
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+r.Addr+path, bytes.NewReader([]byte("{}")))
 	if err != nil {
-		return fmt.Errorf("etcd %s: %w", path, err)
+		return nil, fmt.Errorf("etcd %s: %w", path, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("etcd at %s: %s: %w", r.Addr, path, err)
+		return nil, fmt.Errorf("etcd at %s: %s: %w", r.Addr, path, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
-		return fmt.Errorf("etcd at %s: %s: reading the answer: %w", r.Addr, path, err)
+		return nil, fmt.Errorf("etcd at %s: %s: reading the answer: %w", r.Addr, path, err)
 	}
 	if len(body) > maxBody {
-		return fmt.Errorf("etcd at %s: %s: answer larger than %d bytes", r.Addr, path, maxBody)
+		return nil, fmt.Errorf("etcd at %s: %s: answer larger than %d bytes", r.Addr, path, maxBody)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("etcd at %s: %s: %s: %s", r.Addr, path, resp.Status, printable(body))
+		return nil, fmt.Errorf("etcd at %s: %s: %s: %s", r.Addr, path, resp.Status, printable(body))
 	}
-	if err := json.Unmarshal(body, out); err != nil {
-		return fmt.Errorf("etcd at %s: %s: not the gateway's JSON: %w", r.Addr, path, err)
+	return body, nil
+}
+
+// decodeView reads the gateway's answers to status and member list into
+// a View (without health and time): strict about types, tolerant of
+// fields it does not know.
+func decodeView(statusBody, membersBody []byte) (View, error) {
+	var st statusResponse
+	if err := json.Unmarshal(statusBody, &st); err != nil {
+		return View{}, fmt.Errorf("/v3/maintenance/status: not the gateway's JSON: %w", err)
 	}
-	return nil
+	var ml memberListResponse
+	if err := json.Unmarshal(membersBody, &ml); err != nil {
+		return View{}, fmt.Errorf("/v3/cluster/member/list: not the gateway's JSON: %w", err)
+	}
+	v := View{
+		MemberID:  uint64(st.Header.MemberID),
+		Learner:   st.IsLearner,
+		Revision:  int64(st.Header.Revision),
+		RaftIndex: uint64(st.RaftAppliedIndex),
+		Leader:    uint64(st.Leader),
+	}
+	if v.RaftIndex == 0 {
+		v.RaftIndex = uint64(st.RaftIndex)
+	}
+	if v.MemberID == 0 {
+		return View{}, errors.New("status names no member ID")
+	}
+	if v.Revision < 0 {
+		return View{}, fmt.Errorf("status: revision %d out of range", uint64(st.Header.Revision))
+	}
+	if len(ml.Members) > maxMembers {
+		return View{}, fmt.Errorf("member list: %d members, more than etcd allows a cluster (%d)", len(ml.Members), maxMembers)
+	}
+	for _, m := range ml.Members {
+		mm := Member{Name: printable([]byte(m.Name)), ID: uint64(m.ID), Learner: m.IsLearner}
+		if len(m.PeerURLs) > 0 {
+			mm.PeerURL = printable([]byte(m.PeerURLs[0]))
+		}
+		v.Members = append(v.Members, mm)
+		if mm.ID == v.MemberID {
+			v.MemberName = mm.Name
+		}
+	}
+	slices.SortFunc(v.Members, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+	if v.MemberName == "" {
+		return View{}, fmt.Errorf("member %x is not in its own member list (%d members)", v.MemberID, len(v.Members))
+	}
+	return v, nil
 }
 
 // printable is the start of an error body, safe for a log line.
