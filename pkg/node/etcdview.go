@@ -139,14 +139,14 @@ func (n *Node) readEtcd(ctx context.Context) {
 	e.mu.Unlock()
 }
 
-// sameEtcdView compares two views but for when they were taken.
+// sameEtcdView compares what others act on in two views: membership,
+// health and leader. The revision and raft index move with every write
+// (Kubernetes writes every few seconds), so they go out with the next
+// change or with the minute's republication; once quorum is lost, writes
+// stop and the health change publishes the revision the survivor holds.
 func sameEtcdView(a, b etcdview.View) bool {
-	if a.ObservedAt.IsZero() != b.ObservedAt.IsZero() || !slices.Equal(a.Members, b.Members) {
-		return false
-	}
-	a.ObservedAt, b.ObservedAt, a.Members, b.Members = time.Time{}, time.Time{}, nil, nil
-	return a.Healthy == b.Healthy && a.MemberName == b.MemberName && a.MemberID == b.MemberID && a.Learner == b.Learner &&
-		a.Revision == b.Revision && a.RaftIndex == b.RaftIndex && a.Leader == b.Leader
+	return a.ObservedAt.IsZero() == b.ObservedAt.IsZero() && slices.Equal(a.Members, b.Members) &&
+		a.Healthy == b.Healthy && a.MemberName == b.MemberName && a.MemberID == b.MemberID && a.Learner == b.Learner && a.Leader == b.Leader
 }
 
 // localEtcd is the local view when it is current.

@@ -185,12 +185,15 @@ func TestReadEtcd(t *testing.T) {
 	}
 	w.serviceOn = true
 	n.readEtcd(ctx)
+	r.mu.Lock()
+	r.view.Revision, r.view.RaftIndex = 51, 99 // a write: not worth a publication of its own
+	r.mu.Unlock()
 	n.readEtcd(ctx)
 	if r.reads != 2 {
 		t.Fatalf("reads %d, want 2", r.reads)
 	}
 	car.mu.Lock()
-	if len(car.published) != 2 { // the empty view at first, then the first real one; the repeat is not sent
+	if len(car.published) != 2 { // the empty view at first, then the first real one; the next is not sent
 		t.Fatalf("published %d views, want 2: %+v", len(car.published), car.published)
 	}
 	car.mu.Unlock()
@@ -229,15 +232,23 @@ rke2_hanode_etcd_voters 3
 	r.mu.Unlock()
 	n.readEtcd(ctx)
 	st = n.Status().Cluster.Etcd
-	if !st.MajorityGone || st.NewestSurvivor == nil || st.NewestSurvivor.Name != "a" || st.NewestSurvivor.Revision != 50 {
+	if !st.MajorityGone || st.NewestSurvivor == nil || st.NewestSurvivor.Name != "a" || st.NewestSurvivor.Revision != 51 {
 		t.Fatalf("status %+v, want quorum lost with a as the survivor", st)
 	}
 	if got := testutil.ToFloat64(collectorGauge(n, "rke2_hanode_quorum_lost")); got != 1 {
 		t.Fatalf("rke2_hanode_quorum_lost %v, want 1", got)
 	}
 	car.mu.Lock()
-	if len(car.published) != 3 {
-		t.Errorf("the changed view was not published: %d", len(car.published))
+	if len(car.published) != 3 || car.published[2].Healthy || car.published[2].Revision != 51 {
+		t.Errorf("the unhealthy view with its revision was not published: %+v", car.published)
+	}
+	car.mu.Unlock()
+	// An unchanged view goes out again after a minute.
+	n.clk.(*stepClock).Sleep(ctx, etcdRepublish)
+	n.readEtcd(ctx)
+	car.mu.Lock()
+	if len(car.published) != 4 {
+		t.Errorf("the unchanged view was not published again after %s: %d publications", etcdRepublish, len(car.published))
 	}
 	car.mu.Unlock()
 
