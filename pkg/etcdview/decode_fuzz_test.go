@@ -7,7 +7,7 @@ import (
 
 // FuzzDecodeView: the gateway's answers come from whatever listens on the
 // local port. decodeView never panics, and a view it accepts names its own
-// member among printable members, no more than maxMembers.
+// member among printable members, no more than MaxMembers.
 func FuzzDecodeView(f *testing.F) {
 	f.Add([]byte(statusJSON), []byte(membersJSON))
 	f.Add([]byte(`{"header":{"member_id":"7","revision":"9223372036854775808"}}`), []byte(`{"members":[{"ID":"7","name":"a"}]}`))
@@ -18,7 +18,7 @@ func FuzzDecodeView(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if v.MemberID == 0 || v.MemberName == "" || v.Revision < 0 || len(v.Members) > maxMembers {
+		if v.MemberID == 0 || v.MemberName == "" || v.Revision < 0 || len(v.Members) > MaxMembers {
 			t.Fatalf("accepted %+v", v)
 		}
 		for _, m := range v.Members {

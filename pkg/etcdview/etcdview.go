@@ -28,9 +28,9 @@ const DefaultTimeout = 5 * time.Second
 // maxBody caps an answer: a member list of a few servers is a few KB.
 const maxBody = 1 << 20
 
-// maxMembers bounds a member list; etcd itself advises at most 7 voters
-// and RKE2 clusters have no more than a handful of members.
-const maxMembers = 64
+// MaxMembers bounds a member list: what a signed server claim carries
+// (claims.MaxMembers); etcd itself advises at most 7 voters.
+const MaxMembers = 16
 
 // View is a server's view of its local etcd (the claims contract's EtcdView).
 type View struct {
@@ -234,8 +234,8 @@ func decodeView(statusBody, membersBody []byte) (View, error) {
 	if v.Revision < 0 {
 		return View{}, fmt.Errorf("status: revision %d out of range", uint64(st.Header.Revision))
 	}
-	if len(ml.Members) > maxMembers {
-		return View{}, fmt.Errorf("member list: %d members, more than etcd allows a cluster (%d)", len(ml.Members), maxMembers)
+	if len(ml.Members) > MaxMembers {
+		return View{}, fmt.Errorf("member list: %d members, more than etcd allows a cluster (%d)", len(ml.Members), MaxMembers)
 	}
 	for _, m := range ml.Members {
 		mm := Member{Name: printable([]byte(m.Name)), ID: uint64(m.ID), Learner: m.IsLearner}

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/rke2-hanode/rke2-hanode/pkg/claims"
 	"github.com/rke2-hanode/rke2-hanode/pkg/election"
 	"github.com/rke2-hanode/rke2-hanode/pkg/etcdview"
 	"github.com/rke2-hanode/rke2-hanode/pkg/gossip"
@@ -51,13 +52,53 @@ type etcdCarrier interface {
 	Views(members []gossip.MemberInfo) map[string]etcdview.View
 }
 
-// noCarrier is the carriage before the signed claim carries etcd views:
-// nothing is published and no server's view is known, so every other
-// server is judged by gossip.
+// noCarrier is the carriage before gossip is open: nothing is published
+// and no server's view is known, so every other server is judged by
+// gossip.
 type noCarrier struct{}
 
 func (noCarrier) Publish(etcdview.View) error                        { return nil }
 func (noCarrier) Views([]gossip.MemberInfo) map[string]etcdview.View { return nil }
+
+// claimCarrier carries the views in the signed server claims
+// (claims.Claim.Etcd): this server publishes with UpdateClaim, and only a
+// member's verified claim is read. A server whose gossip has no signer
+// cannot publish (UpdateClaim says so); the others judge it by gossip.
+type claimCarrier struct{ g *gossip.Member }
+
+func (c claimCarrier) Publish(v etcdview.View) error {
+	return c.g.UpdateClaim(func(cl *claims.Claim) { cl.Etcd = claimEtcd(v) })
+}
+
+func (claimCarrier) Views(members []gossip.MemberInfo) map[string]etcdview.View {
+	out := map[string]etcdview.View{}
+	for _, m := range members {
+		if m.Claim != nil && !m.Claim.Etcd.ObservedAt.IsZero() {
+			out[m.Name] = viewOfClaim(m.Claim.Etcd)
+		}
+	}
+	return out
+}
+
+// claimEtcd and viewOfClaim convert between the reader's view and the
+// claim's (the same fields).
+func claimEtcd(v etcdview.View) claims.EtcdView {
+	e := claims.EtcdView{ObservedAt: v.ObservedAt, Healthy: v.Healthy, MemberName: v.MemberName, MemberID: v.MemberID,
+		Learner: v.Learner, Revision: v.Revision, RaftIndex: v.RaftIndex, Leader: v.Leader}
+	for _, m := range v.Members {
+		e.Members = append(e.Members, claims.EtcdMember{Name: m.Name, ID: m.ID, PeerURL: m.PeerURL, Learner: m.Learner})
+	}
+	return e
+}
+
+func viewOfClaim(e claims.EtcdView) etcdview.View {
+	v := etcdview.View{ObservedAt: e.ObservedAt, Healthy: e.Healthy, MemberName: e.MemberName, MemberID: e.MemberID,
+		Learner: e.Learner, Revision: e.Revision, RaftIndex: e.RaftIndex, Leader: e.Leader}
+	for _, m := range e.Members {
+		v.Members = append(v.Members, etcdview.Member{Name: m.Name, ID: m.ID, PeerURL: m.PeerURL, Learner: m.Learner})
+	}
+	return v
+}
 
 // etcdState is this server's local view and its carriage.
 type etcdState struct {

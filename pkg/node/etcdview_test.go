@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/rke2-hanode/rke2-hanode/pkg/claims"
 	"github.com/rke2-hanode/rke2-hanode/pkg/etcdview"
 	"github.com/rke2-hanode/rke2-hanode/pkg/gossip"
 	"github.com/rke2-hanode/rke2-hanode/pkg/status"
@@ -312,5 +315,45 @@ func TestOwnLoopback(t *testing.T) {
 		if got := ownLoopback(in); got != want {
 			t.Errorf("ownLoopback(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// A view of the most members a reader accepts travels in a signed claim
+// and comes back the same, and only a member's verified claim is read.
+func TestClaimCarriesEtcdView(t *testing.T) {
+	if etcdview.MaxMembers != claims.MaxMembers {
+		t.Fatalf("the reader accepts %d members, a claim carries %d", etcdview.MaxMembers, claims.MaxMembers)
+	}
+	v := etcdview.View{ObservedAt: time.Unix(1_700_000_000, 0).UTC(), Healthy: true, MemberName: "server-with-a-long-name-01-0a1b2c3d",
+		MemberID: 1<<64 - 1, Revision: 1 << 40, RaftIndex: 1 << 50, Leader: 7}
+	for i := range etcdview.MaxMembers {
+		v.Members = append(v.Members, etcdview.Member{Name: fmt.Sprintf("server-with-a-long-name-%02d-0a1b2c3d", i), ID: uint64(i + 1),
+			PeerURL: fmt.Sprintf("https://[fd00:1234:5678:9abc:def0:1234:5678:%04x]:2380", i), Learner: i == 3})
+	}
+	v.Members[1].ID = v.MemberID
+	s, err := claims.NewSigner("0b5f8e2a91c4d7364fa0e9b2c81d5f730b5f8e2a91c4d7364fa0e9b2c81d5f73", "rke2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wire, err := s.Sign(claims.Claim{Node: "server-1", AdvertiseAddr: "10.0.0.1", RaftAddr: "10.0.0.1:9348", Seq: 1, Etcd: claimEtcd(v)})
+	if err != nil {
+		t.Fatalf("a reader's largest view does not fit a claim: %v", err)
+	}
+	got, err := claims.Verify(s.Fingerprint(), wire)
+	if err != nil {
+		t.Fatal(err)
+	}
+	views := claimCarrier{}.Views([]gossip.MemberInfo{{Name: "server-1", Claim: &got}, {Name: "agent-1"}, {Name: "server-2", Claim: &claims.Claim{}}})
+	if len(views) != 1 {
+		t.Fatalf("views %+v, want server-1's alone (no claim, or a claim without a view, carries none)", views)
+	}
+	w := views["server-1"]
+	if !w.ObservedAt.Equal(v.ObservedAt) || !slices.Equal(w.Members, v.Members) {
+		t.Fatalf("the view came back as\n%+v\nwant\n%+v", w, v)
+	}
+	w.ObservedAt, v.ObservedAt, w.Members, v.Members = time.Time{}, time.Time{}, nil, nil
+	if w.Healthy != v.Healthy || w.MemberName != v.MemberName || w.MemberID != v.MemberID || w.Learner != v.Learner ||
+		w.Revision != v.Revision || w.RaftIndex != v.RaftIndex || w.Leader != v.Leader {
+		t.Fatalf("the view came back as %+v, want %+v", w, v)
 	}
 }

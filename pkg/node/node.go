@@ -243,6 +243,9 @@ func (n *Node) Run(ctx context.Context) error {
 		return err
 	}
 	defer g.Close() // after the parts below have stopped: leaves gracefully
+	if n.etcd != nil {
+		n.etcd.carrier = claimCarrier{g} // before members: readers see it once they see gossip
+	}
 	n.mu.Lock()
 	n.members = g
 	n.mu.Unlock()
