@@ -34,6 +34,10 @@ const (
 	etcdRepublish = time.Minute
 	// etcdFresh: a local view older than this is not relied on.
 	etcdFresh = 30 * time.Second
+	// etcdPeerFresh: another server's view older than this (by this
+	// host's clock, against the other's: keep NTP on) is not relied on;
+	// it republishes every etcdRepublish.
+	etcdPeerFresh = 5 * time.Minute
 )
 
 // etcdReader reads the local etcd (*etcdview.Reader).
@@ -212,6 +216,12 @@ func (n *Node) etcdInputs() (members []gossip.MemberInfo, peers map[string]etcdv
 		members = view.Members()
 		if n.etcd != nil {
 			peers = n.etcd.carrier.Views(members)
+			now := n.clk.Now()
+			for name, v := range peers {
+				if now.Sub(v.ObservedAt) > etcdPeerFresh {
+					delete(peers, name)
+				}
+			}
 		}
 	}
 	if c := n.coordinator(); c != nil {
@@ -257,10 +267,18 @@ func assessEtcd(self string, local etcdview.View, peers map[string]etcdview.View
 			alive[m.Name] = m
 		}
 	}
+	// The member list: the local one, else the newest an alive server
+	// published (equal times: the lowest name).
 	list := local
-	for name, v := range peers {
-		if _, ok := alive[name]; ok && list.ObservedAt.IsZero() && !v.ObservedAt.IsZero() && v.ObservedAt.After(list.ObservedAt) {
-			list = v
+	if list.ObservedAt.IsZero() {
+		newest := ""
+		for name, v := range peers {
+			if _, ok := alive[name]; !ok || v.ObservedAt.IsZero() {
+				continue
+			}
+			if newest == "" || v.ObservedAt.After(list.ObservedAt) || v.ObservedAt.Equal(list.ObservedAt) && name < newest {
+				list, newest = v, name
+			}
 		}
 	}
 	var out []status.EtcdMember

@@ -81,6 +81,22 @@ func TestAssessEtcd(t *testing.T) {
 		{name: "no local view: the FSM's voters and gossip; no survivor without a revision read from an etcd",
 			members: []gossip.MemberInfo{server("b", gossip.StateAlive, true), server("c", gossip.StateAlive, true)},
 			fsm:     []string{"a", "b", "c"}, voters: 3, healthy: 2, margin: 0, atRisk: true, survivor: "", known: true},
+		{name: "no local view: the newest member list an alive server published",
+			peers: map[string]etcdview.View{
+				"b": func() etcdview.View { v := viewOf("b-0000000b", 0xb, true, 70); v.Members = v.Members[:2]; return v }(),
+				"c": func() etcdview.View {
+					v := viewOf("c-0000000c", 0xc, true, 71)
+					v.ObservedAt = v.ObservedAt.Add(time.Second)
+					return v
+				}(),
+				"d": func() etcdview.View {
+					v := viewOf("c-0000000c", 0xc, true, 72)
+					v.ObservedAt = v.ObservedAt.Add(time.Hour)
+					return v
+				}(),
+			},
+			members: []gossip.MemberInfo{server("b", gossip.StateAlive, true), server("c", gossip.StateAlive, true), server("d", gossip.StateDead, true)},
+			voters:  3, healthy: 2, margin: 0, atRisk: true, survivor: "c", known: true},
 		{name: "a learner does not vote", local: func() etcdview.View {
 			v := viewOf("a-0000000a", 0xa, true, 50)
 			v.Members[2].Learner = true
@@ -297,6 +313,13 @@ func TestMembershipExtra(t *testing.T) {
 	if x, ok := n.membershipExtra("b"); !ok || !x.EtcdHealthy {
 		t.Fatalf("b's view says healthy; extra %+v ok %v", x, ok)
 	}
+	stale := viewOf("b-0000000b", 0xb, true, 70)
+	stale.ObservedAt = n.clk.Now().Add(-etcdPeerFresh - time.Second)
+	car.views["b"] = stale
+	if x, ok := n.membershipExtra("b"); ok {
+		t.Fatalf("b's view is older than %s, yet the duties were given it: %+v", etcdPeerFresh, x)
+	}
+	car.views["b"] = viewOf("b-0000000b", 0xb, true, 70)
 	// Ready, but its own etcd has no quorum: its view decides.
 	n.t.set(status.PhaseReady, "rke2-server is active")
 	if x, ok := n.membershipExtra("a"); !ok || !x.EtcdHealthy {
