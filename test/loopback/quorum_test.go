@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,6 +57,18 @@ func waitEtcdStatus(t *testing.T, n *demo.Node, what string, ok func(e *status.E
 	return last
 }
 
+// statusTable is what `rke2-hanode status` prints for n.
+func statusTable(t *testing.T, n *demo.Node) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, daemonBin, "status", "--address", "http://"+n.HTTPAddress).CombinedOutput()
+	if err != nil {
+		t.Fatalf("rke2-hanode status on %s: %v\n%s", n.Name, err, out)
+	}
+	return string(out)
+}
+
 // killHost kills n's daemon and its RKE2 for good.
 func killHost(n *demo.Node) {
 	pids := n.SimPIDs()
@@ -103,6 +117,10 @@ func TestQuorumAtRisk(t *testing.T) {
 			!containsLine(m, "rke2_hanode_quorum_at_risk 1") || !containsLine(m, "rke2_hanode_quorum_lost 0") {
 			t.Errorf("%s: metrics do not show 3 voters, margin 0, at risk", n.Name)
 		}
+		if out := statusTable(t, n); !strings.Contains(out, "etcd: 3 voters, 0 learners, 2 answer, quorum margin 0") ||
+			!strings.Contains(out, "WARNING: etcd quorum is at risk") {
+			t.Errorf("%s: rke2-hanode status does not show the margin and the warning:\n%s", n.Name, out)
+		}
 		if s, err := readSimEtcd(n); err != nil || len(s.Etcd.Members) != 3 || s.Etcd.Leader == "" {
 			t.Errorf("%s: real etcd %+v (%v), want 3 members and a leader", n.Name, s.Etcd, err)
 		}
@@ -124,6 +142,9 @@ func TestQuorumAtRisk(t *testing.T) {
 	}
 	if m := scrape(t, last); !containsLine(m, "rke2_hanode_quorum_lost 1") || !containsLine(m, "rke2_hanode_quorum_at_risk 1") {
 		t.Errorf("%s: metrics do not show quorum lost", last.Name)
+	}
+	if out := statusTable(t, last); !strings.Contains(out, "WARNING: etcd quorum is lost") || !strings.Contains(out, "newest survivor is "+last.Name) {
+		t.Errorf("%s: rke2-hanode status does not show quorum lost and the survivor:\n%s", last.Name, out)
 	}
 	t.Logf("%s: quorum lost, newest survivor %s at revision %d (rke2sim: %d members, no leader)", last.Name, e.NewestSurvivor.Name, e.NewestSurvivor.Revision, len(sim.Etcd.Members))
 }
