@@ -197,3 +197,22 @@ func TestPageShowsOwnFailureReason(t *testing.T) {
 		t.Errorf("the page of the failed host does not show its reason as text:\n%s", dom)
 	}
 }
+
+// The page shows the etcd quorum line, and the newest survivor once the
+// majority is gone.
+func TestPageShowsQuorum(t *testing.T) {
+	bin := browser.Require(t)
+	base := serve(t, func() status.Status {
+		st := recorded()
+		st.Cluster.Etcd = &status.Etcd{Voters: 3, Healthy: 0, QuorumMargin: -2, QuorumAtRisk: true, MajorityGone: true,
+			NewestSurvivor: &status.EtcdSurvivor{Name: "server-3", Revision: 42}}
+		return st
+	})
+	dom, err := browser.DumpDOM(context.Background(), bin, base+"/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(dom, "3 voters, 0 answer, margin -2 — QUORUM LOST, newest survivor server-3 (revision 42)") {
+		t.Errorf("the page does not show the lost quorum and its survivor:\n%s", dom)
+	}
+}

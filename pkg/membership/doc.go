@@ -67,8 +67,10 @@
 //  2. Gossip. Every server advertises, through election's Publisher, its
 //     host ID (a random value made once in data-dir, mode 0600), whether it
 //     has an RKE2 datastore (<rke2-data-dir>/server/db exists), its EtcdView
-//     (from etcd's /health and status on its local client port: member,
-//     revision, healthy), an operator's remove request, a reinstall's clear
+//     (pkg/etcdview: etcd's /health, status and member list on RKE2's
+//     loopback HTTP client URL: member, revision, healthy; node/etcdview.go
+//     reads it and assesses quorum with Assess), an operator's remove
+//     request, a reinstall's clear
 //     request, and, as executor, its Progress.
 //  3. Executing a removal. The executor (Removal.Executor == itself) reports
 //     Progress{executing}, then with pkg/kubeapi (the admin kubeconfig

@@ -26,6 +26,9 @@
 // permanent and hinted errors), vipwait.go (waiting for the VIP),
 // watch.go (the cluster view kept fresh), status.go and advertised.go
 // (/status), tracker.go (the phase and its reports), progress.go (progress.json),
-// coordinator.go and adapters.go (election over gossip), hostaddr.go,
-// tlsdial.go, kubevip.go, servicemanager.go.
+// coordinator.go and adapters.go (election over gossip), etcdview.go (the
+// local etcd's view read every few seconds while RKE2 runs, its carriage to
+// the other servers, the quorum assessment for status, metrics and the
+// leader's removal judgement), hostaddr.go, tlsdial.go, kubevip.go,
+// servicemanager.go.
 package node

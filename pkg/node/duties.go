@@ -14,7 +14,7 @@ import (
 func (n *Node) duties(g *gossip.Member) *election.MembershipDuties {
 	return &election.MembershipDuties{
 		Config:  ms.Config{MaxServers: n.cfg.MaxServers, RemovalTimeout: n.cfg.ServerRemovalTimeout(), ExecuteTimeout: removalExecuteTimeout},
-		Extra:   n.selfExtra,
+		Extra:   n.membershipExtra,
 		Readers: func(name string) (int, bool) { return commandReaders(g.Members(), name) },
 	}
 }

@@ -85,6 +85,8 @@ type Node struct {
 	vipHolder    string
 	standby      string // why the leader does not admit this server yet ("" when it does)
 	exec         executorState
+
+	etcd *etcdState // servers: the local etcd's view and its carriage (etcdview.go)
 }
 
 // New builds the host's parts from the configuration; nothing runs yet.
@@ -103,6 +105,9 @@ func New(opts Options) (*Node, error) {
 	n.t.set(status.PhasePreflight, "checking the host")
 	if n.advertise, n.mac, err = HostAddress(c); err != nil {
 		return nil, err
+	}
+	if c.IsServer() {
+		n.etcd = n.newEtcdState()
 	}
 	if n.alarm, err = newAlarms(opts.Registerer); err != nil {
 		return nil, err
@@ -192,6 +197,11 @@ func (n *Node) registerClusterMetrics(reg prometheus.Registerer) error {
 	if err := register(reg, n.standbyServers); err != nil {
 		return err
 	}
+	if n.etcd != nil {
+		if err := register(reg, newEtcdCollector(n)); err != nil {
+			return err
+		}
+	}
 	if !n.cfg.IsServer() {
 		// Servers export this from the raft FSM; agents from gossip.
 		n.agentReady = prometheus.NewGauge(prometheus.GaugeOpts{
@@ -236,6 +246,9 @@ func (n *Node) Run(ctx context.Context) error {
 		return err
 	}
 	defer g.Close() // after the parts below have stopped: leaves gracefully
+	if n.etcd != nil {
+		n.etcd.carrier = claimCarrier{g} // before members: readers see it once they see gossip
+	}
 	n.mu.Lock()
 	n.members = g
 	n.mu.Unlock()
@@ -284,6 +297,7 @@ func (n *Node) Run(ctx context.Context) error {
 		go func() { defer wg.Done(); n.executeRemovals(runCtx) }()
 		wg.Add(1)
 		go func() { defer wg.Done(); n.publishVoters(runCtx, g) }()
+		go func() { defer wg.Done(); n.watchEtcd(runCtx) }()
 	}
 
 	walkCtx, stopWalk := context.WithCancel(runCtx)

@@ -15,7 +15,6 @@ import (
 	"github.com/rke2-hanode/rke2-hanode/pkg/election"
 	"github.com/rke2-hanode/rke2-hanode/pkg/kubeapi"
 	ms "github.com/rke2-hanode/rke2-hanode/pkg/membership"
-	"github.com/rke2-hanode/rke2-hanode/pkg/status"
 )
 
 // removalExecuteTimeout is how long a committed removal may take before
@@ -63,16 +62,17 @@ func (x *executorState) set(p ms.Progress) {
 }
 
 // selfExtra is the membership fields of this server for its own leader
-// step: whether its RKE2 answers (it is ready), and its progress on the
-// removal it executes. The executor is the leader that committed the
-// removal (membership's rule), so the leader reads its own progress here;
-// other servers' fields are derived from gossip (ok false).
+// step: whether its etcd answers (its own etcd view; before it has one,
+// whether it is ready), and its progress on the removal it executes. The
+// executor is the leader that committed the removal (membership's rule),
+// so the leader reads its own progress here; other servers' fields come
+// from their published etcd view, else from gossip (membershipExtra).
 func (n *Node) selfExtra(name string) (election.MembershipExtra, bool) {
 	if name != n.cfg.NodeName {
 		return election.MembershipExtra{}, false
 	}
 	phase, _, _ := n.t.get()
-	x := election.MembershipExtra{EtcdHealthy: phase == status.PhaseReady, HasDatastore: true}
+	x := election.MembershipExtra{EtcdHealthy: n.selfEtcdHealthy(phase), HasDatastore: true}
 	if c := n.coordinator(); c != nil {
 		x.Progress = n.exec.report(c.State().Removal)
 	}

@@ -52,6 +52,7 @@ func (n *Node) Status() status.Status {
 	}
 	st.Members = make([]status.Member, 0, len(members))
 	st.Cluster.StandbyServers = standbyServers(members)
+	st.Cluster.Etcd = n.etcdStatus()
 	st.Timeline = map[string][]status.Transition{n.cfg.NodeName: n.t.history.Entries()}
 	for _, m := range members {
 		if m.Name != n.cfg.NodeName {

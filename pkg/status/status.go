@@ -119,6 +119,50 @@ type Cluster struct {
 	CAMismatch *CAMismatch `json:"ca_mismatch,omitempty"`
 	// StandbyServers are the servers gossip shows in phase standby, by name.
 	StandbyServers []string `json:"standby_servers"`
+	// Etcd is the etcd membership and quorum picture as this server sees
+	// it (its local etcd and the views the other servers publish); nil on
+	// agents and before anything is known.
+	Etcd *Etcd `json:"etcd,omitempty"`
+}
+
+// Etcd is the etcd cluster as one server sees it.
+type Etcd struct {
+	// Members is the member list (this server's local etcd's, else the
+	// voters the raft FSM records), by name.
+	Members []EtcdMember `json:"members"`
+	Voters  int          `json:"voters"`
+	// Healthy counts the voters whose etcd answers as this server sees it
+	// (its own read, another server's published view, or gossip alive and
+	// ready with the cluster CA where no view is published).
+	Healthy int `json:"healthy"`
+	// QuorumMargin is how many more servers may fail before quorum is lost
+	// (healthy voters − quorum; negative once lost).
+	QuorumMargin int  `json:"quorum_margin"`
+	QuorumAtRisk bool `json:"quorum_at_risk"` // margin ≤ 0: one more failure, or none, loses quorum
+	MajorityGone bool `json:"majority_gone"`  // quorum is lost: recovery is an operator's decision
+	// NewestSurvivor is the voter still reporting with the newest data
+	// (highest revision read from its etcd), the one `recover --from`
+	// should name; nil when no voter's etcd view is known.
+	NewestSurvivor *EtcdSurvivor `json:"newest_survivor,omitempty"`
+	// ObservedAt is when this server last read its local etcd (zero: not
+	// yet, or RKE2 is not running); Error why the last read failed.
+	ObservedAt time.Time `json:"observed_at"`
+	Error      string    `json:"error,omitempty"`
+}
+
+// EtcdMember is one etcd member.
+type EtcdMember struct {
+	Name    string `json:"name"`           // etcd's member name (<node>-<8 hex>), or the node name where only raft knows it
+	ID      string `json:"id,omitempty"`   // hex, as etcdctl prints it
+	Learner bool   `json:"learner"`        // not a voter yet
+	Healthy bool   `json:"healthy"`        // its etcd answers, as this server sees it
+	Node    string `json:"node,omitempty"` // the host it runs on
+}
+
+// EtcdSurvivor names a server and the revision its etcd holds.
+type EtcdSurvivor struct {
+	Name     string `json:"name"`
+	Revision int64  `json:"revision"`
 }
 
 // CAMismatch is an alarm: a CA hash seen where the cluster's was expected.

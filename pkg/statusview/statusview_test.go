@@ -127,3 +127,40 @@ func TestPrintStatusMarksUnverifiedServers(t *testing.T) {
 		t.Fatalf("legend without an unverified member:\n%s", b.String())
 	}
 }
+
+// The table shows the etcd voters and margin, and warns when quorum is at
+// risk or lost (naming the newest survivor).
+func TestPrintStatusEtcd(t *testing.T) {
+	members := []status.EtcdMember{{Name: "a-0000000a", Healthy: true}, {Name: "b-0000000b"}, {Name: "c-0000000c", Learner: true}}
+	cases := []struct {
+		name string
+		etcd *status.Etcd
+		want []string
+		not  []string
+	}{
+		{"none", nil, nil, []string{"etcd:", "WARNING"}},
+		{"healthy", &status.Etcd{Members: members, Voters: 3, Healthy: 3, QuorumMargin: 1},
+			[]string{"etcd: 3 voters, 1 learners, 3 answer, quorum margin 1"}, []string{"WARNING"}},
+		{"at risk", &status.Etcd{Members: members, Voters: 3, Healthy: 2, QuorumAtRisk: true},
+			[]string{"quorum margin 0", "WARNING: etcd quorum is at risk"}, []string{"lost"}},
+		{"lost", &status.Etcd{Members: members, Voters: 3, Healthy: 0, QuorumMargin: -2, QuorumAtRisk: true, MajorityGone: true,
+			NewestSurvivor: &status.EtcdSurvivor{Name: "a\x1b[31m", Revision: 42}, Error: "no leader"},
+			[]string{"WARNING: etcd quorum is lost", "newest survivor is a\\x1b[31m at revision 42", "does not answer: no leader"}, []string{"\x1b"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var b strings.Builder
+			PrintStatus(&b, status.Status{Cluster: status.Cluster{Etcd: c.etcd}}, time.Now())
+			for _, w := range c.want {
+				if !strings.Contains(b.String(), w) {
+					t.Errorf("missing %q in\n%s", w, b.String())
+				}
+			}
+			for _, w := range c.not {
+				if strings.Contains(b.String(), w) {
+					t.Errorf("%q should not show in\n%s", w, b.String())
+				}
+			}
+		})
+	}
+}

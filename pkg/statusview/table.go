@@ -26,6 +26,7 @@ func PrintStatus(w io.Writer, st status.Status, now time.Time) {
 	} else if c.BootstrapNode != "" || c.JoinedServers > 0 {
 		fmt.Fprintf(w, "servers: %d joined after the bootstrap, as the servers advertise\n", c.JoinedServers)
 	}
+	printEtcd(w, c.Etcd)
 	if len(c.StandbyServers) > 0 {
 		names := make([]string, len(c.StandbyServers))
 		for i, s := range c.StandbyServers {
@@ -67,11 +68,44 @@ func PrintStatus(w io.Writer, st status.Status, now time.Time) {
 	}
 }
 
+// printEtcd is the etcd line: voters, learners, how many answer, the
+// quorum margin, and a warning when quorum is at risk or lost.
+func printEtcd(w io.Writer, e *status.Etcd) {
+	if e == nil {
+		return
+	}
+	if e.Voters > 0 {
+		learners := 0
+		for _, m := range e.Members {
+			if m.Learner {
+				learners++
+			}
+		}
+		fmt.Fprintf(w, "etcd: %d voters, %d learners, %d answer, quorum margin %d\n", e.Voters, learners, e.Healthy, e.QuorumMargin)
+	}
+	switch {
+	case e.Voters > 0 && e.MajorityGone:
+		survivor := "no voter reports"
+		if s := e.NewestSurvivor; s != nil {
+			survivor = fmt.Sprintf("the newest survivor is %s at revision %d (`rke2-hanode recover --from %s --confirm`)", Clean(s.Name), s.Revision, Clean(s.Name))
+		}
+		fmt.Fprintf(w, "WARNING: etcd quorum is lost: a majority of the voters is gone; bring servers back, or recover: %s\n", survivor)
+	case e.Voters > 0 && e.QuorumAtRisk:
+		fmt.Fprintf(w, "WARNING: etcd quorum is at risk: one more server failure loses it\n")
+	}
+	if e.Error != "" {
+		fmt.Fprintf(w, "etcd on this server does not answer: %s\n", Clean(e.Error))
+	}
+}
+
 // PhaseKey is what changes when any member changes phase or state: the
 // key of a Screen that prints only changes.
 func PhaseKey(st status.Status) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s|%s|%v|%s|", st.Cluster.BootstrapNode, st.Cluster.JoinSlot, st.Cluster.ClusterReady, st.Node.Error)
+	if e := st.Cluster.Etcd; e != nil {
+		fmt.Fprintf(&b, "etcd %d/%d %d %v|", e.Healthy, e.Voters, e.QuorumMargin, e.MajorityGone)
+	}
 	for _, m := range st.Members {
 		fmt.Fprintf(&b, "%s=%s/%s,", m.Name, m.Phase, m.State)
 	}

@@ -581,7 +581,7 @@ func writeEtcd(p func(string, ...any), e *etcdResult) {
 	n := len(e.Runs[0])
 	p("## rke2sim on real etcd")
 	p("")
-	p("rke2sim embeds etcd (go.etcd.io/etcd/server/v3) in its own Go module; the daemon links none. Each server runs one member, small and quiet: snapshot count 1000, backend quota 64 MB, revision auto-compaction, no metrics listener or gRPC gateway, etcd's log at warn, heartbeat 200 ms and election timeout 2 s (a loaded machine misses 100 ms heartbeats). "+
+	p("rke2sim embeds etcd (go.etcd.io/etcd/server/v3) in its own Go module; the daemon links none. Each server runs one member, small and quiet: snapshot count 1000, backend quota 64 MB, revision auto-compaction, no metrics listener, client URLs in TLS with client-cert-auth and the JSON gateway on the HTTP client URL as RKE2 has them, etcd's log at warn, heartbeat 200 ms and election timeout 2 s (a loaded machine misses 100 ms heartbeats). "+
 		"Measured with %d `rke2sim server` processes on 127.96.0.1–%d, `RKE2SIM_START_DELAY=0s`, `RKE2SIM_JOIN_DELAY=0s`, started one after the other as soon as the previous answered `/v1-rke2/readyz` with 200; start is the process's start; RSS from /proc/PID/status %.0f s after the last was ready (%d runs, min–max):", n, n, e.Settle, len(e.Runs))
 	p("")
 	p("| member | start to readyz 200 | VmRSS | VmHWM | member adds etcd refused |")

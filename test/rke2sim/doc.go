@@ -123,6 +123,21 @@
 // /livez, /healthz, /version, token-authenticated (RKE2's apiserver runs
 // without anonymous auth).
 //
+// etcd (as RKE2 configures it, k3s pkg/etcd): listen-client-urls
+// https://127.0.0.1 and https://node-ip on RKE2SIM_ETCD_CLIENT_PORT, gRPC
+// only, because listen-client-http-urls is https://<loopback>:
+// RKE2SIM_ETCD_HTTP_PORT (/health, /version and etcd's JSON gRPC gateway,
+// which RKE2 leaves on). <loopback> is 127.0.0.1, or node-ip where node-ip
+// is itself a loopback address (several sims on one machine); the same then
+// holds for the client URLs, which bind node-ip alone. TLS from
+// <data-dir>/server/tls/etcd/: server-client.crt/.key served,
+// client-cert-auth against server-ca.crt; client.crt/.key is what a local
+// client presents (the sim's own client too). A client without a
+// certificate of that CA fails the handshake. Unlike RKE2, each server
+// makes its own etcd CA (RKE2 shares it through its bootstrap data): only a
+// host's own clients reach its etcd, so nothing observable depends on it.
+// Peer traffic is plain HTTP.
+//
 // # Agent
 //
 // The same checks as a joining server (a node token is enough), then a
@@ -324,6 +339,7 @@
 //	RKE2SIM_LOG_LEVEL        debug|info|warn|error (info)
 //	RKE2SIM_ETCD_CLIENT_PORT etcd's client port on node-ip (2379)
 //	RKE2SIM_ETCD_PEER_PORT   etcd's peer port on node-ip (2380)
+//	RKE2SIM_ETCD_HTTP_PORT   etcd's HTTP client port on the loopback address (2382)
 //	RKE2SIM_ETCD_LOG_LEVEL   etcd's own log level (warn)
 //	RKE2SIM_PROMOTE_INTERVAL the leader's promotion retry period (2s)
 //	RKE2SIM_LEARNER_STALL    a learner this old is removed (5m)

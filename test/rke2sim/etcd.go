@@ -87,8 +87,30 @@ func nodeNameOf(member string) string {
 	return member[:i]
 }
 
+// etcdClientURL is the gRPC client URL on node-ip (https, client-cert-auth).
 func (n *node) etcdClientURL() string {
-	return "http://" + net.JoinHostPort(n.cfg.NodeIP, strconv.Itoa(n.set.EtcdClientPort))
+	return "https://" + net.JoinHostPort(n.cfg.NodeIP, strconv.Itoa(n.set.EtcdClientPort))
+}
+
+// etcdListenClientURLs are RKE2's listen-client-urls: 127.0.0.1 and node-ip
+// (only node-ip where node-ip is itself a loopback address).
+func (n *node) etcdListenClientURLs() []url.URL {
+	port := strconv.Itoa(n.set.EtcdClientPort)
+	hosts := []string{n.cfg.NodeIP}
+	if lo := ownLoopback(n.cfg.NodeIP); lo != n.cfg.NodeIP {
+		hosts = append([]string{lo}, hosts...)
+	}
+	var out []url.URL
+	for _, h := range hosts {
+		out = append(out, url.URL{Scheme: "https", Host: net.JoinHostPort(h, port)})
+	}
+	return out
+}
+
+// etcdHTTPURL is RKE2's listen-client-http-urls: HTTP (/health, the JSON
+// gateway) on loopback only; the client URLs then serve gRPC alone.
+func (n *node) etcdHTTPURL() string {
+	return "https://" + net.JoinHostPort(ownLoopback(n.cfg.NodeIP), strconv.Itoa(n.set.EtcdHTTPPort))
 }
 
 func (n *node) etcdPeerURL() string {
@@ -110,8 +132,18 @@ func (n *node) startEtcd(ctx context.Context, state, initialCluster, clusterToke
 	if err != nil {
 		return err
 	}
+	httpURL, err := url.Parse(n.etcdHTTPURL())
+	if err != nil {
+		return err
+	}
+	files, err := ensureEtcdTLS(n.cfg.DataDir, n.cfg.NodeIP, n.now())
+	if err != nil {
+		return err
+	}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*peer}, []url.URL{*peer}
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*client}, []url.URL{*client}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = n.etcdListenClientURLs(), []url.URL{*client}
+	cfg.ListenClientHttpUrls = []url.URL{*httpURL}
+	cfg.ClientTLSInfo = files.serverTLS()
 	cfg.ListenMetricsUrls = nil
 	cfg.InitialCluster = initialCluster
 	cfg.InitialClusterToken = clusterToken
@@ -123,7 +155,7 @@ func (n *node) startEtcd(ctx context.Context, state, initialCluster, clusterToke
 	cfg.QuotaBackendBytes = 64 << 20
 	cfg.AutoCompactionMode = "revision"
 	cfg.AutoCompactionRetention = "1000"
-	cfg.EnableGRPCGateway = false
+	cfg.EnableGRPCGateway = true // etcd's default, which RKE2 leaves alone
 	cfg.Logger = "zap"
 	cfg.LogLevel = n.set.EtcdLogLevel
 	cfg.LogOutputs = []string{"stderr"}
@@ -135,8 +167,13 @@ func (n *node) startEtcd(ctx context.Context, state, initialCluster, clusterToke
 	if err != nil {
 		return fmt.Errorf("etcd: start member %s: %w", n.etcdName, err)
 	}
+	clientTLS, err := files.clientTLS()
+	if err != nil {
+		e.Close()
+		return fmt.Errorf("etcd: client certificate: %w", err)
+	}
 	cli, err := clientv3.New(clientv3.Config{
-		Endpoints: []string{n.etcdClientURL()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		Endpoints: []string{n.etcdClientURL()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: clientTLS,
 	})
 	if err != nil {
 		e.Close()
@@ -145,7 +182,7 @@ func (n *node) startEtcd(ctx context.Context, state, initialCluster, clusterToke
 	n.etcd, n.etcdCli = e, cli
 	n.etcdStarted = n.now()
 	n.log.Info("etcd member started", zap.String("name", n.etcdName), zap.String("state", state),
-		zap.String("peer", n.etcdPeerURL()), zap.String("client", n.etcdClientURL()))
+		zap.String("peer", n.etcdPeerURL()), zap.String("client", n.etcdClientURL()), zap.String("http", n.etcdHTTPURL()))
 	go func() {
 		select {
 		case <-ctx.Done():

@@ -72,6 +72,7 @@ func baseEnv() map[string]string {
 		"RKE2SIM_API_PORT":         testAPIPort,
 		"RKE2SIM_ETCD_CLIENT_PORT": "22379",
 		"RKE2SIM_ETCD_PEER_PORT":   "22380",
+		"RKE2SIM_ETCD_HTTP_PORT":   "22382",
 		"RKE2SIM_PROMOTE_INTERVAL": "200ms",
 		"RKE2SIM_JOIN_RETRY":       "1s",
 		"RKE2SIM_START_DELAY":      "100ms",

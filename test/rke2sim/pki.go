@@ -227,29 +227,42 @@ func (c *CA) ServingCert(nodeName string, sans []string, now time.Time) (tls.Cer
 // ClientCert issues a client certificate (CN user, O groups) as PEM, the
 // way RKE2 signs the admin kubeconfig's system:admin in system:masters.
 func (c *CA) ClientCert(user string, groups []string, now time.Time) (certPEM, keyPEM []byte, err error) {
+	return c.issuePEM(pkix.Name{CommonName: user, Organization: groups}, nil, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, now)
+}
+
+// issuePEM issues a leaf for subject with the given SANs and usages, as
+// PEM (with the intermediate when the CA is a bundle).
+func (c *CA) issuePEM(subject pkix.Name, sans []string, usages []x509.ExtKeyUsage, now time.Time) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, fmt.Errorf("client cert: key: %w", err)
+		return nil, nil, fmt.Errorf("certificate %s: key: %w", subject.CommonName, err)
 	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
 	if err != nil {
-		return nil, nil, fmt.Errorf("client cert: serial: %w", err)
+		return nil, nil, fmt.Errorf("certificate %s: serial: %w", subject.CommonName, err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: user, Organization: groups},
+		Subject:      subject,
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.AddDate(1, 0, 0),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		ExtKeyUsage:  usages,
+	}
+	for _, s := range sans {
+		if ip := net.ParseIP(s); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else if s != "" {
+			tmpl.DNSNames = append(tmpl.DNSNames, s)
+		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, &key.PublicKey, c.key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("client cert: %w", err)
+		return nil, nil, fmt.Errorf("certificate %s: %w", subject.CommonName, err)
 	}
 	kder, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("client cert: %w", err)
+		return nil, nil, fmt.Errorf("certificate %s: %w", subject.CommonName, err)
 	}
 	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	if len(c.certs) > 1 {

@@ -31,6 +31,7 @@ type Settings struct {
 	// The embedded etcd.
 	EtcdClientPort  int           // RKE2SIM_ETCD_CLIENT_PORT (2379)
 	EtcdPeerPort    int           // RKE2SIM_ETCD_PEER_PORT (2380)
+	EtcdHTTPPort    int           // RKE2SIM_ETCD_HTTP_PORT (2382): /health and the JSON gateway, loopback only
 	EtcdLogLevel    string        // RKE2SIM_ETCD_LOG_LEVEL (warn)
 	PromoteInterval time.Duration // RKE2SIM_PROMOTE_INTERVAL: the leader's promotion loop
 	LearnerStall    time.Duration // RKE2SIM_LEARNER_STALL: a learner this old is removed
@@ -59,6 +60,7 @@ func LoadSettings(getenv func(string) string) (Settings, error) {
 		KubeVIPImage:    "ghcr.io/kube-vip/kube-vip",
 		EtcdClientPort:  2379,
 		EtcdPeerPort:    2380,
+		EtcdHTTPPort:    2382,
 		EtcdLogLevel:    "warn",
 		PromoteInterval: 2 * time.Second,
 		LearnerStall:    5 * time.Minute,
@@ -101,6 +103,7 @@ func LoadSettings(getenv func(string) string) (Settings, error) {
 	dur("RKE2SIM_JOIN_RETRY", &s.JoinRetry)
 	port("RKE2SIM_ETCD_CLIENT_PORT", &s.EtcdClientPort)
 	port("RKE2SIM_ETCD_PEER_PORT", &s.EtcdPeerPort)
+	port("RKE2SIM_ETCD_HTTP_PORT", &s.EtcdHTTPPort)
 	if v := getenv("RKE2SIM_ETCD_LOG_LEVEL"); v != "" {
 		s.EtcdLogLevel = v
 	}

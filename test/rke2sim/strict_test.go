@@ -212,7 +212,11 @@ func TestStalledLearnerIsRemoved(t *testing.T) {
 	env := map[string]string{"RKE2SIM_LEARNER_STALL": "4s"}
 	a := startSim(t, simSpec{config: "node-ip: " + addr(11, 1) + "\nnode-name: a\ntoken: st\n", env: env})
 	a.waitReady()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{"http://" + addr(11, 1) + ":22379"}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	clientTLS, err := etcdTLSIn(a.dataDir).clientTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{"https://" + addr(11, 1) + ":22379"}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: clientTLS})
 	if err != nil {
 		t.Fatal(err)
 	}

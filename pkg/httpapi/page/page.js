@@ -41,6 +41,22 @@ function fact(k, v, cls) {
   return d;
 }
 
+// etcdFact is the quorum line: voters, how many more may fail, a warning
+// when quorum is at risk or lost (with the newest survivor to recover from).
+function etcdFact(e) {
+  if (!e || !e.voters) return fact("etcd quorum", "");
+  let v = e.voters + " voters, " + e.healthy + " answer, margin " + e.quorum_margin;
+  let cls = "good";
+  if (e.majority_gone) {
+    v += " — QUORUM LOST" + (e.newest_survivor ? ", newest survivor " + e.newest_survivor.name + " (revision " + e.newest_survivor.revision + ")" : "");
+    cls = "bad";
+  } else if (e.quorum_at_risk) {
+    v += " — at risk: one more failure loses quorum";
+    cls = "bad";
+  }
+  return fact("etcd quorum", v, cls);
+}
+
 // rowsOf turns the timeline map into rows in the members' order (servers
 // first), with every phase as a segment [from, to).
 function rowsOf(st) {
@@ -115,6 +131,7 @@ function render(st) {
     fact("raft", raft.state === "leader" ? "leader (this host)" : raft.state ? raft.state + (raft.leader ? ", leader " + raft.leader : "") : ""),
     fact("join slot", c.join_slot),
     fact("servers expected", c.expect_servers || ""),
+    etcdFact(c.etcd),
   );
 
   const rows = rowsOf(st);
