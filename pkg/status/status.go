@@ -95,6 +95,10 @@ type Node struct {
 	// Standby is why the leader does not admit this server yet, while it
 	// is in phase standby ("" otherwise).
 	Standby string `json:"standby,omitempty"`
+	// Detail is what the current phase is doing or waiting for, in words
+	// (the line systemd shows as STATUS=), e.g. how many servers etcd
+	// still waits for on a cold start.
+	Detail string `json:"detail,omitempty"`
 }
 
 // Cluster is the cluster as this host sees it.
