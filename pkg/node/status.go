@@ -27,6 +27,7 @@ func (n *Node) Status() status.Status {
 	}
 	n.mu.Unlock()
 	n.alarmStatus(&st.Cluster)
+	st.Cluster.VIPReleased = n.watchdog.status()
 	if c := n.coordinator(); c != nil {
 		es := c.State()
 		st.Node.Bootstrap = es.IsBootstrap

@@ -123,6 +123,19 @@ type Cluster struct {
 	CAMismatch *CAMismatch `json:"ca_mismatch,omitempty"`
 	// StandbyServers are the servers gossip shows in phase standby, by name.
 	StandbyServers []string `json:"standby_servers"`
+	// VIPReleased is this server's last VIP watchdog release (nil: none
+	// since the daemon started).
+	VIPReleased *VIPRelease `json:"vip_released,omitempty"`
+}
+
+// VIPRelease is the VIP watchdog's last release on this server: it ran
+// rke2-killall.sh because rke2-server was down while its kube-vip held the
+// VIP.
+type VIPRelease struct {
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason"`
+	// Error is why rke2-killall.sh failed ("" when it ran).
+	Error string `json:"error,omitempty"`
 }
 
 // CAMismatch is an alarm: a CA hash seen where the cluster's was expected.
