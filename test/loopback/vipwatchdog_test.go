@@ -31,7 +31,6 @@ func simServerPIDs(n *demo.Node) []int {
 	return out
 }
 
-
 // TestVIPHeldByStoppedServer: the VIP holder's rke2-server goes down and
 // stays down (it fails at every restart), while its kube-vip outlives it
 // and keeps the VIP (RKE2SIM_KUBEVIP_OUTLIVES, as kube-vip's container
