@@ -241,7 +241,8 @@
 //	 "rejections": [{"at": "<RFC 3339 nanos>", "reason": "…"}],
 //	 "etcd": {"members": [{"name", "peer_url", "learner"}], "leader", "revision"},
 //	 "version": "<running version>", "skew": [{"at", "reason"}],
-//	 "removed": "<RFC 3339 nanos> <why>", "evictions": [{"at", "namespace", "pod"}]}
+//	 "removed": "<RFC 3339 nanos> <why>", "evictions": [{"at", "namespace", "pod"}],
+//	 "resets": ["<RFC 3339 nanos>", …]}   (each cluster-reset done here)
 //
 // Every key is always present ("" when not applicable). For a server join
 // the two times are its learner phase: from the learner add to its

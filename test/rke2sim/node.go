@@ -150,7 +150,7 @@ func (n *node) clusterInit(ctx context.Context) error {
 		return err
 	}
 	if err := n.updateState(func(st *Evidence) {
-		*st = Evidence{Mode: ModeClusterInit, CAHash: ca.Hash(), Rejections: st.Rejections, Skew: st.Skew, Evictions: st.Evictions}
+		*st = Evidence{Mode: ModeClusterInit, CAHash: ca.Hash(), Rejections: st.Rejections, Skew: st.Skew, Evictions: st.Evictions, Resets: st.Resets}
 	}); err != nil {
 		return err
 	}
