@@ -70,6 +70,11 @@ func (n *Node) resumeOwnDatastore(ctx context.Context) (bool, error) {
 		kind, ca = installer.Bootstrap, ""
 		n.setBootstrap()
 	}
+	if err := n.retry(ctx, "datastore", func(ctx context.Context) error {
+		return n.checkNotLeftBehind(ctx, f.Datastore.Path)
+	}); err != nil {
+		return true, err
+	}
 	n.log.Info("this server was ready in this cluster and its datastore is on disk: starting RKE2 on it (etcd waits for a quorum of the servers)",
 		zap.String("datastore", f.Datastore.Path))
 	if err := n.retry(ctx, "write-config", func(context.Context) error {

@@ -3,6 +3,9 @@ package node
 import (
 	"fmt"
 	"testing"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/claims"
+	"github.com/rke2-hanode/rke2-hanode/pkg/gossip"
 )
 
 // TestRestartOwnDatastore: only a server that was ready here, for the CA
@@ -34,6 +37,30 @@ func TestRestartOwnDatastore(t *testing.T) {
 	for _, c := range cases {
 		if got := restartOwnDatastore(c.f); got != c.want {
 			t.Errorf("%s: restart on own datastore = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// TestLeftBehind: a server is left behind only by an alive server's
+// verified claim whose published voters leave it out.
+func TestLeftBehind(t *testing.T) {
+	claim := func(voters ...string) *claims.Claim { return &claims.Claim{Voters: voters} }
+	alive, dead := gossip.StateAlive, gossip.StateDead
+	cases := []struct {
+		name    string
+		members []gossip.MemberInfo
+		by      string
+	}{
+		{"counted", []gossip.MemberInfo{{Name: "s1", State: alive, Claim: claim("s1", "s2", "s3")}}, ""},
+		{"recovered without it", []gossip.MemberInfo{{Name: "s1", State: alive, Claim: claim("s1", "s4", "s5")}}, "s1"},
+		{"a dead member's claim is not evidence", []gossip.MemberInfo{{Name: "s1", State: dead, Claim: claim("s1")}}, ""},
+		{"no voters published (no raft leader there)", []gossip.MemberInfo{{Name: "s1", State: alive, Claim: claim()}}, ""},
+		{"no verified claim", []gossip.MemberInfo{{Name: "s1", State: alive}}, ""},
+		{"its own old claim", []gossip.MemberInfo{{Name: "s2", State: alive, Claim: claim("s1")}}, ""},
+	}
+	for _, c := range cases {
+		if by, _ := leftBehind("s2", c.members); by != c.by {
+			t.Errorf("%s: left behind by %q, want %q", c.name, by, c.by)
 		}
 	}
 }

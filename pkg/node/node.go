@@ -287,6 +287,8 @@ func (n *Node) Run(ctx context.Context) error {
 		go func() { defer wg.Done(); n.executeRemovals(runCtx) }()
 		wg.Add(1)
 		go func() { defer wg.Done(); n.watchVIPHolder(runCtx) }()
+		wg.Add(1)
+		go func() { defer wg.Done(); n.publishVoters(runCtx) }()
 	}
 
 	walkCtx, stopWalk := context.WithCancel(runCtx)
