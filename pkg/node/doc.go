@@ -27,5 +27,13 @@
 // watch.go (the cluster view kept fresh), status.go and advertised.go
 // (/status), tracker.go (the phase and its reports), progress.go (progress.json),
 // coordinator.go and adapters.go (election over gossip), hostaddr.go,
-// tlsdial.go, kubevip.go, servicemanager.go.
+// tlsdial.go, kubevip.go, servicemanager.go; day 2: coldstart.go (a server
+// restarting RKE2 on its own datastore, as after a power cut of every
+// host), voters.go (the raft voters servers publish, and the check that a
+// returning server is still counted), vipwatchdog.go (rke2-killall.sh when
+// a stopped rke2-server's kube-vip keeps the VIP), recover.go (the offline
+// quorum-loss recovery behind `rke2-hanode recover`).
+//
+// The VIP watchdog is the one place node acts on RKE2 beyond starting it:
+// it runs rke2-killall.sh, and only while rke2-server is already down.
 package node
