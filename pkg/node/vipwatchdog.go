@@ -17,6 +17,7 @@ import (
 	"github.com/rke2-hanode/rke2-hanode/pkg/installer"
 	"github.com/rke2-hanode/rke2-hanode/pkg/status"
 	"github.com/rke2-hanode/rke2-hanode/pkg/statusview"
+	"github.com/rke2-hanode/rke2-hanode/pkg/vip"
 )
 
 // The VIP watchdog. Stopping rke2-server (KillMode=process) leaves its pods
@@ -135,8 +136,9 @@ func (n *Node) vipReleaseGrace() time.Duration {
 func (n *Node) watchVIPHolder(ctx context.Context) {
 	grace := n.vipReleaseGrace()
 	var w vipWatch
+	lastSelf := false // loopback: this host was the last holder seen
 	for n.clk.Sleep(ctx, vipWatchEvery) == nil {
-		f := n.vipWatchFacts(ctx, w)
+		f := n.vipWatchFacts(ctx, &lastSelf)
 		var reason string
 		w, reason = decideVIPRelease(w, f, grace)
 		if reason != "" {
@@ -145,27 +147,43 @@ func (n *Node) watchVIPHolder(ctx context.Context) {
 	}
 }
 
-// vipWatchFacts gathers the facts; the VIP is looked at only while
-// rke2-server is down.
-func (n *Node) vipWatchFacts(ctx context.Context, w vipWatch) vipWatchFacts {
+// vipWatchFacts gathers the facts. On a real interface the VIP's address
+// on a local interface says it is held here. On loopback every host has
+// every address, the holder is known only by the certificate it serves, and
+// a kube-vip left without its server serves none: so while rke2-server is
+// active the watchdog notes whether this host holds the VIP (lastSelf), and
+// once it is down that last sighting stands.
+func (n *Node) vipWatchFacts(ctx context.Context, lastSelf *bool) vipWatchFacts {
 	n.mu.Lock()
 	f := vipWatchFacts{Now: n.clk.Now(), WasReady: n.prog.Ready}
 	lastHolder := n.vipHolder
 	n.mu.Unlock()
 	active, err := n.svc.Active(ctx, n.role)
 	f.Active = err == nil && active
-	if f.Active || !f.WasReady {
+	loopback := false
+	if a, err := vip.ParseVIP(n.cfg.VIP); err == nil {
+		loopback = a.IsLoopback()
+	}
+	if !f.WasReady {
+		return f
+	}
+	if f.Active {
+		if loopback {
+			if _, local, err := n.prober.Holder(n.cfg.VIP, n.memberMACs()); err == nil {
+				*lastSelf = local
+			}
+		}
 		return f
 	}
 	_, local, herr := n.prober.Holder(n.cfg.VIP, n.memberMACs())
 	switch {
 	case herr == nil:
 		f.HeldHere = local
+		if loopback {
+			*lastSelf = local
+		}
 	default:
-		// On loopback the holder is known by the certificate it serves,
-		// and a kube-vip left without its server serves none: the last
-		// holder seen stands.
-		f.HeldHere = lastHolder == n.cfg.NodeName
+		f.HeldHere = *lastSelf || lastHolder == n.cfg.NodeName
 	}
 	if f.HeldHere {
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
