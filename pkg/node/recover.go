@@ -214,6 +214,9 @@ func clusterReset(ctx context.Context, c *config.Config, env []string, say func(
 	if env == nil {
 		env = os.Environ()
 	}
+	// RKE2 reads its own config; this daemon's variables (a token among
+	// them, perhaps) are none of its business.
+	env = slices.DeleteFunc(slices.Clone(env), func(kv string) bool { return strings.HasPrefix(kv, config.EnvPrefix) })
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	say("running %s server --cluster-reset", bin)
