@@ -70,6 +70,7 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 		newPreflightCmd(),
 		newStatusCmd(),
 		newUpgradeCmd(),
+		newRecoverCmd(),
 		newRenderCmd(),
 		newConfigCmd(),
 		newDemoCmd(),

@@ -35,7 +35,9 @@ const (
 	// brought removal, removed and upgrade; a snapshot without them is
 	// still written as version 1, one with them needs version 2 (an older
 	// reader must not skip the removed servers or a roll in progress).
-	snapshotVersion = 2
+	// Version 3 brought the recovery epoch: a snapshot with one needs
+	// version 3 (an older reader would let an old datastore back in).
+	snapshotVersion = 3
 	// lockVersion is the same for the persisted formation lock.
 	lockVersion = 1
 )
@@ -302,6 +304,9 @@ func encodeSnapshot(s ClusterState) ([]byte, error) {
 	}
 	v := 1
 	if s.hasMembership() {
+		v = 2
+	}
+	if s.Recovery != nil {
 		v = snapshotVersion
 	}
 	b, err := json.Marshal(snapshotFile{V: v, State: s})
@@ -330,6 +335,12 @@ func decodeSnapshot(b []byte) (ClusterState, error) {
 	}
 	if s.Removal != nil {
 		s.Removal.Since = s.Removal.Since.UTC()
+	}
+	if s.Recovery != nil {
+		s.Recovery.At = s.Recovery.At.UTC()
+		if sf.V < 3 {
+			return ClusterState{}, errors.New("election: restore: a recovery in a snapshot below version 3")
+		}
 	}
 	if s.hasMembership() && sf.V < 2 {
 		return ClusterState{}, errors.New("election: restore: removal, removed or upgrade in a snapshot of version 1")
@@ -389,6 +400,14 @@ func (s ClusterState) validate() error {
 	}
 	if s.Upgrade != nil {
 		if err := s.Upgrade.Validate(); err != nil {
+			return fmt.Errorf("state: %w", err)
+		}
+	}
+	if r := s.Recovery; r != nil {
+		if r.Epoch < 1 || r.Node == "" || !unixNanos(r.At) || s.ClusterReady == nil {
+			return fmt.Errorf("state: recovery %+v: epoch below 1, no survivor, time out of range, or before cluster ready", *r)
+		}
+		if err := checkText("recovery node", r.Node); err != nil {
 			return fmt.Errorf("state: %w", err)
 		}
 	}

@@ -47,7 +47,8 @@ func TestSnapshotRoundTripAndFutureFields(t *testing.T) {
 
 func TestRestoreRejects(t *testing.T) {
 	tests := []struct{ name, in, wantErr string }{
-		{"needs a newer reader", `{"v":3,"state":{}}`, "snapshot needs version 3, this build reads up to 2: upgrade this server"},
+		{"needs a newer reader", `{"v":4,"state":{}}`, "snapshot needs version 4, this build reads up to 3: upgrade this server"},
+		{"a recovery below version 3", `{"v":2,"state":{"bootstrap":"a","started":true,"cluster_ready":{"vip":"10.0.0.200","ca_hash":"ab"},"recovery":{"epoch":1,"node":"a","at":"2026-01-01T00:00:00Z"}}}`, "a recovery in a snapshot below version 3"},
 		{"no version", `{"state":{}}`, "snapshot version 0"},
 		{"trailing", `{"v":1,"state":{}} {}`, "trailing data"},
 		{"repeated key", `{"v":1,"state":{"bootstrap":"a","bootstrap":"b"}}`, `key "bootstrap" repeated`},

@@ -258,4 +258,19 @@
 //     must issue it only when every voter's advertised daemon version
 //     knows it. TODO(election): that check belongs to the leader's step;
 //     today's operations are understood by every build that reads "needs".
+//
+// Snapshot version 3 carries the recovery epoch ("recovery"), and a
+// snapshot holding one needs version 3: an older build must not skip it.
+//
+// # Quorum-loss recovery
+//
+// With a majority of the servers gone for good nothing can be committed, so
+// the recovery (recover.go) is offline, on the survivor with its daemon
+// stopped: ReadRaftOffline reads the voters and the state, and
+// RecoverRaftOffline runs hashicorp/raft's RecoverCluster to the survivor
+// alone, rewriting the state once in the snapshot RecoverCluster takes: a
+// recovery epoch one above the last, every other voter recorded as removed
+// (it rejoins only wiped, through the join slot), no slot or removal in
+// flight. Every later replica starts from that snapshot. It is never
+// automatic; `rke2-hanode recover` (pkg/node) decides when it is allowed.
 package election

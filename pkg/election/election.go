@@ -171,12 +171,19 @@ func commitIndex(r *raft.Raft) uint64 { return r.CommitIndex() }
 // Voters are the IDs of the voters in raft's latest configuration, sorted:
 // what this server vouches for in its signed claim, so that members of a
 // build without claims are still seen as servers during a rolling upgrade
-// (pkg/gossip, "Signed claims"). nil before raft runs.
+// (pkg/gossip, "Signed claims"). nil before raft runs and while it
+// knows no leader.
 func (e *Election) Voters() ([]string, error) {
 	e.mu.Lock()
 	r, running := e.r, e.running
 	e.mu.Unlock()
 	if r == nil || !running {
+		return nil, nil
+	}
+	// Only while raft knows a leader: a server without one may hold a
+	// configuration the cluster has left behind (after a quorum-loss
+	// recovery, say), which others must not take as vouched for.
+	if addr, _ := r.LeaderWithID(); addr == "" {
 		return nil, nil
 	}
 	f := r.GetConfiguration()

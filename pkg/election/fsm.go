@@ -41,6 +41,10 @@ type ClusterState struct {
 	Removed []string            `json:"removed,omitempty"`
 	// Upgrade is the rolling upgrade's progress (upgrade.go).
 	Upgrade *upgrade.Progress `json:"upgrade,omitempty"`
+	// Recovery is the last quorum-loss recovery (recover.go): written
+	// only by the offline recovery, into the snapshot every later replica
+	// starts from.
+	Recovery *Recovery `json:"recovery,omitempty"`
 }
 
 func (s ClusterState) clone() ClusterState {
@@ -61,6 +65,10 @@ func (s ClusterState) clone() ClusterState {
 	if s.Upgrade != nil {
 		u := s.Upgrade.Clone()
 		s.Upgrade = &u
+	}
+	if s.Recovery != nil {
+		r := *s.Recovery
+		s.Recovery = &r
 	}
 	return s
 }

@@ -65,7 +65,7 @@ func (n *Node) publishVoters(ctx context.Context, g claimPublisher) {
 			if len(voters) > claims.MaxVoters {
 				voters = voters[:claims.MaxVoters]
 			}
-			if err == nil && !slices.Equal(voters, last) {
+			if err == nil && voters != nil && !slices.Equal(voters, last) {
 				if err = g.UpdateClaim(func(c *claims.Claim) { c.Voters = voters }); err == nil {
 					last = voters
 				}

@@ -30,5 +30,13 @@
 // local etcd's view read every few seconds while RKE2 runs, its carriage to
 // the other servers, the quorum assessment for status, metrics and the
 // leader's removal judgement), hostaddr.go, tlsdial.go, kubevip.go,
-// servicemanager.go.
+// servicemanager.go; day 2: coldstart.go (a server
+// restarting RKE2 on its own datastore, as after a power cut of every
+// host), voters.go (the raft voters servers publish, and the check that a
+// returning server is still counted), vipwatchdog.go (rke2-killall.sh when
+// a stopped rke2-server's kube-vip keeps the VIP), recover.go (the offline
+// quorum-loss recovery behind `rke2-hanode recover`).
+//
+// The VIP watchdog is the one place node acts on RKE2 beyond starting it:
+// it runs rke2-killall.sh, and only while rke2-server is already down.
 package node

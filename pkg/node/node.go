@@ -74,7 +74,8 @@ type Node struct {
 
 	clusterNodes *prometheus.GaugeVec
 	agentReady   prometheus.Gauge
-	alarm        *alarms // trust alarms (alarms.go)
+	alarm        *alarms      // trust alarms (alarms.go)
+	watchdog     *vipWatchdog // the VIP watchdog's metric and last release (vipwatchdog.go)
 	// standbyServers counts the servers gossip shows in phase standby.
 	standbyServers prometheus.Gauge
 
@@ -111,6 +112,11 @@ func New(opts Options) (*Node, error) {
 	}
 	if n.alarm, err = newAlarms(opts.Registerer); err != nil {
 		return nil, err
+	}
+	if c.IsServer() {
+		if n.watchdog, err = newVIPWatchdog(opts.Registerer); err != nil {
+			return nil, err
+		}
 	}
 	if err := n.registerClusterMetrics(opts.Registerer); err != nil {
 		return nil, err
@@ -295,9 +301,10 @@ func (n *Node) Run(ctx context.Context) error {
 	if c.IsServer() {
 		wg.Add(1)
 		go func() { defer wg.Done(); n.executeRemovals(runCtx) }()
-		wg.Add(1)
+		wg.Add(3)
 		go func() { defer wg.Done(); n.publishVoters(runCtx, g) }()
 		go func() { defer wg.Done(); n.watchEtcd(runCtx) }()
+		go func() { defer wg.Done(); n.watchVIPHolder(runCtx) }()
 	}
 
 	walkCtx, stopWalk := context.WithCancel(runCtx)

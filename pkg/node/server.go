@@ -15,6 +15,9 @@ import (
 // runServer takes a server from discovery to ready: as the bootstrap node,
 // or as a joiner in its turn.
 func (n *Node) runServer(ctx context.Context) error {
+	if resumed, err := n.resumeOwnDatastore(ctx); resumed {
+		return err // a restart (a cold start) on its own datastore (coldstart.go)
+	}
 	n.t.set(status.PhaseDiscovering, "")
 	err := n.retryWithin(ctx, "discover", discoverDeadline, "waiting to see the expected servers", n.waitServers)
 	if err != nil {

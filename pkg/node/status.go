@@ -15,7 +15,7 @@ func (n *Node) Status() status.Status {
 	n.mu.Lock()
 	view := n.members // nil until Run has opened gossip
 	st := status.Status{
-		Node: status.Node{Name: n.cfg.NodeName, Role: n.cfg.Role, Phase: phase, Since: since, Error: lastErr, Bootstrap: n.prog.Bootstrap, Standby: n.standby},
+		Node: status.Node{Name: n.cfg.NodeName, Role: n.cfg.Role, Phase: phase, Since: since, Error: lastErr, Bootstrap: n.prog.Bootstrap, Standby: n.standby, Detail: n.t.getDetail()},
 		Cluster: status.Cluster{
 			Name:          n.cfg.ClusterName,
 			ExpectServers: n.cfg.ExpectServers,
@@ -27,6 +27,7 @@ func (n *Node) Status() status.Status {
 	}
 	n.mu.Unlock()
 	n.alarmStatus(&st.Cluster)
+	st.Cluster.VIPReleased = n.watchdog.status()
 	if c := n.coordinator(); c != nil {
 		es := c.State()
 		st.Node.Bootstrap = es.IsBootstrap

@@ -147,6 +147,13 @@ func (t *tracker) get() (phase string, since time.Time, lastErr string) {
 	return t.phase, t.since, t.lastErr
 }
 
+// getDetail is the words shown with the current phase.
+func (t *tracker) getDetail() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.detail
+}
+
 // lastPhase is the phase the host was in before the failure shown now (the
 // current phase when none is shown).
 func (t *tracker) lastPhase() string {

@@ -95,6 +95,10 @@ type Node struct {
 	// Standby is why the leader does not admit this server yet, while it
 	// is in phase standby ("" otherwise).
 	Standby string `json:"standby,omitempty"`
+	// Detail is what the current phase is doing or waiting for, in words
+	// (the line systemd shows as STATUS=), e.g. how many servers etcd
+	// still waits for on a cold start.
+	Detail string `json:"detail,omitempty"`
 }
 
 // Cluster is the cluster as this host sees it.
@@ -123,6 +127,9 @@ type Cluster struct {
 	// it (its local etcd and the views the other servers publish); nil on
 	// agents and before anything is known.
 	Etcd *Etcd `json:"etcd,omitempty"`
+	// VIPReleased is this server's last VIP watchdog release (nil: none
+	// since the daemon started).
+	VIPReleased *VIPRelease `json:"vip_released,omitempty"`
 }
 
 // Etcd is the etcd cluster as one server sees it.
@@ -163,6 +170,17 @@ type EtcdMember struct {
 type EtcdSurvivor struct {
 	Name     string `json:"name"`
 	Revision int64  `json:"revision"`
+}
+
+
+// VIPRelease is the VIP watchdog's last release on this server: it ran
+// rke2-killall.sh because rke2-server was down while its kube-vip held the
+// VIP.
+type VIPRelease struct {
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason"`
+	// Error is why rke2-killall.sh failed ("" when it ran).
+	Error string `json:"error,omitempty"`
 }
 
 // CAMismatch is an alarm: a CA hash seen where the cluster's was expected.

@@ -164,3 +164,25 @@ func TestPrintStatusEtcd(t *testing.T) {
 		})
 	}
 }
+
+// TestPrintStatusDetailAndVIPRelease: the human status says what the phase
+// waits for (a cold start's quorum wait) and the watchdog's last release.
+func TestPrintStatusDetailAndVIPRelease(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	st := status.Status{
+		Node: status.Node{Name: "a1", Phase: status.PhaseStarting, Detail: "starting rke2-server.service on its own datastore; etcd waits for a quorum: 1 of the 2 servers it needs are up"},
+		Cluster: status.Cluster{Name: "rke2", VIP: "10.0.0.200", VIPReleased: &status.VIPRelease{
+			At: now.Add(-2 * time.Minute), Reason: "rke2-server has been down for 30s while kube-vip holds the VIP here and nothing answers on 9345"}},
+	}
+	var b bytes.Buffer
+	PrintStatus(&b, st, now)
+	out := b.String()
+	for _, want := range []string{
+		"this node (a1) is starting: starting rke2-server.service on its own datastore; etcd waits for a quorum: 1 of the 2 servers it needs are up",
+		"this node (a1) released the VIP 2m0s ago (rke2-killall.sh): rke2-server has been down for 30s",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -63,6 +63,16 @@ func PrintStatus(w io.Writer, st status.Status, now time.Time) {
 	if st.Node.Standby != "" {
 		fmt.Fprintf(w, "this node (%s) is in standby: %s\n", Clean(st.Node.Name), Clean(st.Node.Standby))
 	}
+	if st.Node.Detail != "" && st.Node.Standby == "" {
+		fmt.Fprintf(w, "this node (%s) is %s: %s\n", Clean(st.Node.Name), Dash(st.Node.Phase), Clean(st.Node.Detail))
+	}
+	if r := c.VIPReleased; r != nil {
+		fmt.Fprintf(w, "this node (%s) released the VIP %s ago (rke2-killall.sh): %s", Clean(st.Node.Name), Ago(now, r.At, time.Second), Clean(r.Reason))
+		if r.Error != "" {
+			fmt.Fprintf(w, "; the script failed: %s", Clean(r.Error))
+		}
+		fmt.Fprintln(w)
+	}
 	if st.Node.Error != "" {
 		fmt.Fprintf(w, "this node (%s) last error: %s\n", Clean(st.Node.Name), Clean(st.Node.Error))
 	}

@@ -37,12 +37,18 @@ var simEnv = []string{"RKE2SIM_START_DELAY=1s", "RKE2SIM_JOIN_DELAY=1s", "RKE2SI
 
 func newCluster(t *testing.T, base string, servers, agents int) *demo.Cluster {
 	t.Helper()
+	return newClusterEnv(t, base, servers, agents, simEnv)
+}
+
+// newClusterEnv is newCluster with rke2sim's environment env.
+func newClusterEnv(t *testing.T, base string, servers, agents int, env []string) *demo.Cluster {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("loopback clusters take tens of seconds; skipped with -short")
 	}
 	c, err := demo.New(demo.Options{
 		Servers: servers, Agents: agents, Base: base, Dir: t.TempDir(),
-		Daemon: daemonBin, Sim: simBin, Env: simEnv, LogLevel: "debug",
+		Daemon: daemonBin, Sim: simBin, Env: env, LogLevel: "debug",
 	})
 	if err != nil {
 		t.Fatal(err)

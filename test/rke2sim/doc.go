@@ -70,7 +70,10 @@
 // cannot exist yet); no token generates a secret.
 //
 // With an existing datastore it restarts its etcd member with the CA from
-// disk and ignores server:, as RKE2 does, except: a token whose secret
+// disk and ignores server:, as RKE2 does; as k3s starts its supervisor
+// listener before the managed etcd, /ping and /cacerts answer at once, while
+// the member waits for a quorum (a cold start: the other servers not up
+// yet) with readyz 503 and no READY=1. Except: a token whose secret
 // differs from the stored one is refused ("bootstrap data already found and
 // encrypted with different token"), and a server: that answers with
 // another cluster's CA is refused ("this host has a datastore of another
@@ -253,7 +256,8 @@
 //	 "rejections": [{"at": "<RFC 3339 nanos>", "reason": "…"}],
 //	 "etcd": {"members": [{"name", "peer_url", "learner"}], "leader", "revision"},
 //	 "version": "<running version>", "skew": [{"at", "reason"}],
-//	 "removed": "<RFC 3339 nanos> <why>", "evictions": [{"at", "namespace", "pod"}]}
+//	 "removed": "<RFC 3339 nanos> <why>", "evictions": [{"at", "namespace", "pod"}],
+//	 "resets": ["<RFC 3339 nanos>", …]}   (each cluster-reset done here)
 //
 // Every key is always present ("" when not applicable). For a server join
 // the two times are its learner phase: from the learner add to its

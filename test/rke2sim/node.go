@@ -43,6 +43,9 @@ type node struct {
 	applied     *appliedStore     // the cluster's auto-deployed objects, as known here
 	// joinedNow: this run joined the cluster (no start delay after it).
 	joinedNow bool
+	// resumedJoin: this run restarted a joiner's datastore; serve waits
+	// for its member (a quorum, its promotion) once it listens.
+	resumedJoin bool
 	// clusterReset (--cluster-reset) and restorePath
 	// (--cluster-reset-restore-path): reset the datastore to one member.
 	clusterReset bool
@@ -147,7 +150,7 @@ func (n *node) clusterInit(ctx context.Context) error {
 		return err
 	}
 	if err := n.updateState(func(st *Evidence) {
-		*st = Evidence{Mode: ModeClusterInit, CAHash: ca.Hash(), Rejections: st.Rejections, Skew: st.Skew, Evictions: st.Evictions}
+		*st = Evidence{Mode: ModeClusterInit, CAHash: ca.Hash(), Rejections: st.Rejections, Skew: st.Skew, Evictions: st.Evictions, Resets: st.Resets}
 	}); err != nil {
 		return err
 	}
@@ -239,12 +242,18 @@ func (n *node) resume(ctx context.Context) error {
 	}
 	n.log.Info("resuming cluster from datastore", zap.String("ca-hash", ca.Hash()), zap.String("mode", ds.Mode),
 		zap.String("etcd-member", n.etcdName))
-	if ds.Mode != ModeJoin {
-		return nil
-	}
-	// A joiner stopped during its learner phase comes back as a learner:
-	// as on its first start it is ready only once promoted, and only then
-	// is its join finished.
+	// The supervisor listens before etcd has a quorum (k3s starts its
+	// HTTPS listener before the managed database): serve waits for the
+	// member.
+	n.resumedJoin = ds.Mode == ModeJoin
+	return nil
+}
+
+// finishResumedJoin: a joiner stopped during its learner phase comes back
+// as a learner: as on its first start it is ready only once promoted, and
+// only then is its join finished. A member of a cluster whose other
+// members are down waits here for a quorum, serving /ping and /cacerts.
+func (n *node) finishResumedJoin(ctx context.Context) error {
 	if err := n.waitEtcdReady(ctx); err != nil {
 		return err
 	}
@@ -536,6 +545,14 @@ func (n *node) serve(ctx context.Context) error {
 		defer wg.Done()
 		n.watchEtcd(ctx)
 	}()
+	if n.resumedJoin {
+		if err := n.finishResumedJoin(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
 	// Cluster-init and restarts wait the start delay (etcd and the apiserver
 	// coming up); a fresh join is ready at the end of its learner phase.
 	if !n.joinedNow {

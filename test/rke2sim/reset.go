@@ -60,7 +60,7 @@ func (n *node) resetCluster(ctx context.Context) error {
 	deadline := time.Now().Add(time.Minute)
 	for {
 		if v := n.etcdView(); len(v.Members) == 1 && v.Leader == n.etcdName && n.quorumCheck(ctx) {
-			if err := n.updateState(func(st *Evidence) { st.Etcd = v }); err != nil {
+			if err := n.updateState(func(st *Evidence) { st.Etcd = v; st.Resets = append(st.Resets, stamp(n.now())) }); err != nil {
 				return err
 			}
 			break

@@ -77,6 +77,9 @@ func TestClusterResetAndSnapshots(t *testing.T) {
 	if code != 0 || !strings.Contains(log, reasonResetDone) {
 		t.Fatalf("cluster-reset: exit %d; log:\n%s", code, log)
 	}
+	if r := a.state().Resets; len(r) != 1 {
+		t.Fatalf("state.json resets %q after one cluster-reset, want one", r)
+	}
 	if _, err := os.Stat(flag); err != nil {
 		t.Fatalf("reset-flag: %v", err)
 	}

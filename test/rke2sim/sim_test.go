@@ -174,6 +174,36 @@ func TestServersStartedAtOnceMakeOneEtcdOfThreeVoters(t *testing.T) {
 		code, _, _, err := get(supURL(addr(2, 1))+"/v1-rke2/readyz", pool, "node", "s3cret")
 		return err == nil && code == 200
 	})
+
+	// A cold start: every server down, then a joined server boots alone.
+	// As k3s does (its supervisor listens before the managed etcd starts),
+	// it answers /ping and /cacerts at once while its etcd waits for a
+	// quorum: readyz 503, no READY=1, and server: is not used to join again.
+	a.stop()
+	b2.stop()
+	c2 := startSim(t, simSpec{dataDir: c.dataDir, config: cfg(3, "c", true), env: env})
+	eventually(t, 30*time.Second, "the lone restarted joiner answers /ping", func() bool {
+		code, body, _, err := get(supURL(addr(2, 3))+"/ping", nil, "", "")
+		return err == nil && code == 200 && body == "pong"
+	})
+	if got := mustGet(t, supURL(addr(2, 3))+"/cacerts"); HashCACerts(got) != sa.CAHash {
+		t.Fatalf("the lone restarted joiner serves CA hash %s, the cluster's is %s", HashCACerts(got), sa.CAHash)
+	}
+	if code, _, _, err := get(supURL(addr(2, 3))+"/v1-rke2/readyz", pool, "node", "s3cret"); err != nil || code != 503 {
+		t.Fatalf("the lone restarted joiner's readyz: %d %v, want 503 without quorum", code, err)
+	}
+	select {
+	case <-c2.ready:
+		t.Fatal("the lone restarted joiner sent READY=1 without an etcd quorum")
+	case <-time.After(2 * time.Second):
+	}
+	// A second server back: quorum, both ready, the same cluster.
+	a2 := startSim(t, simSpec{dataDir: a.dataDir, config: cfg(1, "a", false), env: env})
+	a2.waitReady()
+	c2.waitReady()
+	if got := c2.state(); got.Mode != ModeJoin || got.JoinStarted != sc.JoinStarted || got.JoinFinished != sc.JoinFinished {
+		t.Fatalf("joiner after the cold start %+v, before %+v", got, sc)
+	}
 }
 
 func mustGet(t *testing.T, url string) []byte {

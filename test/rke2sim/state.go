@@ -42,6 +42,9 @@ type Evidence struct {
 	// cluster (its Node deleted): it serves its member no more.
 	Removed   string     `json:"removed"`
 	Evictions []Eviction `json:"evictions"`
+	// Resets are the times of the cluster-resets done on this server's
+	// datastore (rke2 server --cluster-reset), oldest first.
+	Resets []string `json:"resets"`
 }
 
 // Eviction is one pod eviction the Kubernetes API received.
@@ -83,6 +86,9 @@ func WriteState(dataDir string, st Evidence) error {
 	}
 	if st.Skew == nil {
 		st.Skew = []Rejection{}
+	}
+	if st.Resets == nil {
+		st.Resets = []string{}
 	}
 	if st.Evictions == nil {
 		st.Evictions = []Eviction{}

@@ -30,7 +30,7 @@ func TestStateJSONHasExactlyTheContractKeys(t *testing.T) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	if got := strings.Join(keys, ","); got != "ca_hash,etcd,evictions,join_finished,join_started,joined_via,mode,rejections,removed,skew,version" {
+	if got := strings.Join(keys, ","); got != "ca_hash,etcd,evictions,join_finished,join_started,joined_via,mode,rejections,removed,resets,skew,version" {
 		t.Fatalf("keys %s", got)
 	}
 	if r, ok := m["rejections"].([]any); !ok || len(r) != 0 {

@@ -31,6 +31,15 @@ func Build(dir string) (daemon, sim string, err error) {
 			return "", "", fmt.Errorf("testbin: build %s in %s: %w", b.pkg, b.dir, err)
 		}
 	}
+	// RKE2's install script puts rke2-killall.sh beside rke2; the daemon's
+	// VIP watchdog finds it there.
+	killall, err := os.ReadFile(filepath.Join(root, "test", "rke2sim", "artifacts", "rke2-killall.sh"))
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "rke2-killall.sh"), killall, 0o755)
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("testbin: rke2-killall.sh: %w", err)
+	}
 	return daemon, sim, nil
 }
 

@@ -1,0 +1,183 @@
+package loopback
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/demo"
+	"github.com/rke2-hanode/rke2-hanode/pkg/status"
+)
+
+// runRecover runs `rke2-hanode recover` for n as the operator would on
+// that host, with rke2sim's environment; it returns the exit code and the
+// output.
+func runRecover(t *testing.T, n *demo.Node, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(daemonBin, append([]string{"recover", "--config", n.ConfigPath}, args...)...)
+	cmd.Env = append(append(os.Environ(), simEnv...), "RKE2SIM_NODE_DIR="+n.Dir)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, string(out)
+}
+
+// TestQuorumLoss: three servers; two die for good (daemon and RKE2 killed,
+// never restarted). The survivor cannot recover alone: raft and etcd both
+// lost their quorum. The operator stops its daemon and runs `recover`:
+// refused without --confirm and for another host; with them it runs RKE2's
+// cluster-reset and recovers raft to the survivor. Started again, the
+// survivor serves the cluster alone; two fresh servers join one at a time.
+// Real etcd ends with three voters, one cluster-reset recorded, still one
+// cluster-init.
+func TestQuorumLoss(t *testing.T) {
+	c := newCluster(t, "127.90.0.11", 3, 0)
+	if err := c.StartAll(); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, c, 120*time.Second)
+	survivor := c.Nodes[0]
+	for _, v := range c.Nodes[1:] {
+		pids := v.SimPIDs()
+		v.Kill()
+		for _, pid := range pids {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	t.Logf("server-2 and server-3 killed for good; %s survives", survivor.Name)
+
+	// The survivor sees the majority gone: no raft leader, the others dead,
+	// RKE2 not ready there (etcd without quorum).
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	var st status.Status
+	err := demo.WaitFor(ctx, 500*time.Millisecond, func() bool {
+		var err error
+		if st, err = survivor.Status(ctx); err != nil || st.Cluster.Raft.Leader != "" {
+			return false
+		}
+		dead := 0
+		for _, m := range st.Members {
+			if m.Name != survivor.Name && m.State != "alive" {
+				dead++
+			}
+		}
+		return dead == 2
+	})
+	if err != nil {
+		t.Fatalf("the survivor does not see the majority gone: raft %+v, members %+v", st.Cluster.Raft, st.Members)
+	}
+
+	// While its daemon runs, recover refuses (the raft store is in use).
+	if code, out := runRecover(t, survivor, "--from", survivor.Name, "--confirm"); code != 2 || !strings.Contains(out, "stop it first") {
+		t.Fatalf("recover with the daemon running: exit %d\n%s", code, out)
+	}
+	survivor.Stop(30 * time.Second)
+	waitGone(t, survivor)
+	if code, out := runRecover(t, survivor, "--from", survivor.Name); code != 2 || !strings.Contains(out, "--confirm") {
+		t.Fatalf("recover without --confirm: exit %d\n%s", code, out)
+	}
+	if code, out := runRecover(t, survivor, "--from", "server-2", "--confirm"); code != 2 || !strings.Contains(out, "run recover on server-2 itself") {
+		t.Fatalf("recover from another host: exit %d\n%s", code, out)
+	}
+	code, out := runRecover(t, survivor, "--from", survivor.Name, "--confirm")
+	if code != 0 || !strings.Contains(out, "raft recovered: server-1 is the only voter; recovery epoch 1") {
+		t.Fatalf("recover: exit %d\n%s", code, out)
+	}
+	t.Logf("recover:\n%s", out)
+
+	if err := survivor.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 180*time.Second)
+	defer cancel2()
+	err = demo.WaitFor(ctx2, 500*time.Millisecond, func() bool {
+		var err error
+		st, err = survivor.Status(ctx2)
+		return err == nil && st.Node.Phase == status.PhaseReady && st.Cluster.VIPReachable
+	})
+	if err != nil {
+		t.Fatalf("the recovered survivor is not ready with the VIP: phase %q (%s), detail %q", st.Node.Phase, st.Node.Error, st.Node.Detail)
+	}
+	if st.Cluster.Raft.Leader != survivor.Name {
+		t.Errorf("raft leader %q after the recovery, want %s", st.Cluster.Raft.Leader, survivor.Name)
+	}
+
+	// Two fresh servers join, one at a time.
+	var fresh []*demo.Node
+	for i, ip := range []string{"127.90.0.14", "127.90.0.15"} {
+		n, err := c.AddNode("server-"+string(rune('4'+i)), "server", ip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Start(); err != nil {
+			t.Fatal(err)
+		}
+		fresh = append(fresh, n)
+	}
+	ctx3, cancel3 := context.WithTimeout(context.Background(), 240*time.Second)
+	defer cancel3()
+	err = demo.WaitFor(ctx3, 500*time.Millisecond, func() bool {
+		for _, n := range fresh {
+			if st, err := n.Status(ctx3); err != nil || st.Node.Phase != status.PhaseReady {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		for _, n := range fresh {
+			st, _ := n.Status(context.Background())
+			t.Logf("%s: phase %q (%s) %q", n.Name, st.Node.Phase, st.Node.Error, st.Node.Detail)
+		}
+		t.Fatal("the fresh servers did not join the recovered cluster")
+	}
+	want := []string{"server-1", "server-4", "server-5"}
+	for _, n := range append([]*demo.Node{survivor}, fresh...) {
+		etcdVoters(t, n, want)
+	}
+	if s := readSimResets(t, survivor); s != 1 {
+		t.Errorf("%s: %d cluster-resets recorded, want 1", survivor.Name, s)
+	}
+	for _, n := range fresh {
+		if s := readSim(t, n); s.Mode != "join" {
+			t.Errorf("%s: rke2sim mode %q, want join", n.Name, s.Mode)
+		}
+	}
+	checkCluster(t, c, true)
+}
+
+// waitGone waits until n's daemon and RKE2 processes are gone.
+func waitGone(t *testing.T, n *demo.Node) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if demo.WaitFor(ctx, 250*time.Millisecond, func() bool { return !n.Running() && len(simServerPIDs(n)) == 0 }) != nil {
+		t.Fatalf("%s: processes still running after the stop", n.Name)
+	}
+}
+
+func readSimResets(t *testing.T, n *demo.Node) int {
+	t.Helper()
+	var s struct {
+		Resets []string `json:"resets"`
+	}
+	data, err := os.ReadFile(filepath.Join(n.RKE2DataDir, "sim", "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &s); err != nil {
+		t.Fatal(err)
+	}
+	return len(s.Resets)
+}
