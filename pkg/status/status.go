@@ -172,7 +172,6 @@ type EtcdSurvivor struct {
 	Revision int64  `json:"revision"`
 }
 
-
 // VIPRelease is the VIP watchdog's last release on this server: it ran
 // rke2-killall.sh because rke2-server was down while its kube-vip held the
 // VIP.
