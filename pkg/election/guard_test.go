@@ -393,7 +393,8 @@ func TestTokenHolderOutsideConfigurationCannotAppend(t *testing.T) {
 }
 
 // TestVotersOfConfiguration: the voters a server vouches for in its claim
-// are raft's configuration's voters, sorted, without non-voters.
+// are raft's configuration's voters, sorted, without non-voters, and only
+// while raft knows a leader.
 func TestVotersOfConfiguration(t *testing.T) {
 	store := raft.NewInmemStore()
 	_, trans := raft.NewInmemTransport("b")
@@ -417,8 +418,33 @@ func TestVotersOfConfiguration(t *testing.T) {
 	if err := r.BootstrapCluster(cfg).Error(); err != nil {
 		t.Fatal(err)
 	}
+	// a is not reachable: no leader, so nothing is vouched for (the
+	// configuration may be one the cluster left behind).
+	if v, err := e.Voters(); v != nil || err != nil {
+		t.Fatalf("without a leader: %v, %v; want nothing", v, err)
+	}
+	// A configuration with a leader: b alone votes, c does not.
+	store2 := raft.NewInmemStore()
+	_, trans2 := raft.NewInmemTransport("b")
+	r2, err := raft.NewRaft(rc, &fsm{}, store2, store2, raft.NewInmemSnapshotStore(), trans2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Shutdown()
+	cfg2 := raft.Configuration{Servers: []raft.Server{
+		{ID: "b", Address: trans2.LocalAddr()}, {ID: "c", Address: "192.0.2.3:9348", Suffrage: raft.Nonvoter},
+	}}
+	if err := r2.BootstrapCluster(cfg2).Error(); err != nil {
+		t.Fatal(err)
+	}
+	e.r = r2
+	select {
+	case <-r2.LeaderCh():
+	case <-time.After(2 * time.Minute):
+		t.Fatal("b did not become leader of its own configuration")
+	}
 	v, err := e.Voters()
-	if err != nil || !slices.Equal(v, []string{"a", "b"}) {
-		t.Fatalf("Voters = %v, %v; want [a b]", v, err)
+	if err != nil || !slices.Equal(v, []string{"b"}) {
+		t.Fatalf("Voters = %v, %v; want [b]", v, err)
 	}
 }
