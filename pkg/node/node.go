@@ -85,6 +85,7 @@ type Node struct {
 	vipHolder    string
 	standby      string // why the leader does not admit this server yet ("" when it does)
 	exec         executorState
+	upg          *upgradeState // the rolling upgrade (upgrade_node.go)
 }
 
 // New builds the host's parts from the configuration; nothing runs yet.
@@ -171,6 +172,9 @@ func New(opts Options) (*Node, error) {
 	}
 	n.svc, n.closeSvc = svc, closeSvc
 	n.host = &rke2Installer{cfg: c, log: n.log, metrics: instM, advertise: n.advertise}
+	if err := n.initUpgrade(nil, nil); err != nil {
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -280,6 +284,8 @@ func (n *Node) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); n.executeRemovals(runCtx) }()
 	}
+	wg.Add(1)
+	go func() { defer wg.Done(); n.runUpgrades(runCtx) }()
 
 	walkCtx, stopWalk := context.WithCancel(runCtx)
 	defer stopWalk()

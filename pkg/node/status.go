@@ -53,6 +53,7 @@ func (n *Node) Status() status.Status {
 	st.Members = make([]status.Member, 0, len(members))
 	st.Cluster.StandbyServers = standbyServers(members)
 	st.Timeline = map[string][]status.Transition{n.cfg.NodeName: n.t.history.Entries()}
+	st.Upgrade = n.upgradeStatus()
 	for _, m := range members {
 		if m.Name != n.cfg.NodeName {
 			// A summary that does not decode is left out; the member row
