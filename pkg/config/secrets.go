@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/claims"
+	"github.com/rke2-hanode/rke2-hanode/pkg/keys"
 )
 
 // k3s's bootstrap-token form, the credentials of K10<hash>::<id>.<secret>.
@@ -130,4 +133,35 @@ func (c *Config) fieldString(key string) string {
 		return c.AgentTokenFile
 	}
 	return ""
+}
+
+// validateClaimKeys checks that agents will be able to verify the servers'
+// signed claims (pkg/claims): they verify with the fingerprint in the agent
+// token, so in the two-token set-up a server's agent token must carry the
+// fingerprint of its server token's key, and in the single-token set-up the
+// token must not look like an agent token (agents would read a fingerprint
+// from it that no server signs with).
+func (c *Config) validateClaimKeys(v func(key, value, msg string)) {
+	if !c.IsServer() || c.secret == "" || keys.CheckStrength(c.secret) != nil {
+		return
+	}
+	generate := "`rke2-hanode token generate --cluster-name " + c.ClusterName + "`"
+	if c.agentSecret == "" {
+		if _, ok := claims.AgentTokenFingerprint(c.secret); ok {
+			v(map[bool]string{true: "token-file", false: "token"}[c.TokenFile != ""], "",
+				"looks like an agent token (<fingerprint>.<secret>, the agent-token line of "+generate+"): a server's token is the server-token line; set the agent token as agent-token")
+		}
+		return
+	}
+	if keys.CheckStrength(c.agentSecret) != nil {
+		return
+	}
+	key := map[bool]string{true: "agent-token-file", false: "agent-token"}[c.AgentTokenFile != ""]
+	if _, ok := claims.AgentTokenFingerprint(c.agentSecret); !ok {
+		v(key, "", "carries no server-claims fingerprint, so agents could not tell the servers from a host that only says it is one: make the two tokens with "+generate+" (its server-token line for token, its agent-token line for agent-token and for the agents' token)")
+		return
+	}
+	if _, err := claims.TrustedFingerprint(c.secret, c.agentSecret, c.ClusterName); err != nil {
+		v(key, "", "does not belong to the token: its server-claims fingerprint is another key's; make the two tokens together with "+generate)
+	}
 }

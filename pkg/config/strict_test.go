@@ -7,7 +7,20 @@ import (
 	"testing"
 
 	"github.com/spf13/pflag"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/claims"
 )
+
+// agentTok is an agent token of validServer's token in cluster rke2, as
+// `rke2-hanode token generate` makes them: the server-claims fingerprint,
+// then a secret.
+var agentTok = func() string {
+	fp, err := claims.FingerprintFromServerToken("s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h", "rke2")
+	if err != nil {
+		panic(err)
+	}
+	return fp + ".agent-Yq7Rw2Lp9Zk4Xv8Nc3Bm6Hj5Tf1Ds0Ga"
+}()
 
 const validAgent = "role: agent\nnode-name: w1\njoin: [10.0.0.1]\nvip: 10.0.0.200\ninterface: eth0\n"
 
@@ -66,11 +79,11 @@ func TestTokenShapeAsK3sReadsIt(t *testing.T) {
 }
 
 func TestAgentToken(t *testing.T) {
-	c, err := load(t, validServer+"agent-token: agent-Yq7Rw2Lp9Zk4Xv8Nc3Bm6Hj5Tf1Ds0Ga\n")
+	c, err := load(t, validServer+"agent-token: "+agentTok+"\n")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Secret() != "s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h" || c.AgentSecret() != "agent-Yq7Rw2Lp9Zk4Xv8Nc3Bm6Hj5Tf1Ds0Ga" || c.GossipSecret() != "agent-Yq7Rw2Lp9Zk4Xv8Nc3Bm6Hj5Tf1Ds0Ga" {
+	if c.Secret() != "s3cret-token-Xk8pQ2mZ7rT4vN9wB3yL6h" || c.AgentSecret() != agentTok || c.GossipSecret() != agentTok {
 		t.Errorf("secret %q agent %q gossip %q", c.Secret(), c.AgentSecret(), c.GossipSecret())
 	}
 	for _, w := range c.Warnings() {
@@ -101,11 +114,11 @@ func TestAgentToken(t *testing.T) {
 
 	// The agent-token file follows the token file's rules.
 	dir := t.TempDir()
-	af := writeConf(t, dir, "agent", "from-file-Hq3Zt8Wm2Kp6Rv9Xc4Ln7Bj5\n", 0o644)
+	af := writeConf(t, dir, "agent", agentTok+"\n", 0o644)
 	_, err = load(t, validServer+"agent-token-file: "+af+"\n")
 	wantProblem(t, err, "agent-token-file", "chmod 600 "+af)
 	os.Chmod(af, 0o600)
-	if c, err = load(t, validServer+"agent-token-file: "+af+"\n"); err != nil || c.AgentSecret() != "from-file-Hq3Zt8Wm2Kp6Rv9Xc4Ln7Bj5" {
+	if c, err = load(t, validServer+"agent-token-file: "+af+"\n"); err != nil || c.AgentSecret() != agentTok {
 		t.Fatalf("agent-token-file: %v, %q", err, c.AgentSecret())
 	}
 	_, err = load(t, validServer+"agent-token-file: "+af+"\nagent-token: y\n")
@@ -244,9 +257,36 @@ func TestAgentTaintWarns(t *testing.T) {
 	if err != nil || len(c.Warnings()) != 0 {
 		t.Errorf("PreferNoSchedule: %v, %q", err, c.Warnings())
 	}
-	c, err = load(t, validServer+"agent-token: agent-Yq7Rw2Lp9Zk4Xv8Nc3Bm6Hj5Tf1Ds0Ga\nnode-taint: [CriticalAddonsOnly=true:NoExecute]\n")
+	c, err = load(t, validServer+"agent-token: "+agentTok+"\nnode-taint: [CriticalAddonsOnly=true:NoExecute]\n")
 	if err != nil || len(c.Warnings()) != 0 {
 		t.Errorf("server taint: %v, %q", err, c.Warnings())
+	}
+}
+
+// TestAgentTokenCarriesTheFingerprint: agents verify the servers' claims
+// with the fingerprint in their agent token, so a server refuses an agent
+// token without one, or with another key's, and a single token shaped like
+// an agent token.
+func TestAgentTokenCarriesTheFingerprint(t *testing.T) {
+	_, err := load(t, validServer+"agent-token: hand-made-Yq7Rw2Lp9Zk4Xv8Nc3Bm6Hj5Tf1Ds0Ga\n")
+	wantProblem(t, err, "agent-token", "carries no server-claims fingerprint", "rke2-hanode token generate --cluster-name rke2")
+	other, err := claims.Generate("rke2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = load(t, validServer+"agent-token: "+other.Agent+"\n")
+	wantProblem(t, err, "agent-token", "does not belong to the token", "rke2-hanode token generate")
+	if strings.Contains(err.Error(), other.Agent) {
+		t.Errorf("the error shows the agent token: %v", err)
+	}
+	// the same tokens in another cluster: the fingerprint depends on its name
+	_, err = load(t, validServer+"cluster-name: prod\nagent-token: "+agentTok+"\n")
+	wantProblem(t, err, "agent-token", "does not belong to the token", "--cluster-name prod")
+	_, err = load(t, withToken(validServer, other.Agent))
+	wantProblem(t, err, "token", "looks like an agent token")
+	// an agent holds only the agent token: nothing to compare it with
+	if _, err := load(t, validAgent+"token: "+other.Agent+"\n"); err != nil {
+		t.Fatalf("agent: %v", err)
 	}
 }
 

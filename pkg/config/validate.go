@@ -99,6 +99,8 @@ func (c *Config) validate(ps *problems) {
 	}
 	if !reClusterNam.MatchString(c.ClusterName) || len(c.ClusterName) > 63 {
 		v("cluster-name", c.ClusterName, "must be 1-63 lower-case letters, digits, '-', '_' or '.'")
+	} else {
+		c.validateClaimKeys(v)
 	}
 	es := c.ExpectServers
 	switch {

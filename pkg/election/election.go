@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -166,3 +167,28 @@ func (e *Election) caughtUp() bool {
 }
 
 func commitIndex(r *raft.Raft) uint64 { return r.CommitIndex() }
+
+// Voters are the IDs of the voters in raft's latest configuration, sorted:
+// what this server vouches for in its signed claim, so that members of a
+// build without claims are still seen as servers during a rolling upgrade
+// (pkg/gossip, "Signed claims"). nil before raft runs.
+func (e *Election) Voters() ([]string, error) {
+	e.mu.Lock()
+	r, running := e.r, e.running
+	e.mu.Unlock()
+	if r == nil || !running {
+		return nil, nil
+	}
+	f := r.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("election: read raft configuration: %w", err)
+	}
+	var out []string
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			out = append(out, string(s.ID))
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}

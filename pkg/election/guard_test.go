@@ -9,14 +9,27 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 )
+
+// refusalCounter is a fresh rke2_hanode_raft_refused_connections_total.
+func refusalCounter(t *testing.T) *prometheus.CounterVec {
+	t.Helper()
+	m, err := newMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.raftRefused
+}
 
 // serveLikeRaft runs what raft's NetworkTransport does with a stream
 // layer: accept in a loop and serve each connection in its own goroutine
@@ -176,8 +189,10 @@ func TestStreamGuardBoundsSilentConnections(t *testing.T) {
 // once, without waiting for the handshake deadline.
 func TestStreamGuardCapsConnections(t *testing.T) {
 	core, logs := observer.New(zap.WarnLevel)
+	refused := refusalCounter(t)
 	_, addr := servedStream(t, func(s *tlsStream) {
 		s.guard.setAdmission(zap.New(core), nil)
+		s.guard.setRefusals(refused)
 		s.guard.mu.Lock()
 		s.guard.maxPendingPerHost = 1000 // this test's connections all come from one host
 		s.guard.mu.Unlock()
@@ -189,6 +204,9 @@ func TestStreamGuardCapsConnections(t *testing.T) {
 	}
 	if n := logs.FilterMessage("raft: refused an inbound connection").Len(); n < 1 || n > 2 {
 		t.Errorf("%d log lines for 20 refused connections, want one (rate-limited)", n)
+	}
+	if n := testutil.ToFloat64(refused.WithLabelValues(refusedCap)); n < 1 {
+		t.Errorf("refused{reason=%s} = %v, want the connections past the cap counted", refusedCap, n)
 	}
 }
 
@@ -282,6 +300,8 @@ func TestTokenHolderOutsideConfigurationCannotAppend(t *testing.T) {
 	}
 	e := &Election{watch: make(chan struct{})}
 	streamA.guard.setAdmission(zap.NewNop(), e.admitRaftPeer)
+	refused := refusalCounter(t)
+	streamA.guard.setRefusals(refused)
 	transA := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: streamA, MaxPool: 3, Timeout: 10 * time.Second})
 	defer transA.Close()
 	store := raft.NewInmemStore()
@@ -341,6 +361,9 @@ func TestTokenHolderOutsideConfigurationCannotAppend(t *testing.T) {
 	if err == nil || after != before {
 		t.Fatalf("a token holder outside the configuration appended (err %v, last index %d → %d)", err, before, after)
 	}
+	if n := testutil.ToFloat64(refused.WithLabelValues(refusedNotAdmited)); n < 1 {
+		t.Fatalf("refused{reason=%s} = %v after a refused peer", refusedNotAdmited, n)
+	}
 	// Nor can it ask for a vote (raft checks RequestVote's sender only
 	// against the configuration it has, after reading the RPC).
 	{
@@ -366,5 +389,36 @@ func TestTokenHolderOutsideConfigurationCannotAppend(t *testing.T) {
 	before, after, err = appendAs("b")
 	if err != nil || after != before+1 {
 		t.Fatalf("a server of the configuration: err %v, last index %d → %d", err, before, after)
+	}
+}
+
+// TestVotersOfConfiguration: the voters a server vouches for in its claim
+// are raft's configuration's voters, sorted, without non-voters.
+func TestVotersOfConfiguration(t *testing.T) {
+	store := raft.NewInmemStore()
+	_, trans := raft.NewInmemTransport("b")
+	rc := raft.DefaultConfig()
+	rc.LocalID = "b"
+	rc.LogOutput = io.Discard
+	r, err := raft.NewRaft(rc, &fsm{}, store, store, raft.NewInmemSnapshotStore(), trans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Shutdown()
+	e := &Election{watch: make(chan struct{})}
+	if v, err := e.Voters(); v != nil || err != nil {
+		t.Fatalf("before raft runs: %v, %v", v, err)
+	}
+	e.r, e.running = r, true
+	cfg := raft.Configuration{Servers: []raft.Server{
+		{ID: "b", Address: trans.LocalAddr()}, {ID: "a", Address: "192.0.2.1:9348"},
+		{ID: "c", Address: "192.0.2.3:9348", Suffrage: raft.Nonvoter},
+	}}
+	if err := r.BootstrapCluster(cfg).Error(); err != nil {
+		t.Fatal(err)
+	}
+	v, err := e.Voters()
+	if err != nil || !slices.Equal(v, []string{"a", "b"}) {
+		t.Fatalf("Voters = %v, %v; want [a b]", v, err)
 	}
 }

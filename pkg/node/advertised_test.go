@@ -3,7 +3,9 @@ package node
 import (
 	"testing"
 
+	"github.com/rke2-hanode/rke2-hanode/pkg/claims"
 	"github.com/rke2-hanode/rke2-hanode/pkg/gossip"
+	"github.com/rke2-hanode/rke2-hanode/pkg/status"
 )
 
 func TestMostAdvancedAdvertisement(t *testing.T) {
@@ -77,5 +79,27 @@ func TestAgentStatusShowsWhatServersAdvertise(t *testing.T) {
 	c := n.Status().Cluster
 	if c.BootstrapNode != "s1" || c.JoinedServers != 2 || c.JoinSlot != "s3" {
 		t.Errorf("agent shows bootstrap node %q, %d joined, slot %q; want s1, 2, s3", c.BootstrapNode, c.JoinedServers, c.JoinSlot)
+	}
+}
+
+// TestStatusShowsClaimVerification: /status says per member whether a
+// verified server claim backs it, and marks one that only says it is a
+// server.
+func TestStatusShowsClaimVerification(t *testing.T) {
+	w := newWorld("agent", false)
+	w.members = []gossip.MemberInfo{
+		{Name: "server-1", State: gossip.StateAlive, Meta: gossip.Meta{Role: gossip.RoleServer}, Claim: &claims.Claim{Node: "server-1", Seq: 1}},
+		{Name: "intruder", State: gossip.StateAlive, Meta: gossip.Meta{Role: gossip.RoleAgent}, Unverified: true},
+	}
+	n := newTestNode(t, w, "agent", t.TempDir())
+	got := map[string]status.Member{}
+	for _, m := range n.Status().Members {
+		got[m.Name] = m
+	}
+	if m := got["server-1"]; !m.ClaimVerified || m.UnverifiedServer {
+		t.Errorf("verified server: %+v", m)
+	}
+	if m := got["intruder"]; m.ClaimVerified || !m.UnverifiedServer || m.Role != gossip.RoleAgent {
+		t.Errorf("unverified server: %+v", m)
 	}
 }

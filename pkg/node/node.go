@@ -150,6 +150,9 @@ func New(opts Options) (*Node, error) {
 		Logger:        log,
 		Registerer:    opts.Registerer,
 	}
+	if n.gossipCfg.TrustedFingerprint, n.gossipCfg.Signer, err = claimKeys(c); err != nil {
+		return nil, err
+	}
 	n.prober, err = vip.NewProber(vip.ProberConfig{
 		NodeName:       c.NodeName,
 		Logger:         log,
@@ -283,6 +286,8 @@ func (n *Node) Run(ctx context.Context) error {
 	if c.IsServer() {
 		wg.Add(1)
 		go func() { defer wg.Done(); n.executeRemovals(runCtx) }()
+		wg.Add(1)
+		go func() { defer wg.Done(); n.publishVoters(runCtx, g) }()
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); n.runUpgrades(runCtx) }()

@@ -64,6 +64,7 @@ func (n *Node) Status() status.Status {
 		}
 		st.Members = append(st.Members, status.Member{
 			Name: m.Name, Address: m.Addr, Role: m.Meta.Role, Phase: m.Meta.Phase, State: string(m.State), Since: m.Meta.PhaseSince,
+			ClaimVerified: m.Claim != nil, UnverifiedServer: m.Unverified,
 		})
 	}
 	slices.SortFunc(st.Members, func(a, b status.Member) int {

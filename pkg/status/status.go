@@ -143,4 +143,10 @@ type Member struct {
 	Phase   string    `json:"phase"`
 	State   string    `json:"state"`
 	Since   time.Time `json:"since"`
+	// ClaimVerified: a verified server claim (pkg/claims) backs the
+	// member; only then is it a server to the others. UnverifiedServer:
+	// it says it is a server and nothing backs that, so it counts as an
+	// agent (a host with the agent token only, or a misconfigured one).
+	ClaimVerified    bool `json:"claim_verified"`
+	UnverifiedServer bool `json:"unverified_server,omitempty"`
 }

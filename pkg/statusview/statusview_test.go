@@ -127,3 +127,25 @@ func TestPrintStatusVersions(t *testing.T) {
 		}
 	}
 }
+
+// TestPrintStatusMarksUnverifiedServers: a member that says it is a server
+// without a valid claim is marked, with the legend; verified ones are not.
+func TestPrintStatusMarksUnverifiedServers(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	st := status.Status{Members: []status.Member{
+		{Name: "server-1", Role: "server", Phase: "ready", State: "alive", ClaimVerified: true},
+		{Name: "intruder", Role: "agent", Phase: "ready", State: "alive", UnverifiedServer: true},
+	}}
+	var b bytes.Buffer
+	PrintStatus(&b, st, now)
+	out := b.String()
+	if !strings.Contains(out, "intruder !") || strings.Contains(out, "server-1 !") || !strings.Contains(out, "without a valid server claim") {
+		t.Fatalf("output:\n%s", out)
+	}
+	b.Reset()
+	st.Members = st.Members[:1]
+	PrintStatus(&b, st, now)
+	if strings.Contains(b.String(), "without a valid server claim") {
+		t.Fatalf("legend without an unverified member:\n%s", b.String())
+	}
+}

@@ -53,6 +53,7 @@ func PrintStatus(w io.Writer, st status.Status, now time.Time) {
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tROLE\tPHASE\tSINCE\tSTATE\tRUNNING\tWANTED\tADDRESS\t")
+	unverified := false
 	for _, m := range st.Members {
 		name := Clean(m.Name)
 		if m.Name == c.VIPHolder && m.Name != "" {
@@ -60,6 +61,10 @@ func PrintStatus(w io.Writer, st status.Status, now time.Time) {
 		}
 		if m.Name == c.BootstrapNode && m.Name != "" {
 			name += " *"
+		}
+		if m.UnverifiedServer {
+			name += " !"
+			unverified = true
 		}
 		since := Ago(now, m.Since, time.Second)
 		if since != "-" {
@@ -70,6 +75,9 @@ func PrintStatus(w io.Writer, st status.Status, now time.Time) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "(vip) holds the VIP, * is the bootstrap node")
+	if unverified {
+		fmt.Fprintln(w, "! says it is a server without a valid server claim: counted as an agent (a host holding only the agent token, or tokens that do not belong together)")
+	}
 	if st.Node.Standby != "" {
 		fmt.Fprintf(w, "this node (%s) is in standby: %s\n", Clean(st.Node.Name), Clean(st.Node.Standby))
 	}

@@ -1,0 +1,81 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/claims"
+	"github.com/rke2-hanode/rke2-hanode/pkg/config"
+	"github.com/rke2-hanode/rke2-hanode/pkg/gossip"
+)
+
+// claimKeys are what this host needs of the signed server claims
+// (pkg/claims): the fingerprint every host verifies with and, on servers,
+// the signer. A server derives both from the server token (and config
+// validation made sure its agent token carries the same fingerprint); an
+// agent reads the fingerprint from its agent token, or, holding the server
+// token in the single-token set-up, derives it.
+func claimKeys(c *config.Config) (fp string, signer *claims.Signer, err error) {
+	if c.IsServer() {
+		if fp, err = claims.TrustedFingerprint(c.Secret(), c.AgentSecret(), c.ClusterName); err != nil {
+			return "", nil, fmt.Errorf("node: %w", err)
+		}
+		if signer, err = claims.NewSigner(c.Secret(), c.ClusterName); err != nil {
+			return "", nil, fmt.Errorf("node: %w", err)
+		}
+		return fp, signer, nil
+	}
+	if fp, ok := claims.AgentTokenFingerprint(c.Secret()); ok {
+		return fp, nil, nil
+	}
+	if fp, err = claims.FingerprintFromServerToken(c.Secret(), c.ClusterName); err != nil {
+		return "", nil, fmt.Errorf("node: %w", err)
+	}
+	return fp, nil, nil
+}
+
+// voterSource is the part of the raft group a server vouches with.
+type voterSource interface {
+	Voters() ([]string, error)
+}
+
+// claimPublisher is the part of gossip that signs this server's claim.
+type claimPublisher interface {
+	UpdateClaim(fn func(*claims.Claim)) error
+	Subscribe() (<-chan struct{}, func())
+}
+
+var _ claimPublisher = (*gossip.Member)(nil)
+
+// publishVoters keeps raft's voters in this server's claim until ctx
+// ends: other members trust a server of an older build (which signs no
+// claim) only while some verified claim lists it as a voter. It looks on
+// every gossip change and every 5 seconds; an unchanged list signs nothing.
+func (n *Node) publishVoters(ctx context.Context, g claimPublisher) {
+	ch, cancel := g.Subscribe()
+	defer cancel()
+	var last []string
+	for {
+		if src, ok := n.coordinator().(voterSource); ok {
+			voters, err := src.Voters()
+			if len(voters) > claims.MaxVoters {
+				voters = voters[:claims.MaxVoters]
+			}
+			if err == nil && !slices.Equal(voters, last) {
+				if err = g.UpdateClaim(func(c *claims.Claim) { c.Voters = voters }); err == nil {
+					last = voters
+				}
+			}
+			if err != nil {
+				n.log.Debug("voters not published in this server's claim", zap.Error(err))
+			}
+		}
+		if n.waitChange(ctx, ch, 5*time.Second) != nil {
+			return
+		}
+	}
+}
