@@ -86,6 +86,7 @@ type Node struct {
 	standby      string // why the leader does not admit this server yet ("" when it does)
 	exec         executorState
 	upg          *upgradeState // the rolling upgrade (upgrade_node.go)
+	agentBegins  *agentBeginSource
 }
 
 // New builds the host's parts from the configuration; nothing runs yet.

@@ -2,12 +2,15 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
+	"github.com/rke2-hanode/rke2-hanode/pkg/claims"
 	"github.com/rke2-hanode/rke2-hanode/pkg/election"
 	"github.com/rke2-hanode/rke2-hanode/pkg/gossip"
 	"github.com/rke2-hanode/rke2-hanode/pkg/rke2version"
@@ -39,19 +42,74 @@ type upgradeGossip interface {
 	AgentBegin(members []gossip.MemberInfo, name string) (upgradeBegin, bool)
 }
 
-// unsignedUpgradeGossip carries nothing yet: the claims that carry the
-// facts come with pkg/claims' day-2 fields. Until they do, a host knows
-// only its own facts, so the leader sees every other host's versions as
-// unknown and starts no roll (Decide waits for every server's wanted
-// version).
-type unsignedUpgradeGossip struct{}
-
-func (unsignedUpgradeGossip) Publish(hostFacts) error { return nil }
-func (unsignedUpgradeGossip) Facts(gossip.MemberInfo) (hostFacts, bool) {
-	return hostFacts{}, false
+// memberUpgradeGossip is upgradeGossip over this host's gossip member:
+// a server's facts in its signed claim (UpdateClaim), an agent's in its
+// own metadata; another host's read from its verified claim, or for an
+// agent (which never has one) from its metadata. An agent learns its
+// begin from a server's /status (agentBegins), since the claims carry no
+// begins.
+type memberUpgradeGossip struct {
+	n *Node
 }
-func (unsignedUpgradeGossip) AgentBegin([]gossip.MemberInfo, string) (upgradeBegin, bool) {
-	return upgradeBegin{}, false
+
+// claimUpdater is the part of *gossip.Member that signs this server's
+// claim.
+type claimUpdater interface {
+	UpdateClaim(fn func(*claims.Claim)) error
+}
+
+func (g memberUpgradeGossip) Publish(f hostFacts) error {
+	n := g.n
+	if n.members == nil {
+		return errors.New("gossip not open yet")
+	}
+	failed := clipBytes(f.Report.Failed, maxReportedFailure)
+	if n.cfg.IsServer() {
+		cu, ok := n.members.(claimUpdater)
+		if !ok {
+			return errors.New("this member signs no claims")
+		}
+		return cu.UpdateClaim(func(c *claims.Claim) {
+			c.RKE2Wanted, c.RKE2Running = f.Wanted, f.Running
+			c.Upgrade = claims.UpgradeReport{Failed: failed, FailedBegin: f.Report.FailedBegin, Finished: f.Report.Finished}
+		})
+	}
+	return n.members.UpdateMeta(func(m *gossip.Meta) {
+		m.RKE2Wanted, m.RKE2Running = f.Wanted, f.Running
+		m.UpgradeFailed, m.UpgradeFailedBegin, m.UpgradeFinished = failed, f.Report.FailedBegin, f.Report.Finished
+	})
+}
+
+func (g memberUpgradeGossip) Facts(mi gossip.MemberInfo) (hostFacts, bool) {
+	if c := mi.Claim; c != nil {
+		return hostFacts{Wanted: c.RKE2Wanted, Running: c.RKE2Running,
+			Report: upgradeReport{Failed: c.Upgrade.Failed, FailedBegin: c.Upgrade.FailedBegin, Finished: c.Upgrade.Finished}}, true
+	}
+	if mi.Meta.Role != gossip.RoleAgent {
+		return hostFacts{}, false
+	}
+	m := mi.Meta
+	return hostFacts{Wanted: m.RKE2Wanted, Running: m.RKE2Running,
+		Report: upgradeReport{Failed: m.UpgradeFailed, FailedBegin: m.UpgradeFailedBegin, Finished: m.UpgradeFinished}}, true
+}
+
+func (g memberUpgradeGossip) AgentBegin(members []gossip.MemberInfo, name string) (upgradeBegin, bool) {
+	return g.n.agentBegins.begin(members, name)
+}
+
+// maxReportedFailure is what the claim and the metadata carry of a
+// failure's reason (state-contract: ≤ 96 bytes).
+const maxReportedFailure = 96
+
+// clipBytes cuts s to at most n bytes on a rune boundary.
+func clipBytes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // upgradeState is the node's part of the roll.
@@ -77,13 +135,14 @@ func (n *Node) initUpgrade(ops upgradeOps, g upgradeGossip) error {
 		ops = &hostUpgradeOps{n: n}
 	}
 	if g == nil {
-		g = unsignedUpgradeGossip{}
+		g = memberUpgradeGossip{n: n}
 	}
 	role := upgrade.RoleAgent
 	if n.cfg.IsServer() {
 		role = upgrade.RoleServer
 	}
 	n.upg = &upgradeState{gossip: g, metrics: m}
+	n.agentBegins = newAgentBeginSource(n)
 	n.upg.runner = &upgradeRunner{
 		role: role, drain: n.cfg.UpgradeDrain, ops: ops, clk: n.clk, log: n.log.Named("upgrade"),
 		save:   n.saveUpgradeRun,
