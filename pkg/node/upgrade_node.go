@@ -327,9 +327,11 @@ func (n *Node) upgradeHosts(members []gossip.MemberInfo) []upgrade.Host {
 		if mi.MetaErr != nil || mi.State == gossip.StateDead || mi.State == gossip.StateLeft || mi.Meta.ClusterName != n.cfg.ClusterName {
 			continue
 		}
-		h := upgrade.Host{Name: mi.Name, Role: upgrade.RoleAgent, Healthy: mi.Meta.Ready}
+		// An agent's readiness is its phase: Ready is a server's field,
+		// which gossip clears for a member without a verified claim.
+		h := upgrade.Host{Name: mi.Name, Role: upgrade.RoleAgent, Healthy: mi.Meta.Phase == status.PhaseReady}
 		if mi.Meta.Role == gossip.RoleServer {
-			h.Role = upgrade.RoleServer
+			h.Role, h.Healthy = upgrade.RoleServer, mi.Meta.Ready
 		}
 		var f hostFacts
 		var ok bool
@@ -339,6 +341,10 @@ func (n *Node) upgradeHosts(members []gossip.MemberInfo) []upgrade.Host {
 			h.Healthy = phase == status.PhaseReady && !n.upgradeRestarting()
 		} else {
 			f, ok = n.upg.gossip.Facts(mi)
+		}
+		if c := mi.Claim; c != nil && !c.Etcd.ObservedAt.IsZero() && mi.Name != n.cfg.NodeName {
+			// Its own etcd's word: a healthy voter, not a learner.
+			h.Healthy = h.Healthy && c.Etcd.Healthy && !c.Etcd.Learner
 		}
 		if ok {
 			h.Wanted, _ = rke2version.Parse(f.Wanted)
@@ -361,6 +367,15 @@ func (n *Node) upgradeInput(st election.ClusterState, members []gossip.MemberInf
 		in.Progress = st.Upgrade.Clone()
 	}
 	in.QuorumAtRisk = quorumAtRisk(st.EtcdVoters(), in.Hosts)
+	// An etcd learner, as any server's etcd lists it, is a server joining.
+	for _, mi := range members {
+		if mi.Claim == nil || mi.State == gossip.StateDead || mi.State == gossip.StateLeft {
+			continue
+		}
+		for _, em := range mi.Claim.Etcd.Members {
+			in.ServerJoining = in.ServerJoining || em.Learner
+		}
+	}
 	return in
 }
 

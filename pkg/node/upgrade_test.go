@@ -2,16 +2,23 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
+	"github.com/rke2-hanode/rke2-hanode/pkg/claims"
 	"github.com/rke2-hanode/rke2-hanode/pkg/config"
 	"github.com/rke2-hanode/rke2-hanode/pkg/election"
 	"github.com/rke2-hanode/rke2-hanode/pkg/gossip"
@@ -293,8 +300,16 @@ type staticMembers struct {
 
 func (s staticMembers) Members() []gossip.MemberInfo { return s.list }
 
+// member is a host as gossip shows it: a server's readiness in Ready
+// (from its claim), an agent's in its phase (gossip clears an agent's
+// Ready).
 func member(name, role string, ready bool) gossip.MemberInfo {
-	return gossip.MemberInfo{Name: name, State: gossip.StateAlive, Meta: gossip.Meta{Role: role, ClusterName: "rke2", Ready: ready}}
+	m := gossip.Meta{Role: role, ClusterName: "rke2", Phase: status.PhaseStarting}
+	if ready {
+		m.Phase = status.PhaseReady
+	}
+	m.Ready = ready && role == gossip.RoleServer
+	return gossip.MemberInfo{Name: name, State: gossip.StateAlive, Meta: m}
 }
 
 // leaderNode is a server "a" leading servers a, b, c and agents x, y,
@@ -479,5 +494,108 @@ func TestQuorumAtRisk(t *testing.T) {
 		if got := quorumAtRisk(tt.voters, tt.hosts); got != tt.want {
 			t.Errorf("%d: %v, want %v", i, got, tt.want)
 		}
+	}
+}
+
+// A server's facts come from its verified claim, its etcd's word on
+// being a healthy voter included; an agent's from its metadata; a
+// member saying server without a claim carries none. An etcd learner
+// anywhere is a server joining.
+func TestUpgradeHostsFromGossip(t *testing.T) {
+	n := leaderNode(t, &fakeUpgradeGossip{self: "a", facts: map[string]hostFacts{}})
+	n.upg.gossip = memberUpgradeGossip{n: n}
+	now := time.Unix(1_800_000_000, 0)
+	b := member("b", gossip.RoleServer, true)
+	b.Claim = &claims.Claim{Node: "b", RKE2Wanted: newV, RKE2Running: oldV, Upgrade: claims.UpgradeReport{Finished: 3},
+		Etcd: claims.EtcdView{ObservedAt: now, Healthy: true}}
+	c := member("c", gossip.RoleServer, true)
+	c.Claim = &claims.Claim{Node: "c", RKE2Wanted: newV, RKE2Running: oldV,
+		Etcd: claims.EtcdView{ObservedAt: now, Healthy: true, Learner: true, Members: []claims.EtcdMember{{Name: "c-1", Learner: true}}}}
+	x := member("x", gossip.RoleAgent, true)
+	x.Meta.RKE2Wanted, x.Meta.RKE2Running, x.Meta.UpgradeFailed, x.Meta.UpgradeFailedBegin = newV, oldV, "install: boom", 9
+	z := member("z", gossip.RoleServer, false) // no claim: not verified
+	in := n.upgradeInput(election.ClusterState{}, []gossip.MemberInfo{member("a", gossip.RoleServer, true), b, c, x, z}, "a", now)
+	byName := map[string]upgrade.Host{}
+	for _, h := range in.Hosts {
+		byName[h.Name] = h
+	}
+	if h := byName["b"]; h.Wanted.String() != newV || h.Running.String() != oldV || !h.Healthy || h.Finished != 3 {
+		t.Errorf("b: %+v", h)
+	}
+	if h := byName["c"]; h.Healthy {
+		t.Errorf("c, an etcd learner, counted healthy: %+v", h)
+	}
+	if h := byName["x"]; h.Role != upgrade.RoleAgent || h.Wanted.String() != newV || h.Failed != "install: boom" || h.FailedBegin != 9 {
+		t.Errorf("x: %+v", h)
+	}
+	if h := byName["z"]; !h.Wanted.IsZero() || !h.Running.IsZero() {
+		t.Errorf("z, without a claim, carries versions: %+v", h)
+	}
+	if !in.ServerJoining {
+		t.Errorf("a learner in c's etcd view is not a server joining")
+	}
+}
+
+// A reason longer than gossip carries is cut on a rune boundary.
+func TestClipBytes(t *testing.T) {
+	s := strings.Repeat("é", 60) // 120 bytes
+	got := clipBytes(s, maxReportedFailure)
+	if len(got) > maxReportedFailure || !utf8.ValidString(got) || len(got) < maxReportedFailure-1 {
+		t.Fatalf("clipped to %d bytes, valid %v", len(got), utf8.ValidString(got))
+	}
+}
+
+// An agent takes its begin from a verified server's /status, only to the
+// version its own configuration wants, and asks nothing while it has
+// nothing to upgrade.
+func TestAgentBeginFromServerStatus(t *testing.T) {
+	since := time.Unix(1_800_000_000, 123).UTC()
+	var target atomic.Value
+	target.Store(newV)
+	var asked atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		st := status.Status{Upgrade: &status.Upgrade{Phase: "agents", Target: target.Load().(string),
+			Hosts: []status.UpgradeHost{{Name: "x", Role: "agent", State: "upgrading", Since: since}}}}
+		json.NewEncoder(w).Encode(st)
+	}))
+	defer srv.Close()
+	host, port, _ := net.SplitHostPort(strings.TrimPrefix(srv.URL, "http://"))
+	c := config.Defaults()
+	c.Role, c.NodeName, c.RKE2Version, c.HTTPAddress = "agent", "x", newV, ":"+port
+	clk := newStepClock()
+	n := &Node{cfg: c, log: zap.NewNop(), clk: clk}
+	n.prog.RKE2Running = oldV
+	if err := n.initUpgrade(&fakeUpgradeOps{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	server := member("s", gossip.RoleServer, true)
+	server.Claim = &claims.Claim{Node: "s", AdvertiseAddr: host}
+	unverified := member("u", gossip.RoleAgent, true)
+	members := []gossip.MemberInfo{unverified, server}
+	b, ok := n.agentBegins.begin(members, "x")
+	if !ok || b.Since != since.UnixNano() || b.Target != newV {
+		t.Fatalf("begin %+v %v, want since %d", b, ok, since.UnixNano())
+	}
+	// A roll to another version than this agent's configuration wants is
+	// not followed.
+	target.Store("v1.36.9+rke2r1")
+	clk.Sleep(context.Background(), time.Minute)
+	if b, ok := n.agentBegins.begin(members, "x"); ok {
+		t.Fatalf("followed a roll to another version: %+v", b)
+	}
+	// Nothing to upgrade: no question asked.
+	n.prog.RKE2Running = newV
+	before := asked.Load()
+	clk.Sleep(context.Background(), time.Minute)
+	if _, ok := n.agentBegins.begin(members, "x"); ok || asked.Load() != before {
+		t.Fatalf("asked the servers with nothing to upgrade")
+	}
+	// Only verified servers are asked.
+	n.prog.RKE2Running = oldV
+	clk.Sleep(context.Background(), time.Minute)
+	before = asked.Load()
+	if _, ok := n.agentBegins.begin([]gossip.MemberInfo{unverified}, "x"); ok || asked.Load() != before {
+		t.Fatalf("asked a member without a verified claim")
 	}
 }
