@@ -114,7 +114,9 @@ func TestDecideUpgradeDuty(t *testing.T) {
 	asked := 0
 	duties := &MembershipDuties{
 		Config: membership.Config{MaxServers: 7},
-		Extra:  func(string) (MembershipExtra, bool) { return MembershipExtra{EtcdHealthy: true, HasDatastore: true}, true },
+		Extra: func(string) (MembershipExtra, bool) {
+			return MembershipExtra{EtcdHealthy: true, HasDatastore: true}, true
+		},
 		Upgrade: func(st ClusterState, at time.Time) (upgrade.Command, bool) {
 			asked++
 			if st.Upgrade == nil {

@@ -27,5 +27,9 @@
 // watch.go (the cluster view kept fresh), status.go and advertised.go
 // (/status), tracker.go (the phase and its reports), progress.go (progress.json),
 // coordinator.go and adapters.go (election over gossip), hostaddr.go,
-// tlsdial.go, kubevip.go, servicemanager.go.
+// tlsdial.go, kubevip.go, servicemanager.go; the rolling RKE2 upgrade:
+// upgrade.go (the steps a begun host runs, resumed from progress.json),
+// upgrade_ops.go (the steps on this host), upgrade_node.go (the facts in
+// gossip, the leader's duty, status and metrics), upgrade_agent.go (an
+// agent's begin, from a server's /status).
 package node

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -204,7 +205,7 @@ func (u *upgradeRunner) runBegin(ctx context.Context, b upgradeBegin) error {
 			return ctx.Err()
 		}
 		if err != nil {
-			r.Failed = upgrade.StepFailed(s, err)
+			r.Failed = failureReason(s, err)
 			u.log.Warn("upgrade step failed: the roll stops until `rke2-hanode upgrade resume`", zap.String("step", string(s)), zap.Error(err))
 			return u.set(*r)
 		}
@@ -228,7 +229,8 @@ func (u *upgradeRunner) step(ctx context.Context, s upgrade.Step, target string)
 			return err
 		}
 		if got != target {
-			return fmt.Errorf("rke2 on disk is %s after installing %s (in airgap mode artifact-path decides the version: put %s's artifacts there)", got, target, target)
+			// The versions last: a report keeps the end of the error.
+			return fmt.Errorf("in airgap mode artifact-path decides the version (put %s's artifacts there): rke2 on disk is %s, not %s", target, got, target)
 		}
 		return nil
 	case upgrade.StepDrain:
@@ -251,4 +253,21 @@ func (u *upgradeRunner) step(ctx context.Context, s upgrade.Step, target string)
 		return u.ops.Cordon(ctx, false)
 	}
 	return fmt.Errorf("step %q unknown", s)
+}
+
+// failureReason is what a host reports of a failed step: the step and as
+// much of the error as gossip carries (maxReportedFailure bytes), its end
+// kept rather than its start, since a wrapped error ends with its cause
+// (the install script's last words, etcd's refusal). The log has it all.
+func failureReason(s upgrade.Step, err error) string {
+	msg := err.Error()
+	budget := maxReportedFailure - len(s) - len(": ...")
+	if len(msg) > budget {
+		cut := len(msg) - budget
+		for cut < len(msg) && !utf8.RuneStart(msg[cut]) {
+			cut++
+		}
+		msg = "..." + msg[cut:]
+	}
+	return upgrade.StepFailed(s, errors.New(msg))
 }

@@ -599,3 +599,16 @@ func TestAgentBeginFromServerStatus(t *testing.T) {
 		t.Fatalf("asked a member without a verified claim")
 	}
 }
+
+// A long error is reported by its end, where a wrapped error names its
+// cause, within what gossip carries.
+func TestFailureReasonKeepsTheCause(t *testing.T) {
+	err := fmt.Errorf("installer: install script failed 3 times: /tmp/x/install-rke2.sh: exit status 1; last output: [INFO]  staging artifacts from /tmp/a/very/long/path | [ERROR] download sha256 does not match 000, got 1a2b")
+	got := failureReason(upgrade.StepInstall, err)
+	if len(got) > maxReportedFailure || !strings.HasPrefix(got, "install: ...") || !strings.HasSuffix(got, "does not match 000, got 1a2b") {
+		t.Fatalf("%q (%d bytes)", got, len(got))
+	}
+	if got := failureReason(upgrade.StepRestart, errors.New("short")); got != "restart: short" {
+		t.Fatalf("%q", got)
+	}
+}

@@ -309,6 +309,10 @@ func TestRollingUpgrade(t *testing.T) {
 			t.Errorf("%s: %d pre-upgrade snapshots, want 1: %v", n.Name, len(snaps), snaps)
 		}
 	}
+	if m := scrape(t, c.Nodes[0]); !strings.Contains(m, `rke2_hanode_upgrade_phase{phase="done"} 1`) ||
+		!strings.Contains(m, `rke2_hanode_upgrade_running_version{node="agent-2",role="agent",version="v1.36.1+rke2r1"} 1`) {
+		t.Errorf("metrics after the roll lack the done phase or agent-2's running version")
+	}
 	checkCluster(t, c, false)
 	checkNoSecrets(t, c)
 }
@@ -360,9 +364,14 @@ func TestUpgradeHostFails(t *testing.T) {
 		return map[string]string{"rke2-version": toV, "artifact-path": to}
 	})
 	u := waitUpgrade(t, c, 10*time.Minute, "failed", func(u *status.Upgrade) bool { return u.Phase == "failed" })
-	if !strings.Contains(u.Blocked, "server server-1 failed: install:") || !strings.Contains(u.Blocked, "sha256 does not match") ||
-		!strings.Contains(u.Blocked, "upgrade resume") {
-		t.Errorf("blocked %q: want server-1, the install step and the script's words", u.Blocked)
+	// The report carries 96 bytes (the claim's limit): the step and the
+	// end of the error, here the script's two checksums; the host's log
+	// has the whole.
+	if !regexp.MustCompile("server server-1 failed: install: .*got [0-9a-f]{64}; fix it and run `rke2-hanode upgrade resume`").MatchString(u.Blocked) {
+		t.Errorf("blocked %q: want server-1, the install step and the end of the script's words", u.Blocked)
+	}
+	if log := readFile(c.Node("server-1").LogPath); !strings.Contains(log, "download sha256 does not match") {
+		t.Errorf("server-1's log lacks the install script's words")
 	}
 	// The roll stays stopped: the agent never begins.
 	time.Sleep(5 * time.Second)
