@@ -244,8 +244,8 @@ func sample(ctx context.Context, t *testing.T, c *demo.Cluster) *sampler {
 	return s
 }
 
-// TestRollingUpgrade: 3 servers and 2 agents from one minor to the next.
-// Servers go one at a time (never two supervisors down at once, so etcd
+// TestRollingUpgrade: 3 servers (with upgrade-drain) and 2 agents from
+// one minor to the next. Servers go one at a time (never two supervisors down at once, so etcd
 // keeps quorum), each after an etcd snapshot named for the target;
 // agents only once every server runs the target; no version skew recorded
 // by rke2sim; every host ends at the target with status done.
@@ -258,8 +258,12 @@ func TestRollingUpgrade(t *testing.T) {
 	// restarts with its daemon under exec, still at the old version); the
 	// roll starts once every server wants the target.
 	s := sample(ctx, t, c)
-	reconfigure(t, c, func(*demo.Node) map[string]string {
-		return map[string]string{"rke2-version": toV, "artifact-path": to}
+	reconfigure(t, c, func(n *demo.Node) map[string]string {
+		kv := map[string]string{"rke2-version": toV, "artifact-path": to}
+		if n.Role == "server" {
+			kv["upgrade-drain"] = "true" // RKE2's admin kubeconfig is on servers
+		}
+		return kv
 	})
 	u := waitUpgrade(t, c, 10*time.Minute, "done", func(u *status.Upgrade) bool { return u.Phase == "done" && u.Target == toV })
 	stop()
@@ -304,6 +308,22 @@ func TestRollingUpgrade(t *testing.T) {
 		if n.Role != "server" {
 			continue
 		}
+		// Drained through its own apiserver: cordoned before the restart,
+		// uncordoned after.
+		simLog := readFile(filepath.Join(n.Dir, "hanode", "rke2-server.log"))
+		patched := func(v bool) []int {
+			return regexp.MustCompile(fmt.Sprintf(`node patched\t\{[^}]*"node": "%s", "unschedulable": %v\}`, regexp.QuoteMeta(n.Name), v)).FindStringIndex(simLog)
+		}
+		on, off := -1, -1
+		if m := patched(true); m != nil {
+			on = m[0]
+		}
+		if m := patched(false); m != nil {
+			off = m[0]
+		}
+		if on < 0 || off < on {
+			t.Errorf("%s: not cordoned then uncordoned through the Kubernetes API (cordon at %d, uncordon at %d)", n.Name, on, off)
+		}
 		snaps, _ := filepath.Glob(filepath.Join(n.RKE2DataDir, "server", "db", "snapshots", "pre-upgrade-v1.36.1-rke2r1-"+n.Name+"-*"))
 		if len(snaps) != 1 {
 			t.Errorf("%s: %d pre-upgrade snapshots, want 1: %v", n.Name, len(snaps), snaps)
@@ -339,6 +359,22 @@ func TestUpgradeRefused(t *testing.T) {
 	for _, n := range c.Nodes {
 		if v := simVersion(t, n); v != fromV {
 			t.Errorf("%s runs %s after refused upgrades, want %s", n.Name, v, fromV)
+		}
+		// Drained through its own apiserver: cordoned before the restart,
+		// uncordoned after.
+		simLog := readFile(filepath.Join(n.Dir, "hanode", "rke2-server.log"))
+		patched := func(v bool) []int {
+			return regexp.MustCompile(fmt.Sprintf(`node patched\t\{[^}]*"node": "%s", "unschedulable": %v\}`, regexp.QuoteMeta(n.Name), v)).FindStringIndex(simLog)
+		}
+		on, off := -1, -1
+		if m := patched(true); m != nil {
+			on = m[0]
+		}
+		if m := patched(false); m != nil {
+			off = m[0]
+		}
+		if on < 0 || off < on {
+			t.Errorf("%s: not cordoned then uncordoned through the Kubernetes API (cordon at %d, uncordon at %d)", n.Name, on, off)
 		}
 		snaps, _ := filepath.Glob(filepath.Join(n.RKE2DataDir, "server", "db", "snapshots", "pre-upgrade-*"))
 		if len(snaps) > 0 {
