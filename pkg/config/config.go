@@ -46,8 +46,8 @@ type Config struct {
 	Interface        string   `key:"interface" default:"" help:"the network interface that carries the VIP (required)"`
 	TLSSAN           []string `key:"tls-san" default:"" help:"extra SANs for RKE2's certificates; the VIP is always added"`
 	NodeTaint        []string `key:"node-taint" default:"" help:"taints passed to RKE2, key=value:Effect"`
-	RKE2Version      string   `key:"rke2-version" default:"" help:"RKE2 version to install, e.g. v1.36.4+rke2r1 (empty: the channel's)"`
-	RKE2Channel      string   `key:"rke2-channel" default:"stable" help:"RKE2 release channel: stable, latest, testing or vX.Y"`
+	RKE2Version      string   `key:"rke2-version" default:"" help:"RKE2 version to install, e.g. v1.36.4+rke2r1 (empty: the channel's); a change rolls the cluster to it"`
+	RKE2Channel      string   `key:"rke2-channel" default:"stable" help:"RKE2 release channel for the first install: stable, latest, testing or vX.Y (upgrades follow rke2-version)"`
 	InstallMethod    string   `key:"install-method" default:"script" help:"script (run the RKE2 install script) or none (RKE2 already installed)"`
 	InstallScriptURL string   `key:"install-script-url" default:"https://get.rke2.io" help:"https URL of the RKE2 install script (http or a local path only with install-script-sha256)"`
 	InstallScriptSHA string   `key:"install-script-sha256" default:"" help:"SHA-256 (hex) the install script's bytes must match; required for an http URL or a local path"`
@@ -63,8 +63,8 @@ type Config struct {
 	ServiceManager   string   `key:"service-manager" default:"systemd" help:"systemd (through D-Bus) or exec (supervise rke2-bin as a child)"`
 	RKE2Bin          string   `key:"rke2-bin" default:"" help:"the rke2 executable for service-manager exec (default: found on disk)"`
 	DataDir          string   `key:"data-dir" default:"/var/lib/rke2-hanode" help:"raft store and this daemon's own state"`
-	UpgradeMaxUnav   string   `key:"upgrade-agents-max-unavailable" default:"10%" help:"agents upgraded at once in a rolling RKE2 upgrade: a count (1 or more) or a percentage of the agents, at least 1 (validated; not yet acted on by the daemon)"`
-	UpgradeDrain     bool     `key:"upgrade-drain" default:"false" help:"true: cordon and drain a host through the Kubernetes API before its upgrade restart, uncordon after (validated; not yet acted on by the daemon)"`
+	UpgradeMaxUnav   string   `key:"upgrade-agents-max-unavailable" default:"10%" help:"agents upgraded at once in a rolling RKE2 upgrade: a count (1 or more) or a percentage of the agents, at least 1"`
+	UpgradeDrain     bool     `key:"upgrade-drain" default:"false" help:"true: cordon and drain a host through the Kubernetes API before its upgrade restart, uncordon after (agents need an admin kubeconfig at rke2-config-dir/rke2.yaml)"`
 	LogLevel         string   `key:"log-level" default:"info" help:"debug, info, warn or error"`
 	LogFormat        string   `key:"log-format" default:"console" help:"console or json"`
 

@@ -91,6 +91,8 @@ func decide(st ClusterState, peers []Peer, self leaderSelf, voters map[string]st
 	}
 	if c, ok := nextCommand(st, peers, alive, self, now, t, book); ok {
 		out = append(out, action{Kind: actApply, Cmd: c})
+	} else if c, ok := upgradeNext(st, self, now); ok {
+		out = append(out, action{Kind: actApply, Cmd: c})
 	}
 	return out
 }

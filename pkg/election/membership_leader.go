@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/membership"
+	"github.com/rke2-hanode/rke2-hanode/pkg/upgrade"
 )
 
 // MembershipDuties switches the leader's membership duties on: odd
@@ -27,6 +28,13 @@ type MembershipDuties struct {
 	// every voter reads CommandVersion: their commands are version 2, and
 	// an older voter would refuse to apply them.
 	Readers func(name string) (version int, ok bool)
+	// Upgrade is the rolling upgrade's next command (pkg/upgrade.Decide
+	// over the committed state and the hosts' gossip), ok false for none;
+	// nil: no upgrade duties. decide asks only once cluster ready is
+	// committed, while the duties are active (the upgrade commands are
+	// version 2 too) and when the cluster's own duties commit nothing this
+	// step: a join, a grant or a removal step goes first.
+	Upgrade func(st ClusterState, now time.Time) (upgrade.Command, bool)
 }
 
 // CommandVersion is the newest raft command version this build reads and
@@ -97,6 +105,20 @@ func (b *leaderBook) membershipNotes() membership.Decision {
 // actRemoveVoter: remove Name from the raft configuration; its removal is
 // done (membership). The shell calls loop.removeVoter.
 const actRemoveVoter actionKind = 100
+
+// upgradeNext is the rolling upgrade's command for this step, when the
+// duties hold one (see MembershipDuties.Upgrade).
+func upgradeNext(st ClusterState, self leaderSelf, now time.Time) (Command, bool) {
+	d := self.Membership
+	if st.ClusterReady == nil || d == nil || d.Upgrade == nil || !d.active(st) {
+		return Command{}, false
+	}
+	u, ok := d.Upgrade(st, now)
+	if !ok {
+		return Command{}, false
+	}
+	return UpgradeCommand(u), true
+}
 
 // membershipVoterChanges drops from raft the voter whose removal is done.
 func membershipVoterChanges(st ClusterState, self leaderSelf, voters map[string]string) []action {

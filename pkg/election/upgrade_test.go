@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rke2-hanode/rke2-hanode/pkg/membership"
 	"github.com/rke2-hanode/rke2-hanode/pkg/upgrade"
 )
 
@@ -102,5 +103,82 @@ func TestSnapshotRefusesBadUpgrade(t *testing.T) {
 	in := `{"v":2,"state":{"bootstrap":"a","upgrade":{"target":"v1.37.1+rke2r1","hosts":[{"name":"s1","role":"server","state":"upgrading","since":1},{"name":"s2","role":"server","state":"upgrading","since":1}]}}}`
 	if _, err := decodeSnapshot([]byte(in)); err == nil || !strings.Contains(err.Error(), "two servers upgrading at once") {
 		t.Fatalf("decode: %v", err)
+	}
+}
+
+// The leader commits the upgrade duty's command once the cluster's own
+// duties have nothing to do, never while a join or grant is due, and
+// not at all while a voter's build cannot read version-2 commands.
+func TestDecideUpgradeDuty(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	asked := 0
+	duties := &MembershipDuties{
+		Config: membership.Config{MaxServers: 7},
+		Extra: func(string) (MembershipExtra, bool) {
+			return MembershipExtra{EtcdHealthy: true, HasDatastore: true}, true
+		},
+		Upgrade: func(st ClusterState, at time.Time) (upgrade.Command, bool) {
+			asked++
+			if st.Upgrade == nil {
+				return upgrade.Command{Op: upgrade.OpStart, Target: "v1.36.1+rke2r1", At: at.UnixNano()}, true
+			}
+			if _, ok := st.Upgrade.Host("b"); !ok {
+				return upgrade.Command{Op: upgrade.OpBegin, Node: "b", Role: upgrade.RoleServer, At: at.UnixNano()}, true
+			}
+			return upgrade.Command{}, false
+		},
+	}
+	self := leaderSelf{Name: "a", Cluster: "c", VIP: "192.0.2.1", Membership: duties}
+	st := clusterOf3()
+	ca := st.ClusterReady.CAHash
+	peers := []Peer{}
+	for _, n := range []string{"a", "b", "c"} {
+		peers = append(peers, Peer{Name: n, State: MemberAlive, ClusterName: "c", RaftAddr: n + ":9348", HasRaftState: true, Ready: true, CAHash: ca})
+	}
+	book := newLeaderBook()
+	step := func() Command {
+		t.Helper()
+		for _, a := range decide(st, peers, self, nil, now, LANTiming(), book) {
+			if a.Kind == actApply {
+				st = mustApply(t, st, a.Cmd)
+				return a.Cmd
+			}
+		}
+		return Command{}
+	}
+	if c := step(); c.Op != upgrade.OpStart || c.Target != "v1.36.1+rke2r1" {
+		t.Fatalf("want upgrade-start: %+v", c)
+	}
+	// A ready server not yet recorded: its join goes first, the duty is
+	// not even asked.
+	peers = append(peers, Peer{Name: "d", State: MemberAlive, ClusterName: "c", RaftAddr: "d:9348", Ready: true, CAHash: ca})
+	before := asked
+	if c := step(); c.Op != opGrant || c.Node != "d" {
+		t.Fatalf("want the adopted server's grant first: %+v", c)
+	}
+	if asked != before {
+		t.Fatalf("the upgrade duty was asked while the cluster's duties had a command")
+	}
+	// While the slot is held the FSM refuses a server's begin; the slot's
+	// holder being ready is recorded first.
+	if c := step(); c.Op != opJoined {
+		t.Fatalf("want joined d: %+v", c)
+	}
+	if c := step(); c.Op != upgrade.OpBegin || c.Node != "b" {
+		t.Fatalf("want upgrade-begin b: %+v", c)
+	}
+	if h, ok := st.Upgrade.Host("b"); !ok || h.State != upgrade.HostUpgrading {
+		t.Fatalf("progress after begin: %+v", st.Upgrade)
+	}
+	// An older voter: nothing of the upgrade is committed.
+	duties.Readers = func(name string) (int, bool) {
+		if name == "c" {
+			return 1, true
+		}
+		return CommandVersion, true
+	}
+	st.Upgrade = nil
+	if c := step(); c.Op != "" {
+		t.Fatalf("committed %+v while voter c reads only version 1", c)
 	}
 }

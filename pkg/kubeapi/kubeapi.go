@@ -1,7 +1,8 @@
 // Package kubeapi is the little of the Kubernetes API the daemon needs to
 // remove a server the way RKE2 does: list, get and delete Nodes (reading
 // the etcd annotations RKE2 puts on them) and delete a node's password
-// secret. It speaks net/http with the client certificate of the admin
+// secret; and to drain a host before its upgrade restart as kubectl drain
+// does (drain.go): cordon, evict its pods, uncordon. It speaks net/http with the client certificate of the admin
 // kubeconfig RKE2 writes (/etc/rancher/rke2/rke2.yaml, server
 // https://127.0.0.1:6443), and needs no Kubernetes client library.
 //
@@ -305,6 +306,11 @@ func (e *StatusError) retryable() bool { return e.Code >= 500 || e.Code == http.
 // exponential backoff within the context's deadline, and decodes the JSON
 // answer into out (nil: discarded).
 func (c *Client) do(ctx context.Context, method, path string, out any) error {
+	return c.send(ctx, method, path, "", nil, out)
+}
+
+// send is do with a request body of contentType.
+func (c *Client) send(ctx context.Context, method, path, contentType string, body []byte, out any) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, defaultTimeout*time.Duration(c.attempts))
@@ -313,7 +319,7 @@ func (c *Client) do(ctx context.Context, method, path string, out any) error {
 	wait := c.backoff
 	var last error
 	for attempt := 1; ; attempt++ {
-		err := c.once(ctx, method, path, out)
+		err := c.once(ctx, method, path, contentType, body, out)
 		var se *StatusError
 		if err == nil || errors.Is(err, ErrNotFound) || (errors.As(err, &se) && !se.retryable()) || ctx.Err() != nil || trustError(err) {
 			if err != nil && ctx.Err() != nil && last != nil {
@@ -344,12 +350,19 @@ func trustError(err error) bool {
 	return errors.As(err, &ve) || errors.As(err, &ae)
 }
 
-func (c *Client) once(ctx context.Context, method, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
+func (c *Client) once(ctx context.Context, method, path, contentType string, reqBody []byte, out any) error {
+	var rd io.Reader
+	if reqBody != nil {
+		rd = bytes.NewReader(reqBody)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
 		return fmt.Errorf("kubeapi: %s %s: %w", method, path, err)
 	}
 	req.Header.Set("Accept", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("kubeapi: %s %s: %w", method, path, err)

@@ -30,7 +30,11 @@
 // local etcd's view read every few seconds while RKE2 runs, its carriage to
 // the other servers, the quorum assessment for status, metrics and the
 // leader's removal judgement), hostaddr.go, tlsdial.go, kubevip.go,
-// servicemanager.go; day 2: coldstart.go (a server
+// servicemanager.go; the rolling RKE2 upgrade:
+// upgrade.go (the steps a begun host runs, resumed from progress.json),
+// upgrade_ops.go (the steps on this host), upgrade_node.go (the facts in
+// gossip, the leader's duty, status and metrics), upgrade_agent.go (an
+// agent's begin, from a server's /status); day 2: coldstart.go (a server
 // restarting RKE2 on its own datastore, as after a power cut of every
 // host), voters.go (the raft voters servers publish, and the check that a
 // returning server is still counted), vipwatchdog.go (rke2-killall.sh when

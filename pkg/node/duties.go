@@ -9,13 +9,14 @@ import (
 // duties is the leader's membership duties as this server runs them: odd
 // admission through the join slot up to max-servers, and removal of a
 // server dead for server-removal-timeout, executed by the leader itself
-// (executeRemovals). The duties act only while every voter gossips a
+// (executeRemovals), and the rolling upgrade's plan (upgradeDuty). The duties act only while every voter gossips a
 // build that reads their commands (Readers).
 func (n *Node) duties(g *gossip.Member) *election.MembershipDuties {
 	return &election.MembershipDuties{
 		Config:  ms.Config{MaxServers: n.cfg.MaxServers, RemovalTimeout: n.cfg.ServerRemovalTimeout(), ExecuteTimeout: removalExecuteTimeout},
 		Extra:   n.membershipExtra,
 		Readers: func(name string) (int, bool) { return commandReaders(g.Members(), name) },
+		Upgrade: n.upgradeDuty,
 	}
 }
 

@@ -14,10 +14,17 @@ import (
 	"github.com/rke2-hanode/rke2-hanode/pkg/vip"
 )
 
-// install puts RKE2 on the host; a running RKE2 is adopted, never reinstalled.
+// install puts RKE2 on the host; a running RKE2 is adopted, never
+// reinstalled, and neither is the RKE2 of a host that started it before:
+// moving it to another version is the rolling upgrade's (upgrade.go), one
+// host at a time, not every daemon's as it restarts with a changed
+// rke2-version.
 func (n *Node) install(ctx context.Context) error {
 	running, _ := n.svc.Active(ctx, n.role)
-	return n.host.Install(ctx, running)
+	n.mu.Lock()
+	started := n.prog.StartedRKE2
+	n.mu.Unlock()
+	return n.host.Install(ctx, running || started)
 }
 
 // rememberStart records, before the service first starts, that this host
@@ -41,7 +48,11 @@ func (n *Node) startService(ctx context.Context) error {
 		if err := n.svc.Start(ctx, n.role); err != nil {
 			return err
 		}
-		return n.svc.WaitActive(ctx, n.role)
+		if err := n.svc.WaitActive(ctx, n.role); err != nil {
+			return err
+		}
+		n.recordRunning(ctx)
+		return nil
 	})
 }
 
@@ -56,12 +67,32 @@ type rke2Installer struct {
 var _ rke2Host = (*rke2Installer)(nil)
 
 func (h *rke2Installer) Install(ctx context.Context, running bool) error {
+	_, err := h.install(ctx, running, h.cfg.RKE2Version)
+	return err
+}
+
+// installVersion installs version for an upgrade (the install method,
+// INSTALL_RKE2_VERSION) and returns the version on disk afterwards.
+func (h *rke2Installer) installVersion(ctx context.Context, version string) (string, error) {
+	return h.install(ctx, false, version)
+}
+
+// InstalledVersion is what the rke2 binary on disk prints.
+func (h *rke2Installer) InstalledVersion(ctx context.Context) (string, error) {
+	bin, err := installer.FindRKE2(h.cfg.RKE2Bin, installer.DefaultSearchPaths)
+	if err != nil {
+		return "", err
+	}
+	return installer.RKE2Version(ctx, bin)
+}
+
+func (h *rke2Installer) install(ctx context.Context, running bool, version string) (string, error) {
 	c := h.cfg
 	res, err := installer.Install(ctx, installer.InstallOptions{
 		Running:      running,
 		Method:       installer.Method(c.InstallMethod),
 		Role:         installer.Role(c.Role),
-		Version:      c.RKE2Version,
+		Version:      version,
 		Channel:      c.RKE2Channel,
 		ScriptURL:    c.InstallScriptURL,
 		ScriptSHA256: c.InstallScriptSHA,
@@ -72,10 +103,10 @@ func (h *rke2Installer) Install(ctx context.Context, running bool) error {
 		Metrics:      h.metrics,
 	})
 	if err != nil {
-		return err
+		return "", err
 	}
 	h.log.Info("RKE2 installed", zap.Bool("skipped", res.Skipped), zap.String("version", res.Version), zap.String("bin", res.Bin))
-	return nil
+	return res.Version, nil
 }
 
 func (h *rke2Installer) CheckVIPFree(ctx context.Context) error {

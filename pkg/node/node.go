@@ -87,7 +87,9 @@ type Node struct {
 	standby      string // why the leader does not admit this server yet ("" when it does)
 	exec         executorState
 
-	etcd *etcdState // servers: the local etcd's view and its carriage (etcdview.go)
+	etcd        *etcdState    // servers: the local etcd's view and its carriage (etcdview.go)
+	upg         *upgradeState // the rolling upgrade (upgrade_node.go)
+	agentBegins *agentBeginSource
 }
 
 // New builds the host's parts from the configuration; nothing runs yet.
@@ -185,6 +187,9 @@ func New(opts Options) (*Node, error) {
 	}
 	n.svc, n.closeSvc = svc, closeSvc
 	n.host = &rke2Installer{cfg: c, log: n.log, metrics: instM, advertise: n.advertise}
+	if err := n.initUpgrade(nil, nil); err != nil {
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -306,6 +311,8 @@ func (n *Node) Run(ctx context.Context) error {
 		go func() { defer wg.Done(); n.watchEtcd(runCtx) }()
 		go func() { defer wg.Done(); n.watchVIPHolder(runCtx) }()
 	}
+	wg.Add(1)
+	go func() { defer wg.Done(); n.runUpgrades(runCtx) }()
 
 	walkCtx, stopWalk := context.WithCancel(runCtx)
 	defer stopWalk()

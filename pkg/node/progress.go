@@ -37,6 +37,13 @@ type progress struct {
 	Ready     bool      `json:"ready"`
 	ReadyAt   time.Time `json:"ready_at,omitempty"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// RKE2Running is the version of the rke2 binary this host's service
+	// was last started from (by this daemon, or found running): what it
+	// runs, not what was installed since (upgrade.go).
+	RKE2Running string `json:"rke2_running,omitempty"`
+	// Upgrade is the rolling upgrade this host runs or ran last, and the
+	// steps it finished (upgrade.go).
+	Upgrade *upgradeRun `json:"upgrade,omitempty"`
 }
 
 func progressPath(dataDir string) string { return filepath.Join(dataDir, "progress.json") }
@@ -91,6 +98,11 @@ func decodeProgress(path string, data []byte) (progress, error) {
 	case "", "server", "agent":
 	default:
 		return damaged(fmt.Errorf("role %q", p.Role))
+	}
+	if p.Upgrade != nil {
+		if err := p.Upgrade.validate(); err != nil {
+			return damaged(err)
+		}
 	}
 	if p.CAHash != "" {
 		if raw, err := hex.DecodeString(p.CAHash); err != nil || len(raw) != 32 {

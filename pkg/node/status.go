@@ -55,6 +55,7 @@ func (n *Node) Status() status.Status {
 	st.Cluster.StandbyServers = standbyServers(members)
 	st.Cluster.Etcd = n.etcdStatus()
 	st.Timeline = map[string][]status.Transition{n.cfg.NodeName: n.t.history.Entries()}
+	st.Upgrade = n.upgradeStatus()
 	for _, m := range members {
 		if m.Name != n.cfg.NodeName {
 			// A summary that does not decode is left out; the member row

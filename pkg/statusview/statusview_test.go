@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -103,6 +104,27 @@ func TestScreenPrintsChangesOffTerminal(t *testing.T) {
 	tty.Draw("y", "a")
 	if got := b.String(); got != clearScreen+"x"+clearScreen+"y" {
 		t.Errorf("on a terminal: %q", got)
+	}
+}
+
+// The member table shows each host's running and wanted RKE2 from the
+// upgrade object, and a line for a roll under way.
+func TestPrintStatusVersions(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	st := status.Status{
+		Cluster: status.Cluster{Name: "rke2"},
+		Members: []status.Member{{Name: "s1", Role: "server", Phase: "ready", State: "alive"}, {Name: "a1", Role: "agent", Phase: "ready", State: "alive"}},
+		Upgrade: &status.Upgrade{Phase: "servers", Target: "v1.36.1+rke2r1", Blocked: "server s2 is not a healthy voter",
+			Hosts: []status.UpgradeHost{{Name: "s1", Running: "v1.35.2+rke2r1", Wanted: "v1.36.1+rke2r1"}}},
+	}
+	var b bytes.Buffer
+	PrintStatus(&b, st, now)
+	out := b.String()
+	for _, re := range []string{`(?m)^NAME +ROLE +PHASE +SINCE +STATE +RUNNING +WANTED +ADDRESS`, `(?m)^s1 +server +ready +- +alive +v1\.35\.2\+rke2r1 +v1\.36\.1\+rke2r1 +-`,
+		`(?m)^a1 +agent +ready +- +alive +- +- +-`, `(?m)^upgrade: servers to v1\.36\.1\+rke2r1: server s2 is not a healthy voter$`} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("output lacks %s:\n%s", re, out)
+		}
 	}
 }
 

@@ -34,8 +34,26 @@ func PrintStatus(w io.Writer, st status.Status, now time.Time) {
 		}
 		fmt.Fprintf(w, "standby: %s (waiting to be admitted so that the etcd voters stay odd)\n", strings.Join(names, ", "))
 	}
+	// The versions come from the upgrade object (servers know every
+	// host's); a daemon without one shows none.
+	versions := map[string]status.UpgradeHost{}
+	if u := st.Upgrade; u != nil {
+		for _, h := range u.Hosts {
+			versions[h.Name] = h
+		}
+		if u.Phase != "" && u.Phase != "idle" {
+			line := "upgrade: " + Clean(u.Phase)
+			if u.Target != "" {
+				line += " to " + Clean(u.Target)
+			}
+			if u.Blocked != "" {
+				line += ": " + Clean(u.Blocked)
+			}
+			fmt.Fprintln(w, line)
+		}
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tROLE\tPHASE\tSINCE\tSTATE\tADDRESS\t")
+	fmt.Fprintln(tw, "NAME\tROLE\tPHASE\tSINCE\tSTATE\tRUNNING\tWANTED\tADDRESS\t")
 	unverified := false
 	for _, m := range st.Members {
 		name := Clean(m.Name)
@@ -53,7 +71,8 @@ func PrintStatus(w io.Writer, st status.Status, now time.Time) {
 		if since != "-" {
 			since += " ago"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", name, Dash(m.Role), Dash(m.Phase), since, Dash(m.State), Dash(m.Address))
+		v := versions[m.Name]
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", name, Dash(m.Role), Dash(m.Phase), since, Dash(m.State), Dash(v.Running), Dash(v.Wanted), Dash(m.Address))
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "(vip) holds the VIP, * is the bootstrap node")

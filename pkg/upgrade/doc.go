@@ -57,15 +57,17 @@
 // while the join slot is free, and no slot is granted while a server
 // upgrades: a join and a server's upgrade are one permission.
 //
-// # How the node executes it (the wiring that follows)
+// # How the node executes it (pkg/node, upgrade*.go)
 //
-// Gossip: every host advertises Wanted (rke2-version; or, for a channel,
-// the version the channel resolved to at its last install), Running (the
+// Gossip (servers in their signed claim, agents in their metadata):
+// every host advertises Wanted (rke2-version; without one, the version it
+// runs: a channel decides the first install only and is never rolled), Running (the
 // version of the binary the RKE2 service was last started from: the node
 // records installer.RKE2Version when it starts or adopts the service, and
 // not after an install, whose binary runs only after the restart), Healthy (servers: the
 // etcd member is a voter, not a learner, and GET https://127.0.0.1:9345/cacerts
-// answers with the cluster's CA; agents: the Node is Ready) and, after a
+// answers with the cluster's CA, and its claim's etcd view says a healthy
+// voter; agents: the service active, gossiped as phase ready) and, after a
 // failed step, Failed = StepFailed(step, err) with FailedBegin = the
 // Since of the begin it ran under; after its last step, Finished = that
 // Since.

@@ -22,7 +22,7 @@
 //	rke2 server|agent [--config FILE]   (also --config=FILE, -c FILE; else
 //	                                    RKE2_CONFIG_FILE, else the default)
 //	rke2 server --cluster-reset [--cluster-reset-restore-path[=]SNAPSHOT]
-//	rke2 etcd-snapshot save [--config FILE]
+//	rke2 etcd-snapshot save [--config FILE] [--name NAME]
 //	rke2 --version                      "rke2 version <v> (<8 hex>)" and "go version go1.…",
 //	                                    RKE2's format; the hex is a function of <v>
 //
@@ -229,7 +229,9 @@
 // the data-dir) to POST /db/snapshot, which writes etcd's snapshot
 // (Maintenance.Snapshot) to <data-dir>/server/db/snapshots/on-demand-<node>-<unix>
 // (0600) and answers its name; the command prints "Snapshot <name> saved."
-// and exits 0, or exits 1 when the server is not running.
+// and exits 0, or exits 1 when the server is not running. --name NAME
+// replaces the base name on-demand, as RKE2's flag does (letters, digits,
+// '.', '-', '_'; the server and agent commands do not define it).
 //
 // # Versions
 //

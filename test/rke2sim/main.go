@@ -37,7 +37,7 @@ func reject(format string, args ...any) error {
 
 const usage = `usage: rke2 server|agent [--config FILE]
        rke2 server --cluster-reset [--cluster-reset-restore-path=SNAPSHOT] [--config FILE]
-       rke2 etcd-snapshot save [--config FILE]
+       rke2 etcd-snapshot save [--config FILE] [--name NAME]
        rke2 --version
 (rke2sim: a test stand-in for the rke2 binary)
 `
@@ -95,6 +95,12 @@ func Main(ctx context.Context, o Options) int {
 	if err == nil && role != "server" && (fl.clusterReset || fl.restorePath != "") {
 		err = errors.New("flag provided but not defined: --cluster-reset")
 	}
+	if err == nil && role != "etcd-snapshot" && fl.name != "" {
+		err = errors.New("flag provided but not defined: --name")
+	}
+	if err == nil && fl.name != "" && !validSnapshotName(fl.name) {
+		err = fmt.Errorf("--name %q: a snapshot's base name is letters, digits, '.', '-' and '_'", fl.name)
+	}
 	if err == nil && fl.restorePath != "" && !fl.clusterReset {
 		err = errors.New("--cluster-reset-restore-path needs --cluster-reset")
 	}
@@ -121,7 +127,7 @@ func Main(ctx context.Context, o Options) int {
 	log.Info("starting", zap.String("version", set.Version), zap.Strings("config", cfg.Files),
 		zap.String("data-dir", cfg.DataDir), zap.String("node-ip", cfg.NodeIP), zap.String("node-name", cfg.NodeName))
 	n := &node{cfg: cfg, set: set, log: log, now: o.Now, notifySocket: o.Getenv("NOTIFY_SOCKET"),
-		clusterReset: fl.clusterReset, restorePath: fl.restorePath}
+		clusterReset: fl.clusterReset, restorePath: fl.restorePath, snapshotName: fl.name}
 	if role == "etcd-snapshot" {
 		if err := n.snapshotSave(ctx, o.Stdout); err != nil {
 			log.Error("etcd-snapshot save failed", zap.Error(err))
@@ -197,6 +203,7 @@ type cliFlags struct {
 	explicit     bool
 	clusterReset bool
 	restorePath  string
+	name         string // etcd-snapshot save --name: the snapshot's base name
 }
 
 // parseFlags accepts --config FILE, --config=FILE, -c FILE, --cluster-reset
@@ -226,6 +233,10 @@ func parseFlags(args []string) (cliFlags, error) {
 			f.restorePath, err = value(&i, a)
 		case strings.HasPrefix(a, "--cluster-reset-restore-path="):
 			f.restorePath = strings.TrimPrefix(a, "--cluster-reset-restore-path=")
+		case a == "--name":
+			f.name, err = value(&i, a)
+		case strings.HasPrefix(a, "--name="):
+			f.name = strings.TrimPrefix(a, "--name=")
 		default:
 			return cliFlags{}, fmt.Errorf("flag provided but not defined: %s", a)
 		}

@@ -50,6 +50,8 @@ type node struct {
 	// (--cluster-reset-restore-path): reset the datastore to one member.
 	clusterReset bool
 	restorePath  string
+	// snapshotName: etcd-snapshot save --name ("" on-demand).
+	snapshotName string
 	// afterReset: this normal start found reset-flag (and removed it).
 	afterReset bool
 	// rootCtx ends when the process is told to stop.

@@ -1,6 +1,7 @@
 package rke2sim
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,6 +30,19 @@ const (
 // resetFlagPath is <data-dir>/server/db/reset-flag.
 func resetFlagPath(dataDir string) string {
 	return filepath.Join(dataDir, "server", "db", "reset-flag")
+}
+
+// validSnapshotName: a snapshot's base name (--name) makes a file name.
+func validSnapshotName(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return s[0] != '.'
 }
 
 func snapshotsDir(dataDir string) string { return filepath.Join(dataDir, "server", "db", "snapshots") }
@@ -145,7 +159,22 @@ func (n *node) handleSnapshot(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "etcd: not ready", http.StatusServiceUnavailable)
 		return
 	}
-	res, err := n.saveSnapshot(r.Context(), "on-demand")
+	// The client names the snapshot's base (--name) in a JSON body; none:
+	// on-demand, as RKE2's default.
+	prefix := "on-demand"
+	var req struct {
+		Name string `json:"name"`
+	}
+	if body, _ := io.ReadAll(io.LimitReader(r.Body, 4096)); len(bytes.TrimSpace(body)) > 0 {
+		if err := json.Unmarshal(body, &req); err != nil || (req.Name != "" && !validSnapshotName(req.Name)) {
+			http.Error(w, "invalid snapshot request", http.StatusBadRequest)
+			return
+		}
+		if req.Name != "" {
+			prefix = req.Name
+		}
+	}
+	res, err := n.saveSnapshot(r.Context(), prefix)
 	if err != nil {
 		n.log.Error("etcd snapshot failed", zap.Error(err))
 		http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -218,7 +247,12 @@ func (n *node) snapshotSave(ctx context.Context, out io.Writer) error {
 	base := "https://" + net.JoinHostPort(host, strconv.Itoa(n.set.SupervisorPort))
 	c := verifiedClient(ca.Pool(), 2*time.Minute)
 	defer c.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/db/snapshot", nil)
+	var reqBody io.Reader
+	if n.snapshotName != "" {
+		b, _ := json.Marshal(map[string]string{"name": n.snapshotName})
+		reqBody = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/db/snapshot", reqBody)
 	if err != nil {
 		return err
 	}

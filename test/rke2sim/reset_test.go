@@ -60,6 +60,13 @@ func TestClusterResetAndSnapshots(t *testing.T) {
 	if fi, err := os.Stat(snap); err != nil || fi.Size() == 0 || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("snapshot file %s: %v %v", snap, fi, err)
 	}
+	// --name sets the snapshot's base name, as RKE2's flag does.
+	code, out, log = runCmd(t, a, "etcd-snapshot", "save", "--name", "pre-upgrade-v1.36.1-rke2r1")
+	if m := regexp.MustCompile(`^Snapshot (pre-upgrade-v1\.36\.1-rke2r1-a-[0-9]+) saved\.\n$`).FindStringSubmatch(out); code != 0 || m == nil {
+		t.Fatalf("etcd-snapshot save --name: exit %d, stdout %q; log:\n%s", code, out, log)
+	} else if _, err := os.Stat(filepath.Join(a.dataDir, "server", "db", "snapshots", m[1])); err != nil {
+		t.Fatal(err)
+	}
 	k := adminClient(t, filepath.Join(filepath.Dir(a.cfgPath), "rke2.yaml"), addr(14, 1))
 	if code, body := k.do(http.MethodPatch, "/api/v1/nodes/a", "application/merge-patch+json", `{"spec":{"unschedulable":true}}`); code != http.StatusOK {
 		t.Fatalf("cordon a after the snapshot: %d %s", code, body)
@@ -134,6 +141,9 @@ func TestClusterResetFlags(t *testing.T) {
 		{[]string{"server", "--cluster-reset-restore-path"}, "flag needs an argument: --cluster-reset-restore-path"},
 		{[]string{"etcd-snapshot"}, "want the save subcommand"},
 		{[]string{"etcd-snapshot", "list"}, "want the save subcommand"},
+		{[]string{"server", "--name", "x"}, "flag provided but not defined: --name"},
+		{[]string{"etcd-snapshot", "save", "--name", "../x"}, "a snapshot's base name is"},
+		{[]string{"etcd-snapshot", "save", "--name"}, "flag needs an argument: --name"},
 	}
 	for _, tc := range cases {
 		var errb bytes.Buffer

@@ -1,0 +1,129 @@
+package kubeapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+)
+
+// Drain's calls, as kubectl drain makes them: cordon is a merge patch of
+// spec.unschedulable; the pods on a node are listed by the field
+// spec.nodeName; each is evicted through policy/v1 Eviction, which the
+// apiserver refuses with 429 while a PodDisruptionBudget forbids it (the
+// caller tries again later). DaemonSet pods (their controller would put
+// them back at once) and mirror pods (static pods, which the kubelet owns)
+// are left, as kubectl drain leaves them.
+
+// ErrEvictionRefused: a PodDisruptionBudget does not allow the eviction
+// now (HTTP 429); try again later.
+var ErrEvictionRefused = errors.New("kubeapi: eviction refused by a PodDisruptionBudget")
+
+// mirrorAnnotation marks a static pod's mirror in the API.
+const mirrorAnnotation = "kubernetes.io/config.mirror"
+
+// Pod is what drain reads of a pod.
+type Pod struct {
+	Namespace, Name string
+	DaemonSet       bool   // controlled by a DaemonSet
+	Mirror          bool   // the mirror of a static pod
+	Phase           string // Pending, Running, Succeeded, Failed
+}
+
+// Evictable: drain evicts it (kubectl drain's default filters: not a
+// DaemonSet's, not a mirror pod, not finished).
+func (p Pod) Evictable() bool {
+	return !p.DaemonSet && !p.Mirror && p.Phase != "Succeeded" && p.Phase != "Failed"
+}
+
+// SetUnschedulable cordons (true) or uncordons (false) a Node.
+func (c *Client) SetUnschedulable(ctx context.Context, name string, unschedulable bool) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	body, _ := json.Marshal(map[string]any{"spec": map[string]any{"unschedulable": unschedulable}})
+	var o struct {
+		Spec struct {
+			Unschedulable bool `json:"unschedulable"`
+		} `json:"spec"`
+	}
+	if err := c.send(ctx, http.MethodPatch, "/api/v1/nodes/"+name, "application/merge-patch+json", body, &o); err != nil {
+		return err
+	}
+	if o.Spec.Unschedulable != unschedulable {
+		return fmt.Errorf("kubeapi: patch node %s: the API answered unschedulable=%v, want %v", name, o.Spec.Unschedulable, unschedulable)
+	}
+	return nil
+}
+
+type podObject struct {
+	Metadata struct {
+		Namespace       string            `json:"namespace"`
+		Name            string            `json:"name"`
+		Annotations     map[string]string `json:"annotations"`
+		OwnerReferences []struct {
+			Kind       string `json:"kind"`
+			Controller bool   `json:"controller"`
+		} `json:"ownerReferences"`
+	} `json:"metadata"`
+	Status struct {
+		Phase string `json:"phase"`
+	} `json:"status"`
+}
+
+// PodsOn lists the pods scheduled to node, in every namespace.
+func (c *Client) PodsOn(ctx context.Context, node string) ([]Pod, error) {
+	if err := checkName(node); err != nil {
+		return nil, err
+	}
+	var list struct {
+		Kind  string      `json:"kind"`
+		Items []podObject `json:"items"`
+	}
+	path := "/api/v1/pods?fieldSelector=" + url.QueryEscape("spec.nodeName="+node)
+	if err := c.do(ctx, http.MethodGet, path, &list); err != nil {
+		return nil, err
+	}
+	if list.Kind != "PodList" {
+		return nil, fmt.Errorf("kubeapi: list pods: got kind %q, want PodList", list.Kind)
+	}
+	out := make([]Pod, 0, len(list.Items))
+	for _, o := range list.Items {
+		p := Pod{Namespace: o.Metadata.Namespace, Name: o.Metadata.Name, Phase: o.Status.Phase}
+		_, p.Mirror = o.Metadata.Annotations[mirrorAnnotation]
+		for _, ref := range o.Metadata.OwnerReferences {
+			if ref.Controller && ref.Kind == "DaemonSet" {
+				p.DaemonSet = true
+			}
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// Evict asks for one pod's eviction. A pod already gone is not an error;
+// ErrEvictionRefused while a PodDisruptionBudget forbids it.
+func (c *Client) Evict(ctx context.Context, namespace, name string) error {
+	if err := checkName(namespace); err != nil {
+		return err
+	}
+	if err := checkName(name); err != nil {
+		return err
+	}
+	body, _ := json.Marshal(map[string]any{
+		"apiVersion": "policy/v1", "kind": "Eviction",
+		"metadata": map[string]string{"name": name, "namespace": namespace},
+	})
+	path := "/api/v1/namespaces/" + namespace + "/pods/" + name + "/eviction"
+	err := c.send(ctx, http.MethodPost, path, "application/json", body, nil)
+	var se *StatusError
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil
+	case errors.As(err, &se) && se.Code == http.StatusTooManyRequests:
+		return fmt.Errorf("%w: pod %s/%s: %s", ErrEvictionRefused, namespace, name, se.Message)
+	}
+	return err
+}

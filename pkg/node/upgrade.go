@@ -1,0 +1,273 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"go.uber.org/zap"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/clock"
+	"github.com/rke2-hanode/rke2-hanode/pkg/upgrade"
+)
+
+// The rolling upgrade as this host executes it (pkg/upgrade's doc says
+// the rules). Once the committed progress says this host's upgrade began
+// (a begin naming it, keyed by its Since), the runner walks
+// upgrade.Steps(role, upgrade-drain) one step at a time, each under its
+// deadline, records every finished step in progress.json before the next
+// (a daemon that dies mid-roll resumes at the step it was in: each step
+// may run twice, none is skipped), and reports the outcome in its own
+// gossip: Finished = the begin's Since after the last step, or Failed and
+// FailedBegin after a failed one. It never retries on its own: the
+// operator's `upgrade resume` makes the leader begin the host again, with
+// a new Since.
+
+// Step deadlines (doc.go of pkg/upgrade).
+const (
+	upgradeSnapshotDeadline = 10 * time.Minute
+	upgradeInstallDeadline  = 20 * time.Minute
+	upgradeDrainDeadline    = 10 * time.Minute
+	upgradeRestartDeadline  = 5 * time.Minute
+	upgradeUncordonDeadline = 2 * time.Minute
+	// upgradeHostTimeout is Input.HostTimeout: a host upgrading longer is
+	// failed by the leader. The runner's own wait for health ends a
+	// little before it, so the host's reason is the one shown.
+	upgradeHostTimeout     = 30 * time.Minute
+	upgradeHealthyDeadline = upgradeHostTimeout - 5*time.Minute
+	// upgradeTick is how often the runner reads the committed progress.
+	upgradeTick = time.Second
+)
+
+func stepDeadline(s upgrade.Step) time.Duration {
+	switch s {
+	case upgrade.StepSnapshot:
+		return upgradeSnapshotDeadline
+	case upgrade.StepInstall:
+		return upgradeInstallDeadline
+	case upgrade.StepDrain:
+		return upgradeDrainDeadline
+	case upgrade.StepRestart:
+		return upgradeRestartDeadline
+	case upgrade.StepUncordon:
+		return upgradeUncordonDeadline
+	default:
+		return upgradeHealthyDeadline
+	}
+}
+
+// upgradeRun is this host's record of the upgrade it runs, kept in
+// progress.json (field "upgrade"): the begin it runs under and the steps
+// it finished.
+type upgradeRun struct {
+	Since  int64          `json:"since"` // the committed begin's Since
+	Target string         `json:"target"`
+	Done   []upgrade.Step `json:"done,omitempty"`
+	// Finished: every step ran to the end; Failed: why one failed.
+	Finished bool   `json:"finished,omitempty"`
+	Failed   string `json:"failed,omitempty"`
+}
+
+func (r *upgradeRun) validate() error {
+	if r.Since <= 0 {
+		return fmt.Errorf("upgrade.since %d", r.Since)
+	}
+	if r.Finished && r.Failed != "" {
+		return errors.New("upgrade: both finished and failed")
+	}
+	for _, s := range r.Done {
+		if !slices.Contains(allSteps, s) {
+			return fmt.Errorf("upgrade.done: step %q unknown", s)
+		}
+	}
+	return nil
+}
+
+var allSteps = []upgrade.Step{upgrade.StepSnapshot, upgrade.StepInstall, upgrade.StepDrain, upgrade.StepRestart, upgrade.StepHealthy, upgrade.StepUncordon}
+
+// upgradeBegin is a committed begin naming this host.
+type upgradeBegin struct {
+	Since  int64
+	Target string
+}
+
+// upgradeOps are the steps' effects on this host (upgrade_ops.go on a
+// real host; fakes in the tests).
+type upgradeOps interface {
+	// Snapshot runs `rke2 etcd-snapshot save --name name` (servers).
+	Snapshot(ctx context.Context, name string) error
+	// Install puts version on disk by the install method and returns the
+	// version the binary on disk prints.
+	Install(ctx context.Context, version string) (installed string, err error)
+	// Cordon marks this host's Node unschedulable (false: schedulable).
+	Cordon(ctx context.Context, unschedulable bool) error
+	// Evict evicts this host's pods and waits until they are gone.
+	Evict(ctx context.Context) error
+	// Restart stops and starts this host's RKE2 service and returns the
+	// version of the binary it was started from.
+	Restart(ctx context.Context) (running string, err error)
+	// WaitHealthy returns once this host is healthy (servers: the service
+	// active and the local supervisor answering with the cluster's CA;
+	// agents: the service active).
+	WaitHealthy(ctx context.Context) error
+}
+
+// upgradeReport is this host's report on its upgrade, as it gossips it
+// (state-contract: UpgradeReport).
+type upgradeReport struct {
+	Failed      string
+	FailedBegin int64
+	Finished    int64
+}
+
+func (r *upgradeRun) report() upgradeReport {
+	switch {
+	case r == nil:
+		return upgradeReport{}
+	case r.Failed != "":
+		return upgradeReport{Failed: r.Failed, FailedBegin: r.Since}
+	case r.Finished:
+		return upgradeReport{Finished: r.Since}
+	}
+	return upgradeReport{}
+}
+
+// upgradeRunner runs this host's steps. Its record is saved through save
+// (progress.json) before any step that follows a recorded one runs.
+type upgradeRunner struct {
+	role  upgrade.Role
+	drain bool
+	ops   upgradeOps
+	clk   clock.Clock
+	log   *zap.Logger
+	// save persists the record; the runner does not proceed on an error.
+	save func(upgradeRun) error
+	// onStep is told each step as it starts ("" when the run ends), for
+	// the phase detail and the service watch.
+	onStep func(target string, s upgrade.Step)
+
+	mu  sync.Mutex
+	run *upgradeRun
+}
+
+// current is the runner's record (nil: none).
+func (u *upgradeRunner) current() *upgradeRun {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.run == nil {
+		return nil
+	}
+	r := *u.run
+	r.Done = slices.Clone(u.run.Done)
+	return &r
+}
+
+func (u *upgradeRunner) set(r upgradeRun) error {
+	if err := u.save(r); err != nil {
+		return err
+	}
+	u.mu.Lock()
+	u.run = &r
+	u.mu.Unlock()
+	return nil
+}
+
+// runBegin runs the steps for begin b, unless they already ran to an end
+// under it. It returns when the steps ended (finished or failed), or with
+// ctx's error when the daemon stops (the record says where to resume).
+func (u *upgradeRunner) runBegin(ctx context.Context, b upgradeBegin) error {
+	r := u.current()
+	if r != nil && r.Since == b.Since && (r.Finished || r.Failed != "") {
+		return nil
+	}
+	if r == nil || r.Since != b.Since || r.Target != b.Target {
+		r = &upgradeRun{Since: b.Since, Target: b.Target}
+		if err := u.set(*r); err != nil {
+			return err
+		}
+		u.log.Info("upgrade began: running its steps", zap.String("target", b.Target), zap.Any("steps", upgrade.Steps(u.role, u.drain)))
+	} else {
+		u.log.Info("upgrade resumed after a restart", zap.String("target", b.Target), zap.Any("done", r.Done))
+	}
+	defer u.onStep(b.Target, "")
+	for _, s := range upgrade.Steps(u.role, u.drain) {
+		if slices.Contains(r.Done, s) {
+			continue
+		}
+		u.onStep(b.Target, s)
+		u.log.Info("upgrade step", zap.String("step", string(s)), zap.String("target", b.Target))
+		err := withDeadline(ctx, stepDeadline(s), "in upgrade step "+string(s), func(ctx context.Context) error { return u.step(ctx, s, b.Target) })
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			r.Failed = failureReason(s, err)
+			u.log.Warn("upgrade step failed: the roll stops until `rke2-hanode upgrade resume`", zap.String("step", string(s)), zap.Error(err))
+			return u.set(*r)
+		}
+		r.Done = append(r.Done, s)
+		if err := u.set(*r); err != nil {
+			return err
+		}
+	}
+	r.Finished = true
+	u.log.Info("upgrade finished", zap.String("target", b.Target))
+	return u.set(*r)
+}
+
+func (u *upgradeRunner) step(ctx context.Context, s upgrade.Step, target string) error {
+	switch s {
+	case upgrade.StepSnapshot:
+		return u.ops.Snapshot(ctx, upgrade.SnapshotName(target))
+	case upgrade.StepInstall:
+		got, err := u.ops.Install(ctx, target)
+		if err != nil {
+			return err
+		}
+		if got != target {
+			// The versions last: a report keeps the end of the error.
+			return fmt.Errorf("in airgap mode artifact-path decides the version (put %s's artifacts there): rke2 on disk is %s, not %s", target, got, target)
+		}
+		return nil
+	case upgrade.StepDrain:
+		if err := u.ops.Cordon(ctx, true); err != nil {
+			return fmt.Errorf("cordon: %w", err)
+		}
+		return u.ops.Evict(ctx)
+	case upgrade.StepRestart:
+		running, err := u.ops.Restart(ctx)
+		if err != nil {
+			return err
+		}
+		if running != target {
+			return fmt.Errorf("restarted from rke2 %s, want %s", running, target)
+		}
+		return nil
+	case upgrade.StepHealthy:
+		return u.ops.WaitHealthy(ctx)
+	case upgrade.StepUncordon:
+		return u.ops.Cordon(ctx, false)
+	}
+	return fmt.Errorf("step %q unknown", s)
+}
+
+// failureReason is what a host reports of a failed step: the step and as
+// much of the error as gossip carries (maxReportedFailure bytes), its end
+// kept rather than its start, since a wrapped error ends with its cause
+// (the install script's last words, etcd's refusal). The log has it all.
+func failureReason(s upgrade.Step, err error) string {
+	msg := err.Error()
+	budget := maxReportedFailure - len(s) - len(": ...")
+	if len(msg) > budget {
+		cut := len(msg) - budget
+		for cut < len(msg) && !utf8.RuneStart(msg[cut]) {
+			cut++
+		}
+		msg = "..." + msg[cut:]
+	}
+	return upgrade.StepFailed(s, errors.New(msg))
+}

@@ -1,0 +1,477 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"go.uber.org/zap"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/claims"
+	"github.com/rke2-hanode/rke2-hanode/pkg/election"
+	"github.com/rke2-hanode/rke2-hanode/pkg/gossip"
+	"github.com/rke2-hanode/rke2-hanode/pkg/rke2version"
+	"github.com/rke2-hanode/rke2-hanode/pkg/status"
+	"github.com/rke2-hanode/rke2-hanode/pkg/upgrade"
+)
+
+// The rolling upgrade's wiring on this host: what it gossips (its wanted
+// and running versions and its report), where it learns its begin, the
+// leader's duty (Decide over the FSM and the hosts' gossip), and what
+// status and metrics show.
+
+// hostFacts is what one host gossips for the roll.
+type hostFacts struct {
+	Wanted, Running string
+	Report          upgradeReport
+}
+
+// upgradeGossip is where the roll's facts travel between hosts: servers'
+// in their signed claims, agents' in their own metadata (state-contract).
+type upgradeGossip interface {
+	// Publish spreads this host's facts.
+	Publish(f hostFacts) error
+	// Facts is what member mi gossips, ok false when it carries none
+	// (a build from before the fields, or no verified claim).
+	Facts(mi gossip.MemberInfo) (hostFacts, bool)
+	// AgentBegin is the committed begin naming agent name, as the
+	// servers' verified claims carry it; ok false: none.
+	AgentBegin(members []gossip.MemberInfo, name string) (upgradeBegin, bool)
+}
+
+// memberUpgradeGossip is upgradeGossip over this host's gossip member:
+// a server's facts in its signed claim (UpdateClaim), an agent's in its
+// own metadata; another host's read from its verified claim, or for an
+// agent (which never has one) from its metadata. An agent learns its
+// begin from a server's /status (agentBegins), since the claims carry no
+// begins.
+type memberUpgradeGossip struct {
+	n *Node
+}
+
+// claimUpdater is the part of *gossip.Member that signs this server's
+// claim.
+type claimUpdater interface {
+	UpdateClaim(fn func(*claims.Claim)) error
+}
+
+func (g memberUpgradeGossip) Publish(f hostFacts) error {
+	n := g.n
+	if n.members == nil {
+		return errors.New("gossip not open yet")
+	}
+	failed := clipBytes(f.Report.Failed, maxReportedFailure)
+	if n.cfg.IsServer() {
+		cu, ok := n.members.(claimUpdater)
+		if !ok {
+			return errors.New("this member signs no claims")
+		}
+		return cu.UpdateClaim(func(c *claims.Claim) {
+			c.RKE2Wanted, c.RKE2Running = f.Wanted, f.Running
+			c.Upgrade = claims.UpgradeReport{Failed: failed, FailedBegin: f.Report.FailedBegin, Finished: f.Report.Finished}
+		})
+	}
+	return n.members.UpdateMeta(func(m *gossip.Meta) {
+		m.RKE2Wanted, m.RKE2Running = f.Wanted, f.Running
+		m.UpgradeFailed, m.UpgradeFailedBegin, m.UpgradeFinished = failed, f.Report.FailedBegin, f.Report.Finished
+	})
+}
+
+func (g memberUpgradeGossip) Facts(mi gossip.MemberInfo) (hostFacts, bool) {
+	if c := mi.Claim; c != nil {
+		return hostFacts{Wanted: c.RKE2Wanted, Running: c.RKE2Running,
+			Report: upgradeReport{Failed: c.Upgrade.Failed, FailedBegin: c.Upgrade.FailedBegin, Finished: c.Upgrade.Finished}}, true
+	}
+	if mi.Meta.Role != gossip.RoleAgent {
+		return hostFacts{}, false
+	}
+	m := mi.Meta
+	return hostFacts{Wanted: m.RKE2Wanted, Running: m.RKE2Running,
+		Report: upgradeReport{Failed: m.UpgradeFailed, FailedBegin: m.UpgradeFailedBegin, Finished: m.UpgradeFinished}}, true
+}
+
+func (g memberUpgradeGossip) AgentBegin(members []gossip.MemberInfo, name string) (upgradeBegin, bool) {
+	return g.n.agentBegins.begin(members, name)
+}
+
+// maxReportedFailure is what the claim and the metadata carry of a
+// failure's reason (state-contract: ≤ 96 bytes).
+const maxReportedFailure = 96
+
+// clipBytes cuts s to at most n bytes on a rune boundary.
+func clipBytes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// upgradeState is the node's part of the roll.
+type upgradeState struct {
+	runner  *upgradeRunner
+	gossip  upgradeGossip
+	metrics *upgrade.Metrics
+
+	mu        sync.Mutex
+	published hostFacts
+	step      upgrade.Step // the step running now ("" none)
+	target    string
+	report    *status.Upgrade // the last plan's report (servers)
+}
+
+// initUpgrade builds the runner over ops (nil: this host's real steps).
+func (n *Node) initUpgrade(ops upgradeOps, g upgradeGossip) error {
+	m, err := upgrade.NewMetrics(n.reg)
+	if err != nil {
+		return err
+	}
+	if ops == nil {
+		ops = &hostUpgradeOps{n: n}
+	}
+	if g == nil {
+		g = memberUpgradeGossip{n: n}
+	}
+	role := upgrade.RoleAgent
+	if n.cfg.IsServer() {
+		role = upgrade.RoleServer
+	}
+	n.upg = &upgradeState{gossip: g, metrics: m}
+	n.agentBegins = newAgentBeginSource(n)
+	n.upg.runner = &upgradeRunner{
+		role: role, drain: n.cfg.UpgradeDrain, ops: ops, clk: n.clk, log: n.log.Named("upgrade"),
+		save:   n.saveUpgradeRun,
+		onStep: n.upgradeStep,
+	}
+	n.mu.Lock()
+	if r := n.prog.Upgrade; r != nil {
+		cp := *r
+		n.upg.runner.run = &cp
+	}
+	n.mu.Unlock()
+	return nil
+}
+
+// saveUpgradeRun records r in progress.json and publishes the report.
+func (n *Node) saveUpgradeRun(r upgradeRun) error {
+	n.mu.Lock()
+	n.prog.Upgrade = &r
+	p := n.prog
+	n.mu.Unlock()
+	if err := saveProgress(n.cfg.DataDir, p, n.clk.Now()); err != nil {
+		return err
+	}
+	n.publishUpgradeFacts()
+	return nil
+}
+
+// upgradeStep shows the step running in the phase's detail; while the
+// service restarts the watch of keepReady stands aside (the host is not
+// ready meanwhile, and says so to the leader).
+func (n *Node) upgradeStep(target string, s upgrade.Step) {
+	n.upg.mu.Lock()
+	n.upg.step, n.upg.target = s, target
+	n.upg.mu.Unlock()
+	if phase, _, _ := n.t.get(); phase == status.PhaseReady || phase == status.PhaseFailed {
+		if s == "" {
+			n.t.set(status.PhaseReady, n.readyDetail())
+		} else {
+			n.t.setDetail(fmt.Sprintf("upgrading to %s: %s", target, s))
+		}
+	}
+}
+
+// upgradeRestarting: the runner stops or waits for the service now.
+func (n *Node) upgradeRestarting() bool {
+	if n.upg == nil {
+		return false
+	}
+	n.upg.mu.Lock()
+	defer n.upg.mu.Unlock()
+	return n.upg.step == upgrade.StepRestart || n.upg.step == upgrade.StepHealthy
+}
+
+// localFacts is this host's wanted and running versions and report.
+// Wanted is rke2-version; without one, the version it runs: a channel is
+// resolved once, at the first install, and rolled upgrades follow
+// rke2-version only (docs/operations.md, "Upgrades").
+func (n *Node) localFacts() hostFacts {
+	n.mu.Lock()
+	running := n.prog.RKE2Running
+	var rep upgradeReport
+	if n.prog.Upgrade != nil {
+		rep = n.prog.Upgrade.report()
+	}
+	n.mu.Unlock()
+	wanted := n.cfg.RKE2Version
+	if v, err := rke2version.Parse(wanted); err == nil {
+		wanted = v.String()
+	} else {
+		wanted = running
+	}
+	return hostFacts{Wanted: wanted, Running: running, Report: rep}
+}
+
+func (n *Node) publishUpgradeFacts() {
+	if n.upg == nil {
+		return
+	}
+	f := n.localFacts()
+	n.upg.mu.Lock()
+	same := f == n.upg.published
+	n.upg.mu.Unlock()
+	if same {
+		return
+	}
+	if err := n.upg.gossip.Publish(f); err != nil {
+		n.log.Debug("publish upgrade facts", zap.Error(err))
+		return
+	}
+	n.upg.mu.Lock()
+	n.upg.published = f
+	n.upg.mu.Unlock()
+}
+
+// recordRunning notes the version of the rke2 binary the service was just
+// started from (or found running).
+func (n *Node) recordRunning(ctx context.Context) string {
+	v, err := n.installedVersion(ctx)
+	if err != nil {
+		n.log.Warn("the version of the rke2 started is unknown", zap.Error(err))
+		return ""
+	}
+	n.mu.Lock()
+	changed := n.prog.RKE2Running != v
+	n.prog.RKE2Running = v
+	p := n.prog
+	n.mu.Unlock()
+	if changed && p.StartedRKE2 {
+		if err := saveProgress(n.cfg.DataDir, p, n.clk.Now()); err != nil {
+			n.log.Warn("could not save progress", zap.Error(err))
+		}
+	}
+	n.publishUpgradeFacts()
+	return v
+}
+
+// installedVersion is what the rke2 binary on disk prints.
+func (n *Node) installedVersion(ctx context.Context) (string, error) {
+	if v, ok := n.host.(interface {
+		InstalledVersion(context.Context) (string, error)
+	}); ok {
+		return v.InstalledVersion(ctx)
+	}
+	return "", fmt.Errorf("no rke2 binary known")
+}
+
+// myBegin is the committed begin naming this host, if any.
+func (n *Node) myBegin() (upgradeBegin, bool) {
+	if c := n.coordinator(); c != nil {
+		st := c.State()
+		if st.Upgrade == nil {
+			return upgradeBegin{}, false
+		}
+		h, ok := st.Upgrade.Host(n.cfg.NodeName)
+		if !ok || h.State != upgrade.HostUpgrading {
+			return upgradeBegin{}, false
+		}
+		return upgradeBegin{Since: h.Since, Target: st.Upgrade.Target}, true
+	}
+	if n.members == nil {
+		return upgradeBegin{}, false
+	}
+	return n.upg.gossip.AgentBegin(n.members.Members(), n.cfg.NodeName)
+}
+
+// runUpgrades is the host's upgrade loop, until ctx ends: publish the
+// facts, run the steps of a begin naming this host, and on servers keep
+// the plan shown in status and metrics fresh.
+func (n *Node) runUpgrades(ctx context.Context) {
+	for {
+		if phase, _, _ := n.t.get(); phase == status.PhaseReady || n.upg.runner.current() != nil {
+			n.mu.Lock()
+			unknown := n.prog.RKE2Running == ""
+			n.mu.Unlock()
+			if unknown && phase == status.PhaseReady {
+				// Started before the field existed, or adopted: the
+				// binary on disk is the one running, as no upgrade ran.
+				n.recordRunning(ctx)
+			}
+			n.publishUpgradeFacts()
+			if b, ok := n.myBegin(); ok {
+				if err := n.upg.runner.runBegin(ctx, b); err != nil && ctx.Err() == nil {
+					n.log.Warn("upgrade: progress not saved; trying again", zap.Error(err))
+				}
+			}
+		}
+		if n.cfg.IsServer() {
+			n.refreshUpgradePlan()
+		}
+		if n.clk.Sleep(ctx, upgradeTick) != nil {
+			return
+		}
+	}
+}
+
+// upgradeHosts is every host of the cluster as the roll sees it: alive
+// or suspect members of this cluster (a dead one is absent), their facts
+// from gossip, this host's own from itself.
+func (n *Node) upgradeHosts(members []gossip.MemberInfo) []upgrade.Host {
+	var out []upgrade.Host
+	for _, mi := range members {
+		if mi.MetaErr != nil || mi.State == gossip.StateDead || mi.State == gossip.StateLeft || mi.Meta.ClusterName != n.cfg.ClusterName {
+			continue
+		}
+		// An agent's readiness is its phase: Ready is a server's field,
+		// which gossip clears for a member without a verified claim.
+		h := upgrade.Host{Name: mi.Name, Role: upgrade.RoleAgent, Healthy: mi.Meta.Phase == status.PhaseReady}
+		if mi.Meta.Role == gossip.RoleServer {
+			h.Role, h.Healthy = upgrade.RoleServer, mi.Meta.Ready
+		}
+		var f hostFacts
+		var ok bool
+		if mi.Name == n.cfg.NodeName {
+			f, ok = n.localFacts(), true
+			phase, _, _ := n.t.get()
+			h.Healthy = phase == status.PhaseReady && !n.upgradeRestarting()
+		} else {
+			f, ok = n.upg.gossip.Facts(mi)
+		}
+		if c := mi.Claim; c != nil && !c.Etcd.ObservedAt.IsZero() && mi.Name != n.cfg.NodeName {
+			// Its own etcd's word: a healthy voter, not a learner.
+			h.Healthy = h.Healthy && c.Etcd.Healthy && !c.Etcd.Learner
+		}
+		if ok {
+			h.Wanted, _ = rke2version.Parse(f.Wanted)
+			h.Running, _ = rke2version.Parse(f.Running)
+			h.Failed, h.FailedBegin, h.Finished = f.Report.Failed, f.Report.FailedBegin, f.Report.Finished
+		}
+		out = append(out, h)
+	}
+	return out
+}
+
+// upgradeInput is Decide's input from the FSM and gossip, leader the
+// host that decides.
+func (n *Node) upgradeInput(st election.ClusterState, members []gossip.MemberInfo, leader string, now time.Time) upgrade.Input {
+	in := upgrade.Input{
+		Hosts: n.upgradeHosts(members), Leader: leader, ServerJoining: st.Slot != nil,
+		MaxUnavailable: n.cfg.UpgradeBudget(), Now: now, HostTimeout: upgradeHostTimeout,
+	}
+	if st.Upgrade != nil {
+		in.Progress = st.Upgrade.Clone()
+	}
+	in.QuorumAtRisk = quorumAtRisk(st.EtcdVoters(), in.Hosts)
+	// An etcd learner, as any server's etcd lists it, is a server joining.
+	for _, mi := range members {
+		if mi.Claim == nil || mi.State == gossip.StateDead || mi.State == gossip.StateLeft {
+			continue
+		}
+		for _, em := range mi.Claim.Etcd.Members {
+			in.ServerJoining = in.ServerJoining || em.Learner
+		}
+	}
+	return in
+}
+
+// quorumAtRisk: losing one more voter would lose quorum. A single voter
+// has no quorum to keep: its upgrade is an outage whatever the plan
+// (the snapshot is taken first), so it is not held back for ever.
+func quorumAtRisk(voters []string, hosts []upgrade.Host) bool {
+	if len(voters) <= 1 {
+		return false
+	}
+	healthy := 0
+	for _, v := range voters {
+		for _, h := range hosts {
+			if h.Name == v && h.Role == upgrade.RoleServer && h.Healthy {
+				healthy++
+			}
+		}
+	}
+	return healthy-1 < len(voters)/2+1
+}
+
+// upgradeDuty is the leader's step of the roll (election's
+// MembershipDuties.Upgrade): Decide on the committed state and the
+// hosts' gossip; status and metrics show its plan.
+func (n *Node) upgradeDuty(st election.ClusterState, now time.Time) (upgrade.Command, bool) {
+	if n.members == nil || n.upg == nil {
+		return upgrade.Command{}, false
+	}
+	in := n.upgradeInput(st, n.members.Members(), n.cfg.NodeName, now)
+	plan := upgrade.Decide(in)
+	n.showUpgradePlan(in, plan)
+	if plan.Command == nil {
+		return upgrade.Command{}, false
+	}
+	c := *plan.Command
+	n.log.Info("upgrade: committing", zap.String("op", c.Op), zap.String("node", c.Node), zap.String("target", c.Target), zap.String("reason", c.Reason))
+	return c, true
+}
+
+// refreshUpgradePlan is the plan as the raft leader would decide it now,
+// for this server's status and metrics (every server shows the same).
+func (n *Node) refreshUpgradePlan() {
+	c := n.coordinator()
+	if c == nil || n.members == nil {
+		return
+	}
+	es := c.State()
+	if es.ClusterReady == nil {
+		return
+	}
+	leader := es.Leader
+	if leader == "" {
+		leader = n.cfg.NodeName
+	}
+	in := n.upgradeInput(es.ClusterState, n.members.Members(), leader, n.clk.Now())
+	n.showUpgradePlan(in, upgrade.Decide(in))
+}
+
+func (n *Node) showUpgradePlan(in upgrade.Input, plan upgrade.Plan) {
+	rep := upgrade.Report(in, plan)
+	n.upg.metrics.Update(in, plan)
+	n.upg.mu.Lock()
+	prev := n.upg.report
+	n.upg.report = &rep
+	n.upg.mu.Unlock()
+	if prev == nil || prev.Phase != rep.Phase || prev.Blocked != rep.Blocked || prev.Target != rep.Target {
+		n.log.Info("upgrade plan", zap.String("phase", rep.Phase), zap.String("target", rep.Target), zap.String("blocked", rep.Blocked))
+	}
+}
+
+// upgradeStatus is the status object of the roll: on servers the last
+// plan; on agents their own wanted and running versions and state.
+func (n *Node) upgradeStatus() *status.Upgrade {
+	if n.upg == nil {
+		return nil
+	}
+	n.upg.mu.Lock()
+	rep := n.upg.report
+	step, target := n.upg.step, n.upg.target
+	n.upg.mu.Unlock()
+	if rep != nil {
+		cp := *rep
+		return &cp
+	}
+	if n.cfg.IsServer() {
+		return nil
+	}
+	f := n.localFacts()
+	h := status.UpgradeHost{Name: n.cfg.NodeName, Role: n.cfg.Role, Wanted: f.Wanted, Running: f.Running, Reason: f.Report.Failed}
+	u := &status.Upgrade{Phase: upgrade.PhaseIdle, Target: target, Servers: []string{}, Agents: []string{}, Hosts: []status.UpgradeHost{h}}
+	switch {
+	case step != "":
+		u.Hosts[0].State = string(upgrade.HostUpgrading)
+		u.Phase = upgrade.PhaseAgents
+	case f.Report.Failed != "":
+		u.Hosts[0].State = string(upgrade.HostFailed)
+	}
+	return u
+}

@@ -1,0 +1,614 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"go.uber.org/zap"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/claims"
+	"github.com/rke2-hanode/rke2-hanode/pkg/config"
+	"github.com/rke2-hanode/rke2-hanode/pkg/election"
+	"github.com/rke2-hanode/rke2-hanode/pkg/gossip"
+	"github.com/rke2-hanode/rke2-hanode/pkg/installer"
+	"github.com/rke2-hanode/rke2-hanode/pkg/status"
+	"github.com/rke2-hanode/rke2-hanode/pkg/upgrade"
+)
+
+const (
+	oldV = "v1.35.2+rke2r1"
+	newV = "v1.36.1+rke2r1"
+)
+
+// fakeUpgradeOps journals the steps' effects on a host: the version on
+// disk, the one running, the Node's cordon; it fails or "crashes" (ends
+// the daemon's context) at a named step.
+type fakeUpgradeOps struct {
+	mu        sync.Mutex
+	journal   []string
+	onDisk    string
+	running   string
+	cordoned  bool
+	fail      map[string]error
+	crashAt   string
+	crash     func()
+	installTo string // what an install puts on disk ("" the version asked)
+}
+
+func (f *fakeUpgradeOps) note(s string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.journal = append(f.journal, s)
+	name, _, _ := strings.Cut(s, " ")
+	if f.crashAt == name {
+		f.crashAt = ""
+		f.crash()
+		return context.Canceled
+	}
+	return f.fail[name]
+}
+
+func (f *fakeUpgradeOps) steps() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.journal)
+}
+
+func (f *fakeUpgradeOps) Snapshot(_ context.Context, name string) error {
+	if f.running == "" {
+		return errors.New("the local server is not running")
+	}
+	return f.note("snapshot " + name)
+}
+
+func (f *fakeUpgradeOps) Install(_ context.Context, v string) (string, error) {
+	if err := f.note("install " + v); err != nil {
+		return "", err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.onDisk = v
+	if f.installTo != "" {
+		f.onDisk = f.installTo
+	}
+	return f.onDisk, nil
+}
+
+func (f *fakeUpgradeOps) Cordon(_ context.Context, on bool) error {
+	if err := f.note(fmt.Sprintf("cordon %v", on)); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.cordoned = on
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *fakeUpgradeOps) Evict(context.Context) error {
+	f.mu.Lock()
+	cordoned := f.cordoned
+	f.mu.Unlock()
+	if !cordoned {
+		return errors.New("evicting from a schedulable node: the pods come back")
+	}
+	return f.note("evict")
+}
+
+func (f *fakeUpgradeOps) Restart(context.Context) (string, error) {
+	if err := f.note("restart"); err != nil {
+		return "", err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.running = f.onDisk
+	return f.running, nil
+}
+
+func (f *fakeUpgradeOps) WaitHealthy(context.Context) error { return f.note("wait-healthy") }
+
+// runnerOver builds a runner whose record is kept in progress.json under
+// dir, as the node keeps it.
+func runnerOver(t *testing.T, dir string, role upgrade.Role, drain bool, ops upgradeOps) *upgradeRunner {
+	t.Helper()
+	p, err := loadProgress(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &upgradeRunner{role: role, drain: drain, ops: ops, clk: newStepClock(), log: zap.NewNop(),
+		onStep: func(string, upgrade.Step) {},
+		save: func(run upgradeRun) error {
+			p.Upgrade = &run
+			return saveProgress(dir, p, time.Unix(1_800_000_000, 0))
+		}}
+	r.run = p.Upgrade
+	return r
+}
+
+func TestUpgradeRunnerSteps(t *testing.T) {
+	tests := []struct {
+		role  upgrade.Role
+		drain bool
+		want  []string
+	}{
+		{upgrade.RoleServer, false, []string{"snapshot pre-upgrade-v1.36.1-rke2r1", "install " + newV, "restart", "wait-healthy"}},
+		{upgrade.RoleServer, true, []string{"snapshot pre-upgrade-v1.36.1-rke2r1", "install " + newV, "cordon true", "evict", "restart", "wait-healthy", "cordon false"}},
+		{upgrade.RoleAgent, false, []string{"install " + newV, "restart", "wait-healthy"}},
+	}
+	for _, tt := range tests {
+		ops := &fakeUpgradeOps{onDisk: oldV, running: oldV}
+		dir := t.TempDir()
+		r := runnerOver(t, dir, tt.role, tt.drain, ops)
+		b := upgradeBegin{Since: 42, Target: newV}
+		if err := r.runBegin(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+		if got := ops.steps(); !slices.Equal(got, tt.want) {
+			t.Errorf("%s drain=%v: steps %q, want %q", tt.role, tt.drain, got, tt.want)
+		}
+		if ops.running != newV || ops.cordoned {
+			t.Errorf("%s drain=%v: running %s, cordoned %v after the roll", tt.role, tt.drain, ops.running, ops.cordoned)
+		}
+		if rep := r.current().report(); rep != (upgradeReport{Finished: 42}) {
+			t.Errorf("%s: report %+v, want Finished 42", tt.role, rep)
+		}
+		// The begin is done: seen again (every tick), nothing reruns.
+		if err := r.runBegin(context.Background(), b); err != nil || len(ops.steps()) != len(tt.want) {
+			t.Errorf("%s: steps ran again for the same begin: %q", tt.role, ops.steps())
+		}
+		// The record survives a restart of the daemon.
+		p, err := loadProgress(dir)
+		if err != nil || p.Upgrade == nil || !p.Upgrade.Finished || p.Upgrade.Since != 42 {
+			t.Errorf("%s: progress.json holds %+v, %v", tt.role, p.Upgrade, err)
+		}
+	}
+}
+
+// A failed step stops the host: nothing after it runs, the report names
+// the step, the error and the begin; the same begin is not retried; a
+// new begin (after `upgrade resume`) is.
+func TestUpgradeRunnerFails(t *testing.T) {
+	ops := &fakeUpgradeOps{onDisk: oldV, running: oldV, fail: map[string]error{"install": errors.New("download sha256 does not match")}}
+	r := runnerOver(t, t.TempDir(), upgrade.RoleServer, false, ops)
+	if err := r.runBegin(context.Background(), upgradeBegin{Since: 7, Target: newV}); err != nil {
+		t.Fatal(err)
+	}
+	rep := r.current().report()
+	if rep.FailedBegin != 7 || rep.Finished != 0 || !strings.Contains(rep.Failed, "install: download sha256 does not match") {
+		t.Fatalf("report %+v", rep)
+	}
+	if slices.Contains(ops.steps(), "restart") || ops.running != oldV {
+		t.Fatalf("the service was restarted after a failed install: %q", ops.steps())
+	}
+	n := len(ops.steps())
+	if err := r.runBegin(context.Background(), upgradeBegin{Since: 7, Target: newV}); err != nil || len(ops.steps()) != n {
+		t.Fatalf("the host retried on its own: %q", ops.steps())
+	}
+	delete(ops.fail, "install")
+	if err := r.runBegin(context.Background(), upgradeBegin{Since: 9, Target: newV}); err != nil {
+		t.Fatal(err)
+	}
+	if rep := r.current().report(); rep != (upgradeReport{Finished: 9}) || ops.running != newV {
+		t.Fatalf("after resume: report %+v, running %s", rep, ops.running)
+	}
+}
+
+// In airgap mode the artifacts decide the version: an install that puts
+// another version on disk fails the step, naming both.
+func TestUpgradeRunnerWrongVersionOnDisk(t *testing.T) {
+	ops := &fakeUpgradeOps{onDisk: oldV, running: oldV, installTo: oldV}
+	r := runnerOver(t, t.TempDir(), upgrade.RoleAgent, false, ops)
+	if err := r.runBegin(context.Background(), upgradeBegin{Since: 3, Target: newV}); err != nil {
+		t.Fatal(err)
+	}
+	rep := r.current().report()
+	if !strings.Contains(rep.Failed, oldV) || !strings.Contains(rep.Failed, newV) || slices.Contains(ops.steps(), "restart") {
+		t.Fatalf("report %+v, steps %q", rep, ops.steps())
+	}
+}
+
+// A daemon that dies mid-roll resumes at the step it was in, from
+// progress.json: the steps it finished are not run again (no second
+// snapshot, no second install), the one it was in is.
+func TestUpgradeRunnerResumesAfterCrash(t *testing.T) {
+	for _, at := range []string{"install", "cordon", "restart", "wait-healthy"} {
+		dir := t.TempDir()
+		ops := &fakeUpgradeOps{onDisk: oldV, running: oldV, crashAt: at}
+		ctx, cancel := context.WithCancel(context.Background())
+		ops.crash = cancel
+		r := runnerOver(t, dir, upgrade.RoleServer, true, ops)
+		b := upgradeBegin{Since: 5, Target: newV}
+		if err := r.runBegin(ctx, b); !errors.Is(err, context.Canceled) {
+			t.Fatalf("crash at %s: %v", at, err)
+		}
+		cancel()
+		before := len(ops.steps())
+		// A new daemon: its runner reads the record from disk.
+		r2 := runnerOver(t, dir, upgrade.RoleServer, true, ops)
+		if err := r2.runBegin(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+		again := ops.steps()[before:]
+		all := []string{"snapshot pre-upgrade-v1.36.1-rke2r1", "install " + newV, "cordon true", "evict", "restart", "wait-healthy", "cordon false"}
+		i := slices.IndexFunc(all, func(s string) bool { return strings.HasPrefix(s, at) })
+		if !slices.Equal(again, all[i:]) {
+			t.Errorf("crash at %s: after the restart ran %q, want %q", at, again, all[i:])
+		}
+		if rep := r2.current().report(); rep != (upgradeReport{Finished: 5}) || ops.running != newV {
+			t.Errorf("crash at %s: report %+v, running %s", at, rep, ops.running)
+		}
+	}
+}
+
+func TestUpgradeRunDecode(t *testing.T) {
+	for _, bad := range []string{
+		`{"role":"server","upgrade":{"since":0,"target":"v1.36.1+rke2r1"}}`,
+		`{"role":"server","upgrade":{"since":1,"target":"x","done":["reboot"]}}`,
+		`{"role":"server","upgrade":{"since":1,"target":"x","finished":true,"failed":"y"}}`,
+	} {
+		if _, err := decodeProgress("progress.json", []byte(bad)); err == nil || !strings.Contains(err.Error(), "damaged") {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+}
+
+// fakeUpgradeGossip carries hosts' facts and agents' begins in memory.
+type fakeUpgradeGossip struct {
+	mu     sync.Mutex
+	facts  map[string]hostFacts
+	begins map[string]upgradeBegin
+	self   string
+}
+
+func (g *fakeUpgradeGossip) Publish(f hostFacts) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.facts[g.self] = f
+	return nil
+}
+
+func (g *fakeUpgradeGossip) Facts(mi gossip.MemberInfo) (hostFacts, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	f, ok := g.facts[mi.Name]
+	return f, ok
+}
+
+func (g *fakeUpgradeGossip) AgentBegin(_ []gossip.MemberInfo, name string) (upgradeBegin, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	b, ok := g.begins[name]
+	return b, ok
+}
+
+// staticMembers is a gossip view that does not change.
+type staticMembers struct {
+	fakeMembers
+	list []gossip.MemberInfo
+}
+
+func (s staticMembers) Members() []gossip.MemberInfo { return s.list }
+
+// member is a host as gossip shows it: a server's readiness in Ready
+// (from its claim), an agent's in its phase (gossip clears an agent's
+// Ready).
+func member(name, role string, ready bool) gossip.MemberInfo {
+	m := gossip.Meta{Role: role, ClusterName: "rke2", Phase: status.PhaseStarting}
+	if ready {
+		m.Phase = status.PhaseReady
+	}
+	m.Ready = ready && role == gossip.RoleServer
+	return gossip.MemberInfo{Name: name, State: gossip.StateAlive, Meta: m}
+}
+
+// leaderNode is a server "a" leading servers a, b, c and agents x, y,
+// every other host's facts from g.
+func leaderNode(t *testing.T, g *fakeUpgradeGossip) *Node {
+	t.Helper()
+	c := config.Defaults()
+	c.Role, c.NodeName, c.DataDir, c.ClusterName, c.RKE2Version = "server", "a", t.TempDir(), "rke2", newV
+	tr, err := newTracker(zap.NewNop(), newStepClock().Now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.notify = func(string) {}
+	tr.set(status.PhaseReady, "")
+	n := &Node{cfg: c, log: zap.NewNop(), clk: newStepClock(), t: tr, role: installer.RoleServer}
+	n.prog.RKE2Running = oldV
+	n.members = staticMembers{list: []gossip.MemberInfo{
+		member("a", gossip.RoleServer, true), member("b", gossip.RoleServer, true), member("c", gossip.RoleServer, true),
+		member("x", gossip.RoleAgent, true), member("y", gossip.RoleAgent, true),
+	}}
+	if err := n.initUpgrade(&fakeUpgradeOps{}, g); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// The leader's duty through the FSM: a roll starts once every server
+// wants the target, servers go one at a time with the leader last, each
+// recorded done only on its own report for its begin, then agents; a
+// host's failure stops the roll and status names it.
+func TestUpgradeDutyRolls(t *testing.T) {
+	g := &fakeUpgradeGossip{self: "a", facts: map[string]hostFacts{}, begins: map[string]upgradeBegin{}}
+	for _, h := range []string{"b", "c", "x", "y"} {
+		g.facts[h] = hostFacts{Wanted: newV, Running: oldV}
+	}
+	g.facts["c"] = hostFacts{Wanted: oldV, Running: oldV} // c's configuration lags
+	n := leaderNode(t, g)
+	st := election.ClusterState{Bootstrap: "a", Started: true, ClusterReady: &election.ClusterReady{VIP: testVIP, CAHash: testCA}, Joined: []string{"b", "c"}}
+	now := time.Unix(1_800_000_000, 0)
+	step := func() upgrade.Command {
+		t.Helper()
+		now = now.Add(time.Second)
+		c, ok := n.upgradeDuty(st, now)
+		if !ok {
+			return upgrade.Command{}
+		}
+		p := upgrade.Progress{}
+		if st.Upgrade != nil {
+			p = *st.Upgrade
+		}
+		next, err := p.Apply(c)
+		if err != nil {
+			t.Fatalf("the duty's command %+v is refused: %v", c, err)
+		}
+		st.Upgrade = &next
+		return c
+	}
+	if c := step(); c.Op != "" {
+		t.Fatalf("a roll started while server c wants %s: %+v", oldV, c)
+	}
+	if u := n.upgradeStatus(); u == nil || u.Phase != upgrade.PhaseWaiting || !strings.Contains(u.Blocked, "different versions") {
+		t.Fatalf("status while the configuration disagrees: %+v", u)
+	}
+	g.facts["c"] = hostFacts{Wanted: newV, Running: oldV}
+	if c := step(); c.Op != upgrade.OpStart || c.Target != newV {
+		t.Fatalf("want start: %+v", c)
+	}
+	// finish plays host h's part for its committed begin.
+	finish := func(h string) {
+		hp, _ := st.Upgrade.Host(h)
+		if h == "a" {
+			n.prog.RKE2Running = newV
+			n.prog.Upgrade = &upgradeRun{Since: hp.Since, Target: newV, Finished: true}
+			return
+		}
+		g.facts[h] = hostFacts{Wanted: newV, Running: newV, Report: upgradeReport{Finished: hp.Since}}
+	}
+	var order []string
+	for range 20 {
+		c := step()
+		switch c.Op {
+		case upgrade.OpBegin:
+			order = append(order, c.Node)
+			if c.Role == upgrade.RoleServer {
+				if up := st.Upgrade.In(upgrade.HostUpgrading); len(up) != 1 {
+					t.Fatalf("two hosts upgrading while a server does: %+v", up)
+				}
+			}
+			// Done is not recorded before the host's own report.
+			if c2 := step(); c2.Op != "" {
+				t.Fatalf("committed %+v before %s reported", c2, c.Node)
+			}
+			finish(c.Node)
+		case upgrade.OpDone, "":
+		default:
+			t.Fatalf("unexpected %+v", c)
+		}
+	}
+	if want := []string{"b", "c", "a", "x", "y"}; !slices.Equal(order, want) {
+		t.Fatalf("begin order %v, want %v (servers first, the leader last, then agents)", order, want)
+	}
+	if u := n.upgradeStatus(); u.Phase != upgrade.PhaseDone {
+		t.Fatalf("status after the roll: %+v", u)
+	}
+}
+
+func TestUpgradeDutyStopsOnFailure(t *testing.T) {
+	g := &fakeUpgradeGossip{self: "a", facts: map[string]hostFacts{}, begins: map[string]upgradeBegin{}}
+	for _, h := range []string{"b", "c", "x", "y"} {
+		g.facts[h] = hostFacts{Wanted: newV, Running: oldV}
+	}
+	n := leaderNode(t, g)
+	st := election.ClusterState{Bootstrap: "a", Started: true, ClusterReady: &election.ClusterReady{VIP: testVIP, CAHash: testCA}, Joined: []string{"b", "c"}}
+	now := time.Unix(1_800_000_000, 0)
+	apply := func() upgrade.Command {
+		now = now.Add(time.Second)
+		c, ok := n.upgradeDuty(st, now)
+		if !ok {
+			return upgrade.Command{}
+		}
+		p := upgrade.Progress{}
+		if st.Upgrade != nil {
+			p = *st.Upgrade
+		}
+		next, err := p.Apply(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Upgrade = &next
+		return c
+	}
+	apply() // start
+	if c := apply(); c.Op != upgrade.OpBegin || c.Node != "b" {
+		t.Fatalf("want begin b: %+v", c)
+	}
+	hp, _ := st.Upgrade.Host("b")
+	g.facts["b"] = hostFacts{Wanted: newV, Running: oldV, Report: upgradeReport{Failed: "install: rke2 on disk is " + oldV, FailedBegin: hp.Since}}
+	if c := apply(); c.Op != upgrade.OpFailed || c.Node != "b" {
+		t.Fatalf("want failed b: %+v", c)
+	}
+	for range 5 {
+		if c := apply(); c.Op != "" {
+			t.Fatalf("the roll went on after b failed: %+v", c)
+		}
+	}
+	u := n.upgradeStatus()
+	if u.Phase != upgrade.PhaseFailed || !strings.Contains(u.Blocked, "server b failed: install: rke2 on disk is "+oldV) {
+		t.Fatalf("status: %+v", u)
+	}
+}
+
+// The wanted version: rke2-version, canonical; without one, what runs
+// (a channel is not rolled).
+func TestLocalFactsWanted(t *testing.T) {
+	n := &Node{cfg: config.Defaults()}
+	n.prog.RKE2Running = oldV
+	if f := n.localFacts(); f.Wanted != oldV || f.Running != oldV {
+		t.Fatalf("channel only: %+v", f)
+	}
+	n.cfg.RKE2Version = "v1.36.1+rke2r1"
+	if f := n.localFacts(); f.Wanted != newV {
+		t.Fatalf("rke2-version: %+v", f)
+	}
+}
+
+func TestQuorumAtRisk(t *testing.T) {
+	h := func(name string, healthy bool) upgrade.Host {
+		return upgrade.Host{Name: name, Role: upgrade.RoleServer, Healthy: healthy}
+	}
+	tests := []struct {
+		voters []string
+		hosts  []upgrade.Host
+		want   bool
+	}{
+		{[]string{"a"}, []upgrade.Host{h("a", true)}, false},
+		{[]string{"a", "b", "c"}, []upgrade.Host{h("a", true), h("b", true), h("c", true)}, false},
+		{[]string{"a", "b", "c"}, []upgrade.Host{h("a", true), h("b", false), h("c", true)}, true},
+		{[]string{"a", "b", "c"}, []upgrade.Host{h("a", true), h("b", true)}, true}, // c dead: absent
+		{[]string{"a", "b", "c", "d", "e"}, []upgrade.Host{h("a", true), h("b", true), h("c", true), h("d", true), h("e", false)}, false},
+	}
+	for i, tt := range tests {
+		if got := quorumAtRisk(tt.voters, tt.hosts); got != tt.want {
+			t.Errorf("%d: %v, want %v", i, got, tt.want)
+		}
+	}
+}
+
+// A server's facts come from its verified claim, its etcd's word on
+// being a healthy voter included; an agent's from its metadata; a
+// member saying server without a claim carries none. An etcd learner
+// anywhere is a server joining.
+func TestUpgradeHostsFromGossip(t *testing.T) {
+	n := leaderNode(t, &fakeUpgradeGossip{self: "a", facts: map[string]hostFacts{}})
+	n.upg.gossip = memberUpgradeGossip{n: n}
+	now := time.Unix(1_800_000_000, 0)
+	b := member("b", gossip.RoleServer, true)
+	b.Claim = &claims.Claim{Node: "b", RKE2Wanted: newV, RKE2Running: oldV, Upgrade: claims.UpgradeReport{Finished: 3},
+		Etcd: claims.EtcdView{ObservedAt: now, Healthy: true}}
+	c := member("c", gossip.RoleServer, true)
+	c.Claim = &claims.Claim{Node: "c", RKE2Wanted: newV, RKE2Running: oldV,
+		Etcd: claims.EtcdView{ObservedAt: now, Healthy: true, Learner: true, Members: []claims.EtcdMember{{Name: "c-1", Learner: true}}}}
+	x := member("x", gossip.RoleAgent, true)
+	x.Meta.RKE2Wanted, x.Meta.RKE2Running, x.Meta.UpgradeFailed, x.Meta.UpgradeFailedBegin = newV, oldV, "install: boom", 9
+	z := member("z", gossip.RoleServer, false) // no claim: not verified
+	in := n.upgradeInput(election.ClusterState{}, []gossip.MemberInfo{member("a", gossip.RoleServer, true), b, c, x, z}, "a", now)
+	byName := map[string]upgrade.Host{}
+	for _, h := range in.Hosts {
+		byName[h.Name] = h
+	}
+	if h := byName["b"]; h.Wanted.String() != newV || h.Running.String() != oldV || !h.Healthy || h.Finished != 3 {
+		t.Errorf("b: %+v", h)
+	}
+	if h := byName["c"]; h.Healthy {
+		t.Errorf("c, an etcd learner, counted healthy: %+v", h)
+	}
+	if h := byName["x"]; h.Role != upgrade.RoleAgent || h.Wanted.String() != newV || h.Failed != "install: boom" || h.FailedBegin != 9 {
+		t.Errorf("x: %+v", h)
+	}
+	if h := byName["z"]; !h.Wanted.IsZero() || !h.Running.IsZero() {
+		t.Errorf("z, without a claim, carries versions: %+v", h)
+	}
+	if !in.ServerJoining {
+		t.Errorf("a learner in c's etcd view is not a server joining")
+	}
+}
+
+// A reason longer than gossip carries is cut on a rune boundary.
+func TestClipBytes(t *testing.T) {
+	s := strings.Repeat("é", 60) // 120 bytes
+	got := clipBytes(s, maxReportedFailure)
+	if len(got) > maxReportedFailure || !utf8.ValidString(got) || len(got) < maxReportedFailure-1 {
+		t.Fatalf("clipped to %d bytes, valid %v", len(got), utf8.ValidString(got))
+	}
+}
+
+// An agent takes its begin from a verified server's /status, only to the
+// version its own configuration wants, and asks nothing while it has
+// nothing to upgrade.
+func TestAgentBeginFromServerStatus(t *testing.T) {
+	since := time.Unix(1_800_000_000, 123).UTC()
+	var target atomic.Value
+	target.Store(newV)
+	var asked atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		st := status.Status{Upgrade: &status.Upgrade{Phase: "agents", Target: target.Load().(string),
+			Hosts: []status.UpgradeHost{{Name: "x", Role: "agent", State: "upgrading", Since: since}}}}
+		json.NewEncoder(w).Encode(st)
+	}))
+	defer srv.Close()
+	host, port, _ := net.SplitHostPort(strings.TrimPrefix(srv.URL, "http://"))
+	c := config.Defaults()
+	c.Role, c.NodeName, c.RKE2Version, c.HTTPAddress = "agent", "x", newV, ":"+port
+	clk := newStepClock()
+	n := &Node{cfg: c, log: zap.NewNop(), clk: clk}
+	n.prog.RKE2Running = oldV
+	if err := n.initUpgrade(&fakeUpgradeOps{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	server := member("s", gossip.RoleServer, true)
+	server.Claim = &claims.Claim{Node: "s", AdvertiseAddr: host}
+	unverified := member("u", gossip.RoleAgent, true)
+	members := []gossip.MemberInfo{unverified, server}
+	b, ok := n.agentBegins.begin(members, "x")
+	if !ok || b.Since != since.UnixNano() || b.Target != newV {
+		t.Fatalf("begin %+v %v, want since %d", b, ok, since.UnixNano())
+	}
+	// A roll to another version than this agent's configuration wants is
+	// not followed.
+	target.Store("v1.36.9+rke2r1")
+	clk.Sleep(context.Background(), time.Minute)
+	if b, ok := n.agentBegins.begin(members, "x"); ok {
+		t.Fatalf("followed a roll to another version: %+v", b)
+	}
+	// Nothing to upgrade: no question asked.
+	n.prog.RKE2Running = newV
+	before := asked.Load()
+	clk.Sleep(context.Background(), time.Minute)
+	if _, ok := n.agentBegins.begin(members, "x"); ok || asked.Load() != before {
+		t.Fatalf("asked the servers with nothing to upgrade")
+	}
+	// Only verified servers are asked.
+	n.prog.RKE2Running = oldV
+	clk.Sleep(context.Background(), time.Minute)
+	before = asked.Load()
+	if _, ok := n.agentBegins.begin([]gossip.MemberInfo{unverified}, "x"); ok || asked.Load() != before {
+		t.Fatalf("asked a member without a verified claim")
+	}
+}
+
+// A long error is reported by its end, where a wrapped error names its
+// cause, within what gossip carries.
+func TestFailureReasonKeepsTheCause(t *testing.T) {
+	err := fmt.Errorf("installer: install script failed 3 times: /tmp/x/install-rke2.sh: exit status 1; last output: [INFO]  staging artifacts from /tmp/a/very/long/path | [ERROR] download sha256 does not match 000, got 1a2b")
+	got := failureReason(upgrade.StepInstall, err)
+	if len(got) > maxReportedFailure || !strings.HasPrefix(got, "install: ...") || !strings.HasSuffix(got, "does not match 000, got 1a2b") {
+		t.Fatalf("%q (%d bytes)", got, len(got))
+	}
+	if got := failureReason(upgrade.StepRestart, errors.New("short")); got != "restart: short" {
+		t.Fatalf("%q", got)
+	}
+}
