@@ -165,6 +165,7 @@ func New(opts Options) (*Node, error) {
 	if n.gossipCfg.TrustedFingerprint, n.gossipCfg.Signer, err = claimKeys(c); err != nil {
 		return nil, err
 	}
+	n.gossipCfg.TrustUnsigned = gossipKeyFromServerToken(c)
 	n.prober, err = vip.NewProber(vip.ProberConfig{
 		NodeName:       c.NodeName,
 		Logger:         log,
