@@ -47,7 +47,7 @@ func TestSnapshotRoundTripAndFutureFields(t *testing.T) {
 
 func TestRestoreRejects(t *testing.T) {
 	tests := []struct{ name, in, wantErr string }{
-		{"needs a newer reader", `{"v":3,"state":{}}`, "snapshot needs version 3, this build reads up to 2: upgrade this server"},
+		{"needs a newer reader", `{"v":4,"state":{}}`, "snapshot needs version 4, this build reads up to 3: upgrade this server"},
 		{"no version", `{"state":{}}`, "snapshot version 0"},
 		{"trailing", `{"v":1,"state":{}} {}`, "trailing data"},
 		{"repeated key", `{"v":1,"state":{"bootstrap":"a","bootstrap":"b"}}`, `key "bootstrap" repeated`},

@@ -41,6 +41,9 @@ type ClusterState struct {
 	Removed []string            `json:"removed,omitempty"`
 	// Upgrade is the rolling upgrade's progress (upgrade.go).
 	Upgrade *upgrade.Progress `json:"upgrade,omitempty"`
+	// Requests are the outcomes of the last operators' requests, oldest
+	// first (requests.go).
+	Requests []RequestRecord `json:"requests,omitempty"`
 }
 
 func (s ClusterState) clone() ClusterState {
@@ -58,6 +61,7 @@ func (s ClusterState) clone() ClusterState {
 		s.Removal = &r
 	}
 	s.Removed = slices.Clone(s.Removed)
+	s.Requests = slices.Clone(s.Requests)
 	if s.Upgrade != nil {
 		u := s.Upgrade.Clone()
 		s.Upgrade = &u
@@ -79,6 +83,9 @@ func (s ClusterState) apply(c Command) (ClusterState, error) {
 	}
 	if upgrade.IsOp(c.Op) {
 		return s.applyUpgrade(c)
+	}
+	if isRequestOp(c.Op) {
+		return s.applyRequest(c)
 	}
 	next := s.clone()
 	switch c.Op {

@@ -27,6 +27,10 @@ type MembershipDuties struct {
 	// every voter reads CommandVersion: their commands are version 2, and
 	// an older voter would refuse to apply them.
 	Readers func(name string) (version int, ok bool)
+	// Requests returns the operators' requests server name relays in its
+	// verified claim (requests.go); nil: none are taken. Only servers of
+	// the gossip view are asked.
+	Requests func(name string) []Request
 }
 
 // CommandVersion is the newest raft command version this build reads and
@@ -43,7 +47,7 @@ func (d *MembershipDuties) active(st ClusterState) bool {
 		return true
 	}
 	for _, v := range st.EtcdVoters() {
-		if n, ok := d.Readers(v); !ok || n < commandVersion {
+		if n, ok := d.Readers(v); !ok || n < membershipCommandVersion {
 			return false
 		}
 	}
@@ -170,6 +174,11 @@ func membershipNext(st ClusterState, peers []Peer, alive func(string) (Peer, boo
 				!st.inCluster(q.Name) && !slices.Contains(st.Removed, q.Name) {
 				return Command{Op: opGrant, Node: q.Name, At: now.UnixNano(), Expires: now.Add(t.SlotLease).UnixNano()}, true
 			}
+		}
+	}
+	if self.Membership.requestsActive(st) {
+		if cmd, ok := requestNext(st, peers, alive, self, now); ok {
+			return cmd, true
 		}
 	}
 	c, view := membershipView(st, peers, alive, self)

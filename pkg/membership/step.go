@@ -184,7 +184,7 @@ func step(c Cluster, view []Server, cfg Config, now time.Time, book *Book, self 
 	}
 	commit := func(target, reason string, operator bool) Decision {
 		d.Kind, d.Node = Commit, target
-		d.Removal = Removal{Node: target, State: RemovalCommitted, Executor: executor(members, self, target), Reason: reason, Operator: operator, Since: now}
+		d.Removal = Removal{Node: target, State: RemovalCommitted, Executor: Executor(members, self, target), Reason: reason, Operator: operator, Since: now}
 		return d
 	}
 	if c.Joining == "" {
@@ -252,9 +252,9 @@ func sortedByName(view []Server) []Server {
 	return s
 }
 
-// executor is the leader itself, unless it is the one removed: then the
+// Executor is the leader itself, unless it is the one removed: then the
 // lowest-named answering voter besides it.
-func executor(members []Member, self, target string) string {
+func Executor(members []Member, self, target string) string {
 	if self != target {
 		return self
 	}
