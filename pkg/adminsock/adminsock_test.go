@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -89,22 +92,63 @@ func TestCallStreamsProgressAndOutcome(t *testing.T) {
 }
 
 // A caller whose uid is neither root nor the daemon's is refused before any
-// verb runs: the daemon here takes another uid for its own, so this test's
-// own (real, kernel-reported) uid is a stranger to it.
+// verb runs. Unprivileged, the daemon here takes another uid for its own, so
+// this test's own (kernel-reported) uid is a stranger to it; as root, a
+// child process runs the client as nobody (65534), with the directory and
+// socket opened up so that only the credential check stands in its way.
 func TestStrangerRefused(t *testing.T) {
-	if os.Getuid() == 0 {
-		t.Skip("as root every caller is allowed")
-	}
 	ran := false
-	path := serve(t, uint32(os.Getuid())+1, map[string]Verb{
+	self := uint32(os.Getuid()) + 1
+	if os.Getuid() == 0 {
+		self = 0
+	}
+	path := serve(t, self, map[string]Verb{
 		"remove": func(context.Context, json.RawMessage, func(string)) (string, error) { ran = true; return "removed", nil },
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	_, err := Call(ctx, path, "remove", map[string]string{"node": "s2"}, nil)
+	var err error
+	if os.Getuid() == 0 {
+		base := filepath.Dir(filepath.Dir(path))
+		for _, p := range []string{filepath.Dir(base), base, filepath.Dir(path), path} {
+			if err := os.Chmod(p, 0o777); err != nil {
+				t.Fatal(err)
+			}
+		}
+		bin, rerr := os.ReadFile(os.Args[0])
+		if rerr != nil {
+			t.Fatal(rerr)
+		}
+		helper := filepath.Join(base, "helper.test")
+		if werr := os.WriteFile(helper, bin, 0o755); werr != nil {
+			t.Fatal(werr)
+		}
+		cmd := exec.Command(helper, "-test.run=^TestHelperClient$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "ADMINSOCK_HELPER="+path)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, cerr := cmd.CombinedOutput()
+		if cerr != nil && !strings.Contains(string(out), "CALL:") {
+			t.Skipf("cannot run a child as nobody: %v: %s", cerr, out)
+		}
+		err = errors.New(string(out))
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_, err = Call(ctx, path, "remove", map[string]string{"node": "s2"}, nil)
+	}
 	if err == nil || !strings.Contains(err.Error(), "neither root nor the daemon's uid") || ran {
 		t.Fatalf("stranger: %v, verb ran %v", err, ran)
 	}
+}
+
+// TestHelperClient is the stranger's side of TestStrangerRefused.
+func TestHelperClient(t *testing.T) {
+	path := os.Getenv("ADMINSOCK_HELPER")
+	if path == "" {
+		t.Skip("helper process only")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	msg, err := Call(ctx, path, "remove", map[string]string{"node": "s2"}, nil)
+	fmt.Printf("CALL: %q %v\n", msg, err)
 }
 
 func TestNoDaemon(t *testing.T) {
