@@ -103,7 +103,10 @@ func TestStrangerRefused(t *testing.T) {
 		self = 0
 	}
 	path := serve(t, self, map[string]Verb{
-		"remove": func(context.Context, json.RawMessage, func(string)) (string, error) { ran = true; return "removed", nil },
+		"remove": func(context.Context, json.RawMessage, func(string)) (string, error) {
+			ran = true
+			return "removed", nil
+		},
 	})
 	var err error
 	if os.Getuid() == 0 {
