@@ -158,6 +158,11 @@ func (s ClusterState) apply(c Command) (ClusterState, error) {
 				slices.Sort(next.Joined)
 			}
 			next.Removed = slices.DeleteFunc(next.Removed, func(r string) bool { return r == c.Node })
+			for i := range next.Requests {
+				if next.Requests[i].From == c.Node {
+					next.Requests[i].Wiped = false
+				}
+			}
 		}
 	case opRemoveCommitted, opRemoveExecuting, opRemoveDone, opRemoveFailed:
 		return s.applyRemoval(c, next)

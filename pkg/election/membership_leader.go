@@ -104,7 +104,9 @@ const actRemoveVoter actionKind = 100
 
 // membershipVoterChanges drops from raft the voter whose removal is done.
 func membershipVoterChanges(st ClusterState, self leaderSelf, voters map[string]string) []action {
-	if self.Membership == nil || st.Removal == nil || st.Removal.State != membership.RemovalDone {
+	// A reinstalled host's old member is cleared (Clear): the raft voter
+	// under its name is the new host already, which joins in its turn.
+	if self.Membership == nil || st.Removal == nil || st.Removal.State != membership.RemovalDone || st.Removal.Clear {
 		return nil
 	}
 	n := st.Removal.Node
@@ -155,6 +157,9 @@ func membershipView(st ClusterState, peers []Peer, alive func(string) (Peer, boo
 				s.Answers = isAlive && x.EtcdHealthy
 				s.ID, s.HasDatastore, s.Clear, s.Remove, s.Progress = x.HostID, x.HasDatastore, x.Clear, x.Remove, x.Progress
 			}
+		}
+		if slices.Contains(st.Removed, p.Name) && st.wiped(p.Name) {
+			s.HasDatastore = false
 		}
 		view = append(view, s)
 	}

@@ -65,13 +65,28 @@ type Request struct {
 
 // RequestRecord is the committed outcome of one request.
 type RequestRecord struct {
-	ID       string    `json:"id"`
-	Kind     string    `json:"kind"`
-	From     string    `json:"from"` // the server that relayed it
-	Target   string    `json:"target,omitempty"`
-	Accepted bool      `json:"accepted,omitempty"`
-	Reason   string    `json:"reason,omitempty"` // what was done, or why it was refused
-	At       time.Time `json:"at"`               // when the leader decided it
+	ID       string `json:"id"`
+	Kind     string `json:"kind"`
+	From     string `json:"from"` // the server that relayed it
+	Target   string `json:"target,omitempty"`
+	Accepted bool   `json:"accepted,omitempty"`
+	Reason   string `json:"reason,omitempty"` // what was done, or why it was refused
+	// Wiped: a clear-member accepted while From was removed: it asserts
+	// it has no datastore left, and may join in its turn. Cleared when it
+	// joins.
+	Wiped bool      `json:"wiped,omitempty"`
+	At    time.Time `json:"at"` // when the leader decided it
+}
+
+// wiped reports whether the removed server name has asserted a wipe since
+// it was last recorded as joined.
+func (s ClusterState) wiped(name string) bool {
+	for _, r := range s.Requests {
+		if r.From == name && r.Wiped {
+			return true
+		}
+	}
+	return false
 }
 
 // Record returns the committed outcome of request id.
@@ -164,12 +179,16 @@ func (s ClusterState) applyRequest(c Command) (ClusterState, error) {
 	}
 	next := s.clone()
 	at := time.Unix(0, c.At).UTC()
+	wiped := false
 	if c.Op == opRequestAccepted {
 		switch c.Kind {
 		case RequestRemove, RequestClearMember:
 			switch {
 			case c.Kind == RequestClearMember && slices.Contains(s.Removed, c.Target):
-				next.Removed = slices.DeleteFunc(next.Removed, func(r string) bool { return r == c.Target })
+				// Still removed (a removed bootstrap node keeps its role
+				// and is granted the slot as such), but no longer told
+				// to wipe: it is a candidate like any other.
+				wiped = true
 			case c.Kind == RequestClearMember && c.Executor == "":
 				// Nothing of it is recorded: nothing to clear.
 			default:
@@ -179,6 +198,7 @@ func (s ClusterState) applyRequest(c Command) (ClusterState, error) {
 					return s, err
 				}
 				next.Removal.Operator = c.Kind == RequestRemove
+				next.Removal.Clear = c.Kind == RequestClearMember
 			}
 		case RequestUpgradePause, RequestUpgradeResume:
 			op := upgrade.OpPause
@@ -195,7 +215,7 @@ func (s ClusterState) applyRequest(c Command) (ClusterState, error) {
 		}
 	}
 	next.Requests = append(next.Requests, RequestRecord{
-		ID: c.Request, Kind: c.Kind, From: c.Node, Target: c.Target, Accepted: c.Op == opRequestAccepted, Reason: c.Reason, At: at,
+		ID: c.Request, Kind: c.Kind, From: c.Node, Target: c.Target, Accepted: c.Op == opRequestAccepted, Reason: c.Reason, At: at, Wiped: wiped,
 	})
 	if n := len(next.Requests) - maxRequestRecords; n > 0 {
 		next.Requests = slices.Delete(next.Requests, 0, n)
@@ -338,7 +358,7 @@ func requestNext(st ClusterState, peers []Peer, alive func(string) (Peer, bool),
 			}
 			switch {
 			case slices.Contains(st.Removed, r.Target):
-				cmd.Op, cmd.Reason = opRequestAccepted, "the removed mark is cleared: it joins in its turn"
+				cmd.Op, cmd.Reason = opRequestAccepted, "it has wiped its datastore: it joins in its turn"
 				return cmd, true
 			case !st.inCluster(r.Target):
 				cmd.Op, cmd.Reason = opRequestAccepted, "nothing recorded under this name: it joins in its turn"
