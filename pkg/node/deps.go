@@ -68,6 +68,8 @@ type rke2Service interface {
 	Start(ctx context.Context, role installer.Role) error
 	WaitActive(ctx context.Context, role installer.Role) error
 	Active(ctx context.Context, role installer.Role) (bool, error)
+	// Stop stops it (a removed server).
+	Stop(ctx context.Context, role installer.Role) error
 }
 
 // rke2Host is what the phase machine does to the host's disk and network

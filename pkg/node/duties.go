@@ -13,9 +13,10 @@ import (
 // build that reads their commands (Readers).
 func (n *Node) duties(g *gossip.Member) *election.MembershipDuties {
 	return &election.MembershipDuties{
-		Config:  ms.Config{MaxServers: n.cfg.MaxServers, RemovalTimeout: n.cfg.ServerRemovalTimeout(), ExecuteTimeout: removalExecuteTimeout},
-		Extra:   n.selfExtra,
-		Readers: func(name string) (int, bool) { return commandReaders(g.Members(), name) },
+		Config:   ms.Config{MaxServers: n.cfg.MaxServers, RemovalTimeout: n.cfg.ServerRemovalTimeout(), ExecuteTimeout: removalExecuteTimeout},
+		Extra:    n.selfExtra,
+		Readers:  func(name string) (int, bool) { return commandReaders(g.Members(), name) },
+		Requests: n.selfRequests,
 	}
 }
 

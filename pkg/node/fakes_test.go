@@ -336,6 +336,12 @@ func (f fakeService) Start(context.Context, installer.Role) error {
 	}
 	return nil
 }
+func (f fakeService) Stop(context.Context, installer.Role) error {
+	f.w.mu.Lock()
+	defer f.w.mu.Unlock()
+	f.w.serviceOn = false
+	return nil
+}
 func (f fakeService) WaitActive(context.Context, installer.Role) error {
 	return f.w.step("wait-active")
 }

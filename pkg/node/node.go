@@ -85,6 +85,10 @@ type Node struct {
 	vipHolder    string
 	standby      string // why the leader does not admit this server yet ("" when it does)
 	exec         executorState
+
+	// reqs are the operators' requests this server relays (admin.go).
+	reqs  requestBook
+	relay requestRelay
 }
 
 // New builds the host's parts from the configuration; nothing runs yet.
@@ -95,7 +99,7 @@ func New(opts Options) (*Node, error) {
 		log = zap.NewNop()
 	}
 	n := &Node{cfg: c, log: log.Named("node"), reg: opts.Registerer, clk: clock.Or(opts.Clock),
-		role: installer.Role(c.Role), retryPolicy: retryPolicy}
+		role: installer.Role(c.Role), retryPolicy: retryPolicy, relay: noRelay{}}
 	var err error
 	if n.t, err = newTracker(n.log, n.clk.Now, opts.Registerer); err != nil {
 		return nil, err

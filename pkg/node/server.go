@@ -28,8 +28,12 @@ func (n *Node) runServer(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	rejoin, err := n.rejoinAs(ctx)
+	if err != nil {
+		return err
+	}
 	for {
-		if n.coord.IsBootstrap() {
+		if n.coord.IsBootstrap() && !rejoin {
 			return n.runBootstrap(ctx)
 		}
 		err := n.runJoiner(ctx)
