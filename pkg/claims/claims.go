@@ -18,20 +18,30 @@
 // to roll a node's state back (for example from "ready, CA y" to "ready,
 // CA x").
 //
-// Wiring (for the gossip metadata protocol): a server signs its Claim
-// whenever a claimed field changes, with Seq from Signer.NextSeq, and
-// publishes the claim fields, Seq, its public key and the signature in its
-// metadata. A receiver builds the Claim from the metadata it decoded, with
-// Node set to the memberlist node name it came from, and calls
-// Verifier.Accept; only an accepted claim may count the member as a server,
-// as a voter candidate, a slot holder, or a source of the CA hash. A member
-// whose claim fails keeps only what agents may say (role agent).
+// # Wire format
+//
+// A claim is encoded like gossip metadata, so builds of two versions read
+// each other's: two header bytes (the version a reader needs, the writer's
+// version), then fields as tag, uvarint length, value, tags ascending;
+// lists (voters, etcd members, requests) are one field holding
+// length-prefixed items, nested values (the etcd view, a member, a
+// request, the upgrade report) field lists of their own. A reader skips
+// tags it does not know and checks the known ones strictly; zero values
+// are left out. A signed claim on the wire is the encoded claim, then the
+// 32-byte public key, then the 64-byte signature of the domain label and
+// the encoded claim. Verification runs over the RECEIVED bytes before they
+// are decoded, so fields this build does not know are covered by the
+// signature too.
+//
+// Wiring: gossip carries every server's newest signed claim (memberlist
+// push/pull state and user broadcasts, see pkg/gossip) and applies a claim
+// only once Verifier.Accept took it; a member without one counts as an
+// agent.
 package claims
 
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -41,44 +51,77 @@ import (
 	"github.com/rke2-hanode/rke2-hanode/pkg/keys"
 )
 
-// Claim is what a server asserts about itself and others rely on. Being
-// signed at all is the claim "role server".
+// Claim is everything a server asserts and others rely on. Being signed at
+// all is the claim "role server".
 type Claim struct {
-	Node         string // the node name (the memberlist name it is gossiped under)
-	RaftAddr     string // IP:port of its raft listener
-	BootstrapSet string // the bootstrap-set hash it proposes or locked ("" none)
-	StartedRKE2  bool
-	Ready        bool
-	CAHash       string // 64 hex digits, or ""
-	WantJoinSlot bool
+	Node          string // the node name (the memberlist name it is gossiped under)
+	RaftAddr      string // IP:port of its raft listener
+	AdvertiseAddr string // the IP others reach it on; must be the member's gossip address
+	BootstrapSet  string // the bootstrap-set hash it proposes or locked ("" none)
+	StartedRKE2   bool
+	Ready         bool
+	CAHash        string // 64 hex digits, or ""
+	WantJoinSlot  bool
+	ClusterReady  bool
+	Commands      int // newest raft command version its build reads (0-255)
 	// Seq orders one node's claims: strictly greater for every new claim,
 	// across restarts (Signer.NextSeq).
 	Seq uint64
+	// ExpectServers and HasRaftState are what the formation reads of a
+	// server besides the fields above (0-255; whether it holds raft state).
+	ExpectServers int
+	HasRaftState  bool
+
+	// Day-2 fields.
+	RKE2Wanted  string   // RKE2 version this host's config asks for ("" = whatever is installed), ≤64
+	RKE2Running string   // RKE2 version installed/running here ("" unknown), ≤64
+	Voters      []string // raft configuration's voter IDs as this server sees them (sorted, ≤16)
+	Etcd        EtcdView
+	Requests    []Request // operator requests this server relays to the leader (≤ 8)
+	Upgrade     UpgradeReport
+}
+
+// UpgradeReport is a host's own report on its upgrade steps (pkg/upgrade.Host's
+// Failed/FailedBegin/Finished).
+type UpgradeReport struct {
+	Failed      string // why a step failed ("" none), printable, ≤ 96 bytes
+	FailedBegin int64  // the Since of the committed begin it failed under
+	Finished    int64  // the Since of the last begin whose steps it ran to the end
+}
+
+// EtcdView is this server's view of its local etcd (from etcd's own API).
+type EtcdView struct {
+	ObservedAt time.Time // zero: no view (RKE2 not running, or not yet read)
+	Healthy    bool      // the local member answered and the cluster has a leader
+	MemberName string    // this host's etcd member name (<node>-<8 hex>)
+	MemberID   uint64
+	Learner    bool
+	Revision   int64        // store revision of the local member
+	RaftIndex  uint64       // raft applied index of the local member
+	Leader     uint64       // etcd leader's member ID, 0 = none
+	Members    []EtcdMember // the member list as this member sees it (≤ 16)
+}
+
+// EtcdMember is one etcd member as a server's etcd lists it.
+type EtcdMember struct {
+	Name    string
+	ID      uint64
+	PeerURL string // ≤ 128 bytes
+	Learner bool
+}
+
+// Request is an operator's request, made with the CLI on a server, relayed
+// in that server's signed claim until the leader acts on it (the FSM
+// records what was done with each ID).
+type Request struct {
+	ID     string // random, 16 hex; unique per request
+	Kind   string // RequestRemove, RequestRecover, RequestUpgradePause, RequestUpgradeResume or RequestClearMember
+	Target string // node name it is about ("" for pause/resume)
+	At     time.Time
 }
 
 // domain separates claim signatures from any other use of the key.
 const domain = "rke2-hanode server-claim v1\x00"
-
-// Encode is the canonical byte string a signature covers: a domain label,
-// the role, each string field length-prefixed in a fixed order, the flags
-// and the sequence number. Two claims encode alike only if every field is
-// equal.
-func (c Claim) Encode() []byte {
-	b := make([]byte, 0, 128)
-	b = append(b, domain...)
-	for _, s := range []string{"server", c.Node, c.RaftAddr, c.BootstrapSet, c.CAHash} {
-		b = binary.AppendUvarint(b, uint64(len(s)))
-		b = append(b, s...)
-	}
-	var flags byte
-	for i, f := range []bool{c.StartedRKE2, c.Ready, c.WantJoinSlot} {
-		if f {
-			flags |= 1 << i
-		}
-	}
-	b = append(b, flags)
-	return binary.BigEndian.AppendUint64(b, c.Seq)
-}
 
 // Signer signs claims with the key derived from the server token.
 type Signer struct {
@@ -102,8 +145,23 @@ func (s *Signer) Public() ed25519.PublicKey { return s.priv.Public().(ed25519.Pu
 // Fingerprint is the fingerprint of Public.
 func (s *Signer) Fingerprint() string { return Fingerprint(s.Public()) }
 
-// Sign returns the signature of c (64 bytes).
-func (s *Signer) Sign(c Claim) []byte { return ed25519.Sign(s.priv, c.Encode()) }
+// Sign returns c signed, in its wire form (see "Wire format").
+func (s *Signer) Sign(c Claim) ([]byte, error) {
+	raw, err := c.Encode()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(raw)+pubLen+sigLen)
+	out = append(out, raw...)
+	out = append(out, s.Public()...)
+	return append(out, ed25519.Sign(s.priv, signed(raw))...), nil
+}
+
+// signed is what a signature covers: the domain label, then the encoded
+// claim.
+func signed(raw []byte) []byte {
+	return append([]byte(domain), raw...)
+}
 
 // NextSeq returns a sequence number greater than every earlier one of this
 // Signer and, being the wall clock in microseconds, than those of earlier
@@ -136,7 +194,8 @@ func FingerprintFromServerToken(serverToken, cluster string) (string, error) {
 	return s.Fingerprint(), nil
 }
 
-// Errors of Verify and Accept.
+// Errors of Accept. Every error Accept returns wraps one of them (see
+// Reason).
 var (
 	ErrBadSignature = errors.New("claims: signature does not verify")
 	ErrWrongKey     = errors.New("claims: public key does not match the cluster's server-claims fingerprint")
@@ -144,12 +203,65 @@ var (
 	ErrReplay       = errors.New("claims: claim is not newer than one already accepted")
 )
 
-// Verify checks that sig is pub's signature of c.
-func Verify(pub ed25519.PublicKey, c Claim, sig []byte) error {
-	if len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, c.Encode(), sig) {
-		return ErrBadSignature
+// Reason is the metric label of an error of Accept: bad_signature,
+// wrong_key, replay, wrong_node or malformed.
+func Reason(err error) string {
+	switch {
+	case errors.Is(err, ErrBadSignature):
+		return "bad_signature"
+	case errors.Is(err, ErrWrongKey):
+		return "wrong_key"
+	case errors.Is(err, ErrReplay):
+		return "replay"
+	case errors.Is(err, ErrWrongNode):
+		return "wrong_node"
 	}
-	return nil
+	return "malformed"
+}
+
+// split cuts a signed claim into the encoded claim, the public key and
+// the signature.
+func split(wire []byte) (raw []byte, pub ed25519.PublicKey, sig []byte, err error) {
+	if len(wire) > MaxSignedLen {
+		return nil, nil, nil, fmt.Errorf("%w: %d bytes, over the limit of %d", ErrMalformed, len(wire), MaxSignedLen)
+	}
+	if len(wire) < 2+pubLen+sigLen {
+		return nil, nil, nil, fmt.Errorf("%w: %d bytes, too short for a signed claim", ErrMalformed, len(wire))
+	}
+	n := len(wire) - pubLen - sigLen
+	return wire[:n:n], ed25519.PublicKey(wire[n : n+pubLen : n+pubLen]), wire[n+pubLen:], nil
+}
+
+// Seq reads the node name and sequence number of a signed claim without
+// verifying it, so a receiver can drop a copy older than the one it holds
+// before spending a signature check on it. Never act on its result.
+func Seq(wire []byte) (node string, seq uint64, err error) {
+	raw, _, _, err := split(wire)
+	if err != nil {
+		return "", 0, err
+	}
+	c, err := DecodeClaim(raw)
+	if err != nil {
+		return "", 0, err
+	}
+	return c.Node, c.Seq, nil
+}
+
+// Verify checks that wire is a claim signed by the key with fingerprint
+// fp and returns it decoded. It knows nothing of sequence numbers: see
+// Verifier.
+func Verify(fp string, wire []byte) (Claim, error) {
+	raw, pub, sig, err := split(wire)
+	if err != nil {
+		return Claim{}, err
+	}
+	if Fingerprint(pub) != fp {
+		return Claim{}, ErrWrongKey
+	}
+	if !ed25519.Verify(pub, signed(raw), sig) {
+		return Claim{}, ErrBadSignature
+	}
+	return DecodeClaim(raw)
 }
 
 // Verifier accepts the claims of a cluster's servers: signed by the key
@@ -174,33 +286,34 @@ func NewVerifier(fp string) (*Verifier, error) {
 	return &Verifier{fingerprint: fp, last: map[string]accepted{}}, nil
 }
 
-// Accept verifies a claim received from the member named from, carrying
-// public key pub and signature sig. The same claim seen again (gossip
-// repeats itself) is accepted again; an older one, or another claim with
-// the same sequence number, is refused.
-func (v *Verifier) Accept(from string, pub ed25519.PublicKey, c Claim, sig []byte) error {
-	if Fingerprint(pub) != v.fingerprint {
-		return ErrWrongKey
-	}
-	if err := Verify(pub, c, sig); err != nil {
-		return err
+// Fingerprint is the fingerprint the Verifier trusts.
+func (v *Verifier) Fingerprint() string { return v.fingerprint }
+
+// Accept verifies a signed claim (wire form) attributed to the node named
+// from and returns it. The same claim seen again (gossip repeats itself)
+// is accepted again; an older one, or another claim with the same
+// sequence number, is refused.
+func (v *Verifier) Accept(from string, wire []byte) (Claim, error) {
+	c, err := Verify(v.fingerprint, wire)
+	if err != nil {
+		return Claim{}, err
 	}
 	if c.Node != from {
-		return fmt.Errorf("%w: %q gossiped by %q", ErrWrongNode, c.Node, from)
+		return Claim{}, fmt.Errorf("%w: %q gossiped as %q", ErrWrongNode, c.Node, from)
 	}
-	sum := sha256.Sum256(c.Encode())
+	sum := sha256.Sum256(wire[:len(wire)-sigLen]) // the signature is not unique; what it signs is
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if prev, ok := v.last[c.Node]; ok {
 		switch {
 		case c.Seq == prev.seq && sum == prev.sum:
-			return nil
+			return c, nil
 		case c.Seq <= prev.seq:
-			return fmt.Errorf("%w: node %q sequence %d, accepted %d", ErrReplay, c.Node, c.Seq, prev.seq)
+			return Claim{}, fmt.Errorf("%w: node %q sequence %d, accepted %d", ErrReplay, c.Node, c.Seq, prev.seq)
 		}
 	}
 	v.last[c.Node] = accepted{seq: c.Seq, sum: sum}
-	return nil
+	return c, nil
 }
 
 // Forget drops what the Verifier knows of node (a member removed for good).

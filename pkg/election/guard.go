@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
 
@@ -52,7 +53,22 @@ type streamGuard struct {
 	log     *zap.Logger
 	refused map[string]*refusalCount
 	now     func() time.Time
+	// refusals counts refused connections by reason
+	// (rke2_hanode_raft_refused_connections_total); nil counts nothing.
+	refusals *prometheus.CounterVec
 }
+
+// Reasons a connection is refused, the labels of
+// rke2_hanode_raft_refused_connections_total.
+const (
+	refusedCap        = "connection_cap"
+	refusedHostLimit  = "host_handshakes"
+	refusedHandshake  = "tls_handshake"
+	refusedNoID       = "no_server_id"
+	refusedNotAdmited = "not_admitted"
+)
+
+var refusalReasons = []string{refusedCap, refusedHostLimit, refusedHandshake, refusedNoID, refusedNotAdmited}
 
 type refusalCount struct {
 	last       time.Time
@@ -81,6 +97,13 @@ func (g *streamGuard) setAdmission(log *zap.Logger, admit func(ctx context.Conte
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.log, g.admit = log, admit
+}
+
+// setRefusals installs the counter of refused connections.
+func (g *streamGuard) setRefusals(c *prometheus.CounterVec) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.refusals = c
 }
 
 func (g *streamGuard) close() { g.once.Do(func() { close(g.done) }) }
@@ -123,13 +146,13 @@ func (g *streamGuard) acceptLoop(ln net.Listener, cfg *tls.Config) {
 		case g.slots <- struct{}{}:
 		default:
 			raw.Close()
-			g.refuse("connection cap reached", host, fmt.Sprintf("%d connections open", g.maxConns))
+			g.refuse(refusedCap, "connection cap reached", host, fmt.Sprintf("%d connections open", g.maxConns))
 			continue
 		}
 		if !g.startPending(host) {
 			raw.Close()
 			<-g.slots
-			g.refuse("too many handshakes from one host", host, fmt.Sprintf("%d in progress", g.maxPendingPerHost))
+			g.refuse(refusedHostLimit, "too many handshakes from one host", host, fmt.Sprintf("%d in progress", g.maxPendingPerHost))
 			continue
 		}
 		go g.handshake(raw, host, cfg)
@@ -172,12 +195,12 @@ func (g *streamGuard) handshake(raw net.Conn, host string, cfg *tls.Config) {
 	err := conn.HandshakeContext(ctx)
 	g.endPending(host)
 	if err != nil {
-		g.refuse("TLS handshake failed", host, err.Error())
+		g.refuse(refusedHandshake, "TLS handshake failed", host, err.Error())
 		return
 	}
 	id, err := peerID(conn.ConnectionState())
 	if err != nil {
-		g.refuse("no raft server ID", host, err.Error())
+		g.refuse(refusedNoID, "no raft server ID", host, err.Error())
 		return
 	}
 	g.mu.Lock()
@@ -185,7 +208,7 @@ func (g *streamGuard) handshake(raw net.Conn, host string, cfg *tls.Config) {
 	g.mu.Unlock()
 	if admit != nil {
 		if err := admit(ctx, id); err != nil {
-			g.refuse("peer not admitted", host, err.Error())
+			g.refuse(refusedNotAdmited, "peer not admitted", host, err.Error())
 			return
 		}
 	}
@@ -200,11 +223,15 @@ func (g *streamGuard) handshake(raw net.Conn, host string, cfg *tls.Config) {
 	}
 }
 
-// refuse logs a refused connection, at most once per reason and interval,
-// with the count of those not logged in between; a flood of connections
-// yields a few lines, not one per connection.
-func (g *streamGuard) refuse(reason, host, detail string) {
+// refuse counts a refused connection under label and logs it, at most
+// once per reason and interval, with the count of those not logged in
+// between; a flood of connections yields a few lines, not one per
+// connection.
+func (g *streamGuard) refuse(label, reason, host, detail string) {
 	g.mu.Lock()
+	if g.refusals != nil {
+		g.refusals.WithLabelValues(label).Inc()
+	}
 	rc := g.refused[reason]
 	if rc == nil {
 		rc = &refusalCount{}

@@ -14,9 +14,21 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 )
+
+// refusalCounter is a fresh rke2_hanode_raft_refused_connections_total.
+func refusalCounter(t *testing.T) *prometheus.CounterVec {
+	t.Helper()
+	m, err := newMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.raftRefused
+}
 
 // serveLikeRaft runs what raft's NetworkTransport does with a stream
 // layer: accept in a loop and serve each connection in its own goroutine
@@ -176,8 +188,10 @@ func TestStreamGuardBoundsSilentConnections(t *testing.T) {
 // once, without waiting for the handshake deadline.
 func TestStreamGuardCapsConnections(t *testing.T) {
 	core, logs := observer.New(zap.WarnLevel)
+	refused := refusalCounter(t)
 	_, addr := servedStream(t, func(s *tlsStream) {
 		s.guard.setAdmission(zap.New(core), nil)
+		s.guard.setRefusals(refused)
 		s.guard.mu.Lock()
 		s.guard.maxPendingPerHost = 1000 // this test's connections all come from one host
 		s.guard.mu.Unlock()
@@ -189,6 +203,9 @@ func TestStreamGuardCapsConnections(t *testing.T) {
 	}
 	if n := logs.FilterMessage("raft: refused an inbound connection").Len(); n < 1 || n > 2 {
 		t.Errorf("%d log lines for 20 refused connections, want one (rate-limited)", n)
+	}
+	if n := testutil.ToFloat64(refused.WithLabelValues(refusedCap)); n < 1 {
+		t.Errorf("refused{reason=%s} = %v, want the connections past the cap counted", refusedCap, n)
 	}
 }
 
@@ -282,6 +299,8 @@ func TestTokenHolderOutsideConfigurationCannotAppend(t *testing.T) {
 	}
 	e := &Election{watch: make(chan struct{})}
 	streamA.guard.setAdmission(zap.NewNop(), e.admitRaftPeer)
+	refused := refusalCounter(t)
+	streamA.guard.setRefusals(refused)
 	transA := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: streamA, MaxPool: 3, Timeout: 10 * time.Second})
 	defer transA.Close()
 	store := raft.NewInmemStore()
@@ -340,6 +359,9 @@ func TestTokenHolderOutsideConfigurationCannotAppend(t *testing.T) {
 	before, after, err := appendAs("evil")
 	if err == nil || after != before {
 		t.Fatalf("a token holder outside the configuration appended (err %v, last index %d → %d)", err, before, after)
+	}
+	if n := testutil.ToFloat64(refused.WithLabelValues(refusedNotAdmited)); n < 1 {
+		t.Fatalf("refused{reason=%s} = %v after a refused peer", refusedNotAdmited, n)
 	}
 	// Nor can it ask for a vote (raft checks RequestVote's sender only
 	// against the configuration it has, after reading the RPC).

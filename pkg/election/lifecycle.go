@@ -192,6 +192,7 @@ func (e *Election) openTransport() (raft.Transport, func(), error) {
 		return nil, nil, err
 	}
 	stream.guard.setAdmission(e.log, e.admitRaftPeer)
+	stream.guard.setRefusals(e.metrics.raftRefused)
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  stream,
 		MaxPool: 3,

@@ -11,6 +11,7 @@ type metrics struct {
 	bootstrap    *prometheus.GaugeVec
 	clusterReady prometheus.Gauge
 	slotHolder   *prometheus.GaugeVec
+	raftRefused  *prometheus.CounterVec
 	lastBoot     string
 	lastHolder   string
 }
@@ -33,11 +34,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "rke2_hanode", Name: "join_slot_holder",
 			Help: "1 for the server holding the join slot, as this server sees it.",
 		}, []string{"node"}),
+		raftRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "rke2_hanode", Name: "raft_refused_connections_total",
+			Help: "Inbound raft connections refused, by reason: connection_cap, host_handshakes, tls_handshake, no_server_id, not_admitted.",
+		}, []string{"reason"}),
+	}
+	for _, r := range refusalReasons {
+		m.raftRefused.WithLabelValues(r)
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.leader, m.bootstrap, m.clusterReady, m.slotHolder} {
+	for _, c := range []prometheus.Collector{m.leader, m.bootstrap, m.clusterReady, m.slotHolder, m.raftRefused} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("election: register metrics: %w", err)
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/rke2-hanode/rke2-hanode/pkg/claims"
 	"github.com/rke2-hanode/rke2-hanode/pkg/clock"
 	"github.com/rke2-hanode/rke2-hanode/pkg/keys"
 	"github.com/rke2-hanode/rke2-hanode/pkg/version"
@@ -36,6 +37,15 @@ type Config struct {
 	// (many hosts joining at once) can delay by seconds. Servers set it to
 	// RoleServer: the few servers coordinate through their metadata.
 	SyncRole string
+
+	// TrustedFingerprint is the server-claims key's fingerprint
+	// (claims.TrustedFingerprint): only claims signed by that key make a
+	// member a server. "" checks nothing and takes metadata as declared,
+	// for tests of the layers above; the daemon always sets it.
+	TrustedFingerprint string
+	// Signer signs this member's claim: servers only, nil on agents. Its
+	// key must have the trusted fingerprint ("" takes the signer's).
+	Signer *claims.Signer
 
 	Logger     *zap.Logger           // nil: no logs
 	Registerer prometheus.Registerer // nil: metrics are not registered
@@ -197,6 +207,18 @@ func (cfg Config) normalize() (Config, error) {
 	for _, seed := range cfg.Join {
 		if _, _, err := splitSeed(seed, 1); err != nil {
 			return cfg, err
+		}
+	}
+
+	if cfg.Signer != nil {
+		switch {
+		case cfg.TrustedFingerprint == "":
+			cfg.TrustedFingerprint = cfg.Signer.Fingerprint()
+		case cfg.TrustedFingerprint != cfg.Signer.Fingerprint():
+			return cfg, fmt.Errorf("gossip: the signer's key (fingerprint %s) is not the trusted one (%s): the server token and the agent token do not belong together", cfg.Signer.Fingerprint(), cfg.TrustedFingerprint)
+		}
+		if cfg.Meta.Role != RoleServer {
+			return cfg, fmt.Errorf("gossip: a signer on a member of role %q: only servers sign claims", cfg.Meta.Role)
 		}
 	}
 

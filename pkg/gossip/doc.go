@@ -20,8 +20,11 @@
 //     its name held as it joins gets NameConflict (it must be renamed), while
 //     the holder only counts and logs the impostor
 //     (rke2_hanode_name_impostor_total) and runs on;
+//   - servers' signed claims (see "Signed claims" below): carrying them,
+//     verifying them and deriving every member's effective metadata;
 //   - the metrics rke2_hanode_gossip_members{role,state},
-//     rke2_hanode_gossip_decrypt_failures_total and a few more.
+//     rke2_hanode_gossip_decrypt_failures_total,
+//     rke2_hanode_gossip_claims_rejected_total{reason} and a few more.
 //
 // What memberlist says only in its log (undecryptable traffic, a failed
 // probe) is read from its log lines; the texts are those of memberlist
@@ -51,8 +54,58 @@
 //     must not skip (they would misread the member without it) raises
 //     metaNeeds, which takes every host of the older version out of view:
 //     upgrade them all first;
-//   - the worst case must fit 512 bytes (TestMetaWorstCaseFits; 425 today,
-//     96 of them the timeline summary), advisory fields aside: the bootstrap
-//     node, join slot and joined servers a server shows agents are left out
-//     when everything at its longest would not fit.
+//   - the worst case must fit 512 bytes per role (TestMetaWorstCaseFits):
+//     a server's is 425 bytes today; an agent's, with its RKE2 versions and
+//     upgrade report at their longest, fits once the advisory fields are
+//     left out. Advisory fields (the bootstrap node, join slot and joined
+//     servers a server shows agents, and the timeline summary) are shown
+//     and acted on by nobody; they are left out when everything at its
+//     longest would not fit. The agent-only fields (RKE2Wanted,
+//     RKE2Running, UpgradeFailed, UpgradeFailedBegin, UpgradeFinished) are
+//     refused beside role server or a server-only field, by the writer and
+//     the reader.
+//
+// # Signed claims
+//
+// Metadata is self-declared: any holder of the gossip key (the agent
+// token) can announce "server, ready, CA x, wants the join slot" under a
+// name of its choice, and can even rebroadcast another node's metadata.
+// What others act on therefore comes from servers' signed claims
+// (pkg/claims), carried beside the metadata:
+//
+//	what              how it travels                          who accepts it
+//	every held claim  memberlist push/pull state (LocalState)  every member with a fingerprint
+//	a new claim       user broadcast, when ≤ 1024 bytes        the same; relayed on acceptance
+//	a server's own    after each change, push/pull with every  the same
+//	                  alive server (SyncRole)
+//
+// The state and a broadcast are a version byte and (node name, signed
+// claim) entries, at most 64 read per message. A receiver verifies each
+// claim over the received bytes (key fingerprint, signature, claim node =
+// entry name), keeps per node only a claim newer than the one it holds
+// (an older relayed copy is dropped unchecked and uncounted; another claim
+// under the same sequence number counts as a replay), and relays it on.
+// Relaying is safe because claims are signed; a member without a trusted
+// fingerprint (an older build) neither checks nor relays them.
+//
+// MemberInfo.Meta is then the effective metadata:
+//   - a member with a verified claim whose AdvertiseAddr is its gossip
+//     address: Role server, and RaftAddr, BootstrapSet, StartedRKE2, Ready,
+//     CAHash, WantJoinSlot, ClusterReady, Commands, ExpectServers and
+//     RaftState are the claim's; MemberInfo.Claim is the claim (day-2
+//     fields: versions, voters, etcd view, requests, upgrade report);
+//   - a claim for another address (someone else holds the name here) is
+//     not applied, counted as address_mismatch once per claim;
+//   - a member without any claim whose metadata says server, that a
+//     verified claim lists among its raft voters and whose raft address is
+//     on its gossip address, keeps its declared fields: a server of the
+//     previous build during a rolling upgrade (only server-token holders
+//     enter raft's configuration). Upgrade servers first: until one server
+//     runs a build with claims, an agent of this build sees no servers;
+//   - every other member is an agent, its server fields cleared.
+//
+// Refusals count in rke2_hanode_gossip_claims_rejected_total{reason}:
+// bad_signature, wrong_key, replay, wrong_node, address_mismatch,
+// malformed. With no trusted fingerprint configured nothing is checked
+// and metadata is taken as declared (tests of the layers above).
 package gossip

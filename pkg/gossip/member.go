@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"go.uber.org/zap"
 
+	"github.com/rke2-hanode/rke2-hanode/pkg/claims"
 	"github.com/rke2-hanode/rke2-hanode/pkg/logging"
 )
 
@@ -38,12 +39,20 @@ var allStates = []Liveness{StateAlive, StateSuspect, StateDead, StateLeft}
 
 // MemberInfo is one member as this host sees it.
 type MemberInfo struct {
-	Name       string
-	Addr       string // IP address memberlist reaches the member on
-	Port       int    // its gossip port
-	State      Liveness
-	Meta       Meta
-	MetaErr    error     // non-nil when the member's metadata could not be decoded
+	Name    string
+	Addr    string // IP address memberlist reaches the member on
+	Port    int    // its gossip port
+	State   Liveness
+	Meta    Meta
+	MetaErr error // non-nil when the member's metadata could not be decoded
+	// Claim is the member's newest verified server claim, nil when it has
+	// none (an agent, a server of an older build, or a forger). With a
+	// trusted fingerprint configured, Meta is the effective metadata: the
+	// server fields (Role server, RaftAddr, BootstrapSet, StartedRKE2,
+	// Ready, CAHash, WantJoinSlot, ClusterReady, Commands, ExpectServers,
+	// RaftState) are the claim's, and a member without one is an agent
+	// with those fields cleared (see "Signed claims" in doc.go).
+	Claim      *claims.Claim
 	LastChange time.Time // last change of State, address or Meta seen here
 }
 
@@ -76,6 +85,16 @@ type Member struct {
 	local     Meta
 	localWire []byte
 	seenWire  []byte // this member's metadata as memberlist last reported it stored
+
+	// Claims (nil verifier: none are checked, metadata is taken as
+	// declared). ownBase and day2 are guarded by metaMu; claimsBy by mu.
+	verifier   *claims.Verifier
+	claimQueue *memberlist.TransmitLimitedQueue
+	claimsBy   map[string]*heldClaim
+	ownBase    []byte       // this member's claim as last signed, with sequence 1
+	day2       claims.Claim // the day-2 fields of this member's claim (UpdateClaim)
+	claimDirty atomic.Bool  // a new own claim waits for the direct exchanges
+	numAlive   atomic.Int32 // alive members, for the broadcast queue's retransmits
 
 	// mu guards the snapshot, conflicts and subscribers. Memberlist calls
 	// the delegates with its own locks held: never call memberlist while
@@ -112,8 +131,9 @@ type Member struct {
 }
 
 type record struct {
-	info    MemberInfo
-	rawMeta []byte
+	info     MemberInfo // Meta is the effective metadata (applyLocked)
+	declared Meta       // what the member's metadata says
+	rawMeta  []byte
 }
 
 // Open checks cfg, binds the gossip port (tcp+udp) and returns the member,
@@ -149,6 +169,16 @@ func newMember(cfg Config) (*Member, error) {
 		warns:     newRateLimiter(cfg.Timings.LogInterval, cfg.Clock.Now),
 		records:   map[string]*record{},
 		subs:      map[int]chan struct{}{},
+		claimsBy:  map[string]*heldClaim{},
+	}
+	m.claimQueue = &memberlist.TransmitLimitedQueue{
+		NumNodes:       func() int { return max(int(m.numAlive.Load()), 1) },
+		RetransmitMult: cfg.Timings.RetransmitMult,
+	}
+	if cfg.TrustedFingerprint != "" {
+		if m.verifier, err = claims.NewVerifier(cfg.TrustedFingerprint); err != nil {
+			return nil, fmt.Errorf("gossip: trusted fingerprint: %w", err)
+		}
 	}
 	if err := m.setLocal(cfg.Meta); err != nil {
 		return nil, err
@@ -193,6 +223,14 @@ func (m *Member) listen() error {
 	}
 	m.port = mc.BindPort // memberlist fills in a port picked for 0
 	m.ml.Store(ml)
+	// The claim names the address peers see this member on, known now.
+	m.metaMu.Lock()
+	_, err = m.signLocal(m.Local(), m.day2)
+	m.metaMu.Unlock()
+	if err != nil {
+		_ = ml.Shutdown()
+		return err
+	}
 	m.log.Info("gossip member started",
 		zap.String("node", m.cfg.NodeName),
 		zap.Stringer("address", m.self),
@@ -332,11 +370,16 @@ func (m *Member) UpdateMeta(fn func(*Meta)) error {
 	if err != nil {
 		return err
 	}
+	m.kick()
+	return nil
+}
+
+// kick asks the broadcaster to announce the local metadata and claim.
+func (m *Member) kick() {
 	select {
 	case m.broadcast <- struct{}{}:
 	default: // one is pending; it will carry this change too
 	}
-	return nil
 }
 
 // broadcaster announces the local metadata after UpdateMeta until ctx
@@ -376,40 +419,12 @@ func (m *Member) broadcaster(ctx context.Context) {
 		before := m.seenWire
 		stored := bytes.Equal(m.localWire, before)
 		m.localMu.Unlock()
-		if stored {
+		claimed := m.claimDirty.Swap(false)
+		if stored && !claimed {
 			continue
 		}
-		finished := make(chan struct{})
-		bg.Go(func() {
-			defer close(finished)
-			if err := ml.UpdateNode(m.cfg.Timings.UpdateTimeout); err != nil {
-				// The new metadata is in place and push/pull spreads it anyway.
-				m.log.Debug("metadata broadcast not confirmed", zap.Error(err))
-			}
-		})
-		// UpdateNode stores the metadata (memberlist then reports it
-		// through NotifyUpdate, see observe) before it waits for the
-		// broadcast: a matter of microseconds. Only then may the next
-		// UpdateNode start: two storing at once can take incarnations in
-		// the opposite order to the metadata they read, and leave the older
-		// metadata in place. Nothing else stores this member's metadata, so
-		// the first change memberlist reports is this UpdateNode's (a
-		// signal left from before changes nothing and is ignored).
-	wait:
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-finished:
-				break wait
-			case <-m.selfSeen:
-				m.localMu.Lock()
-				stored = !bytes.Equal(m.seenWire, before)
-				m.localMu.Unlock()
-				if stored {
-					break wait
-				}
-			}
+		if !stored && !m.storeMeta(ctx, ml, &bg, before) {
+			return
 		}
 		// One exchange per peer, each on its own: a peer that died a
 		// moment ago (still alive here) costs a TCP timeout, and must not
@@ -419,6 +434,42 @@ func (m *Member) broadcaster(ctx context.Context) {
 				_, err := ml.Join([]string{peer})
 				m.log.Debug("metadata synced directly", zap.String("peer", peer), zap.Error(err))
 			})
+		}
+	}
+}
+
+// storeMeta has memberlist store and broadcast the local metadata, and
+// waits until it is stored; false when ctx ended first.
+func (m *Member) storeMeta(ctx context.Context, ml *memberlist.Memberlist, bg *sync.WaitGroup, before []byte) bool {
+	finished := make(chan struct{})
+	bg.Go(func() {
+		defer close(finished)
+		if err := ml.UpdateNode(m.cfg.Timings.UpdateTimeout); err != nil {
+			// The new metadata is in place and push/pull spreads it anyway.
+			m.log.Debug("metadata broadcast not confirmed", zap.Error(err))
+		}
+	})
+	// UpdateNode stores the metadata (memberlist then reports it
+	// through NotifyUpdate, see observe) before it waits for the
+	// broadcast: a matter of microseconds. Only then may the next
+	// UpdateNode start: two storing at once can take incarnations in
+	// the opposite order to the metadata they read, and leave the older
+	// metadata in place. Nothing else stores this member's metadata, so
+	// the first change memberlist reports is this UpdateNode's (a
+	// signal left from before changes nothing and is ignored).
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-finished:
+			return true
+		case <-m.selfSeen:
+			m.localMu.Lock()
+			stored := !bytes.Equal(m.seenWire, before)
+			m.localMu.Unlock()
+			if stored {
+				return true
+			}
 		}
 	}
 }
@@ -469,6 +520,9 @@ func (m *Member) setLocal(meta Meta) error {
 	canonical, err := DecodeMeta(wire)
 	if err != nil {
 		return fmt.Errorf("gossip: local meta does not decode: %w", err)
+	}
+	if _, err := m.signLocal(canonical, m.day2); err != nil {
+		return err
 	}
 	m.localMu.Lock()
 	m.local, m.localWire = canonical, wire
@@ -600,7 +654,15 @@ func (m *Member) NameConflict() error {
 
 // changedLocked publishes the counts to the metrics and wakes subscribers.
 func (m *Member) changedLocked() {
-	m.metrics.setMembers(m.countLocked())
+	counts := m.countLocked()
+	m.metrics.setMembers(counts)
+	alive := 0
+	for rs, n := range counts {
+		if rs.state == StateAlive {
+			alive += n
+		}
+	}
+	m.numAlive.Store(int32(alive))
 	for _, ch := range m.subs {
 		select {
 		case ch <- struct{}{}:
@@ -644,7 +706,9 @@ func (m *Member) observe(n *memberlist.Node, state Liveness) {
 			m.log.Warn("member metadata could not be decoded", zap.String("member", n.Name), zap.Error(metaErr))
 		}
 	}
-	m.records[n.Name] = &record{info: info, rawMeta: bytes.Clone(n.Meta)}
+	r := &record{info: info, declared: meta, rawMeta: bytes.Clone(n.Meta)}
+	m.applyLocked(r, m.vouchedLocked())
+	m.records[n.Name] = r
 	m.changedLocked()
 }
 
@@ -744,10 +808,12 @@ func (m *Member) prune() {
 	for name, r := range m.records {
 		if (r.info.State == StateDead || r.info.State == StateLeft) && r.info.LastChange.Before(cutoff) {
 			delete(m.records, name)
+			delete(m.claimsBy, name) // the verifier keeps its sequence: no replay after
 			pruned = true
 		}
 	}
 	if pruned {
+		m.applyAllLocked()
 		m.changedLocked()
 	}
 }
@@ -778,14 +844,17 @@ func (d *delegate) NodeMeta(limit int) []byte {
 	return bytes.Clone(d.m.localWire)
 }
 
-func (d *delegate) NotifyMsg([]byte)                                {}
-func (d *delegate) GetBroadcasts(int, int) [][]byte                 { return nil }
-func (d *delegate) LocalState(bool) []byte                          { return nil }
-func (d *delegate) MergeRemoteState([]byte, bool)                   {}
+func (d *delegate) NotifyMsg(b []byte)                              { d.m.mergeClaims(b) }
+func (d *delegate) LocalState(bool) []byte                          { return d.m.localClaimState() }
+func (d *delegate) MergeRemoteState(b []byte, _ bool)               { d.m.mergeClaims(b) }
 func (d *delegate) NotifyJoin(n *memberlist.Node)                   { d.m.observe(n, StateAlive) }
 func (d *delegate) NotifyUpdate(n *memberlist.Node)                 { d.m.observe(n, StateAlive) }
 func (d *delegate) NotifyConflict(existing, other *memberlist.Node) { d.m.conflict(existing, other) }
 func (d *delegate) AckPayload() []byte                              { return nil }
+
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
+	return d.m.claimQueue.GetBroadcasts(overhead, limit)
+}
 
 // NotifyLeave reports a node gone. Memberlist does not say whether it left
 // or failed; a member announces Leaving in its metadata before it leaves.

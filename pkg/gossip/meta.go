@@ -31,7 +31,7 @@ const (
 	// metaVersion is the newest encoding this build reads and writes. Bump
 	// it when adding a field; a field older readers may skip needs nothing
 	// more.
-	metaVersion = 4 // 3: the advisory bootstrap node, join slot and joined servers; 4: commands
+	metaVersion = 5 // 3: the advisory bootstrap node, join slot and joined servers; 4: commands; 5: agents' RKE2 versions and upgrade report
 	// metaNeeds is what this build's metadata asks of a reader. Raise it
 	// only for a change an older reader must not skip: a new meaning of an
 	// existing field, or a field without which a peer would be misread.
@@ -53,6 +53,9 @@ const (
 	// maxTimelineLen is the timeline summary's limit, the same as
 	// timeline.MaxEncodedLen of the package that encodes it.
 	maxTimelineLen = 96
+	// maxUpgradeFailedLen is the limit of an agent's upgrade failure
+	// reason, the same as the signed claims' (claims.UpgradeReport).
+	maxUpgradeFailedLen = 96
 )
 
 // Enumerations on the wire.
@@ -90,6 +93,12 @@ const (
 	tagJoinSlot      = 20
 	tagJoinedServers = 21
 	tagCommands      = 22
+	// Agents' own day-2 report (servers sign theirs in their claim).
+	tagRKE2Wanted         = 23
+	tagRKE2Running        = 24
+	tagUpgradeFailed      = 25
+	tagUpgradeFailedBegin = 26
+	tagUpgradeFinished    = 27
 )
 
 // Meta is what a host tells every other host about itself. It travels as
@@ -129,6 +138,49 @@ type Meta struct {
 	// leader acts on its membership duties only once every voter reads
 	// their commands.
 	Commands int
+
+	// Agent-only fields: what an agent reports of its RKE2 version and
+	// its upgrade steps (servers report theirs in their signed claim). A
+	// Meta with any of them is an agent's: Encode refuses them beside
+	// role server or a server-only field (serverOnly).
+	RKE2Wanted         string // the version this host's config asks for, ≤64 bytes
+	RKE2Running        string // the version installed/running here, ≤64 bytes
+	UpgradeFailed      string // why an upgrade step failed, ≤96 bytes
+	UpgradeFailedBegin int64  // the Since of the committed begin it failed under
+	UpgradeFinished    int64  // the Since of the last begin it ran to the end
+}
+
+// agentOnly reports whether m has an agent-only field set.
+func (m *Meta) agentOnly() bool {
+	return m.RKE2Wanted != "" || m.RKE2Running != "" || m.UpgradeFailed != "" || m.UpgradeFailedBegin != 0 || m.UpgradeFinished != 0
+}
+
+// serverOnly names the first server-only field m has set ("" none): what
+// only a server publishes, so an agent's worst case leaves it out.
+func (m *Meta) serverOnly() string {
+	switch {
+	case m.RaftAddr != "":
+		return "raft address"
+	case m.RaftState == RaftMember:
+		return "raft state"
+	case m.BootstrapSet != "":
+		return "bootstrap set"
+	case m.WantJoinSlot:
+		return "want-join-slot"
+	case m.StartedRKE2:
+		return "started-rke2"
+	case m.CAHash != "":
+		return "CA hash"
+	case m.ClusterReady:
+		return "cluster-ready"
+	case m.BootstrapNode != "":
+		return "bootstrap node"
+	case m.JoinSlot != "":
+		return "join slot"
+	case m.JoinedServers != 0:
+		return "joined servers"
+	}
+	return ""
 }
 
 // metaField is how one field of Meta travels: put returns its value and
@@ -173,11 +225,44 @@ var metaFields = []metaField{
 	textField(tagVersion, "version", maxVersionLen, func(m *Meta) *string { return &m.Version }),
 	{tag: tagMAC, name: "MAC", put: putMAC, get: getMAC},
 	boolField(tagLeaving, "leaving", func(m *Meta) *bool { return &m.Leaving }),
-	{tag: tagTimeline, name: "timeline", put: putTimeline, get: getTimeline},
+	// The timeline is shown and acted on by nobody: an agent's worst case
+	// (its RKE2 versions and upgrade report at their longest) leaves it out.
+	advisory(metaField{tag: tagTimeline, name: "timeline", put: putTimeline, get: getTimeline}),
 	advisory(textField(tagBootstrapNode, "bootstrap node", maxNodeNameLen, func(m *Meta) *string { return &m.BootstrapNode })),
 	advisory(textField(tagJoinSlot, "join slot", maxNodeNameLen, func(m *Meta) *string { return &m.JoinSlot })),
 	advisory(countField(tagJoinedServers, "joined servers", func(m *Meta) *int { return &m.JoinedServers })),
 	countField(tagCommands, "commands", func(m *Meta) *int { return &m.Commands }),
+	textField(tagRKE2Wanted, "rke2 wanted", maxVersionLen, func(m *Meta) *string { return &m.RKE2Wanted }),
+	textField(tagRKE2Running, "rke2 running", maxVersionLen, func(m *Meta) *string { return &m.RKE2Running }),
+	textField(tagUpgradeFailed, "upgrade failed", maxUpgradeFailedLen, func(m *Meta) *string { return &m.UpgradeFailed }),
+	sinceField(tagUpgradeFailedBegin, "upgrade failed begin", func(m *Meta) *int64 { return &m.UpgradeFailedBegin }),
+	sinceField(tagUpgradeFinished, "upgrade finished", func(m *Meta) *int64 { return &m.UpgradeFinished }),
+}
+
+// sinceField is a positive int64 sent as 8 bytes (0 is not sent).
+func sinceField(tag byte, name string, field func(*Meta) *int64) metaField {
+	return metaField{
+		tag:  tag,
+		name: name,
+		put: func(m *Meta) ([]byte, bool, error) {
+			n := *field(m)
+			if n < 0 {
+				return nil, false, fmt.Errorf("%d: negative", n)
+			}
+			return binary.BigEndian.AppendUint64(nil, uint64(n)), n != 0, nil
+		},
+		get: func(m *Meta, v []byte) error {
+			if len(v) != 8 {
+				return fmt.Errorf("%d bytes, want 8", len(v))
+			}
+			n := binary.BigEndian.Uint64(v)
+			if n == 0 || n > 1<<63-1 {
+				return fmt.Errorf("%d out of range", n)
+			}
+			*field(m) = int64(n)
+			return nil
+		},
+	}
 }
 
 // metaFieldByTag indexes metaFields; nil for tags this build does not know.
@@ -215,6 +300,14 @@ func (m Meta) Encode() ([]byte, error) {
 
 // encode writes every field of m, the advisory ones only if withAdvisory.
 func (m Meta) encode(withAdvisory bool) ([]byte, error) {
+	if m.agentOnly() {
+		if m.Role != RoleAgent {
+			return nil, fmt.Errorf("gossip: meta of role %q with an agent's RKE2 versions or upgrade report: servers report those in their signed claim", m.Role)
+		}
+		if f := m.serverOnly(); f != "" {
+			return nil, fmt.Errorf("gossip: meta with an agent's RKE2 versions or upgrade report and a server's %s: a host is one or the other", f)
+		}
+	}
 	b := make([]byte, 0, 192)
 	b = append(b, metaNeeds, metaVersion)
 	for i := range metaFields {
@@ -295,6 +388,9 @@ func DecodeMeta(buf []byte) (Meta, error) {
 	}
 	if m.Role == "" {
 		return Meta{}, errors.New("gossip: decode meta: role missing")
+	}
+	if m.agentOnly() && (m.Role != RoleAgent || m.serverOnly() != "") {
+		return Meta{}, errors.New("gossip: decode meta: an agent's RKE2 versions or upgrade report beside server fields")
 	}
 	if m.RaftState == "" {
 		m.RaftState = RaftNone

@@ -99,7 +99,7 @@ func TestMetaCanonicalForms(t *testing.T) {
 }
 
 func withoutAdvisory(m Meta) Meta {
-	m.BootstrapNode, m.JoinSlot, m.JoinedServers = "", "", 0
+	m.BootstrapNode, m.JoinSlot, m.JoinedServers, m.Timeline = "", "", 0, nil
 	return m
 }
 
@@ -120,14 +120,75 @@ func TestMetaAdvisoryFieldsMakeRoom(t *testing.T) {
 	}
 }
 
+// worstCaseAgentMeta is an agent's Meta at its longest: the server worst
+// case without the server-only fields, with the agent-only ones.
+func worstCaseAgentMeta() Meta {
+	m := worstCaseMeta()
+	m.Role = RoleAgent
+	m.RaftAddr, m.RaftState, m.BootstrapSet, m.WantJoinSlot, m.StartedRKE2 = "", RaftNone, "", false, false
+	m.CAHash, m.ClusterReady, m.BootstrapNode, m.JoinSlot, m.JoinedServers = "", false, "", "", 0
+	m.RKE2Wanted = strings.Repeat("w", maxVersionLen)
+	m.RKE2Running = strings.Repeat("r", maxVersionLen)
+	m.UpgradeFailed = strings.Repeat("f", maxUpgradeFailedLen)
+	m.UpgradeFailedBegin, m.UpgradeFinished = 1<<63-1, 1<<63-1
+	return m
+}
+
 func TestMetaWorstCaseFits(t *testing.T) {
-	wire, err := worstCaseMeta().Encode()
-	if err != nil {
-		t.Fatal(err)
+	for role, m := range map[string]Meta{RoleServer: worstCaseMeta(), RoleAgent: worstCaseAgentMeta()} {
+		t.Run(role, func(t *testing.T) {
+			all, err := m.encode(true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			essential, err := m.encode(false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("worst case %d bytes (%d without the advisory fields), typical %d bytes", len(all), len(essential), len(mustEncode(t, fullMeta())))
+			if len(essential) > memberlist.MetaMaxSize {
+				t.Fatalf("the worst case without advisory fields is %d bytes, over %d", len(essential), memberlist.MetaMaxSize)
+			}
+			want := m
+			if len(all) > memberlist.MetaMaxSize {
+				want = withoutAdvisory(m)
+			}
+			if got := roundTrip(t, m); !reflect.DeepEqual(got, want) {
+				t.Fatalf("round trip:\n got %+v\nwant %+v", got, want)
+			}
+		})
 	}
-	t.Logf("worst case %d bytes, typical %d bytes", len(wire), len(mustEncode(t, fullMeta())))
-	if len(wire) > memberlist.MetaMaxSize {
-		t.Fatalf("worst case is %d bytes, over %d", len(wire), memberlist.MetaMaxSize)
+}
+
+// TestMetaAgentOnlyFields: an agent's versions and upgrade report travel
+// in its Meta; a server's never do (they are in its signed claim).
+func TestMetaAgentOnlyFields(t *testing.T) {
+	agent := Meta{Role: RoleAgent, RaftState: RaftNone, Ready: true, Commands: 2, RKE2Wanted: "v1.31.4+rke2r1",
+		RKE2Running: "v1.30.8+rke2r1", UpgradeFailed: "drain: timed out", UpgradeFailedBegin: 1772366400, UpgradeFinished: 1772360000}
+	if got := roundTrip(t, agent); !reflect.DeepEqual(got, agent) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got, agent)
+	}
+	for name, f := range map[string]func(*Meta){
+		"role server":  func(m *Meta) { m.Role = RoleServer },
+		"raft address": func(m *Meta) { m.RaftAddr = "10.0.0.1:9348" },
+		"CA hash":      func(m *Meta) { m.CAHash = strings.Repeat("ab", 32) },
+		"join slot":    func(m *Meta) { m.WantJoinSlot = true },
+	} {
+		m := agent
+		f(&m)
+		if _, err := m.Encode(); err == nil {
+			t.Errorf("%s beside agent-only fields: encoded", name)
+		}
+		// and a reader refuses such metadata from a hand-made writer
+		m.RKE2Wanted, m.RKE2Running, m.UpgradeFailed, m.UpgradeFailedBegin, m.UpgradeFinished = "", "", "", 0, 0
+		wire := mustEncode(t, m)
+		wire = append(wire, tagRKE2Wanted, 2, 'v', '1')
+		if _, err := DecodeMeta(wire); err == nil {
+			t.Errorf("%s beside agent-only fields: decoded", name)
+		}
+	}
+	if _, err := (Meta{Role: RoleAgent, UpgradeFinished: -1}).Encode(); err == nil {
+		t.Error("a negative upgrade begin encoded")
 	}
 }
 
@@ -224,8 +285,8 @@ var agentRole = tlv{tagRole, []byte{wireRoleAgent}}
 func TestDecodeMetaFutureFields(t *testing.T) {
 	want := fullMeta()
 	future := append(splitFields(t, mustEncode(t, want)),
-		tlv{tagCommands + 1, nil},
-		tlv{tagCommands + 2, []byte{0xff}},
+		tlv{tagUpgradeFinished + 1, nil},
+		tlv{tagUpgradeFinished + 2, []byte{0xff}},
 		tlv{200, bytes.Repeat([]byte{0}, 255)},
 		tlv{255, []byte("a timeline summary of a newer daemon")},
 	)
@@ -258,11 +319,11 @@ func TestDecodeMetaVersions(t *testing.T) {
 		{"ours", wire(metaNeeds, metaVersion, agentRole), ""},
 		{"older writer", wire(metaNeeds, metaVersion-1, agentRole), ""},
 		{"newer writer, needs ours", wire(metaVersion, metaVersion+1, agentRole), ""},
-		{"needs a newer reader", wire(metaVersion+1, metaVersion+1, agentRole), "meta version 5 or newer needed to read this member's metadata; this daemon reads versions 2 to 4: upgrade this host"},
+		{"needs a newer reader", wire(metaVersion+1, metaVersion+1, agentRole), "meta version 6 or newer needed to read this member's metadata; this daemon reads versions 2 to 5: upgrade this host"},
 		{"needs 255", []byte{255}, "meta version 255 or newer needed"},
 		{"version 1 layout", wire(1, 1, agentRole), "meta version 1 is not read by this daemon"},
 		{"version 0", wire(0, 2, agentRole), "meta version 0 is not read"},
-		{"writer below what it needs", wire(metaVersion, metaVersion-1, agentRole), "writer version 3 below the version 4 it needs"},
+		{"writer below what it needs", wire(metaVersion, metaVersion-1, agentRole), "writer version 4 below the version 5 it needs"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -406,7 +467,7 @@ func TestNewerMemberStaysInView(t *testing.T) {
 	}
 	d := &delegate{m: m}
 	known := Meta{Role: RoleServer, Phase: "ready", RaftAddr: "10.0.0.2:9348", RaftState: RaftMember}
-	fields := append(splitFields(t, mustEncode(t, known)), tlv{tagJoinedServers + 5, []byte("field of a newer daemon")})
+	fields := append(splitFields(t, mustEncode(t, known)), tlv{tagUpgradeFinished + 5, []byte("field of a newer daemon")})
 	d.NotifyJoin(&memberlist.Node{Name: "newer", Addr: net.IPv4(10, 0, 0, 2), Port: 9347, Meta: wire(metaNeeds, metaVersion+1, fields...)})
 	d.NotifyJoin(&memberlist.Node{Name: "far-newer", Addr: net.IPv4(10, 0, 0, 3), Port: 9347, Meta: wire(metaVersion+1, metaVersion+1, fields...)})
 	for _, mi := range m.Members() {

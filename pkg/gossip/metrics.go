@@ -16,7 +16,11 @@ type metrics struct {
 	nameImpostors   prometheus.Counter
 	joinAttempts    prometheus.Counter
 	joinFailures    prometheus.Counter
+	claimsRejected  *prometheus.CounterVec
 }
+
+// claimRejectReasons label rke2_hanode_gossip_claims_rejected_total.
+var claimRejectReasons = []string{"bad_signature", "wrong_key", "replay", "wrong_node", "address_mismatch", "malformed"}
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	counter := func(name, help string) prometheus.Counter {
@@ -39,11 +43,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			"Attempts to join the gossip cluster through the seeds."),
 		joinFailures: counter("join_failures_total",
 			"Join attempts in which no seed answered."),
+		claimsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "rke2_hanode", Subsystem: "gossip", Name: "claims_rejected_total",
+			Help: "Server claims not applied, by reason: bad_signature, wrong_key, replay, wrong_node, address_mismatch, malformed."}, []string{"reason"}),
+	}
+	for _, r := range claimRejectReasons {
+		m.claimsRejected.WithLabelValues(r)
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.members, m.decryptFailures, m.nameConflicts, m.nameImpostors, m.joinAttempts, m.joinFailures} {
+	for _, c := range []prometheus.Collector{m.members, m.decryptFailures, m.nameConflicts, m.nameImpostors, m.joinAttempts, m.joinFailures, m.claimsRejected} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("gossip: register metrics: %w", err)
 		}
