@@ -12,6 +12,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/adminsock"
+	"github.com/rke2-hanode/rke2-hanode/pkg/claims"
+	"github.com/rke2-hanode/rke2-hanode/pkg/gossip"
 	"github.com/rke2-hanode/rke2-hanode/pkg/election"
 	ms "github.com/rke2-hanode/rke2-hanode/pkg/membership"
 )
@@ -28,7 +30,7 @@ const requestWait = 2 * time.Minute
 
 // maxRequests is how many requests a server relays at once (the claim's
 // bound).
-const maxRequests = 8
+const maxRequests = claims.MaxRequests
 
 // requestRelay publishes the requests this server relays in its signed
 // claim, for the leader to read (the gossip carriage).
@@ -89,10 +91,32 @@ func (n *Node) selfRequests(name string) []election.Request {
 }
 
 // peerRequests are the requests server name relays in its verified claim,
-// as gossip carries them. Until gossip carries claims' requests, none: a
-// request is then seen only by a leader that is its own server.
+// as gossip carries them. A member without a verified claim (an agent, a
+// host without the server key) relays nothing, whatever its metadata says.
 func (n *Node) peerRequests(name string) []election.Request {
+	for _, mi := range n.members.Members() {
+		if mi.Name != name || mi.Claim == nil {
+			continue
+		}
+		out := make([]election.Request, 0, len(mi.Claim.Requests))
+		for _, r := range mi.Claim.Requests {
+			out = append(out, election.Request{ID: r.ID, Kind: r.Kind, Target: r.Target, At: r.At})
+		}
+		return out
+	}
 	return nil
+}
+
+// claimRelay publishes the requests in this server's signed claim.
+type claimRelay struct{ g *gossip.Member }
+
+func (c claimRelay) RelayRequests(rs []election.Request) error {
+	return c.g.UpdateClaim(func(cl *claims.Claim) {
+		cl.Requests = cl.Requests[:0]
+		for _, r := range rs {
+			cl.Requests = append(cl.Requests, claims.Request{ID: r.ID, Kind: r.Kind, Target: r.Target, At: r.At})
+		}
+	})
 }
 
 // publishRequests hands this server's requests to the relay.

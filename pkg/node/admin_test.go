@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rke2-hanode/rke2-hanode/pkg/claims"
 	"github.com/rke2-hanode/rke2-hanode/pkg/election"
 	"github.com/rke2-hanode/rke2-hanode/pkg/gossip"
 	ms "github.com/rke2-hanode/rke2-hanode/pkg/membership"
@@ -260,5 +261,24 @@ func TestReinstalledHostClears(t *testing.T) {
 	n2.prog.StartedRKE2 = true
 	if rejoin, err := n2.rejoinAs(ctx); rejoin || err != nil || len(n2.reqs.list()) != 0 {
 		t.Fatalf("a member that started here: rejoin %v, %v", rejoin, err)
+	}
+}
+
+// The leader reads a peer's requests only from its verified claim: a member
+// without one (an agent, or a host that cannot sign) relays nothing.
+func TestPeerRequestsOnlyFromVerifiedClaims(t *testing.T) {
+	w := adminWorld()
+	at := time.Unix(2_000_000_000, 0).UTC()
+	w.members = append(w.members,
+		gossip.MemberInfo{Name: "agent-1", State: gossip.StateAlive, Meta: gossip.Meta{Role: gossip.RoleAgent}},
+		gossip.MemberInfo{Name: "s4", State: gossip.StateAlive, Meta: gossip.Meta{Role: gossip.RoleServer},
+			Claim: &claims.Claim{Node: "s4", Requests: []claims.Request{{ID: "00000000000000a1", Kind: claims.RequestRemove, Target: "s3", At: at}}}})
+	n := newTestNode(t, w, "server", t.TempDir())
+	if got := n.selfRequests("agent-1"); len(got) != 0 {
+		t.Fatalf("requests of a member without a claim: %+v", got)
+	}
+	got := n.selfRequests("s4")
+	if len(got) != 1 || got[0] != (election.Request{ID: "00000000000000a1", Kind: election.RequestRemove, Target: "s3", At: at}) {
+		t.Fatalf("requests of s4: %+v", got)
 	}
 }

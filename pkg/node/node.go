@@ -239,6 +239,9 @@ func (n *Node) Run(ctx context.Context) error {
 	defer g.Close() // after the parts below have stopped: leaves gracefully
 	n.mu.Lock()
 	n.members = g
+	if c.IsServer() {
+		n.relay = claimRelay{g}
+	}
 	n.mu.Unlock()
 
 	var wg sync.WaitGroup
