@@ -2,7 +2,9 @@ package loopback
 
 import (
 	"context"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -155,6 +157,38 @@ func TestRemovedHostRejoinsWithWipe(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitPhase(t, victim, status.PhaseReady, 5*time.Minute)
+	for _, n := range c.Nodes {
+		etcdVoters(t, n, names(c.Nodes...))
+	}
+}
+
+// TestReinstall: a server (not the raft leader) dies and comes back under
+// the same name on a fresh disk — no daemon state, no RKE2 datastore, a new
+// node password. It asks the leader to clear its old etcd member and node
+// password (granted, its old self being dead), then joins in its turn:
+// real etcd lists it once, no learner left.
+func TestReinstall(t *testing.T) {
+	c := newCluster(t, "127.87.0.51", 3, 0)
+	if err := c.StartAll(); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, c, 120*time.Second)
+	_, others := roles(t, c)
+	victim := others[0]
+	pids := victim.SimPIDs()
+	victim.Kill()
+	for _, pid := range pids {
+		_ = syscallKill(pid)
+	}
+	for _, dir := range []string{filepath.Join(victim.Dir, "hanode"), victim.RKE2DataDir, filepath.Join(victim.RKE2ConfigDir, "node")} {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitPhase(t, victim, status.PhaseReady, 8*time.Minute)
 	for _, n := range c.Nodes {
 		etcdVoters(t, n, names(c.Nodes...))
 	}
