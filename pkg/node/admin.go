@@ -13,8 +13,8 @@ import (
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/adminsock"
 	"github.com/rke2-hanode/rke2-hanode/pkg/claims"
-	"github.com/rke2-hanode/rke2-hanode/pkg/gossip"
 	"github.com/rke2-hanode/rke2-hanode/pkg/election"
+	"github.com/rke2-hanode/rke2-hanode/pkg/gossip"
 	ms "github.com/rke2-hanode/rke2-hanode/pkg/membership"
 )
 
