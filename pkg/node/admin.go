@@ -298,3 +298,32 @@ func (n *Node) verbUpgrade(ctx context.Context, kind string, progress func(strin
 	}
 	return "upgrade resumed: hosts begin in turn again, a failed host is retried", nil
 }
+
+// claimKeys gives gossip the server-claims keys: every host trusts the
+// fingerprint (from the server token where it is held, else from the agent
+// token), and a server signs its claim with the key derived from the
+// server token. Only signed claims make a member a server, and only a
+// server's claim carries operators' requests.
+func (n *Node) claimKeys(g *gossip.Config) error {
+	c := n.cfg
+	server, agent := "", c.Secret() // an agent's token is the agent secret
+	if c.IsServer() {
+		server, agent = c.Secret(), c.AgentSecret()
+	}
+	fp, err := claims.TrustedFingerprint(server, agent, c.ClusterName)
+	if err != nil && !c.IsServer() {
+		// An agent token without a fingerprint: in a single-token set-up
+		// it is the server token itself.
+		fp, err = claims.FingerprintFromServerToken(c.Secret(), c.ClusterName)
+	}
+	if err != nil {
+		return fmt.Errorf("node: server-claims key: %w", err)
+	}
+	g.TrustedFingerprint = fp
+	if c.IsServer() {
+		if g.Signer, err = claims.NewSigner(c.Secret(), c.ClusterName); err != nil {
+			return fmt.Errorf("node: server-claims key: %w", err)
+		}
+	}
+	return nil
+}

@@ -153,6 +153,9 @@ func New(opts Options) (*Node, error) {
 		Logger:        log,
 		Registerer:    opts.Registerer,
 	}
+	if err := n.claimKeys(&n.gossipCfg); err != nil {
+		return nil, err
+	}
 	n.prober, err = vip.NewProber(vip.ProberConfig{
 		NodeName:       c.NodeName,
 		Logger:         log,
