@@ -414,3 +414,31 @@ func clip(s string) string {
 	}
 	return s
 }
+
+// RemovedFromRaft reports whether this server has raft state whose latest
+// configuration no longer lists it: the leader dropped its voter after its
+// removal was done. Such a server hears from no leader (it is not part of
+// the group), so its FSM may never learn the removal; this is its own
+// evidence. A server without raft state, or not running yet, reports false.
+func (e *Election) RemovedFromRaft() bool {
+	e.mu.Lock()
+	r, running, hasState := e.r, e.running, e.hasState
+	e.mu.Unlock()
+	if r == nil || !running || !hasState {
+		return false
+	}
+	f := r.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	servers := f.Configuration().Servers
+	if len(servers) == 0 {
+		return false
+	}
+	for _, s := range servers {
+		if string(s.ID) == e.cfg.NodeName {
+			return false
+		}
+	}
+	return true
+}

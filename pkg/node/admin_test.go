@@ -282,3 +282,16 @@ func TestPeerRequestsOnlyFromVerifiedClaims(t *testing.T) {
 		t.Fatalf("requests of s4: %+v", got)
 	}
 }
+
+// A server removed while it was away restarts out of the raft
+// configuration: no leader contacts it, so its FSM never says removed; its
+// own raft configuration does, and it stops for good before RKE2 starts.
+func TestRemovedWhileAwayStops(t *testing.T) {
+	w := adminWorld()
+	w.outOfRaft, w.datastore.Present = true, true
+	n := newTestNode(t, w, "server", t.TempDir())
+	phase := walkUntil(t, n, w)
+	if !strings.HasPrefix(phase, status.PhaseFailed) || !strings.Contains(phase, "rejoin --wipe") || slices.ContainsFunc(w.steps(), func(s string) bool { return strings.HasPrefix(s, "start@") }) {
+		t.Fatalf("ended %q; steps %v", phase, w.steps())
+	}
+}

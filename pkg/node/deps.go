@@ -52,6 +52,9 @@ type coordinator interface {
 	// its join (a joiner, with the CA it joined). ReportNotReady withdraws it.
 	ReportReady(caHash string)
 	ReportNotReady()
+	// RemovedFromRaft: this server's raft state no longer lists it in the
+	// configuration (it was removed).
+	RemovedFromRaft() bool
 }
 
 // vipProber asks RKE2's supervisor port, on the VIP or on a host, whether

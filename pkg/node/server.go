@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/election"
 	"github.com/rke2-hanode/rke2-hanode/pkg/gossip"
@@ -22,7 +23,21 @@ func (n *Node) runServer(ctx context.Context) error {
 	}
 	n.t.set(status.PhaseElecting, "servers are choosing the bootstrap node")
 	err = n.retryWithin(ctx, "elect", electDeadline, "waiting for the bootstrap node to be chosen", func(ctx context.Context) error {
-		_, err := n.coord.WaitBootstrap(ctx)
+		wctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		go func() {
+			// Removed while away: no leader will ever contact this server.
+			for n.clk.Sleep(wctx, time.Second) == nil {
+				if n.coord.RemovedFromRaft() {
+					cancel(&permanentError{err: errRemoved})
+					return
+				}
+			}
+		}()
+		_, err := n.coord.WaitBootstrap(wctx)
+		if cause := context.Cause(wctx); err != nil && errors.Is(cause, errRemoved) {
+			return cause
+		}
 		return err
 	})
 	if err != nil {

@@ -60,9 +60,25 @@ func waitPhase(t *testing.T, n *demo.Node, phase string, within time.Duration) s
 		return err == nil && st.Node.Phase == phase
 	})
 	if err != nil {
+		logTail(t, n)
 		t.Fatalf("%s: phase %q (%s), want %s", n.Name, st.Node.Phase, st.Node.Error, phase)
 	}
 	return st
+}
+
+// logTail shows the end of n's daemon log.
+func logTail(t *testing.T, n *demo.Node) {
+	t.Helper()
+	b, err := os.ReadFile(n.LogPath)
+	if err != nil {
+		t.Logf("%s: no log: %v", n.Name, err)
+		return
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) > 40 {
+		lines = lines[len(lines)-40:]
+	}
+	t.Logf("%s: end of its log:\n%s", n.Name, strings.Join(lines, "\n"))
 }
 
 func names(ns ...*demo.Node) []string {
