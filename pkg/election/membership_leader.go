@@ -110,6 +110,11 @@ func membershipVoterChanges(st ClusterState, self leaderSelf, voters map[string]
 		return nil
 	}
 	n := st.Removal.Node
+	// Only while it stands removed: once wiped (clear-member) it is added
+	// back as a fresh voter, and once it joined again it is a member.
+	if !slices.Contains(st.Removed, n) || st.wiped(n) {
+		return nil
+	}
 	// Raft lets a leader remove itself: it steps down once that commits.
 	if _, ok := voters[n]; ok {
 		return []action{{Kind: actRemoveVoter, Name: n}}

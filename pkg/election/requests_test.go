@@ -322,3 +322,38 @@ func TestRequestRecordsBoundedAndSnapshot(t *testing.T) {
 		t.Fatalf("records in a version-2 snapshot: %v", err)
 	}
 }
+
+// A removed server back on a fresh raft store is added as a voter only
+// once it said it was wiped, and its voter is not dropped again then (nor
+// once it joined again).
+func TestRemovedServerBackIntoRaft(t *testing.T) {
+	w := newRequestWorld(t)
+	w.st = mustApply(t, w.st, Command{Op: opRemoveCommitted, Node: "c", Executor: "a", At: 10})
+	w.st = mustApply(t, w.st, Command{Op: opRemoveExecuting, Node: "c", At: 11})
+	w.st = mustApply(t, w.st, Command{Op: opRemoveDone, Node: "c", At: 12})
+	c := w.peer("c")
+	c.HasRaftState, c.Ready = false, false
+	voters := map[string]string{"a": "a:9348", "b": "b:9348"}
+	kinds := func(acts []action) (add, remove bool) {
+		for _, a := range acts {
+			add = add || a.Kind == actAddVoter && a.Name == "c"
+			remove = remove || a.Kind == actRemoveVoter && a.Name == "c"
+		}
+		return
+	}
+	if add, _ := kinds(decide(w.st, w.peers, w.self, voters, w.now, LANTiming(), w.book)); add {
+		t.Fatal("a removed server added back to raft before it said it was wiped")
+	}
+	w.relay("c", Request{ID: "00000000000000c1", Kind: RequestClearMember, Target: "c"})
+	w.step()
+	if !w.st.wiped("c") {
+		t.Fatalf("not wiped: %+v", w.st.Requests)
+	}
+	if add, _ := kinds(decide(w.st, w.peers, w.self, voters, w.now, LANTiming(), w.book)); !add {
+		t.Fatal("the wiped server is not added back to raft")
+	}
+	voters["c"] = "c:9348"
+	if _, remove := kinds(decide(w.st, w.peers, w.self, voters, w.now, LANTiming(), w.book)); remove {
+		t.Fatal("the wiped server's raft voter is dropped again")
+	}
+}

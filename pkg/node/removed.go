@@ -118,3 +118,24 @@ func (n *Node) removedWhileRunning(ctx context.Context) bool {
 	n.t.fail("removed", errRemoved, true)
 	return true
 }
+
+// announceWipe is a wiped server's first step: it tells the leader, in its
+// claim, that it holds no datastore (clear-member), which lets a removed
+// server back into raft; then it forgets the mark.
+func (n *Node) announceWipe(ctx context.Context) error {
+	n.mu.Lock()
+	wiped := n.prog.Wiped
+	n.mu.Unlock()
+	if !wiped {
+		return nil
+	}
+	n.log.Info("this server was wiped (rejoin --wipe): telling the raft leader before it joins again")
+	if err := n.clearMember(ctx, "wiped (rejoin --wipe): telling the raft leader this server holds no datastore"); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.prog.Wiped = false
+	p := n.prog
+	n.mu.Unlock()
+	return saveProgress(n.cfg.DataDir, p, n.clk.Now())
+}

@@ -16,6 +16,9 @@ import (
 // runServer takes a server from discovery to ready: as the bootstrap node,
 // or as a joiner in its turn.
 func (n *Node) runServer(ctx context.Context) error {
+	if err := n.announceWipe(ctx); err != nil {
+		return err
+	}
 	n.t.set(status.PhaseDiscovering, "")
 	err := n.retryWithin(ctx, "discover", discoverDeadline, "waiting to see the expected servers", n.waitServers)
 	if err != nil {

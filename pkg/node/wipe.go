@@ -73,7 +73,7 @@ func Wipe(ctx context.Context, c *config.Config, log *zap.Logger, now time.Time)
 	if err != nil {
 		return did, fmt.Errorf("rejoin --wipe: %w", err)
 	}
-	p = progress{Version: p.Version, Role: p.Role}
+	p = progress{Version: p.Version, Role: p.Role, Wiped: true}
 	if err := saveProgress(c.DataDir, p, now); err != nil {
 		return did, fmt.Errorf("rejoin --wipe: %w", err)
 	}

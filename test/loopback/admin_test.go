@@ -49,7 +49,7 @@ func roles(t *testing.T, c *demo.Cluster) (leader *demo.Node, others []*demo.Nod
 	return leader, others
 }
 
-func waitPhase(t *testing.T, n *demo.Node, phase string, within time.Duration) status.Status {
+func waitPhase(t *testing.T, c *demo.Cluster, n *demo.Node, phase string, within time.Duration) status.Status {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
@@ -61,6 +61,9 @@ func waitPhase(t *testing.T, n *demo.Node, phase string, within time.Duration) s
 	})
 	if err != nil {
 		logTail(t, n)
+		for _, o := range c.Nodes {
+			logGrep(t, o, "request", "clear", "WARN", "ERROR")
+		}
 		t.Fatalf("%s: phase %q (%s), want %s", n.Name, st.Node.Phase, st.Node.Error, phase)
 	}
 	return st
@@ -79,6 +82,25 @@ func logTail(t *testing.T, n *demo.Node) {
 		lines = lines[len(lines)-40:]
 	}
 	t.Logf("%s: end of its log:\n%s", n.Name, strings.Join(lines, "\n"))
+}
+
+// logGrep shows the last lines of n's log holding any of words.
+func logGrep(t *testing.T, n *demo.Node, words ...string) {
+	t.Helper()
+	b, _ := os.ReadFile(n.LogPath)
+	var hits []string
+	for _, l := range strings.Split(string(b), "\n") {
+		for _, w := range words {
+			if strings.Contains(l, w) {
+				hits = append(hits, l)
+				break
+			}
+		}
+	}
+	if len(hits) > 25 {
+		hits = hits[len(hits)-25:]
+	}
+	t.Logf("%s: %v in its log:\n%s", n.Name, words, strings.Join(hits, "\n"))
 }
 
 func names(ns ...*demo.Node) []string {
@@ -124,7 +146,7 @@ func TestRemoveVerb(t *testing.T) {
 	for _, n := range []*demo.Node{leader, asker} {
 		etcdVoters(t, n, names(leader, asker))
 	}
-	st := waitPhase(t, victim, status.PhaseFailed, 2*time.Minute)
+	st := waitPhase(t, c, victim, status.PhaseFailed, 2*time.Minute)
 	if !strings.Contains(st.Node.Error, "rke2-hanode rejoin --wipe") {
 		t.Fatalf("%s: error %q, want it to say rejoin --wipe", victim.Name, st.Node.Error)
 	}
@@ -149,13 +171,13 @@ func TestRemovedHostRejoinsWithWipe(t *testing.T) {
 	if out, err := cli(t, leader, 12*time.Minute, "remove", victim.Name); err != nil {
 		t.Fatalf("remove: %v\n%s", err, out)
 	}
-	waitPhase(t, victim, status.PhaseFailed, 2*time.Minute)
+	waitPhase(t, c, victim, status.PhaseFailed, 2*time.Minute)
 	// Restarted as it is, it refuses to start on its stale datastore.
 	victim.Stop(10 * time.Second)
 	if err := victim.Start(); err != nil {
 		t.Fatal(err)
 	}
-	st := waitPhase(t, victim, status.PhaseFailed, 3*time.Minute)
+	st := waitPhase(t, c, victim, status.PhaseFailed, 3*time.Minute)
 	if !strings.Contains(st.Node.Error, "rejoin --wipe") {
 		t.Fatalf("restarted removed host: %q", st.Node.Error)
 	}
@@ -172,7 +194,7 @@ func TestRemovedHostRejoinsWithWipe(t *testing.T) {
 	if err := victim.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitPhase(t, victim, status.PhaseReady, 5*time.Minute)
+	waitPhase(t, c, victim, status.PhaseReady, 5*time.Minute)
 	for _, n := range c.Nodes {
 		etcdVoters(t, n, names(c.Nodes...))
 	}
@@ -204,7 +226,7 @@ func TestReinstall(t *testing.T) {
 	if err := victim.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitPhase(t, victim, status.PhaseReady, 8*time.Minute)
+	waitPhase(t, c, victim, status.PhaseReady, 8*time.Minute)
 	for _, n := range c.Nodes {
 		etcdVoters(t, n, names(c.Nodes...))
 	}
