@@ -171,7 +171,14 @@ func step(c Cluster, view []Server, cfg Config, now time.Time, book *Book, self 
 
 	if r := c.Removal; r.Active() {
 		if p := byName[r.Executor].Progress; p.Node == r.Node && p.State != r.State {
-			if next, err := r.Advance(p.State, now, p.Reason); err == nil {
+			// An executor quicker than the leader's steps reports done
+			// while the removal is still committed: it goes through
+			// executing first, one state per step.
+			to := p.State
+			if r.State == RemovalCommitted && to == RemovalDone {
+				to = RemovalExecuting
+			}
+			if next, err := r.Advance(to, now, p.Reason); err == nil {
 				d.Kind, d.Node, d.Removal = Advance, r.Node, next
 				return d
 			}

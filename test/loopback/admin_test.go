@@ -230,4 +230,10 @@ func TestReinstall(t *testing.T) {
 	for _, n := range c.Nodes {
 		etcdVoters(t, n, names(c.Nodes...))
 	}
+	// It went through the clear, not around it.
+	b, _ := os.ReadFile(victim.LogPath)
+	if !strings.Contains(string(b), "a fresh disk: a reinstall") || !strings.Contains(string(b), "the raft leader cleared this host's old self") {
+		logGrep(t, victim, "reinstall", "clear", "WARN")
+		t.Fatal("the reinstalled host did not ask for its old member to be cleared")
+	}
 }
