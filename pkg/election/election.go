@@ -132,6 +132,11 @@ func (e *Election) Changed() <-chan struct{} {
 	return e.watch
 }
 
+// Wake makes the loop step now, as on its tick: the node calls it when
+// something the leader's next decision reads outside raft and gossip
+// changed (its own executor's progress).
+func (e *Election) Wake() { e.changed() }
+
 // wait calls check on every change, and every tick, until it reports
 // done or ctx ends.
 func (e *Election) wait(ctx context.Context, check func(ClusterState) (bool, error)) error {

@@ -294,8 +294,10 @@ func (n *Node) myBegin() (upgradeBegin, bool) {
 func (n *Node) runUpgrades(ctx context.Context) {
 	for {
 		// Taken before reading the state, so that a change while this
-		// pass runs ends the wait below at once.
-		changed := n.upgradeChanges()
+		// pass runs ends the wait below at once: a server starts its steps,
+		// and refreshes the plan its status shows, at the commit of a begin
+		// or done instead of up to a tick later.
+		changed := n.coordChanges()
 		if phase, _, _ := n.t.get(); phase == status.PhaseReady || n.upg.runner.current() != nil {
 			n.mu.Lock()
 			unknown := n.prog.RKE2Running == ""
@@ -315,48 +317,10 @@ func (n *Node) runUpgrades(ctx context.Context) {
 		if n.cfg.IsServer() {
 			n.refreshUpgradePlan()
 		}
-		if n.waitUpgradeTick(ctx, changed) != nil {
+		if n.waitTickOrChange(ctx, changed, upgradeTick) != nil {
 			return
 		}
 	}
-}
-
-// changeWatcher is the part of the coordinator that tells of a change of
-// the replicated state (election.Election.Changed).
-type changeWatcher interface {
-	Changed() <-chan struct{}
-}
-
-// upgradeChanges is the channel closed at the coordinator's next change,
-// nil without one (an agent, or a server before raft opens).
-func (n *Node) upgradeChanges() <-chan struct{} {
-	if w, ok := n.coordinator().(changeWatcher); ok {
-		return w.Changed()
-	}
-	return nil
-}
-
-// waitUpgradeTick waits upgradeTick, or less when the coordinator's state
-// changed (a committed begin, done or plan change) since changed was
-// taken: a server then starts its steps, and refreshes the plan its
-// status shows, at the commit instead of up to a tick later.
-func (n *Node) waitUpgradeTick(ctx context.Context, changed <-chan struct{}) error {
-	if changed == nil {
-		return n.clk.Sleep(ctx, upgradeTick)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-changed:
-			cancel()
-		case <-sctx.Done():
-		}
-	}()
-	if err := n.clk.Sleep(sctx, upgradeTick); err != nil && ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return nil
 }
 
 // upgradeHosts is every host of the cluster as the roll sees it: alive
