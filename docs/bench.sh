@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs every benchmark of test/bench (and pkg/gossip's own) and writes
-# docs/BENCHMARKS.md. `make bench` builds bin/ first; about 10-15 minutes on
+# docs/BENCHMARKS.md. `make bench` builds bin/ first; about 12-18 minutes on
 # two cores. BENCH_WORK=DIR keeps the results and every host's logs there.
 set -eu
 cd "$(dirname "$0")/.."
@@ -48,6 +48,8 @@ step etcd "$B" etcd -members 3 -runs 3 -settle 10s \
 	-work "$work/hosts" -out "$work/etcd.json"
 step heal "$B" heal -removal 10s -join 5s -base 127.97.0.11 \
 	-work "$work/hosts" -out "$work/heal.json"
+step upgrade "$B" upgrade -servers 3 -agents 20 -base 127.98.0.11 \
+	-work "$work/hosts" -out "$work/upgrade.json"
 
 "$B" report -dir "$work" -out docs/BENCHMARKS.md
 log "wrote docs/BENCHMARKS.md"

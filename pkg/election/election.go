@@ -123,6 +123,20 @@ func (e *Election) IsBootstrap() bool {
 	return e.fsm.get().Bootstrap == e.cfg.NodeName
 }
 
+// Changed is closed at the next change of the replicated state (a command
+// applied), raft's role or this node's intents; ask again for the change
+// after that. A reader that polls State can wait on it instead of a tick.
+func (e *Election) Changed() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.watch
+}
+
+// Wake makes the loop step now, as on its tick: the node calls it when
+// something the leader's next decision reads outside raft and gossip
+// changed (its own executor's progress).
+func (e *Election) Wake() { e.changed() }
+
 // wait calls check on every change, and every tick, until it reports
 // done or ctx ends.
 func (e *Election) wait(ctx context.Context, check func(ClusterState) (bool, error)) error {

@@ -85,6 +85,9 @@ func (n *Node) selfExtra(name string) (election.MembershipExtra, bool) {
 // before the Node goes).
 func (n *Node) executeRemovals(ctx context.Context) {
 	for {
+		// Taken before reading the state: a removal committed meanwhile
+		// ends the wait below at once.
+		changed := n.coordChanges()
 		if r := n.coord.State().Removal; r.Active() && r.Executor == n.cfg.NodeName {
 			if n.exec.begin(r) {
 				err := n.removeServer(ctx, r.Node)
@@ -98,9 +101,12 @@ func (n *Node) executeRemovals(ctx context.Context) {
 					n.log.Info("removed: its Node and etcd member are gone", zap.String("server", r.Node))
 					n.exec.set(ms.Progress{Node: r.Node, State: ms.RemovalDone})
 				}
+				// The leader (this server) reads the progress in its next
+				// step: let it step now rather than at its tick.
+				n.wakeCoordinator()
 			}
 		}
-		if n.clk.Sleep(ctx, time.Second) != nil {
+		if n.waitTickOrChange(ctx, changed, time.Second) != nil {
 			return
 		}
 	}

@@ -1,8 +1,16 @@
 package node
 
 import (
+	"context"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/clock"
+	"github.com/rke2-hanode/rke2-hanode/pkg/config"
+	"github.com/rke2-hanode/rke2-hanode/pkg/election"
 
 	ms "github.com/rke2-hanode/rke2-hanode/pkg/membership"
 )
@@ -34,5 +42,44 @@ func TestExecutorReportsOnlyItsCommit(t *testing.T) {
 	}
 	if p := x.report(nil); p != (ms.Progress{}) {
 		t.Fatalf("no removal: %+v", p)
+	}
+}
+
+// wakeCoord is watchCoord that counts the node's Wake calls.
+type wakeCoord struct {
+	*watchCoord
+	wakes atomic.Int32
+}
+
+func (c *wakeCoord) Wake() { c.wakes.Add(1) }
+
+// The removal executor starts at the commit of its removal, not at its
+// loop's next tick (its clock stands still here), and once its progress
+// changes asks the leader's loop to step at once rather than at its tick.
+func TestExecutorWakesOnCommitAndWakesTheLeader(t *testing.T) {
+	c := config.Defaults()
+	c.Role, c.NodeName, c.DataDir, c.RKE2ConfigDir = "server", "a", t.TempDir(), t.TempDir() // no kubeconfig: the removal fails at once
+	clk := clock.NewFake(time.Unix(1_800_000_000, 0))
+	wc := &wakeCoord{watchCoord: &watchCoord{ch: make(chan struct{})}}
+	n := &Node{cfg: c, log: zap.NewNop(), clk: clk, coord: wc}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n.executeRemovals(ctx)
+	}()
+	defer func() { cancel(); <-done }()
+	if err := clk.WaitSleepers(ctx, 1); err != nil {
+		t.Fatal("the executor never waited for its tick")
+	}
+	r := &ms.Removal{Node: "b", State: ms.RemovalCommitted, Executor: "a", Since: clk.Now()}
+	wc.commit(election.ClusterState{Removal: r})
+	for n.exec.report(r).State != ms.RemovalFailed || wc.wakes.Load() == 0 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("progress %+v, %d wakes: the committed removal did not wake the executor, or the executor did not wake the leader", n.exec.report(r), wc.wakes.Load())
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }

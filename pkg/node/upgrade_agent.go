@@ -4,12 +4,14 @@ import (
 	"context"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/gossip"
+	"github.com/rke2-hanode/rke2-hanode/pkg/status"
 	"github.com/rke2-hanode/rke2-hanode/pkg/statusview"
 	"github.com/rke2-hanode/rke2-hanode/pkg/upgrade"
 )
@@ -22,8 +24,15 @@ import (
 // whose claim gossip verified. The answer is read-only HTTP, so it is
 // trusted no further than this: the agent upgrades only to the version
 // its own configuration wants, and the leader records it done only on
-// its report for the begin it committed.
-const agentPoll = 5 * time.Second
+// its report for the begin it committed. An agent the answer places in
+// the next batch (among the first max_unavailable agents still to
+// upgrade after those upgrading now) asks every agentPollSoon instead:
+// its begin follows the next done, and at most one batch of agents asks
+// that often. The place only sets how soon it asks again.
+const (
+	agentPoll     = 5 * time.Second
+	agentPollSoon = time.Second
+)
 
 type agentBeginSource struct {
 	n *Node
@@ -54,13 +63,35 @@ func (a *agentBeginSource) begin(members []gossip.MemberInfo, name string) (upgr
 	if now.Before(a.next) {
 		return a.last, a.ok
 	}
-	a.next = now.Add(agentPoll/2 + time.Duration(rand.Int64N(int64(agentPoll))))
-	a.last, a.ok = a.ask(members, name, f.Wanted)
+	var soon bool
+	a.last, a.ok, soon = a.ask(members, name, f.Wanted)
+	poll := agentPoll
+	if soon {
+		poll = agentPollSoon
+	}
+	a.next = now.Add(poll/2 + time.Duration(rand.Int64N(int64(poll))))
 	return a.last, a.ok
 }
 
-// ask tries the verified servers, in random order, until one answers.
-func (a *agentBeginSource) ask(members []gossip.MemberInfo, name, wanted string) (upgradeBegin, bool) {
+// nextInLine: the roll u places agent name in the next batch, right after
+// the agents upgrading now.
+func nextInLine(u *status.Upgrade, name string) bool {
+	if u.Phase != upgrade.PhaseAgents && u.Phase != upgrade.PhaseServers {
+		return false
+	}
+	upgrading := 0
+	for _, h := range u.Hosts {
+		if h.Role == string(upgrade.RoleAgent) && h.State == string(upgrade.HostUpgrading) {
+			upgrading++
+		}
+	}
+	i := slices.Index(u.Agents, name)
+	return i >= 0 && i < upgrading+max(u.MaxUnavailable, 1)
+}
+
+// ask tries the verified servers, in random order, until one answers;
+// soon: the answer places this agent in the next batch.
+func (a *agentBeginSource) ask(members []gossip.MemberInfo, name, wanted string) (b upgradeBegin, ok, soon bool) {
 	_, port, err := net.SplitHostPort(a.n.cfg.HTTPAddress)
 	if err != nil || port == "" {
 		port = "9349"
@@ -83,10 +114,10 @@ func (a *agentBeginSource) ask(members []gossip.MemberInfo, name, wanted string)
 		u := st.Upgrade
 		for _, h := range u.Hosts {
 			if h.Name == name && h.State == string(upgrade.HostUpgrading) && u.Target == wanted && !h.Since.IsZero() {
-				return upgradeBegin{Since: h.Since.UnixNano(), Target: u.Target}, true
+				return upgradeBegin{Since: h.Since.UnixNano(), Target: u.Target}, true, false
 			}
 		}
-		return upgradeBegin{}, false
+		return upgradeBegin{}, false, u.Target == wanted && nextInLine(u, name)
 	}
-	return upgradeBegin{}, false
+	return upgradeBegin{}, false, false
 }

@@ -293,6 +293,11 @@ func (n *Node) myBegin() (upgradeBegin, bool) {
 // the plan shown in status and metrics fresh.
 func (n *Node) runUpgrades(ctx context.Context) {
 	for {
+		// Taken before reading the state, so that a change while this
+		// pass runs ends the wait below at once: a server starts its steps,
+		// and refreshes the plan its status shows, at the commit of a begin
+		// or done instead of up to a tick later.
+		changed := n.coordChanges()
 		if phase, _, _ := n.t.get(); phase == status.PhaseReady || n.upg.runner.current() != nil {
 			n.mu.Lock()
 			unknown := n.prog.RKE2Running == ""
@@ -312,7 +317,7 @@ func (n *Node) runUpgrades(ctx context.Context) {
 		if n.cfg.IsServer() {
 			n.refreshUpgradePlan()
 		}
-		if n.clk.Sleep(ctx, upgradeTick) != nil {
+		if n.waitTickOrChange(ctx, changed, upgradeTick) != nil {
 			return
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/claims"
+	"github.com/rke2-hanode/rke2-hanode/pkg/clock"
 	"github.com/rke2-hanode/rke2-hanode/pkg/config"
 	"github.com/rke2-hanode/rke2-hanode/pkg/election"
 	"github.com/rke2-hanode/rke2-hanode/pkg/gossip"
@@ -610,5 +611,128 @@ func TestFailureReasonKeepsTheCause(t *testing.T) {
 	}
 	if got := failureReason(upgrade.StepRestart, errors.New("short")); got != "restart: short" {
 		t.Fatalf("%q", got)
+	}
+}
+
+// watchCoord is raft as the upgrade loop reads it: a state, and a channel
+// closed at each commit (election.Election.Changed).
+type watchCoord struct {
+	coordinator
+	mu sync.Mutex
+	st raftView
+	ch chan struct{}
+}
+
+func (c *watchCoord) State() raftView {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.st
+}
+
+func (c *watchCoord) Changed() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ch
+}
+
+func (c *watchCoord) commit(st election.ClusterState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.st.ClusterState = st
+	close(c.ch)
+	c.ch = make(chan struct{})
+}
+
+// A server starts its steps at the commit of its begin, not at the upgrade
+// loop's next tick: here the loop's clock never moves, so only the commit
+// can wake it.
+func TestUpgradeLoopWakesOnCommit(t *testing.T) {
+	g := &fakeUpgradeGossip{self: "a", facts: map[string]hostFacts{}, begins: map[string]upgradeBegin{}}
+	n := leaderNode(t, g)
+	ops := &fakeUpgradeOps{onDisk: oldV, running: oldV}
+	n.upg.runner.ops = ops
+	clk := clock.NewFake(time.Unix(1_800_000_000, 0))
+	n.clk = clk
+	wc := &watchCoord{ch: make(chan struct{})}
+	n.coord = wc
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n.runUpgrades(ctx)
+	}()
+	defer func() { cancel(); <-done }()
+	if err := clk.WaitSleepers(ctx, 1); err != nil {
+		t.Fatal("the upgrade loop never waited for its tick")
+	}
+	if s := ops.steps(); len(s) != 0 {
+		t.Fatalf("steps ran before any begin: %v", s)
+	}
+	since := time.Unix(1_800_000_000, 5).UnixNano()
+	wc.commit(election.ClusterState{Upgrade: &upgrade.Progress{Target: newV,
+		Hosts: []upgrade.HostProgress{{Name: "a", Role: upgrade.RoleServer, State: upgrade.HostUpgrading, Since: since}}}})
+	for len(ops.steps()) == 0 {
+		select {
+		case <-ctx.Done():
+			t.Fatal("the committed begin did not wake the upgrade loop: no step ran while its clock stood still")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if s := ops.steps(); !strings.HasPrefix(s[0], "snapshot ") {
+		t.Fatalf("first step %q, want the snapshot", s[0])
+	}
+}
+
+// An agent the roll places in the next batch asks again within
+// agentPollSoon; one further back, not before agentPoll/2.
+func TestAgentAsksSoonWhenNextInLine(t *testing.T) {
+	var agents atomic.Value
+	agents.Store([]string{"y", "x"})
+	var asked atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		st := status.Status{Upgrade: &status.Upgrade{Phase: "agents", Target: newV, MaxUnavailable: 1,
+			Agents: agents.Load().([]string),
+			Hosts:  []status.UpgradeHost{{Name: "y", Role: "agent", State: "upgrading", Since: time.Unix(1_800_000_000, 0)}, {Name: "x", Role: "agent"}, {Name: "z", Role: "agent"}}}}
+		json.NewEncoder(w).Encode(st)
+	}))
+	defer srv.Close()
+	host, port, _ := net.SplitHostPort(strings.TrimPrefix(srv.URL, "http://"))
+	c := config.Defaults()
+	c.Role, c.NodeName, c.RKE2Version, c.HTTPAddress = "agent", "x", newV, ":"+port
+	clk := newStepClock()
+	n := &Node{cfg: c, log: zap.NewNop(), clk: clk}
+	n.prog.RKE2Running = oldV
+	if err := n.initUpgrade(&fakeUpgradeOps{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	server := member("s", gossip.RoleServer, true)
+	server.Claim = &claims.Claim{Node: "s", AdvertiseAddr: host}
+	members := []gossip.MemberInfo{server}
+	ask := func(after time.Duration) int32 {
+		t.Helper()
+		clk.Sleep(context.Background(), after)
+		before := asked.Load()
+		if _, ok := n.agentBegins.begin(members, "x"); ok {
+			t.Fatal("x began while y upgrades")
+		}
+		return asked.Load() - before
+	}
+	if ask(0) != 1 {
+		t.Fatal("the first call asked no server")
+	}
+	// Right after y: x is next, so it asks again within agentPollSoon·1.5.
+	if ask(agentPollSoon*3/2+time.Millisecond) != 1 {
+		t.Fatalf("next in line, x did not ask again within %s", agentPollSoon*3/2)
+	}
+	// Behind z: the usual pace, not before agentPoll/2.
+	agents.Store([]string{"y", "z", "x"})
+	ask(time.Minute)
+	if ask(agentPoll/2-time.Millisecond) != 0 {
+		t.Fatalf("x, not next in line, asked again within %s", agentPoll/2)
+	}
+	if ask(agentPoll+time.Millisecond) != 1 {
+		t.Fatalf("x did not ask again within %s", agentPoll*3/2)
 	}
 }

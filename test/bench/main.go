@@ -1,7 +1,8 @@
 // Command bench measures rke2-hanode: time-to-cluster against the critical
 // path on a loopback cluster with rke2sim, gossip and election at scale, one
 // daemon's footprint, many agents waiting for the VIP, and rke2sim's own
-// cost on real etcd. docs/bench.sh runs every part and writes docs/BENCHMARKS.md with the report command.
+// cost on real etcd, a server's death healed, and a rolling upgrade against
+// its critical path. docs/bench.sh runs every part and writes docs/BENCHMARKS.md with the report command.
 //
 //	bench ttc -servers 3 -agents 20 -out ttc-3-20.json
 //	bench scale -members 10,100,500 -out scale.json
@@ -9,6 +10,7 @@
 //	bench vipwait -agents 200 -out vipwait.json
 //	bench etcd -members 3 -runs 3 -out etcd.json
 //	bench heal -removal 10s -join 5s -out heal.json
+//	bench upgrade -servers 3 -agents 20 -out upgrade.json
 //	bench report -dir RESULTS -out docs/BENCHMARKS.md
 package main
 
@@ -28,7 +30,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: bench ttc|scale|footprint|vipwait|etcd|heal|report [flags]")
+		fmt.Fprintln(os.Stderr, "usage: bench ttc|scale|footprint|vipwait|etcd|heal|upgrade|report [flags]")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -178,6 +180,36 @@ func run(ctx context.Context, cmd string, args []string) error {
 			return err
 		}
 		if result, err = runHeal(ctx, o, progress); err != nil {
+			return err
+		}
+	case "upgrade":
+		var o upgradeOptions
+		fs.IntVar(&o.Servers, "servers", 3, "servers")
+		fs.IntVar(&o.Agents, "agents", 20, "agents")
+		fs.StringVar(&o.Base, "base", "127.98.0.11", "first host address")
+		fs.DurationVar(&o.Start, "start", 2*time.Second, "S: a server's RKE2 restart (RKE2SIM_START_DELAY: a restarted server is ready that long after its start, once etcd has quorum)")
+		fs.DurationVar(&o.Agent, "agent", 2*time.Second, "A: an agent's RKE2 restart (RKE2SIM_AGENT_DELAY)")
+		fs.DurationVar(&o.Join, "join", 5*time.Second, "J: a server's join while the cluster forms (RKE2SIM_JOIN_DELAY; not on the roll's critical path)")
+		fs.StringVar(&o.Batch, "batch", "10%", "upgrade-agents-max-unavailable")
+		fs.StringVar(&o.From, "from", "v1.35.2+rke2r1", "the version the cluster forms at")
+		fs.StringVar(&o.To, "to", "v1.36.1+rke2r1", "the version rolled out")
+		fs.StringVar(&o.ArtifactsScript, "artifacts-script", "test/rke2sim/make-artifacts.sh", "rke2sim's make-artifacts.sh")
+		fs.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "give up after")
+		fs.Parse(args)
+		dir, done, err := withWork()
+		if err != nil {
+			return err
+		}
+		defer done()
+		o.Dir = filepath.Join(dir, fmt.Sprintf("upgrade-%d-%d", o.Servers, o.Agents))
+		if o.ArtifactsScript, err = filepath.Abs(o.ArtifactsScript); err != nil {
+			return err
+		}
+		o.Daemon, o.Sim, err = binaries(*bin)
+		if err != nil {
+			return err
+		}
+		if result, err = runUpgrade(ctx, o, progress); err != nil {
 			return err
 		}
 	case "report":

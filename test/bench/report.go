@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/election"
+	"github.com/rke2-hanode/rke2-hanode/pkg/upgrade"
 )
 
 // Goals from the benchmark issue.
@@ -27,6 +28,7 @@ const (
 	goalBinaryMB     = 25.0
 	goalProbeRate    = 20.0 // probes/s after the first second
 	goalHealOverhead = 2.0  // s over server-removal-timeout + one join
+	goalUpgradeOver  = 2.0  // s over the rolling upgrade's critical path
 )
 
 // reportInput is everything docs/bench.sh collected in one folder.
@@ -38,6 +40,7 @@ type reportInput struct {
 	GossipPkg []gossipBench
 	Etcd      *etcdResult
 	Heal      *healResult
+	Upgrade   *upgradeResult
 	Durations map[string]string // step → wall time, from bench.sh
 	Commit    string
 }
@@ -108,6 +111,10 @@ func loadInput(dir string) reportInput {
 	var hr healResult
 	if readJSON(filepath.Join(dir, "heal.json"), &hr) {
 		in.Heal = &hr
+	}
+	var ur upgradeResult
+	if readJSON(filepath.Join(dir, "upgrade.json"), &ur) {
+		in.Upgrade = &ur
 	}
 	in.GossipPkg = readGossipBench(filepath.Join(dir, "gossip-bench.txt"))
 	in.Durations = map[string]string{}
@@ -191,7 +198,7 @@ func writeReport(w io.Writer, in reportInput) {
 	p("## How to reproduce")
 	p("")
 	p("```")
-	p("make bench                      # everything below, writes this file (~10-15 min)")
+	p("make bench                      # everything below, writes this file (~12-18 min)")
 	p("go build -o /tmp/bench ./test/bench && make build")
 	p("/tmp/bench ttc -servers 3 -agents 20                    # processes")
 	p("/tmp/bench ttc -servers 5 -agents 100 -in-process -base 127.92.0.11")
@@ -200,6 +207,7 @@ func writeReport(w io.Writer, in reportInput) {
 	p("/tmp/bench vipwait -agents 200 -up 10s,60s")
 	p("/tmp/bench etcd -members 3 -runs 3")
 	p("/tmp/bench heal -removal 10s -join 5s")
+	p("/tmp/bench upgrade -servers 3 -agents 20")
 	p("go test -run '^$' -bench 'Cluster/members=(10|100)$' -benchtime 1x ./pkg/gossip/")
 	p("```")
 	p("")
@@ -234,6 +242,10 @@ func writeReport(w io.Writer, in reportInput) {
 		over := h.Measured - h.Critical
 		p("| a server's death to full strength again (standby joined): overhead over server-removal-timeout + one join | ≤ %.0f s | %.1f s | %s |", goalHealOverhead, over, verdict(over <= goalHealOverhead))
 	}
+	if u := in.Upgrade; u != nil {
+		over := u.Measured - u.Critical
+		p("| rolling upgrade %d servers + %d agents: overhead over the critical path | ≤ %.0f s | %.1f s (%.0f%%) | %s |", u.Servers, u.Agents, goalUpgradeOver, over, 100*over/u.Critical, verdict(over <= goalUpgradeOver))
+	}
 	p("")
 
 	writeTTC(p, in.TTC)
@@ -242,13 +254,14 @@ func writeReport(w io.Writer, in reportInput) {
 	writeVIPWait(p, in.VIPWait)
 	writeEtcd(p, in.Etcd)
 	writeHeal(p, in.Heal)
+	writeUpgrade(p, in.Upgrade)
 	writeFindings(p, in)
 	if len(in.Durations) > 0 {
 		p("## Run time of each step")
 		p("")
 		p("| step | wall time |")
 		p("|---|---|")
-		for _, k := range []string{"build", "ttc-3-20", "ttc-5-100", "scale", "gossip-bench", "footprint", "vipwait", "etcd", "heal"} {
+		for _, k := range []string{"build", "ttc-3-20", "ttc-5-100", "scale", "gossip-bench", "footprint", "vipwait", "etcd", "heal", "upgrade"} {
 			if v, ok := in.Durations[k]; ok {
 				p("| %s | %s |", k, v)
 			}
@@ -549,6 +562,15 @@ func writeFindings(p func(string, ...any), in reportInput) {
 			"**Fix:** measure where the probe is sent rather than where it arrives, or leave more headroom in the schedule.",
 			goalProbeRate, strings.Join(runs, "; "), agents)
 	}
+	if u := in.Upgrade; u != nil && u.Measured-u.Critical > goalUpgradeOver {
+		ss, as := stepShare(u.Hosts, "server"), stepShare(u.Hosts, "agent")
+		note("Rolling upgrade %d+%d: %.1f s over the critical path (goal ≤ %.0f s). %s "+
+			"What would close it: the install step (median %.2f s on a server, %.2f s on an agent: unpacking the artifacts) does not take a host out of service, so installing on the next hosts while the current ones restart would take it off each of the %d hand-overs on the chain; "+
+			"an agent's begin carried in gossip (the leader's claim) instead of read from a server's `/status` would bring its pickup (median %.2f s, about one per batch on the chain) down to gossip's propagation; "+
+			"a server's restart step (median %.2f s against S = %.0f s) holds stopping the old RKE2 and its etcd member rejoining, which real RKE2 pays too.",
+			u.Servers, u.Agents, u.Measured-u.Critical, goalUpgradeOver, upgradeWhere(u),
+			ss[string(upgrade.StepInstall)], as[string(upgrade.StepInstall)], u.Servers+u.AgentBatches, median(u.PickupAgents), ss[string(upgrade.StepRestart)]+ss[string(upgrade.StepHealthy)], u.S)
+	}
 	if len(notes) == 0 {
 		return
 	}
@@ -677,4 +699,73 @@ func writeHeal(p func(string, ...any), h *healResult) {
 		p("etcd refused the standby's member add %d times (\"unhealthy cluster\").", h.JoinRefusals)
 		p("")
 	}
+}
+
+func writeUpgrade(p func(string, ...any), u *upgradeResult) {
+	if u == nil {
+		return
+	}
+	p("## Rolling upgrade")
+	p("")
+	p("Loopback cluster of %d servers and %d agents (pkg/demo, `service-manager: exec`), formed at %s: every host has rke2sim installed by rke2sim's own install script from airgap artifacts (test/rke2sim/make-artifacts.sh), each into a prefix of its own, and `install-method: script` pinned by SHA-256. "+
+		"Then every daemon is restarted with `rke2-version: %s` and the new artifact-path (the agents together, then the servers one at a time, each ready again before the next; under exec its RKE2 restarts with it, still at the old version), so the roll starts when the last server wants the target. "+
+		"`upgrade-agents-max-unavailable: 10%%` (the default: %d agents at a time), `upgrade-drain` off. The leader rolls the servers one at a time (an etcd snapshot, the install script, the restart, the local supervisor's answer), then the agents (the install script, the restart).", u.Servers, u.Agents, u.From, u.To, u.Batch)
+	p("")
+	p("- **restart** is rke2sim's simulated delay of one host's RKE2 coming back: **S** = `RKE2SIM_START_DELAY` = %.0f s for a server (a restarted server sends READY=1 S after its start, once its etcd member has quorum again), **A** = `RKE2SIM_AGENT_DELAY` = %.0f s for an agent (registration until READY=1). "+
+		"The rest of a host's steps is work the simulator does not stretch: the etcd snapshot, unpacking the artifacts, stopping the old RKE2 (its etcd member), etcd reconnecting: it is counted in the overhead, and shown apart in *steps as they ran*.", u.S, u.A)
+	p("- **critical path** = servers × S + ⌈agents ÷ batch⌉ × A = %d × %.0f + %d × %.0f = %.1f s: servers one at a time, then the agents' batches one after the other.", u.Servers, u.S, u.AgentBatches, u.A, u.Critical)
+	p("- **steps as they ran** = each server's steps (its log's `upgrade began` → `upgrade finished`) in turn, plus the agents' steps summed and divided by the batch size.")
+	p("- **measured** = the leader's commit of the roll's start (`upgrade-start`) → its commit of the last host's done (`upgrade-done`), from its log.")
+	p("")
+	p("| cluster | batch | S / A | critical path | steps as they ran | measured | overhead | measured ÷ critical |")
+	p("|---|---|---|---|---|---|---|---|")
+	p("| %d servers + %d agents | %d | %.0f / %.0f s | %.1f s | %.1f s | **%.1f s** | %.1f s | %.2f |", u.Servers, u.Agents, u.Batch, u.S, u.A, u.Critical, u.CriticalAsRan, u.Measured, u.Measured-u.Critical, u.Measured/u.Critical)
+	p("")
+	p("### Where the time goes")
+	p("")
+	p("Every host in the order the leader began it, seconds after the roll's start: the leader commits its begin; its runner starts the steps; its steps finished; the leader commits its done.")
+	p("")
+	p("| host | begin committed | steps begin | steps end | done committed | begin → steps | steps | end → done |")
+	p("|---|---|---|---|---|---|---|---|")
+	for _, h := range u.Hosts {
+		p("| %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |", h.Host, h.Begin, h.Began, h.Finished, h.Done, h.Began-h.Begin, h.Finished-h.Began, h.Done-h.Finished)
+	}
+	p("")
+	for _, role := range []string{"server", "agent"} {
+		sh := stepShare(u.Hosts, role)
+		var parts []string
+		for _, s := range upgrade.Steps(upgrade.Role(role), false) {
+			if v, ok := sh[string(s)]; ok {
+				parts = append(parts, fmt.Sprintf("%s %.2f s", s, v))
+			}
+		}
+		p("- %s steps, median over the %ss: %s (restart + wait-healthy hold the simulated %s).", map[string]string{"server": "a server's", "agent": "an agent's"}[role], role, strings.Join(parts, ", "), map[string]string{"server": "S", "agent": "A"}[role])
+	}
+	p("- %s", upgradeWhere(u))
+	p("- rke2sim recorded version skew %d times; etcd refused a member add %d times.", u.Skew, u.JoinRefusals)
+	p("")
+}
+
+// upgradeWhere is where the roll's overhead went.
+func upgradeWhere(u *upgradeResult) string {
+	maxOf := func(v []float64) float64 {
+		m := 0.0
+		for _, x := range v {
+			m = max(m, x)
+		}
+		return m
+	}
+	sum := func(v []float64) float64 {
+		t := 0.0
+		for _, x := range v {
+			t += x
+		}
+		return t
+	}
+	return fmt.Sprintf("Of the %.1f s over the critical path, %.1f s are the hosts' steps beyond S and A (steps as they ran %.1f s − critical %.1f s). "+
+		"The rest is the hand-overs: a server's begin committed → its runner starting: median %.2f s (max %.2f s); an agent's, which learns its begin from a server's `/status`: median %.2f s (max %.2f s, %.1f s summed over the agents); "+
+		"a host's steps finished → its done committed (its report through gossip to the leader): median %.2f s (max %.2f s); a done committed → the next begin committed: median %.2f s (max %.2f s).",
+		u.Measured-u.Critical, u.CriticalAsRan-u.Critical, u.CriticalAsRan, u.Critical,
+		median(u.PickupServers), maxOf(u.PickupServers), median(u.PickupAgents), maxOf(u.PickupAgents), sum(u.PickupAgents),
+		median(u.ReportToDone), maxOf(u.ReportToDone), median(u.DoneToBegin), maxOf(u.DoneToBegin))
 }
