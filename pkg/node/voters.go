@@ -52,8 +52,9 @@ func (n *Node) checkNotLeftBehind(ctx context.Context, datastore string) error {
 		if by, voters := leftBehind(n.cfg.NodeName, members); by != "" {
 			return permanent("the servers running the cluster now (raft voters %s, as %s publishes them) no longer count this server: "+
 				"it was removed, or the cluster was recovered from a lost quorum, while it was off; its datastore %s is from before and must not be resumed: "+
-				"delete %s and %s (RKE2's words: backup and delete server/db), then start rke2-hanode again to rejoin through the join slot",
-				strings.Join(voters, ", "), by, datastore, filepath.Dir(datastore), n.cfg.DataDir)
+				"stop rke2-hanode, run `rke2-hanode rejoin --wipe` (it moves %s and this daemon's raft store aside: RKE2's words, backup and delete server/db), "+
+				"then start rke2-hanode again to rejoin through the join slot",
+				strings.Join(voters, ", "), by, datastore, filepath.Dir(datastore))
 		}
 		for _, m := range members {
 			if m.Name != n.cfg.NodeName && m.State == gossip.StateAlive && m.Claim != nil && len(m.Claim.Voters) > 0 {
