@@ -289,9 +289,24 @@ func TestLiveCluster(t *testing.T) {
 	t.Run("status page", func(t *testing.T) {
 		bin := browser.Require(t)
 		seer := c.Nodes[0]
+		// Every host is ready by its own word; what the seer shows of the
+		// others arrives by gossip, so wait until its timelines say so too.
 		var st status.Status
-		if err := json.Unmarshal(get(t, "http://"+seer.HTTPAddress+"/status"), &st); err != nil {
-			t.Fatal(err)
+		seen := func() bool {
+			st = status.Status{}
+			if err := json.Unmarshal(get(t, "http://"+seer.HTTPAddress+"/status"), &st); err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range c.Nodes {
+				tl := st.Timeline[n.Name]
+				if len(tl) == 0 || tl[len(tl)-1].Phase != status.PhaseReady {
+					return false
+				}
+			}
+			return true
+		}
+		if err := demo.WaitFor(ctx, 200*time.Millisecond, seen); err != nil {
+			t.Fatalf("%s's timelines do not all end in ready: %v", seer.Name, st.Timeline)
 		}
 		dom, err := browser.DumpDOM(ctx, bin, "http://"+seer.HTTPAddress+"/")
 		if err != nil {
