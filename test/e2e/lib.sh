@@ -154,10 +154,13 @@ host_create() {
 	net_up_host "$n"
 }
 
-# host_boot N: start systemd in the container, from a subshell that first
-# moved itself into cgroups of its own (the host has no systemd to do it).
+# host_boot N [starting]: start systemd in the container, from a subshell
+# that first moved itself into cgroups of its own (the host has no systemd
+# to do it). With "starting", a boot still running its start jobs is enough
+# (an enabled rke2-server of a cold-started cluster holds the boot until its
+# etcd has a quorum, which needs the other servers booted too).
 host_boot() {
-	local n=$1 d ns
+	local n=$1 until=${2:-} d ns
 	d=$(host_dir "$n")
 	ns=$(host_ns "$n")
 	net_restore "$n"
@@ -173,7 +176,7 @@ host_boot() {
 			--resolv-conf=off --timezone=off --link-journal=no
 	) >>"$d/console.log" 2>&1 </dev/null &
 	echo $! >"$d/nspawn.pid"
-	host_wait_running "$n"
+	host_wait_running "$n" "$until"
 }
 
 # host_pid N: the container's PID 1 (systemd), as seen from here.
@@ -206,12 +209,13 @@ hx() {
 }
 
 host_wait_running() {
-	local n=$1 i state
+	local n=$1 until=${2:-} i state
 	for i in $(seq 1 120); do
 		if host_pid "$n" >/dev/null; then
 			state=$(hx "$n" systemctl is-system-running 2>/dev/null || true)
 			case $state in
 			running | degraded) return 0 ;;
+			starting) [ "$until" != starting ] || return 0 ;;
 			esac
 		fi
 		sleep 0.5
