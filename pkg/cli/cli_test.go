@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rke2-hanode/rke2-hanode/pkg/adminsock"
 	"github.com/rke2-hanode/rke2-hanode/pkg/config"
 	"github.com/rke2-hanode/rke2-hanode/pkg/status"
 	"github.com/rke2-hanode/rke2-hanode/pkg/statusview"
@@ -161,6 +162,11 @@ func TestRunServesMetricsAndStatus(t *testing.T) {
 	}
 	if strings.Contains(body, "very-secret-token-Xk8pQ2mZ7rT4vN9wB3yL6h") {
 		t.Error("token in /metrics")
+	}
+	// The admin socket, for the operator verbs: root and the daemon's own
+	// user only.
+	if fi, err := os.Stat(adminsock.Path(c.DataDir)); err != nil || fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
+		t.Errorf("admin socket: %v, %v", fi, err)
 	}
 }
 

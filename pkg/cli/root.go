@@ -70,6 +70,8 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 		newPreflightCmd(),
 		newStatusCmd(),
 		newUpgradeCmd(),
+		newRemoveCmd(),
+		newRejoinCmd(),
 		newRecoverCmd(),
 		newRenderCmd(),
 		newConfigCmd(),

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/rke2-hanode/rke2-hanode/pkg/adminsock"
 	"github.com/rke2-hanode/rke2-hanode/pkg/config"
 	"github.com/rke2-hanode/rke2-hanode/pkg/httpapi"
 	"github.com/rke2-hanode/rke2-hanode/pkg/logging"
@@ -86,16 +87,26 @@ func runDaemon(ctx context.Context, c *config.Config) error {
 	}
 	defer srv.Close()
 	log.Info("serving metrics and status", zap.String("address", srv.Addr().String()))
+	admin, err := adminsock.Listen(adminsock.Path(c.DataDir), nd.AdminVerbs(), log.Named("admin"))
+	if err != nil {
+		return runtimeErr(err)
+	}
+	defer admin.Close()
 	notify("READY=1")
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Run(ctx) }()
+	adminErr := make(chan error, 1)
+	go func() { adminErr <- admin.Run(ctx) }()
 	err = nd.Run(ctx)
 	cancel()
 	notify("STOPPING=1")
 	if herr := <-httpErr; err == nil {
 		err = herr
+	}
+	if aerr := <-adminErr; err == nil {
+		err = aerr
 	}
 	log.Info("stopped")
 	if err != nil {

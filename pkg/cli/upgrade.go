@@ -5,7 +5,6 @@ import (
 
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -16,12 +15,6 @@ import (
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/status"
 )
-
-// errNotWired: pausing or resuming commits a command through the raft
-// leader, which the daemon's HTTP API (read-only, unauthenticated) does
-// not offer yet.
-var errNotWired = errors.New("not yet wired: the daemon offers no authenticated endpoint to commit a pause or resume yet; " +
-	"until it does, stop a roll by leaving rke2-version unchanged on the hosts not yet upgraded")
 
 func newUpgradeCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -61,16 +54,22 @@ func newUpgradeCmd() *cobra.Command {
 	st.Flags().StringVar(&address, "address", "http://127.0.0.1:9349", "the daemon's HTTP address")
 	st.Flags().BoolVar(&asJSON, "json", false, "print the upgrade object of /status as JSON")
 	pause := &cobra.Command{
-		Use:   "pause",
-		Short: "Let no further host begin its upgrade (hosts upgrading now finish)",
+		Use:   "pause [--config FILE]",
+		Short: "Let no further host begin its upgrade (hosts upgrading now finish); run on a server",
 		Args:  cobra.NoArgs,
-		RunE:  func(*cobra.Command, []string) error { return runtimeErr(fmt.Errorf("upgrade pause: %w", errNotWired)) },
+	}
+	pausePath, pauseTimeout := adminFlags(pause, 3*time.Minute)
+	pause.RunE = func(cmd *cobra.Command, _ []string) error {
+		return callDaemon(cmd, *pausePath, *pauseTimeout, "upgrade-pause", struct{}{})
 	}
 	resume := &cobra.Command{
-		Use:   "resume",
-		Short: "Continue a paused roll, and retry a host whose upgrade failed",
+		Use:   "resume [--config FILE]",
+		Short: "Continue a paused roll, and retry a host whose upgrade failed; run on a server",
 		Args:  cobra.NoArgs,
-		RunE:  func(*cobra.Command, []string) error { return runtimeErr(fmt.Errorf("upgrade resume: %w", errNotWired)) },
+	}
+	resumePath, resumeTimeout := adminFlags(resume, 3*time.Minute)
+	resume.RunE = func(cmd *cobra.Command, _ []string) error {
+		return callDaemon(cmd, *resumePath, *resumeTimeout, "upgrade-resume", struct{}{})
 	}
 	cmd.AddCommand(st, pause, resume)
 	return cmd

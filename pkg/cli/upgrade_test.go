@@ -55,10 +55,4 @@ func TestUpgradeStatus(t *testing.T) {
 	if code := Execute([]string{"upgrade", "status", "--address", srv.URL}, &out, &errb); code != ExitRuntime || !strings.Contains(errb.String(), "reports no upgrade") {
 		t.Fatalf("exit %d, stderr %q", code, errb.String())
 	}
-	for _, verb := range []string{"pause", "resume"} {
-		errb.Reset()
-		if code := Execute([]string{"upgrade", verb}, &out, &errb); code != ExitRuntime || !strings.Contains(errb.String(), "not yet wired") {
-			t.Errorf("upgrade %s: exit %d, stderr %q", verb, code, errb.String())
-		}
-	}
 }

@@ -30,14 +30,22 @@ const (
 	// upgrade operations (upgrade.go) and the fields executor, target and
 	// role; the operations of version 1 are still written as version 1
 	// (opVersion).
-	commandVersion = 2
+	// Version 3 brought the request operations (requests.go) and the
+	// fields request and kind.
+	commandVersion = 3
 	// snapshotVersion is the same for raft snapshots of the FSM. Version 2
 	// brought removal, removed and upgrade; a snapshot without them is
 	// still written as version 1, one with them needs version 2 (an older
 	// reader must not skip the removed servers or a roll in progress).
 	// Version 3 brought the recovery epoch: a snapshot with one needs
 	// version 3 (an older reader would let an old datastore back in).
-	snapshotVersion = 3
+	// Version 4 brought the request records: a snapshot with them is
+	// version 4; one without is written as before.
+	snapshotVersion = 4
+	// recoverySnapshotVersion and requestsSnapshotVersion are what a
+	// snapshot holding a recovery, or request records, is written as.
+	recoverySnapshotVersion = 3
+	requestsSnapshotVersion = 4
 	// lockVersion is the same for the persisted formation lock.
 	lockVersion = 1
 )
@@ -80,6 +88,10 @@ type Command struct {
 	Executor string `json:"executor,omitempty"`
 	Target   string `json:"target,omitempty"` // upgrade-start (upgrade.go)
 	Role     string `json:"role,omitempty"`   // upgrade-begin, upgrade-done
+	// Request and Kind: the operator request a request-accepted or
+	// request-refused decides (requests.go).
+	Request string `json:"request,omitempty"`
+	Kind    string `json:"kind,omitempty"`
 }
 
 // EncodeCommand validates c and returns its log form, written as this
@@ -214,6 +226,12 @@ func canonicalKey(k string) bool {
 }
 
 func (c Command) validate() error {
+	if isRequestOp(c.Op) {
+		return c.validateRequest()
+	}
+	if c.Request != "" || c.Kind != "" {
+		return fmt.Errorf("election: command %s: fields request and kind not allowed", c.Op)
+	}
 	if upgrade.IsOp(c.Op) {
 		return c.validateUpgrade()
 	}
@@ -307,7 +325,10 @@ func encodeSnapshot(s ClusterState) ([]byte, error) {
 		v = 2
 	}
 	if s.Recovery != nil {
-		v = snapshotVersion
+		v = recoverySnapshotVersion
+	}
+	if len(s.Requests) > 0 {
+		v = requestsSnapshotVersion
 	}
 	b, err := json.Marshal(snapshotFile{V: v, State: s})
 	if err != nil {
@@ -338,9 +359,15 @@ func decodeSnapshot(b []byte) (ClusterState, error) {
 	}
 	if s.Recovery != nil {
 		s.Recovery.At = s.Recovery.At.UTC()
-		if sf.V < 3 {
+		if sf.V < recoverySnapshotVersion {
 			return ClusterState{}, errors.New("election: restore: a recovery in a snapshot below version 3")
 		}
+	}
+	if len(s.Requests) > 0 && sf.V < requestsSnapshotVersion {
+		return ClusterState{}, errors.New("election: restore: request records in a snapshot below version 4")
+	}
+	for i := range s.Requests {
+		s.Requests[i].At = s.Requests[i].At.UTC()
 	}
 	if s.hasMembership() && sf.V < 2 {
 		return ClusterState{}, errors.New("election: restore: removal, removed or upgrade in a snapshot of version 1")
@@ -415,6 +442,9 @@ func (s ClusterState) validate() error {
 		return errors.New("state: joined servers before cluster ready")
 	}
 	if err := s.validateMembership(); err != nil {
+		return err
+	}
+	if err := s.validateRequests(); err != nil {
 		return err
 	}
 	for i, name := range s.Joined {

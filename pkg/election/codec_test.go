@@ -34,7 +34,7 @@ func TestSnapshotRoundTripAndFutureFields(t *testing.T) {
 	}
 	// A newer writer that can be read by version 1 adds fields at both
 	// levels: they are skipped, the known ones kept.
-	future := strings.Replace(string(b), `{"v":1,`, `{"v":4,"needs":1,"timeline":[{"at":1}],`, 1)
+	future := strings.Replace(string(b), `{"v":1,`, `{"v":5,"needs":1,"timeline":[{"at":1}],`, 1)
 	future = strings.Replace(future, `"bootstrap":"a",`, `"bootstrap":"a","evicted":["x"],`, 1)
 	if future == string(b) || !strings.Contains(future, "evicted") {
 		t.Fatalf("test did not change the snapshot: %s", b)
@@ -47,7 +47,7 @@ func TestSnapshotRoundTripAndFutureFields(t *testing.T) {
 
 func TestRestoreRejects(t *testing.T) {
 	tests := []struct{ name, in, wantErr string }{
-		{"needs a newer reader", `{"v":4,"state":{}}`, "snapshot needs version 4, this build reads up to 3: upgrade this server"},
+		{"needs a newer reader", `{"v":5,"state":{}}`, "snapshot needs version 5, this build reads up to 4: upgrade this server"},
 		{"a recovery below version 3", `{"v":2,"state":{"bootstrap":"a","started":true,"cluster_ready":{"vip":"10.0.0.200","ca_hash":"ab"},"recovery":{"epoch":1,"node":"a","at":"2026-01-01T00:00:00Z"}}}`, "a recovery in a snapshot below version 3"},
 		{"no version", `{"state":{}}`, "snapshot version 0"},
 		{"trailing", `{"v":1,"state":{}} {}`, "trailing data"},

@@ -75,6 +75,9 @@
 //	                (ReportNotReady)
 //	(for agents)    election, from its FSM   ClusterReady,      -                 -                     agents read cluster ready and its CA here
 //	                                         CAHash
+//	operator        a server's daemon (an    claims.Request in  leader            request-accepted or   decided once per ID, from alive servers with a
+//	request         operator verb, or a      its signed claim   (command v3)      request-refused with  verified claim only; the table in requests.go
+//	                reinstall)               (Duties.Requests)                    the change it makes
 //
 // Once cluster ready is committed a server advertises Ready only while the
 // CA it reported is the committed one, and CAHash is the committed CA: a
@@ -229,7 +232,9 @@
 // servers; it refuses a second active removal, a grant during a removal
 // and a removal while the slot is held. On removal-done the leader drops
 // the raft voter. Switched off, the leader does what command version 1
-// did. pkg/membership's doc says what the node feeds it.
+// did. pkg/membership's doc says what the node feeds it. Operators'
+// requests (requests.go) are decided before Step: a remove or a reinstall's
+// clear-member commits a removal through the same FSM rules.
 //
 // # Wire format
 //

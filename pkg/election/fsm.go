@@ -45,6 +45,9 @@ type ClusterState struct {
 	// only by the offline recovery, into the snapshot every later replica
 	// starts from.
 	Recovery *Recovery `json:"recovery,omitempty"`
+	// Requests are the outcomes of the last operators' requests, oldest
+	// first (requests.go).
+	Requests []RequestRecord `json:"requests,omitempty"`
 }
 
 func (s ClusterState) clone() ClusterState {
@@ -62,6 +65,7 @@ func (s ClusterState) clone() ClusterState {
 		s.Removal = &r
 	}
 	s.Removed = slices.Clone(s.Removed)
+	s.Requests = slices.Clone(s.Requests)
 	if s.Upgrade != nil {
 		u := s.Upgrade.Clone()
 		s.Upgrade = &u
@@ -87,6 +91,9 @@ func (s ClusterState) apply(c Command) (ClusterState, error) {
 	}
 	if upgrade.IsOp(c.Op) {
 		return s.applyUpgrade(c)
+	}
+	if isRequestOp(c.Op) {
+		return s.applyRequest(c)
 	}
 	next := s.clone()
 	switch c.Op {
@@ -159,6 +166,11 @@ func (s ClusterState) apply(c Command) (ClusterState, error) {
 				slices.Sort(next.Joined)
 			}
 			next.Removed = slices.DeleteFunc(next.Removed, func(r string) bool { return r == c.Node })
+			for i := range next.Requests {
+				if next.Requests[i].From == c.Node {
+					next.Requests[i].Wiped = false
+				}
+			}
 		}
 	case opRemoveCommitted, opRemoveExecuting, opRemoveDone, opRemoveFailed:
 		return s.applyRemoval(c, next)

@@ -77,7 +77,7 @@ type action struct {
 func decide(st ClusterState, peers []Peer, self leaderSelf, voters map[string]string, now time.Time, t Timing, book *leaderBook) []action {
 	var out []action
 	if voters != nil {
-		out = voterChanges(peers, self, voters, book)
+		out = voterChanges(st, peers, self, voters, book)
 		out = append(out, membershipVoterChanges(st, self, voters)...)
 	}
 	alive := aliveIndex(peers)
@@ -114,10 +114,15 @@ func aliveIndex(peers []Peer) func(string) (Peer, bool) {
 // the configuration, and moves members whose raft address changed. It never
 // adds a server with raft state from elsewhere, and never removes one: see
 // doc.go.
-func voterChanges(peers []Peer, self leaderSelf, voters map[string]string, book *leaderBook) []action {
+func voterChanges(st ClusterState, peers []Peer, self leaderSelf, voters map[string]string, book *leaderBook) []action {
 	var out []action
 	for _, p := range peers {
 		if p.Name == self.Name || p.State != MemberAlive || p.ClusterName != self.Cluster || p.RaftAddr == "" {
+			continue
+		}
+		// A removed server comes back as a voter only once it said it
+		// was wiped (clear-member): else its raft voter is dropped again.
+		if _, in := voters[p.Name]; !in && slices.Contains(st.Removed, p.Name) && !st.wiped(p.Name) {
 			continue
 		}
 		addr, ok := voters[p.Name]

@@ -35,6 +35,10 @@ type MembershipDuties struct {
 	// version 2 too) and when the cluster's own duties commit nothing this
 	// step: a join, a grant or a removal step goes first.
 	Upgrade func(st ClusterState, now time.Time) (upgrade.Command, bool)
+	// Requests returns the operators' requests server name relays in its
+	// verified claim (requests.go); nil: none are taken. Only servers of
+	// the gossip view are asked.
+	Requests func(name string) []Request
 }
 
 // CommandVersion is the newest raft command version this build reads and
@@ -51,7 +55,7 @@ func (d *MembershipDuties) active(st ClusterState) bool {
 		return true
 	}
 	for _, v := range st.EtcdVoters() {
-		if n, ok := d.Readers(v); !ok || n < commandVersion {
+		if n, ok := d.Readers(v); !ok || n < membershipCommandVersion {
 			return false
 		}
 	}
@@ -122,10 +126,17 @@ func upgradeNext(st ClusterState, self leaderSelf, now time.Time) (Command, bool
 
 // membershipVoterChanges drops from raft the voter whose removal is done.
 func membershipVoterChanges(st ClusterState, self leaderSelf, voters map[string]string) []action {
-	if self.Membership == nil || st.Removal == nil || st.Removal.State != membership.RemovalDone {
+	// A reinstalled host's old member is cleared (Clear): the raft voter
+	// under its name is the new host already, which joins in its turn.
+	if self.Membership == nil || st.Removal == nil || st.Removal.State != membership.RemovalDone || st.Removal.Clear {
 		return nil
 	}
 	n := st.Removal.Node
+	// Only while it stands removed: once wiped (clear-member) it is added
+	// back as a fresh voter, and once it joined again it is a member.
+	if !slices.Contains(st.Removed, n) || st.wiped(n) {
+		return nil
+	}
 	// Raft lets a leader remove itself: it steps down once that commits.
 	if _, ok := voters[n]; ok {
 		return []action{{Kind: actRemoveVoter, Name: n}}
@@ -174,6 +185,9 @@ func membershipView(st ClusterState, peers []Peer, alive func(string) (Peer, boo
 				s.ID, s.HasDatastore, s.Clear, s.Remove, s.Progress = x.HostID, x.HasDatastore, x.Clear, x.Remove, x.Progress
 			}
 		}
+		if slices.Contains(st.Removed, p.Name) && st.wiped(p.Name) {
+			s.HasDatastore = false
+		}
 		view = append(view, s)
 	}
 	return c, view
@@ -192,6 +206,11 @@ func membershipNext(st ClusterState, peers []Peer, alive func(string) (Peer, boo
 				!st.inCluster(q.Name) && !slices.Contains(st.Removed, q.Name) {
 				return Command{Op: opGrant, Node: q.Name, At: now.UnixNano(), Expires: now.Add(t.SlotLease).UnixNano()}, true
 			}
+		}
+	}
+	if self.Membership.requestsActive(st) {
+		if cmd, ok := requestNext(st, peers, alive, self, now); ok {
+			return cmd, true
 		}
 	}
 	c, view := membershipView(st, peers, alive, self)

@@ -16,13 +16,13 @@ func TestDecodeUpgradeCommand(t *testing.T) {
 		want              Command
 	}{
 		{"start", `{"v":1,"op":"upgrade-start","target":"v1.37.1+rke2r1","at":1}`, "",
-			Command{V: 2, Op: upgrade.OpStart, Target: "v1.37.1+rke2r1", At: 1}},
+			Command{V: 3, Op: upgrade.OpStart, Target: "v1.37.1+rke2r1", At: 1}},
 		{"begin", `{"v":1,"op":"upgrade-begin","node":"s1","role":"server","at":2}`, "",
-			Command{V: 2, Op: upgrade.OpBegin, Node: "s1", Role: "server", At: 2}},
+			Command{V: 3, Op: upgrade.OpBegin, Node: "s1", Role: "server", At: 2}},
 		{"failed", `{"v":1,"op":"upgrade-failed","node":"s1","reason":"install script exited 1","at":3}`, "",
-			Command{V: 2, Op: upgrade.OpFailed, Node: "s1", Reason: "install script exited 1", At: 3}},
-		{"newer writer, field skipped", `{"v":3,"needs":1,"op":"upgrade-pause","at":4,"by":{"who":"ops"}}`, "",
-			Command{V: 2, Op: upgrade.OpPause, At: 4}},
+			Command{V: 3, Op: upgrade.OpFailed, Node: "s1", Reason: "install script exited 1", At: 3}},
+		{"newer writer, field skipped", `{"v":4,"needs":1,"op":"upgrade-pause","at":4,"by":{"who":"ops"}}`, "",
+			Command{V: 3, Op: upgrade.OpPause, At: 4}},
 		{"target not canonical", `{"v":1,"op":"upgrade-start","target":"1.37.1+rke2r1","at":1}`, "not a canonical RKE2 version", Command{}},
 		{"target missing", `{"v":1,"op":"upgrade-start","at":1}`, "field target missing", Command{}},
 		{"role unknown", `{"v":1,"op":"upgrade-begin","node":"s1","role":"witness","at":2}`, `role "witness"`, Command{}},
@@ -30,7 +30,7 @@ func TestDecodeUpgradeCommand(t *testing.T) {
 		{"cluster field on an upgrade op", `{"v":1,"op":"upgrade-pause","vip":"v","at":4}`, "only node, role, target, reason and at", Command{}},
 		{"upgrade field on a cluster op", `{"v":1,"op":"claim","node":"a","role":"server","at":1}`, "target and role not allowed", Command{}},
 		{"reason without failure", `{"v":1,"op":"upgrade-done","node":"a","role":"agent","reason":"x","at":1}`, "field reason not allowed", Command{}},
-		{"needs a newer reader", `{"v":3,"op":"upgrade-pause","at":4}`, "needs version 3, this build reads up to 2", Command{}},
+		{"needs a newer reader", `{"v":4,"op":"upgrade-pause","at":4}`, "needs version 4, this build reads up to 3", Command{}},
 	}
 	for _, tc := range tests {
 		c, err := DecodeCommand([]byte(tc.in))

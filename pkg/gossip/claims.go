@@ -275,8 +275,9 @@ func (m *Member) vouchedLocked() map[string]bool {
 // applyLocked sets r's effective metadata from what it declared: with a
 // verified claim for its address, the server fields are the claim's; a
 // member of the previous build (no claim at all) keeps its declared
-// server fields only if a verified claim lists it as a raft voter and its
-// raft address is on its gossip address; every other member is an agent.
+// server fields only in the single-token set-up (TrustUnsigned), or if a
+// verified claim lists it as a raft voter and its raft address is on its
+// gossip address; every other member is an agent.
 func (m *Member) applyLocked(r *record, voters map[string]bool) {
 	r.info.Meta = cloneMeta(r.declared)
 	r.info.Claim, r.info.Unverified = nil, false
@@ -299,6 +300,8 @@ func (m *Member) applyLocked(r *record, voters map[string]bool) {
 					zap.String("claimed", h.claim.AdvertiseAddr), zap.Int("suppressed", suppressed))
 			}
 		}
+	} else if r.declared.Role == RoleServer && m.cfg.TrustUnsigned {
+		return // every member holds the server token (single-token set-up)
 	} else if r.declared.Role == RoleServer && voters[r.info.Name] && raftOnIP(r.declared.RaftAddr, r.info.Addr) {
 		return
 	}

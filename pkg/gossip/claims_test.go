@@ -278,6 +278,22 @@ func TestLegacyServersTrustedOnlyAsVoters(t *testing.T) {
 	}
 }
 
+// TestSingleTokenTrustsUnsignedServers: where the gossip key comes from
+// the server token (TrustUnsigned), every member holds the server token, so
+// a previous build's unsigned server metadata counts even before raft has
+// voters to vouch for it (a cluster formed by two builds at once); without
+// TrustUnsigned it does not.
+func TestSingleTokenTrustsUnsignedServers(t *testing.T) {
+	for _, trust := range []bool{false, true} {
+		m, _ := verifying(t)
+		m.cfg.TrustUnsigned = trust
+		join(t, m, "old-1", "10.0.0.21", serverMeta("10.0.0.21"))
+		if got := infoOf(t, m, "old-1").Meta.Role == RoleServer; got != trust {
+			t.Fatalf("TrustUnsigned %v: unsigned server counted as a server: %v", trust, got)
+		}
+	}
+}
+
 func TestClaimEntriesRoundTrip(t *testing.T) {
 	in := map[string][]byte{"a": []byte("x"), "srv-2": bytes.Repeat([]byte{7}, 300)}
 	out, err := decodeClaimEntries(encodeClaimEntries(in))

@@ -46,6 +46,12 @@ type Config struct {
 	// Signer signs this member's claim: servers only, nil on agents. Its
 	// key must have the trusted fingerprint ("" takes the signer's).
 	Signer *claims.Signer
+	// TrustUnsigned: the gossip key is derived from the server token (the
+	// single-token set-up), so every member holds the server token and an
+	// unsigned server Meta (a build from before signed claims) is as good
+	// as a signed claim. Never set it when the key comes from an agent
+	// token: agent-token holders would then pass as servers.
+	TrustUnsigned bool
 
 	Logger     *zap.Logger           // nil: no logs
 	Registerer prometheus.Registerer // nil: metrics are not registered

@@ -85,17 +85,16 @@
 //     election's grant as today.
 //  5. Removed host. A host whose name is in the FSM's removed list, with a
 //     datastore, stops in a permanent `failed` saying to run
-//     `rke2-hanode rejoin --wipe`, which stops RKE2, moves
-//     <rke2-data-dir>/server/db aside (never deletes it in place), clears
-//     the raft store and restarts the daemon: it then joins in its turn.
-//  6. `rke2-hanode remove NODE`: a thin command calling the local daemon's
-//     HTTP API (POST /v1/remove?node=NODE on the http-address, loopback
-//     only) which sets the request in gossip and waits, with a deadline, for
-//     the FSM's removal or the leader's refusal (the Verdict's words and
-//     numbers), and prints it; the node withdraws the request once it sees
-//     either. The endpoint belongs to pkg/node's API. The refusal reaches
-//     the requester through the leader's status (Decision.Refused), which
-//     the election shell must publish (a gossip field or the FSM).
+//     `rke2-hanode rejoin --wipe` (daemon stopped), which stops RKE2, moves
+//     <rke2-data-dir>/server/db and the raft store aside (never deletes them)
+//     and resets the progress file: started again, the daemon asks
+//     clear-member and joins in its turn.
+//  6. `rke2-hanode remove NODE`: the CLI calls the local daemon's admin
+//     socket (pkg/adminsock), which checks with CheckRemoval on its own
+//     view, relays a request in its signed claim and waits, with a
+//     deadline, for the outcome the leader commits in the FSM by request ID
+//     (election's requests.go: accepted with the removal committed, or
+//     refused with the Verdict's words and numbers).
 //  7. Status and metrics: Assess's numbers (etcd voters, healthy, quorum
 //     margin, rke2_hanode_quorum_at_risk), the removal in flight and the
 //     standby servers.

@@ -166,3 +166,22 @@ func TestStepDeadTimeout(t *testing.T) {
 		t.Fatalf("timeout 0 removed: %+v", d)
 	}
 }
+
+// An executor that finished before the leader saw it executing: the
+// removal still goes committed → executing → done, one state per step.
+func TestStepQuickExecutor(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	r := &Removal{Node: "c", State: RemovalCommitted, Executor: "a", Since: now}
+	c := Cluster{Voters: []string{"a", "b", "c"}, Removal: r}
+	view := []Server{{Name: "a", Gossip: Alive, Answers: true, Progress: Progress{Node: "c", State: RemovalDone}}, {Name: "b", Gossip: Alive, Answers: true}}
+	cfg := Config{MaxServers: 7, ExecuteTimeout: 10 * time.Minute}
+	d := Step(c, view, cfg, now.Add(time.Second), NewBook(), "a")
+	if d.Kind != Advance || d.Removal.State != RemovalExecuting {
+		t.Fatalf("first step: %+v", d)
+	}
+	c.Removal = &d.Removal
+	d = Step(c, view, cfg, now.Add(2*time.Second), NewBook(), "a")
+	if d.Kind != Advance || d.Removal.State != RemovalDone {
+		t.Fatalf("second step: %+v", d)
+	}
+}

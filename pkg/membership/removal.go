@@ -36,7 +36,10 @@ type Removal struct {
 	Executor string       `json:"executor,omitempty"` // the leader that committed it
 	Reason   string       `json:"reason,omitempty"`   // why it was requested, or why it failed
 	Operator bool         `json:"operator,omitempty"` // requested by `rke2-hanode remove`
-	Since    time.Time    `json:"since"`              // when it entered State
+	// Clear: a reinstalled host's old member, cleared at its request; the
+	// raft voter of that name (the new host) stays.
+	Clear bool      `json:"clear,omitempty"`
+	Since time.Time `json:"since"` // when it entered State
 }
 
 // Active: committed or executing, i.e. holding the one removal slot.

@@ -171,7 +171,14 @@ func step(c Cluster, view []Server, cfg Config, now time.Time, book *Book, self 
 
 	if r := c.Removal; r.Active() {
 		if p := byName[r.Executor].Progress; p.Node == r.Node && p.State != r.State {
-			if next, err := r.Advance(p.State, now, p.Reason); err == nil {
+			// An executor quicker than the leader's steps reports done
+			// while the removal is still committed: it goes through
+			// executing first, one state per step.
+			to := p.State
+			if r.State == RemovalCommitted && to == RemovalDone {
+				to = RemovalExecuting
+			}
+			if next, err := r.Advance(to, now, p.Reason); err == nil {
 				d.Kind, d.Node, d.Removal = Advance, r.Node, next
 				return d
 			}
@@ -184,7 +191,7 @@ func step(c Cluster, view []Server, cfg Config, now time.Time, book *Book, self 
 	}
 	commit := func(target, reason string, operator bool) Decision {
 		d.Kind, d.Node = Commit, target
-		d.Removal = Removal{Node: target, State: RemovalCommitted, Executor: executor(members, self, target), Reason: reason, Operator: operator, Since: now}
+		d.Removal = Removal{Node: target, State: RemovalCommitted, Executor: Executor(members, self, target), Reason: reason, Operator: operator, Since: now}
 		return d
 	}
 	if c.Joining == "" {
@@ -252,9 +259,9 @@ func sortedByName(view []Server) []Server {
 	return s
 }
 
-// executor is the leader itself, unless it is the one removed: then the
+// Executor is the leader itself, unless it is the one removed: then the
 // lowest-named answering voter besides it.
-func executor(members []Member, self, target string) string {
+func Executor(members []Member, self, target string) string {
 	if self != target {
 		return self
 	}

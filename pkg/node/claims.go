@@ -38,6 +38,20 @@ func claimKeys(c *config.Config) (fp string, signer *claims.Signer, err error) {
 	return fp, nil, nil
 }
 
+// gossipKeyFromServerToken reports whether the gossip key is derived from
+// the server token: the single-token set-up, where a server has no agent
+// secret and an agent's token is the server token (no fingerprint in it;
+// config refuses a two-token agent token without one). Then only holders
+// of the server token can gossip at all, and gossip may trust the unsigned
+// server metadata of a build from before signed claims.
+func gossipKeyFromServerToken(c *config.Config) bool {
+	if c.IsServer() {
+		return c.AgentSecret() == ""
+	}
+	_, agentToken := claims.AgentTokenFingerprint(c.Secret())
+	return !agentToken
+}
+
 // voterSource is the part of the raft group a server vouches with.
 type voterSource interface {
 	Voters() ([]string, error)

@@ -52,6 +52,9 @@ type coordinator interface {
 	// its join (a joiner, with the CA it joined). ReportNotReady withdraws it.
 	ReportReady(caHash string)
 	ReportNotReady()
+	// RemovedFromRaft: this server's raft state no longer lists it in the
+	// configuration (it was removed).
+	RemovedFromRaft() bool
 }
 
 // vipProber asks RKE2's supervisor port, on the VIP or on a host, whether
@@ -68,6 +71,8 @@ type rke2Service interface {
 	Start(ctx context.Context, role installer.Role) error
 	WaitActive(ctx context.Context, role installer.Role) error
 	Active(ctx context.Context, role installer.Role) (bool, error)
+	// Stop stops it (a removed server).
+	Stop(ctx context.Context, role installer.Role) error
 }
 
 // rke2Host is what the phase machine does to the host's disk and network

@@ -88,6 +88,8 @@ type world struct {
 	// standby is the leader's reason for not admitting this server ("":
 	// admitted); while set, the slot is not granted.
 	standby string
+	// outOfRaft: this server's raft configuration no longer lists it.
+	outOfRaft bool
 
 	phasesPublished int
 }
@@ -177,9 +179,18 @@ func (f fakeCoord) State() raftView {
 	return s
 }
 func (f fakeCoord) IsBootstrap() bool { return f.State().IsBootstrap }
-func (f fakeCoord) WaitBootstrap(context.Context) (string, error) {
+func (f fakeCoord) RemovedFromRaft() bool {
+	f.w.mu.Lock()
+	defer f.w.mu.Unlock()
+	return f.w.outOfRaft
+}
+func (f fakeCoord) WaitBootstrap(ctx context.Context) (string, error) {
 	if err := f.w.step("wait-bootstrap"); err != nil {
 		return "", err
+	}
+	if f.RemovedFromRaft() { // no leader ever answers a removed server
+		<-ctx.Done()
+		return "", ctx.Err()
 	}
 	return f.State().Bootstrap, nil
 }
@@ -334,6 +345,12 @@ func (f fakeService) Start(context.Context, installer.Role) error {
 		w.datastore.Present = true
 		w.datastore.CAHash = testCA
 	}
+	return nil
+}
+func (f fakeService) Stop(context.Context, installer.Role) error {
+	f.w.mu.Lock()
+	defer f.w.mu.Unlock()
+	f.w.serviceOn = false
 	return nil
 }
 func (f fakeService) WaitActive(context.Context, installer.Role) error {

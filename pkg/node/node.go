@@ -90,6 +90,9 @@ type Node struct {
 	etcd        *etcdState    // servers: the local etcd's view and its carriage (etcdview.go)
 	upg         *upgradeState // the rolling upgrade (upgrade_node.go)
 	agentBegins *agentBeginSource
+	// reqs are the operators' requests this server relays (admin.go).
+	reqs  requestBook
+	relay requestRelay
 }
 
 // New builds the host's parts from the configuration; nothing runs yet.
@@ -100,7 +103,7 @@ func New(opts Options) (*Node, error) {
 		log = zap.NewNop()
 	}
 	n := &Node{cfg: c, log: log.Named("node"), reg: opts.Registerer, clk: clock.Or(opts.Clock),
-		role: installer.Role(c.Role), retryPolicy: retryPolicy}
+		role: installer.Role(c.Role), retryPolicy: retryPolicy, relay: noRelay{}}
 	var err error
 	if n.t, err = newTracker(n.log, n.clk.Now, opts.Registerer); err != nil {
 		return nil, err
@@ -165,6 +168,7 @@ func New(opts Options) (*Node, error) {
 	if n.gossipCfg.TrustedFingerprint, n.gossipCfg.Signer, err = claimKeys(c); err != nil {
 		return nil, err
 	}
+	n.gossipCfg.TrustUnsigned = gossipKeyFromServerToken(c)
 	n.prober, err = vip.NewProber(vip.ProberConfig{
 		NodeName:       c.NodeName,
 		Logger:         log,
@@ -262,6 +266,9 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	n.mu.Lock()
 	n.members = g
+	if c.IsServer() {
+		n.relay = claimRelay{g}
+	}
 	n.mu.Unlock()
 
 	var wg sync.WaitGroup

@@ -34,8 +34,12 @@ type progress struct {
 	Bootstrap   bool   `json:"bootstrap"`
 	CAHash      string `json:"ca_hash,omitempty"`
 	// Ready is set once this host reached the ready phase.
-	Ready     bool      `json:"ready"`
-	ReadyAt   time.Time `json:"ready_at,omitempty"`
+	Ready   bool      `json:"ready"`
+	ReadyAt time.Time `json:"ready_at,omitempty"`
+	// Wiped: `rejoin --wipe` moved this server's datastore and raft store
+	// aside; the daemon tells the leader before anything else (a removed
+	// server is added back to raft only then), and clears it.
+	Wiped     bool      `json:"wiped,omitempty"`
 	UpdatedAt time.Time `json:"updated_at"`
 	// RKE2Running is the version of the rke2 binary this host's service
 	// was last started from (by this daemon, or found running): what it

@@ -74,6 +74,9 @@ func (n *Node) readyDetail() string {
 // (under systemd or exec it is restarted), the phase says so until it is back.
 func (n *Node) keepReady(ctx context.Context) error {
 	for n.clk.Sleep(ctx, serviceWatch) == nil {
+		if n.cfg.IsServer() && n.removedWhileRunning(ctx) {
+			return nil
+		}
 		if n.upgradeRestarting() {
 			continue // the upgrade restarts the service and watches it (upgrade.go)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/election"
 	"github.com/rke2-hanode/rke2-hanode/pkg/gossip"
@@ -15,6 +16,9 @@ import (
 // runServer takes a server from discovery to ready: as the bootstrap node,
 // or as a joiner in its turn.
 func (n *Node) runServer(ctx context.Context) error {
+	if err := n.announceWipe(ctx); err != nil {
+		return err
+	}
 	if resumed, err := n.resumeOwnDatastore(ctx); resumed {
 		return err // a restart (a cold start) on its own datastore (coldstart.go)
 	}
@@ -25,14 +29,32 @@ func (n *Node) runServer(ctx context.Context) error {
 	}
 	n.t.set(status.PhaseElecting, "servers are choosing the bootstrap node")
 	err = n.retryWithin(ctx, "elect", electDeadline, "waiting for the bootstrap node to be chosen", func(ctx context.Context) error {
-		_, err := n.coord.WaitBootstrap(ctx)
+		wctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		go func() {
+			// Removed while away: no leader will ever contact this server.
+			for n.clk.Sleep(wctx, time.Second) == nil {
+				if n.coord.RemovedFromRaft() {
+					cancel(&permanentError{err: errRemoved})
+					return
+				}
+			}
+		}()
+		_, err := n.coord.WaitBootstrap(wctx)
+		if cause := context.Cause(wctx); err != nil && errors.Is(cause, errRemoved) {
+			return cause
+		}
 		return err
 	})
 	if err != nil {
 		return err
 	}
+	rejoin, err := n.rejoinAs(ctx)
+	if err != nil {
+		return err
+	}
 	for {
-		if n.coord.IsBootstrap() {
+		if n.coord.IsBootstrap() && !rejoin {
 			return n.runBootstrap(ctx)
 		}
 		err := n.runJoiner(ctx)

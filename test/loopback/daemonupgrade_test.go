@@ -36,7 +36,7 @@ func TestRollingDaemonUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, err := demo.New(demo.Options{
-		Servers: 3, Agents: 1, Base: "127.85.0.11", Dir: filepath.Join(dir, "hosts"), Token: tok.Server, AgentToken: tok.Agent,
+		Servers: 3, Agents: 1, Base: "127.94.0.11", Dir: filepath.Join(dir, "hosts"), Token: tok.Server, AgentToken: tok.Agent,
 		Daemon: daemonBin, Sim: simBin, Env: simEnv, LogLevel: "debug",
 	})
 	if err != nil {

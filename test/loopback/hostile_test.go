@@ -156,7 +156,7 @@ func TestAgentTokenHolderCannotPoseAsServer(t *testing.T) {
 		t.Skip("loopback clusters take tens of seconds; skipped with -short")
 	}
 	c, err := demo.New(demo.Options{
-		Servers: 3, Agents: 1, Base: "127.84.0.11", Dir: t.TempDir(), Token: tok.Server, AgentToken: tok.Agent,
+		Servers: 3, Agents: 1, Base: "127.93.0.11", Dir: t.TempDir(), Token: tok.Server, AgentToken: tok.Agent,
 		Daemon: daemonBin, Sim: simBin, Env: simEnv, LogLevel: "debug",
 	})
 	if err != nil {
@@ -175,7 +175,7 @@ func TestAgentTokenHolderCannotPoseAsServer(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	_, stop, err := hostile.ForgedServer{
-		Name: intruder, AgentToken: tok.Agent, ClusterName: "demo", BindIP: "127.84.0.150",
+		Name: intruder, AgentToken: tok.Agent, ClusterName: "demo", BindIP: "127.93.0.150",
 		SpoofIP: c.Nodes[1].IP, Join: c.Seeds, ExpectServers: 3, CAHash: fakeCA,
 	}.Start(ctx)
 	if err != nil {
@@ -187,8 +187,8 @@ func TestAgentTokenHolderCannotPoseAsServer(t *testing.T) {
 	// bootstrap node and the voters (from the servers' verified claims,
 	// read by an observer that holds the agent token).
 	fp, _ := claims.AgentTokenFingerprint(tok.Agent)
-	observer, err := gossip.Open(gossip.Config{NodeName: "observer", BindAddr: "127.84.0.151", BindPort: 9347,
-		AdvertiseAddr: "127.84.0.151", Join: c.Seeds, Token: tok.Agent, ClusterName: "demo",
+	observer, err := gossip.Open(gossip.Config{NodeName: "observer", BindAddr: "127.93.0.151", BindPort: 9347,
+		AdvertiseAddr: "127.93.0.151", Join: c.Seeds, Token: tok.Agent, ClusterName: "demo",
 		TrustedFingerprint: fp, Meta: gossip.Meta{Role: gossip.RoleAgent, Phase: "ready"}})
 	if err != nil {
 		t.Fatal(err)
@@ -231,7 +231,7 @@ func TestAgentTokenHolderCannotPoseAsServer(t *testing.T) {
 	}
 	waitReady(t, c, 3*time.Minute)
 	// A second agent joins while the intruder is there, announcing its CA.
-	late, err := c.AddNode("agent-2", "agent", "127.84.0.20")
+	late, err := c.AddNode("agent-2", "agent", "127.93.0.20")
 	if err != nil {
 		t.Fatal(err)
 	}
