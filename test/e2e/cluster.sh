@@ -294,3 +294,12 @@ kube_lacks_node() {
 unit_started() {
 	hx "$1" systemctl show -P ActiveEnterTimestampMonotonic "$2" 2>/dev/null
 }
+
+# journal_has N UNIT TEXT: UNIT's journal on host N contains TEXT. Read
+# whole first: `journalctl | grep -q` fails under pipefail when grep
+# stops reading early and journalctl dies of SIGPIPE.
+journal_has() {
+	local out
+	out=$(hx "$1" journalctl -u "$2" --no-pager 2>/dev/null) || return 1
+	grep -qF -- "$3" <<<"$out"
+}
