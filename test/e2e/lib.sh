@@ -145,13 +145,36 @@ host_create() {
 	local n=$1 d
 	d=$(host_dir "$n")
 	mkdir -p "$d/upper" "$d/work" "$d/merged"
-	mount -t overlay overlay -o "lowerdir=$E2E_ROOTFS,upperdir=$d/upper,workdir=$d/work" "$d/merged"
-	local r=$d/merged
+	host_disk "$n"
+	net_up_host "$n"
+}
+
+# host_disk N: mounts host N's overlay over the cached root and gives it
+# its name and address and a new machine-id.
+host_disk() {
+	local n=$1 d r
+	d=$(host_dir "$n")
+	r=$d/merged
+	mount -t overlay overlay -o "lowerdir=$E2E_ROOTFS,upperdir=$d/upper,workdir=$d/work" "$r"
 	echo "h$n" >"$r/etc/hostname"
 	printf '127.0.0.1 localhost\n%s h%s\n' "$(host_ip "$n")" "$n" >"$r/etc/hosts"
 	od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$r/etc/machine-id"
 	echo >>"$r/etc/machine-id"
-	net_up_host "$n"
+}
+
+# host_wipe N: host N, powered off, gets a new empty disk (the same name
+# and address): what a reinstall leaves.
+host_wipe() {
+	local n=$1 d
+	d=$(host_dir "$n")
+	if host_pid "$n" >/dev/null; then
+		die "h$n must be off to be wiped"
+		return 1
+	fi
+	umount "$d/merged" 2>/dev/null || umount -l "$d/merged"
+	rm -rf "$d/upper" "$d/work"
+	mkdir -p "$d/upper" "$d/work"
+	host_disk "$n"
 }
 
 # host_boot N [starting]: start systemd in the container, from a subshell
