@@ -9,7 +9,13 @@ vip_released_here() {
 	status_json "$1" | jq -e '.cluster.vip_released.reason | test("rke2-server has been down")' >/dev/null
 }
 
-vip_not_on() { ! vip_holder | grep -qx "$1"; }
+# The holders read whole first: under pipefail `vip_holder | grep -q`
+# fails when grep stops early and a later holder's line meets a closed pipe.
+vip_not_on() {
+	local h
+	h=$(vip_holder)
+	! grep -qx "$1" <<<"$h"
+}
 vip_moved_single() { vip_single && vip_moved_from "$1"; }
 
 scenario_vip_held_by_stopped_server() {
