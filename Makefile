@@ -36,8 +36,13 @@ lint:
 demo: build
 	$(BIN)/rke2-hanode demo --servers 3 --agents 2
 
+# The test bed's upgrade scenarios install one minor, roll to the next and are refused a skipped
+# minor and a downgrade: artifacts of each version beside the default ones.
+E2E_RKE2_VERSIONS = v1.34.5+rke2r1 v1.35.2+rke2r1 v1.36.1+rke2r1 v1.37.0+rke2r1
+
 rke2sim-artifacts: build
 	./test/rke2sim/make-artifacts.sh $(BIN)/rke2sim $(BIN)/rke2sim-artifacts
+	for v in $(E2E_RKE2_VERSIONS); do ./test/rke2sim/make-artifacts.sh $(BIN)/rke2sim $(BIN)/rke2sim-artifacts-$$v $$v || exit 1; done
 
 package: build
 	./packaging/build.sh $(VERSION)

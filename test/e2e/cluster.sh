@@ -239,3 +239,67 @@ check_one_cluster() {
 	[ "$(vip_holder | grep -c .)" -eq 1 ] || die "VIP held by hosts: $(vip_holder | tr '\n' ' ')" || return 1
 	log "ok: one cluster: 1 cluster-init, CA ${ca:0:12}…, no rejections, VIP on h$(vip_holder), pong from every host"
 }
+
+# etcd_voters N: the node names of the voters real etcd lists on host N
+# (rke2sim's state.json; etcd's member names are <node>-<8 hex>), sorted.
+etcd_voters() {
+	sim_state "$1" | jq -r '[.etcd.members[] | select(.learner | not) | .name | sub("-[0-9a-f]{8}$"; "")] | sort | join(" ")'
+}
+etcd_voters_are() { [ "$(etcd_voters "$1")" = "$2" ]; }
+
+# wait_voters SECONDS "hA hB ..." HOSTS...: real etcd on every host lists
+# exactly those voters.
+wait_voters() {
+	local secs=$1 want=$2 n
+	shift 2
+	for n in "$@"; do
+		wait_until "$secs" "h$n's etcd lists $want as voters" etcd_voters_are "$n" "$want" ||
+			die "h$n: etcd voters '$(etcd_voters "$n")', want $want" || return 1
+	done
+}
+
+phase_is() { [ "$(host_phase "$1")" = "$2" ]; }
+
+# host_dropin N NAME LINES...: a config drop-in
+# (/etc/rke2-hanode/config.yaml.d/NAME.yaml) on host N, replaced whole,
+# written to a temporary file and renamed; read at the daemon's next start.
+host_dropin() {
+	local n=$1 name=$2 d
+	shift 2
+	d=$(host_root "$n")/etc/rke2-hanode/config.yaml.d
+	mkdir -p "$d"
+	chmod 0755 "$d"
+	printf '%s\n' "$@" >"$d/.$name.yaml.tmp"
+	chmod 0600 "$d/.$name.yaml.tmp"
+	mv "$d/.$name.yaml.tmp" "$d/$name.yaml"
+}
+
+# kube_nodes N: the Node names RKE2's Kubernetes API lists, asked on server
+# N with its admin kubeconfig's client certificate.
+kube_nodes() {
+	hx "$1" sh -c '
+		k=/etc/rancher/rke2/rke2.yaml d=$(mktemp -d) && trap "rm -rf $d" EXIT &&
+		sed -n "s/^ *client-certificate-data: //p" $k | base64 -d >$d/crt &&
+		sed -n "s/^ *client-key-data: //p" $k | base64 -d >$d/key &&
+		curl -sfk --max-time 5 --cert $d/crt --key $d/key https://127.0.0.1:6443/api/v1/nodes' |
+		jq -r '.items[].metadata.name' | sort | tr '\n' ' ' | sed 's/ $//'
+}
+kube_lacks_node() {
+	local names
+	names=$(kube_nodes "$1") && [ -n "$names" ] && ! grep -qw "$2" <<<"$names"
+}
+
+# unit_started N UNIT: when UNIT last became active on host N (µs on the
+# kernel's monotonic clock, which all hosts share; 0 if never).
+unit_started() {
+	hx "$1" systemctl show -P ActiveEnterTimestampMonotonic "$2" 2>/dev/null
+}
+
+# journal_has N UNIT TEXT: UNIT's journal on host N contains TEXT. Read
+# whole first: `journalctl | grep -q` fails under pipefail when grep
+# stops reading early and journalctl dies of SIGPIPE.
+journal_has() {
+	local out
+	out=$(hx "$1" journalctl -u "$2" --no-pager 2>/dev/null) || return 1
+	grep -qF -- "$3" <<<"$out"
+}

@@ -145,19 +145,45 @@ host_create() {
 	local n=$1 d
 	d=$(host_dir "$n")
 	mkdir -p "$d/upper" "$d/work" "$d/merged"
-	mount -t overlay overlay -o "lowerdir=$E2E_ROOTFS,upperdir=$d/upper,workdir=$d/work" "$d/merged"
-	local r=$d/merged
+	host_disk "$n"
+	net_up_host "$n"
+}
+
+# host_disk N: mounts host N's overlay over the cached root and gives it
+# its name and address and a new machine-id.
+host_disk() {
+	local n=$1 d r
+	d=$(host_dir "$n")
+	r=$d/merged
+	mount -t overlay overlay -o "lowerdir=$E2E_ROOTFS,upperdir=$d/upper,workdir=$d/work" "$r"
 	echo "h$n" >"$r/etc/hostname"
 	printf '127.0.0.1 localhost\n%s h%s\n' "$(host_ip "$n")" "$n" >"$r/etc/hosts"
 	od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$r/etc/machine-id"
 	echo >>"$r/etc/machine-id"
-	net_up_host "$n"
 }
 
-# host_boot N: start systemd in the container, from a subshell that first
-# moved itself into cgroups of its own (the host has no systemd to do it).
+# host_wipe N: host N, powered off, gets a new empty disk (the same name
+# and address): what a reinstall leaves.
+host_wipe() {
+	local n=$1 d
+	d=$(host_dir "$n")
+	if host_pid "$n" >/dev/null; then
+		die "h$n must be off to be wiped"
+		return 1
+	fi
+	umount "$d/merged" 2>/dev/null || umount -l "$d/merged"
+	rm -rf "$d/upper" "$d/work"
+	mkdir -p "$d/upper" "$d/work"
+	host_disk "$n"
+}
+
+# host_boot N [starting]: start systemd in the container, from a subshell
+# that first moved itself into cgroups of its own (the host has no systemd
+# to do it). With "starting", a boot still running its start jobs is enough
+# (an enabled rke2-server of a cold-started cluster holds the boot until its
+# etcd has a quorum, which needs the other servers booted too).
 host_boot() {
-	local n=$1 d ns
+	local n=$1 until=${2:-} d ns
 	d=$(host_dir "$n")
 	ns=$(host_ns "$n")
 	net_restore "$n"
@@ -173,7 +199,7 @@ host_boot() {
 			--resolv-conf=off --timezone=off --link-journal=no
 	) >>"$d/console.log" 2>&1 </dev/null &
 	echo $! >"$d/nspawn.pid"
-	host_wait_running "$n"
+	host_wait_running "$n" "$until"
 }
 
 # host_pid N: the container's PID 1 (systemd), as seen from here.
@@ -206,12 +232,13 @@ hx() {
 }
 
 host_wait_running() {
-	local n=$1 i state
+	local n=$1 until=${2:-} i state
 	for i in $(seq 1 120); do
 		if host_pid "$n" >/dev/null; then
 			state=$(hx "$n" systemctl is-system-running 2>/dev/null || true)
 			case $state in
 			running | degraded) return 0 ;;
+			starting) [ "$until" != starting ] || return 0 ;;
 			esac
 		fi
 		sleep 0.5

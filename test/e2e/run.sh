@@ -17,7 +17,7 @@ set -uo pipefail
 
 E2E_DIR=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$E2E_DIR/../.." && pwd)
-ALL_SCENARIOS="bed cluster join-poweroff bootstrap-poweroff vip-failover wrong-token etcd-at-once hostile-agent cold-start vip-held-by-stopped-server"
+ALL_SCENARIOS="bed cluster join-poweroff bootstrap-poweroff vip-failover wrong-token etcd-at-once hostile-agent cold-start vip-held-by-stopped-server spare-server server-dies quorum-loss rolling-upgrade upgrade-refused upgrade-host-fails reinstall"
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "e2e: SKIP: the test bed needs root (network namespaces, overlayfs, systemd-nspawn); run it as root or in CI" >&2

@@ -5,10 +5,6 @@
 # says how many servers etcd still waits for), kube-vip brings the VIP up
 # once the API answers, the agent reconnects. Real etcd on every server
 # lists the same three voters, and there is still exactly one cluster-init.
-etcd_voters() {
-	sim_state "$1" | jq -r '[.etcd.members[] | select(.learner | not) | .name | sub("-[0-9a-f]{8}$"; "")] | sort | join(" ")'
-}
-
 scenario_cold_start() {
 	bed_up 4
 	local n
@@ -27,7 +23,7 @@ scenario_cold_start() {
 	order=$(printf '%s\n' 1 2 3 4 | shuf | tr '\n' ' ')
 	log "booting in the order $order"
 	for n in $order; do
-		host_boot "$n"
+		host_boot "$n" starting
 		host_start "$n"
 		if [ -z "$first" ] && [ "$n" != 4 ]; then
 			first=$n
@@ -49,8 +45,6 @@ scenario_cold_start() {
 	done
 	log "ok: cold start in the order $order: one cluster, the same three etcd voters, VIP on h$(vip_holder)"
 }
-
-etcd_voters_are() { [ "$(etcd_voters "$1")" = "$2" ]; }
 
 # first_server_waits N: host N is starting RKE2 on its own datastore and its
 # status says that etcd waits for a quorum.

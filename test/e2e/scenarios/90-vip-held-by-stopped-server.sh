@@ -9,6 +9,15 @@ vip_released_here() {
 	status_json "$1" | jq -e '.cluster.vip_released.reason | test("rke2-server has been down")' >/dev/null
 }
 
+# The holders read whole first: under pipefail `vip_holder | grep -q`
+# fails when grep stops early and a later holder's line meets a closed pipe.
+vip_not_on() {
+	local h
+	h=$(vip_holder)
+	! grep -qx "$1" <<<"$h"
+}
+vip_moved_single() { vip_single && vip_moved_from "$1"; }
+
 scenario_vip_held_by_stopped_server() {
 	bed_up 3
 	local n
@@ -30,18 +39,23 @@ scenario_vip_held_by_stopped_server() {
 	# Right after the stop the VIP is still on h$holder and silent.
 	[ "$(vip_holder)" = "$holder" ] || die "the VIP left h$holder before the watchdog acted (holder: $(vip_holder))"
 	vip_pong "$other" && die "the VIP still answers /ping right after rke2-server stopped on h$holder: is kube-vip outliving it?"
-	wait_until 150 "VIP moved off h$holder" vip_moved_from "$holder"
+	# On a real interface another server claims the VIP too once it has not
+	# answered /ping for a lease (rke2sim's kube-vip on ARP, as a second
+	# leader would): for a while both carry it and their ARP announcements
+	# compete. Only the watchdog's rke2-killall.sh takes it off h$holder.
+	wait_until 150 "VIP gone from h$holder" vip_not_on "$holder"
 	local took=$(($(date +%s) - t0))
-	[ "$took" -ge 30 ] || die "the VIP moved after ${took}s, before the 30 s grace"
+	[ "$took" -ge 30 ] || die "the VIP left h$holder after ${took}s, before the 30 s grace"
+	wait_until 60 "VIP on one other server" vip_moved_single "$holder"
 	wait_until 60 "VIP answers /ping from h$other after the move" vip_pong "$other"
 	wait_until 30 "h$holder's status shows the release" vip_released_here "$holder"
-	hx "$holder" curl -s "http://$(host_ip "$holder"):9349/metrics" | grep -qx 'rke2_hanode_vip_released_total 1' ||
+	grep -qx 'rke2_hanode_vip_released_total 1' <<<"$(hx "$holder" curl -s "http://$(host_ip "$holder"):9349/metrics")" ||
 		die "h$holder: rke2_hanode_vip_released_total is not 1"
-	hx "$holder" journalctl -u rke2-hanode.service --no-pager | grep -q "VIP watchdog: releasing the VIP with rke2-killall.sh" ||
+	journal_has "$holder" rke2-hanode.service "VIP watchdog: releasing the VIP with rke2-killall.sh" ||
 		die "h$holder: its journal does not say it released the VIP"
 	for n in 1 2 3; do
 		[ "$n" = "$holder" ] && continue
-		hx "$n" curl -s "http://$(host_ip "$n"):9349/metrics" | grep -qx 'rke2_hanode_vip_released_total 0' ||
+		grep -qx 'rke2_hanode_vip_released_total 0' <<<"$(hx "$n" curl -s "http://$(host_ip "$n"):9349/metrics")" ||
 			die "h$n released the VIP though its rke2-server runs"
 	done
 	log "ok: h$holder released the VIP ${took}s after its rke2-server stopped; now on h$(vip_holder)"

@@ -1,0 +1,43 @@
+# scenario reinstall: three servers formed; one (not the cluster-init one)
+# is powered off, its disk wiped, and it is installed again with the same
+# name and address. It asks the leader to clear its old etcd member, then
+# joins in its turn: one cluster, etcd lists every name once (no "duplicate
+# node name", no refused node password), the three voters everywhere.
+reinstall_asking() {
+	status_json "$1" | jq -e '.node.detail // "" | contains("reinstalled host")' >/dev/null
+}
+
+scenario_reinstall() {
+	bed_up 3
+	local n v=""
+	for n in 1 2 3; do host_provision "$n" server & done
+	wait_jobs
+	for n in 1 2 3; do host_start "$n"; done
+	wait_ready 240 1 2 3
+	check_one_cluster "1 2 3" ""
+	for n in 3 2 1; do
+		[ "$(sim_state "$n" | jq -r .mode)" = join ] && { v=$n; break; }
+	done
+	[ -n "$v" ] || die "no joined server"
+	local old_ca
+	old_ca=$(sim_state "$v" | jq -r .ca_hash)
+	log "reinstalling h$v: powered off, new disk, installed again"
+	host_crash "$v"
+	host_wipe "$v"
+	[ -z "$(sim_state "$v")" ] || die "h$v's wiped disk still has rke2sim's state"
+	host_boot "$v"
+	host_provision "$v" server
+	host_start "$v"
+	wait_until 180 "h$v says it is a reinstalled host asking for its old member to be cleared" reinstall_asking "$v" ||
+		die "h$v: $(status_json "$v" | jq -c .node)"
+	log "h$v: $(status_json "$v" | jq -r .node.detail)"
+	wait_ready 300 1 2 3
+	[ "$(sim_state "$v" | jq -r .mode)" = join ] || die "h$v: mode $(sim_state "$v" | jq -r .mode), want join"
+	[ "$(sim_state "$v" | jq -r .ca_hash)" = "$old_ca" ] || die "h$v joined with another CA"
+	wait_voters 120 "h1 h2 h3" 1 2 3
+	for n in 1 2 3; do
+		[ "$(sim_state "$n" | jq '.etcd.members | length')" = 3 ] || die "h$n: etcd members $(sim_state "$n" | jq -c .etcd.members)"
+	done
+	check_one_cluster "1 2 3" ""
+	log "ok: h$v reinstalled and rejoined; etcd lists it once"
+}
