@@ -174,6 +174,15 @@ func (s *Signer) NextSeq(now time.Time) uint64 {
 	return s.seq
 }
 
+// Advance makes every later NextSeq greater than seq: a node that finds a
+// claim of its own from an earlier run with a clock ahead of this one
+// signs past it.
+func (s *Signer) Advance(seq uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq = max(s.seq, seq)
+}
+
 // FingerprintLen is the length of a fingerprint in hex digits.
 const FingerprintLen = 32
 

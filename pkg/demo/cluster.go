@@ -36,6 +36,10 @@ type Options struct {
 	Daemon, Sim string
 	// Token is the cluster secret; empty makes a random one.
 	Token string
+	// AgentToken, when set, is the two-token set-up: servers hold Token
+	// and AgentToken (agent-token), agents only AgentToken (as their
+	// token). It must belong to Token (claims.Generate makes both).
+	AgentToken string
 	// Env is added to every daemon's environment (rke2sim's delays, for example).
 	Env []string
 	// LogLevel of the daemons (default info).
@@ -146,6 +150,13 @@ func (c *Cluster) AddNode(name, role, ip string) (*Node, error) {
 	cfg.NodeName = name
 	cfg.Role = role
 	cfg.Token = c.Opts.Token
+	if c.Opts.AgentToken != "" {
+		if role == "server" {
+			cfg.AgentToken = c.Opts.AgentToken
+		} else {
+			cfg.Token = c.Opts.AgentToken
+		}
+	}
 	cfg.ClusterName = c.Opts.ClusterName
 	if role == "server" {
 		cfg.ExpectServers = c.Opts.Servers

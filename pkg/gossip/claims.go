@@ -146,6 +146,10 @@ func (m *Member) mergeClaims(buf []byte) {
 	}
 	entries, err := decodeClaimEntries(buf)
 	for _, e := range entries {
+		if e.node == m.cfg.NodeName && m.cfg.Signer != nil {
+			m.ownClaimSeen(e.wire)
+			continue
+		}
 		m.receiveClaim(e.node, e.wire)
 	}
 	if err != nil {
@@ -185,6 +189,49 @@ func (m *Member) receiveClaim(node string, wire []byte) bool {
 	m.mu.Unlock()
 	m.queueClaim(node, wire)
 	return true
+}
+
+// ownClaimSeen looks at a claim of this member's own name coming back
+// from gossip. Only this member signs its name, so one newer than its
+// current claim was signed by an earlier run whose clock was ahead of this
+// one's: the others hold its sequence number and would drop every claim
+// of this run as older. This member then signs past it (the broadcaster
+// re-signs). Nothing a peer sends is ever held as this member's claim.
+func (m *Member) ownClaimSeen(wire []byte) {
+	node, seq, err := claims.Seq(wire)
+	if err != nil || node != m.cfg.NodeName {
+		return
+	}
+	m.mu.Lock()
+	h := m.claimsBy[node]
+	ahead := h == nil || seq > h.claim.Seq
+	m.mu.Unlock()
+	if !ahead {
+		return
+	}
+	if _, err := claims.Verify(m.verifier.Fingerprint(), wire); err != nil {
+		m.claimRejected(node, claims.Reason(err), err)
+		return
+	}
+	m.cfg.Signer.Advance(seq)
+	if !m.resign.Swap(true) {
+		m.log.Warn("gossip carries a claim of this node newer than its own, from an earlier run whose clock was ahead: signing past it",
+			zap.Uint64("seen_sequence", seq))
+	}
+	m.kick()
+}
+
+// resignIfAsked signs this member's claim anew after ownClaimSeen.
+func (m *Member) resignIfAsked() {
+	if !m.resign.Swap(false) {
+		return
+	}
+	m.metaMu.Lock()
+	defer m.metaMu.Unlock()
+	m.ownBase = nil
+	if _, err := m.signLocal(m.Local(), m.day2); err != nil {
+		m.log.Warn("could not sign this node's claim anew", zap.Error(err))
+	}
 }
 
 // queueClaim broadcasts a node's new claim, when it fits a packet.
@@ -262,6 +309,7 @@ func (m *Member) applyLocked(r *record, voters map[string]bool) {
 // applyClaim takes the server fields of meta from a verified claim.
 func applyClaim(meta *Meta, c claims.Claim) {
 	meta.Role = RoleServer
+	meta.AdvertiseAddr = c.AdvertiseAddr // the member's gossip address: applyLocked checked it
 	meta.RaftAddr = c.RaftAddr
 	meta.BootstrapSet = c.BootstrapSet
 	meta.StartedRKE2 = c.StartedRKE2

@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 	"github.com/prometheus/client_golang/prometheus"
@@ -133,7 +134,7 @@ func TestVerifiedClaimMakesAServer(t *testing.T) {
 	if mi.Claim == nil || mi.Claim.Seq != 5 || mi.Claim.RKE2Running != "v1.31.4+rke2r1" {
 		t.Fatalf("claim %+v", mi.Claim)
 	}
-	if mi.Meta.Role != RoleServer || mi.Meta.CAHash != c.CAHash || mi.Meta.WantJoinSlot || !mi.Meta.Ready ||
+	if mi.Meta.Role != RoleServer || mi.Meta.CAHash != c.CAHash || mi.Meta.WantJoinSlot || !mi.Meta.Ready || mi.Meta.AdvertiseAddr != "10.0.0.11" ||
 		mi.Meta.RaftAddr != "10.0.0.11:9348" || mi.Meta.RaftState != RaftMember || mi.Meta.Commands != 2 {
 		t.Fatalf("effective meta %+v, want the claim's server fields", mi.Meta)
 	}
@@ -387,4 +388,56 @@ func TestSignerConfig(t *testing.T) {
 	if _, err := newMember(cfg); err == nil || !strings.Contains(err.Error(), "fingerprint") {
 		t.Fatalf("a bad fingerprint: %v", err)
 	}
+}
+
+// TestRestartBehindTheClock: a server restarted with its clock behind its
+// previous run finds that run's newer claim in gossip and signs past it,
+// so the others, who hold that run's sequence, take its claims again.
+func TestRestartBehindTheClock(t *testing.T) {
+	s := testSigner(t, claimsServerToken)
+	srv := startMember(t, "srv-1", withCluster(claimsCluster), withSigner(s))
+	own := srv.Claim()
+	if own == nil {
+		t.Fatal("no own claim")
+	}
+	earlier := *own
+	earlier.Seq = own.Seq + uint64(time.Hour/time.Microsecond) // the earlier run's clock was an hour ahead
+	earlier.Ready = true
+	earlierWire := signed(t, s, earlier)
+
+	peer, _ := verifying(t)
+	join(t, peer, "srv-1", own.AdvertiseAddr, serverMeta(own.AdvertiseAddr))
+	deliver(peer, map[string][]byte{"srv-1": earlierWire})
+
+	deliver(srv.Member, map[string][]byte{"srv-1": earlierWire})
+	eventually(t, "srv-1 signs past its earlier run", func() (bool, string) {
+		c := srv.Claim()
+		return c.Seq > earlier.Seq, fmt.Sprintf("sequence %d, earlier run's %d", c.Seq, earlier.Seq)
+	})
+	if c := srv.Claim(); c.Ready {
+		t.Fatal("the earlier run's claim was taken as this run's")
+	}
+	if err := srv.UpdateMeta(func(m *Meta) { m.Phase = "ready" }); err != nil {
+		t.Fatal(err)
+	}
+	deliver(peer, srv.localStateFor(t, "srv-1"))
+	if mi := infoOf(t, peer, "srv-1"); mi.Claim == nil || mi.Claim.Seq <= earlier.Seq || mi.Claim.Ready {
+		t.Fatalf("the peer holds %+v", mi.Claim)
+	}
+}
+
+// localStateFor is node's entry of m's push/pull state.
+func (m *testMember) localStateFor(t *testing.T, node string) map[string][]byte {
+	t.Helper()
+	entries, err := decodeClaimEntries(m.localClaimState())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.node == node {
+			return map[string][]byte{node: e.wire}
+		}
+	}
+	t.Fatalf("%s holds no claim of %s", m.name, node)
+	return nil
 }

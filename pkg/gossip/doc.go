@@ -90,7 +90,7 @@
 //
 // MemberInfo.Meta is then the effective metadata:
 //   - a member with a verified claim whose AdvertiseAddr is its gossip
-//     address: Role server, and RaftAddr, BootstrapSet, StartedRKE2, Ready,
+//     address: Role server, and AdvertiseAddr, RaftAddr, BootstrapSet, StartedRKE2, Ready,
 //     CAHash, WantJoinSlot, ClusterReady, Commands, ExpectServers and
 //     RaftState are the claim's; MemberInfo.Claim is the claim (day-2
 //     fields: versions, voters, etcd view, requests, upgrade report);

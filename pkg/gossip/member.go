@@ -48,7 +48,7 @@ type MemberInfo struct {
 	// Claim is the member's newest verified server claim, nil when it has
 	// none (an agent, a server of an older build, or a forger). With a
 	// trusted fingerprint configured, Meta is the effective metadata: the
-	// server fields (Role server, RaftAddr, BootstrapSet, StartedRKE2,
+	// server fields (Role server, AdvertiseAddr, RaftAddr, BootstrapSet, StartedRKE2,
 	// Ready, CAHash, WantJoinSlot, ClusterReady, Commands, ExpectServers,
 	// RaftState) are the claim's, and a member without one is an agent
 	// with those fields cleared (see "Signed claims" in doc.go).
@@ -97,6 +97,7 @@ type Member struct {
 	ownBase    []byte       // this member's claim as last signed, with sequence 1
 	day2       claims.Claim // the day-2 fields of this member's claim (UpdateClaim)
 	claimDirty atomic.Bool  // a new own claim waits for the direct exchanges
+	resign     atomic.Bool  // an earlier run's newer claim was seen: sign past it
 	numAlive   atomic.Int32 // alive members, for the broadcast queue's retransmits
 
 	// mu guards the snapshot, conflicts and subscribers. Memberlist calls
@@ -415,6 +416,7 @@ func (m *Member) broadcaster(ctx context.Context) {
 		if ml == nil {
 			continue
 		}
+		m.resignIfAsked()
 		// An earlier pass may already have carried this change (UpdateNode
 		// reads the newest metadata): memberlist would store nothing new
 		// and report nothing.

@@ -198,7 +198,8 @@ function render(st) {
   tbody.replaceChildren(...(st.members || []).map(m => {
     const tr = el("tr", { "data-host": m.name });
     const since = Date.parse(m.since);
-    for (const v of [m.name, m.role, m.address, m.phase, m.state, isNaN(since) || since <= 0 ? "" : new Date(since).toLocaleTimeString()]) tr.append(el("td", {}, v));
+    const role = m.role + (m.unverified_server ? " (says server, unverified)" : "");
+    for (const v of [m.name, role, m.address, m.phase, m.state, isNaN(since) || since <= 0 ? "" : new Date(since).toLocaleTimeString()]) tr.append(el("td", {}, v));
     return tr;
   }));
 }

@@ -20,9 +20,18 @@
 // raft port cannot be reached at all (no verdict), 1 on bad usage. The bed
 // runs it with the agent token (all must be refused) and, as a control that
 // the program can see an acceptance, with the server token (-want accept).
+//
+// With -gossip it is the gossip-claim attack instead (test/hostile): it
+// joins gossip with the agent token under -name, says it is a server
+// (raft address and advertised address on -spoof, another server's
+// address; want-join-slot, ready, cluster ready, the CA hash -ca), re-signs
+// its claim with the one key the agent token gives it every two seconds,
+// and leaves after -for. It exits 0 when it ran its time, 1 on bad usage or
+// when it could not join.
 package main
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
@@ -38,6 +47,7 @@ import (
 	"time"
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/keys"
+	"github.com/rke2-hanode/rke2-hanode/test/hostile"
 )
 
 // Must match pkg/election (tls.go): the raft leaves' DNS name and the CA template.
@@ -118,13 +128,51 @@ func try(addr string, cfg *tls.Config) error {
 	return fmt.Errorf("after handshake: %w", err)
 }
 
+// gossipAttack is the -gossip mode.
+func gossipAttack(token, cluster, name, bind string, port int, spoof, join, ca string, expect int, d time.Duration) error {
+	if name == "" || bind == "" || spoof == "" || join == "" {
+		return errors.New("-gossip needs -name, -bind, -spoof and -join")
+	}
+	_, stop, err := hostile.ForgedServer{
+		Name: name, AgentToken: token, ClusterName: cluster, BindIP: bind, GossipPort: port,
+		SpoofIP: spoof, Join: strings.Split(join, ","), ExpectServers: expect, CAHash: ca,
+	}.Start(context.Background())
+	if err != nil {
+		return err
+	}
+	fmt.Printf("gossiping as %s from %s:%d, announcing server at %s with CA %s, for %s\n", name, bind, port, spoof, ca, d)
+	time.Sleep(d)
+	stop()
+	return nil
+}
+
 func main() {
 	addr := flag.String("addr", "", "a server's raft address host:port")
 	tokenFile := flag.String("token-file", "", "file holding the token this host has")
 	cluster := flag.String("cluster-name", "rke2", "the cluster-name")
 	id := flag.String("id", "", "the raft server ID to put in the leaf (a server's node name)")
 	want := flag.String("want", "refuse", "refuse (every try must be refused) or accept (the control)")
+	gossipMode := flag.Bool("gossip", false, "the gossip-claim attack instead of the raft one")
+	name := flag.String("name", "intruder", "-gossip: the node name to join under")
+	bind := flag.String("bind", "", "-gossip: this host's address to gossip from")
+	port := flag.Int("port", 9447, "-gossip: the gossip port to bind (not the daemon's)")
+	spoof := flag.String("spoof", "", "-gossip: another server's address, announced as its own")
+	join := flag.String("join", "", "-gossip: seeds, comma-separated host[:port]")
+	ca := flag.String("ca", strings.Repeat("e", 64), "-gossip: the CA hash it wants agents to pin")
+	expect := flag.Int("expect-servers", 3, "-gossip: the expect-servers it announces")
+	dur := flag.Duration("for", time.Minute, "-gossip: how long to stay")
 	flag.Parse()
+	if *gossipMode {
+		raw, err := os.ReadFile(*tokenFile)
+		if err == nil {
+			err = gossipAttack(strings.TrimSpace(string(raw)), *cluster, *name, *bind, *port, *spoof, *join, *ca, *expect, *dur)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "hostile:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *addr == "" || *tokenFile == "" || *id == "" || (*want != "refuse" && *want != "accept") {
 		fmt.Fprintln(os.Stderr, "usage: hostile -addr HOST:PORT -token-file FILE -id SERVER-ID [-cluster-name NAME] [-want refuse|accept]")
 		os.Exit(1)

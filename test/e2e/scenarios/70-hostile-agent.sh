@@ -7,6 +7,14 @@
 # healthy. A control run of the same program on a server, with the server
 # token, must be accepted, so a refusal is the token's doing, not the
 # program's.
+#
+# Then the gossip-claim attack from the same host (hostile -gossip): it
+# joins gossip with the agent token as "intruder", announcing role server,
+# a raft address and advertise address on h2's, want-join-slot, ready,
+# cluster ready and a CA of its own, its claim signed with the only key the
+# agent token gives. Every host must count the refused claim, list the
+# intruder as an unverified agent, never give it the join slot, and the
+# cluster must stay one.
 scenario_hostile_agent() {
 	bed_up 4
 	local n s out
@@ -48,6 +56,39 @@ scenario_hostile_agent() {
 	[ "$(grep -c . <<<"$leaders")" -eq 3 ] && [ "$(sort -u <<<"$leaders" | grep -c .)" -eq 1 ] ||
 		die "servers do not agree on one raft leader: $(tr '\n' ' ' <<<"$leaders")"
 	log "ok: the cluster stayed healthy (raft leader $(head -1 <<<"$leaders"))"
+
+	local fake_ca
+	fake_ca=$(printf 'e%.0s' $(seq 64))
+	hx 4 /root/hostile -gossip -token-file /etc/rke2-hanode/token -name intruder -bind "$(host_ip 4)" -port 9447 \
+		-spoof "$(host_ip 2)" -join "$(host_ip 1),$(host_ip 2),$(host_ip 3)" -ca "$fake_ca" -for 120s >"$(host_dir 4)/hostile-gossip.log" 2>&1 &
+	local attacker=$!
+	for n in 1 2 3 4; do
+		wait_until 90 "h$n lists the intruder as an unverified agent" intruder_unverified "$n"
+		wait_until 90 "h$n counted the intruder's claim as signed with the wrong key" claim_refused_counted "$n"
+	done
+	for n in 1 2 3; do
+		[ "$(status_json "$n" | jq -r '.cluster.join_slot // ""')" != intruder ] || die "h$n shows the join slot held by the intruder"
+		[ "$(status_json "$n" | jq -r '.cluster.bootstrap_node // ""')" != intruder ] || die "h$n shows the intruder as the bootstrap node"
+		[ "$(status_json "$n" | jq -r '.cluster.ca_hash // ""')" != "$fake_ca" ] || die "h$n shows the intruder's CA"
+	done
+	hx 1 rke2-hanode status | grep -q 'intruder !' || die "h1's status table does not mark the intruder"
+	check_one_cluster "1 2 3" "4"
+	wait "$attacker" || die "the hostile gossip member failed: $(cat "$(host_dir 4)/hostile-gossip.log")"
+	log "ok: the intruder with the agent token stayed an unverified agent everywhere"
+}
+
+# intruder_unverified N: host N's status lists "intruder" as an agent whose
+# server claim is not verified.
+intruder_unverified() {
+	status_json "$1" | jq -e '.members[] | select(.name == "intruder") |
+		.role == "agent" and .claim_verified == false and .unverified_server == true' >/dev/null
+}
+
+# claim_refused_counted N: host N's metrics count a claim signed with a key
+# other than the server token's.
+claim_refused_counted() {
+	hx "$1" curl -sf --max-time 10 "http://$(host_ip "$1"):9349/metrics" |
+		grep -qE '^rke2_hanode_gossip_claims_rejected_total\{reason="wrong_key"\} [1-9]'
 }
 
 # raft_refusal_logged N IP: host N's daemon logged a refused raft connection from IP.
