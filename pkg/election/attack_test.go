@@ -34,9 +34,9 @@ func TestAttackSilentHandshakesFromAFewHostsStarveARealPeer(t *testing.T) {
 			conns = append(conns, c)
 		}
 	}
-	if open := openWithinHandshake(conns, len(conns)); open != len(conns) {
-		t.Fatalf("setup: %d of %d silent connections open", open, len(conns))
-	}
+	// the guard keeps them, or closes the excess at once (never waiting
+	// past half the handshake deadline here: they must still be held)
+	t.Logf("%d of %d silent connections held", openWithinHandshake(conns, len(conns)), len(conns))
 	// a real server of the cluster dials while the slots are held
 	srv, cli, err := raftTLSConfig("token", "c", "b", time.Now())
 	if err != nil {
@@ -58,9 +58,9 @@ func TestAttackSilentHandshakesFromAFewHostsStarveARealPeer(t *testing.T) {
 		}
 	}
 	if err != nil {
-		t.Skip(fmt.Sprintf("hole: %d hosts' silent connections take every raft slot from a real server (%v); fix: in "+
-			"streamGuard cap handshakes in progress in all (e.g. raftMaxConns/2) below the connection cap, so slots "+
-			"remain for peers that completed TLS and were admitted; or, at the cap, close the oldest connection still "+
-			"in its handshake instead of the new one", hosts, err))
+		t.Skip(fmt.Sprintf("hole: %d hosts' silent connections take every raft slot from a real server (%v); fix: at the "+
+			"cap, streamGuard closes the oldest connection still in its TLS handshake (tracked from accept to the end of the "+
+			"handshake) and gives its slot to the new one, never an admitted peer's; a cap on handshakes in all does not "+
+			"help, since a real peer needs a handshake too", hosts, err))
 	}
 }
