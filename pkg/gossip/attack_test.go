@@ -118,7 +118,7 @@ func TestAttackVoterNameAfterItsClaimWasPruned(t *testing.T) {
 	if infoOf(t, m, "srv-2").Meta.Role == RoleServer {
 		t.Skip("hole: a name that ever had a verified claim is vouched for again once its claim was pruned: " +
 			"the attacker under a dead voter's name is a server with its own raft address, CA hash and slot request " +
-			"(fix: vouch only names the Verifier never accepted a claim for, see the report)")
+			"(fix: applyLocked vouches only for a name the Verifier never accepted a claim of: a Verifier.Known(name) check; the Verifier keeps its sequences after a prune)")
 	}
 	notServer(t, m, "srv-2")
 }
@@ -146,7 +146,7 @@ func TestAttackLegacyVoterNameFromAnotherAddress(t *testing.T) {
 	if infoOf(t, m, "old-1").Meta.Role == RoleServer {
 		t.Skip("hole: a vouched name is trusted from any address: the attacker under a restarting previous-build " +
 			"voter's name is a server with its own raft address (the leader moves the voter there) and CA hash " +
-			"(fix: claims vouch for voter name AND raft address from raft's configuration, see the report)")
+			"(fix: a claim vouches for each voter's name AND its raft address from raft's configuration, a new claim field, and the vouching needs the declared raft address to be the vouched one)")
 	}
 	notServer(t, m, "old-1")
 }
