@@ -325,6 +325,17 @@ func (v *Verifier) Accept(from string, wire []byte) (Claim, error) {
 	return c, nil
 }
 
+// Known reports whether the Verifier ever accepted a claim of node (and
+// was not told to Forget it). A name once claimed is a server of a build
+// that signs: it is never vouched for as a server of an older build that
+// cannot, even after its claim is no longer held.
+func (v *Verifier) Known(node string) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	_, ok := v.last[node]
+	return ok
+}
+
 // Forget drops what the Verifier knows of node (a member removed for good).
 func (v *Verifier) Forget(node string) {
 	v.mu.Lock()

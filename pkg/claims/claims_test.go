@@ -234,8 +234,38 @@ func TestReplayedClaim(t *testing.T) {
 		t.Fatalf("another claim with the same sequence: %v, want ErrReplay", err)
 	}
 	v.Forget("srv-1")
+	if v.Known("srv-1") {
+		t.Fatal("a forgotten node is still known")
+	}
 	if _, err := v.Accept("srv-1", oldWire); err != nil {
 		t.Fatalf("after Forget: %v", err)
+	}
+}
+
+// Known is true only for a node with an accepted claim, never for one
+// whose claims were all refused.
+func TestVerifierKnown(t *testing.T) {
+	s := signer(t, serverToken)
+	v := verifier(t, s)
+	if v.Known("srv-1") {
+		t.Fatal("known before any claim")
+	}
+	forged := sign(t, s, claim(1))
+	forged[len(forged)-1] ^= 1
+	if _, err := v.Accept("srv-1", forged); err == nil {
+		t.Fatal("a forged claim accepted")
+	}
+	if _, err := v.Accept("srv-2", sign(t, s, claim(1))); err == nil {
+		t.Fatal("a claim under another name accepted")
+	}
+	if v.Known("srv-1") || v.Known("srv-2") {
+		t.Fatal("known from refused claims")
+	}
+	if _, err := v.Accept("srv-1", sign(t, s, claim(1))); err != nil {
+		t.Fatal(err)
+	}
+	if !v.Known("srv-1") {
+		t.Fatal("not known after an accepted claim")
 	}
 }
 

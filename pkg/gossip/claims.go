@@ -274,9 +274,11 @@ func (m *Member) vouchedLocked() map[string]bool {
 
 // applyLocked sets r's effective metadata from what it declared: with a
 // verified claim for its address, the server fields are the claim's; a
-// member of the previous build (no claim at all) keeps its declared
-// server fields only if a verified claim lists it as a raft voter and its
-// raft address is on its gossip address; every other member is an agent.
+// member of the previous build (no claim at all, and none ever accepted
+// under its name: a pruned claim leaves the name known to the Verifier)
+// keeps its declared server fields only if a verified claim lists it as a
+// raft voter and its raft address is on its gossip address; every other
+// member is an agent.
 func (m *Member) applyLocked(r *record, voters map[string]bool) {
 	r.info.Meta = cloneMeta(r.declared)
 	r.info.Claim, r.info.Unverified = nil, false
@@ -299,7 +301,8 @@ func (m *Member) applyLocked(r *record, voters map[string]bool) {
 					zap.String("claimed", h.claim.AdvertiseAddr), zap.Int("suppressed", suppressed))
 			}
 		}
-	} else if r.declared.Role == RoleServer && voters[r.info.Name] && raftOnIP(r.declared.RaftAddr, r.info.Addr) {
+	} else if r.declared.Role == RoleServer && voters[r.info.Name] && !m.verifier.Known(r.info.Name) &&
+		raftOnIP(r.declared.RaftAddr, r.info.Addr) {
 		return
 	}
 	r.info.Unverified = r.declared.Role == RoleServer
