@@ -416,10 +416,7 @@ func TestAttackNameSquatWhileAServerRestarts(t *testing.T) {
 		return false, fmt.Sprintf("srv-1 sees srv-2 at %s, %s", mi.Addr, mi.State)
 	})
 	if outcome != "" {
-		t.Skip("hole: an agent-token holder that takes a restarting server's name stops that server for good (" + outcome +
-			"); fix: NotifyAlive refuses an alive message for a name whose held verified claim names another address " +
-			"(so no member lets the squatter take a server's name), and a newcomer to a held name retries with backoff " +
-			"and an alarm instead of stopping for good (agents have no claim to defend their name)")
+		t.Fatalf("an agent-token holder that takes a restarting server's name stops that server for good (%s)", outcome)
 	}
 }
 

@@ -441,3 +441,38 @@ func (m *testMember) localStateFor(t *testing.T, node string) map[string][]byte 
 	t.Fatalf("%s holds no claim of %s", m.name, node)
 	return nil
 }
+
+// TestAliveRefusedForAClaimedNameElsewhere: an alive message for a name
+// whose held verified claim names another address is refused (and
+// counted); one from the claim's address, one for a name without a claim,
+// and this member's own name are taken; and a newer claim for the new
+// address lets a server that moved back in.
+func TestAliveRefusedForAClaimedNameElsewhere(t *testing.T) {
+	m, reg := verifying(t)
+	s := testSigner(t, claimsServerToken)
+	join(t, m, "srv-1", "10.0.0.11", serverMeta("10.0.0.11"))
+	deliver(m, map[string][]byte{"srv-1": signed(t, s, claimOf("srv-1", "10.0.0.11", 3))})
+	d := &delegate{m: m}
+	alive := func(name, ip string) error {
+		return d.NotifyAlive(&memberlist.Node{Name: name, Addr: net.ParseIP(ip), Port: 9347})
+	}
+	refused := func() float64 { return metricValue(t, reg, "rke2_hanode_gossip_alive_refused_total", nil) }
+	if err := alive("srv-1", "10.0.0.66"); err == nil || !strings.Contains(err.Error(), "10.0.0.11") {
+		t.Fatalf("alive for a claimed name from another address: %v, want refused naming the claim's address", err)
+	}
+	if got := refused(); got != 1 {
+		t.Fatalf("alive_refused counted %v, want 1", got)
+	}
+	for _, a := range [][2]string{{"srv-1", "10.0.0.11"}, {"agent-9", "10.0.0.66"}, {"agent-1", "10.0.0.66"}} {
+		if err := alive(a[0], a[1]); err != nil {
+			t.Fatalf("alive for %s from %s refused: %v", a[0], a[1], err)
+		}
+	}
+	deliver(m, map[string][]byte{"srv-1": signed(t, s, claimOf("srv-1", "10.0.0.12", 4))})
+	if err := alive("srv-1", "10.0.0.12"); err != nil {
+		t.Fatalf("a server that moved, with its new claim held: %v", err)
+	}
+	if got := refused(); got != 1 {
+		t.Fatalf("alive_refused counted %v, want 1", got)
+	}
+}

@@ -657,6 +657,35 @@ func (m *Member) NameConflict() error {
 	return m.nameErr
 }
 
+// RetryName asks the cluster again, after NameConflict, whether this
+// member's node name is free: it joins the seeds once more, and the state
+// a seed sends back carries the holder's alive message again while
+// another host still holds the name. The name comes free when its holder
+// leaves, or has been dead long enough for the members to forget it. It
+// returns NameConflict afterwards (nil: the cluster now holds the name as
+// this member's), or the conflict unchanged when no seed answered.
+func (m *Member) RetryName(ctx context.Context) error {
+	m.mu.Lock()
+	prev := m.nameErr
+	m.mu.Unlock()
+	if prev == nil {
+		return nil
+	}
+	m.joining.Add(1) // a conflict from here on is a newcomer's, not an impostor's
+	m.mu.Lock()
+	m.nameErr, m.established = nil, false
+	m.mu.Unlock()
+	joined := m.joinOnce(ctx)
+	m.joining.Add(-1)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !joined && m.nameErr == nil {
+		m.nameErr = prev
+	}
+	m.changedLocked()
+	return m.nameErr
+}
+
 // changedLocked publishes the counts to the metrics and wakes subscribers.
 func (m *Member) changedLocked() {
 	counts := m.countLocked()
@@ -872,10 +901,40 @@ func (d *delegate) NotifyLeave(n *memberlist.Node) {
 }
 
 // NotifyAlive sees every alive message; one about a node this member
-// suspected means it answered after all.
+// suspected means it answered after all. An alive message for a server's
+// name from another address than its held verified claim names is refused
+// (memberlist drops it): memberlist hands a left or dead node's name to
+// any address, and a server restarting would find its name taken by a
+// holder of the agent token. A server that really moved sends its new
+// claim in the push/pull of its join; its alive messages are taken once
+// that claim is held.
 func (d *delegate) NotifyAlive(n *memberlist.Node) error {
+	if err := d.m.heldElsewhere(n); err != nil {
+		return err
+	}
 	d.m.setState(n.Name, StateSuspect, StateAlive)
 	return nil
+}
+
+// heldElsewhere reports the held verified claim of n's name when it names
+// another address than n's.
+func (m *Member) heldElsewhere(n *memberlist.Node) error {
+	if n.Name == m.cfg.NodeName || m.verifier == nil {
+		return nil
+	}
+	m.mu.Lock()
+	h := m.claimsBy[n.Name]
+	m.mu.Unlock()
+	if h == nil || sameIP(h.claim.AdvertiseAddr, n.Addr.String()) {
+		return nil
+	}
+	m.metrics.aliveRefused.Inc()
+	if ok, suppressed := m.warns.allow("alive elsewhere " + n.Name + " " + n.Addr.String()); ok {
+		m.log.Warn("alive message for a server's node name from another address than its signed claim's: refused, the name stays the server's",
+			zap.String("member", n.Name), zap.String("address", n.Addr.String()),
+			zap.String("claimed", h.claim.AdvertiseAddr), zap.Int("suppressed", suppressed))
+	}
+	return fmt.Errorf("node %q: its signed claim names %s, not %s", n.Name, h.claim.AdvertiseAddr, n.Addr)
 }
 
 func (d *delegate) NotifyPingComplete(n *memberlist.Node, _ time.Duration, _ []byte) {

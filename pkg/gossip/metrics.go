@@ -17,6 +17,7 @@ type metrics struct {
 	joinAttempts    prometheus.Counter
 	joinFailures    prometheus.Counter
 	claimsRejected  *prometheus.CounterVec
+	aliveRefused    prometheus.Counter
 }
 
 // claimRejectReasons label rke2_hanode_gossip_claims_rejected_total.
@@ -45,6 +46,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			"Join attempts in which no seed answered."),
 		claimsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "rke2_hanode", Subsystem: "gossip", Name: "claims_rejected_total",
 			Help: "Server claims not applied, by reason: bad_signature, wrong_key, replay, wrong_node, address_mismatch, malformed."}, []string{"reason"}),
+		aliveRefused: counter("alive_refused_total",
+			"Alive messages refused because they put a server's node name on another address than its verified claim names."),
 	}
 	for _, r := range claimRejectReasons {
 		m.claimsRejected.WithLabelValues(r)
@@ -52,7 +55,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.members, m.decryptFailures, m.nameConflicts, m.nameImpostors, m.joinAttempts, m.joinFailures, m.claimsRejected} {
+	for _, c := range []prometheus.Collector{m.members, m.decryptFailures, m.nameConflicts, m.nameImpostors, m.joinAttempts, m.joinFailures, m.claimsRejected, m.aliveRefused} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("gossip: register metrics: %w", err)
 		}
