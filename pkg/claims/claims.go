@@ -76,9 +76,14 @@ type Claim struct {
 	RKE2Wanted  string   // RKE2 version this host's config asks for ("" = whatever is installed), ≤64
 	RKE2Running string   // RKE2 version installed/running here ("" unknown), ≤64
 	Voters      []string // raft configuration's voter IDs as this server sees them (sorted, ≤16)
-	Etcd        EtcdView
-	Requests    []Request // operator requests this server relays to the leader (≤ 8)
-	Upgrade     UpgradeReport
+	// VoterAddrs are the voters' raft addresses (IP:port) in raft's
+	// configuration, VoterAddrs[i] of Voters[i]; empty, or as long as
+	// Voters. A member of a build without claims is vouched for only at
+	// the raft address its voter holds (pkg/gossip, "Signed claims").
+	VoterAddrs []string
+	Etcd       EtcdView
+	Requests   []Request // operator requests this server relays to the leader (≤ 8)
+	Upgrade    UpgradeReport
 }
 
 // UpgradeReport is a host's own report on its upgrade steps (pkg/upgrade.Host's

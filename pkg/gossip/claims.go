@@ -261,12 +261,17 @@ func (m *Member) applyAllLocked() {
 	}
 }
 
-// vouchedLocked are the names some verified claim lists as raft voters.
-func (m *Member) vouchedLocked() map[string]bool {
-	out := map[string]bool{}
+// vouchedLocked are the raft voters some verified claim lists, by name,
+// each with the raft addresses the claims give it. A claim without voter
+// addresses vouches for nobody.
+func (m *Member) vouchedLocked() map[string][]string {
+	out := map[string][]string{}
 	for _, h := range m.claimsBy {
-		for _, v := range h.claim.Voters {
-			out[v] = true
+		if len(h.claim.VoterAddrs) != len(h.claim.Voters) {
+			continue
+		}
+		for i, v := range h.claim.Voters {
+			out[v] = append(out[v], h.claim.VoterAddrs[i])
 		}
 	}
 	return out
@@ -277,9 +282,9 @@ func (m *Member) vouchedLocked() map[string]bool {
 // member of the previous build (no claim at all, and none ever accepted
 // under its name: a pruned claim leaves the name known to the Verifier)
 // keeps its declared server fields only if a verified claim lists it as a
-// raft voter and its raft address is on its gossip address; every other
-// member is an agent.
-func (m *Member) applyLocked(r *record, voters map[string]bool) {
+// raft voter at the raft address it declares, and that raft address is on
+// its gossip address; every other member is an agent.
+func (m *Member) applyLocked(r *record, voters map[string][]string) {
 	r.info.Meta = cloneMeta(r.declared)
 	r.info.Claim, r.info.Unverified = nil, false
 	if m.verifier == nil || r.info.MetaErr != nil {
@@ -301,8 +306,8 @@ func (m *Member) applyLocked(r *record, voters map[string]bool) {
 					zap.String("claimed", h.claim.AdvertiseAddr), zap.Int("suppressed", suppressed))
 			}
 		}
-	} else if r.declared.Role == RoleServer && voters[r.info.Name] && !m.verifier.Known(r.info.Name) &&
-		raftOnIP(r.declared.RaftAddr, r.info.Addr) {
+	} else if r.declared.Role == RoleServer && slices.ContainsFunc(voters[r.info.Name], func(a string) bool { return sameAddrPort(a, r.declared.RaftAddr) }) &&
+		!m.verifier.Known(r.info.Name) && raftOnIP(r.declared.RaftAddr, r.info.Addr) {
 		return
 	}
 	r.info.Unverified = r.declared.Role == RoleServer
@@ -345,6 +350,13 @@ func sameIP(a, b string) bool {
 	x, err1 := netip.ParseAddr(a)
 	y, err2 := netip.ParseAddr(b)
 	return err1 == nil && err2 == nil && x.Unmap() == y.Unmap()
+}
+
+// sameAddrPort compares two IP:port addresses in any notation.
+func sameAddrPort(a, b string) bool {
+	x, err1 := netip.ParseAddrPort(a)
+	y, err2 := netip.ParseAddrPort(b)
+	return err1 == nil && err2 == nil && x.Addr().Unmap() == y.Addr().Unmap() && x.Port() == y.Port()
 }
 
 // raftOnIP reports whether the raft address raft listens on ip.

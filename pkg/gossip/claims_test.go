@@ -241,7 +241,8 @@ func TestRelayedClaimAccepted(t *testing.T) {
 
 // TestLegacyServersTrustedOnlyAsVoters: a server of the previous build
 // publishes no claim; its metadata counts only when a verified claim lists
-// it as a raft voter, and its raft address is on its own address.
+// it as a raft voter at the raft address it declares, and that raft
+// address is on its own address.
 func TestLegacyServersTrustedOnlyAsVoters(t *testing.T) {
 	m, _ := verifying(t)
 	s := testSigner(t, claimsServerToken)
@@ -256,7 +257,19 @@ func TestLegacyServersTrustedOnlyAsVoters(t *testing.T) {
 	}
 	c := claimOf("new-1", "10.0.0.11", 1)
 	c.Voters = []string{"new-1", "old-1", "old-2"}
+	// without voter addresses, a claim vouches for nobody
 	deliver(m, map[string][]byte{"new-1": signed(t, s, c)})
+	if infoOf(t, m, "old-1").Meta.Role != RoleAgent {
+		t.Fatal("a voter vouched for by a claim without voter addresses")
+	}
+	c.Seq++
+	c.VoterAddrs = []string{"10.0.0.11:9348", "10.0.0.21:9348", "10.0.0.99:9348"}
+	join(t, m, "old-2", "10.0.0.22", serverMeta("10.0.0.22")) // raft on its own address, but not the vouched one
+	deliver(m, map[string][]byte{"new-1": signed(t, s, c)})
+	if infoOf(t, m, "old-2").Meta.Role != RoleAgent {
+		t.Fatal("a listed voter declaring another raft address than the vouched one is trusted")
+	}
+	join(t, m, "old-2", "10.0.0.22", func() Meta { mt := serverMeta("10.0.0.22"); mt.RaftAddr = "10.0.0.99:9348"; return mt }())
 	if mi := infoOf(t, m, "old-1"); mi.Meta.Role != RoleServer || mi.Meta.CAHash == "" || mi.Claim != nil {
 		t.Fatalf("a listed voter of the previous build: %+v", mi)
 	}
@@ -346,7 +359,11 @@ func TestClaimsOverTheNetwork(t *testing.T) {
 		big[i] = claims.EtcdMember{Name: fmt.Sprintf("server-%02d-%s", i, strings.Repeat("0", 8)), ID: uint64(i + 1),
 			PeerURL: fmt.Sprintf("https://10.0.0.%d:2380", i+1)}
 	}
-	if err := srv1.UpdateClaim(func(c *claims.Claim) { c.Etcd.Members = big; c.Voters = []string{"srv-1", "srv-2"} }); err != nil {
+	if err := srv1.UpdateClaim(func(c *claims.Claim) {
+		c.Etcd.Members = big
+		c.Voters = []string{"srv-1", "srv-2"}
+		c.VoterAddrs = []string{"10.0.0.11:9348", "10.0.0.12:9348"}
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if w := srv1.Claim(); w == nil || len(w.Etcd.Members) != claims.MaxMembers {

@@ -648,6 +648,11 @@ func (m *Member) Conflicts() []Conflict {
 	return slices.Clone(m.conflicts)
 }
 
+// Verifying reports whether this member checks servers' claims (it has a
+// trusted fingerprint): then a server without a claim of its own is one of
+// a build without claims, vouched for by others' claims.
+func (m *Member) Verifying() bool { return m.verifier != nil }
+
 // NameConflict returns a non-nil error once another host was seen claiming
 // this member's own node name. The cluster then keeps whichever host it
 // knew first; the other one must be renamed.
