@@ -474,9 +474,43 @@ func TestAttackOutsiderLargeStreams(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	grew := int64(after.HeapInuse) - int64(before.HeapInuse)
 	if grew > 16<<20 {
-		t.Skip(fmt.Sprintf("hole: %d streams of an outsider hold %d MB of the member's heap; fix: wrap memberlist's "+
-			"transport (Config.transport is the seam) so inbound streams are capped in number (a few per source host, "+
-			"some tens in all, like the raft stream guard) and an unauthenticated stream may not announce more than the "+
-			"push/pull state this cluster can have (a bound from its size limits, a few MB): memberlist's own limit is 20 MB each", streams, grew>>20))
+		t.Fatalf("%d streams of an outsider hold %d MB of the member's heap", streams, grew>>20)
 	}
+	if got := metricValue(t, victim.reg, "rke2_hanode_gossip_streams_refused_total", map[string]string{"reason": "oversized"}); got != streams {
+		t.Errorf("oversized streams counted %v, want %d", got, streams)
+	}
+}
+
+// Silent streams of one outsider host are capped: past maxStreamsPerHost
+// open at once the member closes new ones before memberlist reads them,
+// and a member of the cluster still joins.
+func TestAttackOutsiderSilentStreamsCapped(t *testing.T) {
+	tm := testTimings()
+	tm.TCPTimeout = 2 * time.Minute // memberlist's read deadline: the streams stay open that long
+	victim := startMember(t, "victim", withTimings(tm))
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	// from a source address of its own (members of these tests all dial
+	// from the loopback's first address)
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.200")}}
+	for range maxStreamsPerHost + 4 {
+		c, err := d.Dial("tcp", victim.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	eventually(t, "the streams past the cap refused", func() (bool, string) {
+		got := metricValue(t, victim.reg, "rke2_hanode_gossip_streams_refused_total", map[string]string{"reason": "host_streams"})
+		return got == 4, fmt.Sprintf("host_streams refused %v, want 4", got)
+	})
+	startMember(t, "peer", withTimings(tm), withJoin(victim.addr))
+	eventually(t, "a member joins past the outsider's streams", func() (bool, string) {
+		st, _ := stateOf(victim.Member, "peer")
+		return st == StateAlive, string(st)
+	})
 }

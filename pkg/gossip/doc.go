@@ -23,6 +23,12 @@
 //     (rke2_hanode_name_impostor_total) and runs on;
 //   - servers' signed claims (see "Signed claims" below): carrying them,
 //     verifying them and deriving every member's effective metadata;
+//   - a guard on memberlist's inbound TCP streams (streamguard.go): at most
+//     8 open per source address and 64 in all, and a stream announcing an
+//     encrypted message larger than this cluster's push/pull state can be
+//     (about 3.4 MB, from the claim and metadata limits; memberlist takes
+//     20 MB) is closed before memberlist reads it
+//     (rke2_hanode_gossip_streams_refused_total{reason});
 //   - the metrics rke2_hanode_gossip_members{role,state},
 //     rke2_hanode_gossip_decrypt_failures_total,
 //     rke2_hanode_gossip_claims_rejected_total{reason} and a few more.

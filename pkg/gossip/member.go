@@ -215,8 +215,16 @@ func (m *Member) listen() error {
 		onSuspect: m.suspected,
 	}, "", 0)
 
+	if mc.Transport == nil {
+		nt, err := netTransport(mc)
+		if err != nil {
+			return fmt.Errorf("gossip: listen on %s:%d: %w", m.cfg.BindAddr, m.cfg.BindPort, err)
+		}
+		mc.Transport = newGuardedTransport(nt, m.streamRefused)
+	}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
+		_ = mc.Transport.Shutdown()
 		return fmt.Errorf("gossip: listen on %s:%d: %w", m.cfg.BindAddr, m.cfg.BindPort, err)
 	}
 	// Read our own node before anything can update it: memberlist hands out
@@ -243,6 +251,42 @@ func (m *Member) listen() error {
 
 	m.runCtx, m.cancel = context.WithCancel(context.Background())
 	return nil
+}
+
+// netTransport binds memberlist's network transport as memberlist would
+// (a port picked for 0, retried when the pick is taken on UDP or TCP), so
+// it can be wrapped.
+func netTransport(mc *memberlist.Config) (*memberlist.NetTransport, error) {
+	nc := &memberlist.NetTransportConfig{BindAddrs: []string{mc.BindAddr}, BindPort: mc.BindPort, Logger: mc.Logger}
+	tries := 1
+	if mc.BindPort == 0 {
+		tries = 10
+	}
+	var err error
+	for range tries {
+		var nt *memberlist.NetTransport
+		if nt, err = memberlist.NewNetTransport(nc); err == nil {
+			if mc.BindPort == 0 {
+				mc.BindPort = nt.GetAutoBindPort()
+				mc.AdvertisePort = mc.BindPort
+			}
+			return nt, nil
+		}
+		if !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+	}
+	return nil, err
+}
+
+// streamRefused counts and reports (rate-limited) an inbound stream
+// closed by the stream guard.
+func (m *Member) streamRefused(reason, host string) {
+	m.metrics.streamsRefused.WithLabelValues(reason).Inc()
+	if ok, suppressed := m.warns.allow("stream " + reason); ok {
+		m.log.Warn("gossip stream refused before memberlist read it",
+			zap.String("reason", reason), zap.String("peer", host), zap.Int("suppressed", suppressed))
+	}
 }
 
 // Run joins the seeds, retrying until one answers and again whenever this
