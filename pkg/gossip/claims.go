@@ -424,11 +424,12 @@ func (m *Member) UpdateClaim(fn func(*claims.Claim)) error {
 	m.metaMu.Lock()
 	next := m.day2
 	next.Voters = slices.Clone(next.Voters)
+	next.VoterAddrs = slices.Clone(next.VoterAddrs)
 	next.Requests = slices.Clone(next.Requests)
 	next.Etcd.Members = slices.Clone(next.Etcd.Members)
 	fn(&next)
 	day2 := claims.Claim{RKE2Wanted: next.RKE2Wanted, RKE2Running: next.RKE2Running, Voters: next.Voters,
-		Etcd: next.Etcd, Requests: next.Requests, Upgrade: next.Upgrade}
+		VoterAddrs: next.VoterAddrs, Etcd: next.Etcd, Requests: next.Requests, Upgrade: next.Upgrade}
 	changed, err := m.signLocal(m.Local(), day2)
 	if err == nil {
 		m.day2 = day2

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -366,12 +367,13 @@ func TestClaimsOverTheNetwork(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if w := srv1.Claim(); w == nil || len(w.Etcd.Members) != claims.MaxMembers {
+	if w := srv1.Claim(); w == nil || len(w.Etcd.Members) != claims.MaxMembers || len(w.VoterAddrs) != 2 {
 		t.Fatalf("own claim %+v", w)
 	}
-	eventually(t, "the agent sees srv-1's etcd members (push/pull)", func() (bool, string) {
+	eventually(t, "the agent sees srv-1's etcd members and voter addresses (push/pull)", func() (bool, string) {
 		mi := infoOf(t, agent.Member, "srv-1")
-		return mi.Claim != nil && len(mi.Claim.Etcd.Members) == claims.MaxMembers, "not yet"
+		return mi.Claim != nil && len(mi.Claim.Etcd.Members) == claims.MaxMembers &&
+			slices.Equal(mi.Claim.VoterAddrs, []string{"10.0.0.11:9348", "10.0.0.12:9348"}), "not yet"
 	})
 	// UpdateMeta re-signs the shared fields; the day-2 fields stay
 	if err := srv1.UpdateMeta(func(m *Meta) { m.Ready = true; m.CAHash = strings.Repeat("12", 32) }); err != nil {
