@@ -76,9 +76,14 @@ type Claim struct {
 	RKE2Wanted  string   // RKE2 version this host's config asks for ("" = whatever is installed), ≤64
 	RKE2Running string   // RKE2 version installed/running here ("" unknown), ≤64
 	Voters      []string // raft configuration's voter IDs as this server sees them (sorted, ≤16)
-	Etcd        EtcdView
-	Requests    []Request // operator requests this server relays to the leader (≤ 8)
-	Upgrade     UpgradeReport
+	// VoterAddrs are the voters' raft addresses (IP:port) in raft's
+	// configuration, VoterAddrs[i] of Voters[i]; empty, or as long as
+	// Voters. A member of a build without claims is vouched for only at
+	// the raft address its voter holds (pkg/gossip, "Signed claims").
+	VoterAddrs []string
+	Etcd       EtcdView
+	Requests   []Request // operator requests this server relays to the leader (≤ 8)
+	Upgrade    UpgradeReport
 }
 
 // UpgradeReport is a host's own report on its upgrade steps (pkg/upgrade.Host's
@@ -323,6 +328,17 @@ func (v *Verifier) Accept(from string, wire []byte) (Claim, error) {
 	}
 	v.last[c.Node] = accepted{seq: c.Seq, sum: sum}
 	return c, nil
+}
+
+// Known reports whether the Verifier ever accepted a claim of node (and
+// was not told to Forget it). A name once claimed is a server of a build
+// that signs: it is never vouched for as a server of an older build that
+// cannot, even after its claim is no longer held.
+func (v *Verifier) Known(node string) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	_, ok := v.last[node]
+	return ok
 }
 
 // Forget drops what the Verifier knows of node (a member removed for good).

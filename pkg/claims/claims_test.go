@@ -7,6 +7,7 @@ import (
 	"errors"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -39,6 +40,7 @@ func fullClaim(seq uint64) Claim {
 	c.WantJoinSlot, c.ClusterReady, c.ExpectServers, c.HasRaftState = true, true, 3, true
 	c.RKE2Wanted, c.RKE2Running = "v1.31.4+rke2r1", "v1.30.8+rke2r1"
 	c.Voters = []string{"srv-1", "srv-2", "srv-3"}
+	c.VoterAddrs = []string{"10.0.0.11:9348", "10.0.0.12:9348", "[fd00::13]:9348"}
 	c.Etcd = EtcdView{ObservedAt: time.Date(2026, 3, 1, 12, 0, 0, 123, time.UTC), Healthy: true, MemberName: "srv-1-0a1b2c3d",
 		MemberID: 0x8e9e05c52164694d, Learner: false, Revision: 81234, RaftIndex: 99123, Leader: 0x8e9e05c52164694d,
 		Members: []EtcdMember{
@@ -63,9 +65,10 @@ func worstCase() Claim {
 	c.BootstrapSet = strings.Repeat("b", maxBootstrapSetLen)
 	c.Commands, c.ExpectServers = 255, 255
 	c.RKE2Wanted, c.RKE2Running = strings.Repeat("w", maxVersionLen), strings.Repeat("r", maxVersionLen)
-	c.Voters = nil
+	c.Voters, c.VoterAddrs = nil, nil
 	for i := range MaxVoters {
 		c.Voters = append(c.Voters, name('a' + byte(i))[:maxNameLen])
+		c.VoterAddrs = append(c.VoterAddrs, c.RaftAddr)
 	}
 	c.Etcd.MemberName = strings.Repeat("m", maxEtcdNameLen)
 	c.Etcd.MemberID, c.Etcd.Revision, c.Etcd.RaftIndex, c.Etcd.Leader = ^uint64(0), 1<<63-1, ^uint64(0), ^uint64(0)
@@ -234,8 +237,38 @@ func TestReplayedClaim(t *testing.T) {
 		t.Fatalf("another claim with the same sequence: %v, want ErrReplay", err)
 	}
 	v.Forget("srv-1")
+	if v.Known("srv-1") {
+		t.Fatal("a forgotten node is still known")
+	}
 	if _, err := v.Accept("srv-1", oldWire); err != nil {
 		t.Fatalf("after Forget: %v", err)
+	}
+}
+
+// Known is true only for a node with an accepted claim, never for one
+// whose claims were all refused.
+func TestVerifierKnown(t *testing.T) {
+	s := signer(t, serverToken)
+	v := verifier(t, s)
+	if v.Known("srv-1") {
+		t.Fatal("known before any claim")
+	}
+	forged := sign(t, s, claim(1))
+	forged[len(forged)-1] ^= 1
+	if _, err := v.Accept("srv-1", forged); err == nil {
+		t.Fatal("a forged claim accepted")
+	}
+	if _, err := v.Accept("srv-2", sign(t, s, claim(1))); err == nil {
+		t.Fatal("a claim under another name accepted")
+	}
+	if v.Known("srv-1") || v.Known("srv-2") {
+		t.Fatal("known from refused claims")
+	}
+	if _, err := v.Accept("srv-1", sign(t, s, claim(1))); err != nil {
+		t.Fatal(err)
+	}
+	if !v.Known("srv-1") {
+		t.Fatal("not known after an accepted claim")
 	}
 }
 
@@ -267,7 +300,8 @@ func TestEncodeIsCanonical(t *testing.T) {
 		"cluster ready": func(c *Claim) { c.ClusterReady = false }, "commands": func(c *Claim) { c.Commands = 1 },
 		"expect": func(c *Claim) { c.ExpectServers = 5 }, "raft state": func(c *Claim) { c.HasRaftState = false },
 		"wanted": func(c *Claim) { c.RKE2Wanted = "" }, "running": func(c *Claim) { c.RKE2Running = "v1" },
-		"voters":        func(c *Claim) { c.Voters = c.Voters[:2] },
+		"voters":        func(c *Claim) { c.Voters, c.VoterAddrs = c.Voters[:2], c.VoterAddrs[:2] },
+		"voter addrs":   func(c *Claim) { c.VoterAddrs = slices.Clone(c.VoterAddrs); c.VoterAddrs[0] = "10.0.0.66:9348" },
 		"etcd healthy":  func(c *Claim) { c.Etcd.Healthy = false },
 		"etcd member":   func(c *Claim) { c.Etcd.Members[1].Learner = false },
 		"etcd observed": func(c *Claim) { c.Etcd.ObservedAt = c.Etcd.ObservedAt.Add(1) },
@@ -276,6 +310,7 @@ func TestEncodeIsCanonical(t *testing.T) {
 	} {
 		d := fullClaim(1)
 		d.Voters = append([]string(nil), d.Voters...)
+		d.VoterAddrs = append([]string(nil), d.VoterAddrs...)
 		d.Etcd.Members = append([]EtcdMember(nil), d.Etcd.Members...)
 		d.Requests = append([]Request(nil), d.Requests...)
 		f(&d)
@@ -335,6 +370,8 @@ func TestEncodeRejects(t *testing.T) {
 		{"voters unsorted", func(c *Claim) { c.Voters = []string{"b", "a"} }, "not sorted"},
 		{"voters repeated", func(c *Claim) { c.Voters = []string{"a", "a"} }, "not sorted"},
 		{"too many voters", func(c *Claim) { c.Voters = make([]string, 17) }, "17, limit 16"},
+		{"voter addresses not one per voter", func(c *Claim) { c.Voters, c.VoterAddrs = []string{"a", "b", "c"}, []string{"10.0.0.1:1", "10.0.0.2:1"} }, "2 for 3 voters"},
+		{"voter address not IP:port", func(c *Claim) { c.Voters, c.VoterAddrs = []string{"a"}, []string{"srv-2:9348"} }, "want IP:port"},
 		{"too many members", func(c *Claim) { c.Etcd.Members = make([]EtcdMember, 17) }, "17 members, limit 16"},
 		{"too many requests", func(c *Claim) { c.Requests = make([]Request, 9) }, "9, limit 8"},
 		{"request id", func(c *Claim) { c.Requests = []Request{{ID: "xyz", Kind: RequestRemove}} }, `id "xyz"`},

@@ -15,7 +15,7 @@ import (
 const (
 	// claimVersion is the newest encoding this build reads and writes. Bump
 	// it when adding a field (older readers skip it).
-	claimVersion = 1
+	claimVersion = 2
 	// claimNeeds is what this build's claims ask of a reader; raise it only
 	// for a change an older reader must not skip.
 	claimNeeds = 1
@@ -84,6 +84,7 @@ const (
 	tagEtcd          = 17
 	tagRequests      = 18
 	tagUpgrade       = 19
+	tagVoterAddrs    = 20 // since claim version 2
 
 	etcdObservedAt = 1
 	etcdHealthy    = 2
@@ -207,6 +208,11 @@ func (c Claim) Encode() ([]byte, error) {
 	if u := c.Upgrade.encode(); len(u) > 0 {
 		w.put(tagUpgrade, u)
 	}
+	var addrs [][]byte
+	for _, a := range c.VoterAddrs {
+		addrs = append(addrs, []byte(a))
+	}
+	w.list(tagVoterAddrs, addrs)
 	if len(w.b) > MaxEncodedLen {
 		return nil, fmt.Errorf("claims: claim of %q is %d bytes, over the limit of %d", c.Node, len(w.b), MaxEncodedLen)
 	}
@@ -308,6 +314,14 @@ func (c Claim) check() error {
 		}
 		if i > 0 && c.Voters[i-1] >= v {
 			return errf("voters", errors.New("not sorted, or a name repeated"))
+		}
+	}
+	if len(c.VoterAddrs) != 0 && len(c.VoterAddrs) != len(c.Voters) {
+		return errf("voter addresses", fmt.Errorf("%d for %d voters: want one per voter, or none", len(c.VoterAddrs), len(c.Voters)))
+	}
+	for _, a := range c.VoterAddrs {
+		if err := checkAddrPort(a); err != nil {
+			return errf("voter addresses", err)
 		}
 	}
 	if err := c.Etcd.check(); err != nil {
@@ -452,6 +466,15 @@ func decodeClaim(buf []byte) (Claim, error) {
 					err = errors.New("not sorted, or a name repeated")
 				}
 				c.Voters = append(c.Voters, name)
+				return err
+			})
+		case tagVoterAddrs:
+			err = readList(v, MaxVoters, func(item []byte) error {
+				a, err := getText(item, 64)
+				if err == nil {
+					err = checkAddrPort(a)
+				}
+				c.VoterAddrs = append(c.VoterAddrs, a)
 				return err
 			})
 		case tagEtcd:
@@ -703,7 +726,7 @@ func claimFieldName(tag byte) string {
 		tagCAHash: "CA hash", tagWantJoinSlot: "want-join-slot", tagClusterReady: "cluster-ready",
 		tagCommands: "commands", tagSeq: "sequence", tagExpectServers: "expect servers",
 		tagHasRaftState: "raft state", tagRKE2Wanted: "rke2 wanted", tagRKE2Running: "rke2 running",
-		tagVoters: "voters", tagEtcd: "etcd", tagRequests: "requests", tagUpgrade: "upgrade",
+		tagVoters: "voters", tagVoterAddrs: "voter addresses", tagEtcd: "etcd", tagRequests: "requests", tagUpgrade: "upgrade",
 	}
 	if n, ok := names[tag]; ok {
 		return n

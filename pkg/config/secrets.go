@@ -135,6 +135,20 @@ func (c *Config) fieldString(key string) string {
 	return ""
 }
 
+// tokenStrength is keys.CheckStrength of a token's secret: of an agent
+// token (<fingerprint>.<secret>) only the part after the '.', since the
+// fingerprint is public and adds nothing an outsider must guess.
+func tokenStrength(token string) error {
+	if _, ok := claims.AgentTokenFingerprint(token); ok {
+		_, secret, _ := strings.Cut(token, ".")
+		if err := keys.CheckStrength(secret); err != nil {
+			return fmt.Errorf("the secret part after the '.' (the part before it is the public server-claims fingerprint) is %w", err)
+		}
+		return nil
+	}
+	return keys.CheckStrength(token)
+}
+
 // validateClaimKeys checks that agents will be able to verify the servers'
 // signed claims (pkg/claims): they verify with the fingerprint in the agent
 // token, so in the two-token set-up a server's agent token must carry the
@@ -142,7 +156,7 @@ func (c *Config) fieldString(key string) string {
 // token must not look like an agent token (agents would read a fingerprint
 // from it that no server signs with).
 func (c *Config) validateClaimKeys(v func(key, value, msg string)) {
-	if !c.IsServer() || c.secret == "" || keys.CheckStrength(c.secret) != nil {
+	if !c.IsServer() || c.secret == "" || tokenStrength(c.secret) != nil {
 		return
 	}
 	generate := "`rke2-hanode token generate --cluster-name " + c.ClusterName + "`"
@@ -153,7 +167,7 @@ func (c *Config) validateClaimKeys(v func(key, value, msg string)) {
 		}
 		return
 	}
-	if keys.CheckStrength(c.agentSecret) != nil {
+	if tokenStrength(c.agentSecret) != nil {
 		return
 	}
 	key := map[bool]string{true: "agent-token-file", false: "agent-token"}[c.AgentTokenFile != ""]

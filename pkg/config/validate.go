@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rke2-hanode/rke2-hanode/pkg/keys"
 	"github.com/rke2-hanode/rke2-hanode/pkg/rke2version"
 	"github.com/rke2-hanode/rke2-hanode/pkg/upgrade"
 )
@@ -91,10 +90,10 @@ func (c *Config) validate(ps *problems) {
 	default:
 		v("role", c.Role, "accepted values are server, agent")
 	}
-	if err := keys.CheckStrength(c.secret); c.secret != "" && err != nil {
+	if err := tokenStrength(c.secret); c.secret != "" && err != nil {
 		v(map[bool]string{true: "token-file", false: "token"}[c.TokenFile != ""], "", err.Error())
 	}
-	if err := keys.CheckStrength(c.agentSecret); c.agentSecret != "" && err != nil {
+	if err := tokenStrength(c.agentSecret); c.agentSecret != "" && err != nil {
 		v(map[bool]string{true: "agent-token-file", false: "agent-token"}[c.AgentTokenFile != ""], "", err.Error())
 	}
 	if !reClusterNam.MatchString(c.ClusterName) || len(c.ClusterName) > 63 {

@@ -35,6 +35,10 @@ type Peer struct {
 	StartedRKE2   bool   // published by election (Local.StartedRKE2)
 	Ready         bool   // published by election (Local.Ready)
 	CAHash        string // published by election (Local.CAHash)
+	// Vouched: a server of a build without signed claims, trusted only
+	// because a verified claim lists it as a voter; its raft address is
+	// its own unsigned word, so the leader never moves its voter.
+	Vouched bool
 }
 
 // Membership is the gossip view election needs: every server (alive or not)

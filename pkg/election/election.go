@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -188,28 +189,37 @@ func commitIndex(r *raft.Raft) uint64 { return r.CommitIndex() }
 // (pkg/gossip, "Signed claims"). nil before raft runs and while it
 // knows no leader.
 func (e *Election) Voters() ([]string, error) {
+	ids, _, err := e.VoterAddrs()
+	return ids, err
+}
+
+// VoterAddrs are Voters with, for each, its raft address in the same
+// configuration (addrs[i] is ids[i]'s): a claim vouches for a voter at
+// that address only.
+func (e *Election) VoterAddrs() (ids, addrs []string, err error) {
 	e.mu.Lock()
 	r, running := e.r, e.running
 	e.mu.Unlock()
 	if r == nil || !running {
-		return nil, nil
+		return nil, nil, nil
 	}
 	// Only while raft knows a leader: a server without one may hold a
 	// configuration the cluster has left behind (after a quorum-loss
 	// recovery, say), which others must not take as vouched for.
 	if addr, _ := r.LeaderWithID(); addr == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
 	f := r.GetConfiguration()
 	if err := f.Error(); err != nil {
-		return nil, fmt.Errorf("election: read raft configuration: %w", err)
+		return nil, nil, fmt.Errorf("election: read raft configuration: %w", err)
 	}
-	var out []string
-	for _, s := range f.Configuration().Servers {
+	servers := slices.Clone(f.Configuration().Servers)
+	slices.SortFunc(servers, func(a, b raft.Server) int { return strings.Compare(string(a.ID), string(b.ID)) })
+	for _, s := range servers {
 		if s.Suffrage == raft.Voter {
-			out = append(out, string(s.ID))
+			ids = append(ids, string(s.ID))
+			addrs = append(addrs, string(s.Address))
 		}
 	}
-	slices.Sort(out)
-	return out, nil
+	return ids, addrs, nil
 }

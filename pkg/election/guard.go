@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -17,7 +18,9 @@ import (
 // Limits of the raft listener. Peers are the other servers (at most 6),
 // each with a pool of a few connections plus a pipeline and a snapshot
 // stream, so 64 leaves room for three times what a seven-server cluster
-// uses; a connection past the cap is closed at once. A peer on the same
+// uses; at the cap, a new connection takes the slot of the oldest one still
+// in its TLS handshake (closed), and is closed at once when every slot is
+// a peer's past its handshake. A peer on the same
 // network finishes its TLS 1.3 handshake in milliseconds; 10 s leaves room
 // for a loaded host and bounds how long a silent connection holds a slot.
 // One source address may hold at most 8 handshakes in progress, so a single
@@ -34,7 +37,8 @@ var errStreamClosed = errors.New("election: raft stream closed")
 
 // streamGuard sits between the TCP listener and raft: it runs each TLS
 // handshake in its own goroutine under a deadline, caps the connections
-// alive at once, and admits a peer only when admit accepts its raft server
+// alive at once (at the cap the oldest handshake makes way for a new
+// connection), and admits a peer only when admit accepts its raft server
 // ID. Raft itself checks no identity: NetworkTransport serves AppendEntries
 // to any connection, so this is the only place a token holder that is not
 // a server of the configuration is turned away.
@@ -49,10 +53,12 @@ type streamGuard struct {
 
 	mu      sync.Mutex
 	pending map[string]int // handshakes in progress per remote host
-	admit   func(ctx context.Context, id string) error
-	log     *zap.Logger
-	refused map[string]*refusalCount
-	now     func() time.Time
+	// handshaking are the connections in their handshake, oldest first.
+	handshaking []*pendingConn
+	admit       func(ctx context.Context, id string) error
+	log         *zap.Logger
+	refused     map[string]*refusalCount
+	now         func() time.Time
 	// refusals counts refused connections by reason
 	// (rke2_hanode_raft_refused_connections_total); nil counts nothing.
 	refusals *prometheus.CounterVec
@@ -142,58 +148,122 @@ func (g *streamGuard) acceptLoop(ln net.Listener, cfg *tls.Config) {
 		}
 		delay = 5 * time.Millisecond
 		host := remoteHostOf(raw)
+		p := g.startPending(host, raw)
+		if p == nil {
+			raw.Close()
+			g.refuse(refusedHostLimit, "too many handshakes from one host", host, fmt.Sprintf("%d in progress", g.maxPendingPerHost))
+			continue
+		}
 		select {
 		case g.slots <- struct{}{}:
 		default:
+			// At the cap, the oldest connection still in its handshake
+			// gives its slot to this one: silent connections from a few
+			// hosts cannot keep a real server out, and an admitted peer's
+			// connection is never closed for a newcomer.
+			if old := g.evictOldestPending(p); old != nil {
+				g.refuse(refusedCap, "connection cap reached: closed the oldest connection still in its TLS handshake", old.host,
+					fmt.Sprintf("%d connections open; its slot goes to a new connection from %s", g.maxConns, host))
+				break
+			}
+			g.endPending(p)
 			raw.Close()
 			g.refuse(refusedCap, "connection cap reached", host, fmt.Sprintf("%d connections open", g.maxConns))
 			continue
 		}
-		if !g.startPending(host) {
-			raw.Close()
-			<-g.slots
-			g.refuse(refusedHostLimit, "too many handshakes from one host", host, fmt.Sprintf("%d in progress", g.maxPendingPerHost))
-			continue
-		}
-		go g.handshake(raw, host, cfg)
+		go g.handshake(raw, p, cfg)
 	}
 }
 
-func (g *streamGuard) startPending(host string) bool {
+// pendingConn is a connection in its TLS handshake.
+type pendingConn struct {
+	raw  net.Conn
+	host string
+	// evicted: closed at the cap for a newer connection, which took its
+	// slot (so its handshake does not free one).
+	evicted bool
+}
+
+// startPending registers a connection's handshake, or returns nil when
+// its host has too many in progress.
+func (g *streamGuard) startPending(host string, raw net.Conn) *pendingConn {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.pending[host] >= g.maxPendingPerHost {
-		return false
+		return nil
 	}
 	g.pending[host]++
-	return true
+	p := &pendingConn{raw: raw, host: host}
+	g.handshaking = append(g.handshaking, p)
+	return p
 }
 
-func (g *streamGuard) endPending(host string) {
+// endPending ends p's handshake and reports whether p was evicted.
+func (g *streamGuard) endPending(p *pendingConn) (evicted bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.pending[host]--; g.pending[host] <= 0 {
-		delete(g.pending, host)
+	if p.evicted {
+		return true
 	}
+	g.dropPendingLocked(p)
+	return false
+}
+
+func (g *streamGuard) dropPendingLocked(p *pendingConn) {
+	if i := slices.Index(g.handshaking, p); i >= 0 {
+		g.handshaking = slices.Delete(g.handshaking, i, i+1)
+	}
+	if g.pending[p.host]--; g.pending[p.host] <= 0 {
+		delete(g.pending, p.host)
+	}
+}
+
+// evictOldestPending closes the oldest connection in its handshake other
+// than keep, whose slot keep takes; nil when there is none (every slot is
+// an admitted peer's, or one handing over to raft).
+func (g *streamGuard) evictOldestPending(keep *pendingConn) *pendingConn {
+	g.mu.Lock()
+	var old *pendingConn
+	for _, p := range g.handshaking {
+		if p != keep {
+			old = p
+			break
+		}
+	}
+	if old != nil {
+		old.evicted = true
+		g.dropPendingLocked(old)
+	}
+	g.mu.Unlock()
+	if old != nil {
+		old.raw.Close()
+	}
+	return old
 }
 
 // handshake completes TLS within the deadline, admits the peer, and hands
 // the connection to Accept; on any failure the connection is closed and its
 // slot freed.
-func (g *streamGuard) handshake(raw net.Conn, host string, cfg *tls.Config) {
+func (g *streamGuard) handshake(raw net.Conn, p *pendingConn, cfg *tls.Config) {
+	host := p.host
 	conn := tls.Server(raw, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), g.handshakeTimeout)
 	defer cancel()
-	ok := false
+	ok, slotGone := false, false
 	defer func() {
 		if !ok {
 			conn.Close()
-			<-g.slots
+			if !slotGone {
+				<-g.slots
+			}
 		}
 	}()
 	_ = raw.SetDeadline(time.Now().Add(g.handshakeTimeout))
 	err := conn.HandshakeContext(ctx)
-	g.endPending(host)
+	if g.endPending(p) {
+		slotGone = true // evicted at the cap: a newer connection holds its slot (counted there)
+		return
+	}
 	if err != nil {
 		g.refuse(refusedHandshake, "TLS handshake failed", host, err.Error())
 		return

@@ -111,7 +111,8 @@ func aliveIndex(peers []Peer) func(string) (Peer, bool) {
 }
 
 // voterChanges adds alive servers without raft state that are not yet in
-// the configuration, and moves members whose raft address changed. It never
+// the configuration, and moves members whose raft address changed (only
+// on a verified claim: never a vouched server of an older build). It never
 // adds a server with raft state from elsewhere, and never removes one: see
 // doc.go.
 func voterChanges(st ClusterState, peers []Peer, self leaderSelf, voters map[string]string, book *leaderBook) []action {
@@ -126,7 +127,7 @@ func voterChanges(st ClusterState, peers []Peer, self leaderSelf, voters map[str
 			continue
 		}
 		addr, ok := voters[p.Name]
-		if ok && addr == p.RaftAddr {
+		if ok && (addr == p.RaftAddr || p.Vouched) {
 			continue
 		}
 		if !ok && p.HasRaftState {

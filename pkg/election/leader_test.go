@@ -478,3 +478,24 @@ func TestLeaderModelCheckFindsMutants(t *testing.T) {
 		t.Logf("%s: seed %d: %v", name, seed, err)
 	}
 }
+
+// TestVoterChangesMovesOnlyVerifiedPeers: a voter whose gossip raft address
+// changed is moved there only when its word is signed; a server of an
+// older build, trusted as a listed voter, keeps the address raft has.
+func TestVoterChangesMovesOnlyVerifiedPeers(t *testing.T) {
+	self := leaderSelf{Name: "a", Cluster: "c"}
+	voters := map[string]string{"a": "10.0.0.1:9348", "b": "10.0.0.2:9348"}
+	moved := Peer{Name: "b", RaftAddr: "10.0.0.66:9348", State: MemberAlive, ClusterName: "c", HasRaftState: true}
+	acts := voterChanges(ClusterState{}, []Peer{moved}, self, voters, newLeaderBook())
+	if len(acts) != 1 || acts[0].Kind != actAddVoter || acts[0].Addr != "10.0.0.66:9348" {
+		t.Fatalf("a verified voter's new raft address: %+v, want it moved", acts)
+	}
+	moved.Vouched = true
+	if acts := voterChanges(ClusterState{}, []Peer{moved}, self, voters, newLeaderBook()); len(acts) != 0 {
+		t.Fatalf("a vouched voter of an older build moved to its unsigned raft address: %+v", acts)
+	}
+	fresh := Peer{Name: "d", RaftAddr: "10.0.0.4:9348", State: MemberAlive, ClusterName: "c", Vouched: true}
+	if acts := voterChanges(ClusterState{}, []Peer{fresh}, self, voters, newLeaderBook()); len(acts) != 1 || acts[0].Name != "d" {
+		t.Fatalf("a new server without raft state: %+v, want it added", acts)
+	}
+}

@@ -261,12 +261,17 @@ func (m *Member) applyAllLocked() {
 	}
 }
 
-// vouchedLocked are the names some verified claim lists as raft voters.
-func (m *Member) vouchedLocked() map[string]bool {
-	out := map[string]bool{}
+// vouchedLocked are the raft voters some verified claim lists, by name,
+// each with the raft addresses the claims give it. A claim without voter
+// addresses vouches for nobody.
+func (m *Member) vouchedLocked() map[string][]string {
+	out := map[string][]string{}
 	for _, h := range m.claimsBy {
-		for _, v := range h.claim.Voters {
-			out[v] = true
+		if len(h.claim.VoterAddrs) != len(h.claim.Voters) {
+			continue
+		}
+		for i, v := range h.claim.Voters {
+			out[v] = append(out[v], h.claim.VoterAddrs[i])
 		}
 	}
 	return out
@@ -274,11 +279,13 @@ func (m *Member) vouchedLocked() map[string]bool {
 
 // applyLocked sets r's effective metadata from what it declared: with a
 // verified claim for its address, the server fields are the claim's; a
-// member of the previous build (no claim at all) keeps its declared
-// server fields only in the single-token set-up (TrustUnsigned), or if a
-// verified claim lists it as a raft voter and its raft address is on its
-// gossip address; every other member is an agent.
-func (m *Member) applyLocked(r *record, voters map[string]bool) {
+// member of the previous build (no claim at all, and none ever accepted
+// under its name: a pruned claim leaves the name known to the Verifier)
+// keeps its declared server fields only in the single-token set-up
+// (TrustUnsigned), or if a verified claim lists it as a raft voter at the
+// raft address it declares, and that raft address is on its gossip
+// address; every other member is an agent.
+func (m *Member) applyLocked(r *record, voters map[string][]string) {
 	r.info.Meta = cloneMeta(r.declared)
 	r.info.Claim, r.info.Unverified = nil, false
 	if m.verifier == nil || r.info.MetaErr != nil {
@@ -302,7 +309,8 @@ func (m *Member) applyLocked(r *record, voters map[string]bool) {
 		}
 	} else if r.declared.Role == RoleServer && m.cfg.TrustUnsigned {
 		return // every member holds the server token (single-token set-up)
-	} else if r.declared.Role == RoleServer && voters[r.info.Name] && raftOnIP(r.declared.RaftAddr, r.info.Addr) {
+	} else if r.declared.Role == RoleServer && slices.ContainsFunc(voters[r.info.Name], func(a string) bool { return sameAddrPort(a, r.declared.RaftAddr) }) &&
+		!m.verifier.Known(r.info.Name) && raftOnIP(r.declared.RaftAddr, r.info.Addr) {
 		return
 	}
 	r.info.Unverified = r.declared.Role == RoleServer
@@ -345,6 +353,13 @@ func sameIP(a, b string) bool {
 	x, err1 := netip.ParseAddr(a)
 	y, err2 := netip.ParseAddr(b)
 	return err1 == nil && err2 == nil && x.Unmap() == y.Unmap()
+}
+
+// sameAddrPort compares two IP:port addresses in any notation.
+func sameAddrPort(a, b string) bool {
+	x, err1 := netip.ParseAddrPort(a)
+	y, err2 := netip.ParseAddrPort(b)
+	return err1 == nil && err2 == nil && x.Addr().Unmap() == y.Addr().Unmap() && x.Port() == y.Port()
 }
 
 // raftOnIP reports whether the raft address raft listens on ip.
@@ -412,11 +427,12 @@ func (m *Member) UpdateClaim(fn func(*claims.Claim)) error {
 	m.metaMu.Lock()
 	next := m.day2
 	next.Voters = slices.Clone(next.Voters)
+	next.VoterAddrs = slices.Clone(next.VoterAddrs)
 	next.Requests = slices.Clone(next.Requests)
 	next.Etcd.Members = slices.Clone(next.Etcd.Members)
 	fn(&next)
 	day2 := claims.Claim{RKE2Wanted: next.RKE2Wanted, RKE2Running: next.RKE2Running, Voters: next.Voters,
-		Etcd: next.Etcd, Requests: next.Requests, Upgrade: next.Upgrade}
+		VoterAddrs: next.VoterAddrs, Etcd: next.Etcd, Requests: next.Requests, Upgrade: next.Upgrade}
 	changed, err := m.signLocal(m.Local(), day2)
 	if err == nil {
 		m.day2 = day2

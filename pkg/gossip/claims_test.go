@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -241,7 +242,8 @@ func TestRelayedClaimAccepted(t *testing.T) {
 
 // TestLegacyServersTrustedOnlyAsVoters: a server of the previous build
 // publishes no claim; its metadata counts only when a verified claim lists
-// it as a raft voter, and its raft address is on its own address.
+// it as a raft voter at the raft address it declares, and that raft
+// address is on its own address.
 func TestLegacyServersTrustedOnlyAsVoters(t *testing.T) {
 	m, _ := verifying(t)
 	s := testSigner(t, claimsServerToken)
@@ -256,7 +258,19 @@ func TestLegacyServersTrustedOnlyAsVoters(t *testing.T) {
 	}
 	c := claimOf("new-1", "10.0.0.11", 1)
 	c.Voters = []string{"new-1", "old-1", "old-2"}
+	// without voter addresses, a claim vouches for nobody
 	deliver(m, map[string][]byte{"new-1": signed(t, s, c)})
+	if infoOf(t, m, "old-1").Meta.Role != RoleAgent {
+		t.Fatal("a voter vouched for by a claim without voter addresses")
+	}
+	c.Seq++
+	c.VoterAddrs = []string{"10.0.0.11:9348", "10.0.0.21:9348", "10.0.0.99:9348"}
+	join(t, m, "old-2", "10.0.0.22", serverMeta("10.0.0.22")) // raft on its own address, but not the vouched one
+	deliver(m, map[string][]byte{"new-1": signed(t, s, c)})
+	if infoOf(t, m, "old-2").Meta.Role != RoleAgent {
+		t.Fatal("a listed voter declaring another raft address than the vouched one is trusted")
+	}
+	join(t, m, "old-2", "10.0.0.22", func() Meta { mt := serverMeta("10.0.0.22"); mt.RaftAddr = "10.0.0.99:9348"; return mt }())
 	if mi := infoOf(t, m, "old-1"); mi.Meta.Role != RoleServer || mi.Meta.CAHash == "" || mi.Claim != nil {
 		t.Fatalf("a listed voter of the previous build: %+v", mi)
 	}
@@ -362,15 +376,20 @@ func TestClaimsOverTheNetwork(t *testing.T) {
 		big[i] = claims.EtcdMember{Name: fmt.Sprintf("server-%02d-%s", i, strings.Repeat("0", 8)), ID: uint64(i + 1),
 			PeerURL: fmt.Sprintf("https://10.0.0.%d:2380", i+1)}
 	}
-	if err := srv1.UpdateClaim(func(c *claims.Claim) { c.Etcd.Members = big; c.Voters = []string{"srv-1", "srv-2"} }); err != nil {
+	if err := srv1.UpdateClaim(func(c *claims.Claim) {
+		c.Etcd.Members = big
+		c.Voters = []string{"srv-1", "srv-2"}
+		c.VoterAddrs = []string{"10.0.0.11:9348", "10.0.0.12:9348"}
+	}); err != nil {
 		t.Fatal(err)
 	}
-	if w := srv1.Claim(); w == nil || len(w.Etcd.Members) != claims.MaxMembers {
+	if w := srv1.Claim(); w == nil || len(w.Etcd.Members) != claims.MaxMembers || len(w.VoterAddrs) != 2 {
 		t.Fatalf("own claim %+v", w)
 	}
-	eventually(t, "the agent sees srv-1's etcd members (push/pull)", func() (bool, string) {
+	eventually(t, "the agent sees srv-1's etcd members and voter addresses (push/pull)", func() (bool, string) {
 		mi := infoOf(t, agent.Member, "srv-1")
-		return mi.Claim != nil && len(mi.Claim.Etcd.Members) == claims.MaxMembers, "not yet"
+		return mi.Claim != nil && len(mi.Claim.Etcd.Members) == claims.MaxMembers &&
+			slices.Equal(mi.Claim.VoterAddrs, []string{"10.0.0.11:9348", "10.0.0.12:9348"}), "not yet"
 	})
 	// UpdateMeta re-signs the shared fields; the day-2 fields stay
 	if err := srv1.UpdateMeta(func(m *Meta) { m.Ready = true; m.CAHash = strings.Repeat("12", 32) }); err != nil {
@@ -456,4 +475,39 @@ func (m *testMember) localStateFor(t *testing.T, node string) map[string][]byte 
 	}
 	t.Fatalf("%s holds no claim of %s", m.name, node)
 	return nil
+}
+
+// TestAliveRefusedForAClaimedNameElsewhere: an alive message for a name
+// whose held verified claim names another address is refused (and
+// counted); one from the claim's address, one for a name without a claim,
+// and this member's own name are taken; and a newer claim for the new
+// address lets a server that moved back in.
+func TestAliveRefusedForAClaimedNameElsewhere(t *testing.T) {
+	m, reg := verifying(t)
+	s := testSigner(t, claimsServerToken)
+	join(t, m, "srv-1", "10.0.0.11", serverMeta("10.0.0.11"))
+	deliver(m, map[string][]byte{"srv-1": signed(t, s, claimOf("srv-1", "10.0.0.11", 3))})
+	d := &delegate{m: m}
+	alive := func(name, ip string) error {
+		return d.NotifyAlive(&memberlist.Node{Name: name, Addr: net.ParseIP(ip), Port: 9347})
+	}
+	refused := func() float64 { return metricValue(t, reg, "rke2_hanode_gossip_alive_refused_total", nil) }
+	if err := alive("srv-1", "10.0.0.66"); err == nil || !strings.Contains(err.Error(), "10.0.0.11") {
+		t.Fatalf("alive for a claimed name from another address: %v, want refused naming the claim's address", err)
+	}
+	if got := refused(); got != 1 {
+		t.Fatalf("alive_refused counted %v, want 1", got)
+	}
+	for _, a := range [][2]string{{"srv-1", "10.0.0.11"}, {"agent-9", "10.0.0.66"}, {"agent-1", "10.0.0.66"}} {
+		if err := alive(a[0], a[1]); err != nil {
+			t.Fatalf("alive for %s from %s refused: %v", a[0], a[1], err)
+		}
+	}
+	deliver(m, map[string][]byte{"srv-1": signed(t, s, claimOf("srv-1", "10.0.0.12", 4))})
+	if err := alive("srv-1", "10.0.0.12"); err != nil {
+		t.Fatalf("a server that moved, with its new claim held: %v", err)
+	}
+	if got := refused(); got != 1 {
+		t.Fatalf("alive_refused counted %v, want 1", got)
+	}
 }

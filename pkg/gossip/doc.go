@@ -17,11 +17,18 @@
 //     re-broadcast of local metadata (UpdateMeta) and a graceful leave;
 //   - node-name conflicts between two hosts (NameConflict, Conflicts). Names
 //     are owned: memberlist keeps the host it knew first; a host that finds
-//     its name held as it joins gets NameConflict (it must be renamed), while
+//     its name held as it joins gets NameConflict (it must be renamed, or
+//     wait with RetryName until the holder is gone), while
 //     the holder only counts and logs the impostor
 //     (rke2_hanode_name_impostor_total) and runs on;
 //   - servers' signed claims (see "Signed claims" below): carrying them,
 //     verifying them and deriving every member's effective metadata;
+//   - a guard on memberlist's inbound TCP streams (streamguard.go): at most
+//     8 open per source address and 64 in all, and a stream announcing an
+//     encrypted message larger than this cluster's push/pull state can be
+//     (about 3.4 MB, from the claim and metadata limits; memberlist takes
+//     20 MB) is closed before memberlist reads it
+//     (rke2_hanode_gossip_streams_refused_total{reason});
 //   - the metrics rke2_hanode_gossip_members{role,state},
 //     rke2_hanode_gossip_decrypt_failures_total,
 //     rke2_hanode_gossip_claims_rejected_total{reason} and a few more.
@@ -97,12 +104,24 @@
 //   - a claim for another address (someone else holds the name here) is
 //     not applied, counted as address_mismatch once per claim;
 //   - a member without any claim whose metadata says server, that a
-//     verified claim lists among its raft voters and whose raft address is
-//     on its gossip address, keeps its declared fields: a server of the
-//     previous build during a rolling upgrade (only server-token holders
-//     enter raft's configuration). Upgrade servers first: until one server
-//     runs a build with claims, an agent of this build sees no servers;
+//     verified claim lists among its raft voters (Claim.Voters) at the
+//     raft address it declares (Claim.VoterAddrs, from raft's
+//     configuration), and whose raft address is on its gossip address,
+//     keeps its declared fields: a server of the previous build during a
+//     rolling upgrade (only server-token holders enter raft's
+//     configuration). A name the Verifier ever accepted a claim of is
+//     never vouched for so, even once its claim was pruned. Upgrade
+//     servers first: until one server runs a build with claims, an agent
+//     of this build sees no servers;
 //   - every other member is an agent, its server fields cleared.
+//
+// Names of servers are held: an alive message that puts a name on another
+// address than its held verified claim names is refused (NotifyAlive;
+// rke2_hanode_gossip_alive_refused_total), so a holder of the agent token
+// cannot take a restarting server's name. A server that moved spreads its
+// new claim in the push/pull of its join, and is taken then. A newcomer
+// to a name another host holds gets NameConflict and asks again with
+// RetryName.
 //
 // Refusals count in rke2_hanode_gossip_claims_rejected_total{reason}:
 // bad_signature, wrong_key, replay, wrong_node, address_mismatch,

@@ -215,8 +215,16 @@ func (m *Member) listen() error {
 		onSuspect: m.suspected,
 	}, "", 0)
 
+	if mc.Transport == nil {
+		nt, err := netTransport(mc)
+		if err != nil {
+			return fmt.Errorf("gossip: listen on %s:%d: %w", m.cfg.BindAddr, m.cfg.BindPort, err)
+		}
+		mc.Transport = newGuardedTransport(nt, m.streamRefused)
+	}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
+		_ = mc.Transport.Shutdown()
 		return fmt.Errorf("gossip: listen on %s:%d: %w", m.cfg.BindAddr, m.cfg.BindPort, err)
 	}
 	// Read our own node before anything can update it: memberlist hands out
@@ -243,6 +251,42 @@ func (m *Member) listen() error {
 
 	m.runCtx, m.cancel = context.WithCancel(context.Background())
 	return nil
+}
+
+// netTransport binds memberlist's network transport as memberlist would
+// (a port picked for 0, retried when the pick is taken on UDP or TCP), so
+// it can be wrapped.
+func netTransport(mc *memberlist.Config) (*memberlist.NetTransport, error) {
+	nc := &memberlist.NetTransportConfig{BindAddrs: []string{mc.BindAddr}, BindPort: mc.BindPort, Logger: mc.Logger}
+	tries := 1
+	if mc.BindPort == 0 {
+		tries = 10
+	}
+	var err error
+	for range tries {
+		var nt *memberlist.NetTransport
+		if nt, err = memberlist.NewNetTransport(nc); err == nil {
+			if mc.BindPort == 0 {
+				mc.BindPort = nt.GetAutoBindPort()
+				mc.AdvertisePort = mc.BindPort
+			}
+			return nt, nil
+		}
+		if !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+	}
+	return nil, err
+}
+
+// streamRefused counts and reports (rate-limited) an inbound stream
+// closed by the stream guard.
+func (m *Member) streamRefused(reason, host string) {
+	m.metrics.streamsRefused.WithLabelValues(reason).Inc()
+	if ok, suppressed := m.warns.allow("stream " + reason); ok {
+		m.log.Warn("gossip stream refused before memberlist read it",
+			zap.String("reason", reason), zap.String("peer", host), zap.Int("suppressed", suppressed))
+	}
 }
 
 // Run joins the seeds, retrying until one answers and again whenever this
@@ -648,12 +692,46 @@ func (m *Member) Conflicts() []Conflict {
 	return slices.Clone(m.conflicts)
 }
 
+// Verifying reports whether this member checks servers' claims (it has a
+// trusted fingerprint): then a server without a claim of its own is one of
+// a build without claims, vouched for by others' claims.
+func (m *Member) Verifying() bool { return m.verifier != nil }
+
 // NameConflict returns a non-nil error once another host was seen claiming
 // this member's own node name. The cluster then keeps whichever host it
 // knew first; the other one must be renamed.
 func (m *Member) NameConflict() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.nameErr
+}
+
+// RetryName asks the cluster again, after NameConflict, whether this
+// member's node name is free: it joins the seeds once more, and the state
+// a seed sends back carries the holder's alive message again while
+// another host still holds the name. The name comes free when its holder
+// leaves, or has been dead long enough for the members to forget it. It
+// returns NameConflict afterwards (nil: the cluster now holds the name as
+// this member's), or the conflict unchanged when no seed answered.
+func (m *Member) RetryName(ctx context.Context) error {
+	m.mu.Lock()
+	prev := m.nameErr
+	m.mu.Unlock()
+	if prev == nil {
+		return nil
+	}
+	m.joining.Add(1) // a conflict from here on is a newcomer's, not an impostor's
+	m.mu.Lock()
+	m.nameErr, m.established = nil, false
+	m.mu.Unlock()
+	joined := m.joinOnce(ctx)
+	m.joining.Add(-1)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !joined && m.nameErr == nil {
+		m.nameErr = prev
+	}
+	m.changedLocked()
 	return m.nameErr
 }
 
@@ -872,10 +950,40 @@ func (d *delegate) NotifyLeave(n *memberlist.Node) {
 }
 
 // NotifyAlive sees every alive message; one about a node this member
-// suspected means it answered after all.
+// suspected means it answered after all. An alive message for a server's
+// name from another address than its held verified claim names is refused
+// (memberlist drops it): memberlist hands a left or dead node's name to
+// any address, and a server restarting would find its name taken by a
+// holder of the agent token. A server that really moved sends its new
+// claim in the push/pull of its join; its alive messages are taken once
+// that claim is held.
 func (d *delegate) NotifyAlive(n *memberlist.Node) error {
+	if err := d.m.heldElsewhere(n); err != nil {
+		return err
+	}
 	d.m.setState(n.Name, StateSuspect, StateAlive)
 	return nil
+}
+
+// heldElsewhere reports the held verified claim of n's name when it names
+// another address than n's.
+func (m *Member) heldElsewhere(n *memberlist.Node) error {
+	if n.Name == m.cfg.NodeName || m.verifier == nil {
+		return nil
+	}
+	m.mu.Lock()
+	h := m.claimsBy[n.Name]
+	m.mu.Unlock()
+	if h == nil || sameIP(h.claim.AdvertiseAddr, n.Addr.String()) {
+		return nil
+	}
+	m.metrics.aliveRefused.Inc()
+	if ok, suppressed := m.warns.allow("alive elsewhere " + n.Name + " " + n.Addr.String()); ok {
+		m.log.Warn("alive message for a server's node name from another address than its signed claim's: refused, the name stays the server's",
+			zap.String("member", n.Name), zap.String("address", n.Addr.String()),
+			zap.String("claimed", h.claim.AdvertiseAddr), zap.Int("suppressed", suppressed))
+	}
+	return fmt.Errorf("node %q: its signed claim names %s, not %s", n.Name, h.claim.AdvertiseAddr, n.Addr)
 }
 
 func (d *delegate) NotifyPingComplete(n *memberlist.Node, _ time.Duration, _ []byte) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"go.uber.org/zap/zapcore"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -483,4 +484,34 @@ func TestRapidMetaChangesEndWithTheNewest(t *testing.T) {
 			return true, ""
 		})
 	}
+}
+
+// TestRetryNameOnceTheHolderLeft: a newcomer to a held name gets
+// NameConflict, and RetryName keeps it while the holder runs; once the
+// holder has left, RetryName finds the name free and the cluster holds it
+// at the newcomer's address (memberlist hands a left node's name on at
+// once).
+func TestRetryNameOnceTheHolderLeft(t *testing.T) {
+	a := startMember(t, "a")
+	holder := startMember(t, "x", withJoin(a.addr))
+	eventually(t, "a sees the holder", func() (bool, string) {
+		st, _ := stateOf(a.Member, "x")
+		return st == StateAlive, string(st)
+	})
+	newcomer := startMember(t, "x", withJoin(a.addr))
+	eventually(t, "the newcomer sees the conflict", func() (bool, string) {
+		return newcomer.NameConflict() != nil, "no conflict"
+	})
+	if err := newcomer.RetryName(context.Background()); err == nil {
+		t.Fatal("RetryName: the name is free while its holder runs")
+	}
+	if err := holder.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ip, _, _ := net.SplitHostPort(newcomer.addr)
+	eventually(t, "the newcomer holds the name", func() (bool, string) {
+		err := newcomer.RetryName(context.Background())
+		mi := lookup(a.Member, "x")
+		return err == nil && mi.Addr == ip && mi.State == StateAlive, fmt.Sprintf("%v; a sees x at %s, %s", err, mi.Addr, mi.State)
+	})
 }

@@ -17,6 +17,8 @@ type metrics struct {
 	joinAttempts    prometheus.Counter
 	joinFailures    prometheus.Counter
 	claimsRejected  *prometheus.CounterVec
+	aliveRefused    prometheus.Counter
+	streamsRefused  *prometheus.CounterVec
 }
 
 // claimRejectReasons label rke2_hanode_gossip_claims_rejected_total.
@@ -45,14 +47,21 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			"Join attempts in which no seed answered."),
 		claimsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "rke2_hanode", Subsystem: "gossip", Name: "claims_rejected_total",
 			Help: "Server claims not applied, by reason: bad_signature, wrong_key, replay, wrong_node, address_mismatch, malformed."}, []string{"reason"}),
+		aliveRefused: counter("alive_refused_total",
+			"Alive messages refused because they put a server's node name on another address than its verified claim names."),
+		streamsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "rke2_hanode", Subsystem: "gossip", Name: "streams_refused_total",
+			Help: "Inbound gossip TCP streams closed before memberlist read them, by reason: stream_cap, host_streams, oversized."}, []string{"reason"}),
 	}
 	for _, r := range claimRejectReasons {
 		m.claimsRejected.WithLabelValues(r)
 	}
+	for _, r := range streamRefuseReasons {
+		m.streamsRefused.WithLabelValues(r)
+	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.members, m.decryptFailures, m.nameConflicts, m.nameImpostors, m.joinAttempts, m.joinFailures, m.claimsRejected} {
+	for _, c := range []prometheus.Collector{m.members, m.decryptFailures, m.nameConflicts, m.nameImpostors, m.joinAttempts, m.joinFailures, m.claimsRejected, m.aliveRefused, m.streamsRefused} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("gossip: register metrics: %w", err)
 		}

@@ -42,6 +42,7 @@ func (m *membership) Servers() []election.Peer {
 			StartedRKE2:   mi.Meta.StartedRKE2,
 			Ready:         mi.Meta.Ready,
 			CAHash:        mi.Meta.CAHash,
+			Vouched:       mi.Claim == nil && m.g.Verifying(),
 		})
 	}
 	return out

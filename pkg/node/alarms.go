@@ -22,6 +22,7 @@ type alarms struct {
 	vipMismatchTotal prometheus.Counter
 	vipMismatch      prometheus.Gauge
 	caMismatch       prometheus.Gauge
+	nameTakenGauge   prometheus.Gauge
 
 	mu       sync.Mutex
 	vip      *status.CAMismatch
@@ -43,13 +44,25 @@ func newAlarms(reg prometheus.Registerer) (*alarms, error) {
 			Name: "rke2_hanode_ca_mismatch",
 			Help: "1 on the bootstrap server while the committed cluster CA hash differs from the server CA on its disk, else 0.",
 		}),
+		nameTakenGauge: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rke2_hanode_name_taken",
+			Help: "1 while another host holds this host's node name and the phase machine waits for it, else 0.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{a.vipMismatchTotal, a.vipMismatch, a.caMismatch} {
+	for _, c := range []prometheus.Collector{a.vipMismatchTotal, a.vipMismatch, a.caMismatch, a.nameTakenGauge} {
 		if err := register(reg, c); err != nil {
 			return nil, err
 		}
 	}
 	return a, nil
+}
+
+// nameTaken sets the alarm of this host's node name held by another host.
+func (a *alarms) nameTaken(on bool) {
+	if a == nil {
+		return
+	}
+	a.nameTakenGauge.Set(map[bool]float64{true: 1, false: 0}[on])
 }
 
 // vipResult records what a probe of the VIP found: a CA mismatch raises the

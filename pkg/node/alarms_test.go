@@ -8,6 +8,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -161,4 +163,70 @@ func testCAPEM(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}
+
+// A host whose node name another host holds stops its phase machine with
+// an alarm (metric, status, log), asks again with backoff, and walks to
+// ready once the name is free: it does not stop for good.
+func TestNameTakenIsRetriedWithAnAlarm(t *testing.T) {
+	w := newWorld("agent", false)
+	w.nameTaken = errors.New(`gossip: node name "self" is claimed by this host and by 10.0.0.66`)
+	n := newTestNode(t, w, "agent", t.TempDir())
+	reg := prometheus.NewRegistry()
+	al, err := newAlarms(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.alarm = al
+	core, logs := observer.New(zap.InfoLevel)
+	n.log = zap.New(core)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.walkUnderOwnName(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	waitFor(t, "the alarm while the name is held and retried", func() (bool, string) {
+		w.mu.Lock()
+		retries := w.nameRetries
+		w.mu.Unlock()
+		phase, _, lastErr := n.t.get()
+		on := testutil.ToFloat64(al.nameTakenGauge)
+		return on == 1 && retries >= 3 && phase == status.PhaseFailed && strings.Contains(lastErr, "node-name"),
+			fmt.Sprintf("gauge %v, retries %d, phase %s (%s)", on, retries, phase, lastErr)
+	})
+	if logs.FilterMessageSnippet("another host holds this host's node name").Len() == 0 {
+		t.Error("no log line names the held name")
+	}
+	n.t.mu.Lock()
+	frozen := n.t.frozen
+	n.t.mu.Unlock()
+	if frozen {
+		t.Fatal("the held name froze the host for good")
+	}
+
+	w.mu.Lock()
+	w.nameTaken = nil
+	w.mu.Unlock()
+	waitFor(t, "ready once the name is free", func() (bool, string) {
+		phase, _, lastErr := n.t.get()
+		return phase == status.PhaseReady && testutil.ToFloat64(al.nameTakenGauge) == 0,
+			fmt.Sprintf("phase %s (%s), gauge %v", phase, lastErr, testutil.ToFloat64(al.nameTakenGauge))
+	})
+}
+
+// waitFor polls cond until it holds; it fails the test only after minutes,
+// with cond's last detail.
+func waitFor(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		ok, detail := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after 5m: %s", what, detail)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

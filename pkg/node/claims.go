@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -54,7 +55,7 @@ func gossipKeyFromServerToken(c *config.Config) bool {
 
 // voterSource is the part of the raft group a server vouches with.
 type voterSource interface {
-	Voters() ([]string, error)
+	VoterAddrs() (ids, addrs []string, err error)
 }
 
 // claimPublisher is the part of gossip that signs this server's claim.
@@ -65,23 +66,25 @@ type claimPublisher interface {
 
 var _ claimPublisher = (*gossip.Member)(nil)
 
-// publishVoters keeps raft's voters in this server's claim until ctx
-// ends: other members trust a server of an older build (which signs no
-// claim) only while some verified claim lists it as a voter. It looks on
+// publishVoters keeps raft's voters, and their raft addresses, in this
+// server's claim until ctx ends: other members trust a server of an older
+// build (which signs no claim) only while some verified claim lists it as
+// a voter at the raft address it declares. It looks on
 // every gossip change and every 5 seconds; an unchanged list signs nothing.
 func (n *Node) publishVoters(ctx context.Context, g claimPublisher) {
 	ch, cancel := g.Subscribe()
 	defer cancel()
-	var last []string
+	var last, lastAddrs []string
 	for {
 		if src, ok := n.coordinator().(voterSource); ok {
-			voters, err := src.Voters()
+			voters, addrs, err := src.VoterAddrs()
 			if len(voters) > claims.MaxVoters {
-				voters = voters[:claims.MaxVoters]
+				voters, addrs = voters[:claims.MaxVoters], addrs[:claims.MaxVoters]
 			}
-			if err == nil && voters != nil && !slices.Equal(voters, last) {
-				if err = g.UpdateClaim(func(c *claims.Claim) { c.Voters = voters }); err == nil {
-					last = voters
+			addrs = canonicalAddrs(addrs)
+			if err == nil && voters != nil && (!slices.Equal(voters, last) || !slices.Equal(addrs, lastAddrs)) {
+				if err = g.UpdateClaim(func(c *claims.Claim) { c.Voters, c.VoterAddrs = voters, addrs }); err == nil {
+					last, lastAddrs = voters, addrs
 				}
 			}
 			if err != nil {
@@ -92,4 +95,18 @@ func (n *Node) publishVoters(ctx context.Context, g claimPublisher) {
 			return
 		}
 	}
+}
+
+// canonicalAddrs are raft addresses in the claim's canonical IP:port form;
+// nil (no voter is vouched for) when one is not an IP:port.
+func canonicalAddrs(addrs []string) []string {
+	out := make([]string, 0, len(addrs))
+	for _, a := range addrs {
+		ap, err := netip.ParseAddrPort(a)
+		if err != nil || ap.Addr().Zone() != "" || ap.Port() == 0 {
+			return nil
+		}
+		out = append(out, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String())
+	}
+	return out
 }

@@ -29,6 +29,9 @@ type memberView interface {
 	// through the coordinator).
 	UpdateMeta(fn func(*gossip.Meta)) error
 	NameConflict() error
+	// RetryName asks the cluster again whether this host's name is free
+	// after NameConflict; nil: it is this host's now.
+	RetryName(ctx context.Context) error
 }
 
 // coordinator is the raft group as a server's phase machine uses it: what

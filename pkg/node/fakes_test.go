@@ -92,6 +92,8 @@ type world struct {
 	outOfRaft bool
 
 	phasesPublished int
+	nameTaken       error // NameConflict and RetryName's answer
+	nameRetries     int
 }
 
 // step journals name (with the phase shown) and says whether it fails now.
@@ -161,7 +163,17 @@ func (f fakeMembers) UpdateMeta(fn func(*gossip.Meta)) error {
 	f.w.phasesPublished++
 	return nil
 }
-func (f fakeMembers) NameConflict() error { return nil }
+func (f fakeMembers) NameConflict() error {
+	f.w.mu.Lock()
+	defer f.w.mu.Unlock()
+	return f.w.nameTaken
+}
+func (f fakeMembers) RetryName(context.Context) error {
+	f.w.mu.Lock()
+	defer f.w.mu.Unlock()
+	f.w.nameRetries++
+	return f.w.nameTaken
+}
 
 // fakeCoord is raft and its leader, committing as election does: started
 // once, cluster ready and the join only after the host reported ready.

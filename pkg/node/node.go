@@ -321,11 +321,7 @@ func (n *Node) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); n.runUpgrades(runCtx) }()
 
-	walkCtx, stopWalk := context.WithCancel(runCtx)
-	defer stopWalk()
-	wg.Add(1)
-	go func() { defer wg.Done(); n.watchNameConflict(walkCtx, stopWalk) }()
-	err = n.walk(walkCtx)
+	err = n.walkUnderOwnName(runCtx)
 	select {
 	case rerr := <-raftErr:
 		if rerr != nil && ctx.Err() == nil {
@@ -353,16 +349,68 @@ func (n *Node) publishPhase(phase string, since time.Time) {
 	}
 }
 
-// watchNameConflict stops the phase machine for good when another host
-// claims this host's node name: two hosts under one name would confuse
-// gossip, raft and RKE2 alike.
-func (n *Node) watchNameConflict(ctx context.Context, stopWalk func()) {
+// walkUnderOwnName runs the phase machine while the cluster holds this
+// host's node name as its own. When another host holds it (two hosts under
+// one name would confuse gossip, raft and RKE2 alike) the phase machine
+// stops, with an alarm, and starts again once the name is free: a host
+// that took the name while this one restarted (an agent token is enough to
+// take an agent's name) must not halt it for good.
+func (n *Node) walkUnderOwnName(ctx context.Context) error {
+	for {
+		walkCtx, stopWalk := context.WithCancel(ctx)
+		taken := make(chan error, 1)
+		done := make(chan struct{})
+		go func() { defer close(done); n.watchNameConflict(walkCtx, stopWalk, taken) }()
+		err := n.walk(walkCtx)
+		stopWalk()
+		<-done
+		select {
+		case conflict := <-taken:
+			if err := n.reclaimName(ctx, conflict); err != nil {
+				return err
+			}
+		default:
+			return err
+		}
+	}
+}
+
+// watchNameConflict stops the walk and reports the conflict when another
+// host holds this host's node name.
+func (n *Node) watchNameConflict(ctx context.Context, stopWalk func(), taken chan<- error) {
 	for n.clk.Sleep(ctx, time.Second) == nil {
 		if err := n.members.NameConflict(); err != nil {
+			taken <- err
 			stopWalk()
-			n.t.fail("gossip", fmt.Errorf("another host uses node-name %q (%v): give every host a unique node-name, then restart", n.cfg.NodeName, err), true)
 			return
 		}
+	}
+}
+
+// reclaimName raises the name alarm (status, metric, log) and asks the
+// cluster again, with backoff, until the name is this host's; it returns
+// nil then, or when ctx ends its error.
+func (n *Node) reclaimName(ctx context.Context, conflict error) error {
+	n.alarm.nameTaken(true)
+	defer n.alarm.nameTaken(false)
+	n.log.Error("another host holds this host's node name: the phase machine stops and asks again with backoff "+
+		"(RKE2, if running, is left as it is); if that host is not this one restarting, give every host a unique node-name",
+		zap.String("node_name", n.cfg.NodeName), zap.Error(conflict))
+	n.t.fail("gossip", fmt.Errorf("another host holds node-name %q (%v): waiting for the name to be free, asking again with backoff; give every host a unique node-name", n.cfg.NodeName, conflict), false)
+	b := n.retryPolicy.Start()
+	for {
+		if err := b.Wait(ctx, n.clk); err != nil {
+			return err
+		}
+		err := n.members.RetryName(ctx)
+		if err == nil {
+			n.log.Info("the cluster holds this host's node name again: the phase machine resumes", zap.String("node_name", n.cfg.NodeName))
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		n.log.Debug("node name still held by another host", zap.Error(err))
 	}
 }
 

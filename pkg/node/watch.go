@@ -93,12 +93,14 @@ func (n *Node) probeVIP(ctx context.Context) {
 	n.mu.Unlock()
 }
 
-// memberMACs are the interface MACs the alive members advertise, to name
+// memberMACs are the interface MACs the alive servers advertise, to name
 // the VIP's holder from the neighbour table.
 func (n *Node) memberMACs() []vip.MemberMAC {
 	var macs []vip.MemberMAC
 	for _, m := range n.members.Members() {
-		if m.State == gossip.StateAlive && len(m.Meta.MAC) > 0 {
+		// Only servers run kube-vip, and only a verified claim makes a
+		// server: an agent's MAC (anyone may announce any) names no holder.
+		if m.State == gossip.StateAlive && m.Meta.Role == gossip.RoleServer && len(m.Meta.MAC) > 0 {
 			macs = append(macs, vip.MemberMAC{Name: m.Name, MAC: m.Meta.MAC})
 		}
 	}
