@@ -59,6 +59,9 @@ type Node struct {
 	role      installer.Role
 	advertise string
 	mac       net.HardwareAddr
+	// lastSurvivor: the quorum-loss assessment last written (survivor.go;
+	// the etcd watch's goroutine only).
+	lastSurvivor survivorRecord
 
 	// The parts the role paths drive, as they use them.
 	members     memberView
