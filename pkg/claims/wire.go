@@ -84,6 +84,9 @@ const (
 	tagEtcd          = 17
 	tagRequests      = 18
 	tagUpgrade       = 19
+	// tagRecoveryEpoch: the recovery epoch of the raft state the server
+	// runs on (uint64 big-endian; left out while 0: never recovered).
+	tagRecoveryEpoch = 20
 
 	etcdObservedAt = 1
 	etcdHealthy    = 2
@@ -207,6 +210,7 @@ func (c Claim) Encode() ([]byte, error) {
 	if u := c.Upgrade.encode(); len(u) > 0 {
 		w.put(tagUpgrade, u)
 	}
+	w.u64(tagRecoveryEpoch, c.RecoveryEpoch)
 	if len(w.b) > MaxEncodedLen {
 		return nil, fmt.Errorf("claims: claim of %q is %d bytes, over the limit of %d", c.Node, len(w.b), MaxEncodedLen)
 	}
@@ -464,6 +468,8 @@ func decodeClaim(buf []byte) (Claim, error) {
 			})
 		case tagUpgrade:
 			c.Upgrade, err = decodeUpgrade(v)
+		case tagRecoveryEpoch:
+			c.RecoveryEpoch, err = getU64(v)
 		default:
 			return nil // a newer writer's field: ours to skip
 		}
@@ -704,6 +710,7 @@ func claimFieldName(tag byte) string {
 		tagCommands: "commands", tagSeq: "sequence", tagExpectServers: "expect servers",
 		tagHasRaftState: "raft state", tagRKE2Wanted: "rke2 wanted", tagRKE2Running: "rke2 running",
 		tagVoters: "voters", tagEtcd: "etcd", tagRequests: "requests", tagUpgrade: "upgrade",
+		tagRecoveryEpoch: "recovery epoch",
 	}
 	if n, ok := names[tag]; ok {
 		return n

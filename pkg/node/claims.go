@@ -65,7 +65,8 @@ type claimPublisher interface {
 
 var _ claimPublisher = (*gossip.Member)(nil)
 
-// publishVoters keeps raft's voters in this server's claim until ctx
+// publishVoters keeps raft's voters, and the recovery epoch of its raft
+// state, in this server's claim until ctx
 // ends: other members trust a server of an older build (which signs no
 // claim) only while some verified claim lists it as a voter. It looks on
 // every gossip change and every 5 seconds; an unchanged list signs nothing.
@@ -73,15 +74,22 @@ func (n *Node) publishVoters(ctx context.Context, g claimPublisher) {
 	ch, cancel := g.Subscribe()
 	defer cancel()
 	var last []string
+	var lastEpoch uint64
 	for {
 		if src, ok := n.coordinator().(voterSource); ok {
 			voters, err := src.Voters()
 			if len(voters) > claims.MaxVoters {
 				voters = voters[:claims.MaxVoters]
 			}
-			if err == nil && voters != nil && !slices.Equal(voters, last) {
-				if err = g.UpdateClaim(func(c *claims.Claim) { c.Voters = voters }); err == nil {
-					last = voters
+			// The recovery epoch goes out with the voters: both are
+			// what a server returning with an old datastore reads.
+			var epoch uint64
+			if r := n.coordinator().State().Recovery; r != nil && r.Epoch > 0 {
+				epoch = uint64(r.Epoch)
+			}
+			if err == nil && voters != nil && (!slices.Equal(voters, last) || epoch != lastEpoch) {
+				if err = g.UpdateClaim(func(c *claims.Claim) { c.Voters, c.RecoveryEpoch = voters, epoch }); err == nil {
+					last, lastEpoch = voters, epoch
 				}
 			}
 			if err != nil {

@@ -290,6 +290,12 @@ func (n *Node) Run(ctx context.Context) error {
 	})
 	var raftErr chan error // servers: Run's and Close's error, once raft stopped
 	if c.IsServer() {
+		// A datastore from before a recovery is wiped before raft opens.
+		if err := n.wipeIfRecovered(runCtx); err != nil {
+			n.t.fail("datastore", err, true)
+			<-ctx.Done()
+			return nil
+		}
 		el, unsubscribe, err := n.openElection(g)
 		if err != nil {
 			return err // a raft port in use is as fatal as a gossip port in use
