@@ -20,7 +20,8 @@ func newRecoverCmd() *cobra.Command {
 			"survivor its daemon last recorded (status cluster.etcd.newest_survivor) is another server, or none, without\n" +
 			"--force-survivor; it stops rke2-server,\n" +
 			"runs RKE2's cluster-reset (rke2 server --cluster-reset) and recovers raft to NODE alone with a new recovery\n" +
-			"epoch. Then start rke2-hanode again; the other servers rejoin one at a time with server/db deleted.",
+			"epoch. Then start rke2-hanode again; the other servers, started with their old disks, see the new epoch,\n" +
+			"move server/db aside themselves and rejoin one at a time.",
 		Args: cobra.NoArgs,
 	}
 	path := configFlags(cmd)

@@ -163,7 +163,8 @@ func Recover(ctx context.Context, c *config.Config, o RecoverOptions) error {
 	forgetSurvivor(c.DataDir)
 	say("raft recovered: %s is the only voter; recovery epoch %d; servers to rejoin wiped: %s", c.NodeName, st.Recovery.Epoch, strings.Join(st.Removed, ", "))
 	say("next: start rke2-hanode here (systemctl start rke2-hanode): it starts rke2-server on the reset datastore; " +
-		"then bring the other servers back with <rke2-data-dir>/server/db deleted (RKE2's words), or add new ones: they join one at a time")
+		"then bring the other servers back (with their old disks they move server/db aside themselves, as RKE2's words ask, seeing the new recovery epoch), " +
+		"or add new ones: they join one at a time")
 	return nil
 }
 
