@@ -84,6 +84,11 @@ type Claim struct {
 	Etcd       EtcdView
 	Requests   []Request // operator requests this server relays to the leader (≤ 8)
 	Upgrade    UpgradeReport
+	// RecoveryEpoch is the quorum-loss recovery epoch of the raft state
+	// this server runs on (0: never recovered), published with Voters. A
+	// server coming back on an older epoch holds a datastore from before
+	// the recovery: it wipes it and rejoins (pkg/node voters.go).
+	RecoveryEpoch uint64
 }
 
 // UpgradeReport is a host's own report on its upgrade steps (pkg/upgrade.Host's

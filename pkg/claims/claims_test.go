@@ -52,6 +52,7 @@ func fullClaim(seq uint64) Claim {
 		{ID: "fedcba9876543210", Kind: RequestUpgradePause, At: time.Date(2026, 3, 1, 12, 0, 2, 0, time.UTC)},
 	}
 	c.Upgrade = UpgradeReport{Failed: "install: checksum mismatch", FailedBegin: 1772366400, Finished: 1772360000}
+	c.RecoveryEpoch = 2
 	return c
 }
 
@@ -307,6 +308,7 @@ func TestEncodeIsCanonical(t *testing.T) {
 		"etcd observed": func(c *Claim) { c.Etcd.ObservedAt = c.Etcd.ObservedAt.Add(1) },
 		"request":       func(c *Claim) { c.Requests[0].Target = "srv-2" },
 		"upgrade":       func(c *Claim) { c.Upgrade.Finished++ },
+		"recovery":      func(c *Claim) { c.RecoveryEpoch = 3 },
 	} {
 		d := fullClaim(1)
 		d.Voters = append([]string(nil), d.Voters...)

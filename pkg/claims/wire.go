@@ -15,7 +15,7 @@ import (
 const (
 	// claimVersion is the newest encoding this build reads and writes. Bump
 	// it when adding a field (older readers skip it).
-	claimVersion = 2
+	claimVersion = 3 // 2: voter addresses; 3: the recovery epoch
 	// claimNeeds is what this build's claims ask of a reader; raise it only
 	// for a change an older reader must not skip.
 	claimNeeds = 1
@@ -85,6 +85,9 @@ const (
 	tagRequests      = 18
 	tagUpgrade       = 19
 	tagVoterAddrs    = 20 // since claim version 2
+	// tagRecoveryEpoch: the recovery epoch of the raft state the server
+	// runs on (uint64 big-endian; left out while 0: never recovered).
+	tagRecoveryEpoch = 21 // since claim version 3
 
 	etcdObservedAt = 1
 	etcdHealthy    = 2
@@ -213,6 +216,7 @@ func (c Claim) Encode() ([]byte, error) {
 		addrs = append(addrs, []byte(a))
 	}
 	w.list(tagVoterAddrs, addrs)
+	w.u64(tagRecoveryEpoch, c.RecoveryEpoch)
 	if len(w.b) > MaxEncodedLen {
 		return nil, fmt.Errorf("claims: claim of %q is %d bytes, over the limit of %d", c.Node, len(w.b), MaxEncodedLen)
 	}
@@ -487,6 +491,8 @@ func decodeClaim(buf []byte) (Claim, error) {
 			})
 		case tagUpgrade:
 			c.Upgrade, err = decodeUpgrade(v)
+		case tagRecoveryEpoch:
+			c.RecoveryEpoch, err = getU64(v)
 		default:
 			return nil // a newer writer's field: ours to skip
 		}
@@ -727,6 +733,7 @@ func claimFieldName(tag byte) string {
 		tagCommands: "commands", tagSeq: "sequence", tagExpectServers: "expect servers",
 		tagHasRaftState: "raft state", tagRKE2Wanted: "rke2 wanted", tagRKE2Running: "rke2 running",
 		tagVoters: "voters", tagVoterAddrs: "voter addresses", tagEtcd: "etcd", tagRequests: "requests", tagUpgrade: "upgrade",
+		tagRecoveryEpoch: "recovery epoch",
 	}
 	if n, ok := names[tag]; ok {
 		return n

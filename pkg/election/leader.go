@@ -36,12 +36,17 @@ type leaderBook struct {
 	// foreign: servers already reported as having raft state outside this
 	// group; kept across terms so each is reported once.
 	foreign map[string]bool
+	// dropped: standbys this node dropped from raft as dead for good
+	// (deadStandbyChanges); kept across terms. One that comes back after
+	// all holds this group's raft state and is added again; another
+	// leader, not knowing it, reports it as foreign.
+	dropped map[string]bool
 	// members: the membership duties' bookkeeping (deaths seen this term).
 	members *membership.Book
 }
 
 func newLeaderBook() *leaderBook {
-	return &leaderBook{deadSince: map[string]time.Time{}, foreign: map[string]bool{}, members: membership.NewBook()}
+	return &leaderBook{deadSince: map[string]time.Time{}, foreign: map[string]bool{}, dropped: map[string]bool{}, members: membership.NewBook()}
 }
 
 // reset forgets this term's observations when the node stops leading.
@@ -81,13 +86,17 @@ func decide(st ClusterState, peers []Peer, self leaderSelf, voters map[string]st
 		out = append(out, membershipVoterChanges(st, self, voters)...)
 	}
 	alive := aliveIndex(peers)
-	// Track how long each server has been dead, for reassignment.
+	// Track how long each server has been dead, for reassignment and for
+	// dead standbys.
 	for _, p := range peers {
 		if _, ok := alive(p.Name); ok {
 			delete(book.deadSince, p.Name)
 		} else if _, seen := book.deadSince[p.Name]; !seen {
 			book.deadSince[p.Name] = now
 		}
+	}
+	if voters != nil && len(out) == 0 {
+		out = deadStandbyChanges(st, alive, self, voters, now, book)
 	}
 	if c, ok := nextCommand(st, peers, alive, self, now, t, book); ok {
 		out = append(out, action{Kind: actApply, Cmd: c})
@@ -113,8 +122,8 @@ func aliveIndex(peers []Peer) func(string) (Peer, bool) {
 // voterChanges adds alive servers without raft state that are not yet in
 // the configuration, and moves members whose raft address changed (only
 // on a verified claim: never a vouched server of an older build). It never
-// adds a server with raft state from elsewhere, and never removes one: see
-// doc.go.
+// adds a server with raft state from elsewhere, and never removes one here:
+// see doc.go (dead standbys: deadStandbyChanges).
 func voterChanges(st ClusterState, peers []Peer, self leaderSelf, voters map[string]string, book *leaderBook) []action {
 	var out []action
 	for _, p := range peers {
@@ -130,13 +139,14 @@ func voterChanges(st ClusterState, peers []Peer, self leaderSelf, voters map[str
 		if ok && (addr == p.RaftAddr || p.Vouched) {
 			continue
 		}
-		if !ok && p.HasRaftState {
+		if !ok && p.HasRaftState && !book.dropped[p.Name] {
 			if !book.foreign[p.Name] {
 				book.foreign[p.Name] = true
 				out = append(out, action{Kind: actForeign, Name: p.Name})
 			}
 			continue
 		}
+		delete(book.dropped, p.Name)
 		out = append(out, action{Kind: actAddVoter, Name: p.Name, Addr: p.RaftAddr})
 	}
 	return out

@@ -144,6 +144,55 @@ func membershipVoterChanges(st ClusterState, self leaderSelf, voters map[string]
 	return nil
 }
 
+// deadStandbyChanges drops from raft one voter that is not an etcd voter
+// (a standby: never admitted, so no etcd or Kubernetes step is owed) once
+// it has been dead, or absent from gossip, for server-removal-timeout this
+// term. Without it a standby that dies for good stays a raft voter for
+// ever, and raft could lose its quorum while etcd keeps its own. Only with
+// the membership duties on and a removal timeout set, after cluster ready,
+// never the bootstrap node, the slot holder, this server or a server a
+// removal names, and only while the alive voters left are a quorum of the
+// configuration without it (raft itself commits the change only with a
+// quorum of the current one).
+func deadStandbyChanges(st ClusterState, alive func(string) (Peer, bool), self leaderSelf, voters map[string]string, now time.Time, book *leaderBook) []action {
+	d := self.Membership
+	if d == nil || d.Config.RemovalTimeout <= 0 || st.ClusterReady == nil || !d.active(st) {
+		return nil
+	}
+	etcd := st.EtcdVoters()
+	aliveVoters := 0
+	var dead []string
+	for v := range voters {
+		if _, ok := alive(v); ok || v == self.Name {
+			aliveVoters++
+			delete(book.deadSince, v)
+			continue
+		}
+		since, seen := book.deadSince[v]
+		if !seen {
+			// Absent from gossip altogether: count from now.
+			book.deadSince[v] = now
+			continue
+		}
+		switch {
+		case slices.Contains(etcd, v), v == st.Bootstrap,
+			st.Slot != nil && st.Slot.Holder == v,
+			st.Removal != nil && st.Removal.Node == v,
+			now.Sub(since) < d.Config.RemovalTimeout:
+			continue
+		}
+		dead = append(dead, v)
+	}
+	if len(dead) == 0 || aliveVoters < (len(voters)-1)/2+1 {
+		return nil
+	}
+	slices.Sort(dead)
+	if book.dropped != nil {
+		book.dropped[dead[0]] = true
+	}
+	return []action{{Kind: actRemoveVoter, Name: dead[0]}}
+}
+
 // membershipView builds membership's inputs from the replicated state and
 // the gossip view.
 func membershipView(st ClusterState, peers []Peer, alive func(string) (Peer, bool), self leaderSelf) (membership.Cluster, []membership.Server) {
@@ -246,6 +295,6 @@ func (l *loop) removeVoter(name string) {
 		e.log.Debug("remove voter", zap.String("server", name), zap.Error(err))
 		return
 	}
-	e.log.Info("removed raft voter: its etcd member was removed", zap.String("server", name))
+	e.log.Info("removed raft voter: its etcd member was removed, or it was a standby dead for server-removal-timeout", zap.String("server", name))
 	l.notifyCommit()
 }

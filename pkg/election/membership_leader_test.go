@@ -290,6 +290,75 @@ func TestDecideMembership(t *testing.T) {
 	}
 }
 
+// A standby (raft voter, never an etcd voter) dead for good is dropped
+// from raft after server-removal-timeout, one at a time and never so that
+// the alive voters are no quorum of what is left; etcd members are not
+// touched this way. A dropped standby that comes back is added again.
+func TestDecideDeadStandby(t *testing.T) {
+	tm := LANTiming()
+	now := time.Unix(1_800_000_000, 0)
+	duties := &MembershipDuties{Config: membership.Config{MaxServers: 7, RemovalTimeout: 30 * time.Minute, ExecuteTimeout: 10 * time.Minute},
+		Extra: func(name string) (MembershipExtra, bool) {
+			return MembershipExtra{EtcdHealthy: true, HasDatastore: true}, true
+		}}
+	self := leaderSelf{Name: "a", Cluster: "c", VIP: "192.0.2.1", Membership: duties}
+	st := clusterOf3()
+	ca := st.ClusterReady.CAHash
+	peer := func(name string, ready bool) Peer {
+		return Peer{Name: name, State: MemberAlive, ClusterName: "c", RaftAddr: name + ":9348", HasRaftState: true, Ready: ready, CAHash: ca, WantJoinSlot: !ready}
+	}
+	// a, b, c are etcd voters; d and e standbys (raft voters only).
+	peers := []Peer{peer("a", true), peer("b", true), peer("c", true), peer("d", false), peer("e", false)}
+	voters := map[string]string{"a": "a:9348", "b": "b:9348", "c": "c:9348", "d": "d:9348", "e": "e:9348"}
+	book := newLeaderBook()
+	dropped := func() []string {
+		t.Helper()
+		var out []string
+		for _, a := range decide(st, peers, self, voters, now, tm, book) {
+			switch a.Kind {
+			case actRemoveVoter:
+				out = append(out, a.Name)
+				delete(voters, a.Name)
+			}
+		}
+		return out
+	}
+	// d, e and the etcd voter c die; their absence is counted from now
+	// (c's etcd removal, membership's, is not applied here).
+	peers[2].State, peers[3].State, peers[4].State = MemberDead, MemberDead, MemberDead
+	if got := dropped(); got != nil {
+		t.Fatalf("dropped at once: %v", got)
+	}
+	now = now.Add(29 * time.Minute)
+	if got := dropped(); got != nil {
+		t.Fatalf("dropped before server-removal-timeout: %v", got)
+	}
+	// a and b alive of 5 voters: dropping d leaves 2 of 4, no quorum.
+	now = now.Add(time.Minute)
+	if got := dropped(); got != nil {
+		t.Fatalf("dropped %v although a and b are no quorum of the 4 voters left", got)
+	}
+	// e comes back: 3 alive of 5; dropping d leaves 3 of 4.
+	peers[4].State = MemberAlive
+	if got := dropped(); len(got) != 1 || got[0] != "d" {
+		t.Fatalf("want d dropped: %v (voters %v)", got, voters)
+	}
+	// c is an etcd voter: its removal is membership's, never this one.
+	now = now.Add(time.Hour)
+	if got := dropped(); got != nil {
+		t.Fatalf("dropped %v: an etcd voter", got)
+	}
+	// d comes back with this group's raft state: added again.
+	peers[3].State = MemberAlive
+	var added bool
+	for _, a := range decide(st, peers, self, voters, now, tm, book) {
+		added = added || a.Kind == actAddVoter && a.Name == "d"
+	}
+	if !added {
+		t.Fatal("the dropped standby d was not added back when it returned")
+	}
+}
+
 // With the duties off, decide behaves as before: every server that asks
 // is admitted, even to an even count.
 func TestDecideMembershipOff(t *testing.T) {

@@ -80,7 +80,8 @@ func (e *Election) WaitClusterReady(ctx context.Context) (ClusterReady, error) {
 // slot once the leader granted it to this node. The holder may start
 // joining until slot.Expires by its own clock; the leader renews the lease
 // while this node is alive and still wants the slot. ErrJoined if this node
-// is already a joined server; an error too if it is the bootstrap node.
+// is already a joined server; an error too if it is the bootstrap node
+// (unless it was removed since: then it rejoins through the slot).
 func (e *Election) AcquireJoinSlot(ctx context.Context) (JoinSlot, error) {
 	self := e.cfg.NodeName
 	e.setLocal(func(l *Local) { l.WantJoinSlot = true })
@@ -89,7 +90,9 @@ func (e *Election) AcquireJoinSlot(ctx context.Context) (JoinSlot, error) {
 		switch {
 		case slices.Contains(s.Joined, self):
 			return false, ErrJoined
-		case s.Bootstrap == self && e.caughtUp():
+		case s.Bootstrap == self && !slices.Contains(s.Removed, self) && e.caughtUp():
+			// A removed bootstrap node (removed, or left behind by a
+			// quorum-loss recovery) rejoins like any server, once wiped.
 			return false, fmt.Errorf("election: %s is the bootstrap node and needs no join slot", self)
 		case s.Slot != nil && s.Slot.Holder == self && e.cfg.Clock.Now().Before(s.Slot.Expires) && e.caughtUp():
 			slot = *s.Slot

@@ -432,7 +432,7 @@ func (m *Member) UpdateClaim(fn func(*claims.Claim)) error {
 	next.Etcd.Members = slices.Clone(next.Etcd.Members)
 	fn(&next)
 	day2 := claims.Claim{RKE2Wanted: next.RKE2Wanted, RKE2Running: next.RKE2Running, Voters: next.Voters,
-		VoterAddrs: next.VoterAddrs, Etcd: next.Etcd, Requests: next.Requests, Upgrade: next.Upgrade}
+		VoterAddrs: next.VoterAddrs, Etcd: next.Etcd, Requests: next.Requests, Upgrade: next.Upgrade, RecoveryEpoch: next.RecoveryEpoch}
 	changed, err := m.signLocal(m.Local(), day2)
 	if err == nil {
 		m.day2 = day2

@@ -363,12 +363,12 @@ func TestClaimsOverTheNetwork(t *testing.T) {
 		}
 	}
 
-	if err := srv2.UpdateClaim(func(c *claims.Claim) { c.RKE2Running = "v1.31.4+rke2r1" }); err != nil {
+	if err := srv2.UpdateClaim(func(c *claims.Claim) { c.RKE2Running, c.RecoveryEpoch = "v1.31.4+rke2r1", 2 }); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the agent sees srv-2's running version", func() (bool, string) {
+	eventually(t, "the agent sees srv-2's running version and recovery epoch", func() (bool, string) {
 		mi := infoOf(t, agent.Member, "srv-2")
-		return mi.Claim != nil && mi.Claim.RKE2Running == "v1.31.4+rke2r1", fmt.Sprintf("claim %+v", mi.Claim)
+		return mi.Claim != nil && mi.Claim.RKE2Running == "v1.31.4+rke2r1" && mi.Claim.RecoveryEpoch == 2, fmt.Sprintf("claim %+v", mi.Claim)
 	})
 
 	big := make([]claims.EtcdMember, claims.MaxMembers)

@@ -185,3 +185,17 @@ func TestStepQuickExecutor(t *testing.T) {
 		t.Fatalf("second step: %+v", d)
 	}
 }
+
+// TestExecutorNotTheRemovedLeader: the leader executes a removal itself,
+// except its own (an operator's remove of the leader host): then the
+// lowest-named answering voter besides it does, so the removal does not
+// wait on a leader that steps down and fail by its deadline.
+func TestExecutorNotTheRemovedLeader(t *testing.T) {
+	members := []Member{{Name: "a", Voter: true, Answers: true}, {Name: "b", Voter: true}, {Name: "c", Voter: true, Answers: true}, {Name: "d", Voter: true, Answers: true}}
+	if got := Executor(members, "a", "d"); got != "a" {
+		t.Errorf("removing d: executor %q, want the leader a", got)
+	}
+	if got := Executor(members, "a", "a"); got != "c" {
+		t.Errorf("the leader a removed: executor %q, want c (b does not answer)", got)
+	}
+}

@@ -66,15 +66,18 @@ type claimPublisher interface {
 
 var _ claimPublisher = (*gossip.Member)(nil)
 
-// publishVoters keeps raft's voters, and their raft addresses, in this
-// server's claim until ctx ends: other members trust a server of an older
-// build (which signs no claim) only while some verified claim lists it as
-// a voter at the raft address it declares. It looks on
+// publishVoters keeps raft's voters, their raft addresses and the
+// recovery epoch of its raft state in this server's claim until ctx ends:
+// other members trust a server of an older build (which signs no claim)
+// only while some verified claim lists it as a voter at the raft address
+// it declares, and a server returning with an old datastore reads the
+// epoch. It looks on
 // every gossip change and every 5 seconds; an unchanged list signs nothing.
 func (n *Node) publishVoters(ctx context.Context, g claimPublisher) {
 	ch, cancel := g.Subscribe()
 	defer cancel()
 	var last, lastAddrs []string
+	var lastEpoch uint64
 	for {
 		if src, ok := n.coordinator().(voterSource); ok {
 			voters, addrs, err := src.VoterAddrs()
@@ -82,9 +85,15 @@ func (n *Node) publishVoters(ctx context.Context, g claimPublisher) {
 				voters, addrs = voters[:claims.MaxVoters], addrs[:claims.MaxVoters]
 			}
 			addrs = canonicalAddrs(addrs)
-			if err == nil && voters != nil && (!slices.Equal(voters, last) || !slices.Equal(addrs, lastAddrs)) {
-				if err = g.UpdateClaim(func(c *claims.Claim) { c.Voters, c.VoterAddrs = voters, addrs }); err == nil {
-					last, lastAddrs = voters, addrs
+			// The recovery epoch goes out with the voters: both are
+			// what a server returning with an old datastore reads.
+			var epoch uint64
+			if r := n.coordinator().State().Recovery; r != nil && r.Epoch > 0 {
+				epoch = uint64(r.Epoch)
+			}
+			if err == nil && voters != nil && (!slices.Equal(voters, last) || !slices.Equal(addrs, lastAddrs) || epoch != lastEpoch) {
+				if err = g.UpdateClaim(func(c *claims.Claim) { c.Voters, c.VoterAddrs, c.RecoveryEpoch = voters, addrs, epoch }); err == nil {
+					last, lastAddrs, lastEpoch = voters, addrs, epoch
 				}
 			}
 			if err != nil {

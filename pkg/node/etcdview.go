@@ -141,6 +141,7 @@ func (n *Node) newEtcdState() *etcdState {
 func (n *Node) watchEtcd(ctx context.Context) {
 	for {
 		n.readEtcd(ctx)
+		n.recordQuorumAssessment(n.etcdStatus())
 		if n.clk.Sleep(ctx, etcdReadInterval) != nil {
 			return
 		}

@@ -59,6 +59,9 @@ type Node struct {
 	role      installer.Role
 	advertise string
 	mac       net.HardwareAddr
+	// lastSurvivor: the quorum-loss assessment last written (survivor.go;
+	// the etcd watch's goroutine only).
+	lastSurvivor survivorRecord
 
 	// The parts the role paths drive, as they use them.
 	members     memberView
@@ -287,6 +290,12 @@ func (n *Node) Run(ctx context.Context) error {
 	})
 	var raftErr chan error // servers: Run's and Close's error, once raft stopped
 	if c.IsServer() {
+		// A datastore from before a recovery is wiped before raft opens.
+		if err := n.wipeIfRecovered(runCtx); err != nil {
+			n.t.fail("datastore", err, true)
+			<-ctx.Done()
+			return nil
+		}
 		el, unsubscribe, err := n.openElection(g)
 		if err != nil {
 			return err // a raft port in use is as fatal as a gossip port in use

@@ -33,7 +33,9 @@ import (
 //     is not a voter or has no datastore, and when the quorum is not lost:
 //     a majority of the voters answers on its raft port, or another voter
 //     answers at all (then the survivor with the newest data must be chosen
-//     first; this build does not compare etcd revisions offline);
+//     first), and when the last quorum-loss assessment the daemon recorded
+//     here names another survivor, or none (survivor.go), without
+//     --force-survivor;
 //  2. stop rke2-server (under systemd) and run RKE2's cluster-reset
 //     (`rke2 server --cluster-reset`: etcd with force-new-cluster, reset-flag,
 //     exit 0), unless reset-flag shows a reset already done by an earlier
@@ -50,7 +52,10 @@ import (
 type RecoverOptions struct {
 	From    string
 	Confirm bool
-	Out     io.Writer
+	// ForceSurvivor recovers from From although the last assessment this
+	// host recorded names another survivor, or none (survivor.go).
+	ForceSurvivor bool
+	Out           io.Writer
 	// Env is the environment of `rke2 server --cluster-reset` (nil: this
 	// process's).
 	Env []string
@@ -135,6 +140,9 @@ func Recover(ctx context.Context, c *config.Config, o RecoverOptions) error {
 		return usagef("%s answers too: recover on the survivor with the newest etcd data (status cluster.etcd, the highest revision), "+
 			"and stop rke2-hanode on the other survivors first", strings.Join(alive, ", "))
 	}
+	if err := checkSurvivor(c.DataDir, c.NodeName, o.ForceSurvivor, say); err != nil {
+		return err
+	}
 
 	if err := stopRKE2Server(ctx, c, say); err != nil {
 		return err
@@ -152,9 +160,11 @@ func Recover(ctx context.Context, c *config.Config, o RecoverOptions) error {
 	if err != nil {
 		return err
 	}
+	forgetSurvivor(c.DataDir)
 	say("raft recovered: %s is the only voter; recovery epoch %d; servers to rejoin wiped: %s", c.NodeName, st.Recovery.Epoch, strings.Join(st.Removed, ", "))
 	say("next: start rke2-hanode here (systemctl start rke2-hanode): it starts rke2-server on the reset datastore; " +
-		"then bring the other servers back with <rke2-data-dir>/server/db deleted (RKE2's words), or add new ones: they join one at a time")
+		"then bring the other servers back (with their old disks they move server/db aside themselves, as RKE2's words ask, seeing the new recovery epoch), " +
+		"or add new ones: they join one at a time")
 	return nil
 }
 

@@ -42,6 +42,15 @@ func Wipe(ctx context.Context, c *config.Config, log *zap.Logger, now time.Time)
 		conn.Close()
 		return nil, fmt.Errorf("rejoin --wipe: the daemon is running (it answers on %s): stop it first (systemctl stop rke2-hanode), then run this again", sock)
 	}
+	return wipeHost(ctx, c, log, now)
+}
+
+// wipeHost is Wipe's work once the daemon is known not to hold the host:
+// RKE2 stopped, server/db and the raft store moved aside, the progress
+// reset with the wiped mark. The daemon also runs it itself, before its
+// raft opens, when the cluster was recovered while this server was off
+// (wipeIfRecovered).
+func wipeHost(ctx context.Context, c *config.Config, log *zap.Logger, now time.Time) ([]string, error) {
 	var did []string
 	if c.ServiceManager == "exec" {
 		did = append(did, "RKE2 ran as the daemon's child: it stopped with the daemon")

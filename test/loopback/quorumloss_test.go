@@ -32,14 +32,17 @@ func runRecover(t *testing.T, n *demo.Node, args ...string) (int, string) {
 	return code, string(out)
 }
 
-// TestQuorumLoss: three servers; two die for good (daemon and RKE2 killed,
-// never restarted). The survivor cannot recover alone: raft and etcd both
-// lost their quorum. The operator stops its daemon and runs `recover`:
-// refused without --confirm and for another host; with them it runs RKE2's
-// cluster-reset and recovers raft to the survivor. Started again, the
-// survivor serves the cluster alone; two fresh servers join one at a time.
-// Real etcd ends with three voters, one cluster-reset recorded, still one
-// cluster-init.
+// TestQuorumLoss: three servers; two die (daemon and RKE2 killed). The
+// survivor cannot recover alone: raft and etcd both lost their quorum;
+// status and the metric say so and name it the newest survivor, which its
+// daemon records for recover. The operator stops its daemon and runs
+// `recover`: refused without --confirm and for another host; with them it
+// runs RKE2's cluster-reset and recovers raft to the survivor. Started
+// again, the survivor serves the cluster alone. The two dead servers then
+// come back with their old disks: each sees the newer recovery epoch in
+// the survivor's claim, wipes its datastore from before and rejoins
+// through the slot. Real etcd ends with three voters, none of the old
+// members of the two, one cluster-reset recorded.
 func TestQuorumLoss(t *testing.T) {
 	c := newCluster(t, "127.90.0.11", 3, 0)
 	if err := c.StartAll(); err != nil {
@@ -47,6 +50,21 @@ func TestQuorumLoss(t *testing.T) {
 	}
 	waitReady(t, c, 120*time.Second)
 	survivor := c.Nodes[0]
+	old := map[string]bool{} // the etcd members of server-2 and server-3
+	for _, v := range c.Nodes[1:] {
+		s, err := readSimEtcd(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range s.Etcd.Members {
+			if hostOfMember(m.Name) == v.Name {
+				old[m.Name] = true
+			}
+		}
+	}
+	if len(old) != 2 {
+		t.Fatalf("etcd members of server-2 and server-3 before: %v", old)
+	}
 	for _, v := range c.Nodes[1:] {
 		pids := v.SimPIDs()
 		v.Kill()
@@ -54,7 +72,7 @@ func TestQuorumLoss(t *testing.T) {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
-	t.Logf("server-2 and server-3 killed for good; %s survives", survivor.Name)
+	t.Logf("server-2 and server-3 killed; %s survives", survivor.Name)
 
 	// The survivor sees the majority gone: no raft leader, the others dead,
 	// RKE2 not ready there (etcd without quorum).
@@ -77,6 +95,23 @@ func TestQuorumLoss(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the survivor does not see the majority gone: raft %+v, members %+v", st.Cluster.Raft, st.Members)
 	}
+
+	// Status and the metric say the quorum is lost and name the survivor
+	// with the newest data; the daemon records it for recover.
+	e := waitEtcdStatus(t, survivor, "quorum lost with the survivor named", func(e *status.Etcd) bool {
+		return e.MajorityGone && e.NewestSurvivor != nil && e.NewestSurvivor.Name == survivor.Name && e.NewestSurvivor.Revision > 0
+	})
+	if m := scrape(t, survivor); !containsLine(m, "rke2_hanode_quorum_lost 1") {
+		t.Errorf("%s: metrics do not show quorum lost", survivor.Name)
+	}
+	record := filepath.Join(survivor.Dir, "hanode", "quorum-lost.json")
+	if err := demo.WaitFor(ctx, 500*time.Millisecond, func() bool {
+		b, err := os.ReadFile(record)
+		return err == nil && strings.Contains(string(b), `"survivor": "`+survivor.Name+`"`)
+	}); err != nil {
+		t.Fatalf("%s: no quorum-loss assessment naming it at %s", survivor.Name, record)
+	}
+	t.Logf("quorum lost: newest survivor %s at revision %d", e.NewestSurvivor.Name, e.NewestSurvivor.Revision)
 
 	// While its daemon runs, recover refuses (the raft store is in use).
 	if code, out := runRecover(t, survivor, "--from", survivor.Name, "--confirm"); code != 2 || !strings.Contains(out, "stop it first") {
@@ -113,22 +148,16 @@ func TestQuorumLoss(t *testing.T) {
 		t.Errorf("raft leader %q after the recovery, want %s", st.Cluster.Raft.Leader, survivor.Name)
 	}
 
-	// Two fresh servers join, one at a time.
-	var fresh []*demo.Node
-	for i, ip := range []string{"127.90.0.14", "127.90.0.15"} {
-		n, err := c.AddNode("server-"+string(rune('4'+i)), "server", ip)
-		if err != nil {
+	// The two come back with their old disks: they wipe and rejoin.
+	for _, v := range c.Nodes[1:] {
+		if err := v.Start(); err != nil {
 			t.Fatal(err)
 		}
-		if err := n.Start(); err != nil {
-			t.Fatal(err)
-		}
-		fresh = append(fresh, n)
 	}
-	ctx3, cancel3 := context.WithTimeout(context.Background(), 240*time.Second)
+	ctx3, cancel3 := context.WithTimeout(context.Background(), 300*time.Second)
 	defer cancel3()
 	err = demo.WaitFor(ctx3, 500*time.Millisecond, func() bool {
-		for _, n := range fresh {
+		for _, n := range c.Nodes[1:] {
 			if st, err := n.Status(ctx3); err != nil || st.Node.Phase != status.PhaseReady {
 				return false
 			}
@@ -136,23 +165,36 @@ func TestQuorumLoss(t *testing.T) {
 		return true
 	})
 	if err != nil {
-		for _, n := range fresh {
+		for _, n := range c.Nodes[1:] {
 			st, _ := n.Status(context.Background())
 			t.Logf("%s: phase %q (%s) %q", n.Name, st.Node.Phase, st.Node.Error, st.Node.Detail)
 		}
-		t.Fatal("the fresh servers did not join the recovered cluster")
+		t.Fatal("the returning servers did not rejoin the recovered cluster")
 	}
-	want := []string{"server-1", "server-4", "server-5"}
-	for _, n := range append([]*demo.Node{survivor}, fresh...) {
+	want := []string{"server-1", "server-2", "server-3"}
+	for _, n := range c.Nodes {
 		etcdVoters(t, n, want)
+		s, err := readSimEtcd(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range s.Etcd.Members {
+			if old[m.Name] {
+				t.Errorf("%s: etcd still lists the old member %s", n.Name, m.Name)
+			}
+		}
 	}
-	if s := readSimResets(t, survivor); s != 1 {
-		t.Errorf("%s: %d cluster-resets recorded, want 1", survivor.Name, s)
-	}
-	for _, n := range fresh {
+	for _, n := range c.Nodes[1:] {
+		aside, _ := filepath.Glob(filepath.Join(n.RKE2DataDir, "server", "db.wiped-*"))
+		if len(aside) != 1 {
+			t.Errorf("%s: server/db moved aside %v, want once", n.Name, aside)
+		}
 		if s := readSim(t, n); s.Mode != "join" {
 			t.Errorf("%s: rke2sim mode %q, want join", n.Name, s.Mode)
 		}
+	}
+	if s := readSimResets(t, survivor); s != 1 {
+		t.Errorf("%s: %d cluster-resets recorded, want 1", survivor.Name, s)
 	}
 	checkCluster(t, c, true)
 }
