@@ -78,7 +78,9 @@ scenario_bed() {
 	# (dpkg removes the packaged state folder on remove only when it is empty.)
 	local r4 had_state=""
 	r4=$(host_root 4)
-	[ -z "$(ls -A "$r4/var/lib/rke2-hanode")" ] || had_state=1
+	# The admin socket is the running daemon's, not state: it goes when the
+	# daemon stops.
+	[ -z "$(ls -A "$r4/var/lib/rke2-hanode" | grep -vx admin.sock)" ] || had_state=1
 	hx 4 dpkg -r rke2-hanode >/dev/null
 	[ "$(hx 4 systemctl is-active rke2-hanode.service)" != active ] || die "dpkg -r left the daemon running"
 	[ -f "$r4/etc/rke2-hanode/config.yaml" ] || die "dpkg -r removed the config"

@@ -60,7 +60,7 @@ scenario_hostile_agent() {
 	local fake_ca
 	fake_ca=$(printf 'e%.0s' $(seq 64))
 	hx 4 /root/hostile -gossip -token-file /etc/rke2-hanode/token -name intruder -bind "$(host_ip 4)" -port 9447 \
-		-spoof "$(host_ip 2)" -join "$(host_ip 1),$(host_ip 2),$(host_ip 3)" -ca "$fake_ca" -for 120s >"$(host_dir 4)/hostile-gossip.log" 2>&1 &
+		-spoof "$(host_ip 2)" -join "$(host_ip 1):9347,$(host_ip 2):9347,$(host_ip 3):9347" -ca "$fake_ca" -for 120s >"$(host_dir 4)/hostile-gossip.log" 2>&1 &
 	local attacker=$!
 	for n in 1 2 3 4; do
 		wait_until 90 "h$n lists the intruder as an unverified agent" intruder_unverified "$n"
