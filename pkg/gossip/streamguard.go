@@ -86,9 +86,13 @@ func newGuardedTransport(inner memberlist.NodeAwareTransport, refused func(reaso
 
 func (g *guardedTransport) StreamCh() <-chan net.Conn { return g.streams }
 
+// Shutdown tears the inner transport down first, as memberlist does with
+// its own handlers: run keeps taking its streams meanwhile, so a stream
+// accepted during the shutdown never leaves the inner listener blocked on
+// its channel (it would wait for it for ever).
 func (g *guardedTransport) Shutdown() error {
-	g.once.Do(func() { close(g.done) })
 	err := g.NodeAwareTransport.Shutdown()
+	g.once.Do(func() { close(g.done) })
 	g.wg.Wait()
 	return err
 }
