@@ -199,10 +199,11 @@ func TestAgentTokenHolderCannotPoseAsServer(t *testing.T) {
 	var watchErr atomic.Value
 	watchDone := make(chan struct{})
 	stopWatch := make(chan struct{})
+	servers := slices.Clone(c.Nodes[:3]) // AddNode below appends to c.Nodes
 	go func() {
 		defer close(watchDone)
 		for {
-			for _, n := range c.Nodes[:3] {
+			for _, n := range servers {
 				var st status.Status
 				if raw, err := get("http://" + n.HTTPAddress + "/status"); err == nil && json.Unmarshal([]byte(raw), &st) == nil {
 					if st.Cluster.JoinSlot == intruder || st.Cluster.BootstrapNode == intruder {
