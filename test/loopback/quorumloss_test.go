@@ -154,7 +154,7 @@ func TestQuorumLoss(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ctx3, cancel3 := context.WithTimeout(context.Background(), 300*time.Second)
+	ctx3, cancel3 := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel3()
 	err = demo.WaitFor(ctx3, 500*time.Millisecond, func() bool {
 		for _, n := range c.Nodes[1:] {
