@@ -24,6 +24,8 @@ var errSlotWait = errors.New("slot wait past its deadline")
 // this server's join.
 func (n *Node) waitJoinSlot(ctx context.Context) (joined bool, err error) {
 	if reason, ok := n.coord.Standby(); ok {
+		// The reason first: status never shows standby without it.
+		n.setStandby(reason)
 		n.t.set(status.PhaseStandby, "waiting: "+reason)
 	} else {
 		n.t.set(status.PhaseWaitingJoinSlot, n.slotDetail())
@@ -39,7 +41,7 @@ func (n *Node) waitJoinSlot(ctx context.Context) (joined bool, err error) {
 		_, err := n.coord.AcquireJoinSlot(actx)
 		cancel(nil)
 		<-watched
-		n.setStandby("")
+		// The reason stays while a retry comes (the phase stays too).
 		if errors.Is(err, election.ErrJoined) {
 			joined = true
 			return nil
@@ -49,6 +51,7 @@ func (n *Node) waitJoinSlot(ctx context.Context) (joined bool, err error) {
 		}
 		return err
 	})
+	n.setStandby("")
 	return joined, err
 }
 
