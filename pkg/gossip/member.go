@@ -389,15 +389,62 @@ func (m *Member) leaveLocked(timeout time.Duration) error {
 	}
 	start := time.Now()
 	// Peers only learn why a member went away from its last metadata.
-	if err := m.updateMeta(func(meta *Meta) { meta.Leaving = true }, timeout/2); err != nil {
+	if err := m.updateMeta(func(meta *Meta) { meta.Leaving = true }, timeout/4); err != nil {
 		m.log.Warn("could not announce leaving", zap.Error(err))
 	}
+	m.pushLeaving(timeout / 4)
 	m.left.Store(true)
 	if err := m.ml.Load().Leave(max(timeout-time.Since(start), time.Millisecond)); err != nil {
 		return fmt.Errorf("gossip: leave: %w", err)
 	}
 	m.log.Info("left the gossip cluster")
 	return nil
+}
+
+// leavePushes bounds how many peers pushLeaving syncs with at once.
+const leavePushes = 8
+
+// pushLeaving syncs the local state (its metadata now says Leaving) with
+// every alive peer over a stream, within timeout. The metadata broadcast
+// alone is not enough: it is a datagram a peer can miss, and memberlist's
+// leave message invalidates it in the broadcast queue; a peer that sees the
+// leave before the metadata keeps the old metadata of a dead node (it takes
+// no update for one) and reports a member that left as failed. Peers not
+// reached in time still learn it from gossip, as before.
+func (m *Member) pushLeaving(timeout time.Duration) {
+	ml := m.ml.Load()
+	var addrs []string
+	for _, n := range ml.Members() {
+		if n.Name != m.cfg.NodeName {
+			addrs = append(addrs, n.Address())
+		}
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, leavePushes)
+		for _, a := range addrs {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				if _, err := ml.Join([]string{a}); err != nil {
+					m.log.Debug("could not push the leaving metadata", zap.String("peer", a), zap.Error(err))
+				}
+			}()
+		}
+		wg.Wait()
+	}()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		m.log.Debug("pushing the leaving metadata took longer than its share of the leave timeout")
+	}
 }
 
 // UpdateMeta changes the local metadata with fn and has it gossiped at once
