@@ -29,7 +29,10 @@
 //   - Dead servers: a voter dead in gossip (dead, left or absent) whose etcd
 //     does not answer, continuously for server-removal-timeout as this
 //     leader saw it (Book; a new leader counts afresh), is removed if
-//     CheckRemoval allows it. 0 disables it.
+//     CheckRemoval allows it. The time counts from the first suspicion
+//     (memberlist's own suspicion takes seconds before it declares a member
+//     dead); a suspect that answers again starts afresh, and a suspect is
+//     never removed while it is only suspected. 0 disables it.
 //   - Operators: `rke2-hanode remove NODE` sets Server.Remove on the server
 //     it ran on; the leader commits it at once or refuses it with the
 //     numbers (Decision.Refused, by the requesting server).

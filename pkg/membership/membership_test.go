@@ -167,6 +167,41 @@ func TestStepDeadTimeout(t *testing.T) {
 	}
 }
 
+// TestStepDeadTimeoutCountsFromSuspicion: the removal timeout runs from the
+// first suspicion, a suspect is never removed while only suspected, and
+// one that answers again starts afresh.
+func TestStepDeadTimeoutCountsFromSuspicion(t *testing.T) {
+	book := NewBook()
+	now := time.Unix(1000, 0)
+	c := Cluster{Voters: []string{"a", "b", "c"}}
+	cfg := Config{MaxServers: 7, RemovalTimeout: 30 * time.Second}
+	view := func(g Liveness) []Server {
+		return []Server{{Name: "a", Gossip: Alive, Answers: true}, {Name: "b", Gossip: Alive, Answers: true}, {Name: "c", Gossip: g}}
+	}
+	if d := Step(c, view(Suspect), cfg, now, book, "a"); d.Kind != None {
+		t.Fatalf("suspect removed at once: %+v", d)
+	}
+	if d := Step(c, view(Suspect), cfg, now.Add(40*time.Second), book, "a"); d.Kind != None {
+		t.Fatalf("a suspect (not yet dead) removed: %+v", d)
+	}
+	if d := Step(c, view(Dead), cfg, now.Add(41*time.Second), book, "a"); d.Kind != Commit || d.Removal.Node != "c" {
+		t.Fatalf("dead 41s after its first suspicion, not removed: %+v", d)
+	}
+
+	// Suspected, then alive again: the clock starts afresh at the next
+	// suspicion.
+	book = NewBook()
+	Step(c, view(Suspect), cfg, now, book, "a")
+	Step(c, view(Alive), cfg, now.Add(10*time.Second), book, "a")
+	Step(c, view(Suspect), cfg, now.Add(20*time.Second), book, "a")
+	if d := Step(c, view(Dead), cfg, now.Add(45*time.Second), book, "a"); d.Kind != None {
+		t.Fatalf("removed 25s after its second suspicion (timeout 30s): %+v", d)
+	}
+	if d := Step(c, view(Dead), cfg, now.Add(50*time.Second), book, "a"); d.Kind != Commit {
+		t.Fatalf("not removed 30s after its second suspicion: %+v", d)
+	}
+}
+
 // An executor that finished before the leader saw it executing: the
 // removal still goes committed → executing → done, one state per step.
 func TestStepQuickExecutor(t *testing.T) {

@@ -128,7 +128,9 @@ func step(c Cluster, view []Server, cfg Config, now time.Time, book *Book, self 
 	byName := map[string]Server{}
 	for _, s := range view {
 		byName[s.Name] = s
-		if s.Gossip == Dead || s.Gossip == Left {
+		// The clock starts at the first sign: a suspect that answers again
+		// becomes alive and starts afresh; only a dead one is removed.
+		if s.Gossip == Dead || s.Gossip == Left || s.Gossip == Suspect {
 			if _, ok := book.DeadSince[s.Name]; !ok {
 				book.DeadSince[s.Name] = now
 			}
@@ -229,7 +231,7 @@ func step(c Cluster, view []Server, cfg Config, now time.Time, book *Book, self 
 		if cfg.RemovalTimeout > 0 {
 			for _, v := range c.Voters {
 				since, dead := book.DeadSince[v]
-				if !dead || now.Sub(since) < cfg.RemovalTimeout || byName[v].Answers && byName[v].Gossip != Dead && byName[v].Gossip != Left {
+				if !dead || now.Sub(since) < cfg.RemovalTimeout || byName[v].Gossip == Suspect || byName[v].Answers && byName[v].Gossip != Dead && byName[v].Gossip != Left {
 					continue
 				}
 				if vd := CheckRemoval(members, v); vd.OK {

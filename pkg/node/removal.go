@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/rke2-hanode/rke2-hanode/pkg/backoff"
 	"github.com/rke2-hanode/rke2-hanode/pkg/election"
 	"github.com/rke2-hanode/rke2-hanode/pkg/kubeapi"
 	ms "github.com/rke2-hanode/rke2-hanode/pkg/membership"
@@ -112,6 +113,12 @@ func (n *Node) executeRemovals(ctx context.Context) {
 	}
 }
 
+// nodeGonePoll paces the reads of a deleted Node until it is gone: RKE2
+// removes the etcd member and the Node within a second or two, and the
+// next server's join waits for it, so the first reads come quickly. They go
+// to this server's own apiserver.
+var nodeGonePoll = backoff.Policy{Base: 100 * time.Millisecond, Max: 2 * time.Second, Jitter: 0.5}
+
 // removeServer deletes name's Node and waits until it is gone (RKE2 holds
 // it in Terminating until its etcd member is removed), then its node
 // password.
@@ -138,7 +145,7 @@ func (n *Node) removeServer(ctx context.Context, name string) error {
 	if err := c.DeleteNode(ctx, name); err != nil {
 		return fmt.Errorf("remove %s: delete its Node: %w", name, err)
 	}
-	b := n.retryPolicy.Start()
+	b := nodeGonePoll.Start()
 	for {
 		_, err := c.GetNode(ctx, name)
 		if errors.Is(err, kubeapi.ErrNotFound) {
