@@ -89,6 +89,28 @@ type Claim struct {
 	// server coming back on an older epoch holds a datastore from before
 	// the recovery: it wipes it and rejoins (pkg/node voters.go).
 	RecoveryEpoch uint64
+	// AgentBegins are the committed begins of the agents upgrading now,
+	// from this server's copy of the replicated state. Agents are not in
+	// raft: they take their begin from a verified server claim.
+	AgentBegins AgentBegins
+}
+
+// AgentBegins is the part of the roll agents act on: which agents the
+// leader let begin their upgrade to Target, and when (the begin's Since,
+// unix nanoseconds of the leader's clock, as the replicated state holds
+// it). Published says the server's build publishes them (an empty list
+// then means no agent upgrades now; a claim of an older build has
+// Published false). Agents are sorted by name, at most MaxAgentBegins.
+type AgentBegins struct {
+	Published bool
+	Target    string
+	Agents    []AgentBegin
+}
+
+// AgentBegin is one agent's committed begin.
+type AgentBegin struct {
+	Node  string
+	Since int64
 }
 
 // UpgradeReport is a host's own report on its upgrade steps (pkg/upgrade.Host's

@@ -53,6 +53,7 @@ func fullClaim(seq uint64) Claim {
 	}
 	c.Upgrade = UpgradeReport{Failed: "install: checksum mismatch", FailedBegin: 1772366400, Finished: 1772360000}
 	c.RecoveryEpoch = 2
+	c.AgentBegins = AgentBegins{Published: true, Target: "v1.31.4+rke2r1", Agents: []AgentBegin{{Node: "agent-1", Since: 1772366400123456789}, {Node: "agent-2", Since: 1772366401}}}
 	return c
 }
 
@@ -83,6 +84,10 @@ func worstCase() Claim {
 		c.Requests = append(c.Requests, Request{ID: strings.Repeat("f", requestIDLen), Kind: RequestUpgradeResume, Target: name('t'), At: c.Etcd.ObservedAt})
 	}
 	c.Upgrade = UpgradeReport{Failed: strings.Repeat("x", maxFailedLen), FailedBegin: 1<<63 - 1, Finished: 1<<63 - 1}
+	c.AgentBegins = AgentBegins{Published: true, Target: strings.Repeat("v", maxVersionLen)}
+	for i := range MaxAgentBegins {
+		c.AgentBegins.Agents = append(c.AgentBegins.Agents, AgentBegin{Node: name('A' + byte(i)), Since: 1<<63 - 1})
+	}
 	return c
 }
 
@@ -309,6 +314,14 @@ func TestEncodeIsCanonical(t *testing.T) {
 		"request":       func(c *Claim) { c.Requests[0].Target = "srv-2" },
 		"upgrade":       func(c *Claim) { c.Upgrade.Finished++ },
 		"recovery":      func(c *Claim) { c.RecoveryEpoch = 3 },
+		"begins":        func(c *Claim) { c.AgentBegins.Agents = c.AgentBegins.Agents[:1] },
+		"begin since": func(c *Claim) {
+			c.AgentBegins.Agents = slices.Clone(c.AgentBegins.Agents)
+			c.AgentBegins.Agents[1].Since++
+		},
+		"begins target": func(c *Claim) { c.AgentBegins.Target = "v1.32.0+rke2r1" },
+		"no begins":     func(c *Claim) { c.AgentBegins = AgentBegins{Published: true} },
+		"unpublished":   func(c *Claim) { c.AgentBegins = AgentBegins{} },
 	} {
 		d := fullClaim(1)
 		d.Voters = append([]string(nil), d.Voters...)
@@ -331,6 +344,7 @@ func TestClaimRoundTrip(t *testing.T) {
 		"full":       fullClaim(8),
 		"worst case": worstCase(),
 		"ipv6":       {Node: "a", Seq: 1, AdvertiseAddr: "fd00::1", RaftAddr: "[fd00::1]:9348"},
+		"no agent upgrading": {Node: "a", Seq: 1, AgentBegins: AgentBegins{Published: true}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			got, err := DecodeClaim(mustEncode(t, c))
@@ -380,6 +394,19 @@ func TestEncodeRejects(t *testing.T) {
 		{"request kind", func(c *Claim) { c.Requests = []Request{{ID: "0123456789abcdef", Kind: "reboot"}} }, `kind "reboot"`},
 		{"long version", func(c *Claim) { c.RKE2Wanted = strings.Repeat("v", 65) }, "rke2 wanted"},
 		{"long failure", func(c *Claim) { c.Upgrade.Failed = strings.Repeat("f", 97) }, "upgrade failed"},
+		{"begins unpublished", func(c *Claim) { c.AgentBegins = AgentBegins{Target: "v1"} }, "begins without Published"},
+		{"begins without target", func(c *Claim) {
+			c.AgentBegins = AgentBegins{Published: true, Agents: []AgentBegin{{Node: "a", Since: 1}}}
+		}, "without a target"},
+		{"begins unsorted", func(c *Claim) {
+			c.AgentBegins = AgentBegins{Published: true, Target: "v1", Agents: []AgentBegin{{Node: "b", Since: 1}, {Node: "a", Since: 1}}}
+		}, "not sorted"},
+		{"begin at 0", func(c *Claim) {
+			c.AgentBegins = AgentBegins{Published: true, Target: "v1", Agents: []AgentBegin{{Node: "a"}}}
+		}, "want it after 1970"},
+		{"too many begins", func(c *Claim) {
+			c.AgentBegins = AgentBegins{Published: true, Target: "v1", Agents: make([]AgentBegin, MaxAgentBegins+1)}
+		}, "17, limit 16"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := claim(1)

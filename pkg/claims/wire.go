@@ -15,7 +15,7 @@ import (
 const (
 	// claimVersion is the newest encoding this build reads and writes. Bump
 	// it when adding a field (older readers skip it).
-	claimVersion = 3 // 2: voter addresses; 3: the recovery epoch
+	claimVersion = 4 // 2: voter addresses; 3: the recovery epoch; 4: agents' begins
 	// claimNeeds is what this build's claims ask of a reader; raise it only
 	// for a change an older reader must not skip.
 	claimNeeds = 1
@@ -29,6 +29,9 @@ const (
 	MaxMembers  = 16 // EtcdView.Members
 	MaxRequests = 8  // Requests
 	MaxVoters   = 16 // Voters
+	// MaxAgentBegins bounds AgentBegins.Agents: the leader never has more
+	// agents upgrading at once (pkg/upgrade's MaxAgentsAtOnce).
+	MaxAgentBegins = 16
 
 	maxNameLen         = 63 // node names (config's node-name rule)
 	maxEtcdNameLen     = maxNameLen + 9
@@ -88,6 +91,10 @@ const (
 	// tagRecoveryEpoch: the recovery epoch of the raft state the server
 	// runs on (uint64 big-endian; left out while 0: never recovered).
 	tagRecoveryEpoch = 21 // since claim version 3
+	// tagAgentBegins: the committed begins of the agents upgrading now, as
+	// this server's copy of the replicated state holds them. Present (even
+	// empty) when the server's build publishes them.
+	tagAgentBegins = 22 // since claim version 4
 
 	etcdObservedAt = 1
 	etcdHealthy    = 2
@@ -112,6 +119,11 @@ const (
 	upgradeFailed      = 1
 	upgradeFailedBegin = 2
 	upgradeFinished    = 3
+
+	beginsTarget = 1
+	beginsAgents = 2
+	beginNode    = 1
+	beginSince   = 2
 )
 
 // ErrMalformed wraps every decoding error.
@@ -217,6 +229,9 @@ func (c Claim) Encode() ([]byte, error) {
 	}
 	w.list(tagVoterAddrs, addrs)
 	w.u64(tagRecoveryEpoch, c.RecoveryEpoch)
+	if c.AgentBegins.Published {
+		w.put(tagAgentBegins, c.AgentBegins.encode())
+	}
 	if len(w.b) > MaxEncodedLen {
 		return nil, fmt.Errorf("claims: claim of %q is %d bytes, over the limit of %d", c.Node, len(w.b), MaxEncodedLen)
 	}
@@ -261,6 +276,91 @@ func (u UpgradeReport) encode() []byte {
 	w.u64(upgradeFailedBegin, uint64(u.FailedBegin))
 	w.u64(upgradeFinished, uint64(u.Finished))
 	return w.b
+}
+
+func (a AgentBegins) encode() []byte {
+	var w fieldWriter
+	w.text(beginsTarget, a.Target)
+	var items [][]byte
+	for _, b := range a.Agents {
+		var bw fieldWriter
+		bw.text(beginNode, b.Node)
+		bw.u64(beginSince, uint64(b.Since))
+		items = append(items, bw.b)
+	}
+	w.list(beginsAgents, items)
+	return w.b
+}
+
+func (a AgentBegins) check() error {
+	if !a.Published && (a.Target != "" || len(a.Agents) > 0) {
+		return errors.New("begins without Published")
+	}
+	if err := checkText(a.Target, maxVersionLen); err != nil {
+		return fmt.Errorf("target %q: %w", a.Target, err)
+	}
+	if len(a.Agents) > 0 && a.Target == "" {
+		return errors.New("begins without a target")
+	}
+	if len(a.Agents) > MaxAgentBegins {
+		return fmt.Errorf("%d, limit %d", len(a.Agents), MaxAgentBegins)
+	}
+	for i, b := range a.Agents {
+		if b.Node == "" {
+			return errors.New("an empty name")
+		}
+		if err := checkText(b.Node, maxNameLen); err != nil {
+			return fmt.Errorf("%q: %w", b.Node, err)
+		}
+		if b.Since <= 0 {
+			return fmt.Errorf("%s: begin time %d: want it after 1970", b.Node, b.Since)
+		}
+		if i > 0 && a.Agents[i-1].Node >= b.Node {
+			return errors.New("not sorted, or a name repeated")
+		}
+	}
+	return nil
+}
+
+func decodeAgentBegins(buf []byte) (AgentBegins, error) {
+	a := AgentBegins{Published: true}
+	err := readFields(buf, func(tag byte, v []byte) error {
+		var err error
+		switch tag {
+		case beginsTarget:
+			a.Target, err = getText(v, maxVersionLen)
+		case beginsAgents:
+			err = readList(v, MaxAgentBegins, func(item []byte) error {
+				var b AgentBegin
+				err := readFields(item, func(tag byte, v []byte) error {
+					var err error
+					switch tag {
+					case beginNode:
+						b.Node, err = getText(v, maxNameLen)
+					case beginSince:
+						var n uint64
+						if n, err = getU64(v); err == nil {
+							if n > 1<<63-1 {
+								err = errors.New("before 1970")
+							}
+							b.Since = int64(n)
+						}
+					}
+					if err != nil {
+						return fmt.Errorf("field %d: %w", tag, err)
+					}
+					return nil
+				})
+				a.Agents = append(a.Agents, b)
+				return err
+			})
+		}
+		if err != nil {
+			return fmt.Errorf("begins field %d: %w", tag, err)
+		}
+		return nil
+	})
+	return a, err
 }
 
 // check refuses what Encode must not write; DecodeClaim applies the same
@@ -344,6 +444,9 @@ func (c Claim) check() error {
 	}
 	if c.Upgrade.FailedBegin < 0 || c.Upgrade.Finished < 0 {
 		return errf("upgrade", errors.New("negative begin"))
+	}
+	if err := c.AgentBegins.check(); err != nil {
+		return errf("agent begins", err)
 	}
 	return nil
 }
@@ -493,6 +596,8 @@ func decodeClaim(buf []byte) (Claim, error) {
 			c.Upgrade, err = decodeUpgrade(v)
 		case tagRecoveryEpoch:
 			c.RecoveryEpoch, err = getU64(v)
+		case tagAgentBegins:
+			c.AgentBegins, err = decodeAgentBegins(v)
 		default:
 			return nil // a newer writer's field: ours to skip
 		}
@@ -733,7 +838,7 @@ func claimFieldName(tag byte) string {
 		tagCommands: "commands", tagSeq: "sequence", tagExpectServers: "expect servers",
 		tagHasRaftState: "raft state", tagRKE2Wanted: "rke2 wanted", tagRKE2Running: "rke2 running",
 		tagVoters: "voters", tagVoterAddrs: "voter addresses", tagEtcd: "etcd", tagRequests: "requests", tagUpgrade: "upgrade",
-		tagRecoveryEpoch: "recovery epoch",
+		tagRecoveryEpoch: "recovery epoch", tagAgentBegins: "agent begins",
 	}
 	if n, ok := names[tag]; ok {
 		return n

@@ -430,9 +430,11 @@ func (m *Member) UpdateClaim(fn func(*claims.Claim)) error {
 	next.VoterAddrs = slices.Clone(next.VoterAddrs)
 	next.Requests = slices.Clone(next.Requests)
 	next.Etcd.Members = slices.Clone(next.Etcd.Members)
+	next.AgentBegins.Agents = slices.Clone(next.AgentBegins.Agents)
 	fn(&next)
 	day2 := claims.Claim{RKE2Wanted: next.RKE2Wanted, RKE2Running: next.RKE2Running, Voters: next.Voters,
-		VoterAddrs: next.VoterAddrs, Etcd: next.Etcd, Requests: next.Requests, Upgrade: next.Upgrade, RecoveryEpoch: next.RecoveryEpoch}
+		VoterAddrs: next.VoterAddrs, Etcd: next.Etcd, Requests: next.Requests, Upgrade: next.Upgrade, RecoveryEpoch: next.RecoveryEpoch,
+		AgentBegins: next.AgentBegins}
 	changed, err := m.signLocal(m.Local(), day2)
 	if err == nil {
 		m.day2 = day2

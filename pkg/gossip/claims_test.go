@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -363,12 +364,13 @@ func TestClaimsOverTheNetwork(t *testing.T) {
 		}
 	}
 
-	if err := srv2.UpdateClaim(func(c *claims.Claim) { c.RKE2Running, c.RecoveryEpoch = "v1.31.4+rke2r1", 2 }); err != nil {
+	begins := claims.AgentBegins{Published: true, Target: "v1.31.4+rke2r1", Agents: []claims.AgentBegin{{Node: "agent-1", Since: 7}}}
+	if err := srv2.UpdateClaim(func(c *claims.Claim) { c.RKE2Running, c.RecoveryEpoch, c.AgentBegins = "v1.31.4+rke2r1", 2, begins }); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the agent sees srv-2's running version and recovery epoch", func() (bool, string) {
 		mi := infoOf(t, agent.Member, "srv-2")
-		return mi.Claim != nil && mi.Claim.RKE2Running == "v1.31.4+rke2r1" && mi.Claim.RecoveryEpoch == 2, fmt.Sprintf("claim %+v", mi.Claim)
+		return mi.Claim != nil && mi.Claim.RKE2Running == "v1.31.4+rke2r1" && mi.Claim.RecoveryEpoch == 2 && reflect.DeepEqual(mi.Claim.AgentBegins, begins), fmt.Sprintf("claim %+v", mi.Claim)
 	})
 
 	big := make([]claims.EtcdMember, claims.MaxMembers)

@@ -17,18 +17,21 @@ import (
 )
 
 // An agent is not in raft: it learns that the leader began its upgrade
-// from a server's /status, whose upgrade object lists every host's place
-// in the roll (upgrade.Report). It asks only while it has something to
-// upgrade (its configuration wants another version than it runs, or a
-// run is under way), every agentPoll or so (jittered), and only servers
-// whose claim gossip verified. The answer is read-only HTTP, so it is
-// trusted no further than this: the agent upgrades only to the version
-// its own configuration wants, and the leader records it done only on
-// its report for the begin it committed. An agent the answer places in
-// the next batch (among the first max_unavailable agents still to
-// upgrade after those upgrading now) asks every agentPollSoon instead:
-// its begin follows the next done, and at most one batch of agents asks
-// that often. The place only sets how soon it asks again.
+// from the servers' verified claims, which carry the agents' committed
+// begins (claims.AgentBegins) as each server's copy of the replicated
+// state holds them. A begin is followed only to the version this agent's
+// own configuration wants; the leader records it done only on its report
+// for the begin it committed. Where no verified server publishes begins
+// (every server runs a build from before the field, during a daemon
+// upgrade), the agent asks a verified server's /status instead, whose
+// upgrade object lists every host's place in the roll (upgrade.Report):
+// only while it has something to upgrade (its configuration wants another
+// version than it runs, or a run is under way), every agentPoll or so
+// (jittered). That answer is read-only plain HTTP, trusted no further
+// than the version check above. An agent the answer places in the next
+// batch (among the first max_unavailable agents still to upgrade after
+// those upgrading now) asks every agentPollSoon instead: its begin follows
+// the next done, and at most one batch of agents asks that often.
 const (
 	agentPoll     = 5 * time.Second
 	agentPollSoon = time.Second
@@ -57,6 +60,9 @@ func (a *agentBeginSource) begin(members []gossip.MemberInfo, name string) (upgr
 	if !inFlight && (f.Wanted == "" || f.Wanted == f.Running) {
 		return upgradeBegin{}, false
 	}
+	if b, published, ok := beginFromClaims(members, name, f.Wanted); published {
+		return b, ok
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := n.clk.Now()
@@ -71,6 +77,29 @@ func (a *agentBeginSource) begin(members []gossip.MemberInfo, name string) (upgr
 	}
 	a.next = now.Add(poll/2 + time.Duration(rand.Int64N(int64(poll))))
 	return a.last, a.ok
+}
+
+// beginFromClaims is agent name's begin to version wanted as the alive
+// servers' verified claims carry it, the newest when they differ (a
+// server's copy of the state may lag the leader's); published is false
+// when no such claim publishes begins at all.
+func beginFromClaims(members []gossip.MemberInfo, name, wanted string) (b upgradeBegin, published, ok bool) {
+	for _, mi := range members {
+		c := mi.Claim
+		if c == nil || mi.State != gossip.StateAlive || !c.AgentBegins.Published {
+			continue
+		}
+		published = true
+		if c.AgentBegins.Target != wanted {
+			continue
+		}
+		for _, ab := range c.AgentBegins.Agents {
+			if ab.Node == name && ab.Since > b.Since {
+				b, ok = upgradeBegin{Since: ab.Since, Target: wanted}, true
+			}
+		}
+	}
+	return b, published, ok
 }
 
 // nextInLine: the roll u places agent name in the next batch, right after

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -40,14 +43,16 @@ type upgradeGossip interface {
 	// AgentBegin is the committed begin naming agent name, as the
 	// servers' verified claims carry it; ok false: none.
 	AgentBegin(members []gossip.MemberInfo, name string) (upgradeBegin, bool)
+	// PublishBegins spreads the agents' committed begins (servers only).
+	PublishBegins(b claims.AgentBegins) error
 }
 
 // memberUpgradeGossip is upgradeGossip over this host's gossip member:
 // a server's facts in its signed claim (UpdateClaim), an agent's in its
 // own metadata; another host's read from its verified claim, or for an
-// agent (which never has one) from its metadata. An agent learns its
-// begin from a server's /status (agentBegins), since the claims carry no
-// begins.
+// agent (which never has one) from its metadata. A server publishes the
+// agents' committed begins in its claim; an agent takes its own from
+// there (agentBegins).
 type memberUpgradeGossip struct {
 	n *Node
 }
@@ -97,6 +102,18 @@ func (g memberUpgradeGossip) AgentBegin(members []gossip.MemberInfo, name string
 	return g.n.agentBegins.begin(members, name)
 }
 
+func (g memberUpgradeGossip) PublishBegins(b claims.AgentBegins) error {
+	n := g.n
+	if n.members == nil {
+		return errors.New("gossip not open yet")
+	}
+	cu, ok := n.members.(claimUpdater)
+	if !ok {
+		return errors.New("this member signs no claims")
+	}
+	return cu.UpdateClaim(func(c *claims.Claim) { c.AgentBegins = b })
+}
+
 // maxReportedFailure is what the claim and the metadata carry of a
 // failure's reason (state-contract: ≤ 96 bytes).
 const maxReportedFailure = 96
@@ -120,9 +137,12 @@ type upgradeState struct {
 
 	mu        sync.Mutex
 	published hostFacts
-	step      upgrade.Step // the step running now ("" none)
-	target    string
-	report    *status.Upgrade // the last plan's report (servers)
+	// begins is the agents' begins this server published last (nil: none
+	// yet).
+	begins *claims.AgentBegins
+	step   upgrade.Step // the step running now ("" none)
+	target string
+	report *status.Upgrade // the last plan's report (servers)
 }
 
 // initUpgrade builds the runner over ops (nil: this host's real steps).
@@ -237,6 +257,50 @@ func (n *Node) publishUpgradeFacts() {
 	n.upg.mu.Unlock()
 }
 
+// agentBeginsOf is what a server's claim carries of progress p: the
+// agents upgrading now, by name, at most claims.MaxAgentBegins (the plan
+// never has more at once: upgrade.MaxAgentsAtOnce).
+func agentBeginsOf(p *upgrade.Progress) claims.AgentBegins {
+	b := claims.AgentBegins{Published: true}
+	if p == nil {
+		return b
+	}
+	for _, h := range p.Hosts {
+		if h.Role == upgrade.RoleAgent && h.State == upgrade.HostUpgrading && h.Since > 0 && len(b.Agents) < claims.MaxAgentBegins {
+			b.Agents = append(b.Agents, claims.AgentBegin{Node: h.Name, Since: h.Since})
+		}
+	}
+	if len(b.Agents) > 0 {
+		b.Target = p.Target
+	}
+	slices.SortFunc(b.Agents, func(x, y claims.AgentBegin) int { return strings.Compare(x.Node, y.Node) })
+	return b
+}
+
+// publishAgentBegins puts the agents' committed begins, as this server's
+// copy of the replicated state holds them, in its signed claim: agents are
+// not in raft, and take their begin from a verified server claim only.
+func (n *Node) publishAgentBegins() {
+	c := n.coordinator()
+	if n.upg == nil || c == nil {
+		return
+	}
+	b := agentBeginsOf(c.State().Upgrade)
+	n.upg.mu.Lock()
+	same := n.upg.begins != nil && reflect.DeepEqual(*n.upg.begins, b)
+	n.upg.mu.Unlock()
+	if same {
+		return
+	}
+	if err := n.upg.gossip.PublishBegins(b); err != nil {
+		n.log.Debug("publish the agents' begins", zap.Error(err))
+		return
+	}
+	n.upg.mu.Lock()
+	n.upg.begins = &b
+	n.upg.mu.Unlock()
+}
+
 // recordRunning notes the version of the rke2 binary the service was just
 // started from (or found running).
 func (n *Node) recordRunning(ctx context.Context) string {
@@ -316,6 +380,7 @@ func (n *Node) runUpgrades(ctx context.Context) {
 		}
 		if n.cfg.IsServer() {
 			n.refreshUpgradePlan()
+			n.publishAgentBegins()
 		}
 		if n.waitTickOrChange(ctx, changed, upgradeTick) != nil {
 			return

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -270,6 +271,8 @@ type fakeUpgradeGossip struct {
 	facts  map[string]hostFacts
 	begins map[string]upgradeBegin
 	self   string
+	// published: the agents' begins this server published, in order.
+	published []claims.AgentBegins
 }
 
 func (g *fakeUpgradeGossip) Publish(f hostFacts) error {
@@ -291,6 +294,13 @@ func (g *fakeUpgradeGossip) AgentBegin(_ []gossip.MemberInfo, name string) (upgr
 	defer g.mu.Unlock()
 	b, ok := g.begins[name]
 	return b, ok
+}
+
+func (g *fakeUpgradeGossip) PublishBegins(b claims.AgentBegins) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.published = append(g.published, b)
+	return nil
 }
 
 // staticMembers is a gossip view that does not change.
@@ -734,5 +744,104 @@ func TestAgentAsksSoonWhenNextInLine(t *testing.T) {
 	}
 	if ask(agentPoll+time.Millisecond) != 1 {
 		t.Fatalf("x did not ask again within %s", agentPoll*3/2)
+	}
+}
+
+// An agent takes its begin from the servers' verified claims once any
+// publishes begins: only to the version its configuration wants, the
+// newest of the servers' copies, never from a member without a verified
+// claim (an agent-token holder signs none) or a dead one's, and without
+// asking any server's plain-HTTP /status.
+func TestAgentBeginFromServerClaims(t *testing.T) {
+	var asked atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		st := status.Status{Upgrade: &status.Upgrade{Phase: "agents", Target: newV,
+			Hosts: []status.UpgradeHost{{Name: "x", Role: "agent", State: "upgrading", Since: time.Unix(1, 0)}}}}
+		json.NewEncoder(w).Encode(st)
+	}))
+	defer srv.Close()
+	host, port, _ := net.SplitHostPort(strings.TrimPrefix(srv.URL, "http://"))
+	c := config.Defaults()
+	c.Role, c.NodeName, c.RKE2Version, c.HTTPAddress = "agent", "x", newV, ":"+port
+	n := &Node{cfg: c, log: zap.NewNop(), clk: newStepClock()}
+	n.prog.RKE2Running = oldV
+	if err := n.initUpgrade(&fakeUpgradeOps{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	withBegins := func(name string, b claims.AgentBegins) gossip.MemberInfo {
+		mi := member(name, gossip.RoleServer, true)
+		mi.Claim = &claims.Claim{Node: name, AdvertiseAddr: host, AgentBegins: b}
+		return mi
+	}
+	none := withBegins("s1", claims.AgentBegins{Published: true})
+	older := withBegins("s2", claims.AgentBegins{Published: true, Target: newV, Agents: []claims.AgentBegin{{Node: "x", Since: 100}}})
+	newer := withBegins("s3", claims.AgentBegins{Published: true, Target: newV, Agents: []claims.AgentBegin{{Node: "w", Since: 300}, {Node: "x", Since: 200}}})
+	other := withBegins("s4", claims.AgentBegins{Published: true, Target: "v1.36.9+rke2r1", Agents: []claims.AgentBegin{{Node: "x", Since: 900}}})
+
+	if b, ok := n.agentBegins.begin([]gossip.MemberInfo{none}, "x"); ok {
+		t.Fatalf("began with no begin published: %+v", b)
+	}
+	b, ok := n.agentBegins.begin([]gossip.MemberInfo{none, older, newer, other}, "x")
+	if !ok || b.Since != 200 || b.Target != newV {
+		t.Fatalf("begin %+v %v, want since 200 to %s (the newest, to the version wanted)", b, ok, newV)
+	}
+	if b, ok := n.agentBegins.begin([]gossip.MemberInfo{none, other}, "x"); ok {
+		t.Fatalf("followed a roll to another version: %+v", b)
+	}
+	dead := newer
+	dead.State = gossip.StateDead
+	if b, ok := n.agentBegins.begin([]gossip.MemberInfo{none, dead}, "x"); ok {
+		t.Fatalf("took a begin from a dead server's claim: %+v", b)
+	}
+	// A member whose claim gossip did not verify has none here, whatever
+	// its metadata says: with no verified claim publishing, the agent
+	// falls back to asking a verified server, of which there is none.
+	forger := member("s5", gossip.RoleServer, true)
+	if b, ok := n.agentBegins.begin([]gossip.MemberInfo{forger}, "x"); ok {
+		t.Fatalf("took a begin without a verified claim: %+v", b)
+	}
+	if a := asked.Load(); a != 0 {
+		t.Fatalf("asked /status %d times though the servers' claims publish begins", a)
+	}
+}
+
+// A server publishes the agents upgrading now, from its copy of the
+// replicated state, sorted and only on a change.
+func TestServerPublishesAgentBegins(t *testing.T) {
+	g := &fakeUpgradeGossip{self: "a", facts: map[string]hostFacts{}, begins: map[string]upgradeBegin{}}
+	n := leaderNode(t, g)
+	wc := &watchCoord{ch: make(chan struct{})}
+	n.coord = wc
+	n.publishAgentBegins()
+	n.publishAgentBegins()
+	wc.commit(election.ClusterState{Upgrade: &upgrade.Progress{Target: newV, Hosts: []upgrade.HostProgress{
+		{Name: "a", Role: upgrade.RoleServer, State: upgrade.HostUpgrading, Since: 1},
+		{Name: "x", Role: upgrade.RoleAgent, State: upgrade.HostDone, Since: 2},
+		{Name: "y", Role: upgrade.RoleAgent, State: upgrade.HostUpgrading, Since: 4},
+		{Name: "w", Role: upgrade.RoleAgent, State: upgrade.HostUpgrading, Since: 3},
+	}}})
+	n.publishAgentBegins()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	want := []claims.AgentBegins{
+		{Published: true},
+		{Published: true, Target: newV, Agents: []claims.AgentBegin{{Node: "w", Since: 3}, {Node: "y", Since: 4}}},
+	}
+	if !reflect.DeepEqual(g.published, want) {
+		t.Fatalf("published %+v\nwant %+v", g.published, want)
+	}
+	if _, err := (claims.Claim{Node: "a", Seq: 1, AgentBegins: want[1]}).Encode(); err != nil {
+		t.Fatalf("what a server publishes does not encode: %v", err)
+	}
+}
+
+// The plan never has more agents upgrading at once than a claim carries.
+func TestAgentBudgetFitsAClaim(t *testing.T) {
+	if upgrade.MaxAgentsAtOnce != claims.MaxAgentBegins {
+		t.Fatalf("upgrade.MaxAgentsAtOnce %d, claims.MaxAgentBegins %d", upgrade.MaxAgentsAtOnce, claims.MaxAgentBegins)
+	}
+	if got := (upgrade.Budget{N: 100, Percent: true}).Of(1000); got != claims.MaxAgentBegins {
+		t.Fatalf("100%% of 1000 agents: %d at once", got)
 	}
 }

@@ -65,14 +65,20 @@ func (b Budget) String() string {
 	return strconv.Itoa(b.N)
 }
 
-// Of is how many of agents may be unavailable at once: at least 1.
+// Of is how many of agents may be unavailable at once: at least 1, at most
+// MaxAgentsAtOnce.
 func (b Budget) Of(agents int) int {
 	n := b.N
 	if b.Percent {
 		n = int(math.Floor(float64(agents) * float64(b.N) / 100))
 	}
-	return max(n, 1)
+	return min(max(n, 1), MaxAgentsAtOnce)
 }
+
+// MaxAgentsAtOnce caps the budget: agents learn their begins from the
+// servers' signed claims, which carry at most this many (pkg/claims'
+// MaxAgentBegins).
+const MaxAgentsAtOnce = 16
 
 // Input is everything one step of the plan reads.
 type Input struct {
