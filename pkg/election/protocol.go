@@ -136,14 +136,24 @@ func (e *Election) ReportNotReady() {
 
 // MarkJoined waits until the leader recorded this node as joined, which it
 // does when this node holds the slot and reported ready (ReportReady) with
-// the committed cluster CA.
+// the committed cluster CA. The join of a removed bootstrap node (removed,
+// or left behind by a quorum-loss recovery) is recorded by taking it off
+// the removed servers, not by adding it to Joined (it counts as the
+// bootstrap node again, see opJoined): either makes it an etcd voter.
 func (e *Election) MarkJoined(ctx context.Context) error {
 	self := e.cfg.NodeName
-	err := e.wait(ctx, func(s ClusterState) (bool, error) { return slices.Contains(s.Joined, self), nil })
+	err := e.wait(ctx, func(s ClusterState) (bool, error) { return s.joinRecorded(self), nil })
 	if err == nil {
 		e.setLocal(func(l *Local) { l.WantJoinSlot = false })
 	}
 	return err
+}
+
+// joinRecorded: the state counts name, a server that joined through the
+// slot, as an etcd voter: in Joined, or the bootstrap node no longer
+// removed.
+func (s ClusterState) joinRecorded(name string) bool {
+	return slices.Contains(s.Joined, name) || s.Bootstrap == name && s.inCluster(name)
 }
 
 // ReleaseJoinSlot withdraws this node's request: the leader stops renewing

@@ -160,3 +160,50 @@ func TestJoinNeedsTheClusterCA(t *testing.T) {
 		t.Fatalf("joined %v: ReportNotReady must not undo the join", a.State().Joined)
 	}
 }
+
+// TestMarkJoinedRemovedBootstrap: after a quorum-loss recovery on a, the
+// old bootstrap node c is left behind as removed, as b is; both say they
+// wiped and rejoin through the slot. c's join is recorded by taking it off
+// the removed servers (it counts as the bootstrap node again, not in
+// Joined): MarkJoined returns for it as for b, and not before the join.
+func TestMarkJoinedRemovedBootstrap(t *testing.T) {
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	st := ClusterState{Bootstrap: "c", Started: true, ClusterReady: &ClusterReady{VIP: "192.0.2.1", CAHash: testCAHash}, Joined: []string{"a", "b"}}
+	st = st.recovered("a", at)
+	if !slices.Equal(st.Removed, []string{"b", "c"}) || !slices.Equal(st.EtcdVoters(), []string{"a"}) {
+		t.Fatalf("recovered on a: removed %v, etcd voters %v; want b and c removed, a alone", st.Removed, st.EtcdVoters())
+	}
+	ns := at.UnixNano()
+	apply := func(c Command) {
+		t.Helper()
+		next, err := st.apply(c)
+		if err != nil {
+			t.Fatalf("%+v: %v", c, err)
+		}
+		st = next
+	}
+	// markJoined is MarkJoined on node's election holding st, asked once:
+	// the context is done, so it returns nil only if st records the join.
+	markJoined := func(node string) error {
+		e := &Election{cfg: Config{NodeName: node, Timing: simTiming()}, fsm: &fsm{state: st},
+			kick: make(chan struct{}, 1), watch: make(chan struct{})}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		return e.MarkJoined(ctx)
+	}
+	apply(Command{Op: opRequestAccepted, Request: "00000000000000b1", Kind: RequestClearMember, Node: "b", Target: "b", Reason: "wiped", At: ns})
+	apply(Command{Op: opRequestAccepted, Request: "00000000000000c1", Kind: RequestClearMember, Node: "c", Target: "c", Reason: "wiped", At: ns})
+	for _, n := range []string{"b", "c"} {
+		apply(Command{Op: opGrant, Node: n, At: ns, Expires: ns + int64(time.Minute)})
+		if err := markJoined(n); err == nil {
+			t.Fatalf("MarkJoined for %s holding the slot, its join not recorded yet (removed %v, joined %v): returned nil", n, st.Removed, st.Joined)
+		}
+		apply(Command{Op: opJoined, Node: n, At: ns})
+		if err := markJoined(n); err != nil {
+			t.Fatalf("MarkJoined for %s after its join was recorded (removed %v, joined %v, bootstrap %s): %v", n, st.Removed, st.Joined, st.Bootstrap, err)
+		}
+	}
+	if !slices.Equal(st.EtcdVoters(), []string{"a", "b", "c"}) || len(st.Removed) != 0 {
+		t.Fatalf("after both joins: etcd voters %v, removed %v", st.EtcdVoters(), st.Removed)
+	}
+}

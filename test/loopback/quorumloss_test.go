@@ -32,7 +32,8 @@ func runRecover(t *testing.T, n *demo.Node, args ...string) (int, string) {
 	return code, string(out)
 }
 
-// TestQuorumLoss: three servers; two die (daemon and RKE2 killed). The
+// TestQuorumLoss: three servers; two die (daemon and RKE2 killed), the
+// bootstrap node among them, so that it too comes back removed. The
 // survivor cannot recover alone: raft and etcd both lost their quorum;
 // status and the metric say so and name it the newest survivor, which its
 // daemon records for recover. The operator stops its daemon and runs
@@ -42,16 +43,32 @@ func runRecover(t *testing.T, n *demo.Node, args ...string) (int, string) {
 // come back with their old disks: each sees the newer recovery epoch in
 // the survivor's claim, wipes its datastore from before and rejoins
 // through the slot. Real etcd ends with three voters, none of the old
-// members of the two, one cluster-reset recorded.
+// members of the two, one cluster-reset recorded, and no server started
+// with cluster-init any more.
 func TestQuorumLoss(t *testing.T) {
 	c := newCluster(t, "127.90.0.11", 3, 0)
 	if err := c.StartAll(); err != nil {
 		t.Fatal(err)
 	}
-	waitReady(t, c, 120*time.Second)
-	survivor := c.Nodes[0]
-	old := map[string]bool{} // the etcd members of server-2 and server-3
-	for _, v := range c.Nodes[1:] {
+	rows := waitReady(t, c, 120*time.Second)
+	// The survivor is a server that joined: the bootstrap node, whichever
+	// raft chose, is among the two that die and return.
+	boot := rows[0].Status.Cluster.BootstrapNode
+	var survivor *demo.Node
+	var others []*demo.Node
+	for _, n := range c.Nodes {
+		if survivor == nil && n.Name != boot {
+			survivor = n
+		} else {
+			others = append(others, n)
+		}
+	}
+	if survivor == nil || len(others) != 2 || (others[0].Name != boot && others[1].Name != boot) {
+		t.Fatalf("bootstrap node %q: no joined server to survive among %d", boot, len(c.Nodes))
+	}
+	two := others[0].Name + " and " + others[1].Name
+	old := map[string]bool{} // the etcd members of the two
+	for _, v := range others {
 		s, err := readSimEtcd(v)
 		if err != nil {
 			t.Fatal(err)
@@ -63,16 +80,16 @@ func TestQuorumLoss(t *testing.T) {
 		}
 	}
 	if len(old) != 2 {
-		t.Fatalf("etcd members of server-2 and server-3 before: %v", old)
+		t.Fatalf("etcd members of %s before: %v", two, old)
 	}
-	for _, v := range c.Nodes[1:] {
+	for _, v := range others {
 		pids := v.SimPIDs()
 		v.Kill()
 		for _, pid := range pids {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
-	t.Logf("server-2 and server-3 killed; %s survives", survivor.Name)
+	t.Logf("%s (bootstrap node %s) killed; %s survives", two, boot, survivor.Name)
 
 	// The survivor sees the majority gone: no raft leader, the others dead,
 	// RKE2 not ready there (etcd without quorum).
@@ -122,11 +139,11 @@ func TestQuorumLoss(t *testing.T) {
 	if code, out := runRecover(t, survivor, "--from", survivor.Name); code != 2 || !strings.Contains(out, "--confirm") {
 		t.Fatalf("recover without --confirm: exit %d\n%s", code, out)
 	}
-	if code, out := runRecover(t, survivor, "--from", "server-2", "--confirm"); code != 2 || !strings.Contains(out, "run recover on server-2 itself") {
+	if code, out := runRecover(t, survivor, "--from", others[0].Name, "--confirm"); code != 2 || !strings.Contains(out, "run recover on "+others[0].Name+" itself") {
 		t.Fatalf("recover from another host: exit %d\n%s", code, out)
 	}
 	code, out := runRecover(t, survivor, "--from", survivor.Name, "--confirm")
-	if code != 0 || !strings.Contains(out, "raft recovered: server-1 is the only voter; recovery epoch 1") {
+	if code != 0 || !strings.Contains(out, "raft recovered: "+survivor.Name+" is the only voter; recovery epoch 1") {
 		t.Fatalf("recover: exit %d\n%s", code, out)
 	}
 	t.Logf("recover:\n%s", out)
@@ -149,11 +166,7 @@ func TestQuorumLoss(t *testing.T) {
 	}
 
 	// The two come back with their old disks: they wipe and rejoin.
-	// Known failure on the merged tree: the second returning server's join
-	// is never recorded by raft ("still waiting for raft to record the
-	// join"), so this leg is skipped until that is fixed (issue 16).
-	t.Skip("known failure: the second server returning after a recovery never has its join recorded (issue 16)")
-	for _, v := range c.Nodes[1:] {
+	for _, v := range others {
 		if err := v.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -161,7 +174,7 @@ func TestQuorumLoss(t *testing.T) {
 	ctx3, cancel3 := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel3()
 	err = demo.WaitFor(ctx3, 500*time.Millisecond, func() bool {
-		for _, n := range c.Nodes[1:] {
+		for _, n := range others {
 			if st, err := n.Status(ctx3); err != nil || st.Node.Phase != status.PhaseReady {
 				return false
 			}
@@ -169,7 +182,7 @@ func TestQuorumLoss(t *testing.T) {
 		return true
 	})
 	if err != nil {
-		for _, n := range c.Nodes[1:] {
+		for _, n := range others {
 			st, _ := n.Status(context.Background())
 			t.Logf("%s: phase %q (%s) %q", n.Name, st.Node.Phase, st.Node.Error, st.Node.Detail)
 		}
@@ -188,7 +201,7 @@ func TestQuorumLoss(t *testing.T) {
 			}
 		}
 	}
-	for _, n := range c.Nodes[1:] {
+	for _, n := range others {
 		aside, _ := filepath.Glob(filepath.Join(n.RKE2DataDir, "server", "db.wiped-*"))
 		if len(aside) != 1 {
 			t.Errorf("%s: server/db moved aside %v, want once", n.Name, aside)
@@ -200,7 +213,7 @@ func TestQuorumLoss(t *testing.T) {
 	if s := readSimResets(t, survivor); s != 1 {
 		t.Errorf("%s: %d cluster-resets recorded, want 1", survivor.Name, s)
 	}
-	checkCluster(t, c, true)
+	checkClusterInits(t, c, true, 0)
 }
 
 // waitGone waits until n's daemon and RKE2 processes are gone.
