@@ -295,3 +295,29 @@ func TestRemovedWhileAwayStops(t *testing.T) {
 		t.Fatalf("ended %q; steps %v", phase, w.steps())
 	}
 }
+
+// A bootstrap node that rejoined through the slot after it was removed (a
+// quorum-loss recovery on another server) is not in Joined, yet it is an
+// etcd voter again and did not bootstrap its datastore: it counts as
+// joined, so a restart resumes it as a joiner, never with cluster-init.
+// The bootstrap node that did bootstrap, or one still removed, does not.
+func TestRejoinedBootstrapCountsAsJoined(t *testing.T) {
+	w := adminWorld()
+	n := newTestNode(t, w, "server", t.TempDir())
+	w.mu.Lock()
+	w.raft.Bootstrap, w.raft.Started, w.raft.Joined, w.raft.Removed = "self", true, []string{"s2", "s3"}, []string{"self"}
+	w.mu.Unlock()
+	if n.raftFacts().Joined {
+		t.Fatal("a removed bootstrap node counts as joined")
+	}
+	w.mu.Lock()
+	w.raft.Removed = nil
+	w.mu.Unlock()
+	if !n.raftFacts().Joined {
+		t.Fatal("a bootstrap node that joined again through the slot does not count as joined")
+	}
+	n.prog.Bootstrap = true
+	if n.raftFacts().Joined {
+		t.Fatal("the bootstrap node that bootstrapped its datastore counts as joined")
+	}
+}

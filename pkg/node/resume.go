@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"go.uber.org/zap"
 
@@ -175,15 +176,22 @@ func (n *Node) adopt(ctx context.Context, plan resumePlan) {
 	n.markReady()
 }
 
-// raftFacts reads what raft committed about this host.
+// raftFacts reads what raft committed about this host. A bootstrap node
+// that was removed (or left behind by a quorum-loss recovery on another
+// server) and joined again through the slot is not in Joined: its join
+// took it off the removed servers, and it is an etcd voter as the
+// bootstrap node again; its own progress says it did not bootstrap the
+// datastore it runs on. It counts as joined, so that a restart resumes it
+// as the joiner it was, never with cluster-init.
 func (n *Node) raftFacts() raftFacts {
 	st := n.coord.State()
+	self := n.cfg.NodeName
+	n.mu.Lock()
+	bootstrapped := n.prog.Bootstrap
+	n.mu.Unlock()
 	f := raftFacts{Started: st.Started}
-	for _, j := range st.Joined {
-		if j == n.cfg.NodeName {
-			f.Joined = true
-		}
-	}
+	f.Joined = slices.Contains(st.Joined, self) ||
+		st.Bootstrap == self && !bootstrapped && slices.Contains(st.EtcdVoters(), self)
 	if st.ClusterReady != nil {
 		f.ClusterCA = st.ClusterReady.CAHash
 	}

@@ -214,6 +214,36 @@ func TestQuorumLoss(t *testing.T) {
 		t.Errorf("%s: %d cluster-resets recorded, want 1", survivor.Name, s)
 	}
 	checkClusterInits(t, c, true, 0)
+
+	// The old bootstrap node restarts: it resumes as the joiner it now is,
+	// on its datastore, never with cluster-init.
+	var bootNode *demo.Node
+	for _, n := range others {
+		if n.Name == boot {
+			bootNode = n
+		}
+	}
+	bootNode.Stop(30 * time.Second)
+	waitGone(t, bootNode)
+	if err := bootNode.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ctx4, cancel4 := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel4()
+	if err := demo.WaitFor(ctx4, 500*time.Millisecond, func() bool {
+		st, err := bootNode.Status(ctx4)
+		return err == nil && st.Node.Phase == status.PhaseReady
+	}); err != nil {
+		st, _ := bootNode.Status(context.Background())
+		t.Fatalf("%s (the old bootstrap node) restarted: phase %q (%s) %q", boot, st.Node.Phase, st.Node.Error, st.Node.Detail)
+	}
+	if s := readSim(t, bootNode); s.Mode != "join" {
+		t.Errorf("%s restarted: rke2sim mode %q, want join", boot, s.Mode)
+	}
+	for _, n := range c.Nodes {
+		etcdVoters(t, n, want)
+	}
+	checkClusterInits(t, c, true, 0)
 }
 
 // waitGone waits until n's daemon and RKE2 processes are gone.
