@@ -339,11 +339,11 @@ func TestEncodeIsCanonical(t *testing.T) {
 
 func TestClaimRoundTrip(t *testing.T) {
 	for name, c := range map[string]Claim{
-		"minimal":    {Node: "a", Seq: 1},
-		"typical":    claim(7),
-		"full":       fullClaim(8),
-		"worst case": worstCase(),
-		"ipv6":       {Node: "a", Seq: 1, AdvertiseAddr: "fd00::1", RaftAddr: "[fd00::1]:9348"},
+		"minimal":            {Node: "a", Seq: 1},
+		"typical":            claim(7),
+		"full":               fullClaim(8),
+		"worst case":         worstCase(),
+		"ipv6":               {Node: "a", Seq: 1, AdvertiseAddr: "fd00::1", RaftAddr: "[fd00::1]:9348"},
 		"no agent upgrading": {Node: "a", Seq: 1, AgentBegins: AgentBegins{Published: true}},
 	} {
 		t.Run(name, func(t *testing.T) {
