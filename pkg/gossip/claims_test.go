@@ -513,3 +513,40 @@ func TestAliveRefusedForAClaimedNameElsewhere(t *testing.T) {
 		t.Fatalf("alive_refused counted %v, want 1", got)
 	}
 }
+
+// TestPushToCarriesABigClaim: a claim too big for a broadcast packet
+// reaches the members PushTo names at once, not at push/pull's interval
+// (an hour here, so nothing else could carry it within the test).
+func TestPushToCarriesABigClaim(t *testing.T) {
+	s := testSigner(t, claimsServerToken)
+	fp := s.Fingerprint()
+	slow := testTimings()
+	slow.PushPullInterval = time.Hour
+	srv := startMember(t, "srv-1", withCluster(claimsCluster), withSigner(s), withFingerprint(fp), withTimings(slow))
+	agent := startMember(t, "agent-1", withCluster(claimsCluster), withRole(RoleAgent), withFingerprint(fp), withJoin(srv.addr), withTimings(slow))
+	eventually(t, "the agent sees the server verified", func() (bool, string) {
+		n := agent.NumAlive(RoleServer)
+		return n == 1, fmt.Sprintf("%d servers", n)
+	})
+	big := make([]claims.EtcdMember, claims.MaxMembers)
+	for i := range big {
+		big[i] = claims.EtcdMember{Name: fmt.Sprintf("server-%02d-%s", i, strings.Repeat("0", 8)), ID: uint64(i + 1),
+			PeerURL: fmt.Sprintf("https://10.0.0.%d:2380", i+1)}
+	}
+	begins := claims.AgentBegins{Published: true, Target: "v1.31.4+rke2r1", Agents: []claims.AgentBegin{{Node: "agent-1", Since: 7}}}
+	var voters []string
+	for i := range claims.MaxVoters {
+		voters = append(voters, fmt.Sprintf("server-%02d-of-the-cluster", i))
+	}
+	if err := srv.UpdateClaim(func(c *claims.Claim) { c.Etcd.Members, c.Voters, c.AgentBegins = big, voters, begins }); err != nil {
+		t.Fatal(err)
+	}
+	if w, err := srv.Claim().Encode(); err != nil || len(w) <= maxClaimBroadcast {
+		t.Fatalf("claim of %d bytes (%v): want one too big to broadcast", len(w), err)
+	}
+	srv.PushTo([]string{"agent-1", "not-a-member"})
+	eventually(t, "the agent sees the begin in the pushed claim", func() (bool, string) {
+		mi := infoOf(t, agent.Member, "srv-1")
+		return mi.Claim != nil && reflect.DeepEqual(mi.Claim.AgentBegins, begins), "not yet"
+	})
+}

@@ -401,8 +401,39 @@ func (m *Member) leaveLocked(timeout time.Duration) error {
 	return nil
 }
 
-// leavePushes bounds how many peers pushLeaving syncs with at once.
-const leavePushes = 8
+// statePushes bounds how many peers pushState syncs with at once.
+const statePushes = 8
+
+// pushState syncs the local state with the peers at addrs over streams
+// (memberlist's push/pull, as a join does), statePushes at a time, in the
+// background; the channel closes once every push ended. what names the
+// state in the debug lines of failed pushes.
+func (m *Member) pushState(addrs []string, what string) <-chan struct{} {
+	done := make(chan struct{})
+	ml := m.ml.Load()
+	if ml == nil || len(addrs) == 0 {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, statePushes)
+		for _, a := range addrs {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				if _, err := ml.Join([]string{a}); err != nil {
+					m.log.Debug("could not push "+what, zap.String("peer", a), zap.Error(err))
+				}
+			}()
+		}
+		wg.Wait()
+	}()
+	return done
+}
 
 // pushLeaving syncs the local state (its metadata now says Leaving) with
 // every alive peer over a stream, within timeout. The metadata broadcast
@@ -412,39 +443,38 @@ const leavePushes = 8
 // no update for one) and reports a member that left as failed. Peers not
 // reached in time still learn it from gossip, as before.
 func (m *Member) pushLeaving(timeout time.Duration) {
-	ml := m.ml.Load()
 	var addrs []string
-	for _, n := range ml.Members() {
+	for _, n := range m.ml.Load().Members() {
 		if n.Name != m.cfg.NodeName {
 			addrs = append(addrs, n.Address())
 		}
 	}
-	if len(addrs) == 0 {
-		return
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, leavePushes)
-		for _, a := range addrs {
-			sem <- struct{}{}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				if _, err := ml.Join([]string{a}); err != nil {
-					m.log.Debug("could not push the leaving metadata", zap.String("peer", a), zap.Error(err))
-				}
-			}()
-		}
-		wg.Wait()
-	}()
 	select {
-	case <-done:
+	case <-m.pushState(addrs, "the leaving metadata"):
 	case <-time.After(timeout):
 		m.log.Debug("pushing the leaving metadata took longer than its share of the leave timeout")
 	}
+}
+
+// PushTo syncs this member's state, its claim with it, with the alive
+// members named, over streams, in the background: for a change they must
+// see soon, since a claim too big for a broadcast packet otherwise reaches
+// them only at push/pull's interval. Names not alive here are skipped.
+func (m *Member) PushTo(names []string) {
+	if m.left.Load() || m.stopped.Load() {
+		return
+	}
+	ml := m.ml.Load()
+	if ml == nil {
+		return
+	}
+	var addrs []string
+	for _, n := range ml.Members() {
+		if n.Name != m.cfg.NodeName && slices.Contains(names, n.Name) {
+			addrs = append(addrs, n.Address())
+		}
+	}
+	m.pushState(addrs, "this member's state")
 }
 
 // UpdateMeta changes the local metadata with fn and has it gossiped at once

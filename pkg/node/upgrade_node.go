@@ -111,7 +111,19 @@ func (g memberUpgradeGossip) PublishBegins(b claims.AgentBegins) error {
 	if !ok {
 		return errors.New("this member signs no claims")
 	}
-	return cu.UpdateClaim(func(c *claims.Claim) { c.AgentBegins = b })
+	if err := cu.UpdateClaim(func(c *claims.Claim) { c.AgentBegins = b }); err != nil {
+		return err
+	}
+	// The agents named must see it soon: a claim with many begins can be
+	// too big for a broadcast packet, and push/pull's interval is long.
+	if p, ok := n.members.(interface{ PushTo(names []string) }); ok && len(b.Agents) > 0 {
+		names := make([]string, 0, len(b.Agents))
+		for _, a := range b.Agents {
+			names = append(names, a.Node)
+		}
+		p.PushTo(names)
+	}
+	return nil
 }
 
 // maxReportedFailure is what the claim and the metadata carry of a

@@ -845,3 +845,51 @@ func TestAgentBudgetFitsAClaim(t *testing.T) {
 		t.Fatalf("100%% of 1000 agents: %d at once", got)
 	}
 }
+
+// pushingMembers is a server's gossip member that records its claim
+// updates and pushes.
+type pushingMembers struct {
+	staticMembers
+	mu     sync.Mutex
+	claim  claims.Claim
+	pushed [][]string
+}
+
+func (p *pushingMembers) UpdateClaim(fn func(*claims.Claim)) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fn(&p.claim)
+	return nil
+}
+
+func (p *pushingMembers) PushTo(names []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pushed = append(p.pushed, names)
+}
+
+// The begins go into the server's signed claim, and are pushed to the
+// agents they name (a claim too big for a broadcast packet would reach
+// them only at push/pull's interval); no push when none is named.
+func TestPublishBeginsPushesToTheAgents(t *testing.T) {
+	c := config.Defaults()
+	c.Role, c.NodeName = "server", "a"
+	pm := &pushingMembers{}
+	n := &Node{cfg: c, log: zap.NewNop(), members: pm}
+	g := memberUpgradeGossip{n: n}
+	if err := g.PublishBegins(claims.AgentBegins{Published: true}); err != nil {
+		t.Fatal(err)
+	}
+	b := claims.AgentBegins{Published: true, Target: newV, Agents: []claims.AgentBegin{{Node: "w", Since: 3}, {Node: "y", Since: 4}}}
+	if err := g.PublishBegins(b); err != nil {
+		t.Fatal(err)
+	}
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	if !reflect.DeepEqual(pm.claim.AgentBegins, b) {
+		t.Fatalf("claim carries %+v, want %+v", pm.claim.AgentBegins, b)
+	}
+	if want := [][]string{{"w", "y"}}; !reflect.DeepEqual(pm.pushed, want) {
+		t.Fatalf("pushed %v, want %v", pm.pushed, want)
+	}
+}
