@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
@@ -401,14 +402,20 @@ func (m *Member) leaveLocked(timeout time.Duration) error {
 	return nil
 }
 
-// statePushes bounds how many peers pushState syncs with at once.
-const statePushes = 8
+// statePushes bounds how many peers pushState syncs with at once;
+// leavePeers how many pushLeaving syncs with in all (a big cluster's
+// other members learn it from those peers' gossip of the update).
+const (
+	statePushes = 8
+	leavePeers  = 32
+)
 
 // pushState syncs the local state with the peers at addrs over streams
 // (memberlist's push/pull, as a join does), statePushes at a time, in the
-// background; the channel closes once every push ended. what names the
-// state in the debug lines of failed pushes.
-func (m *Member) pushState(addrs []string, what string) <-chan struct{} {
+// background; the channel closes once every push ended. Once stop closes,
+// no further push starts (nil: never). what names the state in the debug
+// lines of failed pushes.
+func (m *Member) pushState(addrs []string, what string, stop <-chan struct{}) <-chan struct{} {
 	done := make(chan struct{})
 	ml := m.ml.Load()
 	if ml == nil || len(addrs) == 0 {
@@ -420,7 +427,12 @@ func (m *Member) pushState(addrs []string, what string) <-chan struct{} {
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, statePushes)
 		for _, a := range addrs {
-			sem <- struct{}{}
+			select {
+			case sem <- struct{}{}:
+			case <-stop:
+				wg.Wait()
+				return
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -436,8 +448,9 @@ func (m *Member) pushState(addrs []string, what string) <-chan struct{} {
 }
 
 // pushLeaving syncs the local state (its metadata now says Leaving) with
-// every alive peer over a stream, within timeout. The metadata broadcast
-// alone is not enough: it is a datagram a peer can miss, and memberlist's
+// alive peers (leavePeers at most, at random) over streams, within
+// timeout; no push starts after it. The metadata broadcast alone is not
+// enough: it is a datagram a peer can miss, and memberlist's
 // leave message invalidates it in the broadcast queue; a peer that sees the
 // leave before the metadata keeps the old metadata of a dead node (it takes
 // no update for one) and reports a member that left as failed. Peers not
@@ -449,8 +462,12 @@ func (m *Member) pushLeaving(timeout time.Duration) {
 			addrs = append(addrs, n.Address())
 		}
 	}
+	rand.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
+	addrs = addrs[:min(len(addrs), leavePeers)]
+	stop := make(chan struct{})
+	defer close(stop)
 	select {
-	case <-m.pushState(addrs, "the leaving metadata"):
+	case <-m.pushState(addrs, "the leaving metadata", stop):
 	case <-time.After(timeout):
 		m.log.Debug("pushing the leaving metadata took longer than its share of the leave timeout")
 	}
@@ -474,7 +491,7 @@ func (m *Member) PushTo(names []string) {
 			addrs = append(addrs, n.Address())
 		}
 	}
-	m.pushState(addrs, "this member's state")
+	m.pushState(addrs, "this member's state", nil)
 }
 
 // UpdateMeta changes the local metadata with fn and has it gossiped at once
