@@ -178,7 +178,71 @@ func (e *Election) caughtUp() bool {
 	}
 	commit := commitIndex(r)
 	return r.LastContact().After(since) && r.AppliedIndex() >= commit &&
-		(commit > startCommit || startCommit >= startLast)
+		(commit > startCommit || startCommit >= startLast) && e.fsmHolds(commit)
+}
+
+// fsmHolds reports whether the FSM's state reflects every command up to
+// index. raft moves its applied index when it hands a batch of entries to
+// the FSM's goroutine, not when the FSM has applied them, so right after a
+// fresh server receives the log AppliedIndex can be the commit index while
+// the state read here is still the empty one (a reinstalled host then took
+// the cluster for one it had not joined yet). The entries between the
+// FSM's last command and index are read from the log store: no command
+// among them (no-ops, configuration changes and barriers change no state)
+// means the FSM holds them all; an entry no longer in the store, or at or
+// below the newest snapshot, is in a snapshot, which the FSM either made
+// itself or restored before raft moved its applied index past it.
+func (e *Election) fsmHolds(index uint64) bool {
+	applied := e.fsm.appliedIndex()
+	if applied >= index {
+		return true
+	}
+	logs := e.logStore()
+	if logs == nil {
+		return true
+	}
+	snap := uint64(0)
+	snapRead := false
+	for i := index; i > applied; i-- {
+		var l raft.Log
+		if err := logs.GetLog(i, &l); err != nil {
+			return errors.Is(err, raft.ErrLogNotFound)
+		}
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		if !snapRead {
+			snap, snapRead = e.newestSnapshot(), true
+		}
+		return i <= snap
+	}
+	return true
+}
+
+// logStore is raft's log store, nil before Open.
+func (e *Election) logStore() raft.LogStore {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stores == nil {
+		return nil
+	}
+	return e.stores.Log
+}
+
+// newestSnapshot is the index of the newest snapshot in the store (0:
+// none, or unreadable).
+func (e *Election) newestSnapshot() uint64 {
+	e.mu.Lock()
+	st := e.stores
+	e.mu.Unlock()
+	if st == nil || st.Snapshots == nil {
+		return 0
+	}
+	metas, err := st.Snapshots.List()
+	if err != nil || len(metas) == 0 {
+		return 0
+	}
+	return metas[0].Index
 }
 
 func commitIndex(r *raft.Raft) uint64 { return r.CommitIndex() }

@@ -190,6 +190,9 @@ type fsm struct {
 	mu     sync.Mutex
 	state  ClusterState
 	notify func()
+	// applied is the index of the last command Apply took (0 before any in
+	// this run); see Election.fsmHolds.
+	applied uint64
 }
 
 var _ raft.FSM = (*fsm)(nil)
@@ -200,17 +203,28 @@ func (f *fsm) Apply(l *raft.Log) any {
 	}
 	c, err := DecodeCommand(l.Data)
 	if err != nil {
+		f.mu.Lock()
+		f.applied = max(f.applied, l.Index)
+		f.mu.Unlock()
 		return applyResult{Err: err}
 	}
 	f.mu.Lock()
 	next, err := f.state.apply(c)
 	f.state = next
+	f.applied = max(f.applied, l.Index)
 	out := next.clone()
 	f.mu.Unlock()
 	if f.notify != nil {
 		f.notify()
 	}
 	return applyResult{State: out, Err: err}
+}
+
+// appliedIndex is the index of the last command this FSM applied.
+func (f *fsm) appliedIndex() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.applied
 }
 
 func (f *fsm) get() ClusterState {
