@@ -164,8 +164,23 @@ wait_ready() {
 	shift
 	if ! wait_until "$secs" "hosts $* ready" all_ready "$@"; then
 		log "phases:$(phases "$@")"
+		explain_not_ready "$@"
 		return 1
 	fi
+}
+
+# explain_not_ready HOSTS...: for each host not ready, what its status,
+# rke2sim's evidence and the last journal lines say, in the run's output
+# (where a CI log shows it; the journals go to the artifacts).
+explain_not_ready() {
+	local n
+	for n in "$@"; do
+		[ "$(host_phase "$n")" = ready ] && continue
+		log "h$n status: $(status_json "$n" | jq -c '{node: .node, slot: .cluster.join_slot, raft: .cluster.raft}' 2>/dev/null)"
+		log "h$n rke2sim: $(sim_state "$n" | jq -c '{mode, rejections, etcd: .etcd.members}' 2>/dev/null)"
+		hx "$n" journalctl -u rke2-hanode.service -u rke2-server.service -u rke2-agent.service --no-pager -o cat -n 25 2>/dev/null |
+			sed "s/^/  h$n| /" | cut -c1-400 >&2 || true
+	done
 }
 
 # vip_holder: the host whose eth0 carries the VIP (the network's truth).

@@ -3,8 +3,14 @@
 # name and address. It asks the leader to clear its old etcd member, then
 # joins in its turn: one cluster, etcd lists every name once (no "duplicate
 # node name", no refused node password), the three voters everywhere.
+# The host's own words, from its journal: status shows them only for the
+# moment the request takes, and the leader's words for a host with a new
+# host ID ("…is a reinstalled host…") show there whatever path it takes.
 reinstall_asking() {
-	status_json "$1" | jq -e '.node.detail // "" | contains("reinstalled host")' >/dev/null
+	journal_has "$1" rke2-hanode.service "a fresh disk: a reinstall; asking the leader to clear its old member"
+}
+reinstall_cleared() {
+	journal_has "$1" rke2-hanode.service "the raft leader cleared this host's old self"
 }
 
 scenario_reinstall() {
@@ -30,7 +36,8 @@ scenario_reinstall() {
 	host_start "$v"
 	wait_until 180 "h$v says it is a reinstalled host asking for its old member to be cleared" reinstall_asking "$v" ||
 		die "h$v: $(status_json "$v" | jq -c .node)"
-	log "h$v: $(status_json "$v" | jq -r .node.detail)"
+	wait_until 180 "the leader cleared h$v's old member" reinstall_cleared "$v" ||
+		die "h$v: $(status_json "$v" | jq -c .node)"
 	wait_ready 300 1 2 3
 	[ "$(sim_state "$v" | jq -r .mode)" = join ] || die "h$v: mode $(sim_state "$v" | jq -r .mode), want join"
 	[ "$(sim_state "$v" | jq -r .ca_hash)" = "$old_ca" ] || die "h$v joined with another CA"
