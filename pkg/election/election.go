@@ -42,6 +42,8 @@ type Election struct {
 	log     *zap.Logger
 	metrics *metrics
 	fsm     *fsm
+	// unreach: followers whose raft heartbeats fail (leader only).
+	unreach *unreachable
 
 	kick  chan struct{} // wakes the loop; buffered 1
 	steps atomic.Int64  // loop iterations, for tests' diagnostics

@@ -26,6 +26,9 @@ type leaderSelf struct {
 	// hash). Cluster ready commits a CA hash only when it is here for the
 	// bootstrap node: what gossip claims alone is never committed.
 	VerifiedCA map[string]string
+	// Unreachable: the followers whose raft heartbeats fail, each with its
+	// last contact (unreachable.go); nil when every follower answers.
+	Unreachable map[string]time.Time
 }
 
 // leaderBook is the leader's bookkeeping between steps, passed in and out

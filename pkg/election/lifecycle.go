@@ -38,6 +38,7 @@ func Open(cfg Config) (*Election, error) {
 		watch: make(chan struct{}),
 	}
 	e.fsm = &fsm{notify: e.changed}
+	e.unreach = newUnreachable(cfg.Clock)
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, err
@@ -123,6 +124,10 @@ func (e *Election) Run(ctx context.Context) (err error) {
 		}
 		e.changed()
 	}()
+
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go e.unreach.watch(wctx, r)
 
 	tick := time.NewTicker(t.Tick)
 	defer tick.Stop()

@@ -53,6 +53,7 @@ func (l *loop) step(ctx context.Context) {
 		l.leaderReady = false
 		e.leaderBarrier.Store(false)
 		l.book.reset()
+		e.unreach.reset()
 	}
 	l.observe()
 	l.settle()
@@ -186,7 +187,8 @@ func (l *loop) lead(ctx context.Context, servers []Peer) {
 			}
 		}
 	}
-	self := leaderSelf{Name: e.cfg.NodeName, Cluster: e.cfg.ClusterName, VIP: e.cfg.VIP, Membership: e.cfg.Duties, VerifiedCA: l.ca.snapshot()}
+	self := leaderSelf{Name: e.cfg.NodeName, Cluster: e.cfg.ClusterName, VIP: e.cfg.VIP, Membership: e.cfg.Duties, VerifiedCA: l.ca.snapshot(),
+		Unreachable: e.unreach.snapshot()}
 	for _, a := range decide(st, servers, self, l.voters(), e.cfg.Clock.Now(), e.cfg.Timing, l.book) {
 		switch a.Kind {
 		case actAddVoter:

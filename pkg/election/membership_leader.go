@@ -209,7 +209,7 @@ func membershipView(st ClusterState, peers []Peer, alive func(string) (Peer, boo
 		if p.ClusterName != self.Cluster {
 			continue
 		}
-		s := membership.Server{Name: p.Name}
+		s := membership.Server{Name: p.Name, UnreachableSince: self.Unreachable[p.Name]}
 		switch p.State {
 		case MemberAlive:
 			s.Gossip = membership.Alive

@@ -202,6 +202,51 @@ func TestStepDeadTimeoutCountsFromSuspicion(t *testing.T) {
 	}
 }
 
+// The leader's raft loses a killed server within a heartbeat, seconds
+// before gossip suspects it: the removal timeout counts from raft's last
+// contact once gossip doubts it too, never while gossip sees it alive.
+func TestStepDeadTimeoutCountsFromRaftsLastContact(t *testing.T) {
+	now := time.Unix(1000, 0)
+	c := Cluster{Voters: []string{"a", "b", "c"}}
+	cfg := Config{MaxServers: 7, RemovalTimeout: 30 * time.Second}
+	lost := now.Add(-3 * time.Second) // raft's last contact with c
+	view := func(g Liveness, since time.Time) []Server {
+		return []Server{{Name: "a", Gossip: Alive, Answers: true}, {Name: "b", Gossip: Alive, Answers: true},
+			{Name: "c", Gossip: g, UnreachableSince: since}}
+	}
+	book := NewBook()
+	Step(c, view(Suspect, lost), cfg, now, book, "a")
+	if d := Step(c, view(Dead, lost), cfg, now.Add(26*time.Second), book, "a"); d.Kind != None {
+		t.Fatalf("removed 29s after raft's last contact (timeout 30s): %+v", d)
+	}
+	if d := Step(c, view(Dead, lost), cfg, now.Add(27*time.Second), book, "a"); d.Kind != Commit || d.Removal.Node != "c" {
+		t.Fatalf("dead 30s after raft's last contact, 27s after gossip's doubt: not removed: %+v", d)
+	}
+
+	// Raft unreachable while gossip sees it alive (its raft port blocked):
+	// no clock runs; once gossip doubts it, the clock starts at raft's
+	// last contact, which may be long before.
+	book = NewBook()
+	long := now.Add(-time.Hour)
+	if d := Step(c, view(Alive, long), cfg, now, book, "a"); d.Kind != None {
+		t.Fatalf("alive in gossip, removed: %+v", d)
+	}
+	if _, ok := book.DeadSince["c"]; ok {
+		t.Fatal("a clock runs for a server gossip sees alive")
+	}
+	Step(c, view(Suspect, long), cfg, now.Add(time.Second), book, "a")
+	if got := book.DeadSince["c"]; !got.Equal(long) {
+		t.Fatalf("clock started at %s, want raft's last contact %s", got, long)
+	}
+
+	// A last contact in the future (clocks apart) never delays the clock.
+	book = NewBook()
+	Step(c, view(Suspect, now.Add(time.Minute)), cfg, now, book, "a")
+	if got := book.DeadSince["c"]; !got.Equal(now) {
+		t.Fatalf("clock started at %s, want now %s", got, now)
+	}
+}
+
 // An executor that finished before the leader saw it executing: the
 // removal still goes committed → executing → done, one state per step.
 func TestStepQuickExecutor(t *testing.T) {

@@ -39,6 +39,11 @@ type Server struct {
 	// Progress is what this server, as a removal's executor, reports of it
 	// (executing, done or failed); zero when it executes none.
 	Progress Progress
+	// UnreachableSince: the leader's raft has failed to reach it since then
+	// (its last contact); zero while it answers. Raft sees a dead server
+	// within a heartbeat, gossip within its probe round: the removal
+	// timeout counts from the earlier of the two.
+	UnreachableSince time.Time
 }
 
 // Progress is an executor's report on the removal of Node.
@@ -65,8 +70,9 @@ type Config struct {
 }
 
 // Book is the leader's own bookkeeping between steps: when each server was
-// first seen dead this term (a new leader starts counting afresh, so a
-// removal never happens earlier than the timeout after the leader saw it).
+// first seen gone this term (a new leader starts counting afresh, and its
+// raft's contacts start with its term, so a removal never happens earlier
+// than the timeout after the leader itself lost the server).
 type Book struct {
 	DeadSince map[string]time.Time
 	// Last is the last step's decision, for the shell's status: who waits
@@ -129,10 +135,16 @@ func step(c Cluster, view []Server, cfg Config, now time.Time, book *Book, self 
 	for _, s := range view {
 		byName[s.Name] = s
 		// The clock starts at the first sign: a suspect that answers again
-		// becomes alive and starts afresh; only a dead one is removed.
+		// becomes alive and starts afresh; only a dead one is removed. The
+		// first sign is the earlier of gossip's doubt and the last raft
+		// contact, if raft has failed to reach it since.
 		if s.Gossip == Dead || s.Gossip == Left || s.Gossip == Suspect {
 			if _, ok := book.DeadSince[s.Name]; !ok {
-				book.DeadSince[s.Name] = now
+				since := now
+				if u := s.UnreachableSince; !u.IsZero() && u.Before(now) {
+					since = u
+				}
+				book.DeadSince[s.Name] = since
 			}
 		} else {
 			delete(book.DeadSince, s.Name)

@@ -36,8 +36,9 @@ type healResult struct {
 	Measured       float64 // the standby ready with the dead member gone from etcd
 	Victim         string
 	Standby        string
+	RaftLost       float64 // the raft leader's first failed heartbeat to the victim (its log)
 	SeenSuspect    float64 // the raft leader's gossip first doubts the victim
-	SeenDead       float64 // the raft leader's gossip shows the victim dead (the timeout starts)
+	SeenDead       float64 // the raft leader's gossip shows the victim dead
 	Granted        float64 // the standby enters starting (it holds the join slot)
 	StandbyReady   float64 // the standby enters ready
 	EtcdFullAgain  float64 // the standby's etcd lists three voters, the victim gone
@@ -164,6 +165,7 @@ func runHeal(ctx context.Context, o healOptions, progress func(string, ...any)) 
 			r.Granted = since(t)
 		}
 	}
+	r.RaftLost = firstHeartbeatFailure(watcher.proc.LogPath, victim.proc.IP, dead, since)
 	// The polled etcd view lags the standby's own ready by up to a poll.
 	r.Measured = max(r.StandbyReady, r.EtcdFullAgain)
 	r.JoinRefusals = countJoinRefusals(o.Dir)
@@ -199,4 +201,20 @@ func etcdVotersAre(dataDir string, want []string) bool {
 	}
 	slices.Sort(names)
 	return slices.Equal(names, want)
+}
+
+// firstHeartbeatFailure is when, in seconds after the death, the leader's
+// log first says raft failed to heartbeat to the victim's address (0: not
+// found). The removal timeout counts from raft's last contact before it,
+// when that comes before gossip's suspicion.
+func firstHeartbeatFailure(logPath, victimIP string, dead time.Time, since func(time.Time) float64) float64 {
+	for _, l := range readLogLines(logPath) {
+		if l.msg != "failed to heartbeat to" || l.at.Before(dead.Add(-time.Second)) {
+			continue
+		}
+		if peer, _ := l.fields["peer"].(string); strings.HasPrefix(peer, victimIP+":") {
+			return max(since(l.at), 0)
+		}
+	}
+	return 0
 }

@@ -682,17 +682,19 @@ func writeHeal(p func(string, ...any), h *healResult) {
 	p("")
 	p("| event | after the death |")
 	p("|---|---|")
+	p("| the leader's raft fails to reach %s (first failed heartbeat): the removal timeout counts from the last contact before it | %s |", h.Victim, secondsOr(h.RaftLost, "—"))
 	p("| the leader's gossip doubts %s (suspect) | %s |", h.Victim, secondsOr(h.SeenSuspect, "—"))
-	p("| the leader's gossip shows %s dead: the removal timeout starts | %s |", h.Victim, secondsOr(h.SeenDead, "—"))
+	p("| the leader's gossip shows %s dead (a removal needs it) | %s |", h.Victim, secondsOr(h.SeenDead, "—"))
 	p("| %s granted the join slot (enters starting) | %s |", h.Standby, secondsOr(h.Granted, "—"))
 	p("| %s ready | %s |", h.Standby, secondsOr(h.StandbyReady, "—"))
 	p("| etcd: three voters, %s gone | %s |", h.Victim, secondsOr(h.EtcdFullAgain, "—"))
 	p("| **full strength** (overhead %.2f s over %.1f s) | **%.2f s** |", h.Measured-h.Critical, h.Critical, h.Measured)
 	p("")
-	if h.SeenDead > 0 && h.Granted > 0 {
-		p("Where the overhead goes: %.2f s until the leader's gossip calls %s dead (memberlist's suspicion; the removal timeout counts from there, not from the death), "+
+	if start := clockStart(h); start > 0 && h.Granted > 0 {
+		p("Where the overhead goes: the removal timeout starts by %.2f s after the death (the earlier of the leader's raft's first failed heartbeat, whose last contact is earlier still, and gossip's suspicion; "+
+			"memberlist alone first doubted %s after %.2f s), "+
 			"%.2f s from the timeout's end to the standby's grant (committing the removal, the executor deleting the Node, RKE2's etcd controller removing the member, the executor's report, the raft voter's removal), "+
-			"and %.2f s from the grant to ready beyond J.", h.SeenDead, h.Victim, h.Granted-h.SeenDead-h.Removal, h.StandbyReady-h.Granted-h.J)
+			"and %.2f s from the grant to ready beyond J.", start, h.Victim, h.SeenSuspect, h.Granted-start-h.Removal, h.StandbyReady-h.Granted-h.J)
 		p("")
 	}
 	if h.JoinRefusals > 0 {
@@ -768,4 +770,15 @@ func upgradeWhere(u *upgradeResult) string {
 		u.Measured-u.Critical, u.CriticalAsRan-u.Critical, u.CriticalAsRan, u.Critical,
 		median(u.PickupServers), maxOf(u.PickupServers), median(u.PickupAgents), maxOf(u.PickupAgents), sum(u.PickupAgents),
 		median(u.ReportToDone), maxOf(u.ReportToDone), median(u.DoneToBegin), maxOf(u.DoneToBegin))
+}
+
+// clockStart is when, at the latest, the leader's removal clock started:
+// the earlier of raft's first failed heartbeat and gossip's suspicion.
+func clockStart(h *healResult) float64 {
+	switch {
+	case h.RaftLost > 0 && (h.SeenSuspect == 0 || h.RaftLost < h.SeenSuspect):
+		return h.RaftLost
+	default:
+		return h.SeenSuspect
+	}
 }
