@@ -212,7 +212,44 @@ func TestReinstall(t *testing.T) {
 	}
 	waitReady(t, c, 120*time.Second)
 	_, others := roles(t, c)
-	victim := others[0]
+	reinstall(t, c, others[0])
+}
+
+// The bootstrap node reinstalled (same name, fresh disk): it must not run
+// cluster-init again on its empty disk (a second cluster), but clear its
+// old member and join the cluster the others kept, through the slot.
+func TestReinstallBootstrapNode(t *testing.T) {
+	c := newCluster(t, "127.87.0.61", 3, 0)
+	if err := c.StartAll(); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, c, 120*time.Second)
+	st, err := c.Nodes[0].Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var victim *demo.Node
+	for _, n := range c.Nodes {
+		if n.Name == st.Cluster.BootstrapNode {
+			victim = n
+		}
+	}
+	if victim == nil {
+		t.Fatalf("no host is the bootstrap node %q", st.Cluster.BootstrapNode)
+	}
+	reinstall(t, c, victim)
+	if s := readSim(t, victim); s.Mode != "join" {
+		t.Fatalf("the reinstalled bootstrap node's RKE2 started in mode %q, want join", s.Mode)
+	}
+	checkClusterInits(t, c, false, 0)
+}
+
+// reinstall kills victim for good (daemon and RKE2), wipes its disk (the
+// daemon's data-dir, RKE2's data dir and node password) and starts it
+// again under the same name: it must ask for its old member to be cleared
+// and join again, every server's etcd listing each name once.
+func reinstall(t *testing.T, c *demo.Cluster, victim *demo.Node) {
+	t.Helper()
 	pids := victim.SimPIDs()
 	victim.Kill()
 	for _, pid := range pids {
