@@ -211,7 +211,7 @@ vip_pong() {
 # exactly one cluster-init, one CA hash everywhere, no rejected join, every
 # host ready and seeing the same CA hash, the VIP answering from every host.
 check_one_cluster() {
-	local servers=$1 agents=$2 n inits=0 mode ca cas="" rej st
+	local servers=$1 agents=$2 want_inits=${3:-1} n inits=0 mode ca cas="" rej st
 	for n in $servers $agents; do
 		st=$(sim_state "$n")
 		[ -n "$st" ] || die "h$n: no rke2sim state.json (RKE2 never started)" || return 1
@@ -239,7 +239,7 @@ check_one_cluster() {
 		[ -n "$ca" ] && [ "$ca" != null ] || die "h$n: no CA hash in state.json" || return 1
 		cas="$cas $ca"
 	done
-	[ "$inits" -eq 1 ] || die "$inits hosts ran a cluster-init, want exactly 1" || return 1
+	[ "$inits" -eq "$want_inits" ] || die "$inits hosts ran a cluster-init, want exactly $want_inits" || return 1
 	[ "$(tr ' ' '\n' <<<"$cas" | sort -u | grep -c .)" -eq 1 ] || die "more than one CA hash:$cas" || return 1
 	ca=${cas# }
 	ca=${ca%% *}
@@ -252,7 +252,7 @@ check_one_cluster() {
 		vip_pong "$n" || die "h$n: https://$E2E_VIP:9345/ping does not answer pong" || return 1
 	done
 	[ "$(vip_holder | grep -c .)" -eq 1 ] || die "VIP held by hosts: $(vip_holder | tr '\n' ' ')" || return 1
-	log "ok: one cluster: 1 cluster-init, CA ${ca:0:12}…, no rejections, VIP on h$(vip_holder), pong from every host"
+	log "ok: one cluster: $inits cluster-init, CA ${ca:0:12}…, no rejections, VIP on h$(vip_holder), pong from every host"
 }
 
 # etcd_voters N: the node names of the voters real etcd lists on host N
