@@ -224,8 +224,9 @@ func TestStepDeadTimeoutCountsFromRaftsLastContact(t *testing.T) {
 	}
 
 	// Raft unreachable while gossip sees it alive (its raft port blocked):
-	// no clock runs; once gossip doubts it, the clock starts at raft's
-	// last contact, which may be long before.
+	// no clock runs; once gossip doubts it, raft's last contact an hour ago
+	// moves the clock back by MaxRaftLead at most, so that a moment of
+	// faked doubt does not remove it at once.
 	book = NewBook()
 	long := now.Add(-time.Hour)
 	if d := Step(c, view(Alive, long), cfg, now, book, "a"); d.Kind != None {
@@ -235,8 +236,17 @@ func TestStepDeadTimeoutCountsFromRaftsLastContact(t *testing.T) {
 		t.Fatal("a clock runs for a server gossip sees alive")
 	}
 	Step(c, view(Suspect, long), cfg, now.Add(time.Second), book, "a")
-	if got := book.DeadSince["c"]; !got.Equal(long) {
-		t.Fatalf("clock started at %s, want raft's last contact %s", got, long)
+	if got := book.DeadSince["c"]; !got.Equal(now.Add(time.Second)) {
+		t.Fatalf("clock started at %s, want gossip's doubt %s (raft's contact is too old to count)", got, now.Add(time.Second))
+	}
+	if d := Step(c, view(Dead, long), cfg, now.Add(2*time.Second), book, "a"); d.Kind != None {
+		t.Fatalf("removed a second after gossip's first doubt: %+v", d)
+	}
+	book = NewBook()
+	edge := now.Add(-MaxRaftLead)
+	Step(c, view(Suspect, edge), cfg, now, book, "a")
+	if got := book.DeadSince["c"]; !got.Equal(edge) {
+		t.Fatalf("clock started at %s, want raft's last contact %s (MaxRaftLead before)", got, edge)
 	}
 
 	// A last contact in the future (clocks apart) never delays the clock.

@@ -80,6 +80,14 @@ type Book struct {
 	Last Decision
 }
 
+// MaxRaftLead bounds how much earlier than gossip's first doubt raft's
+// last contact may start a removal clock: it is there to win the seconds
+// memberlist's probe round takes, no more. Unbounded, a server whose raft
+// port was blocked for a long time would be removed as soon as gossip
+// doubted it (which an agent-token holder can fake for a moment), where
+// the timeout must otherwise run out in gossip.
+const MaxRaftLead = 10 * time.Second
+
 func NewBook() *Book { return &Book{DeadSince: map[string]time.Time{}} }
 
 type Kind int
@@ -137,11 +145,12 @@ func step(c Cluster, view []Server, cfg Config, now time.Time, book *Book, self 
 		// The clock starts at the first sign: a suspect that answers again
 		// becomes alive and starts afresh; only a dead one is removed. The
 		// first sign is the earlier of gossip's doubt and the last raft
-		// contact, if raft has failed to reach it since.
+		// contact, if raft has failed to reach it since, by at most
+		// MaxRaftLead.
 		if s.Gossip == Dead || s.Gossip == Left || s.Gossip == Suspect {
 			if _, ok := book.DeadSince[s.Name]; !ok {
 				since := now
-				if u := s.UnreachableSince; !u.IsZero() && u.Before(now) {
+				if u := s.UnreachableSince; !u.IsZero() && u.Before(now) && now.Sub(u) <= MaxRaftLead {
 					since = u
 				}
 				book.DeadSince[s.Name] = since
