@@ -194,7 +194,8 @@ type vipNet interface {
 
 // competeARP: a simple lease over the network. A server claims the VIP once
 // it has not answered /ping for the lease duration (plus jitter), adds it
-// (/32) and announces it by gratuitous ARP. Every retry period a holder asks
+// (/32) and announces it by gratuitous ARP, again every 3 s while it holds
+// it (kube-vip's default vip_arpRate). Every retry period a holder asks
 // the other members (on their node addresses) whether they hold it too; of
 // two live holders the one with the lower node name keeps it. A dead
 // process holds nothing, even if its address is still on its interface.
@@ -231,6 +232,13 @@ func (v *vipStandIn) competeARP(ctx context.Context, spec vipSpec, nw vipNet, lo
 	// A fresh start waits one retry period (plus jitter) before its first claim.
 	lastSeen := time.Now().Add(-lease).Add(retry)
 	claimAfter := lease + jitter()
+	var announced time.Time
+	announce := func() {
+		announced = time.Now()
+		if err := nw.Announce(ifname, ip); err != nil {
+			log.Warn("gratuitous ARP failed", zap.Error(err))
+		}
+	}
 	for {
 		if !holding {
 			if has, err := nw.HasAddr(ifname, ip); err == nil && has {
@@ -260,9 +268,7 @@ func (v *vipStandIn) competeARP(ctx context.Context, spec vipSpec, nw vipNet, lo
 					}()
 					serveEnd = func() { cancel(); wg.Wait() }
 					v.n.setVIPHeld(ip.String())
-					if err := nw.Announce(ifname, ip); err != nil {
-						log.Warn("gratuitous ARP failed", zap.Error(err))
-					}
+					announce()
 					log.Info("VIP acquired", zap.String("listen", addr))
 				}
 				claimAfter = lease + jitter()
@@ -273,14 +279,24 @@ func (v *vipStandIn) competeARP(ctx context.Context, spec vipSpec, nw vipNet, lo
 				lastSeen = time.Now()
 			} else {
 				log.Warn("member holds the VIP too: keeping it (lower name) and announcing again", zap.String("other", other))
-				_ = nw.Announce(ifname, ip)
+				announce()
 			}
+		} else if time.Since(announced) >= arpRate {
+			// kube-vip's leader broadcasts gratuitous ARP on a timer
+			// (vip_arpRate, 3 s by default), so that neighbours whose cache
+			// still names a previous holder's MAC learn the new one.
+			announce()
 		}
 		if sleep(ctx, retry) != nil {
 			return
 		}
 	}
 }
+
+// arpRate is kube-vip's default vip_arpRate: how often its leader repeats
+// the gratuitous ARP while it holds the VIP (the manifests the product
+// writes leave it unset).
+const arpRate = 3 * time.Second
 
 // pingVIP asks the VIP's supervisor for pong (any certificate: this only
 // checks that someone holds it).

@@ -64,5 +64,15 @@ scenario_vip_held_by_stopped_server() {
 	log "ok: h$holder released the VIP ${took}s after its rke2-server stopped; now on $(vip_holder | sed "s/^/h/" | tr "\n" " ")"
 	hx "$holder" systemctl start --no-block rke2-server.service
 	wait_ready 240 1 2 3
+	# A neighbour whose ARP cache still names the old holder's MAC (its
+	# outliving kube-vip announced the VIP until rke2-killall.sh stopped it)
+	# reaches the VIP once the new holder's next gratuitous ARP arrives
+	# (kube-vip repeats it every 3 s).
+	wait_until 30 "the VIP answers from every host" vip_pong_all 1 2 3
 	check_one_cluster "1 2 3" ""
+}
+
+vip_pong_all() {
+	local n
+	for n in "$@"; do vip_pong "$n" || return 1; done
 }
