@@ -22,10 +22,11 @@ type unreachable struct {
 
 	mu    sync.Mutex
 	since map[string]time.Time // follower → last contact, on the election's clock
+	wall  map[string]time.Time // follower → raft's last contact as raft reported it
 }
 
 func newUnreachable(clk clock.Clock) *unreachable {
-	return &unreachable{clk: clk, since: map[string]time.Time{}}
+	return &unreachable{clk: clk, since: map[string]time.Time{}, wall: map[string]time.Time{}}
 }
 
 // observe records one of raft's heartbeat observations. raft's last contact
@@ -36,16 +37,22 @@ func (u *unreachable) observe(o any, wallNow time.Time) {
 	defer u.mu.Unlock()
 	switch o := o.(type) {
 	case raft.FailedHeartbeatObservation:
-		if _, ok := u.since[string(o.PeerID)]; ok {
-			return // the first failure's last contact stands
+		id := string(o.PeerID)
+		// The first failure's last contact stands while the failures go
+		// on; a failure reporting a newer contact proves one in between
+		// (its "resumed" was missed, or raft replicates to it afresh after
+		// it was removed and added again), so it replaces the old one.
+		if _, ok := u.since[id]; ok && !o.LastContact.After(u.wall[id]) {
+			return
 		}
 		ago := time.Duration(0)
 		if !o.LastContact.IsZero() {
 			ago = max(wallNow.Sub(o.LastContact), 0)
 		}
-		u.since[string(o.PeerID)] = u.clk.Now().Add(-ago)
+		u.since[id], u.wall[id] = u.clk.Now().Add(-ago), o.LastContact
 	case raft.ResumedHeartbeatObservation:
 		delete(u.since, string(o.PeerID))
+		delete(u.wall, string(o.PeerID))
 	}
 }
 
@@ -69,6 +76,7 @@ func (u *unreachable) reset() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	clear(u.since)
+	clear(u.wall)
 }
 
 // watch feeds raft's heartbeat observations to u until ctx ends. The

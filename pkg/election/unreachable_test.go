@@ -25,6 +25,13 @@ func TestUnreachableFollowers(t *testing.T) {
 	if !u.snapshot()["c"].Equal(clk.t) {
 		t.Fatalf("c: %s, want %s", u.snapshot()["c"], clk.t)
 	}
+	// A failure with a newer last contact (its "resumed" was missed)
+	// replaces the old one: a contact happened in between.
+	u.observe(raft.FailedHeartbeatObservation{PeerID: "d", LastContact: wall.Add(-5 * time.Second)}, wall)
+	u.observe(raft.FailedHeartbeatObservation{PeerID: "d", LastContact: wall.Add(time.Second)}, wall.Add(time.Second))
+	if got := u.snapshot()["d"]; !got.Equal(clk.t) {
+		t.Fatalf("d after a newer contact: %s, want %s (not the older %s)", got, clk.t, clk.t.Add(-5*time.Second))
+	}
 	u.observe(raft.ResumedHeartbeatObservation{PeerID: "b"}, wall)
 	if _, ok := u.snapshot()["b"]; ok {
 		t.Fatal("b still unreachable after its heartbeat resumed")
