@@ -319,7 +319,8 @@
 //   - a real interface: a lease over the network. A server claims the VIP
 //     once it has not answered /ping for the lease duration plus jitter (a
 //     fresh start waits one retry period): it adds VIP/32 with netlink,
-//     serves on it and sends gratuitous ARP (request and reply). Every retry
+//     serves on it and sends gratuitous ARP (request and reply), again every
+//     3 s while it holds it (kube-vip's default vip_arpRate). Every retry
 //     period a holder asks the other members whether they hold it too; of
 //     two live holders the lower node name keeps it. A clean stop removes
 //     the address; a killed process leaves it (as a crashed kube-vip does),
