@@ -109,6 +109,10 @@ type etcdState struct {
 	reader  etcdReader
 	carrier etcdCarrier
 
+	// readMu makes a read and its publication one step: the watch and an
+	// upgrade's wait-healthy both read, and an older view must not be
+	// published after a newer one.
+	readMu      sync.Mutex
 	mu          sync.Mutex
 	local       etcdview.View // zero: none (RKE2 not running, or the last read failed)
 	err         string        // why the last read failed ("" none)
@@ -149,9 +153,12 @@ func (n *Node) watchEtcd(ctx context.Context) {
 }
 
 // readEtcd takes one view of the local etcd while RKE2 runs, keeps it and
-// publishes it when it changed (or is due again).
-func (n *Node) readEtcd(ctx context.Context) {
+// publishes it when it changed (or is due again). It returns the view
+// (zero: RKE2 not running or the read failed).
+func (n *Node) readEtcd(ctx context.Context) etcdview.View {
 	e := n.etcd
+	e.readMu.Lock()
+	defer e.readMu.Unlock()
 	var v etcdview.View
 	why := ""
 	if active, err := n.svc.Active(ctx, n.role); err == nil && active {
@@ -160,7 +167,7 @@ func (n *Node) readEtcd(ctx context.Context) {
 		}
 	}
 	if ctx.Err() != nil {
-		return
+		return etcdview.View{}
 	}
 	e.mu.Lock()
 	before := e.err
@@ -174,15 +181,51 @@ func (n *Node) readEtcd(ctx context.Context) {
 		n.log.Info("the local etcd answers again", zap.Bool("healthy", v.Healthy))
 	}
 	if !publish {
-		return
+		return v
 	}
 	if err := e.carrier.Publish(v); err != nil {
 		n.log.Debug("publish etcd view", zap.Error(err))
-		return
+		return v
 	}
 	e.mu.Lock()
 	e.published, e.publishedAt = v, n.clk.Now()
 	e.mu.Unlock()
+	return v
+}
+
+// waitEtcdVoter reads the local etcd until it is a healthy voter and that
+// view is this server's own and published (servers; nil on agents). A
+// server back from a restart otherwise shows, for up to etcdReadInterval,
+// the view it read while RKE2 was down: its own status then counts it out
+// of quorum, and the others judge it by gossip alone.
+func (n *Node) waitEtcdVoter(ctx context.Context) error {
+	if n.etcd == nil {
+		return nil
+	}
+	b := n.retryPolicy.Start()
+	why := "not read yet"
+	for {
+		if v := n.readEtcd(ctx); ctx.Err() == nil {
+			if v.Healthy && v.MemberName != "" && !v.Learner {
+				return nil
+			}
+			n.etcd.mu.Lock()
+			why = n.etcd.err
+			n.etcd.mu.Unlock()
+			switch {
+			case why != "":
+			case v.ObservedAt.IsZero():
+				why = "RKE2 is not running"
+			case v.Learner:
+				why = "its member " + v.MemberName + " is still a learner"
+			default:
+				why = fmt.Sprintf("healthy %v, member %q", v.Healthy, v.MemberName)
+			}
+		}
+		if err := b.Wait(ctx, n.clk); err != nil {
+			return fmt.Errorf("the local etcd is not a healthy voter (%s): %w", why, err)
+		}
+	}
 }
 
 // sameEtcdView compares what others act on in two views: membership,

@@ -380,3 +380,52 @@ func TestClaimCarriesEtcdView(t *testing.T) {
 		t.Fatalf("the view came back as %+v, want %+v", w, v)
 	}
 }
+
+// An upgraded server's wait-healthy reads its etcd until it is a healthy
+// voter, and that view is the one published: the others and its own status
+// do not go on judging it by the empty view it read while RKE2 restarted.
+func TestWaitEtcdVoter(t *testing.T) {
+	n, w, r, car := etcdTestNode(t)
+	w.serviceOn = true
+	r.mu.Lock()
+	r.view.Learner = true
+	r.mu.Unlock()
+	done := make(chan error, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { done <- n.waitEtcdVoter(ctx) }()
+	for {
+		r.mu.Lock()
+		reads := r.reads
+		r.mu.Unlock()
+		if reads >= 3 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("returned %v while the member is a learner", err)
+	default:
+	}
+	r.mu.Lock()
+	r.view.Learner = false
+	r.mu.Unlock()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	car.mu.Lock()
+	last := car.published[len(car.published)-1]
+	car.mu.Unlock()
+	if !last.Healthy || last.Learner || last.MemberName == "" {
+		t.Errorf("published %+v, want the healthy voter's view", last)
+	}
+
+	// RKE2 down until the deadline: the error says so.
+	w.serviceOn = false
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel2()
+	if err := n.waitEtcdVoter(ctx2); err == nil || !strings.Contains(err.Error(), "RKE2 is not running") {
+		t.Errorf("waitEtcdVoter with RKE2 down: %v, want an error saying RKE2 is not running", err)
+	}
+}

@@ -424,9 +424,13 @@ func (n *Node) upgradeHosts(members []gossip.MemberInfo) []upgrade.Host {
 		} else {
 			f, ok = n.upg.gossip.Facts(mi)
 		}
-		if c := mi.Claim; c != nil && !c.Etcd.ObservedAt.IsZero() && mi.Name != n.cfg.NodeName {
-			// Its own etcd's word: a healthy voter, not a learner.
-			h.Healthy = h.Healthy && c.Etcd.Healthy && !c.Etcd.Learner
+		if c := mi.Claim; c != nil && mi.Name != n.cfg.NodeName && h.Role == upgrade.RoleServer {
+			// Its own etcd's word: a healthy voter, not a learner. A
+			// server that publishes views but whose last one is empty
+			// read its etcd while RKE2 was down (or could not read it):
+			// not healthy until it reads a healthy voter again, which a
+			// server's wait-healthy does before it reports finished.
+			h.Healthy = h.Healthy && !c.Etcd.ObservedAt.IsZero() && c.Etcd.Healthy && !c.Etcd.Learner
 		}
 		if ok {
 			h.Wanted, _ = rke2version.Parse(f.Wanted)

@@ -188,6 +188,9 @@ func (o *hostUpgradeOps) WaitHealthy(ctx context.Context) error {
 				return fmt.Errorf("the local supervisor %s:9345 does not answer with the cluster's CA: %v", n.advertise, r.Err)
 			}
 		}
+		if err := n.waitEtcdVoter(ctx); err != nil {
+			return err
+		}
 	}
 	n.reportReady()
 	return nil

@@ -525,7 +525,11 @@ func TestUpgradeHostsFromGossip(t *testing.T) {
 	x := member("x", gossip.RoleAgent, true)
 	x.Meta.RKE2Wanted, x.Meta.RKE2Running, x.Meta.UpgradeFailed, x.Meta.UpgradeFailedBegin = newV, oldV, "install: boom", 9
 	z := member("z", gossip.RoleServer, false) // no claim: not verified
-	in := n.upgradeInput(election.ClusterState{}, []gossip.MemberInfo{member("a", gossip.RoleServer, true), b, c, x, z}, "a", now)
+	// d read its etcd while RKE2 restarted: ready in gossip, but its
+	// published view is empty until it reads a healthy voter again.
+	d := member("d", gossip.RoleServer, true)
+	d.Claim = &claims.Claim{Node: "d", RKE2Wanted: newV, RKE2Running: newV}
+	in := n.upgradeInput(election.ClusterState{}, []gossip.MemberInfo{member("a", gossip.RoleServer, true), b, c, d, x, z}, "a", now)
 	byName := map[string]upgrade.Host{}
 	for _, h := range in.Hosts {
 		byName[h.Name] = h
@@ -535,6 +539,9 @@ func TestUpgradeHostsFromGossip(t *testing.T) {
 	}
 	if h := byName["c"]; h.Healthy {
 		t.Errorf("c, an etcd learner, counted healthy: %+v", h)
+	}
+	if h := byName["d"]; h.Healthy {
+		t.Errorf("d, whose published etcd view is empty, counted healthy: %+v", h)
 	}
 	if h := byName["x"]; h.Role != upgrade.RoleAgent || h.Wanted.String() != newV || h.Failed != "install: boom" || h.FailedBegin != 9 {
 		t.Errorf("x: %+v", h)

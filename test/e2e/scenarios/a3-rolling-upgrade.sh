@@ -78,7 +78,12 @@ upgrade_sampler() {
 		for n in "$@"; do
 			if [ "$(cat "$tmp.$n" 2>/dev/null)" = pong ]; then
 				# One answering server's etcd view, every third sample (status is slower).
-				[ $((i % 3)) -ne 0 ] || [ "$lost" != unknown ] || lost=$(status_json "$n" | jq -r '.cluster.etcd.majority_gone // "unknown"' 2>/dev/null)
+				if [ $((i % 3)) -eq 0 ] && [ "$lost" = unknown ]; then
+					status_json "$n" >"$tmp.status" 2>/dev/null
+					lost=$(jq -r '.cluster.etcd.majority_gone // "unknown"' "$tmp.status" 2>/dev/null)
+					# What a view saying quorum lost was made of, for the log.
+					[ "$lost" != true ] || echo "$(date +%T.%N | cut -c1-12) h$n: $(jq -c '.cluster.etcd | {healthy, voters, error, observed_at, members: [.members[] | {node, healthy}]}' "$tmp.status" 2>/dev/null)" >>"$file.lost"
+				fi
 			else
 				down=$((down + 1))
 			fi
@@ -108,7 +113,7 @@ scenario_rolling_upgrade() {
 	log "sampler: $(grep -c . "$samples") samples, $downs with a server down, at most $maxdown down at once, $lost with quorum lost"
 	[ "$maxdown" -le 1 ] || die "$maxdown servers' supervisors were down at once, want at most 1"
 	[ "$downs" -gt 0 ] || die "the sampler never saw a server restart: it saw nothing of the roll"
-	[ "$lost" -eq 0 ] || die "a server's etcd view said quorum lost during the roll ($lost samples)"
+	[ "$lost" -eq 0 ] || die "a server's etcd view said quorum lost during the roll ($lost samples): $(cat "$samples.lost")"
 	# systemd's own times of each server's upgrade restart (the last one):
 	# left active, then active again (READY=1: for a joiner, once it is an
 	# etcd voter again). Those windows must not overlap, and each must come
