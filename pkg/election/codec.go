@@ -306,17 +306,27 @@ type snapshotFile struct {
 	V     int          `json:"v"`
 	Needs int          `json:"needs,omitempty"`
 	State ClusterState `json:"state"`
+	// Applied is the raft index of the last command the state holds
+	// (Election.fsmHolds reads it after a restore); 0: none, or a snapshot
+	// written before it was recorded. Older readers ignore it.
+	Applied uint64 `json:"applied,omitempty"`
 }
 
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	b, err := encodeSnapshot(f.get())
+	f.mu.Lock()
+	st, applied := f.state.clone(), f.applied
+	f.mu.Unlock()
+	b, err := encodeSnapshotAt(st, applied)
 	if err != nil {
 		return nil, err
 	}
 	return fsmSnapshot(b), nil
 }
 
-func encodeSnapshot(s ClusterState) ([]byte, error) {
+func encodeSnapshot(s ClusterState) ([]byte, error) { return encodeSnapshotAt(s, 0) }
+
+// encodeSnapshotAt is s's snapshot, applied the index of its last command.
+func encodeSnapshotAt(s ClusterState, applied uint64) ([]byte, error) {
 	if err := s.validate(); err != nil {
 		return nil, fmt.Errorf("election: snapshot: %w", err)
 	}
@@ -330,7 +340,7 @@ func encodeSnapshot(s ClusterState) ([]byte, error) {
 	if len(s.Requests) > 0 {
 		v = requestsSnapshotVersion
 	}
-	b, err := json.Marshal(snapshotFile{V: v, State: s})
+	b, err := json.Marshal(snapshotFile{V: v, State: s, Applied: applied})
 	if err != nil {
 		return nil, fmt.Errorf("election: snapshot: %w", err)
 	}
@@ -340,13 +350,26 @@ func encodeSnapshot(s ClusterState) ([]byte, error) {
 // decodeSnapshot reads a snapshot as strictly as DecodeCommand reads a
 // command: a snapshot comes from the leader over the network.
 func decodeSnapshot(b []byte) (ClusterState, error) {
+	s, _, err := decodeSnapshotAt(b)
+	return s, err
+}
+
+// decodeSnapshotAt is decodeSnapshot with the index of the snapshot's last
+// command (0: none recorded).
+func decodeSnapshotAt(b []byte) (ClusterState, uint64, error) {
 	if len(b) > maxSnapshotBytes {
-		return ClusterState{}, fmt.Errorf("election: restore: snapshot over %d bytes", maxSnapshotBytes)
+		return ClusterState{}, 0, fmt.Errorf("election: restore: snapshot over %d bytes", maxSnapshotBytes)
 	}
 	var sf snapshotFile
 	if err := decodeJSON(b, &sf); err != nil {
-		return ClusterState{}, fmt.Errorf("election: restore: %w", err)
+		return ClusterState{}, 0, fmt.Errorf("election: restore: %w", err)
 	}
+	s, err := sf.state()
+	return s, sf.Applied, err
+}
+
+// state is the file's state, checked against its version.
+func (sf snapshotFile) state() (ClusterState, error) {
 	if err := readable("snapshot", sf.V, sf.Needs, snapshotVersion); err != nil {
 		return ClusterState{}, err
 	}
@@ -474,12 +497,16 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return fmt.Errorf("election: restore: %w", err)
 	}
-	s, err := decodeSnapshot(b)
+	s, applied, err := decodeSnapshotAt(b)
 	if err != nil {
 		return err
 	}
 	f.mu.Lock()
 	f.state = s
+	// What the FSM now holds is the snapshot's: its last command, or,
+	// for a snapshot that does not record it, unknown (fsmHolds then
+	// falls back to the newest snapshot's index).
+	f.applied, f.appliedUnknown = applied, applied == 0
 	f.mu.Unlock()
 	if f.notify != nil {
 		f.notify()

@@ -175,7 +175,13 @@
 // it last saw, so two holders would need clocks apart by more than
 // SlotGrace. AcquireJoinSlot
 // also requires the local FSM to have caught up with the leader since this
-// process started, so a grant replayed from an old log never counts.
+// process started, so a grant replayed from an old log never counts. A
+// follower is caught up once its commit index reached the leader's commit
+// index carried by the first AppendEntries it accepted since start
+// (leadercommit.go; a fresh server receiving a long log in batches has a
+// commit index at the end of the batch at hand) and its FSM holds every
+// command up to it (fsmHolds: raft moves its applied index before the FSM
+// applied; a snapshot records its last command).
 //
 // # Proof
 //

@@ -53,20 +53,21 @@ type Election struct {
 	stable   raft.StableStore
 	selfAddr string
 	runStart time.Time // wall clock, as raft's LastContact
-	// raft's commit and last index right after start (see caughtUp)
-	startCommit, startLast uint64
-	leaderBarrier          atomic.Bool // leader: this term's barrier passed
-	running                bool
-	hasState               bool
-	ran                    bool           // Run was called
-	stores                 *Stores        // opened by Open
-	trans                  raft.Transport // bound by Open
-	release                func() error   // closes trans and stores; nil once closed
-	local                  Local          // intents; see localNow for what is advertised
-	reported               readiness      // ReportReady / ReportNotReady
-	published              Local
-	pubOK                  bool
-	watch                  chan struct{} // closed and replaced on every change
+	// leaderCommit: the leader's commit index learnt since start (see
+	// caughtUp); commitTransport feeds it
+	leaderCommit  leaderCommit
+	leaderBarrier atomic.Bool // leader: this term's barrier passed
+	running       bool
+	hasState      bool
+	ran           bool           // Run was called
+	stores        *Stores        // opened by Open
+	trans         raft.Transport // bound by Open
+	release       func() error   // closes trans and stores; nil once closed
+	local         Local          // intents; see localNow for what is advertised
+	reported      readiness      // ReportReady / ReportNotReady
+	published     Local
+	pubOK         bool
+	watch         chan struct{} // closed and replaced on every change
 }
 
 // changed wakes the loop and every waiter.
@@ -164,13 +165,12 @@ func (e *Election) wait(ctx context.Context, check func(ClusterState) (bool, err
 // caughtUp reports whether this node's FSM holds every entry committed
 // before this incarnation started, so that its answers are not read from a
 // log being replayed. A leader is caught up once its term's barrier passed;
-// a follower once it heard from the leader since start, learnt a commit
-// index newer than the one it started with (or its snapshot covered its
-// whole log), and applied up to it.
+// a follower once it heard from the leader since start, its commit index
+// reached the one the leader sent in the first AppendEntries it accepted
+// since start (see leaderCommit), and its FSM applied up to it.
 func (e *Election) caughtUp() bool {
 	e.mu.Lock()
 	r, since, running := e.r, e.runStart, e.running
-	startCommit, startLast := e.startCommit, e.startLast
 	e.mu.Unlock()
 	if r == nil || !running {
 		return false
@@ -179,8 +179,8 @@ func (e *Election) caughtUp() bool {
 		return e.leaderBarrier.Load()
 	}
 	commit := commitIndex(r)
-	return r.LastContact().After(since) && r.AppliedIndex() >= commit &&
-		(commit > startCommit || startCommit >= startLast) && e.fsmHolds(commit)
+	return r.LastContact().After(since) && e.leaderCommit.covers(commit) &&
+		r.AppliedIndex() >= commit && e.fsmHolds(commit)
 }
 
 // fsmHolds reports whether the FSM's state reflects every command up to
@@ -191,11 +191,14 @@ func (e *Election) caughtUp() bool {
 // the cluster for one it had not joined yet). The entries between the
 // FSM's last command and index are read from the log store: no command
 // among them (no-ops, configuration changes and barriers change no state)
-// means the FSM holds them all; an entry no longer in the store, or at or
-// below the newest snapshot, is in a snapshot, which the FSM either made
-// itself or restored before raft moved its applied index past it.
+// means the FSM holds them all; an entry no longer in the store is in a
+// snapshot, which the FSM either made itself or restored before raft moved
+// its applied index past it. A restored snapshot records its last command;
+// one written before it did leaves the FSM's unknown, and then a command
+// at or below the newest snapshot counts as held (raft restores the newest
+// it can read, so an older one restored after a failed read is missed).
 func (e *Election) fsmHolds(index uint64) bool {
-	applied := e.fsm.appliedIndex()
+	applied, known := e.fsm.appliedIndex()
 	if applied >= index {
 		return true
 	}
@@ -212,6 +215,9 @@ func (e *Election) fsmHolds(index uint64) bool {
 		}
 		if l.Type != raft.LogCommand {
 			continue
+		}
+		if known {
+			return false
 		}
 		if !snapRead {
 			snap, snapRead = e.newestSnapshot(), true

@@ -190,9 +190,12 @@ type fsm struct {
 	mu     sync.Mutex
 	state  ClusterState
 	notify func()
-	// applied is the index of the last command Apply took (0 before any in
-	// this run); see Election.fsmHolds.
-	applied uint64
+	// applied is the index of the last command the state holds: the last
+	// one Apply took, or the restored snapshot's; see Election.fsmHolds.
+	// appliedUnknown: restored from a snapshot that does not record it,
+	// and no command applied since.
+	applied        uint64
+	appliedUnknown bool
 }
 
 var _ raft.FSM = (*fsm)(nil)
@@ -204,14 +207,14 @@ func (f *fsm) Apply(l *raft.Log) any {
 	c, err := DecodeCommand(l.Data)
 	if err != nil {
 		f.mu.Lock()
-		f.applied = max(f.applied, l.Index)
+		f.applied, f.appliedUnknown = max(f.applied, l.Index), false
 		f.mu.Unlock()
 		return applyResult{Err: err}
 	}
 	f.mu.Lock()
 	next, err := f.state.apply(c)
 	f.state = next
-	f.applied = max(f.applied, l.Index)
+	f.applied, f.appliedUnknown = max(f.applied, l.Index), false
 	out := next.clone()
 	f.mu.Unlock()
 	if f.notify != nil {
@@ -220,11 +223,12 @@ func (f *fsm) Apply(l *raft.Log) any {
 	return applyResult{State: out, Err: err}
 }
 
-// appliedIndex is the index of the last command this FSM applied.
-func (f *fsm) appliedIndex() uint64 {
+// appliedIndex is the index of the last command the state holds; known is
+// false after a restore from a snapshot that does not record it.
+func (f *fsm) appliedIndex() (index uint64, known bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.applied
+	return f.applied, !f.appliedUnknown
 }
 
 func (f *fsm) get() ClusterState {

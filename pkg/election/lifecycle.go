@@ -53,11 +53,13 @@ func Open(cfg Config) (*Election, error) {
 		_ = closeStores()
 		return nil, fmt.Errorf("election: read raft state: %w", err)
 	}
-	trans, closeTrans, err := e.openTransport()
+	inner, closeInner, err := e.openTransport()
 	if err != nil {
 		_ = closeStores()
 		return nil, err
 	}
+	ct := newCommitTransport(inner, &e.leaderCommit)
+	trans, closeTrans := raft.Transport(ct), func() { ct.stop(); closeInner() }
 	e.stores, e.trans = stores, trans
 	e.release = func() error {
 		closeTrans()
@@ -110,7 +112,6 @@ func (e *Election) Run(ctx context.Context) (err error) {
 	e.mu.Lock()
 	e.r, e.running = r, true
 	e.runStart = runStart
-	e.startCommit, e.startLast = commitIndex(r), r.LastIndex()
 	e.mu.Unlock()
 	e.log.Info("raft started", zap.Bool("existing_state", hasState), zap.String("raft_addr", string(trans.LocalAddr())))
 	e.changed()
