@@ -41,6 +41,10 @@ const (
 	upgradeHealthyDeadline = upgradeHostTimeout - 5*time.Minute
 	// upgradeTick is how often the runner reads the committed progress.
 	upgradeTick = time.Second
+	// agentUpgradeWake is the least time between an agent's looks for its
+	// begin: it looks at every gossip change, which in a large cluster
+	// come many a second.
+	agentUpgradeWake = 50 * time.Millisecond
 )
 
 func stepDeadline(s upgrade.Step) time.Duration {

@@ -368,12 +368,24 @@ func (n *Node) myBegin() (upgradeBegin, bool) {
 // facts, run the steps of a begin naming this host, and on servers keep
 // the plan shown in status and metrics fresh.
 func (n *Node) runUpgrades(ctx context.Context) {
+	// An agent learns its begin from the servers' signed claims: it looks
+	// again whenever gossip reports a change (a claim accepted among
+	// them), not only at its tick, and at most every agentUpgradeWake.
+	var gossipChanges <-chan struct{}
+	if !n.cfg.IsServer() && n.members != nil {
+		ch, unsubscribe := n.members.Subscribe()
+		defer unsubscribe()
+		gossipChanges = ch
+	}
 	for {
 		// Taken before reading the state, so that a change while this
 		// pass runs ends the wait below at once: a server starts its steps,
 		// and refreshes the plan its status shows, at the commit of a begin
 		// or done instead of up to a tick later.
 		changed := n.coordChanges()
+		if changed == nil {
+			changed = gossipChanges
+		}
 		if phase, _, _ := n.t.get(); phase == status.PhaseReady || n.upg.runner.current() != nil {
 			n.mu.Lock()
 			unknown := n.prog.RKE2Running == ""
@@ -393,6 +405,9 @@ func (n *Node) runUpgrades(ctx context.Context) {
 		if n.cfg.IsServer() {
 			n.refreshUpgradePlan()
 			n.publishAgentBegins()
+		}
+		if gossipChanges != nil && n.clk.Sleep(ctx, agentUpgradeWake) != nil {
+			return
 		}
 		if n.waitTickOrChange(ctx, changed, upgradeTick) != nil {
 			return
