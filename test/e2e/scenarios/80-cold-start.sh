@@ -35,6 +35,13 @@ scenario_cold_start() {
 		sleep "$((RANDOM % 5))"
 	done
 	wait_ready 420 1 2 3 4
+	# A server that finds RKE2 running at boot adopts it as ready at once;
+	# its raft state (cluster ready among it) is replayed once the servers
+	# elected a leader, a moment later.
+	for n in 1 2 3; do
+		wait_until 60 "h$n's raft state says cluster ready" cluster_ready_on "$n" ||
+			die "h$n: cluster_ready is not true 60 s after ready (raft $(status_json "$n" | jq -c .cluster.raft))"
+	done
 	check_one_cluster "1 2 3" "4"
 	local after
 	after=$(for n in 1 2 3 4; do sim_state "$n" | jq -c '{mode, ca_hash}'; done)
@@ -53,3 +60,6 @@ first_server_waits() {
 	st=$(status_json "$1")
 	[ "$(jq -r .node.phase <<<"$st")" = starting ] && jq -r .node.detail <<<"$st" | grep -q "etcd waits for a quorum"
 }
+
+# cluster_ready_on N: host N's status says cluster ready.
+cluster_ready_on() { [ "$(status_json "$1" | jq -r .cluster.cluster_ready)" = true ]; }
