@@ -32,7 +32,9 @@ const (
 	// (opVersion).
 	// Version 3 brought the request operations (requests.go) and the
 	// fields request and kind.
-	commandVersion = 3
+	// Version 4 brought upgrade-drain (the leader drains an agent before
+	// its begin, upgrade.go); the other operations are written as before.
+	commandVersion = 4
 	// snapshotVersion is the same for raft snapshots of the FSM. Version 2
 	// brought removal, removed and upgrade; a snapshot without them is
 	// still written as version 1, one with them needs version 2 (an older
@@ -41,11 +43,15 @@ const (
 	// version 3 (an older reader would let an old datastore back in).
 	// Version 4 brought the request records: a snapshot with them is
 	// version 4; one without is written as before.
-	snapshotVersion = 4
+	// Version 5 brought the agents the leader drains (a roll's host
+	// draining, or drained): a snapshot with one is version 5, so an older
+	// reader refuses it rather than reading a state it does not know.
+	snapshotVersion = 5
 	// recoverySnapshotVersion and requestsSnapshotVersion are what a
 	// snapshot holding a recovery, or request records, is written as.
 	recoverySnapshotVersion = 3
 	requestsSnapshotVersion = 4
+	drainSnapshotVersion    = 5
 	// lockVersion is the same for the persisted formation lock.
 	lockVersion = 1
 )
@@ -340,6 +346,9 @@ func encodeSnapshotAt(s ClusterState, applied uint64) ([]byte, error) {
 	if len(s.Requests) > 0 {
 		v = requestsSnapshotVersion
 	}
+	if s.upgradeDrains() {
+		v = drainSnapshotVersion
+	}
 	b, err := json.Marshal(snapshotFile{V: v, State: s, Applied: applied})
 	if err != nil {
 		return nil, fmt.Errorf("election: snapshot: %w", err)
@@ -388,6 +397,9 @@ func (sf snapshotFile) state() (ClusterState, error) {
 	}
 	if len(s.Requests) > 0 && sf.V < requestsSnapshotVersion {
 		return ClusterState{}, errors.New("election: restore: request records in a snapshot below version 4")
+	}
+	if s.upgradeDrains() && sf.V < drainSnapshotVersion {
+		return ClusterState{}, errors.New("election: restore: an agent drained by the leader in a snapshot below version 5")
 	}
 	for i := range s.Requests {
 		s.Requests[i].At = s.Requests[i].At.UTC()

@@ -47,7 +47,7 @@ func TestSnapshotRoundTripAndFutureFields(t *testing.T) {
 
 func TestRestoreRejects(t *testing.T) {
 	tests := []struct{ name, in, wantErr string }{
-		{"needs a newer reader", `{"v":5,"state":{}}`, "snapshot needs version 5, this build reads up to 4: upgrade this server"},
+		{"needs a newer reader", `{"v":6,"state":{}}`, "snapshot needs version 6, this build reads up to 5: upgrade this server"},
 		{"a recovery below version 3", `{"v":2,"state":{"bootstrap":"a","started":true,"cluster_ready":{"vip":"10.0.0.200","ca_hash":"ab"},"recovery":{"epoch":1,"node":"a","at":"2026-01-01T00:00:00Z"}}}`, "a recovery in a snapshot below version 3"},
 		{"no version", `{"state":{}}`, "snapshot version 0"},
 		{"trailing", `{"v":1,"state":{}} {}`, "trailing data"},

@@ -272,6 +272,11 @@
 //
 // Snapshot version 3 carries the recovery epoch ("recovery"), and a
 // snapshot holding one needs version 3: an older build must not skip it.
+// Snapshot version 4 carries the request records. Command version 4 brought
+// upgrade-drain (the leader drains an agent before its begin), which the
+// node issues only while every voter gossips a build that reads version 4
+// (election.DrainCommandVersion); snapshot version 5 carries the agents
+// draining or drained, and a snapshot holding one is version 5.
 //
 // # Quorum-loss recovery
 //

@@ -13,9 +13,33 @@ import (
 // (validate names the unknown operation), so the leader issues them only
 // once every voter advertises a build that knows them.
 //
-// Their fields: upgrade-start {target, at}; upgrade-begin and upgrade-done
-// {node, role, at}; upgrade-failed {node, reason, at}; upgrade-pause and
-// upgrade-resume {at}.
+// Their fields: upgrade-start {target, at}; upgrade-drain, upgrade-begin
+// and upgrade-done {node, role, at}; upgrade-failed {node, reason, at};
+// upgrade-pause and upgrade-resume {at}. upgrade-drain came with command
+// version 4 (drainCommandVersion): the node issues it only while every
+// voter reads that version (DrainReaders), and begins agents undrained
+// otherwise.
+
+// drainCommandVersion is the command version that brought upgrade-drain.
+const drainCommandVersion = 4
+
+// DrainCommandVersion is what every voter's build must read before the
+// leader drains agents.
+const DrainCommandVersion = drainCommandVersion
+
+// upgradeDrains: the roll holds an agent draining or drained, which a
+// snapshot below drainSnapshotVersion cannot carry.
+func (s ClusterState) upgradeDrains() bool {
+	if s.Upgrade == nil {
+		return false
+	}
+	for _, h := range s.Upgrade.Hosts {
+		if h.State == upgrade.HostDraining || h.Drained {
+			return true
+		}
+	}
+	return false
+}
 
 // upgradeCommand is c as pkg/upgrade reads it.
 func (c Command) upgradeCommand() upgrade.Command {

@@ -16,13 +16,13 @@ func TestDecodeUpgradeCommand(t *testing.T) {
 		want              Command
 	}{
 		{"start", `{"v":1,"op":"upgrade-start","target":"v1.37.1+rke2r1","at":1}`, "",
-			Command{V: 3, Op: upgrade.OpStart, Target: "v1.37.1+rke2r1", At: 1}},
+			Command{V: commandVersion, Op: upgrade.OpStart, Target: "v1.37.1+rke2r1", At: 1}},
 		{"begin", `{"v":1,"op":"upgrade-begin","node":"s1","role":"server","at":2}`, "",
-			Command{V: 3, Op: upgrade.OpBegin, Node: "s1", Role: "server", At: 2}},
+			Command{V: commandVersion, Op: upgrade.OpBegin, Node: "s1", Role: "server", At: 2}},
 		{"failed", `{"v":1,"op":"upgrade-failed","node":"s1","reason":"install script exited 1","at":3}`, "",
-			Command{V: 3, Op: upgrade.OpFailed, Node: "s1", Reason: "install script exited 1", At: 3}},
-		{"newer writer, field skipped", `{"v":4,"needs":1,"op":"upgrade-pause","at":4,"by":{"who":"ops"}}`, "",
-			Command{V: 3, Op: upgrade.OpPause, At: 4}},
+			Command{V: commandVersion, Op: upgrade.OpFailed, Node: "s1", Reason: "install script exited 1", At: 3}},
+		{"newer writer, field skipped", `{"v":5,"needs":1,"op":"upgrade-pause","at":4,"by":{"who":"ops"}}`, "",
+			Command{V: commandVersion, Op: upgrade.OpPause, At: 4}},
 		{"target not canonical", `{"v":1,"op":"upgrade-start","target":"1.37.1+rke2r1","at":1}`, "not a canonical RKE2 version", Command{}},
 		{"target missing", `{"v":1,"op":"upgrade-start","at":1}`, "field target missing", Command{}},
 		{"role unknown", `{"v":1,"op":"upgrade-begin","node":"s1","role":"witness","at":2}`, `role "witness"`, Command{}},
@@ -30,7 +30,7 @@ func TestDecodeUpgradeCommand(t *testing.T) {
 		{"cluster field on an upgrade op", `{"v":1,"op":"upgrade-pause","vip":"v","at":4}`, "only node, role, target, reason and at", Command{}},
 		{"upgrade field on a cluster op", `{"v":1,"op":"claim","node":"a","role":"server","at":1}`, "target and role not allowed", Command{}},
 		{"reason without failure", `{"v":1,"op":"upgrade-done","node":"a","role":"agent","reason":"x","at":1}`, "field reason not allowed", Command{}},
-		{"needs a newer reader", `{"v":4,"op":"upgrade-pause","at":4}`, "needs version 4, this build reads up to 3", Command{}},
+		{"needs a newer reader", `{"v":5,"op":"upgrade-pause","at":4}`, "needs version 5, this build reads up to 4", Command{}},
 	}
 	for _, tc := range tests {
 		c, err := DecodeCommand([]byte(tc.in))
@@ -180,5 +180,38 @@ func TestDecideUpgradeDuty(t *testing.T) {
 	st.Upgrade = nil
 	if c := step(); c.Op != "" {
 		t.Fatalf("committed %+v while voter c reads only version 1", c)
+	}
+}
+
+// TestUpgradeDrainWireFormat: upgrade-drain is written as command
+// version 4, so a build that reads up to 3 refuses it rather than
+// skipping it, and a snapshot holding a drained agent is version 5.
+func TestUpgradeDrainWireFormat(t *testing.T) {
+	c := UpgradeCommand(upgrade.Command{Op: upgrade.OpDrain, Node: "a1", Role: upgrade.RoleAgent, At: 5})
+	enc, err := EncodeCommand(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(enc), `"v":4`) {
+		t.Fatalf("upgrade-drain encoded as %s, want version 4", enc)
+	}
+	if _, err := DecodeCommand([]byte(`{"v":1,"op":"upgrade-drain","node":"s1","role":"server","at":2}`)); err == nil || !strings.Contains(err.Error(), "only agents are drained") {
+		t.Fatalf("a server's drain decoded: %v", err)
+	}
+	st := ClusterState{Bootstrap: "s0", Started: true, ClusterReady: &ClusterReady{VIP: "v", CAHash: "c"},
+		Upgrade: &upgrade.Progress{Target: "v1.37.1+rke2r1", Hosts: []upgrade.HostProgress{{Name: "a1", Role: upgrade.RoleAgent, State: upgrade.HostDraining, Since: 5}}}}
+	b, err := encodeSnapshot(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(b), `{"v":5,`) {
+		t.Fatalf("snapshot with a draining agent: %.40s, want version 5", b)
+	}
+	if _, err := decodeSnapshot(b); err != nil {
+		t.Fatal(err)
+	}
+	old := strings.Replace(string(b), `{"v":5,`, `{"v":4,`, 1)
+	if _, err := decodeSnapshot([]byte(old)); err == nil || !strings.Contains(err.Error(), "below version 5") {
+		t.Fatalf("a drained agent in a version 4 snapshot: %v", err)
 	}
 }

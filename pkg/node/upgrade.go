@@ -264,14 +264,17 @@ func (u *upgradeRunner) step(ctx context.Context, s upgrade.Step, target string)
 // kept rather than its start, since a wrapped error ends with its cause
 // (the install script's last words, etcd's refusal). The log has it all.
 func failureReason(s upgrade.Step, err error) string {
-	msg := err.Error()
-	budget := maxReportedFailure - len(s) - len(": ...")
-	if len(msg) > budget {
-		cut := len(msg) - budget
-		for cut < len(msg) && !utf8.RuneStart(msg[cut]) {
-			cut++
-		}
-		msg = "..." + msg[cut:]
+	return upgrade.StepFailed(s, errors.New(tailOf(err.Error(), maxReportedFailure-len(s)-len(": "))))
+}
+
+// tailOf is msg within budget bytes: its end, after "...", when longer.
+func tailOf(msg string, budget int) string {
+	if len(msg) <= budget {
+		return msg
 	}
-	return upgrade.StepFailed(s, errors.New(msg))
+	cut := len(msg) - (budget - len("..."))
+	for cut < len(msg) && !utf8.RuneStart(msg[cut]) {
+		cut++
+	}
+	return "..." + msg[cut:]
 }

@@ -155,6 +155,10 @@ type upgradeState struct {
 	step   upgrade.Step // the step running now ("" none)
 	target string
 	report *status.Upgrade // the last plan's report (servers)
+	// jobs are the drains and uncordons of agents this server runs as
+	// leader (upgrade_jobs.go), under ctx, runUpgrades' context.
+	jobs *leaderJobs
+	ctx  context.Context
 }
 
 // initUpgrade builds the runner over ops (nil: this host's real steps).
@@ -173,10 +177,12 @@ func (n *Node) initUpgrade(ops upgradeOps, g upgradeGossip) error {
 	if n.cfg.IsServer() {
 		role = upgrade.RoleServer
 	}
-	n.upg = &upgradeState{gossip: g, metrics: m}
+	n.upg = &upgradeState{gossip: g, metrics: m, jobs: newLeaderJobs()}
 	n.agentBegins = newAgentBeginSource(n)
 	n.upg.runner = &upgradeRunner{
-		role: role, drain: n.cfg.UpgradeDrain, ops: ops, clk: n.clk, log: n.log.Named("upgrade"),
+		// An agent is drained by the leader (upgrade_jobs.go), never by
+		// itself: it holds no admin kubeconfig.
+		role: role, drain: n.cfg.UpgradeDrain && role == upgrade.RoleServer, ops: ops, clk: n.clk, log: n.log.Named("upgrade"),
 		save:   n.saveUpgradeRun,
 		onStep: n.upgradeStep,
 	}
@@ -368,6 +374,9 @@ func (n *Node) myBegin() (upgradeBegin, bool) {
 // facts, run the steps of a begin naming this host, and on servers keep
 // the plan shown in status and metrics fresh.
 func (n *Node) runUpgrades(ctx context.Context) {
+	n.upg.mu.Lock()
+	n.upg.ctx = ctx
+	n.upg.mu.Unlock()
 	// An agent learns its begin from the servers' signed claims: it looks
 	// again whenever gossip reports a change (a claim accepted among
 	// them), not only at its tick, and at most every agentUpgradeWake.
@@ -505,9 +514,18 @@ func (n *Node) upgradeDuty(st election.ClusterState, now time.Time) (upgrade.Com
 	if n.members == nil || n.upg == nil {
 		return upgrade.Command{}, false
 	}
-	in := n.upgradeInput(st, n.members.Members(), n.cfg.NodeName, now)
+	members := n.members.Members()
+	in := n.upgradeInput(st, members, n.cfg.NodeName, now)
+	in.DrainAgents = n.drainAgents(st, members)
+	in.Drains, in.Uncordons = n.upg.jobs.results(in.Progress)
 	plan := upgrade.Decide(in)
 	n.showUpgradePlan(in, plan)
+	n.upg.mu.Lock()
+	ctx := n.upg.ctx
+	n.upg.mu.Unlock()
+	if ctx != nil && len(plan.Jobs) > 0 {
+		n.upg.jobs.start(ctx, plan.Jobs, n.runLeaderJob, n.wakeCoordinator)
+	}
 	if plan.Command == nil {
 		return upgrade.Command{}, false
 	}

@@ -81,21 +81,31 @@ func (o *hostUpgradeOps) Install(ctx context.Context, version string) (string, e
 
 // Cordon patches this host's Node.
 func (o *hostUpgradeOps) Cordon(ctx context.Context, unschedulable bool) error {
+	return o.cordonNode(ctx, o.n.cfg.NodeName, unschedulable)
+}
+
+// Evict evicts this host's pods (evictNode).
+func (o *hostUpgradeOps) Evict(ctx context.Context) error {
+	return o.evictNode(ctx, o.n.cfg.NodeName)
+}
+
+// cordonNode patches node's Node: this host's, or as leader an agent's.
+func (o *hostUpgradeOps) cordonNode(ctx context.Context, node string, unschedulable bool) error {
 	return o.withKube(func(c *kubeapi.Client) error {
-		return c.SetUnschedulable(ctx, o.n.cfg.NodeName, unschedulable)
+		return c.SetUnschedulable(ctx, node, unschedulable)
 	})
 }
 
-// Evict evicts every pod on this host kubectl drain would, again while a
+// evictNode evicts every pod on node kubectl drain would, again while a
 // budget refuses one, until none is left or ctx ends (the step's
 // deadline): then the error names the pods left.
-func (o *hostUpgradeOps) Evict(ctx context.Context) error {
+func (o *hostUpgradeOps) evictNode(ctx context.Context, node string) error {
 	return o.withKube(func(c *kubeapi.Client) error {
 		b := o.n.retryPolicy.Start()
 		for {
-			pods, err := c.PodsOn(ctx, o.n.cfg.NodeName)
+			pods, err := c.PodsOn(ctx, node)
 			if err != nil {
-				return fmt.Errorf("list the pods on %s: %w", o.n.cfg.NodeName, err)
+				return fmt.Errorf("list the pods on %s: %w", node, err)
 			}
 			var left []string
 			for _, p := range pods {
@@ -123,7 +133,8 @@ func (o *hostUpgradeOps) Evict(ctx context.Context) error {
 }
 
 // withKube calls fn with a client of the local API server through the
-// admin kubeconfig RKE2 writes (servers), or fails saying drain needs it.
+// admin kubeconfig RKE2 writes on servers, or fails saying drain needs it
+// (an agent never drains itself: the leader does).
 func (o *hostUpgradeOps) withKube(fn func(*kubeapi.Client) error) error {
 	n := o.n
 	path := filepath.Join(n.cfg.RKE2ConfigDir, "rke2.yaml")

@@ -41,18 +41,30 @@
 //	command         sent by   committed when (evidence)
 //	upgrade-start   leader    every server wants T; some host runs < T; nothing refused;
 //	                          quorum not at risk; no server joining; not paused; no host in flight
+//	upgrade-drain   leader    agents, with Input.DrainAgents: as upgrade-begin; the agent is
+//	                          draining (in flight, not begun) while the leader drains its Node
 //	upgrade-begin   leader    servers: the rules above, and no join slot held (the FSM checks it);
-//	                          agents: every server runs T, the batch has room
+//	                          agents: every server runs T, the batch has room; a draining
+//	                          agent: the leader's drain for its Since succeeded
 //	upgrade-done    leader    the host gossips running T, healthy, and Finished = the begin's Since
-//	                          (a host not begun that already runs T and is healthy: no steps)
+//	                          (a host not begun that already runs T and is healthy: no steps);
+//	                          a drained agent: once the leader's uncordon succeeded
 //	upgrade-failed  leader    the host gossips Failed for this begin (FailedBegin = its Since),
-//	                          or HostTimeout passed since its begin
+//	                          or HostTimeout passed since its begin, or the leader's drain or
+//	                          uncordon of it failed
 //	upgrade-pause   operator  always (through the leader)
-//	upgrade-resume  operator  always; clears failures
+//	upgrade-resume  operator  always; clears failures: a failed agent the leader drained (or
+//	                          began to) is draining again, the others are retried from the start
+//
+// The leader's own work, drains and uncordons of agents (an agent holds
+// no admin kubeconfig), is not in the log: Decide lists it as Plan.Jobs
+// and reads how each ended from Input.Drains and Input.Uncordons, keyed by
+// the begin it ran for. A new leader runs them again.
 //
 // Progress.Apply enforces what holds whatever the leader saw: at most one
 // server upgrading, no begin while paused or stopped by a failure, no
-// start while a host is in flight or failed.
+// start while a host is in flight (draining or upgrading) or failed; a
+// draining agent still begins while paused (it is in flight).
 // The cluster FSM (pkg/election, upgrade.go) adds: a server begins only
 // while the join slot is free, and no slot is granted while a server
 // upgrades: a join and a server's upgrade are one permission.
@@ -102,17 +114,18 @@
 //     whatever artifact-path holds, so a mismatch fails the step naming
 //     both versions. install-method none installs nothing: the step passes
 //     only if config management already put the target on disk;
-//   - drain (upgrade-drain): cordon the Node and evict its pods through
-//     the Kubernetes API with the admin kubeconfig, honouring
+//   - drain (upgrade-drain, servers): cordon the Node and evict its pods
+//     through the Kubernetes API with the admin kubeconfig, honouring
 //     PodDisruptionBudgets, 10 minutes; DaemonSet pods and static pods
-//     stay;
+//     stay. An agent has no such step: the leader drains it before its
+//     begin and uncordons it after (JobDrain, JobUncordon);
 //   - restart: ServiceManager.Stop then Start of rke2-server or
 //     rke2-agent; Start does not block (a server sends READY=1 only once
 //     its apiserver is ready), so the state is watched;
 //   - wait-healthy: until the host's own Healthy (above) holds at the
 //     target, within HostTimeout; it then sets Finished and the leader
 //     commits upgrade-done;
-//   - uncordon (upgrade-drain).
+//   - uncordon (upgrade-drain, servers).
 //
 // Any step's error is gossiped as Failed and the host stops: it never
 // retries on its own (a retry is the operator's `upgrade resume`).

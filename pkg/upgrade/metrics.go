@@ -12,9 +12,9 @@ import (
 //
 //	rke2_hanode_upgrade_wanted_version{node,role,version}   1 per host: what its config wants
 //	rke2_hanode_upgrade_running_version{node,role,version}  1 per host: what it runs
-//	rke2_hanode_upgrade_host_state{node,state}              1 per host in the roll: upgrading, done or failed
+//	rke2_hanode_upgrade_host_state{node,state}              1 per host in the roll: draining, upgrading, done or failed
 //	rke2_hanode_upgrade_phase{phase}                        1 for the roll's phase (Phases)
-//	rke2_hanode_upgrade_hosts{role,state}                   hosts by role and place: pending, upgrading, done, failed
+//	rke2_hanode_upgrade_hosts{role,state}                   hosts by role and place: pending, draining, upgrading, done, failed
 //	rke2_hanode_upgrade_blocked{reason}                     1 while blocked, by kind (BlockedKinds), else 0 for all
 //	rke2_hanode_upgrade_paused                              1 while paused
 //
@@ -43,9 +43,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		wanted:    gv("wanted_version", "1 per host, labelled with the RKE2 version its configuration wants.", "node", "role", "version"),
 		running:   gv("running_version", "1 per host, labelled with the RKE2 version it runs.", "node", "role", "version"),
-		hostState: gv("host_state", "1 per host in the current roll, labelled with its state: upgrading, done or failed.", "node", "state"),
+		hostState: gv("host_state", "1 per host in the current roll, labelled with its state: draining, upgrading, done or failed.", "node", "state"),
 		phase:     gv("phase", "1 for the rolling upgrade's phase.", "phase"),
-		hosts:     gv("hosts", "Hosts by role and place in the roll: pending, upgrading, done, failed.", "role", "state"),
+		hosts:     gv("hosts", "Hosts by role and place in the roll: pending, draining, upgrading, done, failed.", "role", "state"),
 		blocked:   gv("blocked", "1 for the kind of reason the roll is blocked (refused, failed, paused, waiting); all 0 when it is not.", "reason"),
 		paused: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "rke2_hanode", Subsystem: "upgrade", Name: "paused",
 			Help: "1 while the rolling upgrade is paused."}),
@@ -69,7 +69,7 @@ func (m *Metrics) Update(in Input, plan Plan) {
 	m.hosts.Reset()
 	counts := map[[2]string]int{}
 	for _, role := range []Role{RoleServer, RoleAgent} {
-		for _, st := range []string{"pending", string(HostUpgrading), string(HostDone), string(HostFailed)} {
+		for _, st := range []string{"pending", string(HostDraining), string(HostUpgrading), string(HostDone), string(HostFailed)} {
 			counts[[2]string{string(role), st}] = 0
 		}
 	}

@@ -29,7 +29,7 @@ rke2_hanode_upgrade_blocked{reason="failed"} 1
 rke2_hanode_upgrade_blocked{reason="paused"} 0
 rke2_hanode_upgrade_blocked{reason="refused"} 0
 rke2_hanode_upgrade_blocked{reason="waiting"} 0
-# HELP rke2_hanode_upgrade_host_state 1 per host in the current roll, labelled with its state: upgrading, done or failed.
+# HELP rke2_hanode_upgrade_host_state 1 per host in the current roll, labelled with its state: draining, upgrading, done or failed.
 # TYPE rke2_hanode_upgrade_host_state gauge
 rke2_hanode_upgrade_host_state{node="s0",state="failed"} 1
 # HELP rke2_hanode_upgrade_wanted_version 1 per host, labelled with the RKE2 version its configuration wants.

@@ -95,7 +95,41 @@ type Input struct {
 	Now            time.Time
 	// HostTimeout: a host upgrading longer is failed; 0 never.
 	HostTimeout time.Duration
+	// DrainAgents: the leader drains each agent before its begin
+	// (upgrade-drain on the leader, and every voter's build reads
+	// upgrade-drain); Drains and Uncordons are the leader's jobs that
+	// ended, by agent: a drain of a draining agent, an uncordon of a
+	// drained one whose steps finished. A result counts only for the
+	// begin it was run for (JobResult.Since).
+	DrainAgents       bool
+	Drains, Uncordons map[string]JobResult
 }
+
+// JobResult is how a drain or uncordon the leader ran for a host ended.
+type JobResult struct {
+	Since int64  // the HostProgress.Since it ran for
+	Err   string // "" when it succeeded
+}
+
+// Job is work the leader does itself, outside the log, before the roll
+// can go on: drain a draining agent, or uncordon a drained one whose
+// steps finished. The shell runs each once per Since (again on a new
+// leader: both are idempotent) and reports it in Input.Drains or
+// Input.Uncordons.
+type Job struct {
+	Kind  JobKind
+	Node  string
+	Since int64
+}
+
+// JobKind is what a Job does.
+type JobKind string
+
+// Job kinds.
+const (
+	JobDrain    JobKind = "drain"    // cordon the agent's Node and evict its pods
+	JobUncordon JobKind = "uncordon" // make the agent's Node schedulable again
+)
 
 // Plan phases.
 const (
@@ -119,11 +153,15 @@ type Plan struct {
 	// Servers still to upgrade in the order they will, the one upgrading
 	// first; Agents likewise, those upgrading first.
 	Servers, Agents []string
-	// Upgrading are the hosts running their steps now.
+	// Upgrading are the hosts in flight now: draining or running their
+	// steps.
 	Upgrading []string
 	// Command is the one change to commit now, nil for none. The leader
 	// commits it, then decides again on the state that includes it.
 	Command *Command
+	// Jobs are the drains and uncordons the leader should be running now
+	// (whatever Command is).
+	Jobs []Job
 }
 
 // Decide is one step of the roll: it reads the committed progress and the
@@ -142,28 +180,56 @@ func Decide(in Input) Plan {
 		byName[h.Name] = h
 	}
 	plan := Plan{Target: p.Target}
-	for _, h := range p.In(HostUpgrading) {
+	for _, h := range p.InFlight() {
 		plan.Upgrading = append(plan.Upgrading, h.Name)
 	}
 
 	// First what the hosts in flight report: done, failed, or too slow.
-	// These are recorded even while paused or refused.
-	for _, hp := range p.In(HostUpgrading) {
+	// These are recorded even while paused or refused. The leader's own
+	// jobs come first: a drained agent begins, an uncordoned one is done.
+	var first *Command
+	for _, hp := range p.InFlight() {
 		h, seen := byName[hp.Name]
 		target := rke2version.MustParse(p.Target)
+		var c *Command
 		switch {
+		case hp.State == HostDraining:
+			if r, ok := in.Drains[hp.Name]; ok && r.Since == hp.Since {
+				if r.Err != "" {
+					c = &Command{Op: OpFailed, Node: hp.Name, Reason: StepFailed(StepDrain, errString(r.Err)), At: at}
+				} else {
+					c = &Command{Op: OpBegin, Node: hp.Name, Role: hp.Role, At: at}
+				}
+			} else {
+				plan.Jobs = append(plan.Jobs, Job{Kind: JobDrain, Node: hp.Name, Since: hp.Since})
+			}
 		case seen && h.Failed != "" && h.FailedBegin == hp.Since:
-			plan.Command = &Command{Op: OpFailed, Node: hp.Name, Reason: clip(h.Failed), At: at}
+			c = &Command{Op: OpFailed, Node: hp.Name, Reason: clip(h.Failed), At: at}
 		case seen && h.Finished == hp.Since && h.Healthy && h.Running == target:
-			plan.Command = &Command{Op: OpDone, Node: hp.Name, Role: hp.Role, At: at}
-		case in.HostTimeout > 0 && in.Now.Sub(time.Unix(0, hp.Since)) > in.HostTimeout:
-			plan.Command = &Command{Op: OpFailed, Node: hp.Name, At: at,
+			r, ok := in.Uncordons[hp.Name]
+			switch {
+			case !hp.Drained:
+				c = &Command{Op: OpDone, Node: hp.Name, Role: hp.Role, At: at}
+			case ok && r.Since == hp.Since && r.Err != "":
+				c = &Command{Op: OpFailed, Node: hp.Name, Reason: StepFailed(StepUncordon, errString(r.Err)), At: at}
+			case ok && r.Since == hp.Since:
+				c = &Command{Op: OpDone, Node: hp.Name, Role: hp.Role, At: at}
+			default:
+				plan.Jobs = append(plan.Jobs, Job{Kind: JobUncordon, Node: hp.Name, Since: hp.Since})
+			}
+		}
+		if c == nil && in.HostTimeout > 0 && in.Now.Sub(time.Unix(0, hp.Since)) > in.HostTimeout {
+			c = &Command{Op: OpFailed, Node: hp.Name, At: at,
 				Reason: fmt.Sprintf("not healthy at %s within %s of beginning", p.Target, in.HostTimeout)}
 		}
-		if plan.Command != nil {
+		if c != nil && first == nil {
+			first = c
 			plan.Phase = phaseOf(hp.Role)
-			return plan
 		}
+	}
+	if first != nil {
+		plan.Command = first
+		return plan
 	}
 
 	servers, agents := split(in.Hosts)
@@ -178,7 +244,7 @@ func Decide(in Input) Plan {
 	}
 
 	active := p.Target != "" && needed(p, in.Hosts)
-	if active && len(p.In(HostUpgrading)) == 0 {
+	if active && len(p.InFlight()) == 0 {
 		// The configuration moved on mid-roll (every server now wants
 		// another version than the roll's): a new roll supersedes this one
 		// rather than waiting for hosts whose configuration no longer
@@ -235,7 +301,7 @@ func Decide(in Input) Plan {
 	unavailable := 0
 	for _, a := range agents {
 		hp, ok := p.Host(a.Name)
-		if (ok && hp.State == HostUpgrading) || !a.Healthy {
+		if (ok && (hp.State == HostUpgrading || hp.State == HostDraining)) || !a.Healthy {
 			unavailable++
 		}
 	}
@@ -259,7 +325,11 @@ func Decide(in Input) Plan {
 			}
 			continue
 		}
-		plan.Command = &Command{Op: OpBegin, Node: name, Role: RoleAgent, At: at}
+		op := OpBegin
+		if in.DrainAgents {
+			op = OpDrain
+		}
+		plan.Command = &Command{Op: op, Node: name, Role: RoleAgent, At: at}
 		plan.Blocked = ""
 		return plan
 	}
@@ -383,7 +453,7 @@ func serversBlocked(in Input, servers []Host) string {
 // whose configuration wants the target and runs older. A roll nobody's
 // configuration wants any more is over.
 func needed(p Progress, hosts []Host) bool {
-	if len(p.In(HostUpgrading)) > 0 {
+	if len(p.InFlight()) > 0 {
 		return true
 	}
 	target := rke2version.MustParse(p.Target)
@@ -405,7 +475,7 @@ func complete(p Progress, hosts []Host) bool {
 			return false
 		}
 	}
-	return len(p.In(HostUpgrading)) == 0
+	return len(p.InFlight()) == 0
 }
 
 // remaining lists hosts not yet done, those upgrading first, then by name
@@ -415,7 +485,7 @@ func remaining(p Progress, hosts []Host, leader string) []string {
 	for _, h := range hosts {
 		hp, ok := p.Host(h.Name)
 		switch {
-		case ok && hp.State == HostUpgrading:
+		case ok && (hp.State == HostUpgrading || hp.State == HostDraining):
 			up = append(up, h.Name)
 		case ok && hp.State == HostDone:
 		default:
@@ -477,6 +547,11 @@ func show(v rke2version.Version) string {
 	}
 	return v.String()
 }
+
+// errString is a job's error text as an error, for StepFailed.
+type errString string
+
+func (e errString) Error() string { return string(e) }
 
 // clip bounds a host's reported reason to what a command carries.
 func clip(s string) string {

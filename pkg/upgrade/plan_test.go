@@ -3,6 +3,7 @@ package upgrade
 import (
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -29,7 +30,12 @@ import (
 //   - never a refused upgrade acted upon: no host installs a version older
 //     than it runs, or more than one minor ahead;
 //   - a failure stops the roll: after a failure is committed no host
-//     begins until a resume is.
+//     begins until a resume is;
+//   - with the leader draining agents (a run in two): no agent restarts
+//     unless its Node is cordoned, the leader uncordons only an agent whose
+//     steps finished, and none is left cordoned once the roll settles. The
+//     leader's jobs end at random moments, now and then with an error, and
+//     a new leader forgets the results of the old one's.
 
 var modelSeed = flag.Uint64("upgrade-seed", 0, "run the upgrade model check with this seed only")
 
@@ -55,8 +61,13 @@ type model struct {
 	decide  func(Input) Plan
 	budget  Budget
 	stopped bool // a failure is committed and no resume since
-	trace   []string
-	stats   map[string]int
+	// drain: the leader drains agents; cordoned is each Node's state in the
+	// Kubernetes API; drains and uncordons the leader's jobs that ended.
+	drain             bool
+	cordoned          map[string]bool
+	drains, uncordons map[string]JobResult
+	trace             []string
+	stats             map[string]int
 }
 
 func (m *model) logf(format string, a ...any) {
@@ -66,7 +77,8 @@ func (m *model) logf(format string, a ...any) {
 func newModel(seed uint64, decide func(Input) Plan) *model {
 	rng := rand.New(rand.NewPCG(seed, 0x0b9ade))
 	m := &model{rng: rng, now: time.Unix(1_800_000_000, 0), decide: decide, stats: map[string]int{},
-		budget: Budget{N: 1 + rng.IntN(2), Percent: false}}
+		budget: Budget{N: 1 + rng.IntN(2), Percent: false}, drain: rng.IntN(2) == 0,
+		cordoned: map[string]bool{}, drains: map[string]JobResult{}, uncordons: map[string]JobResult{}}
 	base := rng.IntN(3)
 	servers := []int{1, 3, 3, 5}[rng.IntN(4)]
 	agents := rng.IntN(5)
@@ -114,13 +126,52 @@ func (m *model) input() Input {
 	}
 	m.rng.Shuffle(len(hosts), func(i, j int) { hosts[i], hosts[j] = hosts[j], hosts[i] })
 	return Input{Hosts: hosts, Progress: m.prog.Clone(), Leader: "s0", QuorumAtRisk: m.quorumAtRisk(),
-		MaxUnavailable: m.budget, Now: m.now, HostTimeout: 30 * time.Minute}
+		MaxUnavailable: m.budget, Now: m.now, HostTimeout: 30 * time.Minute,
+		DrainAgents: m.drain, Drains: maps.Clone(m.drains), Uncordons: maps.Clone(m.uncordons)}
+}
+
+// jobs runs the leader's jobs the plan lists: each ends now or later, now
+// and then with an error, as a drain behind a PodDisruptionBudget does.
+func (m *model) jobs(plan Plan) error {
+	for _, j := range plan.Jobs {
+		if m.rng.IntN(3) == 0 {
+			continue // still running
+		}
+		h := m.host(j.Node)
+		r := JobResult{Since: j.Since}
+		if m.rng.IntN(8) == 0 {
+			r.Err = "a PodDisruptionBudget refused the eviction"
+		}
+		switch j.Kind {
+		case JobDrain:
+			m.cordoned[j.Node] = true // cordoned, whether or not the evictions end
+			m.drains[j.Node] = r
+		case JobUncordon:
+			if h.step != 0 && h.Finished != j.Since {
+				return fmt.Errorf("the leader uncordons %s before its steps finished", j.Node)
+			}
+			if r.Err == "" {
+				m.cordoned[j.Node] = false
+			}
+			m.uncordons[j.Node] = r
+		}
+		m.logf("job %s %s ended (%q)", j.Kind, j.Node, r.Err)
+	}
+	return nil
 }
 
 // lead decides once, checking the decision against the world now.
 func (m *model) lead() error {
 	in := m.input()
 	plan := m.decide(in)
+	if m.rng.IntN(20) == 0 {
+		// A new leader: the old one's job results are gone.
+		clear(m.drains)
+		clear(m.uncordons)
+	}
+	if err := m.jobs(plan); err != nil {
+		return err
+	}
 	if plan.Command == nil {
 		return nil
 	}
@@ -159,6 +210,9 @@ func (m *model) commit() error {
 	m.prog = next
 	m.stats[c.Op]++
 	m.logf("%s %s %s applied", c.Op, c.Node, c.Target)
+	if hp, ok := m.prog.Host(c.Node); ok && c.Op == OpDone && hp.Drained && m.cordoned[c.Node] {
+		return fmt.Errorf("drained agent %s recorded done while still cordoned", c.Node)
+	}
 	switch c.Op {
 	case OpFailed:
 		m.stopped = true
@@ -315,6 +369,13 @@ func (m *model) check() error {
 	if len(out) > 1 {
 		return fmt.Errorf("servers %v restarting for their upgrade at once", out)
 	}
+	if m.drain {
+		for _, h := range m.hosts {
+			if h.Role == RoleAgent && h.step >= 3 && !m.cordoned[h.Name] {
+				return fmt.Errorf("agent %s restarts for its upgrade while not cordoned", h.Name)
+			}
+		}
+	}
 	var oldest rke2version.Version
 	for _, h := range m.hosts {
 		if h.Role == RoleServer && (oldest.IsZero() || h.Running.Less(oldest)) {
@@ -369,7 +430,7 @@ func (m *model) settle() error {
 		}
 	}
 	var want rke2version.Version
-	if len(m.prog.In(HostUpgrading)) > 0 {
+	if len(m.prog.InFlight()) > 0 {
 		want = rke2version.MustParse(m.prog.Target)
 	}
 	for _, h := range m.hosts {
@@ -429,6 +490,9 @@ func (m *model) settle() error {
 			return fmt.Errorf("liveness: after settling, %s runs %s (healthy %v), every host wants %s; the plan is %s: %s",
 				h.Name, h.Running, h.Healthy, want, plan.Phase, plan.Blocked)
 		}
+		if m.cordoned[h.Name] {
+			return fmt.Errorf("liveness: after settling, %s is still cordoned", h.Name)
+		}
 	}
 	m.stats["settled"]++
 	return nil
@@ -437,11 +501,11 @@ func (m *model) settle() error {
 // settled: every host runs want, healthy, and nothing is in flight.
 func (m *model) settled(want rke2version.Version) bool {
 	for _, h := range m.hosts {
-		if h.Running != want || !h.Healthy || h.step != 0 {
+		if h.Running != want || !h.Healthy || h.step != 0 || m.cordoned[h.Name] {
 			return false
 		}
 	}
-	return len(m.prog.In(HostUpgrading)) == 0
+	return len(m.prog.InFlight()) == 0
 }
 
 func modelCheck(decide func(Input) Plan, runs, steps int) (uint64, error) {
@@ -532,8 +596,29 @@ func decideIgnoresFailures(in Input) Plan {
 	return Decide(in)
 }
 
+// decideBeginsUndrained begins agents without their drain.
+func decideBeginsUndrained(in Input) Plan {
+	p := Decide(in)
+	if p.Command != nil && p.Command.Op == OpDrain {
+		p.Command.Op = OpBegin
+	}
+	return p
+}
+
+// decideDoneCordoned records a drained agent done without its uncordon.
+func decideDoneCordoned(in Input) Plan {
+	un := map[string]JobResult{}
+	for _, h := range in.Progress.InFlight() {
+		un[h.Name] = JobResult{Since: h.Since}
+	}
+	in.Uncordons = un
+	return Decide(in)
+}
+
 func TestModelCheckFindsMutants(t *testing.T) {
 	for name, d := range map[string]func(Input) Plan{
+		"begins an agent before its drain":      decideBeginsUndrained,
+		"records an agent done cordoned":        decideDoneCordoned,
 		"begins a server while another is down": decideIgnoresHealth,
 		"begins agents before the servers":      decideAgentsEarly,
 		"lets a minor be skipped":               decideAllowsSkips,

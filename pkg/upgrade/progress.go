@@ -25,6 +25,11 @@ type HostState string
 
 // Host states.
 const (
+	// HostDraining: an agent the leader cordons and drains through the
+	// Kubernetes API before the agent may run its steps (upgrade-drain:
+	// an agent holds no admin kubeconfig, so a server drains it). It is in
+	// flight and unavailable; the agent does not see a begin yet.
+	HostDraining HostState = "draining"
 	// HostUpgrading: the host may run its steps (Steps); for a server this
 	// is the join slot's permission, so no server joins meanwhile.
 	HostUpgrading HostState = "upgrading"
@@ -56,11 +61,15 @@ type HostProgress struct {
 	State  HostState `json:"state"`
 	Since  int64     `json:"since"` // unix nanoseconds, the leader's clock
 	Reason string    `json:"reason,omitempty"`
+	// Drained: an agent the leader drained before its begin; the leader
+	// uncordons it before it records it done.
+	Drained bool `json:"drained,omitempty"`
 }
 
 // Operations on Progress, as they appear in the replicated log.
 const (
 	OpStart  = "upgrade-start"  // Target: a new roll begins (no host in flight)
+	OpDrain  = "upgrade-drain"  // agent Node is drained by the leader, then begins
 	OpBegin  = "upgrade-begin"  // Node (Role) may run its steps now
 	OpDone   = "upgrade-done"   // Node (Role) runs Target and is healthy
 	OpFailed = "upgrade-failed" // Node failed (Reason): the roll stops
@@ -69,7 +78,7 @@ const (
 )
 
 // Ops lists the operations, for codecs that dispatch on them.
-var Ops = []string{OpStart, OpBegin, OpDone, OpFailed, OpPause, OpResume}
+var Ops = []string{OpStart, OpDrain, OpBegin, OpDone, OpFailed, OpPause, OpResume}
 
 // IsOp reports whether op is one of Ops.
 func IsOp(op string) bool { return slices.Contains(Ops, op) }
@@ -95,7 +104,7 @@ func (c Command) Validate() error {
 	switch c.Op {
 	case OpStart:
 		n = need{target: true}
-	case OpBegin:
+	case OpBegin, OpDrain:
 		n = need{node: true, role: true}
 	case OpDone:
 		n = need{node: true, role: true}
@@ -127,6 +136,9 @@ func (c Command) Validate() error {
 	}
 	if c.Role != "" && c.Role != RoleServer && c.Role != RoleAgent {
 		return fmt.Errorf("upgrade: command %s: role %q: want server or agent", c.Op, c.Role)
+	}
+	if c.Op == OpDrain && c.Role != RoleAgent {
+		return fmt.Errorf("upgrade: command %s: role %q: only agents are drained by the leader (a server drains itself)", c.Op, c.Role)
 	}
 	if c.Target != "" {
 		if v, err := rke2version.Parse(c.Target); err != nil || v.String() != c.Target {
@@ -174,6 +186,18 @@ func (p Progress) In(s HostState) []HostProgress {
 	return out
 }
 
+// InFlight returns the hosts draining or upgrading, in name order: begun
+// and not yet done or failed.
+func (p Progress) InFlight() []HostProgress {
+	var out []HostProgress
+	for _, h := range p.Hosts {
+		if h.State == HostDraining || h.State == HostUpgrading {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
 // ServerUpgrading is the server holding the roll's slot, if any.
 func (p Progress) ServerUpgrading() (string, bool) {
 	for _, h := range p.Hosts {
@@ -187,8 +211,9 @@ func (p Progress) ServerUpgrading() (string, bool) {
 // Apply returns the next Progress. It is a pure function of (p, c): every
 // replica computes the same. It enforces what holds whatever the leader
 // saw: at most one server upgrading, no agent while a server upgrades, no
-// host beginning while the roll is paused or stopped by a failure, no new
-// roll while a host is in flight or failed. A refused transition returns p
+// host beginning while the roll is paused or stopped by a failure (an
+// agent drained before the pause may still begin: it is in flight), no
+// new roll while a host is in flight or failed. A refused transition returns p
 // unchanged and an error wrapping ErrTransition.
 func (p Progress) Apply(c Command) (Progress, error) {
 	if err := c.Validate(); err != nil {
@@ -200,7 +225,7 @@ func (p Progress) Apply(c Command) (Progress, error) {
 	next := p.Clone()
 	switch c.Op {
 	case OpStart:
-		if n := len(p.In(HostUpgrading)); n > 0 {
+		if n := len(p.InFlight()); n > 0 {
 			return reject("%d host(s) still upgrading to %s", n, p.Target)
 		}
 		if f := p.In(HostFailed); len(f) > 0 {
@@ -213,23 +238,36 @@ func (p Progress) Apply(c Command) (Progress, error) {
 		// be followed by one to an older version. Downgrades are refused per
 		// host, from what each runs (Decide).
 		next.Target, next.Hosts = c.Target, nil
-	case OpBegin:
+	case OpBegin, OpDrain:
+		h, ok := p.Host(c.Node)
+		drained := ok && h.State == HostDraining && c.Op == OpBegin
 		switch {
 		case p.Target == "":
 			return reject("no roll started")
-		case p.Paused:
+		case p.Paused && !drained:
 			return reject("the roll is paused")
 		}
 		if f := p.In(HostFailed); len(f) > 0 {
 			return reject("the roll is stopped: %s failed", f[0].Name)
 		}
-		if h, ok := p.Host(c.Node); ok {
+		if drained {
+			if h.Role != c.Role {
+				return reject("%s is draining as %s, not %s", c.Node, h.Role, c.Role)
+			}
+			next.put(HostProgress{Name: c.Node, Role: c.Role, State: HostUpgrading, Since: c.At, Drained: true})
+			break
+		}
+		if ok {
 			return reject("%s already %s", c.Node, h.State)
 		}
 		if s, ok := p.ServerUpgrading(); ok {
 			return reject("server %s is upgrading", s)
 		}
-		next.put(HostProgress{Name: c.Node, Role: c.Role, State: HostUpgrading, Since: c.At})
+		state := HostUpgrading
+		if c.Op == OpDrain {
+			state = HostDraining
+		}
+		next.put(HostProgress{Name: c.Node, Role: c.Role, State: state, Since: c.At})
 	case OpDone:
 		if p.Target == "" {
 			return reject("no roll started")
@@ -246,16 +284,27 @@ func (p Progress) Apply(c Command) (Progress, error) {
 		next.put(h)
 	case OpFailed:
 		h, ok := p.Host(c.Node)
-		if !ok || h.State != HostUpgrading {
+		if !ok || (h.State != HostUpgrading && h.State != HostDraining) {
 			return reject("%s is not upgrading", c.Node)
 		}
+		// An agent that failed while draining may be cordoned already:
+		// Drained says so, and its retry uncordons it in the end.
+		h.Drained = h.Drained || h.State == HostDraining
 		h.State, h.Since, h.Reason = HostFailed, c.At, c.Reason
 		next.put(h)
 	case OpPause:
 		next.Paused = true
 	case OpResume:
 		next.Paused = false
-		next.Hosts = slices.DeleteFunc(next.Hosts, func(h HostProgress) bool { return h.State == HostFailed })
+		next.Hosts = slices.DeleteFunc(next.Hosts, func(h HostProgress) bool { return h.State == HostFailed && !h.Drained })
+		// A failed agent the leader drained (or began to) is retried
+		// through a drain again, never recorded done without steps while
+		// it is cordoned: its drain is the leader's to undo.
+		for i, h := range next.Hosts {
+			if h.State == HostFailed {
+				next.Hosts[i] = HostProgress{Name: h.Name, Role: h.Role, State: HostDraining, Since: c.At}
+			}
+		}
 	}
 	return next, nil
 }
@@ -300,12 +349,19 @@ func (p Progress) Validate() error {
 			if h.Role == RoleServer {
 				servers++
 			}
+		case HostDraining:
+			if h.Role != RoleAgent || h.Drained {
+				return fmt.Errorf("upgrade: host %s: only an agent not yet drained is draining", h.Name)
+			}
 		case HostDone, HostFailed:
 		default:
 			return fmt.Errorf("upgrade: host %s: state %q", h.Name, h.State)
 		}
 		if (h.State == HostFailed) != (h.Reason != "") {
 			return fmt.Errorf("upgrade: host %s: a reason goes with a failure, and only with one", h.Name)
+		}
+		if h.Drained && h.Role != RoleAgent {
+			return fmt.Errorf("upgrade: host %s: only agents are drained by the leader", h.Name)
 		}
 		if h.Since <= 0 {
 			return fmt.Errorf("upgrade: host %s: time %d", h.Name, h.Since)

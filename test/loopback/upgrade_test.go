@@ -244,8 +244,9 @@ func sample(ctx context.Context, t *testing.T, c *demo.Cluster) *sampler {
 	return s
 }
 
-// TestRollingUpgrade: 3 servers (with upgrade-drain) and 2 agents from
-// one minor to the next. Servers go one at a time (never two supervisors down at once, so etcd
+// TestRollingUpgrade: 3 servers and 2 agents, all with upgrade-drain, from
+// one minor to the next. Each server drains itself; the leader drains
+// each agent (an agent holds no admin kubeconfig). Servers go one at a time (never two supervisors down at once, so etcd
 // keeps quorum), each after an etcd snapshot named for the target;
 // agents only once every server runs the target; no version skew recorded
 // by rke2sim; every host ends at the target with status done.
@@ -259,11 +260,7 @@ func TestRollingUpgrade(t *testing.T) {
 	// roll starts once every server wants the target.
 	s := sample(ctx, t, c)
 	reconfigure(t, c, func(n *demo.Node) map[string]string {
-		kv := map[string]string{"rke2-version": toV, "artifact-path": to}
-		if n.Role == "server" {
-			kv["upgrade-drain"] = "true" // RKE2's admin kubeconfig is on servers
-		}
-		return kv
+		return map[string]string{"rke2-version": toV, "artifact-path": to, "upgrade-drain": "true"}
 	})
 	u := waitUpgrade(t, c, 10*time.Minute, "done", func(u *status.Upgrade) bool { return u.Phase == "done" && u.Target == toV })
 	stop()
@@ -294,6 +291,22 @@ func TestRollingUpgrade(t *testing.T) {
 	for _, n := range c.Nodes {
 		if at := s.firstAt[n.Name]; n.Role == "agent" && !at.After(lastServer) {
 			t.Errorf("agent %s ran %s at %s, before the last server (%s)", n.Name, toV, at.Format(time.StampMilli), lastServer.Format(time.StampMilli))
+		}
+	}
+	// Every Node was cordoned and then uncordoned through a server's
+	// apiserver: a server's by itself, an agent's by the leader.
+	var simLogs string
+	for _, n := range c.Nodes {
+		if n.Role == "server" {
+			simLogs += readFile(filepath.Join(n.Dir, "hanode", "rke2-server.log"))
+		}
+	}
+	for _, n := range c.Nodes {
+		patched := func(v bool) bool {
+			return regexp.MustCompile(fmt.Sprintf(`node patched\t\{[^}]*"node": "%s", "unschedulable": %v\}`, regexp.QuoteMeta(n.Name), v)).MatchString(simLogs)
+		}
+		if !patched(true) || !patched(false) {
+			t.Errorf("%s: not cordoned and uncordoned through the Kubernetes API (cordoned %v, uncordoned %v)", n.Name, patched(true), patched(false))
 		}
 	}
 	for _, n := range c.Nodes {

@@ -1,0 +1,141 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"go.uber.org/zap"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/election"
+	"github.com/rke2-hanode/rke2-hanode/pkg/gossip"
+	"github.com/rke2-hanode/rke2-hanode/pkg/upgrade"
+)
+
+// The leader drains agents. An agent holds no admin kubeconfig (only the
+// agent token and its kubelet's own credentials), so with upgrade-drain on
+// the leader the roll drains each agent from the leader: it commits
+// upgrade-drain (the agent is draining: in flight, not yet begun),
+// cordons the agent's Node and evicts its pods through its own
+// apiserver with the admin kubeconfig RKE2 writes on servers, and commits
+// the agent's begin once that succeeded; after the agent's steps finished
+// it uncordons the Node and only then records the agent done. The plan
+// (upgrade.Decide) lists these as Jobs; leaderJobs runs each once per
+// begin, and a new leader runs them again (cordon, evict and uncordon are
+// idempotent). A servers drains itself, as before.
+
+// leaderJobs are the drains and uncordons this server runs as leader,
+// and how those that ended went.
+type leaderJobs struct {
+	mu        sync.Mutex
+	running   map[upgrade.Job]bool
+	drains    map[string]upgrade.JobResult
+	uncordons map[string]upgrade.JobResult
+}
+
+func newLeaderJobs() *leaderJobs {
+	return &leaderJobs{running: map[upgrade.Job]bool{}, drains: map[string]upgrade.JobResult{}, uncordons: map[string]upgrade.JobResult{}}
+}
+
+// results are the jobs that ended, for Decide's input. Results for hosts
+// no longer in flight under the same begin are dropped.
+func (j *leaderJobs) results(p upgrade.Progress) (drains, uncordons map[string]upgrade.JobResult) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	keep := map[string]int64{}
+	for _, h := range p.InFlight() {
+		keep[h.Name] = h.Since
+	}
+	drains, uncordons = map[string]upgrade.JobResult{}, map[string]upgrade.JobResult{}
+	for _, m := range []struct{ src, dst map[string]upgrade.JobResult }{{j.drains, drains}, {j.uncordons, uncordons}} {
+		for name, r := range m.src {
+			if since, ok := keep[name]; !ok || since != r.Since {
+				delete(m.src, name)
+				continue
+			}
+			m.dst[name] = r
+		}
+	}
+	return drains, uncordons
+}
+
+// start runs each job not running and not ended for its begin, in a
+// goroutine of its own under ctx; run does the work.
+func (j *leaderJobs) start(ctx context.Context, jobs []upgrade.Job, run func(context.Context, upgrade.Job) error, ended func()) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, job := range jobs {
+		done := j.drains
+		if job.Kind == upgrade.JobUncordon {
+			done = j.uncordons
+		}
+		if r, ok := done[job.Node]; j.running[job] || (ok && r.Since == job.Since) {
+			continue
+		}
+		j.running[job] = true
+		go func() {
+			err := run(ctx, job)
+			if ctx.Err() != nil {
+				j.mu.Lock()
+				delete(j.running, job)
+				j.mu.Unlock()
+				return
+			}
+			r := upgrade.JobResult{Since: job.Since}
+			if err != nil {
+				r.Err = err.Error()
+			}
+			j.mu.Lock()
+			delete(j.running, job)
+			done[job.Node] = r
+			j.mu.Unlock()
+			ended()
+		}()
+	}
+}
+
+// drainAgents: the leader drains agents before their begin, when its own
+// upgrade-drain says so and every voter's build reads upgrade-drain; an
+// older voter would refuse the command, so agents then begin undrained.
+func (n *Node) drainAgents(st election.ClusterState, members []gossip.MemberInfo) bool {
+	if !n.cfg.UpgradeDrain {
+		return false
+	}
+	for _, v := range st.EtcdVoters() {
+		if r, ok := commandReaders(members, v); !ok || r < election.DrainCommandVersion {
+			return false
+		}
+	}
+	return true
+}
+
+// runLeaderJob drains or uncordons another host's Node through this
+// server's apiserver, under the step's deadline.
+func (n *Node) runLeaderJob(ctx context.Context, job upgrade.Job) error {
+	log := n.log.Named("upgrade").With(zap.String("agent", job.Node), zap.String("job", string(job.Kind)))
+	log.Info("upgrade: the leader drains an agent's Node for it")
+	o := &hostUpgradeOps{n: n}
+	var err error
+	switch job.Kind {
+	case upgrade.JobDrain:
+		err = withDeadline(ctx, upgradeDrainDeadline, "draining agent "+job.Node, func(ctx context.Context) error {
+			if err := o.cordonNode(ctx, job.Node, true); err != nil {
+				return fmt.Errorf("cordon: %w", err)
+			}
+			return o.evictNode(ctx, job.Node)
+		})
+	case upgrade.JobUncordon:
+		err = withDeadline(ctx, upgradeUncordonDeadline, "uncordoning agent "+job.Node, func(ctx context.Context) error {
+			return o.cordonNode(ctx, job.Node, false)
+		})
+	default:
+		err = fmt.Errorf("job %q unknown", job.Kind)
+	}
+	if err != nil {
+		log.Warn("upgrade: the leader's job for an agent failed", zap.Error(err))
+		return errors.New(tailOf(err.Error(), 180))
+	}
+	log.Info("upgrade: the leader's job for an agent ended")
+	return nil
+}
