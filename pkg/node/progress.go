@@ -48,6 +48,9 @@ type progress struct {
 	// Upgrade is the rolling upgrade this host runs or ran last, and the
 	// steps it finished (upgrade.go).
 	Upgrade *upgradeRun `json:"upgrade,omitempty"`
+	// Prepared is the version this host installed ahead of its begin
+	// (upgrade_prepare.go): its install step then only checks the binary.
+	Prepared string `json:"prepared,omitempty"`
 }
 
 func progressPath(dataDir string) string { return filepath.Join(dataDir, "progress.json") }

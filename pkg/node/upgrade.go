@@ -153,6 +153,12 @@ type upgradeRunner struct {
 	// onStep is told each step as it starts ("" when the run ends), for
 	// the phase detail and the service watch.
 	onStep func(target string, s upgrade.Step)
+	// installMu is held by every install, the step's and one ahead of the
+	// begin (upgrade_prepare.go), so that two never run at once; prepared
+	// reports whether target was installed ahead and is on disk (nil:
+	// never).
+	installMu sync.Mutex
+	prepared  func(ctx context.Context, target string) bool
 
 	mu  sync.Mutex
 	run *upgradeRun
@@ -228,6 +234,12 @@ func (u *upgradeRunner) step(ctx context.Context, s upgrade.Step, target string)
 	case upgrade.StepSnapshot:
 		return u.ops.Snapshot(ctx, upgrade.SnapshotName(target))
 	case upgrade.StepInstall:
+		u.installMu.Lock()
+		defer u.installMu.Unlock()
+		if u.prepared != nil && u.prepared(ctx, target) {
+			u.log.Info("upgrade: installed ahead of its begin; the binary on disk is the target", zap.String("target", target))
+			return nil
+		}
 		got, err := u.ops.Install(ctx, target)
 		if err != nil {
 			return err

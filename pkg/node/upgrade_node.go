@@ -159,6 +159,11 @@ type upgradeState struct {
 	// leader (upgrade_jobs.go), under ctx, runUpgrades' context.
 	jobs *leaderJobs
 	ctx  context.Context
+	// preparing: an install ahead of the begin runs (upgrade_prepare.go);
+	// saveMu orders the runner's and the install ahead's progress.json
+	// writes.
+	preparing bool
+	saveMu    sync.Mutex
 }
 
 // initUpgrade builds the runner over ops (nil: this host's real steps).
@@ -183,8 +188,9 @@ func (n *Node) initUpgrade(ops upgradeOps, g upgradeGossip) error {
 		// An agent is drained by the leader (upgrade_jobs.go), never by
 		// itself: it holds no admin kubeconfig.
 		role: role, drain: n.cfg.UpgradeDrain && role == upgrade.RoleServer, ops: ops, clk: n.clk, log: n.log.Named("upgrade"),
-		save:   n.saveUpgradeRun,
-		onStep: n.upgradeStep,
+		save:     n.saveUpgradeRun,
+		onStep:   n.upgradeStep,
+		prepared: n.preparedOnDisk,
 	}
 	n.mu.Lock()
 	if r := n.prog.Upgrade; r != nil {
@@ -197,6 +203,8 @@ func (n *Node) initUpgrade(ops upgradeOps, g upgradeGossip) error {
 
 // saveUpgradeRun records r in progress.json and publishes the report.
 func (n *Node) saveUpgradeRun(r upgradeRun) error {
+	n.upg.saveMu.Lock()
+	defer n.upg.saveMu.Unlock()
 	n.mu.Lock()
 	n.prog.Upgrade = &r
 	p := n.prog
@@ -414,6 +422,11 @@ func (n *Node) runUpgrades(ctx context.Context) {
 		if n.cfg.IsServer() {
 			n.refreshUpgradePlan()
 			n.publishAgentBegins()
+		}
+		if phase, _, _ := n.t.get(); phase == status.PhaseReady && n.members != nil {
+			if target := n.prepareTarget(n.members.Members()); target != "" {
+				n.prepareUpgrade(ctx, target)
+			}
 		}
 		if gossipChanges != nil && n.clk.Sleep(ctx, agentUpgradeWake) != nil {
 			return

@@ -900,3 +900,24 @@ func TestPublishBeginsPushesToTheAgents(t *testing.T) {
 		t.Fatalf("pushed %v, want %v", pm.pushed, want)
 	}
 }
+
+// TestUpgradeRunnerSkipsAnInstallAhead: a target installed ahead of the
+// begin (and still on disk) is not installed again; one not installed
+// ahead is.
+func TestUpgradeRunnerSkipsAnInstallAhead(t *testing.T) {
+	for _, ahead := range []bool{true, false} {
+		ops := &fakeUpgradeOps{onDisk: newV, running: oldV}
+		r := runnerOver(t, t.TempDir(), upgrade.RoleAgent, false, ops)
+		r.prepared = func(_ context.Context, target string) bool { return ahead && target == newV }
+		if err := r.runBegin(context.Background(), upgradeBegin{Since: 3, Target: newV}); err != nil {
+			t.Fatal(err)
+		}
+		installed := slices.Contains(ops.steps(), "install "+newV)
+		if installed == ahead {
+			t.Errorf("installed ahead %v: the step installed %v (%v)", ahead, installed, ops.steps())
+		}
+		if cur := r.current(); cur == nil || !cur.Finished {
+			t.Errorf("installed ahead %v: the run did not finish: %+v", ahead, cur)
+		}
+	}
+}

@@ -293,6 +293,17 @@ func TestRollingUpgrade(t *testing.T) {
 			t.Errorf("agent %s ran %s at %s, before the last server (%s)", n.Name, toV, at.Format(time.StampMilli), lastServer.Format(time.StampMilli))
 		}
 	}
+	// Hosts next in line install ahead of their begin (while the ones
+	// ahead restart): some host's install step found the target on disk.
+	ahead := 0
+	for _, n := range c.Nodes {
+		if strings.Contains(readFile(filepath.Join(n.Dir, "daemon.log")), "installed ahead of its begin; the binary on disk is the target") {
+			ahead++
+		}
+	}
+	if ahead == 0 {
+		t.Errorf("no host installed ahead of its begin")
+	}
 	// Every Node was cordoned and then uncordoned through a server's
 	// apiserver: a server's by itself, an agent's by the leader.
 	var simLogs string

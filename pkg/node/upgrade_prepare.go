@@ -1,0 +1,165 @@
+package node
+
+import (
+	"context"
+	"slices"
+
+	"go.uber.org/zap"
+
+	"github.com/rke2-hanode/rke2-hanode/pkg/gossip"
+	"github.com/rke2-hanode/rke2-hanode/pkg/rke2version"
+	"github.com/rke2-hanode/rke2-hanode/pkg/upgrade"
+)
+
+// Installing ahead. The install step does not take a host out of
+// service: the running RKE2 keeps serving while the new one is put on
+// disk, and the new binary runs only after the restart. So a host that
+// will upgrade soon installs the target before its begin, while the hosts
+// ahead of it restart, and its install step then only checks the binary
+// on disk (Prepared in progress.json). Soon is:
+//   - a server: the roll to the target is in its servers' phase and this
+//     server is the one upgrading or the next (the first two of the
+//     plan's Servers, as this server's own copy of the state decides it);
+//   - an agent: every alive server runs the target (the agents' phase)
+//     and this agent is among the first two batches of the agents still
+//     behind, by name, as the plan orders them (its own budget is the
+//     guess: the leader's counts; a wrong guess costs an early install
+//     or an install in the step, nothing else).
+// The host's configuration must want the target. A failed install ahead
+// is only logged: the step installs again, and fails there if it must.
+// An unplanned restart of RKE2 (a crash, a reboot) after an install ahead
+// starts the new version before the host's turn, as it would after the
+// install step of today's roll: versions one minor apart, which RKE2
+// supports while a roll runs.
+
+// prepareTarget is the version this host should install ahead now, ""
+// for none.
+func (n *Node) prepareTarget(members []gossip.MemberInfo) string {
+	f := n.localFacts()
+	want, err := rke2version.Parse(f.Wanted)
+	if err != nil || f.Wanted == f.Running || n.upg.runner.current() != nil && n.upg.runner.current().Target == f.Wanted {
+		return ""
+	}
+	n.mu.Lock()
+	prepared := n.prog.Prepared
+	n.mu.Unlock()
+	if prepared == want.String() {
+		return ""
+	}
+	if n.cfg.IsServer() {
+		n.upg.mu.Lock()
+		rep := n.upg.report
+		n.upg.mu.Unlock()
+		if rep == nil || rep.Phase != upgrade.PhaseServers || rep.Target != want.String() {
+			return ""
+		}
+		if !slices.Contains(rep.Servers[:min(len(rep.Servers), 2)], n.cfg.NodeName) {
+			return ""
+		}
+		return want.String()
+	}
+	var behind []string
+	servers, agents := 0, 0
+	for _, mi := range members {
+		if mi.MetaErr != nil || mi.State != gossip.StateAlive || mi.Meta.ClusterName != n.cfg.ClusterName {
+			continue
+		}
+		if mi.Claim != nil {
+			sf, ok := n.upg.gossip.Facts(mi)
+			if !ok || sf.Running != want.String() {
+				return "" // a server still runs another version: not the agents' turn
+			}
+			servers++
+			continue
+		}
+		if mi.Meta.Role == gossip.RoleServer {
+			continue
+		}
+		agents++
+		af := f
+		if mi.Name != n.cfg.NodeName {
+			var ok bool
+			if af, ok = n.upg.gossip.Facts(mi); !ok {
+				continue
+			}
+		}
+		if af.Wanted == want.String() && af.Running != want.String() {
+			behind = append(behind, mi.Name)
+		}
+	}
+	if servers == 0 {
+		return ""
+	}
+	slices.Sort(behind)
+	i := slices.Index(behind, n.cfg.NodeName)
+	if i < 0 || i >= 2*n.cfg.UpgradeBudget().Of(agents) {
+		return ""
+	}
+	return want.String()
+}
+
+// prepareUpgrade installs target ahead of this host's begin, in the
+// background; at most one at a time.
+func (n *Node) prepareUpgrade(ctx context.Context, target string) {
+	n.upg.mu.Lock()
+	if n.upg.preparing {
+		n.upg.mu.Unlock()
+		return
+	}
+	n.upg.preparing = true
+	n.upg.mu.Unlock()
+	go func() {
+		defer func() {
+			n.upg.mu.Lock()
+			n.upg.preparing = false
+			n.upg.mu.Unlock()
+		}()
+		r := n.upg.runner
+		r.installMu.Lock()
+		defer r.installMu.Unlock()
+		if cur := r.current(); cur != nil && cur.Target == target {
+			return // its begin came first: the step installs
+		}
+		log := n.log.Named("upgrade").With(zap.String("target", target))
+		log.Info("upgrade: installing ahead of this host's begin (RKE2 keeps running the old version)")
+		var got string
+		err := withDeadline(ctx, upgradeInstallDeadline, "installing ahead", func(ctx context.Context) error {
+			var err error
+			got, err = r.ops.Install(ctx, target)
+			return err
+		})
+		if err != nil || got != target {
+			log.Warn("upgrade: the install ahead did not put the target on disk; the install step will", zap.String("on_disk", got), zap.Error(err))
+			return
+		}
+		if err := n.savePrepared(target); err != nil {
+			log.Warn("upgrade: the install ahead is not recorded; the install step will run", zap.Error(err))
+			return
+		}
+		log.Info("upgrade: installed ahead of this host's begin")
+	}()
+}
+
+// savePrepared records that target was installed ahead.
+func (n *Node) savePrepared(target string) error {
+	n.upg.saveMu.Lock()
+	defer n.upg.saveMu.Unlock()
+	n.mu.Lock()
+	n.prog.Prepared = target
+	p := n.prog
+	n.mu.Unlock()
+	return saveProgress(n.cfg.DataDir, p, n.clk.Now())
+}
+
+// preparedOnDisk: target was installed ahead, and the binary on disk
+// still prints it.
+func (n *Node) preparedOnDisk(ctx context.Context, target string) bool {
+	n.mu.Lock()
+	prepared := n.prog.Prepared
+	n.mu.Unlock()
+	if prepared != target {
+		return false
+	}
+	v, err := n.installedVersion(ctx)
+	return err == nil && v == target
+}
