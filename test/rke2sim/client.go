@@ -26,6 +26,9 @@ type joinRequest struct {
 	Critical map[string]string `json:"critical,omitempty"`
 	Password string            `json:"password,omitempty"` // the node password (agents)
 	Version  string            `json:"version,omitempty"`  // the RKE2 version it runs
+	// An agent's pods (its RKE2SIM_WORKLOAD_PODS and RKE2SIM_PDB_REFUSALS).
+	WorkloadPods int `json:"workload_pods,omitempty"`
+	PDBRefusals  int `json:"pdb_refusals,omitempty"`
 }
 
 // joinResponse hands a new server what it needs to serve as the cluster

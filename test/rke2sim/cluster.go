@@ -215,7 +215,8 @@ func (n *node) handleJoin(w http.ResponseWriter, r *http.Request) {
 	// against the nodes known here.
 	switch jr.Mode {
 	case ModeAgent:
-		reg := nodeRegistration{Name: jr.Name, Address: hostOf(jr.URL), Password: jr.Password, Version: jr.Version}
+		reg := nodeRegistration{Name: jr.Name, Address: hostOf(jr.URL), Password: jr.Password, Version: jr.Version,
+			WorkloadPods: min(max(jr.WorkloadPods, 0), maxPodCount), PDBRefusals: min(max(jr.PDBRefusals, 0), maxPodCount)}
 		if err := n.kv().registerNode(r.Context(), reg, n.now()); errors.Is(err, errNodePassword) {
 			log.Warn("agent refused", zap.String("reason", reasonNodePassword))
 			http.Error(w, reasonNodePassword, http.StatusForbidden)

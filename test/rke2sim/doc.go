@@ -170,10 +170,11 @@
 //	PATCH  /api/v1/nodes/NAME        merge-patch+json or strategic-merge-patch+json
 //	                                 (spec.unschedulable for cordon, annotations); 415 otherwise
 //	GET|DELETE /api/v1/namespaces/kube-system/secrets/NAME
-//	GET    /api/v1/pods, /api/v1/namespaces/NS/pods   always an empty PodList
-//	                                 (fieldSelector spec.nodeName=X and the usual fields)
-//	POST   /api/v1/namespaces/NS/pods/NAME/eviction   recorded in state.json's
-//	                                 evictions, answered 404 (no pod exists)
+//	GET    /api/v1/pods, /api/v1/namespaces/NS/pods   PodList of the stored pods
+//	                                 [?fieldSelector=F=V,F==V,F!=V][&labelSelector=…], F one of
+//	                                 spec.nodeName, metadata.namespace, metadata.name,
+//	                                 status.phase; another field: 400 "field label not supported: F"
+//	POST   /api/v1/namespaces/NS/pods/NAME/eviction   a policy/v1 Eviction (see Pods)
 //
 // Each node registers once its own side is up (a server after etcd quorum,
 // before READY=1; an agent through the server that admits it): the secret
@@ -203,6 +204,54 @@
 // server's etcd stops (etcd's own behaviour); the sim records "removed" in
 // its state.json and serves no more (readyz 503), as RKE2 tears down its
 // control plane.
+//
+// # Pods
+//
+// A node's registration also makes its pods, in etcd under
+// /registry/pods/<namespace>/<name>, each a whole v1 Pod (uid,
+// resourceVersion, creationTimestamp, spec.nodeName, a container,
+// status.phase Running): kube-system/rke2-canal-<node>, controlled by the
+// DaemonSet rke2-canal (ownerReferences: apps/v1 DaemonSet,
+// controller: true); kube-system/kube-proxy-<node>, the mirror of the
+// kube-proxy static pod (annotation kubernetes.io/config.mirror, controlled
+// by its Node, as the kubelet makes mirror pods); and default/workload-<node>-<i>
+// for i = 1..RKE2SIM_WORKLOAD_PODS (0), controlled by a ReplicaSet. The
+// count, and RKE2SIM_PDB_REFUSALS, are the node's own settings (an agent
+// sends them with its registration). Each registration (every start) makes
+// only what is absent: a canal or kube-proxy pod missing (evicted) is made
+// again, as its DaemonSet or the kubelet would; a workload pod is made once
+// per name and never again: one evicted stays gone, as its ReplicaSet's
+// replacement would run elsewhere (the sim keeps a record of each under
+// /rke2sim/pod-budgets/, no API object). A Node deleted for good takes its
+// pods with it (Kubernetes' pod garbage collector); registered again, it gets
+// its canal and kube-proxy pods, not its workload pods.
+//
+// An eviction's body is decoded as the apiserver's create handler and the
+// eviction subresource do, each refusal a 400 BadRequest Status in their
+// words: Content-Type application/json (or none; else 415); apiVersion and
+// kind default to policy/v1 Eviction when absent and must otherwise be
+// policy/v1 or policy/v1beta1 Eviction (field names case-sensitive; X in
+// version "v" cannot be handled as a Eviction: no kind "X" is registered
+// …); not JSON: "the object provided is unrecognized (must be of type
+// Eviction): …"; metadata.namespace, when set, the path's ("the namespace of
+// the provided object does not match the namespace sent on the request");
+// metadata.name the path's ("name in URL does not match name in Eviction
+// object"). Dry runs and deleteOptions.preconditions are not simulated
+// (400). A missing pod: 404 (pods "x" not found). Any existing pod may
+// be evicted, DaemonSet and mirror pods too, as the apiserver allows: it is
+// kubectl drain's part, and the product's, to leave them; the record says
+// which kind it was. A Running workload pod's first RKE2SIM_PDB_REFUSALS (0)
+// evictions are refused as a PodDisruptionBudget with no disruption allowed
+// refuses them: 429, reason TooManyRequests, "Cannot evict pod as it would
+// violate the pod's disruption budget." with the cause DisruptionBudget
+// ("The disruption budget workload needs 1 healthy pods and has 1
+// currently"). Otherwise the pod is deleted at once (no grace period) and
+// the answer is 201 with a Success Status. Every eviction request is
+// recorded in the state.json of the server whose API received it (see
+// Readiness and evidence): the pod's node and kind (daemonset, mirror,
+// workload; "" without such a pod), whether its Node had
+// spec.unschedulable at that moment (a drain cordons first), whether it was
+// refused (429), and the HTTP status answered.
 //
 // # cluster-reset and snapshots
 //
@@ -258,7 +307,9 @@
 //	 "rejections": [{"at": "<RFC 3339 nanos>", "reason": "…"}],
 //	 "etcd": {"members": [{"name", "peer_url", "learner"}], "leader", "revision"},
 //	 "version": "<running version>", "skew": [{"at", "reason"}],
-//	 "removed": "<RFC 3339 nanos> <why>", "evictions": [{"at", "namespace", "pod"}],
+//	 "removed": "<RFC 3339 nanos> <why>",
+//	 "evictions": [{"at", "namespace", "pod", "node", "kind": "daemonset"|"mirror"|"workload"|"",
+//	                "node_cordoned": bool, "refused": bool, "code": <HTTP status>}],
 //	 "resets": ["<RFC 3339 nanos>", …]}   (each cluster-reset done here)
 //
 // Every key is always present ("" when not applicable). For a server join
@@ -355,10 +406,13 @@
 //	RKE2SIM_UNDER_SYSTEMD    1: behave as started by a unit (tests)
 //	RKE2SIM_NODE_PASSWORD_FILE the node's password file (see Kubernetes API)
 //	RKE2SIM_KUBEVIP_OUTLIVES 1: kube-vip keeps the VIP after SIGTERM (0)
+//	RKE2SIM_WORKLOAD_PODS    workload pods this node runs (0; at most 1000; see Pods)
+//	RKE2SIM_PDB_REFUSALS     evictions refused (429) per workload pod of this node (0)
 //	RKE2_CONFIG_FILE         the config file when no --config is given
 //	NOTIFY_SOCKET            systemd's notification socket
 //
-// Delays are Go durations; a malformed value exits 2 naming the variable.
+// Delays are Go durations, counts whole numbers; a malformed value exits 2
+// naming the variable.
 //
 // # Artifacts
 //

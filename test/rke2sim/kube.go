@@ -56,6 +56,17 @@ type ObjectMeta struct {
 	Labels            map[string]string `json:"labels,omitempty"`
 	Annotations       map[string]string `json:"annotations,omitempty"`
 	Finalizers        []string          `json:"finalizers,omitempty"`
+	OwnerReferences   []OwnerReference  `json:"ownerReferences,omitempty"`
+}
+
+// OwnerReference is one of metadata.ownerReferences.
+type OwnerReference struct {
+	APIVersion         string `json:"apiVersion"`
+	Kind               string `json:"kind"`
+	Name               string `json:"name"`
+	UID                string `json:"uid"`
+	Controller         bool   `json:"controller,omitempty"`
+	BlockOwnerDeletion bool   `json:"blockOwnerDeletion,omitempty"`
 }
 
 // KubeNode is a v1 Node.
@@ -91,10 +102,12 @@ type KubeSecret struct {
 }
 
 // nodeRegistration is what a node registers with: its name, address, role,
-// for servers its etcd member, its password and version.
+// for servers its etcd member, its password and version, and the pods it
+// runs (RKE2SIM_WORKLOAD_PODS, RKE2SIM_PDB_REFUSALS).
 type nodeRegistration struct {
 	Name, Address, Member, PeerURL, Password, Version string
 	Server                                            bool
+	WorkloadPods, PDBRefusals                         int
 }
 
 var errNodePassword = errors.New(reasonNodePassword)
@@ -233,6 +246,7 @@ func (k kv) updateNode(ctx context.Context, name string, change func(*KubeNode) 
 // registerNode checks the node password against its secret (making the
 // secret on the first registration) and creates or refreshes the Node:
 // servers carry the etcd labels, annotations and finalizer, agents none.
+// Then the node's pods are made where absent (ensurePods).
 func (k kv) registerNode(ctx context.Context, reg nodeRegistration, now time.Time) error {
 	var sec KubeSecret
 	secKey := secretsPrefix + passwordSecretName(reg.Name)
@@ -275,11 +289,14 @@ func (k kv) registerNode(ctx context.Context, reg nodeRegistration, now time.Tim
 			kn.Metadata.Finalizers = append(kn.Metadata.Finalizers, etcdFinalizer)
 		}
 	}
-	_, exists, err := k.updateNode(ctx, reg.Name, func(kn *KubeNode) error { fill(kn); return nil })
-	if err != nil || exists {
+	kn, exists, err := k.updateNode(ctx, reg.Name, func(kn *KubeNode) error { fill(kn); return nil })
+	if err != nil {
 		return err
 	}
-	kn := KubeNode{APIVersion: "v1", Kind: "Node", Metadata: ObjectMeta{Name: reg.Name, UID: newUID(),
+	if exists {
+		return k.ensurePods(ctx, reg, kn.Metadata.UID, now)
+	}
+	kn = KubeNode{APIVersion: "v1", Kind: "Node", Metadata: ObjectMeta{Name: reg.Name, UID: newUID(),
 		CreationTimestamp: now.UTC().Format(time.RFC3339),
 		Labels:            map[string]string{"kubernetes.io/hostname": reg.Name, "kubernetes.io/os": "linux"}}}
 	fill(&kn)
@@ -288,7 +305,7 @@ func (k kv) registerNode(ctx context.Context, reg nodeRegistration, now time.Tim
 	} else if !ok {
 		return k.registerNode(ctx, reg, now)
 	}
-	return nil
+	return k.ensurePods(ctx, reg, kn.Metadata.UID, now)
 }
 
 func containsString(list []string, s string) bool {
@@ -309,7 +326,7 @@ func (n *node) registerSelf(ctx context.Context) error {
 		return err
 	}
 	reg := nodeRegistration{Name: n.cfg.NodeName, Address: n.cfg.NodeIP, Member: n.etcdName, PeerURL: n.etcdPeerURL(),
-		Password: pw, Version: n.set.Version, Server: true}
+		Password: pw, Version: n.set.Version, Server: true, WorkloadPods: n.set.WorkloadPods, PDBRefusals: n.set.PDBRefusals}
 	for {
 		err := kv{n.etcdCli}.registerNode(ctx, reg, n.now())
 		if err == nil {
@@ -338,6 +355,15 @@ func passwordRetry() time.Duration {
 
 // status writes a Kubernetes Status object.
 func status(w http.ResponseWriter, code int, reason, message string, details map[string]string) {
+	var d any
+	if details != nil {
+		d = details
+	}
+	statusDetails(w, code, reason, message, d)
+}
+
+// statusDetails writes a failure Status with any details (nil: none).
+func statusDetails(w http.ResponseWriter, code int, reason, message string, details any) {
 	body := map[string]any{"kind": "Status", "apiVersion": "v1", "metadata": map[string]any{},
 		"status": "Failure", "message": message, "reason": reason, "code": code}
 	if details != nil {
@@ -479,7 +505,7 @@ func (n *node) handleNodeDelete(w http.ResponseWriter, r *http.Request) {
 	}
 	n.log.Info("kubernetes API: node deleted", zap.String("node", name), zap.Strings("finalizers", kn.Metadata.Finalizers))
 	if len(kn.Metadata.Finalizers) == 0 {
-		if err := n.kv().del(r.Context(), nodesPrefix+name, secretsPrefix+passwordSecretName(name)); err != nil {
+		if err := n.deleteNode(r.Context(), name); err != nil {
 			apiError(w, err)
 			return
 		}
@@ -581,39 +607,6 @@ func (n *node) handleSecret(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, sec)
 }
 
-// handlePodList: no pods run in the sim, so every list is empty; a
-// fieldSelector other than spec.nodeName=X is refused as the apiserver
-// refuses unknown fields.
-func (n *node) handlePodList(w http.ResponseWriter, r *http.Request) {
-	if fs := r.URL.Query().Get("fieldSelector"); fs != "" {
-		for _, term := range strings.Split(fs, ",") {
-			k, _, _ := strings.Cut(strings.TrimSuffix(strings.SplitN(term, "!=", 2)[0], "="), "=")
-			switch k {
-			case "spec.nodeName", "metadata.name", "metadata.namespace", "status.phase":
-			default:
-				status(w, http.StatusBadRequest, "BadRequest", fmt.Sprintf("field label not supported: %s", k), nil)
-				return
-			}
-		}
-	}
-	rev := n.etcd.Server.KV().Rev()
-	writeJSON(w, http.StatusOK, map[string]any{"kind": "PodList", "apiVersion": "v1",
-		"metadata": map[string]string{"resourceVersion": strconv.FormatInt(rev, 10)}, "items": []any{}})
-}
-
-// handleEviction records the eviction in state.json; as no pod exists, it
-// answers as Kubernetes does for a missing pod.
-func (n *node) handleEviction(w http.ResponseWriter, r *http.Request) {
-	ns, name := r.PathValue("ns"), r.PathValue("name")
-	if err := n.updateState(func(st *Evidence) {
-		st.Evictions = append(st.Evictions, Eviction{At: stamp(n.now()), Namespace: ns, Pod: name})
-	}); err != nil {
-		n.log.Warn("cannot record eviction", zap.Error(err))
-	}
-	n.log.Info("kubernetes API: eviction", zap.String("namespace", ns), zap.String("pod", name))
-	notFound(w, "pods", name)
-}
-
 // etcdController is RKE2's rke2-etcd controller, on the etcd leader: a
 // Terminating Node with the finalizer, or one annotated remove=true, has
 // the member whose name and peer host match removed (not-found is done);
@@ -661,7 +654,7 @@ func (n *node) etcdController(ctx context.Context) {
 		}
 		var now KubeNode
 		if _, ok, err := n.kv().get(ctx, nodesPrefix+kn.Metadata.Name, &now); err == nil && ok && len(now.Metadata.Finalizers) == 0 {
-			if err := n.kv().del(ctx, nodesPrefix+kn.Metadata.Name, secretsPrefix+passwordSecretName(kn.Metadata.Name)); err != nil {
+			if err := n.deleteNode(ctx, kn.Metadata.Name); err != nil {
 				log.Warn("etcd controller: cannot delete node", zap.Error(err))
 				continue
 			}

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -236,14 +237,15 @@ func TestKubeAPINodesPasswordsAndRemoval(t *testing.T) {
 	if code, _ := k.do(http.MethodPatch, "/api/v1/nodes/b", "application/json", `{}`); code != http.StatusUnsupportedMediaType {
 		t.Fatalf("patch with application/json: %d, want 415", code)
 	}
-	// No pods: an empty list; an eviction is recorded and answered 404.
-	if code, body := k.do(http.MethodGet, "/api/v1/pods?fieldSelector=spec.nodeName%3Db", "", ""); code != http.StatusOK || !strings.Contains(body, `"items":[]`) {
+	// No pods on a node that does not exist: an empty list; the eviction
+	// of a missing pod is recorded and answered 404.
+	if code, body := k.do(http.MethodGet, "/api/v1/pods?fieldSelector=spec.nodeName%3Dnosuch", "", ""); code != http.StatusOK || !strings.Contains(body, `"items":[]`) {
 		t.Fatalf("pods: %d %s", code, body)
 	}
 	if code, body := k.do(http.MethodPost, "/api/v1/namespaces/default/pods/p1/eviction", "application/json", `{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"p1","namespace":"default"}}`); code != http.StatusNotFound || !strings.Contains(body, `pods \"p1\" not found`) {
 		t.Fatalf("eviction: %d %s", code, body)
 	}
-	if ev := b.state().Evictions; len(ev) != 1 || ev[0].Pod != "p1" || ev[0].Namespace != "default" {
+	if ev := b.state().Evictions; len(ev) != 1 || ev[0].Pod != "p1" || ev[0].Namespace != "default" || ev[0].Code != http.StatusNotFound || ev[0].Kind != "" {
 		t.Fatalf("evictions %+v", ev)
 	}
 
@@ -426,5 +428,314 @@ func TestVersionsRecordedAndSkew(t *testing.T) {
 		if code, kn := k.node(name); code != http.StatusOK || kn.Status.NodeInfo.KubeletVersion != v {
 			t.Errorf("%s: %d kubeletVersion %q, want %q", name, code, kn.Status.NodeInfo.KubeletVersion, v)
 		}
+	}
+}
+
+func (k *kubeClient) pods(path string) []KubePod {
+	k.t.Helper()
+	code, body := k.do(http.MethodGet, path, "", "")
+	var list struct {
+		Kind  string    `json:"kind"`
+		Items []KubePod `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(body), &list); code != http.StatusOK || err != nil || list.Kind != "PodList" {
+		k.t.Fatalf("GET %s: %d %s %v", path, code, body, err)
+	}
+	return list.Items
+}
+
+func podNames(pods []KubePod) string {
+	var names []string
+	for _, p := range pods {
+		names = append(names, p.Metadata.Namespace+"/"+p.Metadata.Name)
+	}
+	return strings.Join(names, ",")
+}
+
+// evict posts an Eviction of ns/name (body "": the one kubectl sends).
+func (k *kubeClient) evict(ns, name, body string) (int, string) {
+	k.t.Helper()
+	if body == "" {
+		body = fmt.Sprintf(`{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":%q,"namespace":%q}}`, name, ns)
+	}
+	code, got := k.do(http.MethodPost, "/api/v1/namespaces/"+ns+"/pods/"+name+"/eviction", "application/json", body)
+	return code, strings.TrimSpace(got)
+}
+
+const (
+	evictedBody = `{"apiVersion":"v1","code":201,"kind":"Status","metadata":{},"status":"Success"}`
+	refusedBody = `{"apiVersion":"v1","code":429,"details":{"causes":[{"message":"The disruption budget workload needs 1 healthy pods and has 1 currently","reason":"DisruptionBudget"}]},"kind":"Status","message":"Cannot evict pod as it would violate the pod's disruption budget.","metadata":{},"reason":"TooManyRequests","status":"Failure"}`
+)
+
+// TestKubeAPIPodsAndEvictions: each node registers with its canal pod (a
+// DaemonSet's), its kube-proxy mirror pod and RKE2SIM_WORKLOAD_PODS
+// workload pods; lists filter by fieldSelector and namespace; an eviction
+// deletes the pod and is recorded with its node, kind and whether the Node
+// was cordoned; a workload pod's first RKE2SIM_PDB_REFUSALS evictions are
+// refused 429 in the apiserver's words; DaemonSet and mirror pods can be
+// evicted and are recorded as such; a restart brings back the DaemonSet
+// and mirror pods but no evicted workload pod, and duplicates none; a
+// deleted Node takes its pods with it.
+func TestKubeAPIPodsAndEvictions(t *testing.T) {
+	a := startSim(t, simSpec{config: "node-ip: " + addr(18, 1) + "\nnode-name: a\ntoken: s3cret",
+		env: map[string]string{"RKE2SIM_WORKLOAD_PODS": "1"}})
+	a.waitReady()
+	w := startSim(t, simSpec{role: "agent", config: "node-ip: " + addr(18, 2) + "\nnode-name: w\ntoken: s3cret\nserver: " + supURL(addr(18, 1)),
+		env: map[string]string{"RKE2SIM_WORKLOAD_PODS": "3", "RKE2SIM_PDB_REFUSALS": "2"}})
+	w.waitReady()
+	k := adminClient(t, filepath.Join(filepath.Dir(a.cfgPath), "rke2.yaml"), addr(18, 1))
+
+	// The pods, every one whole.
+	all := k.pods("/api/v1/pods")
+	if got := podNames(all); got != "default/workload-a-1,default/workload-w-1,default/workload-w-2,default/workload-w-3,"+
+		"kube-system/kube-proxy-a,kube-system/kube-proxy-w,kube-system/rke2-canal-a,kube-system/rke2-canal-w" {
+		t.Fatalf("pods %s", got)
+	}
+	_, wNode := k.node("w")
+	uids := map[string]string{}
+	for _, p := range all {
+		md := p.Metadata
+		if p.APIVersion != "v1" || p.Kind != "Pod" || md.UID == "" || md.ResourceVersion == "" || md.CreationTimestamp == "" ||
+			p.Status.Phase != "Running" || len(p.Spec.Containers) == 0 || len(md.OwnerReferences) != 1 || !md.OwnerReferences[0].Controller {
+			t.Errorf("pod %+v", p)
+		}
+		if want := map[bool]string{true: "w", false: "a"}[strings.Contains(md.Name+"-", "-w-")]; p.Spec.NodeName != want {
+			t.Errorf("%s: nodeName %q", md.Name, p.Spec.NodeName)
+		}
+		uids[md.Name] = md.UID
+		ref := md.OwnerReferences[0]
+		_, mirror := md.Annotations["kubernetes.io/config.mirror"]
+		switch {
+		case strings.HasPrefix(md.Name, "rke2-canal-"):
+			if ref.Kind != "DaemonSet" || ref.APIVersion != "apps/v1" || ref.Name != "rke2-canal" || mirror {
+				t.Errorf("%s: owner %+v annotations %v", md.Name, ref, md.Annotations)
+			}
+		case strings.HasPrefix(md.Name, "kube-proxy-"):
+			if ref.Kind != "Node" || ref.Name != p.Spec.NodeName || !mirror {
+				t.Errorf("%s: owner %+v annotations %v", md.Name, ref, md.Annotations)
+			}
+			if md.Name == "kube-proxy-w" && ref.UID != wNode.Metadata.UID {
+				t.Errorf("kube-proxy-w: owner uid %s, Node w's %s", ref.UID, wNode.Metadata.UID)
+			}
+		default:
+			if ref.Kind != "ReplicaSet" || md.Namespace != "default" || mirror {
+				t.Errorf("%s: owner %+v annotations %v", md.Name, ref, md.Annotations)
+			}
+		}
+	}
+
+	// Filters.
+	for path, want := range map[string]string{
+		"/api/v1/pods?fieldSelector=spec.nodeName%3Dw":                                      "default/workload-w-1,default/workload-w-2,default/workload-w-3,kube-system/kube-proxy-w,kube-system/rke2-canal-w",
+		"/api/v1/pods?fieldSelector=spec.nodeName%3D%3Dw,metadata.namespace!%3Dkube-system": "default/workload-w-1,default/workload-w-2,default/workload-w-3",
+		"/api/v1/namespaces/kube-system/pods?fieldSelector=spec.nodeName%3Dw":               "kube-system/kube-proxy-w,kube-system/rke2-canal-w",
+		"/api/v1/namespaces/kube-system/pods":                                               "kube-system/kube-proxy-a,kube-system/kube-proxy-w,kube-system/rke2-canal-a,kube-system/rke2-canal-w",
+		"/api/v1/pods?fieldSelector=metadata.name%3Dkube-proxy-a":                           "kube-system/kube-proxy-a",
+		"/api/v1/pods?fieldSelector=status.phase!%3DRunning":                                "",
+		"/api/v1/pods?fieldSelector=spec.nodeName%3Da&labelSelector=app%3Dworkload":         "default/workload-a-1",
+		"/api/v1/namespaces/nosuch/pods":                                                    "",
+	} {
+		if got := podNames(k.pods(path)); got != want {
+			t.Errorf("GET %s: %s, want %s", path, got, want)
+		}
+	}
+	for sel, want := range map[string]string{"spec.hostname%3Dw": "field label not supported: spec.hostname", "w": "invalid selector: 'w'; can't understand 'w'"} {
+		if code, body := k.do(http.MethodGet, "/api/v1/pods?fieldSelector="+sel, "", ""); code != http.StatusBadRequest || !strings.Contains(body, `"message":"`+want+`"`) {
+			t.Errorf("fieldSelector %s: %d %s", sel, code, body)
+		}
+	}
+
+	// Before any cordon: w's budget refuses twice, then the pod goes.
+	for range 2 {
+		if code, body := k.evict("default", "workload-w-1", ""); code != http.StatusTooManyRequests || body != refusedBody {
+			t.Fatalf("evict workload-w-1: %d %s", code, body)
+		}
+	}
+	if podNames(k.pods("/api/v1/pods?fieldSelector=metadata.name%3Dworkload-w-1")) != "default/workload-w-1" {
+		t.Fatal("a refused eviction deleted the pod")
+	}
+	if code, body := k.evict("default", "workload-w-1", ""); code != http.StatusCreated || body != evictedBody {
+		t.Fatalf("third eviction of workload-w-1: %d %s", code, body)
+	}
+	if got := podNames(k.pods("/api/v1/pods?fieldSelector=metadata.name%3Dworkload-w-1")); got != "" {
+		t.Fatalf("evicted pod still listed: %s", got)
+	}
+	// Cordoned: recorded so.
+	if code, body := k.do(http.MethodPatch, "/api/v1/nodes/w", "application/merge-patch+json", `{"spec":{"unschedulable":true}}`); code != http.StatusOK {
+		t.Fatalf("cordon: %d %s", code, body)
+	}
+	for _, want := range []int{429, 429, 201} {
+		if code, _ := k.evict("default", "workload-w-2", ""); code != want {
+			t.Fatalf("evict workload-w-2: %d, want %d", code, want)
+		}
+	}
+	// a's pods: no refusals (a's own setting); policy/v1beta1, and a body
+	// without apiVersion and kind (the apiserver defaults them), are taken.
+	if code, body := k.evict("default", "workload-a-1", `{"apiVersion":"policy/v1beta1","kind":"Eviction","metadata":{"name":"workload-a-1"}}`); code != http.StatusCreated {
+		t.Fatalf("evict workload-a-1: %d %s", code, body)
+	}
+	// The API evicts DaemonSet and mirror pods too (leaving them is the client's part).
+	if code, body := k.evict("kube-system", "rke2-canal-w", `{"metadata":{"name":"rke2-canal-w","namespace":"kube-system"}}`); code != http.StatusCreated {
+		t.Fatalf("evict rke2-canal-w: %d %s", code, body)
+	}
+	if code, body := k.evict("kube-system", "kube-proxy-w", ""); code != http.StatusCreated {
+		t.Fatalf("evict kube-proxy-w: %d %s", code, body)
+	}
+	// Gone: 404.
+	if code, body := k.evict("default", "workload-w-1", ""); code != http.StatusNotFound ||
+		body != `{"apiVersion":"v1","code":404,"details":{"kind":"pods","name":"workload-w-1"},"kind":"Status","message":"pods \"workload-w-1\" not found","metadata":{},"reason":"NotFound","status":"Failure"}` {
+		t.Fatalf("evict an evicted pod: %d %s", code, body)
+	}
+	// Bad requests: refused, nothing deleted.
+	for body, want := range map[string]string{
+		`{"apiVersion":"v1","kind":"Eviction","metadata":{"name":"workload-w-3"}}`:                                           `Eviction in version \"v1\" cannot be handled as a Eviction: no kind \"Eviction\" is registered for version \"v1\" in scheme \"pkg/api/legacyscheme/scheme.go:30\"`,
+		`{"apiVersion":"policy/v1","kind":"Pod","metadata":{"name":"workload-w-3"}}`:                                         `Pod in version \"v1\" cannot be handled as a Eviction: no kind \"Pod\" is registered for version \"policy/v1\" in scheme \"pkg/api/legacyscheme/scheme.go:30\"`,
+		`{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"workload-w-2"}}`:                                    "name in URL does not match name in Eviction object",
+		`{"apiVersion":"policy/v1","kind":"Eviction"}`:                                                                       "name in URL does not match name in Eviction object",
+		`{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"workload-w-3","namespace":"kube-system"}}`:          "the namespace of the provided object does not match the namespace sent on the request",
+		`{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"workload-w-3"},"deleteOptions":{"dryRun":["All"]}}`: "rke2sim: deleteOptions.dryRun and deleteOptions.preconditions are not simulated",
+		`workload-w-3`: "the object provided is unrecognized (must be of type Eviction): couldn't get version/kind; json parse error: invalid character 'w' looking for beginning of value (776f726b6c6f61642d772d33)",
+	} {
+		if code, got := k.evict("default", "workload-w-3", body); code != http.StatusBadRequest || !strings.Contains(got, `"reason":"BadRequest"`) || !strings.Contains(got, `"message":"`+want+`"`) {
+			t.Errorf("eviction %s: %d %s, want 400 %s", body, code, got, want)
+		}
+	}
+	if code, got := k.do(http.MethodPost, "/api/v1/namespaces/default/pods/workload-w-3/eviction", "text/plain", `{"metadata":{"name":"workload-w-3"}}`); code != http.StatusUnsupportedMediaType {
+		t.Errorf("eviction as text/plain: %d %s", code, got)
+	}
+
+	// The evidence, on the server whose API was called.
+	type rec struct {
+		pod, node, kind   string
+		cordoned, refused bool
+		code              int
+	}
+	want := []rec{
+		{"workload-w-1", "w", PodKindWorkload, false, true, 429}, {"workload-w-1", "w", PodKindWorkload, false, true, 429},
+		{"workload-w-1", "w", PodKindWorkload, false, false, 201},
+		{"workload-w-2", "w", PodKindWorkload, true, true, 429}, {"workload-w-2", "w", PodKindWorkload, true, true, 429},
+		{"workload-w-2", "w", PodKindWorkload, true, false, 201},
+		{"workload-a-1", "a", PodKindWorkload, false, false, 201},
+		{"rke2-canal-w", "w", PodKindDaemonSet, true, false, 201},
+		{"kube-proxy-w", "w", PodKindMirror, true, false, 201},
+		{"workload-w-1", "", "", false, false, 404},
+	}
+	for range 7 {
+		want = append(want, rec{"workload-w-3", "", "", false, false, 400})
+	}
+	want = append(want, rec{"workload-w-3", "", "", false, false, 415})
+	ev := a.state().Evictions
+	var got []rec
+	for _, e := range ev {
+		if e.At == "" || e.Namespace == "" {
+			t.Errorf("eviction record %+v", e)
+		}
+		got = append(got, rec{e.Pod, e.Node, e.Kind, e.NodeCordoned, e.Refused, e.Code})
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("evictions\n%v\nwant\n%v", got, want)
+	}
+	if len(w.state().Evictions) != 0 {
+		t.Fatalf("the agent recorded evictions: %+v", w.state().Evictions)
+	}
+
+	// Restarts re-register: the DaemonSet and mirror pods come back, no
+	// evicted workload pod does, nothing is duplicated or remade.
+	w3 := k.pods("/api/v1/pods?fieldSelector=metadata.name%3Dworkload-w-3")
+	w.stop()
+	w = startSim(t, w.spec)
+	w.waitReady()
+	a.stop()
+	a = startSim(t, a.spec)
+	a.waitReady()
+	k = adminClient(t, filepath.Join(filepath.Dir(a.cfgPath), "rke2.yaml"), addr(18, 1))
+	after := k.pods("/api/v1/pods")
+	if got := podNames(after); got != "default/workload-w-3,kube-system/kube-proxy-a,kube-system/kube-proxy-w,kube-system/rke2-canal-a,kube-system/rke2-canal-w" {
+		t.Fatalf("pods after restarts: %s", got)
+	}
+	for _, p := range after {
+		switch p.Metadata.Name {
+		case "workload-w-3":
+			if p.Metadata.UID != w3[0].Metadata.UID || p.Metadata.ResourceVersion != w3[0].Metadata.ResourceVersion {
+				t.Errorf("workload-w-3 rewritten by the restart: %+v, was %+v", p.Metadata, w3[0].Metadata)
+			}
+		case "rke2-canal-w", "kube-proxy-w":
+			if p.Metadata.UID == uids[p.Metadata.Name] {
+				t.Errorf("%s: the evicted pod's uid came back", p.Metadata.Name)
+			}
+		default:
+			if p.Metadata.UID != uids[p.Metadata.Name] {
+				t.Errorf("%s: remade by the restart", p.Metadata.Name)
+			}
+		}
+	}
+
+	// A deleted Node takes its pods; registered again, it gets its canal
+	// and kube-proxy pods, not its old workload pods.
+	w.stop()
+	if code, body := k.do(http.MethodDelete, "/api/v1/nodes/w", "", ""); code != http.StatusOK {
+		t.Fatalf("delete w: %d %s", code, body)
+	}
+	if got := podNames(k.pods("/api/v1/pods?fieldSelector=spec.nodeName%3Dw")); got != "" {
+		t.Fatalf("pods of the deleted node: %s", got)
+	}
+	w = startSim(t, w.spec)
+	w.waitReady()
+	if got := podNames(k.pods("/api/v1/pods?fieldSelector=spec.nodeName%3Dw")); got != "kube-system/kube-proxy-w,kube-system/rke2-canal-w" {
+		t.Fatalf("pods of w registered again: %s", got)
+	}
+}
+
+func TestPodFieldSelector(t *testing.T) {
+	p := KubePod{Metadata: ObjectMeta{Name: "x", Namespace: "default"}, Spec: PodSpec{NodeName: "w"}, Status: PodStatus{Phase: "Running"}}
+	for sel, want := range map[string]bool{
+		"": true, "spec.nodeName=w": true, "spec.nodeName==w": true, "spec.nodeName!=w": false, "spec.nodeName=v": false,
+		"spec.nodeName=w,metadata.namespace=default": true, "spec.nodeName=w,metadata.namespace!=default": false,
+		"metadata.name=x,status.phase=Running": true, "status.phase!=Succeeded": true, " spec.nodeName = w": false,
+	} {
+		terms, err := parseFieldSelector(sel)
+		if err != nil || matchFields(terms, p) != want {
+			t.Errorf("%q: %v %v, want %v", sel, matchFields(terms, p), err, want)
+		}
+	}
+	for sel, want := range map[string]string{"spec.unknown=x": "field label not supported: spec.unknown", "spec.nodeName": "invalid selector: 'spec.nodeName'; can't understand 'spec.nodeName'"} {
+		if _, err := parseFieldSelector(sel); err == nil || err.Error() != want {
+			t.Errorf("%q: %v, want %s", sel, err, want)
+		}
+	}
+}
+
+func TestDecodeEviction(t *testing.T) {
+	ok := []string{
+		`{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"p","namespace":"ns"}}`,
+		`{"apiVersion":"policy/v1beta1","kind":"Eviction","metadata":{"name":"p"}}`,
+		`{"metadata":{"name":"p"}}`,
+		`{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"p"},"deleteOptions":{"gracePeriodSeconds":0}}`,
+	}
+	for _, body := range ok {
+		if s := decodeEviction("application/json; charset=utf-8", []byte(body), "ns", "p"); s != nil {
+			t.Errorf("%s: refused %+v", body, *s)
+		}
+	}
+	bad := map[string]string{
+		``:           "the object provided is unrecognized (must be of type Eviction): couldn't get version/kind; json parse error: unexpected end of JSON input (<empty>)",
+		`[]`:         "the object provided is unrecognized (must be of type Eviction): couldn't get version/kind; json parse error: json: cannot unmarshal array into Go value of type map[string]json.RawMessage (5b5d)",
+		`{"kind":5}`: "the object provided is unrecognized (must be of type Eviction): couldn't get version/kind; json parse error: json: cannot unmarshal number into Go struct field .kind of type string ({\"kind\":5})",
+		`{"apiVersion":"policy/v2","kind":"Eviction","metadata":{"name":"p"}}`:                                               `Eviction in version "v2" cannot be handled as a Eviction: no kind "Eviction" is registered for version "policy/v2" in scheme "pkg/api/legacyscheme/scheme.go:30"`,
+		`{"apiVersion":"policy/v1","kind":"eviction","metadata":{"name":"p"}}`:                                               `eviction in version "v1" cannot be handled as a Eviction: no kind "eviction" is registered for version "policy/v1" in scheme "pkg/api/legacyscheme/scheme.go:30"`,
+		`{"apiVersion":"policy/v1","kind":"Eviction","Metadata":{"name":"p"}}`:                                               "name in URL does not match name in Eviction object",
+		`{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"Name":"p"}}`:                                               "name in URL does not match name in Eviction object",
+		`{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":7}}`:                                                 `Eviction in version "v1" cannot be handled as a Eviction: json: cannot unmarshal number into Go struct field ObjectMeta.metadata.name of type string`,
+		`{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"p","namespace":"other"}}`:                           "the namespace of the provided object does not match the namespace sent on the request",
+		`{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"p"},"deleteOptions":{"preconditions":{"uid":"u"}}}`: "rke2sim: deleteOptions.dryRun and deleteOptions.preconditions are not simulated",
+	}
+	for body, want := range bad {
+		s := decodeEviction("application/json", []byte(body), "ns", "p")
+		if s == nil || s.code != http.StatusBadRequest || s.reason != "BadRequest" || s.message != want {
+			t.Errorf("%s: %+v, want 400 %s", body, s, want)
+		}
+	}
+	if s := decodeEviction("application/yaml", []byte(ok[0]), "ns", "p"); s == nil || s.code != http.StatusUnsupportedMediaType {
+		t.Errorf("yaml: %+v, want 415", s)
 	}
 }

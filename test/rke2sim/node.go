@@ -397,7 +397,8 @@ func (n *node) runAgent(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	req := joinRequest{Name: n.cfg.NodeName, URL: n.supervisorURL(), Mode: ModeAgent, Password: pw, Version: n.set.Version}
+	req := joinRequest{Name: n.cfg.NodeName, URL: n.supervisorURL(), Mode: ModeAgent, Password: pw, Version: n.set.Version,
+		WorkloadPods: n.set.WorkloadPods, PDBRefusals: n.set.PDBRefusals}
 	resp, err := jc.join(ctx, req, n.set.ConnectRetry, n.set.JoinRetry, n.log, n.recordRejection)
 	if err != nil {
 		return err

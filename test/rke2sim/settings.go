@@ -41,6 +41,10 @@ type Settings struct {
 	// KubeVIPOutlives (RKE2SIM_KUBEVIP_OUTLIVES=1): kube-vip keeps the VIP
 	// after its server stops.
 	KubeVIPOutlives bool
+	// The pods this node runs (see Pods in doc.go), read when
+	// the node registers and its pods are made.
+	WorkloadPods int // RKE2SIM_WORKLOAD_PODS (0): pods of a ReplicaSet in default
+	PDBRefusals  int // RKE2SIM_PDB_REFUSALS (0): evictions refused (429) per workload pod
 	// Executable runs the outliving kube-vip (Options.Executable).
 	Executable string
 }
@@ -91,6 +95,20 @@ func LoadSettings(getenv func(string) string) (Settings, error) {
 		}
 		*into = p
 	}
+	count := func(name string, into *int) {
+		v := getenv(name)
+		if v == "" || err != nil {
+			return
+		}
+		c, perr := strconv.Atoi(v)
+		if perr != nil || c < 0 || c > maxPodCount {
+			err = fmt.Errorf("%s=%q: want a whole number from 0 to %d", name, v, maxPodCount)
+			return
+		}
+		*into = c
+	}
+	count("RKE2SIM_WORKLOAD_PODS", &s.WorkloadPods)
+	count("RKE2SIM_PDB_REFUSALS", &s.PDBRefusals)
 	dur("RKE2SIM_START_DELAY", &s.StartDelay)
 	dur("RKE2SIM_JOIN_DELAY", &s.JoinDelay)
 	dur("RKE2SIM_AGENT_DELAY", &s.AgentDelay)

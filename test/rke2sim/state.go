@@ -47,11 +47,27 @@ type Evidence struct {
 	Resets []string `json:"resets"`
 }
 
-// Eviction is one pod eviction the Kubernetes API received.
+// Eviction is one eviction request the Kubernetes API of this server
+// received (the server whose API was called records it, whichever node the
+// pod is on).
 type Eviction struct {
 	At        string `json:"at"`
 	Namespace string `json:"namespace"`
 	Pod       string `json:"pod"`
+	// Node is the pod's spec.nodeName; Kind is PodKindDaemonSet,
+	// PodKindMirror or PodKindWorkload. Both "" when the request named no
+	// pod the API holds (a bad request, or 404).
+	Node string `json:"node"`
+	Kind string `json:"kind"`
+	// NodeCordoned: the pod's Node had spec.unschedulable when the request
+	// arrived (a drain cordons first).
+	NodeCordoned bool `json:"node_cordoned"`
+	// Refused: answered 429, a PodDisruptionBudget's refusal
+	// (RKE2SIM_PDB_REFUSALS); the pod stays.
+	Refused bool `json:"refused"`
+	// Code is the HTTP status answered: 201 evicted (the pod deleted), 429
+	// refused, 404 no such pod, 400 a malformed Eviction, 415 not JSON.
+	Code int `json:"code"`
 }
 
 // StatePath is where state.json lives under a data-dir.

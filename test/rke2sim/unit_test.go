@@ -72,12 +72,14 @@ func TestSupervisorRateLimit(t *testing.T) {
 }
 
 func TestLoadSettings(t *testing.T) {
-	env := map[string]string{"RKE2SIM_JOIN_DELAY": "2s", "RKE2SIM_SUPERVISOR_PORT": "19345", "RKE2SIM_VERSION": "v1.2.3+rke2r9"}
+	env := map[string]string{"RKE2SIM_JOIN_DELAY": "2s", "RKE2SIM_SUPERVISOR_PORT": "19345", "RKE2SIM_VERSION": "v1.2.3+rke2r9", "RKE2SIM_WORKLOAD_PODS": "4"}
 	s, err := LoadSettings(func(k string) string { return env[k] })
-	if err != nil || s.JoinDelay != 2*time.Second || s.SupervisorPort != 19345 || s.APIPort != 6443 || s.Version != "v1.2.3+rke2r9" || s.StartDelay != 300*time.Millisecond {
+	if err != nil || s.JoinDelay != 2*time.Second || s.SupervisorPort != 19345 || s.APIPort != 6443 || s.Version != "v1.2.3+rke2r9" || s.StartDelay != 300*time.Millisecond ||
+		s.WorkloadPods != 4 || s.PDBRefusals != 0 {
 		t.Fatalf("%+v %v", s, err)
 	}
-	for k, v := range map[string]string{"RKE2SIM_START_DELAY": "3", "RKE2SIM_API_PORT": "70000", "RKE2SIM_AGENT_DELAY": "-1s"} {
+	for k, v := range map[string]string{"RKE2SIM_START_DELAY": "3", "RKE2SIM_API_PORT": "70000", "RKE2SIM_AGENT_DELAY": "-1s",
+		"RKE2SIM_WORKLOAD_PODS": "-1", "RKE2SIM_PDB_REFUSALS": "two"} {
 		if _, err := LoadSettings(func(name string) string {
 			if name == k {
 				return v
