@@ -98,6 +98,10 @@ type Member struct {
 	ownBase    []byte       // this member's claim as last signed, with sequence 1
 	day2       claims.Claim // the day-2 fields of this member's claim (UpdateClaim)
 	claimDirty atomic.Bool  // a new own claim waits for the direct exchanges
+	// syncOnce is the role whose alive members the next broadcast pass
+	// also exchanges state with directly (UpdateMetaAndSync), "" none.
+	syncOnceMu sync.Mutex
+	syncOnce   string
 	resign     atomic.Bool  // an earlier run's newer claim was seen: sign past it
 	numAlive   atomic.Int32 // alive members, for the broadcast queue's retransmits
 
@@ -516,6 +520,27 @@ func (m *Member) UpdateMeta(fn func(*Meta)) error {
 	return nil
 }
 
+// UpdateMetaAndSync is UpdateMeta, and once the new metadata is stored
+// this member also exchanges its state directly with every alive member
+// of role, as SyncRole does after every change: for a rare change those
+// members must see at once (an agent's upgrade report, which the leader
+// waits for), without a direct exchange after every change of a member
+// that has many peers.
+func (m *Member) UpdateMetaAndSync(fn func(*Meta), role string) error {
+	m.syncOnceMu.Lock()
+	m.syncOnce = role
+	m.syncOnceMu.Unlock()
+	return m.UpdateMeta(fn)
+}
+
+func (m *Member) takeSyncOnce() string {
+	m.syncOnceMu.Lock()
+	defer m.syncOnceMu.Unlock()
+	r := m.syncOnce
+	m.syncOnce = ""
+	return r
+}
+
 // kick asks the broadcaster to announce the local metadata and claim.
 func (m *Member) kick() {
 	select {
@@ -564,20 +589,33 @@ func (m *Member) broadcaster(ctx context.Context) {
 		m.localMu.Unlock()
 		claimed := m.claimDirty.Swap(false)
 		if stored && !claimed {
+			// Carried by an earlier pass; a direct exchange asked for
+			// with it is still owed.
+			if role := m.takeSyncOnce(); role != "" {
+				m.exchange(&bg, ml, m.peersOf(role))
+			}
 			continue
 		}
 		if !stored && !m.storeMeta(ctx, ml, &bg, before) {
 			return
 		}
-		// One exchange per peer, each on its own: a peer that died a
-		// moment ago (still alive here) costs a TCP timeout, and must not
-		// hold up the others or the next change.
-		for _, peer := range m.syncPeers() {
-			bg.Go(func() {
-				_, err := ml.Join([]string{peer})
-				m.log.Debug("metadata synced directly", zap.String("peer", peer), zap.Error(err))
-			})
+		peers := m.peersOf(m.cfg.SyncRole)
+		if role := m.takeSyncOnce(); role != "" && role != m.cfg.SyncRole {
+			peers = append(peers, m.peersOf(role)...)
 		}
+		m.exchange(&bg, ml, peers)
+	}
+}
+
+// exchange syncs state with each peer directly. One exchange per peer,
+// each on its own: a peer that died a moment ago (still alive here) costs
+// a TCP timeout, and must not hold up the others or the next change.
+func (m *Member) exchange(bg *sync.WaitGroup, ml *memberlist.Memberlist, peers []string) {
+	for _, peer := range peers {
+		bg.Go(func() {
+			_, err := ml.Join([]string{peer})
+			m.log.Debug("metadata synced directly", zap.String("peer", peer), zap.Error(err))
+		})
 	}
 }
 
@@ -617,9 +655,10 @@ func (m *Member) storeMeta(ctx context.Context, ml *memberlist.Memberlist, bg *s
 	}
 }
 
-// syncPeers are the addresses of the other alive members of SyncRole.
-func (m *Member) syncPeers() []string {
-	if m.cfg.SyncRole == "" {
+// peersOf are the addresses of the other alive members of role ("":
+// none).
+func (m *Member) peersOf(role string) []string {
+	if role == "" {
 		return nil
 	}
 	m.mu.Lock()
@@ -627,7 +666,7 @@ func (m *Member) syncPeers() []string {
 	var out []string
 	for _, r := range m.records {
 		i := r.info
-		if i.Name != m.cfg.NodeName && i.State == StateAlive && i.MetaErr == nil && i.Meta.Role == m.cfg.SyncRole {
+		if i.Name != m.cfg.NodeName && i.State == StateAlive && i.MetaErr == nil && i.Meta.Role == role {
 			out = append(out, net.JoinHostPort(i.Addr, strconv.Itoa(int(i.Port))))
 		}
 	}

@@ -456,6 +456,38 @@ func TestSyncRoleReachesServersDirectly(t *testing.T) {
 	t.Logf("the other server saw the change %v after UpdateMeta", took)
 }
 
+// TestUpdateMetaAndSyncReachesTheRole: with gossip's own dissemination
+// stopped, an agent's (no SyncRole) ordinary change does not reach the
+// server, and one made with UpdateMetaAndSync does, once.
+func TestUpdateMetaAndSyncReachesTheRole(t *testing.T) {
+	quiet := testTimings()
+	quiet.GossipInterval = time.Hour
+	quiet.ProbeInterval = time.Hour
+	quiet.PushPullInterval = time.Hour
+	s := startMember(t, "s", withTimings(quiet), withRole(RoleServer))
+	a := startMember(t, "a", withTimings(quiet), withRole(RoleAgent), withJoin(s.addr))
+	finished := func() int64 {
+		for _, mi := range s.Members() {
+			if mi.Name == "a" {
+				return mi.Meta.UpgradeFinished
+			}
+		}
+		return -1
+	}
+	eventually(t, "a joined s", func() (bool, string) { return finished() == 0, "not yet" })
+	if err := a.UpdateMeta(func(m *Meta) { m.UpgradeFinished = 1 }); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if finished() != 0 {
+		t.Fatal("an ordinary change reached the server although gossip was stopped: the test does not isolate the direct exchange")
+	}
+	if err := a.UpdateMetaAndSync(func(m *Meta) { m.UpgradeFinished = 2 }, RoleServer); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the server sees the synced change", func() (bool, string) { return finished() == 2, fmt.Sprint("s sees ", finished()) })
+}
+
 // TestRapidMetaChangesEndWithTheNewest: bursts of metadata changes, as the
 // phase machine makes when phases follow each other within a millisecond,
 // always end with every member (this one included) seeing the newest.

@@ -79,10 +79,22 @@ func (g memberUpgradeGossip) Publish(f hostFacts) error {
 			c.Upgrade = claims.UpgradeReport{Failed: failed, FailedBegin: f.Report.FailedBegin, Finished: f.Report.Finished}
 		})
 	}
-	return n.members.UpdateMeta(func(m *gossip.Meta) {
+	set := func(m *gossip.Meta) {
 		m.RKE2Wanted, m.RKE2Running = f.Wanted, f.Running
 		m.UpgradeFailed, m.UpgradeFailedBegin, m.UpgradeFinished = failed, f.Report.FailedBegin, f.Report.Finished
-	})
+	}
+	// A new report (finished, or failed) is what the leader waits for to
+	// commit this agent done and begin the next: the servers get it by a
+	// direct exchange at once, not a gossip round or two later.
+	n.upg.mu.Lock()
+	newReport := f.Report != n.upg.published.Report && (f.Report.Finished != 0 || f.Report.Failed != "")
+	n.upg.mu.Unlock()
+	if s, ok := n.members.(interface {
+		UpdateMetaAndSync(func(*gossip.Meta), string) error
+	}); ok && newReport {
+		return s.UpdateMetaAndSync(set, gossip.RoleServer)
+	}
+	return n.members.UpdateMeta(set)
 }
 
 func (g memberUpgradeGossip) Facts(mi gossip.MemberInfo) (hostFacts, bool) {
