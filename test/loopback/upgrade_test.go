@@ -101,9 +101,9 @@ func artifactVersion(t *testing.T, artifactDir string) string {
 }
 
 // upgradeCluster forms servers+agents hosts at fromV, installed by script.
-func upgradeCluster(t *testing.T, base string, servers, agents int) (*demo.Cluster, string) {
+func upgradeCluster(t *testing.T, base string, servers, agents int, env ...string) (*demo.Cluster, string) {
 	t.Helper()
-	c := newCluster(t, base, servers, agents)
+	c := newClusterEnv(t, base, servers, agents, append(append([]string(nil), simEnv...), env...))
 	from := artifacts(t, fromV)
 	for _, n := range c.Nodes {
 		installVia(t, n, from)
@@ -251,7 +251,9 @@ func sample(ctx context.Context, t *testing.T, c *demo.Cluster) *sampler {
 // agents only once every server runs the target; no version skew recorded
 // by rke2sim; every host ends at the target with status done.
 func TestRollingUpgrade(t *testing.T) {
-	c, _ := upgradeCluster(t, "127.91.0.11", 3, 2)
+	// Every host runs a workload pod whose first eviction a
+	// PodDisruptionBudget refuses, besides its DaemonSet and mirror pods.
+	c, _ := upgradeCluster(t, "127.91.0.11", 3, 2, "RKE2SIM_WORKLOAD_PODS=1", "RKE2SIM_PDB_REFUSALS=1")
 	to := artifacts(t, toV)
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
@@ -303,6 +305,50 @@ func TestRollingUpgrade(t *testing.T) {
 	}
 	if ahead == 0 {
 		t.Errorf("no host installed ahead of its begin")
+	}
+	// Drained as kubectl drain does, whoever drained it: each host's
+	// workload pod evicted once its Node was cordoned (after one refusal),
+	// no DaemonSet or mirror pod evicted.
+	type eviction struct {
+		Pod, Node, Kind string
+		NodeCordoned    bool `json:"node_cordoned"`
+		Refused         bool
+		Code            int
+	}
+	var evictions []eviction
+	for _, n := range c.Nodes {
+		if n.Role != "server" {
+			continue
+		}
+		var ev struct{ Evictions []eviction }
+		data, _ := os.ReadFile(filepath.Join(n.RKE2DataDir, "sim", "state.json"))
+		if err := json.Unmarshal(data, &ev); err != nil {
+			t.Fatalf("%s: state.json: %v", n.Name, err)
+		}
+		evictions = append(evictions, ev.Evictions...)
+	}
+	for _, n := range c.Nodes {
+		evicted, refused := 0, 0
+		for _, e := range evictions {
+			if e.Node != n.Name {
+				continue
+			}
+			if e.Kind != "workload" {
+				t.Errorf("%s: a %s pod was evicted (%s): drain leaves it", n.Name, e.Kind, e.Pod)
+			}
+			if !e.NodeCordoned {
+				t.Errorf("%s: %s evicted before its Node was cordoned", n.Name, e.Pod)
+			}
+			switch {
+			case e.Refused:
+				refused++
+			case e.Code == http.StatusCreated:
+				evicted++
+			}
+		}
+		if evicted != 1 || refused < 1 {
+			t.Errorf("%s: workload pod evicted %d times after %d refusals, want once after at least 1", n.Name, evicted, refused)
+		}
 	}
 	// Every Node was cordoned and then uncordoned through a server's
 	// apiserver: a server's by itself, an agent's by the leader.
