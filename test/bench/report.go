@@ -565,11 +565,11 @@ func writeFindings(p func(string, ...any), in reportInput) {
 	if u := in.Upgrade; u != nil && u.Measured-u.Critical > goalUpgradeOver {
 		ss, as := stepShare(u.Hosts, "server"), stepShare(u.Hosts, "agent")
 		note("Rolling upgrade %d+%d: %.1f s over the critical path (goal ≤ %.0f s). %s "+
-			"What would close it: the install step (median %.2f s on a server, %.2f s on an agent: unpacking the artifacts) does not take a host out of service, so installing on the next hosts while the current ones restart would take it off each of the %d hand-overs on the chain; "+
-			"an agent's pickup of its begin (median %.2f s, about one per batch on the chain: the servers' claims carry it, and the agent reads them at its 1 s upgrade tick) would shrink if the agent woke on a claim change instead of its tick; "+
+			"Where the rest goes: the install step (median %.2f s on a server, %.2f s on an agent) is short where the host installed ahead of its begin (while the hosts ahead restarted), and is paid in full by the first server (it begins as the roll starts) and the first agents (no agent installs before every server runs the target: its binary must never start newer than a server); "+
+			"an agent picks up its begin from the servers' claims at the gossip change that carries it (median %.2f s), and its report reaches the servers by a direct exchange; "+
 			"a server's restart step (median %.2f s against S = %.0f s) holds stopping the old RKE2 and its etcd member rejoining, which real RKE2 pays too.",
 			u.Servers, u.Agents, u.Measured-u.Critical, goalUpgradeOver, upgradeWhere(u),
-			ss[string(upgrade.StepInstall)], as[string(upgrade.StepInstall)], u.Servers+u.AgentBatches, median(u.PickupAgents), ss[string(upgrade.StepRestart)]+ss[string(upgrade.StepHealthy)], u.S)
+			ss[string(upgrade.StepInstall)], as[string(upgrade.StepInstall)], median(u.PickupAgents), ss[string(upgrade.StepRestart)]+ss[string(upgrade.StepHealthy)], u.S)
 	}
 	if len(notes) == 0 {
 		return
@@ -766,7 +766,7 @@ func upgradeWhere(u *upgradeResult) string {
 	}
 	return fmt.Sprintf("Of the %.1f s over the critical path, %.1f s are the hosts' steps beyond S and A (steps as they ran %.1f s − critical %.1f s). "+
 		"The rest is the hand-overs: a server's begin committed → its runner starting: median %.2f s (max %.2f s); an agent's, which learns its begin from the servers' signed claims: median %.2f s (max %.2f s, %.1f s summed over the agents); "+
-		"a host's steps finished → its done committed (its report through gossip to the leader): median %.2f s (max %.2f s); a done committed → the next begin committed: median %.2f s (max %.2f s).",
+		"a host's steps finished → its done committed (a server's report through its claim, an agent's by a direct exchange with the servers): median %.2f s (max %.2f s); a done committed → the next begin committed: median %.2f s (max %.2f s).",
 		u.Measured-u.Critical, u.CriticalAsRan-u.Critical, u.CriticalAsRan, u.Critical,
 		median(u.PickupServers), maxOf(u.PickupServers), median(u.PickupAgents), maxOf(u.PickupAgents), sum(u.PickupAgents),
 		median(u.ReportToDone), maxOf(u.ReportToDone), median(u.DoneToBegin), maxOf(u.DoneToBegin))
