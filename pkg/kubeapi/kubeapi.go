@@ -200,7 +200,8 @@ type Node struct {
 	EtcdName    string // etcd.rke2.cattle.io/node-name: its etcd member name
 	EtcdAddress string // etcd.rke2.cattle.io/node-address
 	Finalizers  []string
-	Deleting    bool // deletionTimestamp set: Terminating
+	Deleting    bool     // deletionTimestamp set: Terminating
+	InternalIPs []string // status.addresses of type InternalIP (RKE2's node-ip)
 }
 
 type nodeObject struct {
@@ -211,13 +212,25 @@ type nodeObject struct {
 		Finalizers        []string          `json:"finalizers"`
 		DeletionTimestamp *string           `json:"deletionTimestamp"`
 	} `json:"metadata"`
+	Status struct {
+		Addresses []struct {
+			Type    string `json:"type"`
+			Address string `json:"address"`
+		} `json:"addresses"`
+	} `json:"status"`
 }
 
 func (o nodeObject) node() Node {
 	m := o.Metadata
 	_, etcd := m.Labels[LabelEtcd]
-	return Node{Name: m.Name, Etcd: etcd, EtcdName: m.Annotations[AnnotationEtcdName], EtcdAddress: m.Annotations[AnnotationEtcdAddr],
+	n := Node{Name: m.Name, Etcd: etcd, EtcdName: m.Annotations[AnnotationEtcdName], EtcdAddress: m.Annotations[AnnotationEtcdAddr],
 		Finalizers: m.Finalizers, Deleting: m.DeletionTimestamp != nil}
+	for _, a := range o.Status.Addresses {
+		if a.Type == "InternalIP" {
+			n.InternalIPs = append(n.InternalIPs, a.Address)
+		}
+	}
+	return n
 }
 
 // ListNodes returns every Node.

@@ -151,7 +151,7 @@ func nodeJSON(name string, etcd bool) string {
 		labels += `,"node-role.kubernetes.io/etcd":"true"`
 		ann = fmt.Sprintf(`"annotations":{"etcd.rke2.cattle.io/node-name":"%s-1a2b3c4d","etcd.rke2.cattle.io/node-address":"10.0.0.%d"},`, name, len(name))
 	}
-	return fmt.Sprintf(`{"kind":"Node","apiVersion":"v1","metadata":{"name":"%s","labels":{%s},%s"finalizers":["%s"]}}`, name, labels, ann, FinalizerEtcd)
+	return fmt.Sprintf(`{"kind":"Node","apiVersion":"v1","metadata":{"name":"%s","labels":{%s},%s"finalizers":["%s"]},"status":{"addresses":[{"type":"InternalIP","address":"10.0.1.%d"},{"type":"Hostname","address":"%s"}]}}`, name, labels, ann, FinalizerEtcd, len(name), name)
 }
 
 func start(t *testing.T) (*fakeAPI, *pki, string) {
@@ -230,7 +230,7 @@ func TestNodesAndRemoval(t *testing.T) {
 		t.Fatalf("ListNodes = %+v", nodes)
 	}
 	n, err := c.GetNode(ctx, "h2")
-	if err != nil || n.Name != "h2" || n.EtcdName != "h2-1a2b3c4d" {
+	if err != nil || n.Name != "h2" || n.EtcdName != "h2-1a2b3c4d" || len(n.InternalIPs) != 1 || n.InternalIPs[0] != "10.0.1.2" {
 		t.Fatalf("GetNode = %+v, %v", n, err)
 	}
 	if err := c.DeleteNode(ctx, "h2"); err != nil {

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"go.uber.org/zap"
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/election"
 	"github.com/rke2-hanode/rke2-hanode/pkg/gossip"
+	"github.com/rke2-hanode/rke2-hanode/pkg/kubeapi"
 	"github.com/rke2-hanode/rke2-hanode/pkg/upgrade"
 )
 
@@ -120,6 +122,9 @@ func (n *Node) runLeaderJob(ctx context.Context, job upgrade.Job) error {
 	switch job.Kind {
 	case upgrade.JobDrain:
 		err = withDeadline(ctx, upgradeDrainDeadline, "draining agent "+job.Node, func(ctx context.Context) error {
+			if err := n.checkAgentNode(ctx, job.Node); err != nil {
+				return err
+			}
 			if err := o.cordonNode(ctx, job.Node, true); err != nil {
 				return fmt.Errorf("cordon: %w", err)
 			}
@@ -137,5 +142,39 @@ func (n *Node) runLeaderJob(ctx context.Context, job upgrade.Job) error {
 		return errors.New(tailOf(err.Error(), 180))
 	}
 	log.Info("upgrade: the leader's job for an agent ended")
+	return nil
+}
+
+// checkAgentNode: the Node the leader is about to drain is the agent's:
+// its InternalIP (RKE2's node-ip, which the agent's daemon sets to its
+// advertise address) is the address the agent gossips. A name is owned in
+// gossip only among the daemons, so without this an agent-token holder
+// could join under the name of a Node no daemon runs on (a node joined by
+// hand) and have the leader drain it.
+func (n *Node) checkAgentNode(ctx context.Context, name string) error {
+	var addr string
+	for _, mi := range n.members.Members() {
+		if mi.Name == name && mi.MetaErr == nil {
+			addr = mi.Meta.AdvertiseAddr
+		}
+	}
+	if addr == "" {
+		return fmt.Errorf("agent %s is not in gossip with an address: its Node is not drained", name)
+	}
+	o := &hostUpgradeOps{n: n}
+	return o.withKube(func(c *kubeapi.Client) error {
+		kn, err := c.GetNode(ctx, name)
+		if err != nil {
+			return fmt.Errorf("read Node %s: %w", name, err)
+		}
+		return agentNodeMatches(kn, addr)
+	})
+}
+
+// agentNodeMatches: Node kn is the agent's that gossips addr.
+func agentNodeMatches(kn kubeapi.Node, addr string) error {
+	if !slices.Contains(kn.InternalIPs, addr) {
+		return fmt.Errorf("the Node %s lists InternalIPs %v, not %s, the address agent %s gossips: not the agent's Node, not drained", kn.Name, kn.InternalIPs, addr, kn.Name)
+	}
 	return nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/rke2-hanode/rke2-hanode/pkg/election"
 	"github.com/rke2-hanode/rke2-hanode/pkg/gossip"
 	"github.com/rke2-hanode/rke2-hanode/pkg/installer"
+	"github.com/rke2-hanode/rke2-hanode/pkg/kubeapi"
 	"github.com/rke2-hanode/rke2-hanode/pkg/status"
 	"github.com/rke2-hanode/rke2-hanode/pkg/upgrade"
 )
@@ -919,5 +920,22 @@ func TestUpgradeRunnerSkipsAnInstallAhead(t *testing.T) {
 		if cur := r.current(); cur == nil || !cur.Finished {
 			t.Errorf("installed ahead %v: the run did not finish: %+v", ahead, cur)
 		}
+	}
+}
+
+// TestLeaderDrainsOnlyTheAgentsNode is the attack: an agent-token holder
+// joins gossip under the name of a Node no daemon runs on (a node joined
+// by hand) and waits for the leader to drain it. The Node's InternalIP is
+// not the address the impostor gossips, so the drain is refused.
+func TestLeaderDrainsOnlyTheAgentsNode(t *testing.T) {
+	victim := kubeapi.Node{Name: "worker-7", InternalIPs: []string{"10.0.0.7"}}
+	if err := agentNodeMatches(victim, "10.0.0.66"); err == nil || !strings.Contains(err.Error(), "not the agent's Node") {
+		t.Fatalf("an impostor's address drained worker-7: %v", err)
+	}
+	if err := agentNodeMatches(kubeapi.Node{Name: "worker-7"}, "10.0.0.7"); err == nil {
+		t.Fatal("a Node without addresses was taken for the agent's")
+	}
+	if err := agentNodeMatches(victim, "10.0.0.7"); err != nil {
+		t.Fatalf("the agent's own Node refused: %v", err)
 	}
 }
