@@ -37,7 +37,7 @@ func isMembershipOp(op string) bool {
 // operations of version 1 are still written as version 1, so that builds
 // that read only version 1 keep reading them during a rolling upgrade.
 func opVersion(op string) int {
-	if op == upgrade.OpDrain {
+	if op == upgrade.OpDrain || op == upgrade.OpRelease {
 		return drainCommandVersion
 	}
 	if isRequestOp(op) {

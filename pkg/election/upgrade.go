@@ -15,8 +15,8 @@ import (
 //
 // Their fields: upgrade-start {target, at}; upgrade-drain, upgrade-begin
 // and upgrade-done {node, role, at}; upgrade-failed {node, reason, at};
-// upgrade-pause and upgrade-resume {at}. upgrade-drain came with command
-// version 4 (drainCommandVersion): the node issues it only while every
+// upgrade-release {node, at}; upgrade-pause and upgrade-resume {at}.
+// upgrade-drain and upgrade-release came with command version 4 (drainCommandVersion): the node issues it only while every
 // voter reads that version (DrainReaders), and begins agents undrained
 // otherwise.
 

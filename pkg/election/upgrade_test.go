@@ -195,6 +195,9 @@ func TestUpgradeDrainWireFormat(t *testing.T) {
 	if !strings.Contains(string(enc), `"v":4`) {
 		t.Fatalf("upgrade-drain encoded as %s, want version 4", enc)
 	}
+	if enc, err := EncodeCommand(UpgradeCommand(upgrade.Command{Op: upgrade.OpRelease, Node: "a1", At: 6})); err != nil || !strings.Contains(string(enc), `"v":4`) {
+		t.Fatalf("upgrade-release encoded as %s (%v), want version 4", enc, err)
+	}
 	if _, err := DecodeCommand([]byte(`{"v":1,"op":"upgrade-drain","node":"s1","role":"server","at":2}`)); err == nil || !strings.Contains(err.Error(), "only agents are drained") {
 		t.Fatalf("a server's drain decoded: %v", err)
 	}

@@ -504,7 +504,13 @@ func (m *Member) PushTo(names []string) {
 // election loop must not stall on it). Updates that come faster than they
 // can be broadcast coalesce; peers always end with the newest. An invalid
 // result is rejected and the metadata stays as it was.
-func (m *Member) UpdateMeta(fn func(*Meta)) error {
+func (m *Member) UpdateMeta(fn func(*Meta)) error { return m.updateMetaSync(fn, "") }
+
+// updateMetaSync is UpdateMeta; a role asks for a direct exchange with its
+// members once the new metadata is stored. The ask is set only after the
+// metadata it is for, and a broadcast pass takes it before it stores, so
+// the pass that takes it stores this metadata or newer.
+func (m *Member) updateMetaSync(fn func(*Meta), role string) error {
 	if m.left.Load() || m.stopped.Load() {
 		return errors.New("gossip: update meta: member has left or stopped")
 	}
@@ -512,6 +518,11 @@ func (m *Member) UpdateMeta(fn func(*Meta)) error {
 	next := m.Local()
 	fn(&next)
 	err := m.setLocal(next)
+	if err == nil && role != "" {
+		m.syncOnceMu.Lock()
+		m.syncOnce = role
+		m.syncOnceMu.Unlock()
+	}
 	m.metaMu.Unlock()
 	if err != nil {
 		return err
@@ -527,10 +538,7 @@ func (m *Member) UpdateMeta(fn func(*Meta)) error {
 // waits for), without a direct exchange after every change of a member
 // that has many peers.
 func (m *Member) UpdateMetaAndSync(fn func(*Meta), role string) error {
-	m.syncOnceMu.Lock()
-	m.syncOnce = role
-	m.syncOnceMu.Unlock()
-	return m.UpdateMeta(fn)
+	return m.updateMetaSync(fn, role)
 }
 
 func (m *Member) takeSyncOnce() string {
@@ -580,6 +588,7 @@ func (m *Member) broadcaster(ctx context.Context) {
 			continue
 		}
 		m.resignIfAsked()
+		once := m.takeSyncOnce()
 		// An earlier pass may already have carried this change (UpdateNode
 		// reads the newest metadata): memberlist would store nothing new
 		// and report nothing.
@@ -591,17 +600,15 @@ func (m *Member) broadcaster(ctx context.Context) {
 		if stored && !claimed {
 			// Carried by an earlier pass; a direct exchange asked for
 			// with it is still owed.
-			if role := m.takeSyncOnce(); role != "" {
-				m.exchange(&bg, ml, m.peersOf(role))
-			}
+			m.exchange(&bg, ml, m.peersOf(once))
 			continue
 		}
 		if !stored && !m.storeMeta(ctx, ml, &bg, before) {
 			return
 		}
 		peers := m.peersOf(m.cfg.SyncRole)
-		if role := m.takeSyncOnce(); role != "" && role != m.cfg.SyncRole {
-			peers = append(peers, m.peersOf(role)...)
+		if once != m.cfg.SyncRole {
+			peers = append(peers, m.peersOf(once)...)
 		}
 		m.exchange(&bg, ml, peers)
 	}

@@ -90,7 +90,9 @@ func (j *leaderJobs) start(ctx context.Context, jobs []upgrade.Job, run func(con
 			}
 			j.mu.Lock()
 			delete(j.running, job)
-			done[job.Node] = r
+			if old, ok := done[job.Node]; !ok || old.Since <= r.Since {
+				done[job.Node] = r // an older begin's job never replaces a newer one's result
+			}
 			j.mu.Unlock()
 			ended()
 		}()
@@ -132,7 +134,10 @@ func (n *Node) runLeaderJob(ctx context.Context, job upgrade.Job) error {
 		})
 	case upgrade.JobUncordon:
 		err = withDeadline(ctx, upgradeUncordonDeadline, "uncordoning agent "+job.Node, func(ctx context.Context) error {
-			return o.cordonNode(ctx, job.Node, false)
+			if err := o.cordonNode(ctx, job.Node, false); !errors.Is(err, kubeapi.ErrNotFound) {
+				return err
+			}
+			return nil // no Node left to uncordon
 		})
 	default:
 		err = fmt.Errorf("job %q unknown", job.Kind)
@@ -154,12 +159,15 @@ func (n *Node) runLeaderJob(ctx context.Context, job upgrade.Job) error {
 func (n *Node) checkAgentNode(ctx context.Context, name string) error {
 	var addr string
 	for _, mi := range n.members.Members() {
-		if mi.Name == name && mi.MetaErr == nil {
-			addr = mi.Meta.AdvertiseAddr
+		// The address memberlist probes it on, which its own metadata
+		// must not contradict.
+		if mi.Name == name && mi.MetaErr == nil && mi.State == gossip.StateAlive && mi.Meta.ClusterName == n.cfg.ClusterName &&
+			(mi.Meta.AdvertiseAddr == "" || mi.Meta.AdvertiseAddr == mi.Addr) {
+			addr = mi.Addr
 		}
 	}
 	if addr == "" {
-		return fmt.Errorf("agent %s is not in gossip with an address: its Node is not drained", name)
+		return fmt.Errorf("agent %s is not alive in gossip at the address it advertises: its Node is not drained", name)
 	}
 	o := &hostUpgradeOps{n: n}
 	return o.withKube(func(c *kubeapi.Client) error {

@@ -40,6 +40,11 @@ func (n *Node) prepareTarget(members []gossip.MemberInfo) string {
 	if err != nil || f.Wanted == f.Running || n.upg.runner.current() != nil && n.upg.runner.current().Target == f.Wanted {
 		return ""
 	}
+	// Only an upgrade the roll allows: never a downgrade or a skipped
+	// minor, which an unplanned restart would then act on.
+	if running, err := rke2version.Parse(f.Running); err != nil || !running.Less(want) || running.MinorDistance(want) > 1 {
+		return ""
+	}
 	n.mu.Lock()
 	prepared := n.prog.Prepared
 	n.mu.Unlock()
@@ -61,8 +66,11 @@ func (n *Node) prepareTarget(members []gossip.MemberInfo) string {
 	var behind []string
 	servers, agents := 0, 0
 	for _, mi := range members {
-		if mi.MetaErr != nil || mi.State != gossip.StateAlive || mi.Meta.ClusterName != n.cfg.ClusterName {
+		if mi.MetaErr != nil || mi.State == gossip.StateDead || mi.State == gossip.StateLeft || mi.Meta.ClusterName != n.cfg.ClusterName {
 			continue
+		}
+		if mi.Meta.Role == gossip.RoleServer && mi.Claim == nil && mi.Name != n.cfg.NodeName {
+			return "" // a server without a verified claim (an older build): its version is not known
 		}
 		if mi.Claim != nil {
 			sf, ok := n.upg.gossip.Facts(mi)

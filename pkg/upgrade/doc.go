@@ -52,6 +52,9 @@
 //	upgrade-failed  leader    the host gossips Failed for this begin (FailedBegin = its Since),
 //	                          or HostTimeout passed since its begin, or the leader's drain or
 //	                          uncordon of it failed
+//	upgrade-release leader    a draining agent gone from gossip, or whose configuration no longer
+//	                          wants T: once the leader's drain ended and its uncordon succeeded;
+//	                          it leaves the roll (and begins again in its turn if it needs to)
 //	upgrade-pause   operator  always (through the leader)
 //	upgrade-resume  operator  always; clears failures: a failed agent the leader drained (or
 //	                          began to) is draining again, the others are retried from the start

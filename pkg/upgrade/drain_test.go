@@ -146,3 +146,69 @@ func TestDrainTransitions(t *testing.T) {
 		t.Fatal("a draining server validated")
 	}
 }
+
+// TestDrainingAgentReleased: a draining agent whose configuration no
+// longer wants the target (or that left gossip) is not drained and begun
+// for ever, nor failed again at every resume: once its drain ended the
+// leader uncordons it and it leaves the roll, which can then end.
+func TestDrainingAgentReleased(t *testing.T) {
+	const v36, v37 = "v1.36.3+rke2r1", "v1.37.1+rke2r1"
+	for _, gone := range []bool{false, true} {
+		hosts := []Host{hostAt("s0", RoleServer, v37, v37), hostAt("a0", RoleAgent, v36, v36)}
+		if gone {
+			hosts = hosts[:1]
+		}
+		in := Input{
+			Hosts:    hosts,
+			Progress: Progress{Target: v37, Hosts: []HostProgress{{Name: "a0", Role: RoleAgent, State: HostDraining, Since: 5}, {Name: "s0", Role: RoleServer, State: HostDone, Since: 1}}},
+			Leader:   "s0", MaxUnavailable: Budget{N: 1}, Now: time.Unix(1_800_000_000, 0), DrainAgents: true,
+		}
+		want := []JobKind{JobDrain, JobUncordon}
+		for _, kind := range want {
+			plan := Decide(in)
+			if plan.Command != nil || len(plan.Jobs) != 1 || plan.Jobs[0].Kind != kind {
+				t.Fatalf("gone %v: plan %+v jobs %+v, want only the %s job", gone, plan.Command, plan.Jobs, kind)
+			}
+			r := map[string]JobResult{"a0": {Since: 5}}
+			if kind == JobDrain {
+				in.Drains = r
+			} else {
+				in.Uncordons = r
+			}
+		}
+		plan := Decide(in)
+		if plan.Command == nil || plan.Command.Op != OpRelease {
+			t.Fatalf("gone %v: plan %+v, want a0 released", gone, plan.Command)
+		}
+		p, err := in.Progress.Apply(*plan.Command)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := p.Host("a0"); ok || len(p.InFlight()) != 0 {
+			t.Fatalf("gone %v: a0 still in the roll: %+v", gone, p)
+		}
+	}
+	if _, err := (Progress{Target: v37}).Apply(Command{Op: OpRelease, Node: "a0", At: 1}); err == nil {
+		t.Fatal("released a host that was not draining")
+	}
+}
+
+// TestDrainedAgentWaitsForTheResume: while another host's failure stops
+// the roll, a drained agent's begin is not proposed (the FSM would refuse
+// it every step) and the failed phase is shown.
+func TestDrainedAgentWaitsForTheResume(t *testing.T) {
+	const v36, v37 = "v1.36.3+rke2r1", "v1.37.1+rke2r1"
+	in := Input{
+		Hosts: []Host{hostAt("s0", RoleServer, v37, v37), hostAt("a1", RoleAgent, v36, v37), hostAt("a2", RoleAgent, v36, v37)},
+		Progress: Progress{Target: v37, Hosts: []HostProgress{
+			{Name: "a1", Role: RoleAgent, State: HostDraining, Since: 5},
+			{Name: "a2", Role: RoleAgent, State: HostFailed, Since: 6, Reason: "drain: pods not evicted in time", Drained: true},
+			{Name: "s0", Role: RoleServer, State: HostDone, Since: 1}}},
+		Leader: "s0", MaxUnavailable: Budget{N: 2}, Now: time.Unix(1_800_000_000, 0), DrainAgents: true,
+		Drains: map[string]JobResult{"a1": {Since: 5}},
+	}
+	plan := Decide(in)
+	if plan.Command != nil || plan.Phase != PhaseFailed || !strings.Contains(plan.Blocked, "a2 failed") {
+		t.Fatalf("plan %+v (%s: %s): want nothing committed and the failure shown", plan.Command, plan.Phase, plan.Blocked)
+	}
+}

@@ -193,6 +193,25 @@ func Decide(in Input) Plan {
 		target := rke2version.MustParse(p.Target)
 		var c *Command
 		switch {
+		case hp.State == HostDraining && len(p.In(HostFailed)) > 0:
+			// The roll is stopped: it begins after the resume (Apply
+			// refuses the begin now); the failed phase is shown.
+		case hp.State == HostDraining && (!seen || h.Wanted != target):
+			// Gone from gossip, or its configuration no longer wants the
+			// target: once its drain ended (it may have cordoned it), the
+			// leader uncordons it and it leaves the roll.
+			d, drained := in.Drains[hp.Name]
+			u, uncordoned := in.Uncordons[hp.Name]
+			switch {
+			case !drained || d.Since != hp.Since:
+				plan.Jobs = append(plan.Jobs, Job{Kind: JobDrain, Node: hp.Name, Since: hp.Since})
+			case !uncordoned || u.Since != hp.Since:
+				plan.Jobs = append(plan.Jobs, Job{Kind: JobUncordon, Node: hp.Name, Since: hp.Since})
+			case u.Err != "":
+				c = &Command{Op: OpFailed, Node: hp.Name, Reason: StepFailed(StepUncordon, errString(u.Err)), At: at}
+			default:
+				c = &Command{Op: OpRelease, Node: hp.Name, At: at}
+			}
 		case hp.State == HostDraining:
 			if r, ok := in.Drains[hp.Name]; ok && r.Since == hp.Since {
 				if r.Err != "" {

@@ -147,7 +147,7 @@ func (m *model) jobs(plan Plan) error {
 			m.cordoned[j.Node] = true // cordoned, whether or not the evictions end
 			m.drains[j.Node] = r
 		case JobUncordon:
-			if h.step != 0 && h.Finished != j.Since {
+			if hp, _ := m.prog.Host(j.Node); hp.State == HostUpgrading && h.step != 0 && h.Finished != j.Since {
 				return fmt.Errorf("the leader uncordons %s before its steps finished", j.Node)
 			}
 			if r.Err == "" {
@@ -371,7 +371,7 @@ func (m *model) check() error {
 	}
 	if m.drain {
 		for _, h := range m.hosts {
-			if h.Role == RoleAgent && h.step >= 3 && !m.cordoned[h.Name] {
+			if hp, _ := m.prog.Host(h.Name); h.Role == RoleAgent && hp.State == HostUpgrading && h.step >= 3 && !m.cordoned[h.Name] {
 				return fmt.Errorf("agent %s restarts for its upgrade while not cordoned", h.Name)
 			}
 		}

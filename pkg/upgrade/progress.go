@@ -68,17 +68,21 @@ type HostProgress struct {
 
 // Operations on Progress, as they appear in the replicated log.
 const (
-	OpStart  = "upgrade-start"  // Target: a new roll begins (no host in flight)
-	OpDrain  = "upgrade-drain"  // agent Node is drained by the leader, then begins
-	OpBegin  = "upgrade-begin"  // Node (Role) may run its steps now
-	OpDone   = "upgrade-done"   // Node (Role) runs Target and is healthy
-	OpFailed = "upgrade-failed" // Node failed (Reason): the roll stops
-	OpPause  = "upgrade-pause"  // no host begins until resumed
-	OpResume = "upgrade-resume" // clears the pause and the failures (retried)
+	OpStart = "upgrade-start" // Target: a new roll begins (no host in flight)
+	OpDrain = "upgrade-drain" // agent Node is drained by the leader, then begins
+	// OpRelease: a draining agent gone from gossip, or whose configuration
+	// no longer wants the target, leaves the roll (the leader uncordoned
+	// it); it begins again in its turn if it still needs the upgrade.
+	OpRelease = "upgrade-release"
+	OpBegin   = "upgrade-begin"  // Node (Role) may run its steps now
+	OpDone    = "upgrade-done"   // Node (Role) runs Target and is healthy
+	OpFailed  = "upgrade-failed" // Node failed (Reason): the roll stops
+	OpPause   = "upgrade-pause"  // no host begins until resumed
+	OpResume  = "upgrade-resume" // clears the pause and the failures (retried)
 )
 
 // Ops lists the operations, for codecs that dispatch on them.
-var Ops = []string{OpStart, OpDrain, OpBegin, OpDone, OpFailed, OpPause, OpResume}
+var Ops = []string{OpStart, OpDrain, OpBegin, OpRelease, OpDone, OpFailed, OpPause, OpResume}
 
 // IsOp reports whether op is one of Ops.
 func IsOp(op string) bool { return slices.Contains(Ops, op) }
@@ -110,6 +114,8 @@ func (c Command) Validate() error {
 		n = need{node: true, role: true}
 	case OpFailed:
 		n = need{node: true, reason: true}
+	case OpRelease:
+		n = need{node: true}
 	case OpPause, OpResume:
 	default:
 		return fmt.Errorf("upgrade: command op %q unknown", c.Op)
@@ -282,6 +288,13 @@ func (p Progress) Apply(c Command) (Progress, error) {
 		}
 		h.State, h.Since, h.Reason = HostDone, c.At, ""
 		next.put(h)
+	case OpRelease:
+		h, ok := p.Host(c.Node)
+		if !ok || h.State != HostDraining {
+			return reject("%s is not draining", c.Node)
+		}
+		i, _ := next.find(c.Node)
+		next.Hosts = slices.Delete(next.Hosts, i, i+1)
 	case OpFailed:
 		h, ok := p.Host(c.Node)
 		if !ok || (h.State != HostUpgrading && h.State != HostDraining) {
