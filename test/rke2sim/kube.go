@@ -199,23 +199,12 @@ func (k kv) del(ctx context.Context, keys ...string) error {
 }
 
 func (k kv) nodes(ctx context.Context) ([]KubeNode, int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	resp, err := k.cli.Get(ctx, nodesPrefix, clientv3.WithPrefix())
+	out, rev, err := listObjects(ctx, k, nodesPrefix, func(kn *KubeNode, rv string) { kn.Metadata.ResourceVersion = rv })
 	if err != nil {
 		return nil, 0, err
 	}
-	out := []KubeNode{}
-	for _, e := range resp.Kvs {
-		var kn KubeNode
-		if err := json.Unmarshal(e.Value, &kn); err != nil {
-			return nil, 0, fmt.Errorf("%s: %w", e.Key, err)
-		}
-		kn.Metadata.ResourceVersion = strconv.FormatInt(e.ModRevision, 10)
-		out = append(out, kn)
-	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Metadata.Name < out[j].Metadata.Name })
-	return out, resp.Header.Revision, nil
+	return out, rev, nil
 }
 
 // updateNode applies change to the stored Node under compare-and-swap,
@@ -697,4 +686,26 @@ func (n *node) removeMemberOf(ctx context.Context, kn KubeNode) error {
 func apiLoopback(nodeIP string) bool {
 	ip := net.ParseIP(nodeIP)
 	return ip != nil && !ip.IsLoopback()
+}
+
+// listObjects reads every object stored under prefix, in etcd's key
+// order, each with its resourceVersion (its key's mod revision) set by
+// setRV, and the store's revision.
+func listObjects[T any](ctx context.Context, k kv, prefix string, setRV func(*T, string)) ([]T, int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := k.cli.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, 0, err
+	}
+	out := []T{}
+	for _, e := range resp.Kvs {
+		var o T
+		if err := json.Unmarshal(e.Value, &o); err != nil {
+			return nil, 0, fmt.Errorf("%s: %w", e.Key, err)
+		}
+		setRV(&o, strconv.FormatInt(e.ModRevision, 10))
+		out = append(out, o)
+	}
+	return out, resp.Header.Revision, nil
 }

@@ -171,22 +171,7 @@ func (k kv) ensurePods(ctx context.Context, reg nodeRegistration, nodeUID string
 // pods lists every stored pod, by namespace and name (etcd's key order),
 // and the store's revision.
 func (k kv) pods(ctx context.Context) ([]KubePod, int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	resp, err := k.cli.Get(ctx, podsPrefix, clientv3.WithPrefix())
-	if err != nil {
-		return nil, 0, err
-	}
-	out := []KubePod{}
-	for _, e := range resp.Kvs {
-		var p KubePod
-		if err := json.Unmarshal(e.Value, &p); err != nil {
-			return nil, 0, fmt.Errorf("%s: %w", e.Key, err)
-		}
-		p.Metadata.ResourceVersion = strconv.FormatInt(e.ModRevision, 10)
-		out = append(out, p)
-	}
-	return out, resp.Header.Revision, nil
+	return listObjects(ctx, k, podsPrefix, func(p *KubePod, rv string) { p.Metadata.ResourceVersion = rv })
 }
 
 // deleteNode deletes a Node with its node-password secret and, as
