@@ -196,10 +196,12 @@ func Decide(in Input) Plan {
 		case hp.State == HostDraining && len(p.In(HostFailed)) > 0:
 			// The roll is stopped: it begins after the resume (Apply
 			// refuses the begin now); the failed phase is shown.
-		case hp.State == HostDraining && (!seen || h.Wanted != target):
+		case hp.State == HostDraining && (!seen || h.Wanted != target || in.Uncordons[hp.Name].Since == hp.Since):
 			// Gone from gossip, or its configuration no longer wants the
 			// target: once its drain ended (it may have cordoned it), the
-			// leader uncordons it and it leaves the roll.
+			// leader uncordons it and it leaves the roll. Once uncordoned
+			// it is released even if it wants the target again: it is
+			// drained afresh in its turn, never begun uncordoned.
 			d, drained := in.Drains[hp.Name]
 			u, uncordoned := in.Uncordons[hp.Name]
 			switch {
