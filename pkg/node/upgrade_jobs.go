@@ -157,15 +157,7 @@ func (n *Node) runLeaderJob(ctx context.Context, job upgrade.Job) error {
 // could join under the name of a Node no daemon runs on (a node joined by
 // hand) and have the leader drain it.
 func (n *Node) checkAgentNode(ctx context.Context, name string) error {
-	var addr string
-	for _, mi := range n.members.Members() {
-		// The address memberlist probes it on, which its own metadata
-		// must not contradict.
-		if mi.Name == name && mi.MetaErr == nil && mi.State == gossip.StateAlive && mi.Meta.ClusterName == n.cfg.ClusterName &&
-			(mi.Meta.AdvertiseAddr == "" || mi.Meta.AdvertiseAddr == mi.Addr) {
-			addr = mi.Addr
-		}
-	}
+	addr := agentAddress(n.members.Members(), name, n.cfg.ClusterName)
 	if addr == "" {
 		return fmt.Errorf("agent %s is not alive in gossip at the address it advertises: its Node is not drained", name)
 	}
@@ -185,4 +177,16 @@ func agentNodeMatches(kn kubeapi.Node, addr string) error {
 		return fmt.Errorf("the Node %s lists InternalIPs %v, not %s, the address agent %s gossips: not the agent's Node, not drained", kn.Name, kn.InternalIPs, addr, kn.Name)
 	}
 	return nil
+}
+
+// agentAddress is the address memberlist reaches agent name on, alive in
+// cluster, which its own metadata must not contradict; "" when none.
+func agentAddress(members []gossip.MemberInfo, name, cluster string) string {
+	for _, mi := range members {
+		if mi.Name == name && mi.MetaErr == nil && mi.State == gossip.StateAlive && mi.Meta.ClusterName == cluster &&
+			(mi.Meta.AdvertiseAddr == "" || mi.Meta.AdvertiseAddr == mi.Addr) {
+			return mi.Addr
+		}
+	}
+	return ""
 }

@@ -939,3 +939,24 @@ func TestLeaderDrainsOnlyTheAgentsNode(t *testing.T) {
 		t.Fatalf("the agent's own Node refused: %v", err)
 	}
 }
+
+// TestAgentAddressIsWhereGossipReachesIt: the drain check's address is
+// memberlist's, never one the member's metadata claims against it.
+func TestAgentAddressIsWhereGossipReachesIt(t *testing.T) {
+	honest := gossip.MemberInfo{Name: "worker-7", Addr: "10.0.0.7", State: gossip.StateAlive,
+		Meta: gossip.Meta{ClusterName: "c", AdvertiseAddr: "10.0.0.7"}}
+	liar := honest
+	liar.Addr = "10.0.0.66" // an impostor that says it is at the victim's address
+	other := honest
+	other.Meta.ClusterName = "d"
+	suspect := honest
+	suspect.State = gossip.StateSuspect
+	for _, tc := range []struct {
+		mi   gossip.MemberInfo
+		want string
+	}{{honest, "10.0.0.7"}, {liar, ""}, {other, ""}, {suspect, ""}} {
+		if got := agentAddress([]gossip.MemberInfo{tc.mi}, "worker-7", "c"); got != tc.want {
+			t.Errorf("%+v: address %q, want %q", tc.mi, got, tc.want)
+		}
+	}
+}
