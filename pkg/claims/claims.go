@@ -119,6 +119,12 @@ type UpgradeReport struct {
 	Failed      string // why a step failed ("" none), printable, ≤ 96 bytes
 	FailedBegin int64  // the Since of the committed begin it failed under
 	Finished    int64  // the Since of the last begin whose steps it ran to the end
+	// Restarting is the version this server's upgrade in flight has put
+	// on disk ("" none): its install step is done, so the restart that
+	// follows stops the old RKE2 and starts this one, and no older binary
+	// is left to start here. Agents install ahead on it (pkg/node
+	// upgrade_prepare.go). Since claim version 5.
+	Restarting string // ≤64
 }
 
 // EtcdView is this server's view of its local etcd (from etcd's own API).

@@ -51,7 +51,7 @@ func fullClaim(seq uint64) Claim {
 		{ID: "0123456789abcdef", Kind: RequestRemove, Target: "srv-3", At: time.Date(2026, 3, 1, 12, 0, 1, 0, time.UTC)},
 		{ID: "fedcba9876543210", Kind: RequestUpgradePause, At: time.Date(2026, 3, 1, 12, 0, 2, 0, time.UTC)},
 	}
-	c.Upgrade = UpgradeReport{Failed: "install: checksum mismatch", FailedBegin: 1772366400, Finished: 1772360000}
+	c.Upgrade = UpgradeReport{Failed: "install: checksum mismatch", FailedBegin: 1772366400, Finished: 1772360000, Restarting: "v1.36.1+rke2r1"}
 	c.RecoveryEpoch = 2
 	c.AgentBegins = AgentBegins{Published: true, Target: "v1.31.4+rke2r1", Agents: []AgentBegin{{Node: "agent-1", Since: 1772366400123456789}, {Node: "agent-2", Since: 1772366401}}}
 	return c
@@ -83,7 +83,7 @@ func worstCase() Claim {
 	for range MaxRequests {
 		c.Requests = append(c.Requests, Request{ID: strings.Repeat("f", requestIDLen), Kind: RequestUpgradeResume, Target: name('t'), At: c.Etcd.ObservedAt})
 	}
-	c.Upgrade = UpgradeReport{Failed: strings.Repeat("x", maxFailedLen), FailedBegin: 1<<63 - 1, Finished: 1<<63 - 1}
+	c.Upgrade = UpgradeReport{Failed: strings.Repeat("x", maxFailedLen), FailedBegin: 1<<63 - 1, Finished: 1<<63 - 1, Restarting: strings.Repeat("v", maxVersionLen)}
 	c.AgentBegins = AgentBegins{Published: true, Target: strings.Repeat("v", maxVersionLen)}
 	for i := range MaxAgentBegins {
 		c.AgentBegins.Agents = append(c.AgentBegins.Agents, AgentBegin{Node: name('A' + byte(i)), Since: 1<<63 - 1})
@@ -313,6 +313,7 @@ func TestEncodeIsCanonical(t *testing.T) {
 		"etcd observed": func(c *Claim) { c.Etcd.ObservedAt = c.Etcd.ObservedAt.Add(1) },
 		"request":       func(c *Claim) { c.Requests[0].Target = "srv-2" },
 		"upgrade":       func(c *Claim) { c.Upgrade.Finished++ },
+		"restarting":    func(c *Claim) { c.Upgrade.Restarting = "v1.37.0+rke2r1" },
 		"recovery":      func(c *Claim) { c.RecoveryEpoch = 3 },
 		"begins":        func(c *Claim) { c.AgentBegins.Agents = c.AgentBegins.Agents[:1] },
 		"begin since": func(c *Claim) {
@@ -394,6 +395,7 @@ func TestEncodeRejects(t *testing.T) {
 		{"request kind", func(c *Claim) { c.Requests = []Request{{ID: "0123456789abcdef", Kind: "reboot"}} }, `kind "reboot"`},
 		{"long version", func(c *Claim) { c.RKE2Wanted = strings.Repeat("v", 65) }, "rke2 wanted"},
 		{"long failure", func(c *Claim) { c.Upgrade.Failed = strings.Repeat("f", 97) }, "upgrade failed"},
+		{"long restarting version", func(c *Claim) { c.Upgrade.Restarting = strings.Repeat("v", maxVersionLen+1) }, "upgrade restarting"},
 		{"begins unpublished", func(c *Claim) { c.AgentBegins = AgentBegins{Target: "v1"} }, "begins without Published"},
 		{"begins without target", func(c *Claim) {
 			c.AgentBegins = AgentBegins{Published: true, Agents: []AgentBegin{{Node: "a", Since: 1}}}

@@ -15,7 +15,7 @@ import (
 const (
 	// claimVersion is the newest encoding this build reads and writes. Bump
 	// it when adding a field (older readers skip it).
-	claimVersion = 4 // 2: voter addresses; 3: the recovery epoch; 4: agents' begins
+	claimVersion = 5 // 2: voter addresses; 3: the recovery epoch; 4: agents' begins; 5: the upgrade report's restarting version
 	// claimNeeds is what this build's claims ask of a reader; raise it only
 	// for a change an older reader must not skip.
 	claimNeeds = 1
@@ -119,6 +119,7 @@ const (
 	upgradeFailed      = 1
 	upgradeFailedBegin = 2
 	upgradeFinished    = 3
+	upgradeRestarting  = 4 // since claim version 5
 
 	beginsTarget = 1
 	beginsAgents = 2
@@ -275,6 +276,7 @@ func (u UpgradeReport) encode() []byte {
 	w.text(upgradeFailed, u.Failed)
 	w.u64(upgradeFailedBegin, uint64(u.FailedBegin))
 	w.u64(upgradeFinished, uint64(u.Finished))
+	w.text(upgradeRestarting, u.Restarting)
 	return w.b
 }
 
@@ -441,6 +443,9 @@ func (c Claim) check() error {
 	}
 	if err := checkText(c.Upgrade.Failed, maxFailedLen); err != nil {
 		return errf("upgrade failed", fmt.Errorf("%q: %w", c.Upgrade.Failed, err))
+	}
+	if err := checkText(c.Upgrade.Restarting, maxVersionLen); err != nil {
+		return errf("upgrade restarting", fmt.Errorf("%q: %w", c.Upgrade.Restarting, err))
 	}
 	if c.Upgrade.FailedBegin < 0 || c.Upgrade.Finished < 0 {
 		return errf("upgrade", errors.New("negative begin"))
@@ -714,6 +719,8 @@ func decodeUpgrade(buf []byte) (UpgradeReport, error) {
 		switch tag {
 		case upgradeFailed:
 			u.Failed, err = getText(v, maxFailedLen)
+		case upgradeRestarting:
+			u.Restarting, err = getText(v, maxVersionLen)
 		case upgradeFailedBegin, upgradeFinished:
 			if n, err = getU64(v); err == nil && n > 1<<63-1 {
 				err = errors.New("negative")

@@ -2,8 +2,10 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"go.uber.org/zap"
 
@@ -84,6 +86,33 @@ func (h *rke2Installer) InstalledVersion(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return installer.RKE2Version(ctx, bin)
+}
+
+// BinaryIdentity names the rke2 binary on disk as the filesystem holds
+// it: its path, device, inode, mode, size, modification and change times.
+// A replacement changes the inode, a chmod the mode, a rewrite the change
+// time (which no caller can set) once the file system's clock has ticked
+// since (a few milliseconds at most): an unchanged identity is the file
+// that was there when it was taken.
+func (h *rke2Installer) BinaryIdentity() (string, error) {
+	bin, err := installer.FindRKE2(h.cfg.RKE2Bin, installer.DefaultSearchPaths)
+	if err != nil {
+		return "", err
+	}
+	return fileIdentity(bin)
+}
+
+func fileIdentity(path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return "", fmt.Errorf("%s: no file status", path)
+	}
+	return fmt.Sprintf("%s dev=%d ino=%d mode=%o size=%d mtime=%d.%09d ctime=%d.%09d", path, st.Dev, st.Ino, st.Mode, st.Size,
+		st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec), nil
 }
 
 func (h *rke2Installer) install(ctx context.Context, running bool, version string) (string, error) {

@@ -51,6 +51,10 @@ type progress struct {
 	// Prepared is the version this host installed ahead of its begin
 	// (upgrade_prepare.go): its install step then only checks the binary.
 	Prepared string `json:"prepared,omitempty"`
+	// PreparedFile is the rke2 binary's identity (path, inode, size,
+	// times) right after that install: while the file keeps it, the
+	// install step need not run the binary to know what it is.
+	PreparedFile string `json:"prepared_file,omitempty"`
 }
 
 func progressPath(dataDir string) string { return filepath.Join(dataDir, "progress.json") }

@@ -45,6 +45,11 @@ const (
 	// begin: it looks at every gossip change, which in a large cluster
 	// come many a second.
 	agentUpgradeWake = 50 * time.Millisecond
+	// agentUpgradeWakeSoon is that least time for an agent that installed
+	// the target ahead (upgrade_prepare.go): its begin is among the next
+	// (at most two batches of agents are such at once), and every look it
+	// misses waits on the roll's critical chain.
+	agentUpgradeWakeSoon = 10 * time.Millisecond
 )
 
 func stepDeadline(s upgrade.Step) time.Duration {
@@ -126,6 +131,10 @@ type upgradeReport struct {
 	Failed      string
 	FailedBegin int64
 	Finished    int64
+	// Restarting: the target while this run restarts RKE2 to it and after
+	// (upgradeRun.restarting); a server publishes it
+	// (claims.UpgradeReport.Restarting).
+	Restarting string
 }
 
 func (r *upgradeRun) report() upgradeReport {
@@ -138,6 +147,26 @@ func (r *upgradeRun) report() upgradeReport {
 		return upgradeReport{Finished: r.Since}
 	}
 	return upgradeReport{}
+}
+
+// restarting is the target while this run, whose steps are steps, is in
+// its restart or after it (every step before the restart done: the target
+// is on disk, and a drain, during which the old RKE2 still serves, is
+// over), "" otherwise and once it finished or failed.
+func (r *upgradeRun) restarting(steps []upgrade.Step) string {
+	if r == nil || r.Finished || r.Failed != "" {
+		return ""
+	}
+	i := slices.Index(steps, upgrade.StepRestart)
+	if i < 0 || !slices.Contains(steps[:i], upgrade.StepInstall) {
+		return ""
+	}
+	for _, s := range steps[:i] {
+		if !slices.Contains(r.Done, s) {
+			return ""
+		}
+	}
+	return r.Target
 }
 
 // upgradeRunner runs this host's steps. Its record is saved through save

@@ -76,7 +76,7 @@ func (g memberUpgradeGossip) Publish(f hostFacts) error {
 		}
 		return cu.UpdateClaim(func(c *claims.Claim) {
 			c.RKE2Wanted, c.RKE2Running = f.Wanted, f.Running
-			c.Upgrade = claims.UpgradeReport{Failed: failed, FailedBegin: f.Report.FailedBegin, Finished: f.Report.Finished}
+			c.Upgrade = claims.UpgradeReport{Failed: failed, FailedBegin: f.Report.FailedBegin, Finished: f.Report.Finished, Restarting: f.Report.Restarting}
 		})
 	}
 	set := func(m *gossip.Meta) {
@@ -100,7 +100,7 @@ func (g memberUpgradeGossip) Publish(f hostFacts) error {
 func (g memberUpgradeGossip) Facts(mi gossip.MemberInfo) (hostFacts, bool) {
 	if c := mi.Claim; c != nil {
 		return hostFacts{Wanted: c.RKE2Wanted, Running: c.RKE2Running,
-			Report: upgradeReport{Failed: c.Upgrade.Failed, FailedBegin: c.Upgrade.FailedBegin, Finished: c.Upgrade.Finished}}, true
+			Report: upgradeReport{Failed: c.Upgrade.Failed, FailedBegin: c.Upgrade.FailedBegin, Finished: c.Upgrade.Finished, Restarting: c.Upgrade.Restarting}}, true
 	}
 	if mi.Meta.Role != gossip.RoleAgent {
 		return hostFacts{}, false
@@ -264,6 +264,10 @@ func (n *Node) localFacts() hostFacts {
 	var rep upgradeReport
 	if n.prog.Upgrade != nil {
 		rep = n.prog.Upgrade.report()
+		// Only a server's is read (an agent's metadata has no field for it).
+		if n.cfg.IsServer() && n.upg != nil && n.upg.runner != nil {
+			rep.Restarting = n.prog.Upgrade.restarting(upgrade.Steps(n.upg.runner.role, n.upg.runner.drain))
+		}
 	}
 	n.mu.Unlock()
 	wanted := n.cfg.RKE2Version
@@ -390,6 +394,19 @@ func (n *Node) myBegin() (upgradeBegin, bool) {
 	return n.upg.gossip.AgentBegin(n.members.Members(), n.cfg.NodeName)
 }
 
+// agentWake is the least time between an agent's looks for its begin:
+// shorter once it installed the target ahead and still runs another.
+func (n *Node) agentWake() time.Duration {
+	f := n.localFacts()
+	n.mu.Lock()
+	prepared := n.prog.Prepared
+	n.mu.Unlock()
+	if prepared != "" && prepared == f.Wanted && f.Running != f.Wanted {
+		return agentUpgradeWakeSoon
+	}
+	return agentUpgradeWake
+}
+
 // runUpgrades is the host's upgrade loop, until ctx ends: publish the
 // facts, run the steps of a begin naming this host, and on servers keep
 // the plan shown in status and metrics fresh.
@@ -440,7 +457,7 @@ func (n *Node) runUpgrades(ctx context.Context) {
 				n.prepareUpgrade(ctx, target)
 			}
 		}
-		if gossipChanges != nil && n.clk.Sleep(ctx, agentUpgradeWake) != nil {
+		if gossipChanges != nil && n.clk.Sleep(ctx, n.agentWake()) != nil {
 			return
 		}
 		if n.waitTickOrChange(ctx, changed, upgradeTick) != nil {

@@ -20,11 +20,15 @@ import (
 //   - a server: the roll to the target is in its servers' phase and this
 //     server is the one upgrading or the next (the first two of the
 //     plan's Servers, as this server's own copy of the state decides it);
-//   - an agent: every alive server runs the target (the agents' phase)
-//     and this agent is among the first two batches of the agents still
-//     behind, by name, as the plan orders them (its own budget is the
-//     guess: the leader's counts; a wrong guess costs an early install
-//     or an install in the step, nothing else).
+//   - an agent: every alive server runs the target, or is restarting to
+//     it (its claim's upgrade report: its install step is done, so the
+//     old RKE2 is being stopped and only the target is left on its disk
+//     to start), and this agent is among the first two batches of the
+//     agents still behind, by name, as the plan orders them (its own
+//     budget is the guess: the leader's counts; a wrong guess costs an
+//     early install or an install in the step, nothing else). So the
+//     first agents install while the last server restarts, and none
+//     holds a binary newer than a server could start.
 // The host's configuration must want the target. A failed install ahead
 // is only logged: the step installs again, and fails there if it must.
 // An unplanned restart of RKE2 (a crash, a reboot) after an install ahead
@@ -74,8 +78,8 @@ func (n *Node) prepareTarget(members []gossip.MemberInfo) string {
 		}
 		if mi.Claim != nil {
 			sf, ok := n.upg.gossip.Facts(mi)
-			if !ok || sf.Running != want.String() {
-				return "" // a server still runs another version: not the agents' turn
+			if !ok || sf.Running != want.String() && sf.Report.Restarting != want.String() {
+				return "" // a server still runs, and will start, another version: not the agents' turn yet
 			}
 			servers++
 			continue
@@ -140,7 +144,7 @@ func (n *Node) prepareUpgrade(ctx context.Context, target string) {
 			log.Warn("upgrade: the install ahead did not put the target on disk; the install step will", zap.String("on_disk", got), zap.Error(err))
 			return
 		}
-		if err := n.savePrepared(target); err != nil {
+		if err := n.savePrepared(target, n.binaryIdentity()); err != nil {
 			log.Warn("upgrade: the install ahead is not recorded; the install step will run", zap.Error(err))
 			return
 		}
@@ -148,25 +152,44 @@ func (n *Node) prepareUpgrade(ctx context.Context, target string) {
 	}()
 }
 
-// savePrepared records that target was installed ahead.
-func (n *Node) savePrepared(target string) error {
+// savePrepared records that target was installed ahead, as the binary
+// identified by file ("" unknown).
+func (n *Node) savePrepared(target, file string) error {
 	n.upg.saveMu.Lock()
 	defer n.upg.saveMu.Unlock()
 	n.mu.Lock()
-	n.prog.Prepared = target
+	n.prog.Prepared, n.prog.PreparedFile = target, file
 	p := n.prog
 	n.mu.Unlock()
 	return saveProgress(n.cfg.DataDir, p, n.clk.Now())
 }
 
-// preparedOnDisk: target was installed ahead, and the binary on disk
-// still prints it.
+// binaryIdentity is the rke2 binary's file identity, "" when unknown.
+func (n *Node) binaryIdentity() string {
+	h, ok := n.host.(interface{ BinaryIdentity() (string, error) })
+	if !ok {
+		return ""
+	}
+	id, err := h.BinaryIdentity()
+	if err != nil {
+		n.log.Debug("upgrade: the rke2 binary's identity is unknown", zap.Error(err))
+		return ""
+	}
+	return id
+}
+
+// preparedOnDisk: target was installed ahead, and the binary on disk is
+// still the file that install left (its identity unchanged), or, when
+// that is not known, still prints target.
 func (n *Node) preparedOnDisk(ctx context.Context, target string) bool {
 	n.mu.Lock()
-	prepared := n.prog.Prepared
+	prepared, file := n.prog.Prepared, n.prog.PreparedFile
 	n.mu.Unlock()
 	if prepared != target {
 		return false
+	}
+	if file != "" {
+		return n.binaryIdentity() == file
 	}
 	v, err := n.installedVersion(ctx)
 	return err == nil && v == target

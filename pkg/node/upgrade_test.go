@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -328,20 +330,27 @@ func member(name, role string, ready bool) gossip.MemberInfo {
 // every other host's facts from g.
 func leaderNode(t *testing.T, g *fakeUpgradeGossip) *Node {
 	t.Helper()
+	return upgradeHost(t, "server", "a", g, []gossip.MemberInfo{
+		member("a", gossip.RoleServer, true), member("b", gossip.RoleServer, true), member("c", gossip.RoleServer, true),
+		member("x", gossip.RoleAgent, true), member("y", gossip.RoleAgent, true),
+	})
+}
+
+// upgradeHost is host name of role, ready, running oldV and wanting newV,
+// among members, every other host's facts from g.
+func upgradeHost(t *testing.T, role, name string, g *fakeUpgradeGossip, members []gossip.MemberInfo) *Node {
+	t.Helper()
 	c := config.Defaults()
-	c.Role, c.NodeName, c.DataDir, c.ClusterName, c.RKE2Version = "server", "a", t.TempDir(), "rke2", newV
+	c.Role, c.NodeName, c.DataDir, c.ClusterName, c.RKE2Version = role, name, t.TempDir(), "rke2", newV
 	tr, err := newTracker(zap.NewNop(), newStepClock().Now, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tr.notify = func(string) {}
 	tr.set(status.PhaseReady, "")
-	n := &Node{cfg: c, log: zap.NewNop(), clk: newStepClock(), t: tr, role: installer.RoleServer}
+	n := &Node{cfg: c, log: zap.NewNop(), clk: newStepClock(), t: tr, role: installer.Role(role)}
 	n.prog.RKE2Running = oldV
-	n.members = staticMembers{list: []gossip.MemberInfo{
-		member("a", gossip.RoleServer, true), member("b", gossip.RoleServer, true), member("c", gossip.RoleServer, true),
-		member("x", gossip.RoleAgent, true), member("y", gossip.RoleAgent, true),
-	}}
+	n.members = staticMembers{list: members}
 	if err := n.initUpgrade(&fakeUpgradeOps{}, g); err != nil {
 		t.Fatal(err)
 	}
@@ -958,5 +967,177 @@ func TestAgentAddressIsWhereGossipReachesIt(t *testing.T) {
 		if got := agentAddress([]gossip.MemberInfo{tc.mi}, "worker-7", "c"); got != tc.want {
 			t.Errorf("%+v: address %q, want %q", tc.mi, got, tc.want)
 		}
+	}
+}
+
+// An agent installs ahead only once no server will start an older RKE2
+// than the target: every alive server runs it, or has it on disk and is
+// restarting to it (its claim's report). A server still on the old
+// version with nothing installed, one restarting to another version, or
+// one without a verified claim keeps every agent's disk as it is.
+func TestAgentInstallsAheadWhileTheLastServerRestarts(t *testing.T) {
+	withClaim := func(mi gossip.MemberInfo) gossip.MemberInfo {
+		mi.Claim = &claims.Claim{Node: mi.Name}
+		return mi
+	}
+	for _, tc := range []struct {
+		name    string
+		c       hostFacts
+		noClaim bool
+		want    string
+	}{
+		{"the last server still runs the old version", hostFacts{Wanted: newV, Running: oldV}, false, ""},
+		{"the last server is restarting to the target", hostFacts{Wanted: newV, Running: oldV, Report: upgradeReport{Restarting: newV}}, false, newV},
+		{"the last server runs the target", hostFacts{Wanted: newV, Running: newV, Report: upgradeReport{Finished: 7}}, false, newV},
+		{"the last server is restarting to another version", hostFacts{Wanted: newV, Running: oldV, Report: upgradeReport{Restarting: "v1.35.3+rke2r1"}}, false, ""},
+		{"the last server failed after its install", hostFacts{Wanted: newV, Running: oldV, Report: upgradeReport{Failed: "restart: boom", FailedBegin: 7}}, false, ""},
+		{"the last server shows no verified claim", hostFacts{Wanted: newV, Running: newV}, true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := &fakeUpgradeGossip{self: "x", facts: map[string]hostFacts{
+				"a": {Wanted: newV, Running: newV, Report: upgradeReport{Finished: 5}},
+				"b": {Wanted: newV, Running: newV, Report: upgradeReport{Finished: 6}},
+				"c": tc.c,
+				"y": {Wanted: newV, Running: oldV},
+			}, begins: map[string]upgradeBegin{}}
+			last := withClaim(member("c", gossip.RoleServer, true))
+			if tc.noClaim {
+				last = member("c", gossip.RoleServer, true)
+			}
+			members := []gossip.MemberInfo{
+				withClaim(member("a", gossip.RoleServer, true)), withClaim(member("b", gossip.RoleServer, true)), last,
+				member("x", gossip.RoleAgent, true), member("y", gossip.RoleAgent, true),
+			}
+			n := upgradeHost(t, "agent", "x", g, members)
+			if got := n.prepareTarget(members); got != tc.want {
+				t.Fatalf("install ahead: %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// A server's run says it is restarting to its target from the moment
+// every step before its restart is done (the install, and a drain, during
+// which the old RKE2 still serves) until it finishes or fails.
+func TestUpgradeRunRestarting(t *testing.T) {
+	plain := upgrade.Steps(upgrade.RoleServer, false)
+	drain := upgrade.Steps(upgrade.RoleServer, true)
+	if !slices.Contains(drain, upgrade.StepDrain) {
+		t.Fatalf("a draining server's steps have no drain: %v", drain)
+	}
+	snap, inst, dr, rs := upgrade.StepSnapshot, upgrade.StepInstall, upgrade.StepDrain, upgrade.StepRestart
+	for _, tc := range []struct {
+		run   *upgradeRun
+		steps []upgrade.Step
+		want  string
+	}{
+		{nil, plain, ""},
+		{&upgradeRun{Since: 4, Target: newV}, plain, ""},
+		{&upgradeRun{Since: 4, Target: newV, Done: []upgrade.Step{snap}}, plain, ""},
+		{&upgradeRun{Since: 4, Target: newV, Done: []upgrade.Step{snap, inst}}, plain, newV},
+		{&upgradeRun{Since: 4, Target: newV, Done: []upgrade.Step{snap, inst, rs}}, plain, newV},
+		{&upgradeRun{Since: 4, Target: newV, Done: []upgrade.Step{snap, inst}}, drain, ""},
+		{&upgradeRun{Since: 4, Target: newV, Done: []upgrade.Step{snap, inst, dr}}, drain, newV},
+		{&upgradeRun{Since: 4, Target: newV, Done: []upgrade.Step{snap, inst}, Failed: "restart: boom"}, plain, ""},
+		{&upgradeRun{Since: 4, Target: newV, Done: []upgrade.Step{snap, inst, rs}, Finished: true}, plain, ""},
+	} {
+		if got := tc.run.restarting(tc.steps); got != tc.want {
+			t.Errorf("%+v over %v: restarting %q, want %q", tc.run, tc.steps, got, tc.want)
+		}
+	}
+}
+
+// identityHost is an RKE2 host whose binary is a file of the test's; its
+// version is never asked (the prepared check must not need to run it).
+type identityHost struct {
+	rke2Host
+	bin     string
+	version func() (string, error)
+}
+
+func (h identityHost) BinaryIdentity() (string, error) { return fileIdentity(h.bin) }
+
+func (h identityHost) InstalledVersion(context.Context) (string, error) { return h.version() }
+
+// An install ahead is trusted by the install step while the binary is the
+// file it left; rewritten, replaced or changed in mode, it is not, and
+// the step installs again. Without a recorded identity (a progress.json
+// of an older build) the binary is asked its version, as before.
+func TestPreparedBinaryIdentity(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "rke2")
+	if err := os.WriteFile(bin, []byte("new"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	asked := 0
+	c := config.Defaults()
+	c.Role, c.NodeName, c.DataDir = "agent", "x", t.TempDir()
+	n := &Node{cfg: c, log: zap.NewNop(), clk: newStepClock(), host: identityHost{bin: bin, version: func() (string, error) {
+		asked++
+		return newV, nil
+	}}}
+	n.upg = &upgradeState{}
+	if err := n.savePrepared(newV, n.binaryIdentity()); err != nil {
+		t.Fatal(err)
+	}
+	if n.prog.PreparedFile == "" || !strings.Contains(n.prog.PreparedFile, bin) {
+		t.Fatalf("identity recorded: %q", n.prog.PreparedFile)
+	}
+	if !n.preparedOnDisk(context.Background(), newV) || asked != 0 {
+		t.Fatalf("an untouched install ahead: prepared false or the binary run (%d)", asked)
+	}
+	if n.preparedOnDisk(context.Background(), oldV) {
+		t.Fatal("prepared for a version that was not installed ahead")
+	}
+	for name, change := range map[string]func() error{
+		"rewritten": func() error { return os.WriteFile(bin, []byte("older"), 0o755) },
+		"replaced": func() error {
+			tmp := bin + ".tmp"
+			if err := os.WriteFile(tmp, []byte("new"), 0o755); err != nil {
+				return err
+			}
+			return os.Rename(tmp, bin)
+		},
+		"chmod": func() error { return os.Chmod(bin, 0o700) },
+	} {
+		if err := n.savePrepared(newV, n.binaryIdentity()); err != nil {
+			t.Fatal(err)
+		}
+		if err := change(); err != nil {
+			t.Fatal(err)
+		}
+		if n.preparedOnDisk(context.Background(), newV) {
+			t.Errorf("%s binary still taken for the install ahead", name)
+		}
+	}
+	if err := n.savePrepared(newV, ""); err != nil {
+		t.Fatal(err)
+	}
+	if !n.preparedOnDisk(context.Background(), newV) || asked != 1 {
+		t.Fatalf("without an identity the binary is asked (%d)", asked)
+	}
+}
+
+// An agent looks for its begin more often only while it holds the target
+// installed ahead and still runs another version.
+func TestAgentWake(t *testing.T) {
+	c := config.Defaults()
+	c.Role, c.NodeName, c.RKE2Version = "agent", "x", newV
+	n := &Node{cfg: c}
+	n.prog.RKE2Running = oldV
+	if w := n.agentWake(); w != agentUpgradeWake {
+		t.Fatalf("nothing installed ahead: %s", w)
+	}
+	n.prog.Prepared = newV
+	if w := n.agentWake(); w != agentUpgradeWakeSoon {
+		t.Fatalf("installed ahead: %s", w)
+	}
+	n.prog.Prepared = "v1.36.0+rke2r1"
+	if w := n.agentWake(); w != agentUpgradeWake {
+		t.Fatalf("another version installed ahead: %s", w)
+	}
+	n.prog.Prepared, n.prog.RKE2Running = newV, newV
+	if w := n.agentWake(); w != agentUpgradeWake {
+		t.Fatalf("upgraded: %s", w)
 	}
 }

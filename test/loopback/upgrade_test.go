@@ -306,6 +306,27 @@ func TestRollingUpgrade(t *testing.T) {
 	if ahead == 0 {
 		t.Errorf("no host installed ahead of its begin")
 	}
+	// Agents install ahead once no server is left to start an older RKE2:
+	// after the last server's install, while it restarts; both agents
+	// here are in the first two batches, so both do.
+	var lastRestart time.Time
+	for _, n := range c.Nodes {
+		if at := logTime(t, n, `"step": "restart"`); n.Role == "server" && at.After(lastRestart) {
+			lastRestart = at
+		}
+	}
+	for _, n := range c.Nodes {
+		if n.Role != "agent" {
+			continue
+		}
+		at := logTime(t, n, "installing ahead of this host's begin")
+		switch {
+		case at.IsZero():
+			t.Errorf("agent %s did not install ahead of its begin", n.Name)
+		case at.Before(lastRestart):
+			t.Errorf("agent %s installed ahead at %s, before the last server's restart (%s)", n.Name, at.Format(time.StampMilli), lastRestart.Format(time.StampMilli))
+		}
+	}
 	// Drained as kubectl drain does, whoever drained it: each host's
 	// workload pod evicted once its Node was cordoned (after one refusal),
 	// no DaemonSet or mirror pod evicted.
@@ -482,4 +503,22 @@ func TestUpgradeHostFails(t *testing.T) {
 	if !slices.ContainsFunc(u.Hosts, func(h status.UpgradeHost) bool { return h.Name == "server-1" }) {
 		t.Errorf("server-1 missing from %+v", u.Hosts)
 	}
+}
+
+// logTime is when node n's daemon log first holds a line containing
+// text; zero if none.
+func logTime(t *testing.T, n *demo.Node, text string) time.Time {
+	t.Helper()
+	for _, line := range strings.Split(readFile(filepath.Join(n.Dir, "daemon.log")), "\n") {
+		if !strings.Contains(line, text) {
+			continue
+		}
+		stamp, _, _ := strings.Cut(line, "\t")
+		at, err := time.Parse("2006-01-02T15:04:05.000Z0700", stamp)
+		if err != nil {
+			t.Fatalf("%s: log line without a time: %q", n.Name, line)
+		}
+		return at
+	}
+	return time.Time{}
 }
