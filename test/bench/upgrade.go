@@ -52,6 +52,11 @@ type upgradeResult struct {
 	// ("upgrade began" → "upgrade finished" in its log): servers in turn,
 	// each agent batch its slowest host.
 	CriticalAsRan float64
+	// RestartsAsRan is the critical path with S and A replaced by each
+	// host's restart step as it ran (stopping the old RKE2, starting the
+	// new until READY=1): the time RKE2 itself took, which no coordination
+	// can shorten. Measured − RestartsAsRan is what the product added.
+	RestartsAsRan float64
 	Hosts         []upgradeHostTimes
 	// Gaps on the chain, over the hosts (seconds): the leader's begin
 	// committed → the host's runner starting its steps; the host's steps
@@ -73,6 +78,9 @@ type upgradeHostTimes struct {
 	Steps      map[string]float64
 	Finished   float64 // its runner finished the last step
 	Done       float64 // the leader committed its done
+	// Stop is how long its restart step took to stop the old RKE2 (the
+	// service manager's "stopping rke2" → the new one's "rke2 started").
+	Stop float64
 }
 
 func runUpgrade(ctx context.Context, o upgradeOptions, progress func(string, ...any)) (*upgradeResult, error) {
@@ -277,8 +285,12 @@ func rollTimeline(r *upgradeResult, hosts []*host, target string) error {
 	var start time.Time
 	begins, dones := map[string]time.Time{}, map[string]time.Time{}
 	runs := map[string][]logLine{}
+	service := map[string][]logLine{} // the service manager's stops and starts
 	for _, h := range hosts {
 		for _, l := range readLogLines(h.proc.LogPath) {
+			if l.msg == "stopping rke2" || l.msg == "rke2 started" {
+				service[h.name] = append(service[h.name], l)
+			}
 			op, _ := l.fields["op"].(string)
 			node, _ := l.fields["server"].(string)
 			switch {
@@ -326,6 +338,18 @@ func rollTimeline(r *upgradeResult, hosts []*host, target string) error {
 				ht.Finished = at(l.at)
 			}
 		}
+		if rs, ok := ht.Steps[string(upgrade.StepRestart)]; ok {
+			var stopping time.Time
+			for _, l := range service[h.name] {
+				switch {
+				case at(l.at) < rs:
+				case l.msg == "stopping rke2" && stopping.IsZero():
+					stopping = l.at
+				case l.msg == "rke2 started" && !stopping.IsZero() && ht.Stop == 0:
+					ht.Stop = l.at.Sub(stopping).Seconds()
+				}
+			}
+		}
 		r.Hosts = append(r.Hosts, ht)
 	}
 	r.Measured = end.Sub(start).Seconds()
@@ -365,7 +389,33 @@ func rollTimeline(r *upgradeResult, hosts []*host, target string) error {
 	// Agents go batch at a time at most: their steps as they ran, spread
 	// over the batch.
 	r.CriticalAsRan += agentSteps / float64(r.Batch)
+	var agentRestarts float64
+	for _, h := range r.Hosts {
+		d := restartStep(h)
+		if h.Role == "server" {
+			r.RestartsAsRan += d
+		} else {
+			agentRestarts += d
+		}
+	}
+	r.RestartsAsRan += agentRestarts / float64(r.Batch)
 	return nil
+}
+
+// restartStep is how long host h's restart step ran: its start to the
+// next step's start (or to its finish).
+func restartStep(h upgradeHostTimes) float64 {
+	rs, ok := h.Steps[string(upgrade.StepRestart)]
+	if !ok {
+		return 0
+	}
+	end := h.Finished
+	for _, t := range h.Steps {
+		if t > rs && t < end {
+			end = t
+		}
+	}
+	return end - rs
 }
 
 // stepShare is the median over hosts of role of what step took (its
