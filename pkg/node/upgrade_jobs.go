@@ -34,6 +34,10 @@ type leaderJobs struct {
 	running   map[upgrade.Job]bool
 	drains    map[string]upgrade.JobResult
 	uncordons map[string]upgrade.JobResult
+	// term is the context the jobs run under while this server leads;
+	// stop ends it (cancel), and the next start makes a new one.
+	term   context.Context
+	cancel context.CancelFunc
 }
 
 func newLeaderJobs() *leaderJobs {
@@ -63,10 +67,15 @@ func (j *leaderJobs) results(p upgrade.Progress) (drains, uncordons map[string]u
 }
 
 // start runs each job not running and not ended for its begin, in a
-// goroutine of its own under ctx; run does the work.
+// goroutine of its own under ctx and this leadership (until stop); run
+// does the work.
 func (j *leaderJobs) start(ctx context.Context, jobs []upgrade.Job, run func(context.Context, upgrade.Job) error, ended func()) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if j.term == nil || j.term.Err() != nil {
+		j.term, j.cancel = context.WithCancel(ctx)
+	}
+	ctx = j.term
 	for _, job := range jobs {
 		done := j.drains
 		if job.Kind == upgrade.JobUncordon {
@@ -96,6 +105,28 @@ func (j *leaderJobs) start(ctx context.Context, jobs []upgrade.Job, run func(con
 			j.mu.Unlock()
 			ended()
 		}()
+	}
+}
+
+// stop ends every job running: this server no longer leads, and the
+// new leader runs what is left again (a drain that went on would evict
+// pods from a Node the new leader may have upgraded and uncordoned). A
+// job stopped records no result.
+func (j *leaderJobs) stop() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.cancel != nil {
+		j.cancel()
+		j.term, j.cancel = nil, nil
+	}
+}
+
+// stopJobsUnlessLeader stops the leader's jobs once this server is no
+// longer the raft leader.
+func (n *Node) stopJobsUnlessLeader() {
+	c := n.coordinator()
+	if c == nil || c.State().RaftState != "leader" {
+		n.upg.jobs.stop()
 	}
 }
 

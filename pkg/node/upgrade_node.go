@@ -449,6 +449,7 @@ func (n *Node) runUpgrades(ctx context.Context) {
 			}
 		}
 		if n.cfg.IsServer() {
+			n.stopJobsUnlessLeader()
 			n.refreshUpgradePlan()
 			n.publishAgentBegins()
 		}

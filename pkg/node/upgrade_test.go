@@ -1141,3 +1141,71 @@ func TestAgentWake(t *testing.T) {
 		t.Fatalf("upgraded: %s", w)
 	}
 }
+
+// raftRoleCoord is a coordinator whose raft state the test sets.
+type raftRoleCoord struct {
+	coordinator
+	state atomic.Value
+}
+
+func (c *raftRoleCoord) State() raftView { return raftView{RaftState: c.state.Load().(string)} }
+
+// A leader's drain runs only while it leads: once the server is no longer
+// the raft leader its jobs stop and record nothing, so the new leader's
+// run is the only one, and a server that leads again runs the job anew.
+func TestLeaderJobsStopWithLeadership(t *testing.T) {
+	g := &fakeUpgradeGossip{self: "a", facts: map[string]hostFacts{}, begins: map[string]upgradeBegin{}}
+	n := leaderNode(t, g)
+	rc := &raftRoleCoord{}
+	rc.state.Store("leader")
+	n.coord = rc
+	started, stopped := make(chan struct{}, 4), make(chan struct{}, 4)
+	run := func(ctx context.Context, _ upgrade.Job) error {
+		started <- struct{}{}
+		<-ctx.Done()
+		stopped <- struct{}{}
+		return ctx.Err()
+	}
+	job := upgrade.Job{Kind: upgrade.JobDrain, Node: "x", Since: 7}
+	n.upg.jobs.start(context.Background(), []upgrade.Job{job}, run, func() { t.Error("a stopped job ended as if it ran") })
+	<-started
+	n.stopJobsUnlessLeader()
+	select {
+	case <-stopped:
+		t.Fatal("the leader's job stopped while it leads")
+	case <-time.After(50 * time.Millisecond):
+	}
+	rc.state.Store("follower")
+	n.stopJobsUnlessLeader()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a deposed leader's drain runs on")
+	}
+	p := upgrade.Progress{Target: newV, Hosts: []upgrade.HostProgress{{Name: "x", Role: upgrade.RoleAgent, State: upgrade.HostDraining, Since: 7}}}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n.upg.jobs.mu.Lock()
+		running := n.upg.jobs.running[job]
+		n.upg.jobs.mu.Unlock()
+		if !running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the stopped job is still marked running")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if d, _ := n.upg.jobs.results(p); len(d) != 0 {
+		t.Fatalf("a stopped drain left a result: %+v", d)
+	}
+	rc.state.Store("leader")
+	n.upg.jobs.start(context.Background(), []upgrade.Job{job}, run, func() {})
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("leading again, the job did not run again")
+	}
+	n.upg.jobs.stop()
+	<-stopped
+}
