@@ -186,7 +186,7 @@ type upgradeRunner struct {
 	// begin (upgrade_prepare.go), so that two never run at once; prepared
 	// reports whether target was installed ahead and is on disk (nil:
 	// never).
-	installMu sync.Mutex
+	installMu ctxMutex
 	prepared  func(ctx context.Context, target string) bool
 
 	mu  sync.Mutex
@@ -263,8 +263,10 @@ func (u *upgradeRunner) step(ctx context.Context, s upgrade.Step, target string)
 	case upgrade.StepSnapshot:
 		return u.ops.Snapshot(ctx, upgrade.SnapshotName(target))
 	case upgrade.StepInstall:
-		u.installMu.Lock()
-		defer u.installMu.Unlock()
+		if err := u.installMu.lock(ctx); err != nil {
+			return fmt.Errorf("waiting for the install ahead: %w", err)
+		}
+		defer u.installMu.unlock()
 		if u.prepared != nil && u.prepared(ctx, target) {
 			u.log.Info("upgrade: installed ahead of its begin; the binary on disk is the target", zap.String("target", target))
 			return nil
@@ -319,3 +321,22 @@ func tailOf(msg string, budget int) string {
 	}
 	return "..." + msg[cut:]
 }
+
+// ctxMutex is a mutex whose lock gives up when a context ends (the zero
+// value is unlocked).
+type ctxMutex struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+func (m *ctxMutex) lock(ctx context.Context) error {
+	m.once.Do(func() { m.ch = make(chan struct{}, 1) })
+	select {
+	case m.ch <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (m *ctxMutex) unlock() { <-m.ch }

@@ -127,8 +127,10 @@ func (n *Node) prepareUpgrade(ctx context.Context, target string) {
 			n.upg.mu.Unlock()
 		}()
 		r := n.upg.runner
-		r.installMu.Lock()
-		defer r.installMu.Unlock()
+		if r.installMu.lock(ctx) != nil {
+			return
+		}
+		defer r.installMu.unlock()
 		if cur := r.current(); cur != nil && cur.Target == target {
 			return // its begin came first: the step installs
 		}

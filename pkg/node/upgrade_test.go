@@ -1209,3 +1209,35 @@ func TestLeaderJobsStopWithLeadership(t *testing.T) {
 	n.upg.jobs.stop()
 	<-stopped
 }
+
+// The install step waits for an install ahead still running, but no
+// longer than its own context: a step ended by its deadline or by the
+// daemon's stop does not stay blocked on the install ahead.
+func TestInstallStepWaitsForTheInstallAheadWithinItsContext(t *testing.T) {
+	ops := &fakeUpgradeOps{onDisk: oldV, running: oldV}
+	r := runnerOver(t, t.TempDir(), upgrade.RoleAgent, false, ops)
+	if err := r.installMu.lock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.step(ctx, upgrade.StepInstall, newV) }()
+	select {
+	case err := <-done:
+		t.Fatalf("the step ran while an install ahead held the lock: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "waiting for the install ahead") {
+			t.Fatalf("step ended with %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the step stayed blocked after its context ended")
+	}
+	r.installMu.unlock()
+	if err := r.step(context.Background(), upgrade.StepInstall, newV); err != nil {
+		t.Fatalf("the step once the lock is free: %v", err)
+	}
+}
