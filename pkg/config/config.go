@@ -64,7 +64,7 @@ type Config struct {
 	RKE2Bin          string   `key:"rke2-bin" default:"" help:"the rke2 executable for service-manager exec (default: found on disk)"`
 	DataDir          string   `key:"data-dir" default:"/var/lib/rke2-hanode" help:"raft store and this daemon's own state"`
 	UpgradeMaxUnav   string   `key:"upgrade-agents-max-unavailable" default:"10%" help:"agents upgraded at once in a rolling RKE2 upgrade: a count (1 or more) or a percentage of the agents, at least 1 and at most 16"`
-	UpgradeDrain     bool     `key:"upgrade-drain" default:"false" help:"true: cordon and drain a host through the Kubernetes API before its upgrade restart, uncordon after; a server drains itself, and the raft leader's setting decides for agents, which the leader drains (an agent holds no admin kubeconfig)"`
+	UpgradeDrain     bool     `key:"upgrade-drain" default:"false" help:"true: cordon and drain a host through the Kubernetes API before its upgrade restart, uncordon after (a Node cordoned by somebody else before stays cordoned); a server drains itself, and the raft leader's setting decides for agents, which the leader drains (an agent holds no admin kubeconfig)"`
 	LogLevel         string   `key:"log-level" default:"info" help:"debug, info, warn or error"`
 	LogFormat        string   `key:"log-format" default:"console" help:"console or json"`
 

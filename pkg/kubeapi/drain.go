@@ -38,12 +38,52 @@ func (p Pod) Evictable() bool {
 	return !p.DaemonSet && !p.Mirror && p.Phase != "Succeeded" && p.Phase != "Failed"
 }
 
-// SetUnschedulable cordons (true) or uncordons (false) a Node.
-func (c *Client) SetUnschedulable(ctx context.Context, name string, unschedulable bool) error {
+// AnnotationUpgradeCordon marks a cordon the rolling upgrade made, so
+// that its uncordon never undoes a cordon somebody else set (a Node
+// cordoned for maintenance before the roll stays cordoned after it).
+const AnnotationUpgradeCordon = "rke2-hanode.io/upgrade-cordon"
+
+// CordonForUpgrade cordons Node name for the rolling upgrade and marks the
+// cordon as the upgrade's, unless the Node is cordoned already without the
+// mark: that cordon is somebody else's and is left as it is (ours false),
+// so UncordonAfterUpgrade leaves it too. A cordon set by somebody else
+// between the read and the patch is taken for the upgrade's.
+func (c *Client) CordonForUpgrade(ctx context.Context, name string) (ours bool, err error) {
+	n, err := c.GetNode(ctx, name)
+	if err != nil {
+		return false, err
+	}
+	if n.Unschedulable && n.UpgradeCordon == "" {
+		return false, nil
+	}
+	mark := "true"
+	return true, c.patchUnschedulable(ctx, name, true, &mark)
+}
+
+// UncordonAfterUpgrade uncordons Node name if the upgrade's mark is on
+// its cordon, and removes the mark; a cordon without the mark is left
+// (kept true). A Node that is gone is ErrNotFound.
+func (c *Client) UncordonAfterUpgrade(ctx context.Context, name string) (kept bool, err error) {
+	n, err := c.GetNode(ctx, name)
+	if err != nil {
+		return false, err
+	}
+	if n.UpgradeCordon == "" {
+		return n.Unschedulable, nil
+	}
+	return false, c.patchUnschedulable(ctx, name, false, nil)
+}
+
+// patchUnschedulable sets spec.unschedulable by a merge patch, and the
+// upgrade's mark: a string sets it, nil removes it.
+func (c *Client) patchUnschedulable(ctx context.Context, name string, unschedulable bool, mark *string) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
-	body, _ := json.Marshal(map[string]any{"spec": map[string]any{"unschedulable": unschedulable}})
+	body, _ := json.Marshal(map[string]any{
+		"spec":     map[string]any{"unschedulable": unschedulable},
+		"metadata": map[string]any{"annotations": map[string]any{AnnotationUpgradeCordon: mark}},
+	})
 	var o struct {
 		Spec struct {
 			Unschedulable bool `json:"unschedulable"`

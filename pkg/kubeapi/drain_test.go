@@ -22,6 +22,8 @@ import (
 type drainAPI struct {
 	mu            sync.Mutex
 	unschedulable bool
+	annotations   map[string]string
+	patches       int
 	pods          []string // JSON objects
 	evicted       []string
 	pdb           map[string]bool // pods whose eviction a budget refuses
@@ -39,6 +41,9 @@ func (f *drainAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		var p struct {
+			Metadata struct {
+				Annotations map[string]*string `json:"annotations"`
+			} `json:"metadata"`
 			Spec struct {
 				Unschedulable bool `json:"unschedulable"`
 			} `json:"spec"`
@@ -48,8 +53,21 @@ func (f *drainAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusBadRequest)
 			return
 		}
+		f.patches++
 		f.unschedulable = p.Spec.Unschedulable
-		fmt.Fprintf(w, `{"kind":"Node","metadata":{"name":"w1"},"spec":{"unschedulable":%v}}`, f.unschedulable)
+		for k, v := range p.Metadata.Annotations { // RFC 7386: null deletes
+			if f.annotations == nil {
+				f.annotations = map[string]string{}
+			}
+			if v == nil {
+				delete(f.annotations, k)
+			} else {
+				f.annotations[k] = *v
+			}
+		}
+		f.writeNode(w)
+	case r.Method == http.MethodGet && r.URL.Path == "/api/v1/nodes/w1":
+		f.writeNode(w)
 	case r.Method == http.MethodGet && r.URL.Path == "/api/v1/pods":
 		if r.URL.Query().Get("fieldSelector") != "spec.nodeName=w1" {
 			w.WriteHeader(http.StatusBadRequest)
@@ -82,6 +100,11 @@ func (f *drainAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		w.WriteHeader(http.StatusNotFound)
 	}
+}
+
+func (f *drainAPI) writeNode(w io.Writer) {
+	ann, _ := json.Marshal(f.annotations)
+	fmt.Fprintf(w, `{"kind":"Node","metadata":{"name":"w1","annotations":%s},"spec":{"unschedulable":%v}}`, ann, f.unschedulable)
 }
 
 func joinJSON(items []string) string {
@@ -133,8 +156,11 @@ func TestDrainCalls(t *testing.T) {
 	c := startDrain(t, f)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := c.SetUnschedulable(ctx, "w1", true); err != nil || !f.unschedulable {
-		t.Fatalf("cordon: %v, unschedulable %v", err, f.unschedulable)
+	if ours, err := c.CordonForUpgrade(ctx, "w1"); err != nil || !ours || !f.unschedulable || f.annotations[AnnotationUpgradeCordon] == "" {
+		t.Fatalf("cordon: ours %v, %v, unschedulable %v, annotations %v", ours, err, f.unschedulable, f.annotations)
+	}
+	if ours, err := c.CordonForUpgrade(ctx, "w1"); err != nil || !ours {
+		t.Fatalf("the upgrade's own cordon again (a resumed roll): ours %v, %v", ours, err)
 	}
 	pods, err := c.PodsOn(ctx, "w1")
 	if err != nil {
@@ -158,10 +184,33 @@ func TestDrainCalls(t *testing.T) {
 	if err := c.Evict(ctx, "default", "gone"); err != nil {
 		t.Fatalf("evict a pod already gone: %v", err)
 	}
-	if err := c.SetUnschedulable(ctx, "w1", false); err != nil || f.unschedulable {
-		t.Fatalf("uncordon: %v, unschedulable %v", err, f.unschedulable)
+	if kept, err := c.UncordonAfterUpgrade(ctx, "w1"); err != nil || kept || f.unschedulable || len(f.annotations) != 0 {
+		t.Fatalf("uncordon: kept %v, %v, unschedulable %v, annotations %v", kept, err, f.unschedulable, f.annotations)
 	}
 	if _, err := c.PodsOn(ctx, "w1&x=1"); err == nil {
 		t.Fatal("a query in a node name was sent")
+	}
+}
+
+// A Node somebody cordoned before the roll (no upgrade mark) is drained
+// but never uncordoned by it: neither call patches it.
+func TestCordonSomebodyElses(t *testing.T) {
+	f := &drainAPI{unschedulable: true, annotations: map[string]string{"team": "maintenance"}}
+	c := startDrain(t, f)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if ours, err := c.CordonForUpgrade(ctx, "w1"); err != nil || ours {
+		t.Fatalf("cordon of a cordoned Node: ours %v, %v", ours, err)
+	}
+	if kept, err := c.UncordonAfterUpgrade(ctx, "w1"); err != nil || !kept || !f.unschedulable {
+		t.Fatalf("uncordon of somebody else's cordon: kept %v, %v, unschedulable %v", kept, err, f.unschedulable)
+	}
+	if f.patches != 0 || f.annotations["team"] != "maintenance" || len(f.annotations) != 1 {
+		t.Fatalf("the Node was patched (%d) or its annotations changed: %v", f.patches, f.annotations)
+	}
+	// Uncordoned by hand during the roll: nothing to undo.
+	f.unschedulable = false
+	if kept, err := c.UncordonAfterUpgrade(ctx, "w1"); err != nil || kept || f.patches != 0 {
+		t.Fatalf("uncordon of an uncordoned Node: kept %v, %v, patches %d", kept, err, f.patches)
 	}
 }

@@ -202,6 +202,10 @@ type Node struct {
 	Finalizers  []string
 	Deleting    bool     // deletionTimestamp set: Terminating
 	InternalIPs []string // status.addresses of type InternalIP (RKE2's node-ip)
+	// Unschedulable: cordoned (spec.unschedulable); UpgradeCordon is the
+	// rolling upgrade's mark on a cordon it made (AnnotationUpgradeCordon).
+	Unschedulable bool
+	UpgradeCordon string
 }
 
 type nodeObject struct {
@@ -212,6 +216,9 @@ type nodeObject struct {
 		Finalizers        []string          `json:"finalizers"`
 		DeletionTimestamp *string           `json:"deletionTimestamp"`
 	} `json:"metadata"`
+	Spec struct {
+		Unschedulable bool `json:"unschedulable"`
+	} `json:"spec"`
 	Status struct {
 		Addresses []struct {
 			Type    string `json:"type"`
@@ -224,7 +231,8 @@ func (o nodeObject) node() Node {
 	m := o.Metadata
 	_, etcd := m.Labels[LabelEtcd]
 	n := Node{Name: m.Name, Etcd: etcd, EtcdName: m.Annotations[AnnotationEtcdName], EtcdAddress: m.Annotations[AnnotationEtcdAddr],
-		Finalizers: m.Finalizers, Deleting: m.DeletionTimestamp != nil}
+		Finalizers: m.Finalizers, Deleting: m.DeletionTimestamp != nil,
+		Unschedulable: o.Spec.Unschedulable, UpgradeCordon: m.Annotations[AnnotationUpgradeCordon]}
 	for _, a := range o.Status.Addresses {
 		if a.Type == "InternalIP" {
 			n.InternalIPs = append(n.InternalIPs, a.Address)

@@ -89,10 +89,24 @@ func (o *hostUpgradeOps) Evict(ctx context.Context) error {
 	return o.evictNode(ctx, o.n.cfg.NodeName)
 }
 
-// cordonNode patches node's Node: this host's, or as leader an agent's.
+// cordonNode cordons node's Node for the upgrade (this host's, or as
+// leader an agent's), or uncordons it: only a cordon the upgrade made is
+// undone (kubeapi.AnnotationUpgradeCordon), so a Node somebody cordoned
+// before the roll stays cordoned after it.
 func (o *hostUpgradeOps) cordonNode(ctx context.Context, node string, unschedulable bool) error {
 	return o.withKube(func(c *kubeapi.Client) error {
-		return c.SetUnschedulable(ctx, node, unschedulable)
+		if unschedulable {
+			ours, err := c.CordonForUpgrade(ctx, node)
+			if err == nil && !ours {
+				o.n.log.Info("upgrade: the Node is cordoned already, by somebody else: it is drained, and stays cordoned after its upgrade", zap.String("node", node))
+			}
+			return err
+		}
+		kept, err := c.UncordonAfterUpgrade(ctx, node)
+		if err == nil && kept {
+			o.n.log.Info("upgrade: the Node stays cordoned: the cordon is not the roll's", zap.String("node", node))
+		}
+		return err
 	})
 }
 

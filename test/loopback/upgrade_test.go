@@ -1,13 +1,18 @@
 package loopback
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +24,7 @@ import (
 	"time"
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/demo"
+	"github.com/rke2-hanode/rke2-hanode/pkg/kubeapi"
 	"github.com/rke2-hanode/rke2-hanode/pkg/status"
 	"github.com/rke2-hanode/rke2-hanode/pkg/statusview"
 )
@@ -257,6 +263,18 @@ func TestRollingUpgrade(t *testing.T) {
 	to := artifacts(t, toV)
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
+	// An administrator cordoned one agent before the roll: it is drained
+	// with the others, and stays cordoned after the roll.
+	var firstServer *demo.Node
+	for _, n := range c.Nodes {
+		if n.Role == "server" && firstServer == nil {
+			firstServer = n
+		}
+	}
+	const adminCordoned = "agent-1"
+	if code, body := kubeCall(t, firstServer, http.MethodPatch, "/api/v1/nodes/"+adminCordoned, `{"spec":{"unschedulable":true}}`); code != http.StatusOK {
+		t.Fatalf("cordon %s by hand: %d %s", adminCordoned, code, body)
+	}
 	// The daemons restart for their new config, one at a time (each RKE2
 	// restarts with its daemon under exec, still at the old version); the
 	// roll starts once every server wants the target.
@@ -383,8 +401,25 @@ func TestRollingUpgrade(t *testing.T) {
 		patched := func(v bool) bool {
 			return regexp.MustCompile(fmt.Sprintf(`node patched\t\{[^}]*"node": "%s", "unschedulable": %v\}`, regexp.QuoteMeta(n.Name), v)).MatchString(simLogs)
 		}
-		if !patched(true) || !patched(false) {
-			t.Errorf("%s: not cordoned and uncordoned through the Kubernetes API (cordoned %v, uncordoned %v)", n.Name, patched(true), patched(false))
+		var node struct {
+			Metadata struct{ Annotations map[string]string }
+			Spec     struct{ Unschedulable bool }
+		}
+		code, body := kubeCall(t, firstServer, http.MethodGet, "/api/v1/nodes/"+n.Name, "")
+		if code != http.StatusOK || json.Unmarshal(body, &node) != nil {
+			t.Fatalf("get Node %s: %d %s", n.Name, code, body)
+		}
+		if _, marked := node.Metadata.Annotations[kubeapi.AnnotationUpgradeCordon]; marked {
+			t.Errorf("%s: the roll's cordon mark is left on its Node", n.Name)
+		}
+		if n.Name == adminCordoned {
+			if patched(false) || !node.Spec.Unschedulable {
+				t.Errorf("%s: an administrator's cordon was undone by the roll (uncordoned %v, unschedulable %v)", n.Name, patched(false), node.Spec.Unschedulable)
+			}
+			continue
+		}
+		if !patched(true) || !patched(false) || node.Spec.Unschedulable {
+			t.Errorf("%s: not cordoned and uncordoned through the Kubernetes API (cordoned %v, uncordoned %v, unschedulable now %v)", n.Name, patched(true), patched(false), node.Spec.Unschedulable)
 		}
 	}
 	for _, n := range c.Nodes {
@@ -521,4 +556,41 @@ func logTime(t *testing.T, n *demo.Node, text string) time.Time {
 		return at
 	}
 	return time.Time{}
+}
+
+// kubeCall makes one request to server's Kubernetes API with the admin
+// kubeconfig RKE2 wrote there (its 127.0.0.1 replaced by the server's
+// address, as the daemon does); it returns the status and the body.
+func kubeCall(t *testing.T, server *demo.Node, method, path, body string) (int, []byte) {
+	t.Helper()
+	k, err := kubeapi.LoadKubeconfig(filepath.Join(server.RKE2ConfigDir, "rke2.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(k.Server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Host = net.JoinHostPort(server.IP, u.Port())
+	pair, err := tls.X509KeyPair(k.Cert, k.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(k.CA)
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}}}
+	req, err := http.NewRequest(method, u.String()+path, bytes.NewBufferString(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if method == http.MethodPatch {
+		req.Header.Set("Content-Type", "application/merge-patch+json")
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
 }
