@@ -21,9 +21,9 @@ import (
 //     server is the one upgrading or the next (the first two of the
 //     plan's Servers, as this server's own copy of the state decides it);
 //   - an agent: every alive server runs the target, or is restarting to
-//     it (its claim's upgrade report: its install step is done, so the
-//     old RKE2 is being stopped and only the target is left on its disk
-//     to start), and this agent is among the first two batches of the
+//     it (its claim's upgrade report: every step before its restart is
+//     done, the install and a drain, so the old RKE2 is being stopped
+//     and only the target is left on its disk to start), and this agent is among the first two batches of the
 //     agents still behind, by name, as the plan orders them (its own
 //     budget is the guess: the leader's counts; a wrong guess costs an
 //     early install or an install in the step, nothing else). So the
