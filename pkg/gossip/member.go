@@ -443,6 +443,8 @@ func (m *Member) pushState(addrs []string, what string, stop <-chan struct{}) <-
 				defer func() { <-sem }()
 				if _, err := ml.Join([]string{a}); err != nil {
 					m.log.Debug("could not push "+what, zap.String("peer", a), zap.Error(err))
+				} else {
+					m.log.Debug("pushed "+what, zap.String("peer", a))
 				}
 			}()
 		}

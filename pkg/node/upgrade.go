@@ -49,7 +49,7 @@ const (
 	// the target ahead (upgrade_prepare.go): its begin is among the next
 	// (at most two batches of agents are such at once), and every look it
 	// misses waits on the roll's critical chain.
-	agentUpgradeWakeSoon = 10 * time.Millisecond
+	agentUpgradeWakeSoon = 2 * time.Millisecond
 )
 
 func stepDeadline(s upgrade.Step) time.Duration {

@@ -43,8 +43,9 @@ type upgradeGossip interface {
 	// AgentBegin is the committed begin naming agent name, as the
 	// servers' verified claims carry it; ok false: none.
 	AgentBegin(members []gossip.MemberInfo, name string) (upgradeBegin, bool)
-	// PublishBegins spreads the agents' committed begins (servers only).
-	PublishBegins(b claims.AgentBegins) error
+	// PublishBegins spreads the agents' committed begins (servers only);
+	// prev is what it spread last.
+	PublishBegins(b, prev claims.AgentBegins) error
 }
 
 // memberUpgradeGossip is upgradeGossip over this host's gossip member:
@@ -114,7 +115,7 @@ func (g memberUpgradeGossip) AgentBegin(members []gossip.MemberInfo, name string
 	return g.n.agentBegins.begin(members, name)
 }
 
-func (g memberUpgradeGossip) PublishBegins(b claims.AgentBegins) error {
+func (g memberUpgradeGossip) PublishBegins(b, prev claims.AgentBegins) error {
 	n := g.n
 	if n.members == nil {
 		return errors.New("gossip not open yet")
@@ -126,16 +127,28 @@ func (g memberUpgradeGossip) PublishBegins(b claims.AgentBegins) error {
 	if err := cu.UpdateClaim(func(c *claims.Claim) { c.AgentBegins = b }); err != nil {
 		return err
 	}
-	// The agents named must see it soon: a claim with many begins can be
-	// too big for a broadcast packet, and push/pull's interval is long.
-	if p, ok := n.members.(interface{ PushTo(names []string) }); ok && len(b.Agents) > 0 {
-		names := make([]string, 0, len(b.Agents))
-		for _, a := range b.Agents {
-			names = append(names, a.Node)
+	// The agents newly named must see it soon: a claim with many begins
+	// can be too big for a broadcast packet, and push/pull's interval is
+	// long. Only those: each push is a full state exchange, and the
+	// agents already begun have their begin (it is in every claim since).
+	if p, ok := n.members.(interface{ PushTo(names []string) }); ok {
+		if names := newBegins(b, prev); len(names) > 0 {
+			p.PushTo(names)
 		}
-		p.PushTo(names)
 	}
 	return nil
+}
+
+// newBegins are the agents b begins that prev did not (another begin, or
+// to another target, counts as new).
+func newBegins(b, prev claims.AgentBegins) []string {
+	var out []string
+	for _, a := range b.Agents {
+		if prev.Target != b.Target || !slices.Contains(prev.Agents, a) {
+			out = append(out, a.Node)
+		}
+	}
+	return out
 }
 
 // maxReportedFailure is what the claim and the metadata carry of a
@@ -328,13 +341,17 @@ func (n *Node) publishAgentBegins() {
 		return
 	}
 	b := agentBeginsOf(c.State().Upgrade)
+	var prev claims.AgentBegins
 	n.upg.mu.Lock()
 	same := n.upg.begins != nil && reflect.DeepEqual(*n.upg.begins, b)
+	if n.upg.begins != nil {
+		prev = *n.upg.begins
+	}
 	n.upg.mu.Unlock()
 	if same {
 		return
 	}
-	if err := n.upg.gossip.PublishBegins(b); err != nil {
+	if err := n.upg.gossip.PublishBegins(b, prev); err != nil {
 		n.log.Debug("publish the agents' begins", zap.Error(err))
 		return
 	}
@@ -449,9 +466,11 @@ func (n *Node) runUpgrades(ctx context.Context) {
 			}
 		}
 		if n.cfg.IsServer() {
+			// The begins first: an agent waits on them, on the roll's
+			// critical chain; the plan is for status and metrics.
+			n.publishAgentBegins()
 			n.stopJobsUnlessLeader()
 			n.refreshUpgradePlan()
-			n.publishAgentBegins()
 		}
 		if phase, _, _ := n.t.get(); phase == status.PhaseReady && n.members != nil {
 			if target := n.prepareTarget(n.members.Members()); target != "" {

@@ -299,7 +299,7 @@ func (g *fakeUpgradeGossip) AgentBegin(_ []gossip.MemberInfo, name string) (upgr
 	return b, ok
 }
 
-func (g *fakeUpgradeGossip) PublishBegins(b claims.AgentBegins) error {
+func (g *fakeUpgradeGossip) PublishBegins(b, _ claims.AgentBegins) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.published = append(g.published, b)
@@ -886,27 +886,44 @@ func (p *pushingMembers) PushTo(names []string) {
 }
 
 // The begins go into the server's signed claim, and are pushed to the
-// agents they name (a claim too big for a broadcast packet would reach
-// them only at push/pull's interval); no push when none is named.
+// agents they newly name (a claim too big for a broadcast packet would
+// reach them only at push/pull's interval): not to an agent whose begin
+// the last published begins already carried, pushed then; no push when
+// none is new.
 func TestPublishBeginsPushesToTheAgents(t *testing.T) {
 	c := config.Defaults()
 	c.Role, c.NodeName = "server", "a"
 	pm := &pushingMembers{}
 	n := &Node{cfg: c, log: zap.NewNop(), members: pm}
 	g := memberUpgradeGossip{n: n}
-	if err := g.PublishBegins(claims.AgentBegins{Published: true}); err != nil {
+	none := claims.AgentBegins{Published: true}
+	if err := g.PublishBegins(none, claims.AgentBegins{}); err != nil {
 		t.Fatal(err)
 	}
 	b := claims.AgentBegins{Published: true, Target: newV, Agents: []claims.AgentBegin{{Node: "w", Since: 3}, {Node: "y", Since: 4}}}
-	if err := g.PublishBegins(b); err != nil {
+	if err := g.PublishBegins(b, none); err != nil {
+		t.Fatal(err)
+	}
+	// w is done, z begins, y again (a retry after a failure) with a new since.
+	next := claims.AgentBegins{Published: true, Target: newV, Agents: []claims.AgentBegin{{Node: "y", Since: 9}, {Node: "z", Since: 8}}}
+	if err := g.PublishBegins(next, b); err != nil {
+		t.Fatal(err)
+	}
+	// The same begins to another target are all new.
+	other := claims.AgentBegins{Published: true, Target: oldV, Agents: next.Agents}
+	if err := g.PublishBegins(other, next); err != nil {
+		t.Fatal(err)
+	}
+	// Only an agent's begin ending: nothing to push.
+	if err := g.PublishBegins(claims.AgentBegins{Published: true, Target: oldV, Agents: other.Agents[1:]}, other); err != nil {
 		t.Fatal(err)
 	}
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
-	if !reflect.DeepEqual(pm.claim.AgentBegins, b) {
-		t.Fatalf("claim carries %+v, want %+v", pm.claim.AgentBegins, b)
+	if want := other.Agents[1:]; !reflect.DeepEqual(pm.claim.AgentBegins.Agents, want) {
+		t.Fatalf("claim carries %+v, want %+v", pm.claim.AgentBegins.Agents, want)
 	}
-	if want := [][]string{{"w", "y"}}; !reflect.DeepEqual(pm.pushed, want) {
+	if want := [][]string{{"w", "y"}, {"y", "z"}, {"y", "z"}}; !reflect.DeepEqual(pm.pushed, want) {
 		t.Fatalf("pushed %v, want %v", pm.pushed, want)
 	}
 }
