@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -108,7 +109,8 @@ func runUpgrade(ctx context.Context, o upgradeOptions, progress func(string, ...
 	if err != nil {
 		return nil, err
 	}
-	c, err := demo.New(demo.Options{Servers: o.Servers, Agents: o.Agents, Base: o.Base, Dir: o.Dir, Daemon: o.Daemon, Sim: o.Sim, Env: simEnv, ClusterName: "bench"})
+	c, err := demo.New(demo.Options{Servers: o.Servers, Agents: o.Agents, Base: o.Base, Dir: o.Dir, Daemon: o.Daemon, Sim: o.Sim, Env: simEnv, ClusterName: "bench",
+		LogLevel: cmp.Or(os.Getenv("BENCH_LOG_LEVEL"), "info")})
 	if err != nil {
 		return nil, err
 	}
