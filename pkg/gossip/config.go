@@ -65,6 +65,9 @@ type Config struct {
 	// transport replaces memberlist's network transport (benchmarks count
 	// bytes with it).
 	transport memberlist.NodeAwareTransport
+	// updateNode replaces memberlist's UpdateNode (tests lose an update
+	// as memberlist can, see Member.storeMeta).
+	updateNode func(ml *memberlist.Memberlist, timeout time.Duration) error
 }
 
 // Resolver looks up the addresses of a seed's host name. *net.Resolver

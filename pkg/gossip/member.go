@@ -634,10 +634,29 @@ func (m *Member) storeMeta(ctx context.Context, ml *memberlist.Memberlist, bg *s
 	finished := make(chan struct{})
 	bg.Go(func() {
 		defer close(finished)
-		if err := ml.UpdateNode(m.cfg.Timings.UpdateTimeout); err != nil {
-			// The new metadata is in place and push/pull spreads it anyway.
-			m.log.Debug("metadata broadcast not confirmed", zap.Error(err))
+		err := m.storeNode(ml, m.cfg.Timings.UpdateTimeout)
+		if err == nil {
+			return
 		}
+		// UpdateNode takes its incarnation number before it takes
+		// memberlist's lock. A refute of a suspicion in that gap takes a
+		// higher one and broadcasts the old metadata with it, and then
+		// memberlist drops this alive message as older: it stores
+		// nothing, reports nothing, and its broadcast never ends. Push/pull
+		// would then spread the old metadata until the next change, so a
+		// change memberlist did not store is stored again, at most once
+		// per UpdateTimeout. NotifyUpdate runs before UpdateNode returns:
+		// seenWire already shows any store.
+		m.localMu.Lock()
+		lost := bytes.Equal(m.seenWire, before) && !bytes.Equal(m.localWire, before)
+		m.localMu.Unlock()
+		if lost && !m.left.Load() && !m.stopped.Load() {
+			m.log.Debug("metadata update not stored by memberlist: storing it again", zap.Error(err))
+			m.kick()
+			return
+		}
+		// The new metadata is in place and push/pull spreads it anyway.
+		m.log.Debug("metadata broadcast not confirmed", zap.Error(err))
 	})
 	// UpdateNode stores the metadata (memberlist then reports it
 	// through NotifyUpdate, see observe) before it waits for the
@@ -662,6 +681,14 @@ func (m *Member) storeMeta(ctx context.Context, ml *memberlist.Memberlist, bg *s
 			}
 		}
 	}
+}
+
+// storeNode has memberlist store and broadcast the local metadata.
+func (m *Member) storeNode(ml *memberlist.Memberlist, timeout time.Duration) error {
+	if m.cfg.updateNode != nil {
+		return m.cfg.updateNode(ml, timeout)
+	}
+	return ml.UpdateNode(timeout)
 }
 
 // peersOf are the addresses of the other alive members of role ("":
@@ -694,7 +721,7 @@ func (m *Member) updateMeta(fn func(*Meta), timeout time.Duration) error {
 	if ml == nil {
 		return nil // Start announces it
 	}
-	if err := ml.UpdateNode(timeout); err != nil {
+	if err := m.storeNode(ml, timeout); err != nil {
 		// The new metadata is in place and push/pull spreads it anyway.
 		m.log.Debug("metadata broadcast not confirmed", zap.Error(err))
 	}

@@ -2,13 +2,17 @@ package gossip
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"go.uber.org/zap/zapcore"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/memberlist"
+	"go.uber.org/zap/zapcore"
 )
 
 func TestThreeMembersConverge(t *testing.T) {
@@ -546,4 +550,53 @@ func TestRetryNameOnceTheHolderLeft(t *testing.T) {
 		mi := lookup(a.Member, "x")
 		return err == nil && mi.Addr == ip && mi.State == StateAlive, fmt.Sprintf("%v; a sees x at %s, %s", err, mi.Addr, mi.State)
 	})
+}
+
+// TestMetaUpdateMemberlistLostIsStoredAgain: memberlist can lose an
+// update of this member's metadata (a refute of a suspicion between
+// UpdateNode's taking of its incarnation and its store wins, and the
+// update's alive message is dropped as older: nothing stored, nothing
+// reported, the broadcast never ends). With push/pull stopped, only a
+// second store brings the change to the peer; before, the peer kept the
+// old metadata until the next change.
+func TestMetaUpdateMemberlistLostIsStoredAgain(t *testing.T) {
+	quiet := testTimings()
+	quiet.PushPullInterval = time.Hour
+	quiet.UpdateTimeout = 200 * time.Millisecond
+	var armed atomic.Bool
+	var lost, calls atomic.Int32
+	lose := func(c *Config) {
+		c.updateNode = func(ml *memberlist.Memberlist, timeout time.Duration) error {
+			calls.Add(1)
+			if armed.CompareAndSwap(true, false) {
+				lost.Add(1)
+				time.Sleep(timeout)
+				return errors.New("timeout waiting for update broadcast")
+			}
+			return ml.UpdateNode(timeout)
+		}
+	}
+	a := startMember(t, "a", withTimings(quiet), withRole(RoleAgent), lose)
+	b := startMember(t, "b", withTimings(quiet), withJoin(a.addr))
+	phase := func() string {
+		for _, mi := range b.Members() {
+			if mi.Name == "a" {
+				return mi.Meta.Phase
+			}
+		}
+		return ""
+	}
+	eventually(t, "b sees a", func() (bool, string) { return phase() == "discovering", "b sees " + phase() })
+	before := calls.Load()
+	armed.Store(true)
+	if err := a.UpdateMeta(func(m *Meta) { m.Phase = "ready" }); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "b sees the change memberlist lost once", func() (bool, string) { return phase() == "ready", "b sees " + phase() })
+	if lost.Load() != 1 || calls.Load()-before < 2 {
+		t.Errorf("%d stores lost of %d after the change: the test did not lose the change's first store", lost.Load(), calls.Load()-before)
+	}
+	if a.logs.FilterMessage("metadata update not stored by memberlist: storing it again").Len() != 1 {
+		t.Error("the second store was not logged once")
+	}
 }
