@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/membership"
+	"github.com/rke2-hanode/rke2-hanode/pkg/upgrade"
 )
 
 // The leader's duties as a pure step: decide reads the committed state,
@@ -80,8 +81,9 @@ type action struct {
 
 // decide is one step of the leader's duties. voters is the raft
 // configuration (ID → address), nil when unknown: no voter changes then.
-// It returns the voter changes first and at most one FSM command, so that
-// every decision is taken on state that includes the previous one.
+// It returns the voter changes first, then the FSM commands: at most one,
+// or a run of the rolling upgrade's (see upgradeRun). Every decision is
+// taken on state that includes the previous one.
 func decide(st ClusterState, peers []Peer, self leaderSelf, voters map[string]string, now time.Time, t Timing, book *leaderBook) []action {
 	var out []action
 	if voters != nil {
@@ -103,10 +105,54 @@ func decide(st ClusterState, peers []Peer, self leaderSelf, voters map[string]st
 	}
 	if c, ok := nextCommand(st, peers, alive, self, now, t, book); ok {
 		out = append(out, action{Kind: actApply, Cmd: c})
-	} else if c, ok := upgradeNext(st, self, now); ok {
-		out = append(out, action{Kind: actApply, Cmd: c})
+	} else {
+		for _, c := range upgradeRun(st, peers, alive, self, now, t, book) {
+			out = append(out, action{Kind: actApply, Cmd: c})
+		}
 	}
 	return out
+}
+
+// maxUpgradeRun bounds the commands of one upgradeRun.
+const maxUpgradeRun = 8
+
+// upgradeRun is the rolling upgrade's commands for this step: the duty's
+// command, then each one the duty decides on the state that includes the
+// one before (applied to a copy), as the next steps would decide them if
+// they ran at once on the same view, while the cluster's own duties have
+// nothing on that state. A host's done and the next host's begin are then
+// written and replicated in one raft batch, where one commit each made
+// every hand-over of the roll wait for two. Raft commits a prefix of the
+// run: a later command is never applied without the ones before it. The
+// leader is the only writer of the log and each command's effect is a pure
+// function of the state, so each is applied to the state it was decided
+// on.
+func upgradeRun(st ClusterState, peers []Peer, alive func(string) (Peer, bool), self leaderSelf, now time.Time, t Timing, book *leaderBook) []Command {
+	var run []Command
+	for len(run) < maxUpgradeRun {
+		if len(run) > 0 {
+			if _, ok := nextCommand(st, peers, alive, self, now, t, book); ok {
+				break // the next step does that first
+			}
+		}
+		c, ok := upgradeNext(st, self, now)
+		if !ok {
+			break
+		}
+		run = append(run, c)
+		if c.Op == upgrade.OpDrain {
+			// The duty starts the leader's jobs its plan lists: a drain's
+			// job (a cordon) only on the state that holds the drain
+			// committed, never on a copy raft may not commit.
+			break
+		}
+		next, err := st.apply(c)
+		if err != nil {
+			break // the FSM will refuse it too; nothing is decided on it
+		}
+		st = next
+	}
+	return run
 }
 
 // aliveIndex looks a server up in the view: present and neither dead nor
@@ -158,8 +204,20 @@ func voterChanges(st ClusterState, peers []Peer, self leaderSelf, voters map[str
 // nextCommand is the one FSM change the state and the requests call for,
 // in the order of a cluster's life: claim, started (or reassign), cluster
 // ready, then the join slot. The evidence each needs is the protocol table
-// in doc.go.
+// in doc.go. A grant waits while a server upgrades: the FSM refuses it
+// then, and deciding it anyway would keep the upgrade's own commands (the
+// server's done, or its failure at the host timeout) from ever being
+// decided for as long as a server asks for the slot.
 func nextCommand(st ClusterState, peers []Peer, alive func(string) (Peer, bool), self leaderSelf, now time.Time, t Timing, book *leaderBook) (Command, bool) {
+	c, ok := clusterCommand(st, peers, alive, self, now, t, book)
+	if _, upgrading := st.upgradingServer(); ok && upgrading && c.Op == opGrant {
+		return Command{}, false
+	}
+	return c, ok
+}
+
+// clusterCommand is nextCommand without the upgrade's precedence.
+func clusterCommand(st ClusterState, peers []Peer, alive func(string) (Peer, bool), self leaderSelf, now time.Time, t Timing, book *leaderBook) (Command, bool) {
 	at := now.UnixNano()
 	switch {
 	case st.Bootstrap == "":

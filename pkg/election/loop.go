@@ -189,6 +189,7 @@ func (l *loop) lead(ctx context.Context, servers []Peer) {
 	}
 	self := leaderSelf{Name: e.cfg.NodeName, Cluster: e.cfg.ClusterName, VIP: e.cfg.VIP, Membership: e.cfg.Duties, VerifiedCA: l.ca.snapshot(),
 		Unreachable: e.unreach.snapshot()}
+	var cmds []Command
 	for _, a := range decide(st, servers, self, l.voters(), e.cfg.Clock.Now(), e.cfg.Timing, l.book) {
 		switch a.Kind {
 		case actAddVoter:
@@ -196,11 +197,12 @@ func (l *loop) lead(ctx context.Context, servers []Peer) {
 		case actForeign:
 			e.log.Warn("server has raft state but is not in this raft group: not adding it", zap.String("server", a.Name))
 		case actApply:
-			l.apply(a.Cmd)
+			cmds = append(cmds, a.Cmd)
 		case actRemoveVoter:
 			l.removeVoter(a.Name)
 		}
 	}
+	l.apply(cmds)
 }
 
 // voters is raft's configuration, ID → address; nil if unreadable.
@@ -226,24 +228,42 @@ func (l *loop) addVoter(name, addr string) {
 	l.notifyCommit()
 }
 
-func (l *loop) apply(c Command) {
+// apply commits cmds in order. All are handed to raft before the first
+// is waited for, so raft writes and replicates them in one batch (its
+// leader takes every entry queued, up to MaxAppendEntries): one commit's
+// wait for the run, not one each.
+func (l *loop) apply(cmds []Command) {
 	e := l.e
-	b, err := EncodeCommand(c)
-	if err != nil {
-		e.log.Error("leader built an invalid command", zap.Error(err))
-		return
+	type pending struct {
+		c Command
+		f raft.ApplyFuture
 	}
-	f := l.r.Apply(b, e.cfg.Timing.ApplyTimeout)
-	if err := f.Error(); err != nil {
-		e.log.Debug("apply", zap.String("op", c.Op), zap.Error(err))
-		return
+	var fs []pending
+	for _, c := range cmds {
+		b, err := EncodeCommand(c)
+		if err != nil {
+			e.log.Error("leader built an invalid command", zap.Error(err))
+			break // the ones after it were decided on the state it makes
+		}
+		fs = append(fs, pending{c, l.r.Apply(b, e.cfg.Timing.ApplyTimeout)})
 	}
-	if res, ok := f.Response().(applyResult); ok && res.Err != nil {
-		e.log.Debug("command rejected", zap.String("op", c.Op), zap.Error(res.Err))
-		return
+	committed := false
+	for _, p := range fs {
+		c := p.c
+		if err := p.f.Error(); err != nil {
+			e.log.Debug("apply", zap.String("op", c.Op), zap.Error(err))
+			continue
+		}
+		if res, ok := p.f.Response().(applyResult); ok && res.Err != nil {
+			e.log.Debug("command rejected", zap.String("op", c.Op), zap.Error(res.Err))
+			continue
+		}
+		committed = true
+		e.log.Info("committed", zap.String("op", c.Op), zap.String("server", c.Node), zap.String("from", c.From), zap.String("reason", c.Reason))
 	}
-	e.log.Info("committed", zap.String("op", c.Op), zap.String("server", c.Node), zap.String("from", c.From), zap.String("reason", c.Reason))
-	l.notifyCommit()
+	if committed {
+		l.notifyCommit()
+	}
 }
 
 // notifyCommit tells the followers now that the last entry is committed.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/membership"
+	"github.com/rke2-hanode/rke2-hanode/pkg/rke2version"
 	"github.com/rke2-hanode/rke2-hanode/pkg/upgrade"
 )
 
@@ -216,5 +217,171 @@ func TestUpgradeDrainWireFormat(t *testing.T) {
 	old := strings.Replace(string(b), `{"v":5,`, `{"v":4,`, 1)
 	if _, err := decodeSnapshot([]byte(old)); err == nil || !strings.Contains(err.Error(), "below version 5") {
 		t.Fatalf("a drained agent in a version 4 snapshot: %v", err)
+	}
+}
+
+// rollDuty is the upgrade duty as the node runs it, on a fixed view of
+// the hosts: pkg/upgrade's Decide on the committed progress.
+func rollDuty(hosts func() []upgrade.Host, drain bool) func(ClusterState, time.Time) (upgrade.Command, bool) {
+	return func(st ClusterState, now time.Time) (upgrade.Command, bool) {
+		in := upgrade.Input{Hosts: hosts(), Leader: "a", MaxUnavailable: upgrade.Budget{N: 1}, Now: now, DrainAgents: drain}
+		if st.Upgrade != nil {
+			in.Progress = st.Upgrade.Clone()
+		}
+		if st.Slot != nil {
+			in.ServerJoining = true
+		}
+		p := upgrade.Decide(in)
+		if p.Command == nil {
+			return upgrade.Command{}, false
+		}
+		return *p.Command, true
+	}
+}
+
+// rollHosts: servers a, b, c and agents x, y, all at from and wanting to.
+func rollHosts(from, to string) []upgrade.Host {
+	var hs []upgrade.Host
+	for _, n := range []string{"a", "b", "c", "x", "y"} {
+		role := upgrade.RoleServer
+		if n >= "x" {
+			role = upgrade.RoleAgent
+		}
+		hs = append(hs, upgrade.Host{Name: n, Role: role, Running: rke2version.MustParse(from), Wanted: rke2version.MustParse(to), Healthy: true})
+	}
+	return hs
+}
+
+func applies(acts []action) []Command {
+	var out []Command
+	for _, a := range acts {
+		if a.Kind == actApply {
+			out = append(out, a.Cmd)
+		}
+	}
+	return out
+}
+
+func opsOf(cmds []Command) string {
+	var s []string
+	for _, c := range cmds {
+		s = append(s, c.Op+" "+c.Node)
+	}
+	return strings.Join(s, ", ")
+}
+
+// rollCluster is a ready cluster of servers a, b and c (a leads) with
+// agents x and y, from one version to the next, its upgrade duty pkg/upgrade's
+// Decide on hosts.
+type rollCluster struct {
+	hosts []upgrade.Host
+	self  leaderSelf
+	st    ClusterState
+	peers []Peer
+	book  *leaderBook
+}
+
+const rollFrom, rollTo = "v1.35.2+rke2r1", "v1.36.0+rke2r1"
+
+func newRollCluster(drain bool) *rollCluster {
+	r := &rollCluster{hosts: rollHosts(rollFrom, rollTo), st: clusterOf3(), book: newLeaderBook()}
+	duties := &MembershipDuties{
+		Config: membership.Config{MaxServers: 7},
+		Extra: func(string) (MembershipExtra, bool) {
+			return MembershipExtra{EtcdHealthy: true, HasDatastore: true}, true
+		},
+		Upgrade: rollDuty(func() []upgrade.Host { return r.hosts }, drain),
+	}
+	r.self = leaderSelf{Name: "a", Cluster: "c", VIP: "192.0.2.1", Membership: duties}
+	for _, n := range []string{"a", "b", "c"} {
+		r.peers = append(r.peers, Peer{Name: n, State: MemberAlive, ClusterName: "c", RaftAddr: n + ":9348", HasRaftState: true, Ready: true, CAHash: r.st.ClusterReady.CAHash})
+	}
+	return r
+}
+
+// decide is one step of the leader's duties: the commands it decides.
+func (r *rollCluster) decide(now time.Time) []Command {
+	return applies(decide(r.st, r.peers, r.self, nil, now, LANTiming(), r.book))
+}
+
+// TestGrantWaitsForTheUpgradingServer: a server that asks for the join
+// slot while another server upgrades gets it after that server's done. The
+// FSM refuses the grant meanwhile; deciding it anyway would starve the
+// upgrade's own commands (its done, or its failure at the host timeout)
+// for as long as the new server asks, and the roll would never end.
+func TestGrantWaitsForTheUpgradingServer(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	r := newRollCluster(false)
+	r.st = mustApply(t, r.st, Command{Op: upgrade.OpStart, Target: rollTo, At: now.UnixNano()})
+	r.st = mustApply(t, r.st, Command{Op: upgrade.OpBegin, Node: "b", Role: string(upgrade.RoleServer), At: now.UnixNano()})
+	since := now.UnixNano()
+	// d and e ask for the slot while b upgrades (together: an even count
+	// of etcd voters waits).
+	for _, n := range []string{"d", "e"} {
+		r.peers = append(r.peers, Peer{Name: n, State: MemberAlive, ClusterName: "c", RaftAddr: n + ":9348", WantJoinSlot: true})
+	}
+	for range 3 {
+		now = now.Add(time.Second)
+		if cmds := r.decide(now); len(cmds) > 0 {
+			t.Fatalf("decided %s while b upgrades and has not finished", opsOf(cmds))
+		}
+	}
+	// b finishes: its done is decided, and d's grant comes next, before
+	// the next server's begin.
+	r.hosts[1].Running, r.hosts[1].Finished = rke2version.MustParse(rollTo), since
+	now = now.Add(time.Second)
+	cmds := r.decide(now)
+	if len(cmds) != 1 || cmds[0].Op != upgrade.OpDone || cmds[0].Node != "b" {
+		t.Fatalf("want b's done alone (d's grant next): %s", opsOf(cmds))
+	}
+	r.st = mustApply(t, r.st, cmds[0])
+	cmds = r.decide(now)
+	if len(cmds) != 1 || cmds[0].Op != opGrant || cmds[0].Node != "d" {
+		t.Fatalf("want d's grant: %s", opsOf(cmds))
+	}
+}
+
+// TestDecideUpgradeRun: a host's done and the next host's begin are
+// decided in one step, each on the state the one before makes, so raft
+// commits them in one batch; the run ends where the cluster's own duties
+// have a command, and right after a drain (its job starts only once the
+// drain is committed).
+func TestDecideUpgradeRun(t *testing.T) {
+	for _, drain := range []bool{false, true} {
+		now := time.Unix(1_800_000_000, 0)
+		r := newRollCluster(drain)
+		step := func(want string) {
+			t.Helper()
+			now = now.Add(time.Second)
+			cmds := r.decide(now)
+			if got := opsOf(cmds); got != want {
+				t.Fatalf("drain %v: decided %q, want %q", drain, got, want)
+			}
+			for _, c := range cmds {
+				r.st = mustApply(t, r.st, c)
+			}
+		}
+		finish := func(i int) {
+			h, _ := r.st.Upgrade.Host(r.hosts[i].Name)
+			r.hosts[i].Running, r.hosts[i].Finished = rke2version.MustParse(rollTo), h.Since
+		}
+		step("upgrade-start , upgrade-begin b")
+		step("")
+		finish(1)
+		step("upgrade-done b, upgrade-begin c")
+		finish(2)
+		step("upgrade-done c, upgrade-begin a")
+		finish(0)
+		if drain {
+			step("upgrade-done a, upgrade-drain x")
+			step("") // the drain's job runs; no result yet
+			continue
+		}
+		step("upgrade-done a, upgrade-begin x")
+		finish(3)
+		step("upgrade-done x, upgrade-begin y")
+		finish(4)
+		step("upgrade-done y")
+		step("")
 	}
 }

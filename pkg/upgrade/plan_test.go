@@ -53,11 +53,14 @@ type mHost struct {
 }
 
 type model struct {
-	rng     *rand.Rand
-	now     time.Time
-	hosts   []*mHost
-	prog    Progress
-	pending *Command
+	rng   *rand.Rand
+	now   time.Time
+	hosts []*mHost
+	prog  Progress
+	// pending are the commands decided and not yet committed, in log
+	// order: a leader may decide a run of them, each on the progress the
+	// one before makes (as the raft shell does, pkg/election upgradeRun).
+	pending []Command
 	decide  func(Input) Plan
 	budget  Budget
 	stopped bool // a failure is committed and no resume since
@@ -160,43 +163,64 @@ func (m *model) jobs(plan Plan) error {
 	return nil
 }
 
-// lead decides once, checking the decision against the world now.
+// lead decides once, checking the decision against the world now; half
+// the time it goes on deciding, each time on the progress the commands
+// before make, as the raft shell does (pkg/election upgradeRun), with the
+// same view of the hosts.
 func (m *model) lead() error {
 	in := m.input()
-	plan := m.decide(in)
 	if m.rng.IntN(20) == 0 {
 		// A new leader: the old one's job results are gone.
 		clear(m.drains)
 		clear(m.uncordons)
 	}
-	if err := m.jobs(plan); err != nil {
-		return err
-	}
-	if plan.Command == nil {
-		return nil
-	}
-	c := *plan.Command
-	m.logf("decide %s %s %s (%s)", c.Op, c.Node, c.Target, plan.Phase)
-	// The FSM refuses it too; the plan must not rely on that.
-	if (c.Op == OpBegin || c.Op == OpStart) && m.stopped {
-		return fmt.Errorf("decided %s %s while the roll is stopped by a failure", c.Op, c.Node)
-	}
-	if c.Op == OpBegin && c.Role == RoleServer {
-		for _, h := range m.hosts {
-			if h.Role == RoleServer && h.Name != c.Node && !h.Healthy {
-				return fmt.Errorf("server %s begins while server %s is down", c.Node, h.Name)
+	run := m.rng.IntN(2) == 0
+	for {
+		plan := m.decide(in)
+		if err := m.jobs(plan); err != nil {
+			return err
+		}
+		if plan.Command == nil {
+			return nil
+		}
+		c := *plan.Command
+		m.logf("decide %s %s %s (%s)", c.Op, c.Node, c.Target, plan.Phase)
+		// The FSM refuses it too; the plan must not rely on that.
+		if (c.Op == OpBegin || c.Op == OpStart) && m.stopped {
+			return fmt.Errorf("decided %s %s while the roll is stopped by a failure", c.Op, c.Node)
+		}
+		if c.Op == OpBegin && c.Role == RoleServer {
+			for _, h := range m.hosts {
+				if h.Role == RoleServer && h.Name != c.Node && !h.Healthy {
+					return fmt.Errorf("server %s begins while server %s is down", c.Node, h.Name)
+				}
 			}
 		}
+		m.pending = append(m.pending, c)
+		// The shell stops a run at a drain: its job starts only once the
+		// drain is committed.
+		if len(m.pending) == 2 {
+			m.stats["decided in a run"]++
+		}
+		if !run || c.Op == OpDrain || len(m.pending) >= 8 {
+			return nil
+		}
+		next, err := in.Progress.Apply(c)
+		if err != nil {
+			return nil
+		}
+		in.Progress = next
 	}
-	m.pending = &c
-	return nil
 }
 
+// commit commits the first pending command, or loses it: raft then loses
+// the commands decided after it too (it commits a prefix of the log).
 func (m *model) commit() error {
-	c := *m.pending
-	m.pending = nil
+	c := m.pending[0]
+	m.pending = m.pending[1:]
 	if m.rng.IntN(8) == 0 {
-		m.logf("%s %s lost", c.Op, c.Node)
+		m.logf("%s %s lost (and %d after it)", c.Op, c.Node, len(m.pending))
+		m.pending = nil
 		return nil
 	}
 	next, err := m.prog.Apply(c)
@@ -354,12 +378,12 @@ func (m *model) churn() {
 			h.Healthy = true
 		}
 	case r < 9:
-		if m.pending == nil && m.rng.IntN(4) == 0 {
+		if len(m.pending) == 0 && m.rng.IntN(4) == 0 {
 			op := OpPause
 			if m.rng.IntN(2) == 0 {
 				op = OpResume
 			}
-			m.pending = &Command{Op: op, At: m.now.UnixNano()}
+			m.pending = []Command{{Op: op, At: m.now.UnixNano()}}
 			m.logf("operator: %s", op)
 		}
 	default:
@@ -411,7 +435,7 @@ func runModel(seed uint64, steps int, decide func(Input) Plan) (*model, error) {
 			err = m.work()
 		default:
 			m.now = m.now.Add(time.Duration(1+m.rng.IntN(60)) * time.Second)
-			if m.pending != nil {
+			if len(m.pending) > 0 {
 				err = m.commit()
 			} else {
 				err = m.lead()
@@ -434,7 +458,7 @@ func runModel(seed uint64, steps int, decide func(Input) Plan) (*model, error) {
 // is refused for none. The roll must bring every host to it.
 func (m *model) settle() error {
 	// A command decided before the settling lands first.
-	for m.pending != nil {
+	for len(m.pending) > 0 {
 		if err := m.commit(); err != nil {
 			return err
 		}
@@ -467,7 +491,7 @@ func (m *model) settle() error {
 	}
 	m.logf("settle: every host wants %s", want)
 	for range 3000 {
-		if m.pending == nil && m.settled(want) {
+		if len(m.pending) == 0 && m.settled(want) {
 			break
 		}
 		for _, h := range m.hosts {
@@ -477,12 +501,12 @@ func (m *model) settle() error {
 			_ = h
 		}
 		m.now = m.now.Add(time.Duration(1+m.rng.IntN(60)) * time.Second)
-		if m.pending == nil && (m.prog.Paused || len(m.prog.In(HostFailed)) > 0) {
-			m.pending = &Command{Op: OpResume, At: m.now.UnixNano()}
+		if len(m.pending) == 0 && (m.prog.Paused || len(m.prog.In(HostFailed)) > 0) {
+			m.pending = []Command{{Op: OpResume, At: m.now.UnixNano()}}
 			m.logf("operator: resume")
 		}
 		var err error
-		if m.pending != nil {
+		if len(m.pending) > 0 {
 			err = m.commit()
 		} else {
 			err = m.lead()
@@ -559,6 +583,9 @@ func TestModelCheck(t *testing.T) {
 		if total[op] == 0 && !(testing.Short() && op == OpRelease) { // rare: about 1 in 100 runs releases an agent
 			t.Errorf("no %s was ever applied in %d runs: the model explores too little", op, runs)
 		}
+	}
+	if total["decided in a run"] == 0 {
+		t.Errorf("no leader decided a run of commands in %d runs: the model explores too little", runs)
 	}
 	t.Logf("%d runs of %d steps; applied: %v", runs, steps, total)
 }

@@ -579,7 +579,7 @@ func writeFindings(p func(string, ...any), in reportInput) {
 		note("Rolling upgrade %d+%d: the roll added %.1f s to its hosts' restarts (goal ≤ %.0f s). %s "+
 			"Where the product's part goes: the install step (median %.2f s on a server, %.2f s on an agent) is short where the host installed ahead of its begin (while the hosts ahead restarted; an agent once no server is left to start an older RKE2), and is paid in full by the first server only (it begins as the roll starts); "+
 			"an agent picks up its begin from the servers' claims at the gossip change that carries it (median %.2f s), and its report reaches the servers by a direct exchange; "+
-			"every hand-over is a raft commit or two (a host's done, then the next host's begin).",
+			"every hand-over is one raft commit (a host's done and the next host's begin in one batch).",
 			u.Servers, u.Agents, upgradeOver(u), goalUpgradeOver, upgradeWhere(u),
 			ss[string(upgrade.StepInstall)], as[string(upgrade.StepInstall)], median(u.PickupAgents))
 	}
