@@ -2,11 +2,15 @@ package gossip
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"reflect"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -528,6 +532,18 @@ func TestPushToCarriesABigClaim(t *testing.T) {
 		n := agent.NumAlive(RoleServer)
 		return n == 1, fmt.Sprintf("%d servers", n)
 	})
+	begins := beginInABigClaim(t, srv)
+	srv.PushTo([]string{"agent-1", "not-a-member"})
+	eventually(t, "the agent sees the begin in the pushed claim", func() (bool, string) {
+		mi := infoOf(t, agent.Member, "srv-1")
+		return mi.Claim != nil && reflect.DeepEqual(mi.Claim.AgentBegins, begins), "not yet"
+	})
+}
+
+// beginInABigClaim has srv's claim begin agent-1, in a claim too big for
+// a broadcast packet: only a push or push/pull carries it.
+func beginInABigClaim(t *testing.T, srv *testMember) claims.AgentBegins {
+	t.Helper()
 	big := make([]claims.EtcdMember, claims.MaxMembers)
 	for i := range big {
 		big[i] = claims.EtcdMember{Name: fmt.Sprintf("server-%02d-%s", i, strings.Repeat("0", 8)), ID: uint64(i + 1),
@@ -544,9 +560,59 @@ func TestPushToCarriesABigClaim(t *testing.T) {
 	if w, err := srv.Claim().Encode(); err != nil || len(w) <= maxClaimBroadcast {
 		t.Fatalf("claim of %d bytes (%v): want one too big to broadcast", len(w), err)
 	}
-	srv.PushTo([]string{"agent-1", "not-a-member"})
-	eventually(t, "the agent sees the begin in the pushed claim", func() (bool, string) {
+	return begins
+}
+
+// failingTransport fails the next fail stream dials, as a peer whose
+// gossip port is briefly unreachable (its host busy restarting RKE2).
+type failingTransport struct {
+	*memberlist.NetTransport
+	fail atomic.Int32
+}
+
+func (f *failingTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	if f.fail.Add(-1) >= 0 {
+		return nil, errors.New("connection refused (test)")
+	}
+	return f.NetTransport.DialAddressTimeout(a, timeout)
+}
+
+func (f *failingTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	return f.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
+}
+
+// TestPushToTriesAgain: a push of a change the agent must see (its begin,
+// in a claim too big to broadcast) that fails is tried again. The caller
+// pushes each change once; before, a push that failed left the agent
+// without its begin until push/pull's interval.
+func TestPushToTriesAgain(t *testing.T) {
+	s := testSigner(t, claimsServerToken)
+	fp := s.Fingerprint()
+	slow := testTimings()
+	slow.PushPullInterval = time.Hour
+	ip := nextTestIP()
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{ip}, Logger: log.New(io.Discard, "", 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ft := &failingTransport{NetTransport: nt}
+	srv := startMember(t, "srv-1", withIP(ip), withCluster(claimsCluster), withSigner(s), withFingerprint(fp), withTimings(slow),
+		func(c *Config) {
+			c.transport, c.BindPort, c.AdvertisePort = ft, nt.GetAutoBindPort(), nt.GetAutoBindPort()
+		})
+	agent := startMember(t, "agent-1", withCluster(claimsCluster), withRole(RoleAgent), withFingerprint(fp), withJoin(srv.addr), withTimings(slow))
+	eventually(t, "the agent sees the server verified", func() (bool, string) {
+		n := agent.NumAlive(RoleServer)
+		return n == 1, fmt.Sprintf("%d servers", n)
+	})
+	begins := beginInABigClaim(t, srv)
+	ft.fail.Store(2)
+	srv.PushTo([]string{"agent-1"})
+	eventually(t, "the agent sees the begin in the claim pushed again", func() (bool, string) {
 		mi := infoOf(t, agent.Member, "srv-1")
 		return mi.Claim != nil && reflect.DeepEqual(mi.Claim.AgentBegins, begins), "not yet"
 	})
+	if n := srv.logs.FilterMessage("could not push this member's state").Len(); n == 0 {
+		t.Error("no push failed: the test does not fail one")
+	}
 }

@@ -414,12 +414,20 @@ const (
 	leavePeers  = 32
 )
 
+// pushTries is how often PushTo tries a peer, pushRetryMin the wait
+// before its second try (doubling after each).
+const (
+	pushTries    = 4
+	pushRetryMin = 100 * time.Millisecond
+)
+
 // pushState syncs the local state with the peers at addrs over streams
 // (memberlist's push/pull, as a join does), statePushes at a time, in the
-// background; the channel closes once every push ended. Once stop closes,
-// no further push starts (nil: never). what names the state in the debug
-// lines of failed pushes.
-func (m *Member) pushState(addrs []string, what string, stop <-chan struct{}) <-chan struct{} {
+// background; the channel closes once every push ended. A push that fails
+// is tried again, tries times in all, after pushRetryMin and doubling.
+// Once stop closes, no further push or try starts (nil: never). what
+// names the state in the debug lines of pushes.
+func (m *Member) pushState(addrs []string, what string, tries int, stop <-chan struct{}) <-chan struct{} {
 	done := make(chan struct{})
 	ml := m.ml.Load()
 	if ml == nil || len(addrs) == 0 {
@@ -441,10 +449,23 @@ func (m *Member) pushState(addrs []string, what string, stop <-chan struct{}) <-
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				if _, err := ml.Join([]string{a}); err != nil {
-					m.log.Debug("could not push "+what, zap.String("peer", a), zap.Error(err))
-				} else {
-					m.log.Debug("pushed "+what, zap.String("peer", a))
+				wait := pushRetryMin
+				for try := 1; ; try++ {
+					_, err := ml.Join([]string{a})
+					if err == nil {
+						m.log.Debug("pushed "+what, zap.String("peer", a), zap.Int("try", try))
+						return
+					}
+					m.log.Debug("could not push "+what, zap.String("peer", a), zap.Int("try", try), zap.Error(err))
+					if try >= tries || m.left.Load() || m.stopped.Load() {
+						return
+					}
+					select {
+					case <-time.After(m.cfg.Jitter(wait/2) + wait/2):
+					case <-stop:
+						return
+					}
+					wait *= 2
 				}
 			}()
 		}
@@ -473,7 +494,7 @@ func (m *Member) pushLeaving(timeout time.Duration) {
 	stop := make(chan struct{})
 	defer close(stop)
 	select {
-	case <-m.pushState(addrs, "the leaving metadata", stop):
+	case <-m.pushState(addrs, "the leaving metadata", 1, stop):
 	case <-time.After(timeout):
 		m.log.Debug("pushing the leaving metadata took longer than its share of the leave timeout")
 	}
@@ -482,7 +503,9 @@ func (m *Member) pushLeaving(timeout time.Duration) {
 // PushTo syncs this member's state, its claim with it, with the alive
 // members named, over streams, in the background: for a change they must
 // see soon, since a claim too big for a broadcast packet otherwise reaches
-// them only at push/pull's interval. Names not alive here are skipped.
+// them only at push/pull's interval. A push that fails is tried again
+// (pushTries in all, while the member runs): the caller pushes each change
+// once. Names not alive here are skipped.
 func (m *Member) PushTo(names []string) {
 	if m.left.Load() || m.stopped.Load() {
 		return
@@ -497,7 +520,7 @@ func (m *Member) PushTo(names []string) {
 			addrs = append(addrs, n.Address())
 		}
 	}
-	m.pushState(addrs, "this member's state", nil)
+	m.pushState(addrs, "this member's state", pushTries, m.runCtx.Done())
 }
 
 // UpdateMeta changes the local metadata with fn and has it gossiped at once
