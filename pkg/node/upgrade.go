@@ -233,13 +233,21 @@ func (u *upgradeRunner) runBegin(ctx context.Context, b upgradeBegin) error {
 		u.log.Info("upgrade resumed after a restart", zap.String("target", b.Target), zap.Any("done", r.Done))
 	}
 	defer u.onStep(b.Target, "")
-	for _, s := range upgrade.Steps(u.role, u.drain) {
+	steps := upgrade.Steps(u.role, u.drain)
+	early := u.installEarly(ctx, b.Target, steps, r.Done)
+	defer early.wait()
+	for _, s := range steps {
 		if slices.Contains(r.Done, s) {
 			continue
 		}
 		u.onStep(b.Target, s)
 		u.log.Info("upgrade step", zap.String("step", string(s)), zap.String("target", b.Target))
-		err := withDeadline(ctx, stepDeadline(s), "in upgrade step "+string(s), func(ctx context.Context) error { return u.step(ctx, s, b.Target) })
+		var err error
+		if s == upgrade.StepInstall && early != nil {
+			err = early.wait()
+		} else {
+			err = withDeadline(ctx, stepDeadline(s), "in upgrade step "+string(s), func(ctx context.Context) error { return u.step(ctx, s, b.Target) })
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -256,6 +264,50 @@ func (u *upgradeRunner) runBegin(ctx context.Context, b upgradeBegin) error {
 	r.Finished = true
 	u.log.Info("upgrade finished", zap.String("target", b.Target))
 	return u.set(*r)
+}
+
+// earlyInstall is the install step's work started before the step's
+// turn; wait returns its result once it ended (nil receiver: none runs).
+type earlyInstall struct {
+	done chan struct{}
+	err  error
+}
+
+func (e *earlyInstall) wait() error {
+	if e == nil {
+		return nil
+	}
+	<-e.done
+	return e.err
+}
+
+// installEarly starts the install step's work at once, under its own
+// deadline, when the steps still to run begin with the etcd snapshot and
+// the install follows it (a server's): installing does not take the host
+// out of service (RKE2 keeps running the old binary until the restart),
+// so the two run side by side, as an install ahead of the begin does for
+// every server after the first. The install step then takes its result.
+// The runner waits for it before it returns, also when the snapshot
+// fails: an install is never cut off half-written (only the daemon's
+// stop cancels it, as it cancels the install step). nil when the steps do
+// not call for it.
+func (u *upgradeRunner) installEarly(ctx context.Context, target string, steps, done []upgrade.Step) *earlyInstall {
+	var todo []upgrade.Step
+	for _, s := range steps {
+		if !slices.Contains(done, s) {
+			todo = append(todo, s)
+		}
+	}
+	if len(todo) < 2 || todo[0] != upgrade.StepSnapshot || todo[1] != upgrade.StepInstall {
+		return nil
+	}
+	e := &earlyInstall{done: make(chan struct{})}
+	go func() {
+		defer close(e.done)
+		e.err = withDeadline(ctx, stepDeadline(upgrade.StepInstall), "in upgrade step "+string(upgrade.StepInstall),
+			func(ctx context.Context) error { return u.step(ctx, upgrade.StepInstall, target) })
+	}()
+	return e
 }
 
 func (u *upgradeRunner) step(ctx context.Context, s upgrade.Step, target string) error {

@@ -50,6 +50,11 @@ type fakeUpgradeOps struct {
 	crashAt   string
 	crash     func()
 	installTo string // what an install puts on disk ("" the version asked)
+	// installing, when set, is closed as an install starts; the
+	// snapshot then waits for it (an install beside the snapshot).
+	installing chan struct{}
+	// installGate, when set, holds an install until it is closed.
+	installGate chan struct{}
 }
 
 func (f *fakeUpgradeOps) note(s string) error {
@@ -71,14 +76,31 @@ func (f *fakeUpgradeOps) steps() []string {
 	return slices.Clone(f.journal)
 }
 
-func (f *fakeUpgradeOps) Snapshot(_ context.Context, name string) error {
+func (f *fakeUpgradeOps) Snapshot(ctx context.Context, name string) error {
 	if f.running == "" {
 		return errors.New("the local server is not running")
+	}
+	if f.installing != nil {
+		select {
+		case <-f.installing:
+		case <-ctx.Done():
+			return fmt.Errorf("no install began beside the snapshot: %w", ctx.Err())
+		}
 	}
 	return f.note("snapshot " + name)
 }
 
-func (f *fakeUpgradeOps) Install(_ context.Context, v string) (string, error) {
+func (f *fakeUpgradeOps) Install(ctx context.Context, v string) (string, error) {
+	if f.installing != nil {
+		close(f.installing)
+	}
+	if f.installGate != nil {
+		select {
+		case <-f.installGate:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
 	if err := f.note("install " + v); err != nil {
 		return "", err
 	}
@@ -159,8 +181,12 @@ func TestUpgradeRunnerSteps(t *testing.T) {
 		if err := r.runBegin(context.Background(), b); err != nil {
 			t.Fatal(err)
 		}
-		if got := ops.steps(); !slices.Equal(got, tt.want) {
-			t.Errorf("%s drain=%v: steps %q, want %q", tt.role, tt.drain, got, tt.want)
+		got := ops.steps()
+		if tt.role == upgrade.RoleServer && len(got) > 1 && got[0] != tt.want[0] {
+			got[0], got[1] = got[1], got[0] // the install runs beside the snapshot: either ends first
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%s drain=%v: steps %q, want %q", tt.role, tt.drain, ops.steps(), tt.want)
 		}
 		if ops.running != newV || ops.cordoned {
 			t.Errorf("%s drain=%v: running %s, cordoned %v after the roll", tt.role, tt.drain, ops.running, ops.cordoned)
@@ -177,6 +203,50 @@ func TestUpgradeRunnerSteps(t *testing.T) {
 		if err != nil || p.Upgrade == nil || !p.Upgrade.Finished || p.Upgrade.Since != 42 {
 			t.Errorf("%s: progress.json holds %+v, %v", tt.role, p.Upgrade, err)
 		}
+	}
+}
+
+// TestServerInstallsBesideItsSnapshot: a server's install runs beside its
+// etcd snapshot (installing does not take it out of service), so the
+// first server of a roll, which had no turn to install ahead, does not
+// pay the two one after the other. Its restart still follows both. When
+// the snapshot fails, the runner returns only once the install ended: an
+// install is never left half-written behind a failed step.
+func TestServerInstallsBesideItsSnapshot(t *testing.T) {
+	ops := &fakeUpgradeOps{onDisk: oldV, running: oldV, installing: make(chan struct{})}
+	r := runnerOver(t, t.TempDir(), upgrade.RoleServer, false, ops)
+	// Without the install beside it the snapshot waits until its deadline.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := r.runBegin(ctx, upgradeBegin{Since: 42, Target: newV}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"snapshot pre-upgrade-v1.36.1-rke2r1", "install " + newV, "restart", "wait-healthy"}
+	got := ops.steps()
+	if rep := r.current().report(); rep != (upgradeReport{Finished: 42}) || len(got) != 4 || !slices.Equal(got[2:], want[2:]) {
+		t.Fatalf("steps %q, report %+v: want the snapshot and the install, then %q", got, rep, want[2:])
+	}
+
+	gate := make(chan struct{})
+	ops = &fakeUpgradeOps{onDisk: oldV, running: oldV, installGate: gate, fail: map[string]error{"snapshot": errors.New("etcd: no leader")}}
+	r = runnerOver(t, t.TempDir(), upgrade.RoleServer, false, ops)
+	ended := make(chan error, 1)
+	go func() { ended <- r.runBegin(context.Background(), upgradeBegin{Since: 43, Target: newV}) }()
+	select {
+	case err := <-ended:
+		t.Fatalf("the runner returned (%v) while the install beside the failed snapshot still ran", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(gate)
+	if err := <-ended; err != nil {
+		t.Fatal(err)
+	}
+	rep := r.current().report()
+	if !strings.Contains(rep.Failed, "etcd-snapshot") || !strings.Contains(rep.Failed, "no leader") || ops.onDisk != newV || ops.running != oldV {
+		t.Fatalf("report %+v, on disk %s, running %s: want the snapshot's failure, the install ended, the old RKE2 running", rep, ops.onDisk, ops.running)
+	}
+	if slices.Contains(ops.steps(), "restart") {
+		t.Fatalf("restarted after a failed snapshot: %q", ops.steps())
 	}
 }
 
