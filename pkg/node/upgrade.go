@@ -252,6 +252,7 @@ func (u *upgradeRunner) runBegin(ctx context.Context, b upgradeBegin) error {
 			return ctx.Err()
 		}
 		if err != nil {
+			early.wait() // the failure is reported once no install runs
 			r.Failed = failureReason(s, err)
 			u.log.Warn("upgrade step failed: the roll stops until `rke2-hanode upgrade resume`", zap.String("step", string(s)), zap.Error(err))
 			return u.set(*r)

@@ -237,6 +237,9 @@ func TestServerInstallsBesideItsSnapshot(t *testing.T) {
 		t.Fatalf("the runner returned (%v) while the install beside the failed snapshot still ran", err)
 	case <-time.After(200 * time.Millisecond):
 	}
+	if rep := r.current().report(); rep.Failed != "" {
+		t.Fatalf("the failure was reported (%+v) while the install still ran", rep)
+	}
 	close(gate)
 	if err := <-ended; err != nil {
 		t.Fatal(err)
