@@ -19,9 +19,10 @@ import (
 // the rules). Once the committed progress says this host's upgrade began
 // (a begin naming it, keyed by its Since), the runner walks
 // upgrade.Steps(role, upgrade-drain) one step at a time, each under its
-// deadline, records every finished step in progress.json before the next
-// (a daemon that dies mid-roll resumes at the step it was in: each step
-// may run twice, none is skipped), and reports the outcome in its own
+// deadline, records every finished step that did something in
+// progress.json before the next (a daemon that dies mid-roll resumes at
+// the step it was in: each step may run twice, none is skipped), and
+// reports the outcome in its own
 // gossip: Finished = the begin's Since after the last step, or Failed and
 // FailedBegin after a failed one. It never retries on its own: the
 // operator's `upgrade resume` makes the leader begin the host again, with
@@ -170,7 +171,14 @@ func (r *upgradeRun) restarting(steps []upgrade.Step) string {
 }
 
 // upgradeRunner runs this host's steps. Its record is saved through save
-// (progress.json) before any step that follows a recorded one runs.
+// (progress.json) after every step that did something, before the next
+// runs, and at the end. The rest is only kept (keep: in memory and
+// published) until the next save, since a crash before it changes
+// nothing a resume does: the begin alone (no step finished: the run
+// starts from its first step either way), an install that found the
+// target on disk already (it finds it again), the last step (it is
+// saved with the run's end). Each save is two fsyncs on the roll's
+// critical path.
 type upgradeRunner struct {
 	role  upgrade.Role
 	drain bool
@@ -178,7 +186,9 @@ type upgradeRunner struct {
 	clk   clock.Clock
 	log   *zap.Logger
 	// save persists the record; the runner does not proceed on an error.
+	// keep records it without persisting it (nil: save does).
 	save func(upgradeRun) error
+	keep func(upgradeRun)
 	// onStep is told each step as it starts ("" when the run ends), for
 	// the phase detail and the service watch.
 	onStep func(target string, s upgrade.Step)
@@ -215,6 +225,18 @@ func (u *upgradeRunner) set(r upgradeRun) error {
 	return nil
 }
 
+// hold is set without the write (see upgradeRunner).
+func (u *upgradeRunner) hold(r upgradeRun) error {
+	if u.keep == nil {
+		return u.set(r)
+	}
+	u.keep(r)
+	u.mu.Lock()
+	u.run = &r
+	u.mu.Unlock()
+	return nil
+}
+
 // runBegin runs the steps for begin b, unless they already ran to an end
 // under it. It returns when the steps ended (finished or failed), or with
 // ctx's error when the daemon stops (the record says where to resume).
@@ -225,7 +247,7 @@ func (u *upgradeRunner) runBegin(ctx context.Context, b upgradeBegin) error {
 	}
 	if r == nil || r.Since != b.Since || r.Target != b.Target {
 		r = &upgradeRun{Since: b.Since, Target: b.Target}
-		if err := u.set(*r); err != nil {
+		if err := u.hold(*r); err != nil {
 			return err
 		}
 		u.log.Info("upgrade began: running its steps", zap.String("target", b.Target), zap.Any("steps", upgrade.Steps(u.role, u.drain)))
@@ -236,17 +258,22 @@ func (u *upgradeRunner) runBegin(ctx context.Context, b upgradeBegin) error {
 	steps := upgrade.Steps(u.role, u.drain)
 	early := u.installEarly(ctx, b.Target, steps, r.Done)
 	defer early.wait()
-	for _, s := range steps {
+	for i, s := range steps {
 		if slices.Contains(r.Done, s) {
 			continue
 		}
 		u.onStep(b.Target, s)
 		u.log.Info("upgrade step", zap.String("step", string(s)), zap.String("target", b.Target))
 		var err error
+		worked := true
 		if s == upgrade.StepInstall && early != nil {
-			err = early.wait()
+			worked, err = early.wait()
 		} else {
-			err = withDeadline(ctx, stepDeadline(s), "in upgrade step "+string(s), func(ctx context.Context) error { return u.step(ctx, s, b.Target) })
+			err = withDeadline(ctx, stepDeadline(s), "in upgrade step "+string(s), func(ctx context.Context) error {
+				var err error
+				worked, err = u.step(ctx, s, b.Target)
+				return err
+			})
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -258,7 +285,11 @@ func (u *upgradeRunner) runBegin(ctx context.Context, b upgradeBegin) error {
 			return u.set(*r)
 		}
 		r.Done = append(r.Done, s)
-		if err := u.set(*r); err != nil {
+		keep := u.set
+		if !worked || i == len(steps)-1 {
+			keep = u.hold
+		}
+		if err := keep(*r); err != nil {
 			return err
 		}
 	}
@@ -270,16 +301,17 @@ func (u *upgradeRunner) runBegin(ctx context.Context, b upgradeBegin) error {
 // earlyInstall is the install step's work started before the step's
 // turn; wait returns its result once it ended (nil receiver: none runs).
 type earlyInstall struct {
-	done chan struct{}
-	err  error
+	done   chan struct{}
+	worked bool
+	err    error
 }
 
-func (e *earlyInstall) wait() error {
+func (e *earlyInstall) wait() (worked bool, err error) {
 	if e == nil {
-		return nil
+		return false, nil
 	}
 	<-e.done
-	return e.err
+	return e.worked, e.err
 }
 
 // installEarly starts the install step's work at once, under its own
@@ -306,12 +338,24 @@ func (u *upgradeRunner) installEarly(ctx context.Context, target string, steps, 
 	go func() {
 		defer close(e.done)
 		e.err = withDeadline(ctx, stepDeadline(upgrade.StepInstall), "in upgrade step "+string(upgrade.StepInstall),
-			func(ctx context.Context) error { return u.step(ctx, upgrade.StepInstall, target) })
+			func(ctx context.Context) error {
+				var err error
+				e.worked, err = u.step(ctx, upgrade.StepInstall, target)
+				return err
+			})
 	}()
 	return e
 }
 
-func (u *upgradeRunner) step(ctx context.Context, s upgrade.Step, target string) error {
+// step runs step s; worked is false when it found nothing to do (an
+// install whose target was on disk already).
+func (u *upgradeRunner) step(ctx context.Context, s upgrade.Step, target string) (bool, error) {
+	worked := true
+	err := u.runStep(ctx, s, target, &worked)
+	return worked, err
+}
+
+func (u *upgradeRunner) runStep(ctx context.Context, s upgrade.Step, target string, worked *bool) error {
 	switch s {
 	case upgrade.StepSnapshot:
 		return u.ops.Snapshot(ctx, upgrade.SnapshotName(target))
@@ -322,6 +366,7 @@ func (u *upgradeRunner) step(ctx context.Context, s upgrade.Step, target string)
 		defer u.installMu.unlock()
 		if u.prepared != nil && u.prepared(ctx, target) {
 			u.log.Info("upgrade: installed ahead of its begin; the binary on disk is the target", zap.String("target", target))
+			*worked = false
 			return nil
 		}
 		got, err := u.ops.Install(ctx, target)

@@ -214,6 +214,7 @@ func (n *Node) initUpgrade(ops upgradeOps, g upgradeGossip) error {
 		// itself: it holds no admin kubeconfig.
 		role: role, drain: n.cfg.UpgradeDrain && role == upgrade.RoleServer, ops: ops, clk: n.clk, log: n.log.Named("upgrade"),
 		save:     n.saveUpgradeRun,
+		keep:     n.keepUpgradeRun,
 		onStep:   n.upgradeStep,
 		prepared: n.preparedOnDisk,
 	}
@@ -239,6 +240,17 @@ func (n *Node) saveUpgradeRun(r upgradeRun) error {
 	}
 	n.publishUpgradeFacts()
 	return nil
+}
+
+// keepUpgradeRun is saveUpgradeRun without the write: r is in the node's
+// progress (the next write of progress.json carries it) and published.
+func (n *Node) keepUpgradeRun(r upgradeRun) {
+	n.upg.saveMu.Lock()
+	n.mu.Lock()
+	n.prog.Upgrade = &r
+	n.mu.Unlock()
+	n.upg.saveMu.Unlock()
+	n.publishUpgradeFacts()
 }
 
 // upgradeStep shows the step running in the phase's detail; while the

@@ -158,7 +158,8 @@ func runnerOver(t *testing.T, dir string, role upgrade.Role, drain bool, ops upg
 		save: func(run upgradeRun) error {
 			p.Upgrade = &run
 			return saveProgress(dir, p, time.Unix(1_800_000_000, 0))
-		}}
+		},
+		keep: func(run upgradeRun) { p.Upgrade = &run }}
 	r.run = p.Upgrade
 	return r
 }
@@ -202,6 +203,49 @@ func TestUpgradeRunnerSteps(t *testing.T) {
 		p, err := loadProgress(dir)
 		if err != nil || p.Upgrade == nil || !p.Upgrade.Finished || p.Upgrade.Since != 42 {
 			t.Errorf("%s: progress.json holds %+v, %v", tt.role, p.Upgrade, err)
+		}
+	}
+}
+
+// TestUpgradeRunnerSavesWhatAResumeNeeds: progress.json is written (two
+// fsyncs each, on the roll's critical path) after the steps that did
+// something and at the end, not for the begin alone, an install that
+// found the target on disk, or the last step before the end.
+func TestUpgradeRunnerSavesWhatAResumeNeeds(t *testing.T) {
+	for _, tt := range []struct {
+		role     upgrade.Role
+		prepared bool
+		want     [][]string // the steps done in each write
+	}{
+		{upgrade.RoleAgent, true, [][]string{{"install", "restart"}, {"install", "restart", "wait-healthy"}}},
+		{upgrade.RoleAgent, false, [][]string{{"install"}, {"install", "restart"}, {"install", "restart", "wait-healthy"}}},
+		{upgrade.RoleServer, true, [][]string{{"etcd-snapshot"}, {"etcd-snapshot", "install", "restart"}, {"etcd-snapshot", "install", "restart", "wait-healthy"}}},
+	} {
+		ops := &fakeUpgradeOps{onDisk: oldV, running: oldV}
+		dir := t.TempDir()
+		r := runnerOver(t, dir, tt.role, false, ops)
+		if tt.prepared {
+			r.prepared = func(context.Context, string) bool { return true }
+			ops.onDisk = newV
+		}
+		save := r.save
+		var writes [][]string
+		r.save = func(run upgradeRun) error {
+			var done []string
+			for _, s := range run.Done {
+				done = append(done, string(s))
+			}
+			writes = append(writes, done)
+			return save(run)
+		}
+		if err := r.runBegin(context.Background(), upgradeBegin{Since: 9, Target: newV}); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(writes, tt.want) {
+			t.Errorf("%s prepared %v: writes of the steps done %q, want %q", tt.role, tt.prepared, writes, tt.want)
+		}
+		if p, err := loadProgress(dir); err != nil || p.Upgrade == nil || !p.Upgrade.Finished {
+			t.Errorf("%s: the run's end is not on disk: %+v, %v", tt.role, p.Upgrade, err)
 		}
 	}
 }
@@ -1311,7 +1355,7 @@ func TestInstallStepWaitsForTheInstallAheadWithinItsContext(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- r.step(ctx, upgrade.StepInstall, newV) }()
+	go func() { _, err := r.step(ctx, upgrade.StepInstall, newV); done <- err }()
 	select {
 	case err := <-done:
 		t.Fatalf("the step ran while an install ahead held the lock: %v", err)
@@ -1327,7 +1371,7 @@ func TestInstallStepWaitsForTheInstallAheadWithinItsContext(t *testing.T) {
 		t.Fatal("the step stayed blocked after its context ended")
 	}
 	r.installMu.unlock()
-	if err := r.step(context.Background(), upgrade.StepInstall, newV); err != nil {
+	if _, err := r.step(context.Background(), upgrade.StepInstall, newV); err != nil {
 		t.Fatalf("the step once the lock is free: %v", err)
 	}
 }
