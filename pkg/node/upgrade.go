@@ -178,7 +178,7 @@ func (r *upgradeRun) restarting(steps []upgrade.Step) string {
 // starts from its first step either way), an install that found the
 // target on disk already (it finds it again), the last step (it is
 // saved with the run's end). Each save is two fsyncs on the roll's
-// critical path.
+// critical path; the end is reported before it is written.
 type upgradeRunner struct {
 	role  upgrade.Role
 	drain bool
@@ -295,6 +295,12 @@ func (u *upgradeRunner) runBegin(ctx context.Context, b upgradeBegin) error {
 	}
 	r.Finished = true
 	u.log.Info("upgrade finished", zap.String("target", b.Target))
+	// Reported first, then written: the leader's done waits on the
+	// report, and a crash between the two loses nothing (the host is
+	// upgraded; a resume waits for its health again and reports it).
+	if err := u.hold(*r); err != nil {
+		return err
+	}
 	return u.set(*r)
 }
 
