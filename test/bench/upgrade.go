@@ -57,8 +57,15 @@ type upgradeResult struct {
 	// host's restart step as it ran (stopping the old RKE2, starting the
 	// new until READY=1): the time RKE2 itself took, which no coordination
 	// can shorten. Measured − RestartsAsRan is what the product added.
+	// The servers' restarts in turn, then the longest of the agents'
+	// places (agentPlaces): the longest path through the restarts as the
+	// roll ordered them.
 	RestartsAsRan float64
-	Hosts         []upgradeHostTimes
+	// RestartsSpread is RestartsAsRan with the agents' restarts summed and
+	// divided by the batch instead: below any schedule's path whenever the
+	// places' restarts differ.
+	RestartsSpread float64
+	Hosts          []upgradeHostTimes
 	// Gaps on the chain, over the hosts (seconds): the leader's begin
 	// committed → the host's runner starting its steps; the host's steps
 	// finished → the leader's done committed; a host's done committed →
@@ -391,17 +398,57 @@ func rollTimeline(r *upgradeResult, hosts []*host, target string) error {
 	// Agents go batch at a time at most: their steps as they ran, spread
 	// over the batch.
 	r.CriticalAsRan += agentSteps / float64(r.Batch)
-	var agentRestarts float64
+	var agentRestarts, servers float64
 	for _, h := range r.Hosts {
 		d := restartStep(h)
 		if h.Role == "server" {
-			r.RestartsAsRan += d
+			servers += d
 		} else {
 			agentRestarts += d
 		}
 	}
-	r.RestartsAsRan += agentRestarts / float64(r.Batch)
+	r.RestartsSpread = servers + agentRestarts/float64(r.Batch)
+	longest := 0.0
+	for _, place := range agentPlaces(r.Hosts, r.Batch) {
+		var d float64
+		for _, h := range place {
+			d += restartStep(h)
+		}
+		longest = max(longest, d)
+	}
+	r.RestartsAsRan = servers + longest
 	return nil
+}
+
+// agentPlaces are the agents as the roll ran them through the batch's
+// places, in begin order: the first batch agents take a place each, and
+// every later agent the place whose last agent's done was the latest
+// committed at or before its begin (the done that freed the place; with
+// none, the place freed first). hosts are in begin order.
+func agentPlaces(hosts []upgradeHostTimes, batch int) [][]upgradeHostTimes {
+	var places [][]upgradeHostTimes
+	for _, h := range hosts {
+		if h.Role != "agent" {
+			continue
+		}
+		if len(places) < batch {
+			places = append(places, []upgradeHostTimes{h})
+			continue
+		}
+		freed := func(i int) float64 { return places[i][len(places[i])-1].Done }
+		best := 0
+		for i := 1; i < len(places); i++ {
+			a, b := freed(i), freed(best)
+			switch {
+			case a <= h.Begin && b > h.Begin,
+				a <= h.Begin && b <= h.Begin && a > b, // the latest done before the begin
+				a > h.Begin && b > h.Begin && a < b:   // none before it: the first freed
+				best = i
+			}
+		}
+		places[best] = append(places[best], h)
+	}
+	return places
 }
 
 // restartStep is how long host h's restart step ran: its start to the
