@@ -198,6 +198,11 @@ type upgradeRunner struct {
 	// never).
 	installMu ctxMutex
 	prepared  func(ctx context.Context, target string) bool
+	// snapMu is held by every etcd snapshot, the step's and one ahead of
+	// the begin (upgrade_prepare.go); ahead is the last one taken ahead
+	// (guarded by mu).
+	snapMu ctxMutex
+	ahead  snapshotAhead
 
 	mu  sync.Mutex
 	run *upgradeRun
@@ -364,6 +369,18 @@ func (u *upgradeRunner) step(ctx context.Context, s upgrade.Step, target string)
 func (u *upgradeRunner) runStep(ctx context.Context, s upgrade.Step, target string, worked *bool) error {
 	switch s {
 	case upgrade.StepSnapshot:
+		if err := u.snapMu.lock(ctx); err != nil {
+			return fmt.Errorf("waiting for the snapshot ahead: %w", err)
+		}
+		defer u.snapMu.unlock()
+		u.mu.Lock()
+		a := u.ahead
+		u.mu.Unlock()
+		if age := u.clk.Now().Sub(a.at); a.target == target && age >= 0 && age <= snapshotAheadMaxAge {
+			u.log.Info("upgrade: the etcd snapshot taken ahead of the begin counts", zap.String("target", target), zap.Duration("age", age))
+			*worked = false
+			return nil
+		}
 		return u.ops.Snapshot(ctx, upgrade.SnapshotName(target))
 	case upgrade.StepInstall:
 		if err := u.installMu.lock(ctx); err != nil {

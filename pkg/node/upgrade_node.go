@@ -188,7 +188,9 @@ type upgradeState struct {
 	// saveMu orders the runner's and the install ahead's progress.json
 	// writes.
 	preparing bool
-	saveMu    sync.Mutex
+	// snapshotting: a snapshot ahead of the begin runs.
+	snapshotting bool
+	saveMu       sync.Mutex
 }
 
 // initUpgrade builds the runner over ops (nil: this host's real steps).
@@ -485,8 +487,12 @@ func (n *Node) runUpgrades(ctx context.Context) {
 			n.refreshUpgradePlan()
 		}
 		if phase, _, _ := n.t.get(); phase == status.PhaseReady && n.members != nil {
-			if target := n.prepareTarget(n.members.Members()); target != "" {
+			members := n.members.Members()
+			if target := n.prepareTarget(members); target != "" {
 				n.prepareUpgrade(ctx, target)
+			}
+			if target := n.snapshotAheadTarget(members); target != "" {
+				n.takeSnapshotAhead(ctx, target)
 			}
 		}
 		if gossipChanges != nil && n.clk.Sleep(ctx, n.agentWake()) != nil {

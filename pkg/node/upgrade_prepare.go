@@ -3,11 +3,13 @@ package node
 import (
 	"context"
 	"slices"
+	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/gossip"
 	"github.com/rke2-hanode/rke2-hanode/pkg/rke2version"
+	"github.com/rke2-hanode/rke2-hanode/pkg/status"
 	"github.com/rke2-hanode/rke2-hanode/pkg/upgrade"
 )
 
@@ -113,27 +115,8 @@ func (n *Node) prepareTarget(members []gossip.MemberInfo) string {
 // prepareUpgrade installs target ahead of this host's begin, in the
 // background; at most one at a time.
 func (n *Node) prepareUpgrade(ctx context.Context, target string) {
-	n.upg.mu.Lock()
-	if n.upg.preparing {
-		n.upg.mu.Unlock()
-		return
-	}
-	n.upg.preparing = true
-	n.upg.mu.Unlock()
-	go func() {
-		defer func() {
-			n.upg.mu.Lock()
-			n.upg.preparing = false
-			n.upg.mu.Unlock()
-		}()
+	n.aheadOnce(ctx, &n.upg.preparing, &n.upg.runner.installMu, target, func() {
 		r := n.upg.runner
-		if r.installMu.lock(ctx) != nil {
-			return
-		}
-		defer r.installMu.unlock()
-		if cur := r.current(); cur != nil && cur.Target == target {
-			return // its begin came first: the step installs
-		}
 		log := n.log.Named("upgrade").With(zap.String("target", target))
 		log.Info("upgrade: installing ahead of this host's begin (RKE2 keeps running the old version)")
 		var got string
@@ -151,6 +134,34 @@ func (n *Node) prepareUpgrade(ctx context.Context, target string) {
 			return
 		}
 		log.Info("upgrade: installed ahead of this host's begin")
+	})
+}
+
+// aheadOnce runs fn in the background, holding mu, unless one it guards
+// with busy (under n.upg.mu) still runs, and only while the begin for
+// target has not come (then the step does the work).
+func (n *Node) aheadOnce(ctx context.Context, busy *bool, mu *ctxMutex, target string, fn func()) {
+	n.upg.mu.Lock()
+	if *busy {
+		n.upg.mu.Unlock()
+		return
+	}
+	*busy = true
+	n.upg.mu.Unlock()
+	go func() {
+		defer func() {
+			n.upg.mu.Lock()
+			*busy = false
+			n.upg.mu.Unlock()
+		}()
+		if mu.lock(ctx) != nil {
+			return
+		}
+		defer mu.unlock()
+		if cur := n.upg.runner.current(); cur != nil && cur.Target == target {
+			return // its begin came first: the step does it
+		}
+		fn()
 	}()
 }
 
@@ -195,4 +206,85 @@ func (n *Node) preparedOnDisk(ctx context.Context, target string) bool {
 	}
 	v, err := n.installedVersion(ctx)
 	return err == nil && v == target
+}
+
+// Snapshotting ahead. A server's etcd snapshot does not take it out of
+// service either, so the server next in the plan takes it while the one
+// upgrading restarts to the target (its claim says restarting): the
+// snapshot is then of the datastore just before the server upgrading runs
+// the new version, a few seconds before this server's own begin, and the
+// snapshot step only checks it. It counts only for the same target and
+// when the begin comes within snapshotAheadMaxAge of it (a roll that
+// paused or a restart that took long gets a fresh one in the step). It is
+// kept in memory: a daemon restarted before its begin takes it again in
+// the step.
+
+// snapshotAheadMaxAge bounds how old a snapshot taken ahead may be when
+// the snapshot step looks at it.
+const snapshotAheadMaxAge = time.Minute
+
+// snapshotAhead is a snapshot taken ahead: for target, at.
+type snapshotAhead struct {
+	target string
+	at     time.Time
+}
+
+// snapshotAheadTarget is the version this server should take its
+// pre-upgrade snapshot for now, "" for none.
+func (n *Node) snapshotAheadTarget(members []gossip.MemberInfo) string {
+	if !n.cfg.IsServer() {
+		return ""
+	}
+	f := n.localFacts()
+	if f.Wanted == f.Running || f.Wanted == "" {
+		return ""
+	}
+	r := n.upg.runner
+	if cur := r.current(); cur != nil && cur.Target == f.Wanted {
+		return "" // begun: the step takes it
+	}
+	r.mu.Lock()
+	a := r.ahead
+	r.mu.Unlock()
+	if a.target == f.Wanted && n.clk.Now().Sub(a.at) <= snapshotAheadMaxAge/2 {
+		return "" // taken, and fresh
+	}
+	n.upg.mu.Lock()
+	rep := n.upg.report
+	n.upg.mu.Unlock()
+	if rep == nil || rep.Phase != upgrade.PhaseServers || rep.Target != f.Wanted || len(rep.Servers) < 2 || rep.Servers[1] != n.cfg.NodeName ||
+		!slices.ContainsFunc(rep.Hosts, func(h status.UpgradeHost) bool {
+			return h.Name == rep.Servers[0] && h.State == string(upgrade.HostUpgrading)
+		}) {
+		return ""
+	}
+	for _, mi := range members {
+		if mi.Name != rep.Servers[0] || mi.Claim == nil || mi.State == gossip.StateDead || mi.State == gossip.StateLeft {
+			continue
+		}
+		if sf, ok := n.upg.gossip.Facts(mi); ok && sf.Report.Restarting == f.Wanted {
+			return f.Wanted
+		}
+	}
+	return ""
+}
+
+// takeSnapshotAhead takes this server's pre-upgrade snapshot for target
+// in the background; at most one at a time.
+func (n *Node) takeSnapshotAhead(ctx context.Context, target string) {
+	n.aheadOnce(ctx, &n.upg.snapshotting, &n.upg.runner.snapMu, target, func() {
+		r := n.upg.runner
+		log := n.log.Named("upgrade").With(zap.String("target", target))
+		err := withDeadline(ctx, upgradeSnapshotDeadline, "taking the etcd snapshot ahead", func(ctx context.Context) error {
+			return r.ops.Snapshot(ctx, upgrade.SnapshotName(target))
+		})
+		if err != nil {
+			log.Warn("upgrade: the etcd snapshot ahead of the begin failed; the snapshot step will take it", zap.Error(err))
+			return
+		}
+		r.mu.Lock()
+		r.ahead = snapshotAhead{target: target, at: n.clk.Now()}
+		r.mu.Unlock()
+		log.Info("upgrade: etcd snapshot taken ahead of this server's begin, while the server upgrading restarts")
+	})
 }

@@ -363,6 +363,14 @@ func TestUpgradeRunnerResumesAfterCrash(t *testing.T) {
 		}
 		again := ops.steps()[before:]
 		all := []string{"snapshot pre-upgrade-v1.36.1-rke2r1", "install " + newV, "cordon true", "evict", "restart", "wait-healthy", "cordon false"}
+		if at == "install" {
+			// The install runs beside the snapshot: a crash in it may
+			// come before the snapshot was recorded, which then runs
+			// again (once, before the restart).
+			if i := slices.Index(again, all[0]); i >= 0 && i < slices.Index(again, "restart") {
+				again = slices.Delete(slices.Clone(again), i, i+1)
+			}
+		}
 		i := slices.IndexFunc(all, func(s string) bool { return strings.HasPrefix(s, at) })
 		if !slices.Equal(again, all[i:]) {
 			t.Errorf("crash at %s: after the restart ran %q, want %q", at, again, all[i:])
@@ -823,8 +831,9 @@ func TestUpgradeLoopWakesOnCommit(t *testing.T) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	if s := ops.steps(); !strings.HasPrefix(s[0], "snapshot ") {
-		t.Fatalf("first step %q, want the snapshot", s[0])
+	// The install runs beside the snapshot: either may be first.
+	if s := ops.steps(); !strings.HasPrefix(s[0], "snapshot ") && !strings.HasPrefix(s[0], "install ") {
+		t.Fatalf("first step %q, want the snapshot or the install beside it", s[0])
 	}
 }
 
@@ -1373,5 +1382,104 @@ func TestInstallStepWaitsForTheInstallAheadWithinItsContext(t *testing.T) {
 	r.installMu.unlock()
 	if _, err := r.step(context.Background(), upgrade.StepInstall, newV); err != nil {
 		t.Fatalf("the step once the lock is free: %v", err)
+	}
+}
+
+// A snapshot taken ahead of the begin counts for the snapshot step only
+// for the same target and while fresh: an older one, or one for another
+// version, and the step takes its own.
+func TestSnapshotStepUsesAFreshSnapshotAhead(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		ahead  snapshotAhead
+		taken  bool // the step takes a snapshot of its own
+		offset time.Duration
+	}{
+		{"fresh, same target", snapshotAhead{target: newV}, false, -10 * time.Second},
+		{"too old", snapshotAhead{target: newV}, true, -snapshotAheadMaxAge - time.Second},
+		{"another target", snapshotAhead{target: "v1.36.2+rke2r1"}, true, -10 * time.Second},
+		{"none", snapshotAhead{}, true, 0},
+	} {
+		ops := &fakeUpgradeOps{onDisk: oldV, running: oldV}
+		r := runnerOver(t, t.TempDir(), upgrade.RoleServer, false, ops)
+		if tc.ahead.target != "" {
+			tc.ahead.at = r.clk.Now().Add(tc.offset)
+		}
+		r.ahead = tc.ahead
+		if err := r.runBegin(context.Background(), upgradeBegin{Since: 3, Target: newV}); err != nil {
+			t.Fatal(err)
+		}
+		took := slices.ContainsFunc(ops.steps(), func(s string) bool { return strings.HasPrefix(s, "snapshot ") })
+		if took != tc.taken || !r.current().Finished {
+			t.Errorf("%s: the step took a snapshot: %v, want %v (%q)", tc.name, took, tc.taken, ops.steps())
+		}
+	}
+}
+
+// The server next in the plan takes its snapshot ahead while the server
+// upgrading restarts to the target (its claim says restarting), and only
+// then: not while that server still installs, not for another version,
+// not when it is not the next, not once its own begin came.
+func TestServerSnapshotsAheadWhileThePreviousRestarts(t *testing.T) {
+	withClaim := func(mi gossip.MemberInfo) gossip.MemberInfo {
+		mi.Claim = &claims.Claim{Node: mi.Name}
+		return mi
+	}
+	members := []gossip.MemberInfo{withClaim(member("a", gossip.RoleServer, true)), withClaim(member("b", gossip.RoleServer, true)), withClaim(member("c", gossip.RoleServer, true))}
+	plan := func(servers ...string) *status.Upgrade {
+		return &status.Upgrade{Phase: upgrade.PhaseServers, Target: newV, Servers: servers,
+			Hosts: []status.UpgradeHost{{Name: servers[0], Role: "server", State: string(upgrade.HostUpgrading)}}}
+	}
+	for _, tc := range []struct {
+		name      string
+		upgrading hostFacts
+		plan      *status.Upgrade
+		want      string
+	}{
+		{"the previous server restarts to the target", hostFacts{Wanted: newV, Running: oldV, Report: upgradeReport{Restarting: newV}}, plan("a", "b", "c"), newV},
+		{"the previous server still installs", hostFacts{Wanted: newV, Running: oldV}, plan("a", "b", "c"), ""},
+		{"it restarts to another version", hostFacts{Wanted: newV, Running: oldV, Report: upgradeReport{Restarting: "v1.36.2+rke2r1"}}, plan("a", "b", "c"), ""},
+		{"this server is not the next", hostFacts{Wanted: newV, Running: oldV, Report: upgradeReport{Restarting: newV}}, plan("a", "c", "b"), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := &fakeUpgradeGossip{self: "b", facts: map[string]hostFacts{"a": tc.upgrading, "c": {Wanted: newV, Running: oldV}}, begins: map[string]upgradeBegin{}}
+			n := upgradeHost(t, "server", "b", g, members)
+			n.upg.report = tc.plan
+			if got := n.snapshotAheadTarget(members); got != tc.want {
+				t.Fatalf("snapshot ahead: %q, want %q", got, tc.want)
+			}
+			if tc.want == "" {
+				return
+			}
+			ops := &fakeUpgradeOps{onDisk: oldV, running: oldV}
+			n.upg.runner.ops = ops
+			n.takeSnapshotAhead(context.Background(), tc.want)
+			deadline := time.Now().Add(time.Minute)
+			for {
+				n.upg.runner.mu.Lock()
+				a := n.upg.runner.ahead
+				n.upg.runner.mu.Unlock()
+				if a.target == newV {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("no snapshot was taken ahead")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if got := ops.steps(); !slices.Equal(got, []string{"snapshot pre-upgrade-v1.36.1-rke2r1"}) {
+				t.Fatalf("ahead of the begin: %q", got)
+			}
+			if got := n.snapshotAheadTarget(members); got != "" {
+				t.Fatalf("a fresh snapshot ahead is taken again: %q", got)
+			}
+			// Once begun, the step takes none of its own.
+			if err := n.upg.runner.runBegin(context.Background(), upgradeBegin{Since: 11, Target: newV}); err != nil {
+				t.Fatal(err)
+			}
+			if got := ops.steps(); got[0] != "snapshot pre-upgrade-v1.36.1-rke2r1" || slices.Index(got[1:], got[0]) >= 0 {
+				t.Fatalf("the step took a second snapshot: %q", got)
+			}
+		})
 	}
 }
