@@ -324,6 +324,10 @@ func (n *Node) publishUpgradeFacts() {
 	n.upg.mu.Lock()
 	n.upg.published = f
 	n.upg.mu.Unlock()
+	// The leader reads its own report when it decides: it decides now
+	// (its loop's tick is a second once the cluster settled), as a peer's
+	// report wakes it through gossip.
+	n.wakeCoordinator()
 }
 
 // agentBeginsOf is what a server's claim carries of progress p: the

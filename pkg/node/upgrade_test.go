@@ -1483,3 +1483,27 @@ func TestServerSnapshotsAheadWhileThePreviousRestarts(t *testing.T) {
 		})
 	}
 }
+
+// A server's new upgrade report wakes the coordinator's loop: the leader
+// reads its own report when it decides, and nothing else wakes it then
+// (its tick is a second once the cluster settled), where a peer's report
+// wakes it through gossip.
+func TestOwnUpgradeReportWakesTheLeader(t *testing.T) {
+	g := &fakeUpgradeGossip{self: "a", facts: map[string]hostFacts{}, begins: map[string]upgradeBegin{}}
+	n := upgradeHost(t, "server", "a", g, []gossip.MemberInfo{member("a", gossip.RoleServer, true)})
+	wc := &wakeCoord{watchCoord: &watchCoord{ch: make(chan struct{})}}
+	n.coord = wc
+	n.publishUpgradeFacts()
+	before := wc.wakes.Load()
+	n.upg.runner.keep(upgradeRun{Since: 4, Target: newV, Done: upgrade.Steps(upgrade.RoleServer, false), Finished: true})
+	if got := g.facts["a"].Report.Finished; got != 4 {
+		t.Fatalf("the report was not published: %+v", g.facts["a"])
+	}
+	if wc.wakes.Load() == before {
+		t.Fatal("the finished report did not wake the leader's loop")
+	}
+	n.publishUpgradeFacts()
+	if wc.wakes.Load() != before+1 {
+		t.Fatalf("woken %d times for one change", wc.wakes.Load()-before)
+	}
+}
