@@ -300,9 +300,12 @@ func (u *upgradeRunner) runBegin(ctx context.Context, b upgradeBegin) error {
 	}
 	r.Finished = true
 	u.log.Info("upgrade finished", zap.String("target", b.Target))
-	// Reported first, then written: the leader's done waits on the
-	// report, and a crash between the two loses nothing (the host is
-	// upgraded; a resume waits for its health again and reports it).
+	// No step runs any more before the report: the leader, reading its
+	// own report at once, counts a host in its restart or health step as
+	// not healthy. Reported first, then written: the leader's done waits
+	// on the report, and a crash between the two loses nothing (the host
+	// is upgraded; a resume waits for its health again and reports it).
+	u.onStep(b.Target, "")
 	if err := u.hold(*r); err != nil {
 		return err
 	}

@@ -1507,3 +1507,39 @@ func TestOwnUpgradeReportWakesTheLeader(t *testing.T) {
 		t.Fatalf("woken %d times for one change", wc.wakes.Load()-before)
 	}
 }
+
+// funcWaker is watchCoord with a Wake of the test's.
+type funcWaker struct {
+	*watchCoord
+	wake func()
+}
+
+func (c *funcWaker) Wake() { c.wake() }
+
+// When a server's finished report wakes the leader, the server is out of
+// its restart and health steps: the leader, deciding at once on its own
+// report, counts a host in those steps as not healthy and would wait for
+// its next tick to record the done.
+func TestFinishedReportComesOutOfTheSteps(t *testing.T) {
+	g := &fakeUpgradeGossip{self: "a", facts: map[string]hostFacts{}, begins: map[string]upgradeBegin{}}
+	n := upgradeHost(t, "server", "a", g, []gossip.MemberInfo{member("a", gossip.RoleServer, true)})
+	n.upg.runner.ops = &fakeUpgradeOps{onDisk: oldV, running: oldV}
+	var woke, restarting atomic.Int32
+	n.coord = &funcWaker{watchCoord: &watchCoord{ch: make(chan struct{})}, wake: func() {
+		g.mu.Lock()
+		finished := g.facts["a"].Report.Finished == 8
+		g.mu.Unlock()
+		if finished {
+			woke.Add(1)
+			if n.upgradeRestarting() {
+				restarting.Add(1)
+			}
+		}
+	}}
+	if err := n.upg.runner.runBegin(context.Background(), upgradeBegin{Since: 8, Target: newV}); err != nil {
+		t.Fatal(err)
+	}
+	if woke.Load() == 0 || restarting.Load() > 0 {
+		t.Fatalf("woken %d times on the finished report, %d of them still in a restart or health step", woke.Load(), restarting.Load())
+	}
+}
