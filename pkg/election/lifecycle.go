@@ -104,11 +104,10 @@ func (e *Election) Run(ctx context.Context) (err error) {
 	rc.HeartbeatTimeout, rc.ElectionTimeout = t.HeartbeatTimeout, t.ElectionTimeout
 	rc.LeaderLeaseTimeout, rc.CommitTimeout = t.LeaderLeaseTimeout, t.CommitTimeout
 	rc.Logger = e.hclog()
-	// The leader's run of commands (loop.apply) is queued before raft's
-	// leader loop takes the first, so it writes and replicates them as one
-	// batch. Apply's timeout then bounds only the queueing; every future
-	// still ends, with the commit or with the leadership lost.
-	rc.BatchApplyCh = true
+	// applyCh stays unbuffered (BatchApplyCh off): with a buffer, an Apply
+	// after raft shut itself down (ShutdownOnRemove, once the leader's own
+	// removal commits) can be queued where nothing reads it, and its
+	// future never ends. Unbuffered, it fails with ErrRaftShutdown.
 	runStart := time.Now()
 	r, err := raft.NewRaft(rc, e.fsm, stores.Log, stores.Stable, stores.Snapshots, trans)
 	if err != nil {

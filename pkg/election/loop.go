@@ -229,9 +229,9 @@ func (l *loop) addVoter(name, addr string) {
 }
 
 // apply commits cmds in order. All are handed to raft before the first
-// is waited for, so raft writes and replicates them in one batch (its
-// leader takes every entry queued, up to MaxAppendEntries): one commit's
-// wait for the run, not one each.
+// is waited for, so the run's entries follow each other into the log and
+// to the followers without a decide pass between them: one commit's wait
+// for the run, not one each.
 func (l *loop) apply(cmds []Command) {
 	e := l.e
 	type pending struct {
