@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/membership"
-	"github.com/rke2-hanode/rke2-hanode/pkg/upgrade"
 )
 
 // The leader's duties as a pure step: decide reads the committed state,
@@ -126,7 +125,9 @@ const maxUpgradeRun = 8
 // run: a later command is never applied without the ones before it. The
 // leader is the only writer of the log and each command's effect is a pure
 // function of the state, so each is applied to the state it was decided
-// on.
+// on. The commands after the first are decided by the duty's
+// UpgradeAhead: a copy may never commit, so nothing outside the decision
+// may follow from it (a leader job started, a job's result dropped).
 func upgradeRun(st ClusterState, peers []Peer, alive func(string) (Peer, bool), self leaderSelf, now time.Time, t Timing, book *leaderBook) []Command {
 	var run []Command
 	for len(run) < maxUpgradeRun {
@@ -135,17 +136,11 @@ func upgradeRun(st ClusterState, peers []Peer, alive func(string) (Peer, bool), 
 				break // the next step does that first
 			}
 		}
-		c, ok := upgradeNext(st, self, now)
+		c, ok := upgradeNext(st, self, now, len(run) > 0)
 		if !ok {
 			break
 		}
 		run = append(run, c)
-		if c.Op == upgrade.OpDrain {
-			// The duty starts the leader's jobs its plan lists: a drain's
-			// job (a cordon) only on the state that holds the drain
-			// committed, never on a copy raft may not commit.
-			break
-		}
 		next, err := st.apply(c)
 		if err != nil {
 			break // the FSM will refuse it too; nothing is decided on it

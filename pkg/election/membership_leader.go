@@ -35,6 +35,11 @@ type MembershipDuties struct {
 	// version 2 too) and when the cluster's own duties commit nothing this
 	// step: a join, a grant or a removal step goes first.
 	Upgrade func(st ClusterState, now time.Time) (upgrade.Command, bool)
+	// UpgradeAhead is Upgrade on a state not committed yet (upgradeRun's
+	// copies): the same decision with no effect outside it (no job
+	// started, no job result dropped, nothing shown). nil: a run holds
+	// the first command only.
+	UpgradeAhead func(st ClusterState, now time.Time) (upgrade.Command, bool)
 	// Requests returns the operators' requests server name relays in its
 	// verified claim (requests.go); nil: none are taken. Only servers of
 	// the gossip view are asked.
@@ -112,12 +117,18 @@ const actRemoveVoter actionKind = 100
 
 // upgradeNext is the rolling upgrade's command for this step, when the
 // duties hold one (see MembershipDuties.Upgrade).
-func upgradeNext(st ClusterState, self leaderSelf, now time.Time) (Command, bool) {
+func upgradeNext(st ClusterState, self leaderSelf, now time.Time, ahead bool) (Command, bool) {
 	d := self.Membership
 	if st.ClusterReady == nil || d == nil || d.Upgrade == nil || !d.active(st) {
 		return Command{}, false
 	}
-	u, ok := d.Upgrade(st, now)
+	duty := d.Upgrade
+	if ahead {
+		if duty = d.UpgradeAhead; duty == nil {
+			return Command{}, false
+		}
+	}
+	u, ok := duty(st, now)
 	if !ok {
 		return Command{}, false
 	}

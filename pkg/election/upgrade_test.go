@@ -290,7 +290,8 @@ func newRollCluster(drain bool) *rollCluster {
 		Extra: func(string) (MembershipExtra, bool) {
 			return MembershipExtra{EtcdHealthy: true, HasDatastore: true}, true
 		},
-		Upgrade: rollDuty(func() []upgrade.Host { return r.hosts }, drain),
+		Upgrade:      rollDuty(func() []upgrade.Host { return r.hosts }, drain),
+		UpgradeAhead: rollDuty(func() []upgrade.Host { return r.hosts }, drain),
 	}
 	r.self = leaderSelf{Name: "a", Cluster: "c", VIP: "192.0.2.1", Membership: duties}
 	for _, n := range []string{"a", "b", "c"} {
@@ -343,9 +344,9 @@ func TestGrantWaitsForTheUpgradingServer(t *testing.T) {
 
 // TestDecideUpgradeRun: a host's done and the next host's begin are
 // decided in one step, each on the state the one before makes, so raft
-// commits them in one batch; the run ends where the cluster's own duties
-// have a command, and right after a drain (its job starts only once the
-// drain is committed).
+// commits them together; the run ends where the cluster's own duties
+// have a command. Without the duty's UpgradeAhead (the decision with no
+// effect outside it) a run holds the first command only.
 func TestDecideUpgradeRun(t *testing.T) {
 	for _, drain := range []bool{false, true} {
 		now := time.Unix(1_800_000_000, 0)
@@ -365,6 +366,12 @@ func TestDecideUpgradeRun(t *testing.T) {
 			h, _ := r.st.Upgrade.Host(r.hosts[i].Name)
 			r.hosts[i].Running, r.hosts[i].Finished = rke2version.MustParse(rollTo), h.Since
 		}
+		ahead := r.self.Membership.UpgradeAhead
+		r.self.Membership.UpgradeAhead = nil
+		if got := opsOf(r.decide(now)); got != "upgrade-start " {
+			t.Fatalf("without UpgradeAhead: decided %q, want the start alone", got)
+		}
+		r.self.Membership.UpgradeAhead = ahead
 		step("upgrade-start , upgrade-begin b")
 		step("")
 		finish(1)

@@ -13,11 +13,12 @@ import (
 // build that reads their commands (Readers).
 func (n *Node) duties(g *gossip.Member) *election.MembershipDuties {
 	return &election.MembershipDuties{
-		Config:   ms.Config{MaxServers: n.cfg.MaxServers, RemovalTimeout: n.cfg.ServerRemovalTimeout(), ExecuteTimeout: removalExecuteTimeout},
-		Extra:    n.membershipExtra,
-		Readers:  func(name string) (int, bool) { return commandReaders(g.Members(), name) },
-		Upgrade:  n.upgradeDuty,
-		Requests: n.selfRequests,
+		Config:       ms.Config{MaxServers: n.cfg.MaxServers, RemovalTimeout: n.cfg.ServerRemovalTimeout(), ExecuteTimeout: removalExecuteTimeout},
+		Extra:        n.membershipExtra,
+		Readers:      func(name string) (int, bool) { return commandReaders(g.Members(), name) },
+		Upgrade:      n.upgradeDuty,
+		UpgradeAhead: n.upgradeDutyAhead,
+		Requests:     n.selfRequests,
 	}
 }
 

@@ -44,9 +44,11 @@ func newLeaderJobs() *leaderJobs {
 	return &leaderJobs{running: map[upgrade.Job]bool{}, drains: map[string]upgrade.JobResult{}, uncordons: map[string]upgrade.JobResult{}}
 }
 
-// results are the jobs that ended, for Decide's input. Results for hosts
-// no longer in flight under the same begin are dropped.
-func (j *leaderJobs) results(p upgrade.Progress) (drains, uncordons map[string]upgrade.JobResult) {
+// results are the jobs that ended for the hosts in flight in p, for
+// Decide's input. With prune (p is committed), results for hosts no
+// longer in flight under the same begin are dropped; a p not committed
+// yet drops nothing.
+func (j *leaderJobs) results(p upgrade.Progress, prune bool) (drains, uncordons map[string]upgrade.JobResult) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	keep := map[string]int64{}
@@ -57,7 +59,9 @@ func (j *leaderJobs) results(p upgrade.Progress) (drains, uncordons map[string]u
 	for _, m := range []struct{ src, dst map[string]upgrade.JobResult }{{j.drains, drains}, {j.uncordons, uncordons}} {
 		for name, r := range m.src {
 			if since, ok := keep[name]; !ok || since != r.Since {
-				delete(m.src, name)
+				if prune {
+					delete(m.src, name)
+				}
 				continue
 			}
 			m.dst[name] = r

@@ -593,22 +593,37 @@ func quorumAtRisk(voters []string, hosts []upgrade.Host) bool {
 
 // upgradeDuty is the leader's step of the roll (election's
 // MembershipDuties.Upgrade): Decide on the committed state and the
-// hosts' gossip; status and metrics show its plan.
+// hosts' gossip; status and metrics show its plan, and the leader's jobs
+// it lists start.
 func (n *Node) upgradeDuty(st election.ClusterState, now time.Time) (upgrade.Command, bool) {
+	return n.upgradeDecide(st, now, true)
+}
+
+// upgradeDutyAhead is upgradeDuty on a state not committed yet
+// (MembershipDuties.UpgradeAhead): the decision alone. It neither starts
+// a job nor drops a job's result: a drain's result dropped on a copy
+// whose begin then never commits would have the agent drained again.
+func (n *Node) upgradeDutyAhead(st election.ClusterState, now time.Time) (upgrade.Command, bool) {
+	return n.upgradeDecide(st, now, false)
+}
+
+func (n *Node) upgradeDecide(st election.ClusterState, now time.Time, committed bool) (upgrade.Command, bool) {
 	if n.members == nil || n.upg == nil {
 		return upgrade.Command{}, false
 	}
 	members := n.members.Members()
 	in := n.upgradeInput(st, members, n.cfg.NodeName, now)
 	in.DrainAgents = n.drainAgents(st, members)
-	in.Drains, in.Uncordons = n.upg.jobs.results(in.Progress)
+	in.Drains, in.Uncordons = n.upg.jobs.results(in.Progress, committed)
 	plan := upgrade.Decide(in)
-	n.showUpgradePlan(in, plan)
-	n.upg.mu.Lock()
-	ctx := n.upg.ctx
-	n.upg.mu.Unlock()
-	if ctx != nil && len(plan.Jobs) > 0 {
-		n.upg.jobs.start(ctx, plan.Jobs, n.runLeaderJob, n.wakeCoordinator)
+	if committed {
+		n.showUpgradePlan(in, plan)
+		n.upg.mu.Lock()
+		ctx := n.upg.ctx
+		n.upg.mu.Unlock()
+		if ctx != nil && len(plan.Jobs) > 0 {
+			n.upg.jobs.start(ctx, plan.Jobs, n.runLeaderJob, n.wakeCoordinator)
+		}
 	}
 	if plan.Command == nil {
 		return upgrade.Command{}, false

@@ -1339,7 +1339,7 @@ func TestLeaderJobsStopWithLeadership(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if d, _ := n.upg.jobs.results(p); len(d) != 0 {
+	if d, _ := n.upg.jobs.results(p, true); len(d) != 0 {
 		t.Fatalf("a stopped drain left a result: %+v", d)
 	}
 	rc.state.Store("leader")
@@ -1541,5 +1541,31 @@ func TestFinishedReportComesOutOfTheSteps(t *testing.T) {
 	}
 	if woke.Load() == 0 || restarting.Load() > 0 {
 		t.Fatalf("woken %d times on the finished report, %d of them still in a restart or health step", woke.Load(), restarting.Load())
+	}
+}
+
+// The attack on a run of the leader's commands: an agent's drain ended,
+// the leader decides its begin and, on the copy that holds the begin, the
+// next command. Raft then loses the begin (a leadership change). Deciding
+// on the copy must not have dropped the drain's result, or the agent is
+// cordoned and drained again (and a PodDisruptionBudget can fail the
+// roll there). The committed state's own decision still drops results
+// of hosts no longer in flight.
+func TestDecisionOnACopyKeepsTheJobResults(t *testing.T) {
+	j := newLeaderJobs()
+	j.drains["x"] = upgrade.JobResult{Since: 5}
+	committed := upgrade.Progress{Target: newV, Hosts: []upgrade.HostProgress{{Name: "x", Role: upgrade.RoleAgent, State: upgrade.HostDraining, Since: 5}}}
+	copied, err := committed.Apply(upgrade.Command{Op: upgrade.OpBegin, Node: "x", Role: upgrade.RoleAgent, At: 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := j.results(copied, false); len(d) != 0 {
+		t.Fatalf("a result for another begin was handed to the decision: %+v", d)
+	}
+	if d, _ := j.results(committed, true); d["x"] != (upgrade.JobResult{Since: 5}) {
+		t.Fatalf("the drain's result is gone after a decision on a copy: %+v", d)
+	}
+	if d, _ := j.results(copied, true); len(d) != 0 || len(j.drains) != 0 {
+		t.Fatalf("the committed begin did not drop the drain's result: %+v, %+v", d, j.drains)
 	}
 }

@@ -197,12 +197,10 @@ func (m *model) lead() error {
 			}
 		}
 		m.pending = append(m.pending, c)
-		// The shell stops a run at a drain: its job starts only once the
-		// drain is committed.
 		if len(m.pending) == 2 {
 			m.stats["decided in a run"]++
 		}
-		if !run || c.Op == OpDrain || len(m.pending) >= 8 {
+		if !run || len(m.pending) >= 8 {
 			return nil
 		}
 		next, err := in.Progress.Apply(c)
