@@ -199,20 +199,20 @@ func voterChanges(st ClusterState, peers []Peer, self leaderSelf, voters map[str
 // nextCommand is the one FSM change the state and the requests call for,
 // in the order of a cluster's life: claim, started (or reassign), cluster
 // ready, then the join slot. The evidence each needs is the protocol table
-// in doc.go. A grant waits while a server upgrades: the FSM refuses it
-// then, and deciding it anyway would keep the upgrade's own commands (the
-// server's done, or its failure at the host timeout) from ever being
-// decided for as long as a server asks for the slot.
+// in doc.go. No grant is decided while a server upgrades: the FSM refuses
+// it then, and deciding it anyway would keep the upgrade's own commands
+// (the server's done, or its failure at the host timeout) from ever being
+// decided for as long as a server asks for the slot. What the cluster's
+// duties would decide after a grant (an operator's request, a removal
+// step) is still decided.
 func nextCommand(st ClusterState, peers []Peer, alive func(string) (Peer, bool), self leaderSelf, now time.Time, t Timing, book *leaderBook) (Command, bool) {
-	c, ok := clusterCommand(st, peers, alive, self, now, t, book)
-	if _, upgrading := st.upgradingServer(); ok && upgrading && c.Op == opGrant {
-		return Command{}, false
-	}
-	return c, ok
+	_, upgrading := st.upgradingServer()
+	return clusterCommand(st, peers, alive, self, now, t, book, !upgrading)
 }
 
-// clusterCommand is nextCommand without the upgrade's precedence.
-func clusterCommand(st ClusterState, peers []Peer, alive func(string) (Peer, bool), self leaderSelf, now time.Time, t Timing, book *leaderBook) (Command, bool) {
+// clusterCommand is nextCommand without the upgrade's precedence; grant
+// false: it decides no grant.
+func clusterCommand(st ClusterState, peers []Peer, alive func(string) (Peer, bool), self leaderSelf, now time.Time, t Timing, book *leaderBook, grant bool) (Command, bool) {
 	at := now.UnixNano()
 	switch {
 	case st.Bootstrap == "":
@@ -260,7 +260,10 @@ func clusterCommand(st ClusterState, peers []Peer, alive func(string) (Peer, boo
 		return Command{}, false
 	}
 	if self.Membership.active(st) {
-		return membershipNext(st, peers, alive, self, now, t, book)
+		return membershipNext(st, peers, alive, self, now, t, book, grant)
+	}
+	if !grant {
+		return Command{}, false
 	}
 	var want []string
 	for _, p := range peers {

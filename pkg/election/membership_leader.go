@@ -255,12 +255,12 @@ func membershipView(st ClusterState, peers []Peer, alive func(string) (Peer, boo
 
 // membershipNext is nextCommand's part once cluster ready is committed and
 // the slot is free, with the membership duties on: one removal step or one
-// grant, as membership.Step decides.
-func membershipNext(st ClusterState, peers []Peer, alive func(string) (Peer, bool), self leaderSelf, now time.Time, t Timing, book *leaderBook) (Command, bool) {
+// grant, as membership.Step decides (grant false: no grant).
+func membershipNext(st ClusterState, peers []Peer, alive func(string) (Peer, bool), self leaderSelf, now time.Time, t Timing, book *leaderBook, grant bool) (Command, bool) {
 	// A server already running RKE2 with the cluster's CA (it adopted a
 	// running RKE2) is a member in fact: it is recorded through the slot
 	// whatever the count, as before; admission only decides who starts.
-	if !st.Removal.Active() && st.ClusterReady != nil {
+	if grant && !st.Removal.Active() && st.ClusterReady != nil {
 		for _, p := range peers {
 			if q, ok := alive(p.Name); ok && q.ClusterName == self.Cluster && q.Ready && q.CAHash == st.ClusterReady.CAHash &&
 				!st.inCluster(q.Name) && !slices.Contains(st.Removed, q.Name) {
@@ -281,6 +281,9 @@ func membershipNext(st ClusterState, peers []Peer, alive func(string) (Peer, boo
 	at := now.UnixNano()
 	switch d.Kind {
 	case membership.Grant:
+		if !grant {
+			return Command{}, false
+		}
 		return Command{Op: opGrant, Node: d.Node, At: at, Expires: now.Add(t.SlotLease).UnixNano()}, true
 	case membership.Commit:
 		return Command{Op: opRemoveCommitted, Node: d.Node, Executor: d.Removal.Executor, Reason: d.Removal.Reason, At: at}, true

@@ -342,6 +342,36 @@ func TestGrantWaitsForTheUpgradingServer(t *testing.T) {
 	}
 }
 
+// TestUpgradingServerHoldsOnlyTheGrants: while a server upgrades, only
+// grants wait. A server already running the cluster's RKE2 (adopted),
+// whose grant would be decided first, must not keep the operator's
+// `upgrade pause` from being accepted while b restarts.
+func TestUpgradingServerHoldsOnlyTheGrants(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	r := newRollCluster(false)
+	r.st = mustApply(t, r.st, Command{Op: upgrade.OpStart, Target: rollTo, At: now.UnixNano()})
+	r.st = mustApply(t, r.st, Command{Op: upgrade.OpBegin, Node: "b", Role: string(upgrade.RoleServer), At: now.UnixNano()})
+	pause := Request{ID: "00000000000000e1", Kind: RequestUpgradePause}
+	r.self.Membership.Requests = func(name string) []Request {
+		if name == "c" {
+			return []Request{pause}
+		}
+		return nil
+	}
+	r.peers = append(r.peers, Peer{Name: "d", State: MemberAlive, ClusterName: "c", RaftAddr: "d:9348", HasRaftState: true, Ready: true, CAHash: r.st.ClusterReady.CAHash})
+	now = now.Add(time.Second)
+	cmds := r.decide(now)
+	if len(cmds) != 1 || cmds[0].Op != opRequestAccepted || cmds[0].Request != pause.ID {
+		t.Fatalf("want the pause accepted while b upgrades: %s", opsOf(cmds))
+	}
+	r.st = mustApply(t, r.st, cmds[0])
+	for _, c := range r.decide(now) {
+		if c.Op == opGrant {
+			t.Fatalf("a grant was decided while b upgrades: %s", opsOf([]Command{c}))
+		}
+	}
+}
+
 // TestDecideUpgradeRun: a host's done and the next host's begin are
 // decided in one step, each on the state the one before makes, so raft
 // commits them together; the run ends where the cluster's own duties
