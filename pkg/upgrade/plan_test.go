@@ -31,6 +31,8 @@ import (
 //     than it runs, or more than one minor ahead;
 //   - a failure stops the roll: after a failure is committed no host
 //     begins until a resume is;
+//   - never more agents draining or upgrading than
+//     upgrade-agents-max-unavailable allows, runs of commands included;
 //   - with the leader draining agents (a run in two): no agent restarts
 //     unless its Node is cordoned, the leader uncordons only an agent whose
 //     steps finished, and none is left cordoned once the roll settles. The
@@ -261,6 +263,20 @@ func (m *model) commit() error {
 	}
 	if servers > 1 {
 		return fmt.Errorf("two servers upgrading at once")
+	}
+	agents, out := 0, 0
+	for _, h := range m.hosts {
+		if h.Role == RoleAgent {
+			agents++
+		}
+	}
+	for _, h := range m.prog.InFlight() {
+		if h.Role == RoleAgent {
+			out++
+		}
+	}
+	if budget := m.budget.Of(agents); out > budget {
+		return fmt.Errorf("%d agents draining or upgrading at once, upgrade-agents-max-unavailable allows %d", out, budget)
 	}
 	return nil
 }
@@ -631,6 +647,12 @@ func decideIgnoresFailures(in Input) Plan {
 	return Decide(in)
 }
 
+// decideIgnoresBudget takes every agent at once.
+func decideIgnoresBudget(in Input) Plan {
+	in.MaxUnavailable = Budget{N: MaxAgentsAtOnce}
+	return Decide(in)
+}
+
 // decideBeginsUndrained begins agents without their drain.
 func decideBeginsUndrained(in Input) Plan {
 	p := Decide(in)
@@ -658,6 +680,7 @@ func TestModelCheckFindsMutants(t *testing.T) {
 		"begins agents before the servers":      decideAgentsEarly,
 		"lets a minor be skipped":               decideAllowsSkips,
 		"goes on after a failure":               decideIgnoresFailures,
+		"ignores the agents' budget":            decideIgnoresBudget,
 	} {
 		seed, err := modelCheck(d, 3000, 600)
 		if err == nil {
