@@ -46,43 +46,82 @@ const AnnotationUpgradeCordon = "rke2-hanode.io/upgrade-cordon"
 // CordonForUpgrade cordons Node name for the rolling upgrade and marks the
 // cordon as the upgrade's, unless the Node is cordoned already without the
 // mark: that cordon is somebody else's and is left as it is (ours false),
-// so UncordonAfterUpgrade leaves it too. A cordon set by somebody else
-// between the read and the patch is taken for the upgrade's.
+// so UncordonAfterUpgrade leaves it too. The patch applies only to the
+// version read: a cordon somebody sets between the read and the patch is
+// read again and left as theirs.
 func (c *Client) CordonForUpgrade(ctx context.Context, name string) (ours bool, err error) {
-	n, err := c.GetNode(ctx, name)
-	if err != nil {
-		return false, err
-	}
-	if n.Unschedulable && n.UpgradeCordon == "" {
-		return false, nil
-	}
-	mark := "true"
-	return true, c.patchUnschedulable(ctx, name, true, &mark)
+	err = c.patchRead(ctx, name, func(n Node) *nodePatch {
+		if ours = !n.Unschedulable || n.UpgradeCordon != ""; !ours {
+			return nil
+		}
+		mark := "true"
+		return &nodePatch{unschedulable: true, mark: &mark}
+	})
+	return ours, err
 }
 
 // UncordonAfterUpgrade uncordons Node name if the upgrade's mark is on
 // its cordon, and removes the mark; a cordon without the mark is left
-// (kept true). A Node that is gone is ErrNotFound.
+// (kept true). A Node that is gone is ErrNotFound. As CordonForUpgrade's,
+// the patch applies only to the version read.
 func (c *Client) UncordonAfterUpgrade(ctx context.Context, name string) (kept bool, err error) {
-	n, err := c.GetNode(ctx, name)
-	if err != nil {
-		return false, err
-	}
-	if n.UpgradeCordon == "" {
-		return n.Unschedulable, nil
-	}
-	return false, c.patchUnschedulable(ctx, name, false, nil)
+	err = c.patchRead(ctx, name, func(n Node) *nodePatch {
+		if n.UpgradeCordon == "" {
+			kept = n.Unschedulable
+			return nil
+		}
+		kept = false
+		return &nodePatch{unschedulable: false}
+	})
+	return kept, err
 }
 
-// patchUnschedulable sets spec.unschedulable by a merge patch, and the
-// upgrade's mark: a string sets it, nil removes it.
-func (c *Client) patchUnschedulable(ctx context.Context, name string, unschedulable bool, mark *string) error {
+// nodePatch is spec.unschedulable and the upgrade's mark: a string sets
+// it, nil removes it.
+type nodePatch struct {
+	unschedulable bool
+	mark          *string
+}
+
+// patchTries bounds patchRead's reads: each lost race is a write by
+// somebody else, so a few end any honest contention.
+const patchTries = 5
+
+// patchRead reads Node name, asks decide for the patch that version
+// calls for (nil: none) and sends it with the version's resourceVersion,
+// so that it applies to that version only; when the Node changed in
+// between (ErrConflict) it reads and decides again.
+func (c *Client) patchRead(ctx context.Context, name string, decide func(Node) *nodePatch) error {
+	var err error
+	for range patchTries {
+		var n Node
+		if n, err = c.GetNode(ctx, name); err != nil {
+			return err
+		}
+		p := decide(n)
+		if p == nil {
+			return nil
+		}
+		if err = c.patchUnschedulable(ctx, name, *p, n.ResourceVersion); !errors.Is(err, ErrConflict) {
+			return err
+		}
+	}
+	return fmt.Errorf("kubeapi: patch node %s: it changed under each of %d patches: %w", name, patchTries, err)
+}
+
+// patchUnschedulable sends p as a merge patch, with resourceVersion rv as
+// its precondition when rv is not empty.
+func (c *Client) patchUnschedulable(ctx context.Context, name string, p nodePatch, rv string) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
+	meta := map[string]any{"annotations": map[string]any{AnnotationUpgradeCordon: p.mark}}
+	if rv != "" {
+		meta["resourceVersion"] = rv
+	}
 	body, _ := json.Marshal(map[string]any{
-		"spec":     map[string]any{"unschedulable": unschedulable},
-		"metadata": map[string]any{"annotations": map[string]any{AnnotationUpgradeCordon: mark}},
+		"spec":     map[string]any{"unschedulable": p.unschedulable},
+		"metadata": meta,
 	})
 	var o struct {
 		Spec struct {
@@ -92,8 +131,8 @@ func (c *Client) patchUnschedulable(ctx context.Context, name string, unschedula
 	if err := c.send(ctx, http.MethodPatch, "/api/v1/nodes/"+name, "application/merge-patch+json", body, &o); err != nil {
 		return err
 	}
-	if o.Spec.Unschedulable != unschedulable {
-		return fmt.Errorf("kubeapi: patch node %s: the API answered unschedulable=%v, want %v", name, o.Spec.Unschedulable, unschedulable)
+	if o.Spec.Unschedulable != p.unschedulable {
+		return fmt.Errorf("kubeapi: patch node %s: the API answered unschedulable=%v, want %v", name, o.Spec.Unschedulable, p.unschedulable)
 	}
 	return nil
 }

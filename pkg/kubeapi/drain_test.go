@@ -28,6 +28,12 @@ type drainAPI struct {
 	evicted       []string
 	pdb           map[string]bool // pods whose eviction a budget refuses
 	contentTypes  []string
+	// rv is the Node's resourceVersion, one more at each write; a patch
+	// that carries another is refused 409. meanwhile, when set, is
+	// somebody else's write, made once just before the next patch lands.
+	rv        int
+	meanwhile func(f *drainAPI)
+	conflicts int
 }
 
 func (f *drainAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -42,7 +48,8 @@ func (f *drainAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		var p struct {
 			Metadata struct {
-				Annotations map[string]*string `json:"annotations"`
+				Annotations     map[string]*string `json:"annotations"`
+				ResourceVersion string             `json:"resourceVersion"`
 			} `json:"metadata"`
 			Spec struct {
 				Unschedulable bool `json:"unschedulable"`
@@ -53,7 +60,19 @@ func (f *drainAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusBadRequest)
 			return
 		}
+		if m := f.meanwhile; m != nil {
+			f.meanwhile = nil
+			m(f)
+			f.rv++
+		}
+		if p.Metadata.ResourceVersion != "" && p.Metadata.ResourceVersion != fmt.Sprint(f.rv) {
+			f.conflicts++
+			w.WriteHeader(http.StatusConflict)
+			fmt.Fprint(w, `{"kind":"Status","reason":"Conflict","message":"Operation cannot be fulfilled on nodes \"w1\": the object has been modified; please apply your changes to the latest version and try again"}`)
+			return
+		}
 		f.patches++
+		f.rv++
 		f.unschedulable = p.Spec.Unschedulable
 		for k, v := range p.Metadata.Annotations { // RFC 7386: null deletes
 			if f.annotations == nil {
@@ -104,7 +123,7 @@ func (f *drainAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (f *drainAPI) writeNode(w io.Writer) {
 	ann, _ := json.Marshal(f.annotations)
-	fmt.Fprintf(w, `{"kind":"Node","metadata":{"name":"w1","annotations":%s},"spec":{"unschedulable":%v}}`, ann, f.unschedulable)
+	fmt.Fprintf(w, `{"kind":"Node","metadata":{"name":"w1","resourceVersion":"%d","annotations":%s},"spec":{"unschedulable":%v}}`, f.rv, ann, f.unschedulable)
 }
 
 func joinJSON(items []string) string {
@@ -212,5 +231,52 @@ func TestCordonSomebodyElses(t *testing.T) {
 	f.unschedulable = false
 	if kept, err := c.UncordonAfterUpgrade(ctx, "w1"); err != nil || kept || f.patches != 0 {
 		t.Fatalf("uncordon of an uncordoned Node: kept %v, %v, patches %d", kept, err, f.patches)
+	}
+}
+
+// The race CordonForUpgrade closes: the Node is schedulable when it is
+// read, and somebody cordons it for maintenance before the roll's patch
+// lands. The patch carries the version read, is refused, and the Node
+// read again is somebody else's cordon: left as it is, never marked, so
+// the roll's uncordon leaves it too. An uncordon racing a write is read
+// again the same way.
+func TestCordonRacesSomebodyElses(t *testing.T) {
+	f := &drainAPI{annotations: map[string]string{}}
+	f.meanwhile = func(f *drainAPI) { f.unschedulable, f.annotations["team"] = true, "maintenance" }
+	c := startDrain(t, f)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if ours, err := c.CordonForUpgrade(ctx, "w1"); err != nil || ours {
+		t.Fatalf("cordon racing somebody else's: ours %v, %v", ours, err)
+	}
+	if f.conflicts != 1 || f.patches != 0 || f.annotations[AnnotationUpgradeCordon] != "" || !f.unschedulable {
+		t.Fatalf("conflicts %d, patches %d, annotations %v, unschedulable %v", f.conflicts, f.patches, f.annotations, f.unschedulable)
+	}
+	if kept, err := c.UncordonAfterUpgrade(ctx, "w1"); err != nil || !kept || !f.unschedulable {
+		t.Fatalf("uncordon of somebody else's cordon: kept %v, %v, unschedulable %v", kept, err, f.unschedulable)
+	}
+
+	// Ours, and an unrelated write lands before the uncordon's patch: it
+	// is read again, and the uncordon still made.
+	f = &drainAPI{annotations: map[string]string{}}
+	c = startDrain(t, f)
+	if ours, err := c.CordonForUpgrade(ctx, "w1"); err != nil || !ours {
+		t.Fatalf("cordon: ours %v, %v", ours, err)
+	}
+	f.meanwhile = func(f *drainAPI) { f.annotations["other"] = "x" }
+	if kept, err := c.UncordonAfterUpgrade(ctx, "w1"); err != nil || kept || f.unschedulable || f.conflicts != 1 {
+		t.Fatalf("uncordon racing a write: kept %v, %v, unschedulable %v, conflicts %d", kept, err, f.unschedulable, f.conflicts)
+	}
+
+	// A Node that changes under every patch: an error naming it, after
+	// a bounded number of tries.
+	f = &drainAPI{annotations: map[string]string{}}
+	c = startDrain(t, f)
+	var churn func(f *drainAPI)
+	churn = func(f *drainAPI) { f.meanwhile = churn }
+	f.meanwhile = churn
+	_, err := c.CordonForUpgrade(ctx, "w1")
+	if !errors.Is(err, ErrConflict) || f.conflicts != patchTries || f.patches != 0 {
+		t.Fatalf("a Node changing under every patch: %v after %d conflicts, %d patches", err, f.conflicts, f.patches)
 	}
 }

@@ -57,6 +57,10 @@ const (
 // ErrNotFound: the object does not exist (a deletion counts it as done).
 var ErrNotFound = errors.New("kubeapi: not found")
 
+// ErrConflict: a write carried the resourceVersion it was decided on and
+// the object changed since (HTTP 409): read it again and decide anew.
+var ErrConflict = errors.New("kubeapi: the object changed since it was read")
+
 // Kubeconfig is what the client needs from a kubeconfig file.
 type Kubeconfig struct {
 	Server string // https://127.0.0.1:6443
@@ -206,6 +210,9 @@ type Node struct {
 	// rolling upgrade's mark on a cordon it made (AnnotationUpgradeCordon).
 	Unschedulable bool
 	UpgradeCordon string
+	// ResourceVersion is the version read: a patch that carries it
+	// applies to that version only (ErrConflict otherwise).
+	ResourceVersion string
 }
 
 type nodeObject struct {
@@ -215,6 +222,7 @@ type nodeObject struct {
 		Annotations       map[string]string `json:"annotations"`
 		Finalizers        []string          `json:"finalizers"`
 		DeletionTimestamp *string           `json:"deletionTimestamp"`
+		ResourceVersion   string            `json:"resourceVersion"`
 	} `json:"metadata"`
 	Spec struct {
 		Unschedulable bool `json:"unschedulable"`
@@ -232,7 +240,7 @@ func (o nodeObject) node() Node {
 	_, etcd := m.Labels[LabelEtcd]
 	n := Node{Name: m.Name, Etcd: etcd, EtcdName: m.Annotations[AnnotationEtcdName], EtcdAddress: m.Annotations[AnnotationEtcdAddr],
 		Finalizers: m.Finalizers, Deleting: m.DeletionTimestamp != nil,
-		Unschedulable: o.Spec.Unschedulable, UpgradeCordon: m.Annotations[AnnotationUpgradeCordon]}
+		Unschedulable: o.Spec.Unschedulable, UpgradeCordon: m.Annotations[AnnotationUpgradeCordon], ResourceVersion: m.ResourceVersion}
 	for _, a := range o.Status.Addresses {
 		if a.Type == "InternalIP" {
 			n.InternalIPs = append(n.InternalIPs, a.Address)
@@ -342,7 +350,7 @@ func (c *Client) send(ctx context.Context, method, path, contentType string, bod
 	for attempt := 1; ; attempt++ {
 		err := c.once(ctx, method, path, contentType, body, out)
 		var se *StatusError
-		if err == nil || errors.Is(err, ErrNotFound) || (errors.As(err, &se) && !se.retryable()) || ctx.Err() != nil || trustError(err) {
+		if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) || (errors.As(err, &se) && !se.retryable()) || ctx.Err() != nil || trustError(err) {
 			if err != nil && ctx.Err() != nil && last != nil {
 				return fmt.Errorf("%w (after %d attempts; last: %v)", ctx.Err(), attempt, last)
 			}
@@ -398,6 +406,9 @@ func (c *Client) once(ctx context.Context, method, path, contentType string, req
 	}
 	if resp.StatusCode == http.StatusNotFound {
 		return fmt.Errorf("%w: %s", ErrNotFound, path)
+	}
+	if resp.StatusCode == http.StatusConflict {
+		return fmt.Errorf("%w: %s %s", ErrConflict, method, path)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		se := &StatusError{Method: method, Path: path, Code: resp.StatusCode}

@@ -112,6 +112,9 @@ type nodeRegistration struct {
 
 var errNodePassword = errors.New(reasonNodePassword)
 
+// errConflict: a write's resourceVersion precondition does not hold.
+var errConflict = errors.New("the object has been modified")
+
 func passwordSecretName(node string) string { return node + ".node-password.rke2" }
 
 func hashPassword(pw string) string {
@@ -216,6 +219,7 @@ func (k kv) updateNode(ctx context.Context, name string, change func(*KubeNode) 
 		if err != nil || !ok {
 			return kn, ok, err
 		}
+		kn.Metadata.ResourceVersion = strconv.FormatInt(rev, 10)
 		if err := change(&kn); err != nil {
 			return kn, true, err
 		}
@@ -530,6 +534,11 @@ func (n *node) handleNodePatch(w http.ResponseWriter, r *http.Request) {
 		if err := json.Unmarshal(b, &out); err != nil {
 			return err
 		}
+		// A resourceVersion in the patch is a precondition, as the
+		// apiserver makes it: the patch applies to that version only.
+		if rv := out.Metadata.ResourceVersion; rv != "" && rv != keep.ResourceVersion {
+			return errConflict
+		}
 		out.APIVersion, out.Kind = "v1", "Node"
 		out.Metadata.Name, out.Metadata.UID = keep.Name, keep.UID
 		out.Metadata.CreationTimestamp, out.Metadata.DeletionTimestamp = keep.CreationTimestamp, keep.DeletionTimestamp
@@ -537,6 +546,9 @@ func (n *node) handleNodePatch(w http.ResponseWriter, r *http.Request) {
 		return nil
 	})
 	switch {
+	case errors.Is(err, errConflict):
+		n.log.Info("kubernetes API: node patch refused: its resourceVersion is not the Node's", zap.String("node", name))
+		conflict("nodes", name).write(w)
 	case err != nil:
 		status(w, http.StatusUnprocessableEntity, "Invalid", fmt.Sprintf("Node %q is invalid: %v", name, err), nil)
 	case !ok:

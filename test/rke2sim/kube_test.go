@@ -228,11 +228,31 @@ func TestKubeAPINodesPasswordsAndRemoval(t *testing.T) {
 	}
 
 	// Cordon and uncordon.
+	_, before := k.node("b")
 	if code, body := k.do(http.MethodPatch, "/api/v1/nodes/b", "application/merge-patch+json", `{"spec":{"unschedulable":true}}`); code != http.StatusOK {
 		t.Fatalf("cordon: %d %s", code, body)
 	}
-	if _, kn := k.node("b"); !kn.Spec.Unschedulable || kn.Metadata.Finalizers[0] != etcdFinalizer {
+	_, kn := k.node("b")
+	if !kn.Spec.Unschedulable || kn.Metadata.Finalizers[0] != etcdFinalizer {
 		t.Fatalf("cordoned node %+v", kn)
+	}
+	// A resourceVersion in a patch is a precondition: the version read
+	// before the cordon is refused in the apiserver's words, the current
+	// one taken.
+	if before.Metadata.ResourceVersion == "" || before.Metadata.ResourceVersion == kn.Metadata.ResourceVersion {
+		t.Fatalf("resourceVersion %q before the cordon, %q after", before.Metadata.ResourceVersion, kn.Metadata.ResourceVersion)
+	}
+	stale := fmt.Sprintf(`{"metadata":{"resourceVersion":%q},"spec":{"unschedulable":false}}`, before.Metadata.ResourceVersion)
+	if code, body := k.do(http.MethodPatch, "/api/v1/nodes/b", "application/merge-patch+json", stale); code != http.StatusConflict ||
+		!strings.Contains(body, `Operation cannot be fulfilled on nodes \"b\": the object has been modified`) {
+		t.Fatalf("patch on a stale resourceVersion: %d %s", code, body)
+	}
+	if _, kn := k.node("b"); !kn.Spec.Unschedulable {
+		t.Fatal("a patch refused for its resourceVersion was applied")
+	}
+	current := fmt.Sprintf(`{"metadata":{"resourceVersion":%q},"spec":{"unschedulable":true}}`, kn.Metadata.ResourceVersion)
+	if code, body := k.do(http.MethodPatch, "/api/v1/nodes/b", "application/merge-patch+json", current); code != http.StatusOK {
+		t.Fatalf("patch on the current resourceVersion: %d %s", code, body)
 	}
 	if code, _ := k.do(http.MethodPatch, "/api/v1/nodes/b", "application/json", `{}`); code != http.StatusUnsupportedMediaType {
 		t.Fatalf("patch with application/json: %d, want 415", code)

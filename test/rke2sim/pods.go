@@ -522,6 +522,12 @@ func (n *node) evict(r *http.Request, ns, name string, ev *Eviction) apiStatus {
 			return apiStatus{code: http.StatusCreated}
 		}
 	}
+	return conflict("pods", name)
+}
+
+// conflict is the apiserver's answer to a write whose object changed
+// under it (an optimistic lock lost).
+func conflict(resource, name string) apiStatus {
 	return apiStatus{code: http.StatusConflict, reason: "Conflict",
-		message: fmt.Sprintf("Operation cannot be fulfilled on pods %q: the object has been modified; please apply your changes to the latest version and try again", name)}
+		message: fmt.Sprintf("Operation cannot be fulfilled on %s %q: the object has been modified; please apply your changes to the latest version and try again", resource, name)}
 }
