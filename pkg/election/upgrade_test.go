@@ -372,6 +372,25 @@ func TestUpgradingServerHoldsOnlyTheGrants(t *testing.T) {
 	}
 }
 
+// TestUpgradeRunEndsAtARefusedCommand: a command the FSM refuses ends the
+// run: nothing is decided on a state it does not make (a duty deciding
+// again on the same state would fill the run with the same refusal).
+func TestUpgradeRunEndsAtARefusedCommand(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	r := newRollCluster(false)
+	r.st = mustApply(t, r.st, Command{Op: upgrade.OpStart, Target: rollTo, At: now.UnixNano()})
+	refused := func(ClusterState, time.Time) (upgrade.Command, bool) {
+		return upgrade.Command{Op: upgrade.OpRelease, Node: "x", Role: upgrade.RoleAgent, At: now.UnixNano()}, true
+	}
+	r.self.Membership.Upgrade, r.self.Membership.UpgradeAhead = refused, refused
+	if _, err := r.st.apply(Command{Op: upgrade.OpRelease, Node: "x", Role: string(upgrade.RoleAgent), At: now.UnixNano()}); err == nil {
+		t.Fatal("the FSM took a release of an agent that is not draining")
+	}
+	if got := opsOf(r.decide(now)); got != "upgrade-release x" {
+		t.Fatalf("decided %q, want the refused release alone", got)
+	}
+}
+
 // TestDecideUpgradeRun: a host's done and the next host's begin are
 // decided in one step, each on the state the one before makes, so raft
 // commits them together; the run ends where the cluster's own duties
