@@ -140,6 +140,17 @@ func newGateTransport(inner *raft.InmemTransport, limit uint64) *gateTransport {
 
 func (g *gateTransport) Consumer() <-chan raft.RPC { return g.out }
 
+// fastRaftConfig is raft's configuration for an in-memory test group:
+// quick elections, no logs.
+func fastRaftConfig(id string) *raft.Config {
+	c := raft.DefaultConfig()
+	c.LocalID = raft.ServerID(id)
+	c.HeartbeatTimeout, c.ElectionTimeout = 50*time.Millisecond, 50*time.Millisecond
+	c.LeaderLeaseTimeout, c.CommitTimeout = 50*time.Millisecond, 5*time.Millisecond
+	c.Logger = hclog.NewNullLogger()
+	return c
+}
+
 // A fresh server receives a long log in batches of 64 entries, and after
 // the first its commit index is the end of that batch (raft's follower
 // takes min(leader's commit, its last entry)): applied up to it, raft's
@@ -148,14 +159,7 @@ func (g *gateTransport) Consumer() <-chan raft.RPC { return g.out }
 // started, not ready" and could run cluster-init a second time. caughtUp
 // waits for the commit index the leader sent.
 func TestCaughtUpWaitsForTheLeadersCommitIndex(t *testing.T) {
-	rc := func(id string) *raft.Config {
-		c := raft.DefaultConfig()
-		c.LocalID = raft.ServerID(id)
-		c.HeartbeatTimeout, c.ElectionTimeout = 50*time.Millisecond, 50*time.Millisecond
-		c.LeaderLeaseTimeout, c.CommitTimeout = 50*time.Millisecond, 5*time.Millisecond
-		c.Logger = hclog.NewNullLogger()
-		return c
-	}
+	rc := fastRaftConfig
 	cmd := func(op, node string) []byte {
 		t.Helper()
 		b, err := EncodeCommand(Command{Op: op, Node: node, At: 1})

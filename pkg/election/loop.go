@@ -23,6 +23,7 @@ type loop struct {
 	agreeSince time.Time
 
 	leaderReady bool        // a barrier passed since this term's leadership began
+	leaderTerm  uint64      // the term leaderReady's barrier passed in
 	book        *leaderBook // decide's bookkeeping
 	ca          *caVerifier // fetches the bootstrap node's CA for decide
 
@@ -47,13 +48,8 @@ func (l *loop) step(ctx context.Context) {
 	}
 	e.publish()
 
-	if l.r.State() == raft.Leader {
+	if l.leading() {
 		l.lead(ctx, servers)
-	} else {
-		l.leaderReady = false
-		e.leaderBarrier.Store(false)
-		l.book.reset()
-		e.unreach.reset()
 	}
 	l.observe()
 	l.settle()
@@ -161,21 +157,43 @@ func names(ms []member) []string {
 	return out
 }
 
+// leading reports whether this server leads with this term's barrier
+// passed, and passes it first when it has not: everything earlier leaders
+// committed is applied before anything is decided. A leader that lost its
+// leadership and won it again between two steps leads in a new term, and
+// another leader may have committed meanwhile: the barrier is passed again
+// and the book, kept for one term's leadership, starts afresh, as after
+// any lost leadership.
+func (l *loop) leading() bool {
+	e := l.e
+	term := l.r.CurrentTerm()
+	if l.r.State() != raft.Leader || (l.leaderReady && term != l.leaderTerm) {
+		l.leaderReady = false
+		e.leaderBarrier.Store(false)
+		l.book.reset()
+		e.unreach.reset()
+		if l.r.State() != raft.Leader {
+			return false
+		}
+	}
+	if l.leaderReady {
+		return true
+	}
+	if err := l.r.Barrier(e.cfg.Timing.ApplyTimeout).Error(); err != nil {
+		e.log.Debug("leader barrier", zap.Error(err))
+		return false
+	}
+	l.leaderReady, l.leaderTerm = true, term
+	e.leaderBarrier.Store(true)
+	e.changed()
+	e.log.Info("leading the raft group", zap.Uint64("term", term))
+	return true
+}
+
 // lead is the shell around decide (leader.go): it reads the inputs,
 // carries out the actions, and the next step sees their results.
 func (l *loop) lead(ctx context.Context, servers []Peer) {
 	e := l.e
-	if !l.leaderReady {
-		// Apply everything earlier leaders committed before deciding.
-		if err := l.r.Barrier(e.cfg.Timing.ApplyTimeout).Error(); err != nil {
-			e.log.Debug("leader barrier", zap.Error(err))
-			return
-		}
-		l.leaderReady = true
-		e.leaderBarrier.Store(true)
-		e.changed()
-		e.log.Info("leading the raft group")
-	}
 	if ctx.Err() != nil {
 		return
 	}
