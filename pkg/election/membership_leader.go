@@ -211,6 +211,7 @@ func membershipView(st ClusterState, peers []Peer, alive func(string) (Peer, boo
 	if st.Slot != nil {
 		c.Joining = st.Slot.Holder
 	}
+	c.Upgrading, _ = st.upgradingServer()
 	ca := ""
 	if st.ClusterReady != nil {
 		ca = st.ClusterReady.CAHash

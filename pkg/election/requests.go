@@ -316,6 +316,9 @@ func requestNext(st ClusterState, peers []Peer, alive func(string) (Peer, bool),
 	c, view := membershipView(st, peers, alive, self)
 	members := membershipMembers(c, view)
 	at := now.UnixNano()
+	// A removal takes a voter out, as a server's upgrade restarts one:
+	// never both at once (the roll's side: upgrade.Input.Removing).
+	_, upgrading := st.upgradingServer()
 	for _, r := range pend {
 		cmd := Command{Request: r.ID, Kind: r.Kind, Node: r.From, Target: r.Target, At: at}
 		refuse := func(format string, a ...any) (Command, bool) {
@@ -344,6 +347,8 @@ func requestNext(st ClusterState, peers []Peer, alive func(string) (Peer, bool),
 				return refuse("%s is not an etcd voter (voters: %s)", r.Target, listOrNone(st.EtcdVoters()))
 			case st.Slot != nil:
 				continue // a join in flight: decided once it ends
+			case upgrading:
+				continue // a server's upgrade in flight: decided once it ends
 			}
 			v := membership.CheckRemoval(members, r.Target)
 			if !v.OK {
@@ -363,7 +368,7 @@ func requestNext(st ClusterState, peers []Peer, alive func(string) (Peer, bool),
 			case !st.inCluster(r.Target):
 				cmd.Op, cmd.Reason = opRequestAccepted, "nothing recorded under this name: it joins in its turn"
 				return cmd, true
-			case st.Removal.Active() || st.Slot != nil:
+			case st.Removal.Active() || st.Slot != nil || upgrading:
 				continue
 			}
 			s := membership.Server{Name: r.Target}

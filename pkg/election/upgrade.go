@@ -66,6 +66,11 @@ func (c Command) validateUpgrade() error {
 // applyUpgrade is apply for the upgrade operations. A server begins only
 // while no server joins: the join slot and a server's upgrade are one
 // permission (a server out of the healthy voter set), never held twice.
+// A removal takes a voter out too, and it and a server's upgrade never
+// overlap, but that is the leader's rule (upgrade.Input.Removing,
+// membership.Cluster.Upgrading), not the FSM's: builds that already apply
+// these operations accept them then, and a replica that refused what
+// another applies would hold another state for the same log.
 func (s ClusterState) applyUpgrade(c Command) (ClusterState, error) {
 	var p upgrade.Progress
 	if s.Upgrade != nil {

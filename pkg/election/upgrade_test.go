@@ -372,6 +372,54 @@ func TestUpgradingServerHoldsOnlyTheGrants(t *testing.T) {
 	}
 }
 
+// The attack on quorum through a removal during a roll: servers a, b and
+// c; b's begin is committed, and while it takes its snapshot (its etcd
+// still answering) the operator asks to remove c, and c later dies for
+// the removal timeout. Either removal would leave {a, b}, and b's
+// restart then loses quorum. Neither is decided while b upgrades; both
+// are once b is done. A removal in flight, the other way round, holds
+// the next server's begin (upgrade.Input.Removing, from the node).
+func TestRemovalWaitsForTheUpgradingServer(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	r := newRollCluster(false)
+	r.self.Membership.Config.RemovalTimeout = time.Minute
+	r.st = mustApply(t, r.st, Command{Op: upgrade.OpStart, Target: rollTo, At: now.UnixNano()})
+	r.st = mustApply(t, r.st, Command{Op: upgrade.OpBegin, Node: "b", Role: string(upgrade.RoleServer), At: now.UnixNano()})
+	since := now.UnixNano()
+	rm := Request{ID: "00000000000000e2", Kind: RequestRemove, Target: "c", At: now}
+	r.self.Membership.Requests = func(name string) []Request {
+		if name == "a" {
+			return []Request{rm}
+		}
+		return nil
+	}
+	for range 3 {
+		now = now.Add(time.Second)
+		if cmds := r.decide(now); len(cmds) > 0 {
+			t.Fatalf("decided %s while b upgrades", opsOf(cmds))
+		}
+	}
+	// c dies, past the removal timeout, and the operator's request goes.
+	r.self.Membership.Requests = nil
+	r.peers[2].State = MemberDead
+	for range 3 {
+		now = now.Add(time.Minute)
+		if cmds := r.decide(now); len(cmds) > 0 {
+			t.Fatalf("decided %s while b upgrades, c dead", opsOf(cmds))
+		}
+	}
+	// b is done: c's removal is committed next.
+	r.hosts[1].Running, r.hosts[1].Finished = rke2version.MustParse(rollTo), since
+	cmds := r.decide(now)
+	if len(cmds) != 1 || cmds[0].Op != upgrade.OpDone || cmds[0].Node != "b" {
+		t.Fatalf("want b's done: %s", opsOf(cmds))
+	}
+	r.st = mustApply(t, r.st, cmds[0])
+	if cmds := r.decide(now); len(cmds) != 1 || cmds[0].Op != opRemoveCommitted || cmds[0].Node != "c" {
+		t.Fatalf("want c's removal once b is done: %s", opsOf(cmds))
+	}
+}
+
 // TestUpgradeRunEndsAtARefusedCommand: a command the FSM refuses ends the
 // run: nothing is decided on a state it does not make (a duty deciding
 // again on the same state would fill the run with the same refusal).

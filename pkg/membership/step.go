@@ -58,8 +58,12 @@ type Cluster struct {
 	Voters  []string          // etcd voters, sorted
 	IDs     map[string]string // each voter's host ID when it joined
 	Joining string            // the join slot's holder, "" none
-	Removal *Removal          // the last removal, nil none
-	Removed []string          // removed names, sorted: told to rejoin --wipe
+	// Upgrading is the server upgrading now (its begin committed), ""
+	// none: it is about to leave the healthy voters for its restart, so
+	// no removal is committed meanwhile, as none while a server joins.
+	Upgrading string
+	Removal   *Removal // the last removal, nil none
+	Removed   []string // removed names, sorted: told to rejoin --wipe
 }
 
 // Config is the membership part of the daemon's configuration.
@@ -217,7 +221,7 @@ func step(c Cluster, view []Server, cfg Config, now time.Time, book *Book, self 
 		d.Removal = Removal{Node: target, State: RemovalCommitted, Executor: Executor(members, self, target), Reason: reason, Operator: operator, Since: now}
 		return d
 	}
-	if c.Joining == "" {
+	if c.Joining == "" && c.Upgrading == "" {
 		// 3a: operator requests, lowest requester first.
 		for _, s := range sortedByName(view) {
 			if s.Remove == "" || s.Gossip != Alive {

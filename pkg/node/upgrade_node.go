@@ -561,6 +561,9 @@ func (n *Node) upgradeInput(st election.ClusterState, members []gossip.MemberInf
 		in.Progress = st.Upgrade.Clone()
 	}
 	in.QuorumAtRisk = quorumAtRisk(st.EtcdVoters(), in.Hosts)
+	if st.Removal.Active() {
+		in.Removing = st.Removal.Node
+	}
 	// An etcd learner, as any server's etcd lists it, is a server joining.
 	for _, mi := range members {
 		if mi.Claim == nil || mi.State == gossip.StateDead || mi.State == gossip.StateLeft {

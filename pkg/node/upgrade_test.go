@@ -28,6 +28,7 @@ import (
 	"github.com/rke2-hanode/rke2-hanode/pkg/gossip"
 	"github.com/rke2-hanode/rke2-hanode/pkg/installer"
 	"github.com/rke2-hanode/rke2-hanode/pkg/kubeapi"
+	ms "github.com/rke2-hanode/rke2-hanode/pkg/membership"
 	"github.com/rke2-hanode/rke2-hanode/pkg/status"
 	"github.com/rke2-hanode/rke2-hanode/pkg/upgrade"
 )
@@ -686,6 +687,17 @@ func TestUpgradeHostsFromGossip(t *testing.T) {
 	}
 	if !in.ServerJoining {
 		t.Errorf("a learner in c's etcd view is not a server joining")
+	}
+	if in.Removing != "" {
+		t.Errorf("no removal in flight, and Removing is %q", in.Removing)
+	}
+	rm := &ms.Removal{Node: "c", State: ms.RemovalExecuting, Executor: "a"}
+	if in := n.upgradeInput(election.ClusterState{Removal: rm}, nil, "a", now); in.Removing != "c" {
+		t.Errorf("c's removal executing, and Removing is %q", in.Removing)
+	}
+	rm.State = ms.RemovalDone
+	if in := n.upgradeInput(election.ClusterState{Removal: rm}, nil, "a", now); in.Removing != "" {
+		t.Errorf("c's removal done, and Removing is %q", in.Removing)
 	}
 }
 

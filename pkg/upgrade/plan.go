@@ -90,7 +90,11 @@ type Input struct {
 	// QuorumAtRisk: losing one more voter would lose etcd or raft quorum.
 	QuorumAtRisk bool
 	// ServerJoining: the join slot is held, or an etcd learner exists.
-	ServerJoining  bool
+	ServerJoining bool
+	// Removing: a server's removal is in flight (committed or executing):
+	// no server begins until it ends, as none joins meanwhile (a removal
+	// takes a voter out, as a server's restart does).
+	Removing       string
 	MaxUnavailable Budget
 	Now            time.Time
 	// HostTimeout: a host upgrading longer is failed; 0 never.
@@ -404,6 +408,10 @@ func start(in Input, plan Plan, servers, agents []Host) Plan {
 		plan.Phase, plan.Blocked = PhaseWaiting, fmt.Sprintf("a roll to %s is not started while a server is joining", want)
 		return plan
 	}
+	if in.Removing != "" {
+		plan.Phase, plan.Blocked = PhaseWaiting, fmt.Sprintf("a roll to %s is not started while server %s is being removed", want, in.Removing)
+		return plan
+	}
 	plan.Command = &Command{Op: OpStart, Target: want.String(), At: in.Now.UnixNano()}
 	return plan
 }
@@ -461,6 +469,8 @@ func serversBlocked(in Input, servers []Host) string {
 		return "quorum at risk: no server upgrades until every voter is healthy"
 	case in.ServerJoining:
 		return "a server is joining: no server upgrades until it is a voter"
+	case in.Removing != "":
+		return fmt.Sprintf("server %s is being removed: no server upgrades until its removal ends", in.Removing)
 	}
 	for _, s := range servers {
 		if !s.Healthy {

@@ -31,6 +31,7 @@ func TestDecideRefuses(t *testing.T) {
 		{"agent runs newer", Input{Hosts: append(three(v36), hostAt("a0", RoleAgent, v37, v37))}, PhaseRefused, "agent a0 runs v1.37.1+rke2r1, newer than server"},
 		{"quorum at risk", Input{Hosts: three(v37), QuorumAtRisk: true}, PhaseWaiting, "not started while quorum is at risk"},
 		{"server joining", Input{Hosts: three(v37), ServerJoining: true}, PhaseWaiting, "not started while a server is joining"},
+		{"server being removed", Input{Hosts: three(v37), Removing: "s3"}, PhaseWaiting, "not started while server s3 is being removed"},
 		{"servers disagree", Input{Hosts: append(three(v37)[:2], hostAt("s2", RoleServer, v36, v36))}, PhaseWaiting, "waiting for the configuration to agree"},
 	}
 	for _, tc := range tests {
@@ -189,5 +190,22 @@ func TestDoneOnlyAfterTheHostsSteps(t *testing.T) {
 	in.Hosts[0].Finished = 7
 	if p := Decide(in); p.Command == nil || p.Command.Op != OpDone || p.Command.Node != "s0" {
 		t.Fatalf("plan %+v, want s0 done", p)
+	}
+}
+
+// TestServerBeginWaitsForARemoval: a removal in flight takes a voter out,
+// as a server's restart does: no server begins until it ends (agents are
+// no etcd voters and go on).
+func TestServerBeginWaitsForARemoval(t *testing.T) {
+	const from, to = "v1.36.3+rke2r1", "v1.37.1+rke2r1"
+	in := Input{Hosts: []Host{hostAt("s0", RoleServer, from, to), hostAt("s1", RoleServer, from, to), hostAt("s2", RoleServer, from, to)},
+		Progress: Progress{Target: to}, Leader: "s0", Now: time.Unix(1_800_000_000, 0), Removing: "s3"}
+	p := Decide(in)
+	if p.Command != nil || !strings.Contains(p.Blocked, "server s3 is being removed: no server upgrades until its removal ends") {
+		t.Fatalf("while s3 is removed: command %+v, blocked %q", p.Command, p.Blocked)
+	}
+	in.Removing = ""
+	if p := Decide(in); p.Command == nil || p.Command.Op != OpBegin || p.Command.Role != RoleServer {
+		t.Fatalf("once the removal ended: command %+v, blocked %q", p.Command, p.Blocked)
 	}
 }
