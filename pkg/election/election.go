@@ -28,6 +28,7 @@ var (
 // View is what this node sees of the election, for status and metrics.
 type View struct {
 	RaftState    string // "none" before raft runs, else follower, candidate, leader, shutdown
+	Term         uint64 // raft's current term, 0 before raft runs
 	Leader       string // leader's node name, "" when unknown
 	HasRaftState bool
 	BootstrapSet string // what this node advertises
@@ -55,8 +56,10 @@ type Election struct {
 	runStart time.Time // wall clock, as raft's LastContact
 	// leaderCommit: the leader's commit index learnt since start (see
 	// caughtUp); commitTransport feeds it
-	leaderCommit  leaderCommit
-	leaderBarrier atomic.Bool // leader: this term's barrier passed
+	leaderCommit leaderCommit
+	// leaderBarrier: the term whose barrier this leader passed, 0 none;
+	// caughtUp holds only while it is raft's current term.
+	leaderBarrier atomic.Uint64
 	running       bool
 	hasState      bool
 	ran           bool           // Run was called
@@ -97,7 +100,7 @@ func (e *Election) State() View {
 	e.mu.Unlock()
 	s := View{RaftState: "none", HasRaftState: local.HasRaftState, BootstrapSet: local.BootstrapSet, ClusterState: e.fsm.get()}
 	if r != nil && running {
-		s.RaftState = lowerState(r.State())
+		s.RaftState, s.Term = lowerState(r.State()), r.CurrentTerm()
 		_, id := r.LeaderWithID()
 		s.Leader = string(id)
 	}
@@ -176,7 +179,8 @@ func (e *Election) caughtUp() bool {
 		return false
 	}
 	if r.State() == raft.Leader {
-		return e.leaderBarrier.Load()
+		term := e.leaderBarrier.Load()
+		return term != 0 && term == r.CurrentTerm()
 	}
 	commit := commitIndex(r)
 	return r.LastContact().After(since) && e.leaderCommit.covers(commit) &&

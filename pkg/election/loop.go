@@ -169,7 +169,7 @@ func (l *loop) leading() bool {
 	term := l.r.CurrentTerm()
 	if l.r.State() != raft.Leader || (l.leaderReady && term != l.leaderTerm) {
 		l.leaderReady = false
-		e.leaderBarrier.Store(false)
+		e.leaderBarrier.Store(0)
 		l.book.reset()
 		e.unreach.reset()
 		if l.r.State() != raft.Leader {
@@ -184,7 +184,7 @@ func (l *loop) leading() bool {
 		return false
 	}
 	l.leaderReady, l.leaderTerm = true, term
-	e.leaderBarrier.Store(true)
+	e.leaderBarrier.Store(term)
 	e.changed()
 	e.log.Info("leading the raft group", zap.Uint64("term", term))
 	return true
@@ -198,6 +198,9 @@ func (l *loop) lead(ctx context.Context, servers []Peer) {
 		return
 	}
 	st := e.fsm.get()
+	if l.r.CurrentTerm() != l.leaderTerm {
+		return // another term began since leading's barrier: the next step passes its own
+	}
 	if st.Started && st.ClusterReady == nil {
 		for _, p := range servers {
 			if p.Name == st.Bootstrap && p.Ready {

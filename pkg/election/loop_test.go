@@ -15,7 +15,8 @@ import (
 // commits a command, and wins it back in a later term. Its step must not
 // go on from the old term's barrier and book: it passes the barrier
 // again (its FSM then holds b's command before it decides anything) and
-// forgets what it observed as the earlier term's leader.
+// forgets what it observed as the earlier term's leader. Until that step,
+// it does not count itself caught up.
 func TestLeadingAgainInANewTermPassesTheBarrierAgain(t *testing.T) {
 	type server struct {
 		r     *raft.Raft
@@ -57,6 +58,7 @@ func TestLeadingAgainInANewTermPassesTheBarrierAgain(t *testing.T) {
 	}
 	e := &Election{cfg: Config{Timing: LANTiming()}, log: zap.NewNop(), fsm: a.fsm, unreach: newUnreachable(clock.System),
 		kick: make(chan struct{}, 1), watch: make(chan struct{})}
+	e.r, e.running = a.r, true
 	l := &loop{e: e, r: a.r, book: newLeaderBook()}
 
 	lead(a, b, "a")
@@ -64,6 +66,9 @@ func TestLeadingAgainInANewTermPassesTheBarrierAgain(t *testing.T) {
 		t.Fatal("a leads but its step does not")
 	}
 	first := l.leaderTerm
+	if !e.caughtUp() {
+		t.Fatal("a passed its barrier and does not count itself caught up")
+	}
 	l.book.deadSince["x"] = time.Now()
 
 	lead(b, a, "b")
@@ -75,12 +80,20 @@ func TestLeadingAgainInANewTermPassesTheBarrierAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	lead(a, b, "a")
+	// Before a's next step: what waits on caughtUp (the bootstrap's
+	// wait, the join slot) must not take the old term's barrier.
+	if e.caughtUp() {
+		t.Fatalf("a leads in term %d, its barrier passed in term %d only, and it counts itself caught up", a.r.CurrentTerm(), first)
+	}
 
 	if !l.leading() {
 		t.Fatal("a leads again but its step does not")
 	}
 	if l.leaderTerm <= first {
 		t.Fatalf("a leads in term %d and its barrier is still the one of term %d", a.r.CurrentTerm(), l.leaderTerm)
+	}
+	if !e.caughtUp() {
+		t.Fatal("a passed the new term's barrier and does not count itself caught up")
 	}
 	if _, kept := l.book.deadSince["x"]; kept {
 		t.Fatal("the book of a's earlier leadership was kept")
