@@ -34,10 +34,12 @@ type leaderJobs struct {
 	running   map[upgrade.Job]bool
 	drains    map[string]upgrade.JobResult
 	uncordons map[string]upgrade.JobResult
-	// term is the context the jobs run under while this server leads;
-	// stop ends it (cancel), and the next start makes a new one.
-	term   context.Context
-	cancel context.CancelFunc
+	// term is the context the jobs run under while this server leads,
+	// in raft term raftTerm; stop ends it (cancel), and the next start
+	// makes a new one, as does a start in another term.
+	term     context.Context
+	cancel   context.CancelFunc
+	raftTerm uint64
 }
 
 func newLeaderJobs() *leaderJobs {
@@ -73,11 +75,15 @@ func (j *leaderJobs) results(p upgrade.Progress, prune bool) (drains, uncordons 
 // start runs each job not running and not ended for its begin, in a
 // goroutine of its own under ctx and this leadership (until stop); run
 // does the work.
-func (j *leaderJobs) start(ctx context.Context, jobs []upgrade.Job, run func(context.Context, upgrade.Job) error, ended func()) {
+func (j *leaderJobs) start(ctx context.Context, raftTerm uint64, jobs []upgrade.Job, run func(context.Context, upgrade.Job) error, ended func()) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if j.term != nil && j.raftTerm != raftTerm {
+		j.stopLocked() // jobs of an earlier leadership of this server's
+	}
 	if j.term == nil || j.term.Err() != nil {
 		j.term, j.cancel = context.WithCancel(ctx)
+		j.raftTerm = raftTerm
 	}
 	ctx = j.term
 	for _, job := range jobs {
@@ -119,6 +125,10 @@ func (j *leaderJobs) start(ctx context.Context, jobs []upgrade.Job, run func(con
 func (j *leaderJobs) stop() {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	j.stopLocked()
+}
+
+func (j *leaderJobs) stopLocked() {
 	if j.cancel != nil {
 		j.cancel()
 		j.term, j.cancel = nil, nil
@@ -126,12 +136,26 @@ func (j *leaderJobs) stop() {
 }
 
 // stopJobsUnlessLeader stops the leader's jobs once this server is no
-// longer the raft leader.
+// longer the raft leader, or leads in another term than the one they
+// started in: it lost the leadership meanwhile, and another leader may
+// have run the roll on (a drain of its would go on evicting pods from a
+// Node the other leader upgraded and uncordoned).
 func (n *Node) stopJobsUnlessLeader() {
 	c := n.coordinator()
-	if c == nil || c.State().RaftState != "leader" {
+	if c == nil {
+		n.upg.jobs.stop()
+		return
+	}
+	if v := c.State(); v.RaftState != "leader" || !n.upg.jobs.inTerm(v.Term) {
 		n.upg.jobs.stop()
 	}
+}
+
+// inTerm: no jobs run, or they run in raftTerm.
+func (j *leaderJobs) inTerm(raftTerm uint64) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.term == nil || j.raftTerm == raftTerm
 }
 
 // drainAgents: the leader drains agents before their begin, when its own

@@ -625,7 +625,11 @@ func (n *Node) upgradeDecide(st election.ClusterState, now time.Time, committed 
 		ctx := n.upg.ctx
 		n.upg.mu.Unlock()
 		if ctx != nil && len(plan.Jobs) > 0 {
-			n.upg.jobs.start(ctx, plan.Jobs, n.runLeaderJob, n.wakeCoordinator)
+			var term uint64
+			if c := n.coordinator(); c != nil {
+				term = c.State().Term
+			}
+			n.upg.jobs.start(ctx, term, plan.Jobs, n.runLeaderJob, n.wakeCoordinator)
 		}
 	}
 	if plan.Command == nil {

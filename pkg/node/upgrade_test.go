@@ -1301,13 +1301,18 @@ func TestAgentWake(t *testing.T) {
 type raftRoleCoord struct {
 	coordinator
 	state atomic.Value
+	term  atomic.Uint64
 }
 
-func (c *raftRoleCoord) State() raftView { return raftView{RaftState: c.state.Load().(string)} }
+func (c *raftRoleCoord) State() raftView {
+	return raftView{RaftState: c.state.Load().(string), Term: c.term.Load()}
+}
 
 // A leader's drain runs only while it leads: once the server is no longer
 // the raft leader its jobs stop and record nothing, so the new leader's
 // run is the only one, and a server that leads again runs the job anew.
+// So too when it lost the leadership and won it again unseen: its jobs
+// of the earlier term stop.
 func TestLeaderJobsStopWithLeadership(t *testing.T) {
 	g := &fakeUpgradeGossip{self: "a", facts: map[string]hostFacts{}, begins: map[string]upgradeBegin{}}
 	n := leaderNode(t, g)
@@ -1322,7 +1327,23 @@ func TestLeaderJobsStopWithLeadership(t *testing.T) {
 		return ctx.Err()
 	}
 	job := upgrade.Job{Kind: upgrade.JobDrain, Node: "x", Since: 7}
-	n.upg.jobs.start(context.Background(), []upgrade.Job{job}, run, func() { t.Error("a stopped job ended as if it ran") })
+	waitNotRunning := func() {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			n.upg.jobs.mu.Lock()
+			running := n.upg.jobs.running[job]
+			n.upg.jobs.mu.Unlock()
+			if !running {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the stopped job is still marked running")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	n.upg.jobs.start(context.Background(), rc.term.Load(), []upgrade.Job{job}, run, func() { t.Error("a stopped job ended as if it ran") })
 	<-started
 	n.stopJobsUnlessLeader()
 	select {
@@ -1338,28 +1359,36 @@ func TestLeaderJobsStopWithLeadership(t *testing.T) {
 		t.Fatal("a deposed leader's drain runs on")
 	}
 	p := upgrade.Progress{Target: newV, Hosts: []upgrade.HostProgress{{Name: "x", Role: upgrade.RoleAgent, State: upgrade.HostDraining, Since: 7}}}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		n.upg.jobs.mu.Lock()
-		running := n.upg.jobs.running[job]
-		n.upg.jobs.mu.Unlock()
-		if !running {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the stopped job is still marked running")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitNotRunning()
 	if d, _ := n.upg.jobs.results(p, true); len(d) != 0 {
 		t.Fatalf("a stopped drain left a result: %+v", d)
 	}
 	rc.state.Store("leader")
-	n.upg.jobs.start(context.Background(), []upgrade.Job{job}, run, func() {})
+	n.upg.jobs.start(context.Background(), rc.term.Load(), []upgrade.Job{job}, run, func() {})
 	select {
 	case <-started:
 	case <-time.After(10 * time.Second):
 		t.Fatal("leading again, the job did not run again")
+	}
+	// It lost the leadership and won it again between two looks: a
+	// leader still, in a later term, and its job of the earlier term
+	// stops; a job started in the new term stops the old ones too.
+	rc.term.Add(2)
+	n.stopJobsUnlessLeader()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a job of an earlier term of this leader's runs on")
+	}
+	waitNotRunning()
+	n.upg.jobs.start(context.Background(), rc.term.Load(), []upgrade.Job{job}, run, func() {})
+	<-started
+	n.upg.jobs.start(context.Background(), rc.term.Load()+1, []upgrade.Job{{Kind: upgrade.JobUncordon, Node: "y", Since: 8}}, run, func() {})
+	<-started
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a job started in a later term left the earlier term's running")
 	}
 	n.upg.jobs.stop()
 	<-stopped
