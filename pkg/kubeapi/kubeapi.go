@@ -407,9 +407,6 @@ func (c *Client) once(ctx context.Context, method, path, contentType string, req
 	if resp.StatusCode == http.StatusNotFound {
 		return fmt.Errorf("%w: %s", ErrNotFound, path)
 	}
-	if resp.StatusCode == http.StatusConflict {
-		return fmt.Errorf("%w: %s %s", ErrConflict, method, path)
-	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		se := &StatusError{Method: method, Path: path, Code: resp.StatusCode}
 		var st struct {
@@ -421,6 +418,9 @@ func (c *Client) once(ctx context.Context, method, path, contentType string, req
 		}
 		if se.Message == "" {
 			se.Message = strings.TrimSpace(string(bytes.ToValidUTF8(body[:min(len(body), 200)], nil)))
+		}
+		if se.Code == http.StatusConflict {
+			return fmt.Errorf("%w: %w", ErrConflict, se)
 		}
 		return se
 	}
