@@ -317,8 +317,10 @@ func requestNext(st ClusterState, peers []Peer, alive func(string) (Peer, bool),
 	members := membershipMembers(c, view)
 	at := now.UnixNano()
 	// A removal takes a voter out, as a server's upgrade restarts one:
-	// never both at once (the roll's side: upgrade.Input.Removing).
-	_, upgrading := st.upgradingServer()
+	// never two at once (the roll's side: upgrade.Input.Removing). The
+	// upgrading server's own removal takes out no second one.
+	upgrading, _ := st.upgradingServer()
+	held := func(target string) bool { return upgrading != "" && target != upgrading }
 	for _, r := range pend {
 		cmd := Command{Request: r.ID, Kind: r.Kind, Node: r.From, Target: r.Target, At: at}
 		refuse := func(format string, a ...any) (Command, bool) {
@@ -347,8 +349,8 @@ func requestNext(st ClusterState, peers []Peer, alive func(string) (Peer, bool),
 				return refuse("%s is not an etcd voter (voters: %s)", r.Target, listOrNone(st.EtcdVoters()))
 			case st.Slot != nil:
 				continue // a join in flight: decided once it ends
-			case upgrading:
-				continue // a server's upgrade in flight: decided once it ends
+			case held(r.Target):
+				continue // another server's upgrade in flight: decided once it ends
 			}
 			v := membership.CheckRemoval(members, r.Target)
 			if !v.OK {
@@ -368,7 +370,7 @@ func requestNext(st ClusterState, peers []Peer, alive func(string) (Peer, bool),
 			case !st.inCluster(r.Target):
 				cmd.Op, cmd.Reason = opRequestAccepted, "nothing recorded under this name: it joins in its turn"
 				return cmd, true
-			case st.Removal.Active() || st.Slot != nil || upgrading:
+			case st.Removal.Active() || st.Slot != nil || held(r.Target):
 				continue
 			}
 			s := membership.Server{Name: r.Target}

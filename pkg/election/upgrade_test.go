@@ -420,6 +420,26 @@ func TestRemovalWaitsForTheUpgradingServer(t *testing.T) {
 	}
 }
 
+// The upgrading server's own removal takes no second voter out: b died
+// in its restart, and once dead for the removal timeout it is removed
+// while its upgrade is still in flight.
+func TestUpgradingServerItselfIsRemoved(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	r := newRollCluster(false)
+	r.self.Membership.Config.RemovalTimeout = time.Minute
+	r.st = mustApply(t, r.st, Command{Op: upgrade.OpStart, Target: rollTo, At: now.UnixNano()})
+	r.st = mustApply(t, r.st, Command{Op: upgrade.OpBegin, Node: "b", Role: string(upgrade.RoleServer), At: now.UnixNano()})
+	r.peers[1].State = MemberDead
+	var got []Command
+	for range 3 {
+		now = now.Add(time.Minute)
+		got = append(got, r.decide(now)...)
+	}
+	if len(got) == 0 || got[0].Op != opRemoveCommitted || got[0].Node != "b" {
+		t.Fatalf("want b's removal while its upgrade is in flight: %s", opsOf(got))
+	}
+}
+
 // TestUpgradeRunEndsAtARefusedCommand: a command the FSM refuses ends the
 // run: nothing is decided on a state it does not make (a duty deciding
 // again on the same state would fill the run with the same refusal).

@@ -60,7 +60,8 @@ type Cluster struct {
 	Joining string            // the join slot's holder, "" none
 	// Upgrading is the server upgrading now (its begin committed), ""
 	// none: it is about to leave the healthy voters for its restart, so
-	// no removal is committed meanwhile, as none while a server joins.
+	// no removal of another server is committed meanwhile, as none while
+	// a server joins. Its own removal takes no second voter out.
 	Upgrading string
 	Removal   *Removal // the last removal, nil none
 	Removed   []string // removed names, sorted: told to rejoin --wipe
@@ -221,10 +222,12 @@ func step(c Cluster, view []Server, cfg Config, now time.Time, book *Book, self 
 		d.Removal = Removal{Node: target, State: RemovalCommitted, Executor: Executor(members, self, target), Reason: reason, Operator: operator, Since: now}
 		return d
 	}
-	if c.Joining == "" && c.Upgrading == "" {
+	// held: removing target now would take a second voter out.
+	held := func(target string) bool { return c.Upgrading != "" && target != c.Upgrading }
+	if c.Joining == "" {
 		// 3a: operator requests, lowest requester first.
 		for _, s := range sortedByName(view) {
-			if s.Remove == "" || s.Gossip != Alive {
+			if s.Remove == "" || s.Gossip != Alive || held(s.Remove) {
 				continue
 			}
 			v := CheckRemoval(members, s.Remove)
@@ -237,7 +240,7 @@ func step(c Cluster, view []Server, cfg Config, now time.Time, book *Book, self 
 		}
 		// 3b: a reinstalled host asks to clear its old self.
 		for _, s := range sortedByName(view) {
-			if !s.Clear || s.Gossip != Alive || !isVoter(s.Name) {
+			if !s.Clear || s.Gossip != Alive || !isVoter(s.Name) || held(s.Name) {
 				continue
 			}
 			if ok, why := ReinstallAllowed(s, c, members); !ok {
@@ -256,7 +259,7 @@ func step(c Cluster, view []Server, cfg Config, now time.Time, book *Book, self 
 		if cfg.RemovalTimeout > 0 {
 			for _, v := range c.Voters {
 				since, dead := book.DeadSince[v]
-				if !dead || now.Sub(since) < cfg.RemovalTimeout || byName[v].Gossip == Suspect || byName[v].Answers && byName[v].Gossip != Dead && byName[v].Gossip != Left {
+				if !dead || held(v) || now.Sub(since) < cfg.RemovalTimeout || byName[v].Gossip == Suspect || byName[v].Answers && byName[v].Gossip != Dead && byName[v].Gossip != Left {
 					continue
 				}
 				if vd := CheckRemoval(members, v); vd.OK {
