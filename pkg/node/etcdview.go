@@ -375,6 +375,13 @@ func assessEtcd(self string, local etcdview.View, peers map[string]etcdview.View
 	}
 	slices.SortFunc(out, func(a, b status.EtcdMember) int { return strings.Compare(a.Name, b.Name) })
 	st := status.Etcd{Members: out, Voters: a.Voters, Healthy: a.Healthy, QuorumMargin: a.Margin, QuorumAtRisk: a.AtRisk, MajorityGone: !a.Majority}
+	if local.Healthy && local.MemberName != "" && !local.Learner {
+		// This server's etcd answered a linearizable read as a voter: a
+		// quorum answers, by etcd's own word, whatever this server can
+		// tell of the others (just after its start, before raft gives it
+		// the cluster CA, an older build's servers publish no view).
+		st.MajorityGone = false
+	}
 	if a.Survivor != "" {
 		st.NewestSurvivor = &status.EtcdSurvivor{Name: a.Survivor, Revision: a.SurvivorRevision}
 	}

@@ -56,6 +56,7 @@ func TestAssessEtcd(t *testing.T) {
 		gone     bool
 		survivor string
 		known    bool
+		noCA     bool // the FSM holds no cluster CA yet (raft not caught up)
 	}{
 		{name: "nothing known"},
 		{name: "all three answer, others by gossip", local: viewOf("a-0000000a", 0xa, true, 50),
@@ -103,10 +104,32 @@ func TestAssessEtcd(t *testing.T) {
 			return v
 		}(), members: []gossip.MemberInfo{server("b", gossip.StateAlive, true), server("c", gossip.StateAlive, true)},
 			voters: 2, healthy: 2, margin: 0, atRisk: true, survivor: "a", known: true},
+		// Just restarted (a daemon upgrade): raft has not caught up, so no
+		// cluster CA to judge the others by, and they publish no view (an
+		// older build). This server's etcd answered a linearizable read as
+		// a voter: a quorum answers, by etcd's own word. At risk as far as
+		// this server can tell, never gone (that would write the recover
+		// assessment and tell the operator to recover a healthy cluster).
+		{name: "just started: the local etcd's quorum read outweighs what this server cannot see", local: viewOf("a-0000000a", 0xa, true, 50),
+			members: []gossip.MemberInfo{server("b", gossip.StateAlive, true), server("c", gossip.StateAlive, true)}, noCA: true,
+			voters: 3, healthy: 1, margin: -1, atRisk: true, survivor: "a", known: true},
+		{name: "just started, and the local etcd has no quorum either: gone", local: viewOf("a-0000000a", 0xa, false, 50),
+			members: []gossip.MemberInfo{server("b", gossip.StateAlive, true), server("c", gossip.StateAlive, true)}, noCA: true,
+			voters: 3, healthy: 0, margin: -2, atRisk: true, gone: true, survivor: "a", known: true},
+		{name: "a learner's quorum read says nothing of the voters", local: func() etcdview.View {
+			v := viewOf("a-0000000a", 0xa, true, 50)
+			v.Learner = true
+			return v
+		}(), members: []gossip.MemberInfo{server("b", gossip.StateDead, true), server("c", gossip.StateDead, true)},
+			voters: 3, healthy: 0, margin: -2, atRisk: true, gone: true, survivor: "a", known: true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			st, _, known := assessEtcd("a", c.local, c.peers, c.members, c.fsm, testCA)
+			ca := testCA
+			if c.noCA {
+				ca = ""
+			}
+			st, _, known := assessEtcd("a", c.local, c.peers, c.members, c.fsm, ca)
 			if known != c.known {
 				t.Fatalf("known %v, want %v", known, c.known)
 			}
