@@ -48,7 +48,9 @@ package: build
 	./packaging/build.sh $(VERSION)
 
 # The multi-host test bed (root): systemd containers on a bridge, real ARP.
+# The previous release's package beside this one's, for the bed's mixed-daemon-versions scenario.
 e2e: package rke2sim-artifacts
+	./test/e2e/build-previous.sh dist/previous
 	./test/e2e/run.sh
 
 bench: build

@@ -10,6 +10,8 @@
 # Environment:
 #   E2E_SCENARIOS   scenarios to run, in order (default: all, see below)
 #   E2E_DEB         the .deb to install (default: the one dist/rke2-hanode_*_amd64.deb)
+#   E2E_PREVIOUS_DEB  the previous release's .deb, for mixed-daemon-versions
+#                   (default: the one dist/previous/rke2-hanode_*_amd64.deb)
 #   E2E_RKE2_ARTIFACTS  rke2sim's airgap folder (default: bin/rke2sim-artifacts)
 #   E2E_ARTIFACTS   where failed scenarios' journals go (default: test/e2e/artifacts/<time>)
 #   E2E_KEEP_JOURNALS=1  save journals of passing scenarios too
@@ -17,7 +19,7 @@ set -uo pipefail
 
 E2E_DIR=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$E2E_DIR/../.." && pwd)
-ALL_SCENARIOS="bed cluster join-poweroff bootstrap-poweroff vip-failover wrong-token etcd-at-once hostile-agent cold-start vip-held-by-stopped-server spare-server server-dies quorum-loss rolling-upgrade upgrade-refused upgrade-host-fails reinstall"
+ALL_SCENARIOS="bed cluster join-poweroff bootstrap-poweroff vip-failover wrong-token etcd-at-once hostile-agent cold-start vip-held-by-stopped-server spare-server server-dies quorum-loss rolling-upgrade upgrade-refused upgrade-host-fails mixed-daemon-versions reinstall"
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "e2e: SKIP: the test bed needs root (network namespaces, overlayfs, systemd-nspawn); run it as root or in CI" >&2
@@ -133,6 +135,10 @@ main() {
 	t0=$(date +%s)
 	ensure_packages || exit 1
 	E2E_DEB=$(find_deb) || exit 1
+	if [ -z "${E2E_PREVIOUS_DEB:-}" ]; then
+		E2E_PREVIOUS_DEB=$(ls "$REPO"/dist/previous/rke2-hanode_*_amd64.deb 2>/dev/null | head -n 1)
+	fi
+	export E2E_PREVIOUS_DEB
 	E2E_RKE2_ARTIFACTS=${E2E_RKE2_ARTIFACTS:-$REPO/bin/rke2sim-artifacts}
 	E2E_ARTIFACTS=${E2E_ARTIFACTS:-$E2E_DIR/artifacts/$(date -u +%Y%m%dT%H%M%SZ)}
 	export E2E_DEB E2E_RKE2_ARTIFACTS E2E_ARTIFACTS
@@ -149,7 +155,7 @@ main() {
 	E2E_HOSTILE=$E2E_CACHE/hostile
 	(cd "$REPO" && CGO_ENABLED=0 go build -o "$E2E_HOSTILE" ./test/e2e/hostile) || exit 1
 	export E2E_HOSTILE
-	log "package: $E2E_DEB"
+	log "package: $E2E_DEB; the previous release's: ${E2E_PREVIOUS_DEB:-none (make e2e builds it)}"
 	if [ -f "$E2E_RKE2_ARTIFACTS/install.sh" ]; then
 		log "rke2 stand-in: $E2E_RKE2_ARTIFACTS"
 	else

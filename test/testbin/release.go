@@ -25,8 +25,8 @@ func ReadRelease(path string) (string, error) {
 }
 
 // BuildRelease builds the daemon of an earlier commit of this repository
-// into dir/rke2-hanode-<commit>, with its version set to version, and
-// returns its path. The repository is the one holding the working
+// into dir/rke2-hanode-<commit>, with its version set to version, as make
+// build builds (static, stripped), and returns its path. The repository is the one holding the working
 // directory; the commit's tree is exported with git archive (no worktree
 // is registered), so the clone must hold the commit: a shallow clone that
 // lacks it is an error saying to fetch the full history.
@@ -64,12 +64,12 @@ func BuildRelease(dir, commit, version string) (string, error) {
 		return "", fmt.Errorf("testbin: unpack %s: %w: %s", commit, err, untarErr.String())
 	}
 	out := filepath.Join(dir, "rke2-hanode-"+commit)
-	build := exec.Command("go", "build", "-o", out,
-		"-ldflags", "-X github.com/rke2-hanode/rke2-hanode/pkg/version.Version="+version+
+	build := exec.Command("go", "build", "-o", out, "-trimpath",
+		"-ldflags", "-s -w -X github.com/rke2-hanode/rke2-hanode/pkg/version.Version="+version+
 			" -X github.com/rke2-hanode/rke2-hanode/pkg/version.Commit="+commit,
 		"./cmd/rke2-hanode")
 	build.Dir = src
-	build.Env = append(os.Environ(), "GOWORK=off")
+	build.Env = append(os.Environ(), "GOWORK=off", "CGO_ENABLED=0")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		return "", fmt.Errorf("testbin: build ./cmd/rke2-hanode of commit %s: %w", commit, err)
