@@ -300,6 +300,13 @@ func newRollCluster(drain bool) *rollCluster {
 	return r
 }
 
+// serverUpgrading commits the roll's start and server b's begin.
+func (r *rollCluster) serverUpgrading(t *testing.T, now time.Time) {
+	t.Helper()
+	r.st = mustApply(t, r.st, Command{Op: upgrade.OpStart, Target: rollTo, At: now.UnixNano()})
+	r.st = mustApply(t, r.st, Command{Op: upgrade.OpBegin, Node: "b", Role: string(upgrade.RoleServer), At: now.UnixNano()})
+}
+
 // decide is one step of the leader's duties: the commands it decides.
 func (r *rollCluster) decide(now time.Time) []Command {
 	return applies(decide(r.st, r.peers, r.self, nil, now, LANTiming(), r.book))
@@ -313,8 +320,7 @@ func (r *rollCluster) decide(now time.Time) []Command {
 func TestGrantWaitsForTheUpgradingServer(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	r := newRollCluster(false)
-	r.st = mustApply(t, r.st, Command{Op: upgrade.OpStart, Target: rollTo, At: now.UnixNano()})
-	r.st = mustApply(t, r.st, Command{Op: upgrade.OpBegin, Node: "b", Role: string(upgrade.RoleServer), At: now.UnixNano()})
+	r.serverUpgrading(t, now)
 	since := now.UnixNano()
 	// d and e ask for the slot while b upgrades (together: an even count
 	// of etcd voters waits).
@@ -349,8 +355,7 @@ func TestGrantWaitsForTheUpgradingServer(t *testing.T) {
 func TestUpgradingServerHoldsOnlyTheGrants(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	r := newRollCluster(false)
-	r.st = mustApply(t, r.st, Command{Op: upgrade.OpStart, Target: rollTo, At: now.UnixNano()})
-	r.st = mustApply(t, r.st, Command{Op: upgrade.OpBegin, Node: "b", Role: string(upgrade.RoleServer), At: now.UnixNano()})
+	r.serverUpgrading(t, now)
 	pause := Request{ID: "00000000000000e1", Kind: RequestUpgradePause}
 	r.self.Membership.Requests = func(name string) []Request {
 		if name == "c" {
@@ -383,8 +388,7 @@ func TestRemovalWaitsForTheUpgradingServer(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	r := newRollCluster(false)
 	r.self.Membership.Config.RemovalTimeout = time.Minute
-	r.st = mustApply(t, r.st, Command{Op: upgrade.OpStart, Target: rollTo, At: now.UnixNano()})
-	r.st = mustApply(t, r.st, Command{Op: upgrade.OpBegin, Node: "b", Role: string(upgrade.RoleServer), At: now.UnixNano()})
+	r.serverUpgrading(t, now)
 	since := now.UnixNano()
 	rm := Request{ID: "00000000000000e2", Kind: RequestRemove, Target: "c", At: now}
 	r.self.Membership.Requests = func(name string) []Request {
@@ -427,8 +431,7 @@ func TestUpgradingServerItselfIsRemoved(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	r := newRollCluster(false)
 	r.self.Membership.Config.RemovalTimeout = time.Minute
-	r.st = mustApply(t, r.st, Command{Op: upgrade.OpStart, Target: rollTo, At: now.UnixNano()})
-	r.st = mustApply(t, r.st, Command{Op: upgrade.OpBegin, Node: "b", Role: string(upgrade.RoleServer), At: now.UnixNano()})
+	r.serverUpgrading(t, now)
 	r.peers[1].State = MemberDead
 	var got []Command
 	for range 3 {

@@ -1327,6 +1327,14 @@ func TestLeaderJobsStopWithLeadership(t *testing.T) {
 		return ctx.Err()
 	}
 	job := upgrade.Job{Kind: upgrade.JobDrain, Node: "x", Since: 7}
+	recv := func(ch chan struct{}, what string) {
+		t.Helper()
+		select {
+		case <-ch:
+		case <-time.After(10 * time.Second):
+			t.Fatal(what)
+		}
+	}
 	waitNotRunning := func() {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
@@ -1344,7 +1352,7 @@ func TestLeaderJobsStopWithLeadership(t *testing.T) {
 		}
 	}
 	n.upg.jobs.start(context.Background(), rc.term.Load(), []upgrade.Job{job}, run, func() { t.Error("a stopped job ended as if it ran") })
-	<-started
+	recv(started, "the leader's job did not start")
 	n.stopJobsUnlessLeader()
 	select {
 	case <-stopped:
@@ -1353,11 +1361,7 @@ func TestLeaderJobsStopWithLeadership(t *testing.T) {
 	}
 	rc.state.Store("follower")
 	n.stopJobsUnlessLeader()
-	select {
-	case <-stopped:
-	case <-time.After(10 * time.Second):
-		t.Fatal("a deposed leader's drain runs on")
-	}
+	recv(stopped, "a deposed leader's drain runs on")
 	p := upgrade.Progress{Target: newV, Hosts: []upgrade.HostProgress{{Name: "x", Role: upgrade.RoleAgent, State: upgrade.HostDraining, Since: 7}}}
 	waitNotRunning()
 	if d, _ := n.upg.jobs.results(p, true); len(d) != 0 {
@@ -1365,33 +1369,21 @@ func TestLeaderJobsStopWithLeadership(t *testing.T) {
 	}
 	rc.state.Store("leader")
 	n.upg.jobs.start(context.Background(), rc.term.Load(), []upgrade.Job{job}, run, func() {})
-	select {
-	case <-started:
-	case <-time.After(10 * time.Second):
-		t.Fatal("leading again, the job did not run again")
-	}
+	recv(started, "leading again, the job did not run again")
 	// It lost the leadership and won it again between two looks: a
 	// leader still, in a later term, and its job of the earlier term
 	// stops; a job started in the new term stops the old ones too.
 	rc.term.Add(2)
 	n.stopJobsUnlessLeader()
-	select {
-	case <-stopped:
-	case <-time.After(10 * time.Second):
-		t.Fatal("a job of an earlier term of this leader's runs on")
-	}
+	recv(stopped, "a job of an earlier term of this leader's runs on")
 	waitNotRunning()
 	n.upg.jobs.start(context.Background(), rc.term.Load(), []upgrade.Job{job}, run, func() {})
-	<-started
+	recv(started, "the job did not run in the new term")
 	n.upg.jobs.start(context.Background(), rc.term.Load()+1, []upgrade.Job{{Kind: upgrade.JobUncordon, Node: "y", Since: 8}}, run, func() {})
-	<-started
-	select {
-	case <-stopped:
-	case <-time.After(10 * time.Second):
-		t.Fatal("a job started in a later term left the earlier term's running")
-	}
+	recv(started, "the later term's job did not start")
+	recv(stopped, "a job started in a later term left the earlier term's running")
 	n.upg.jobs.stop()
-	<-stopped
+	recv(stopped, "the last job did not stop")
 }
 
 // The install step waits for an install ahead still running, but no
