@@ -350,7 +350,7 @@ func (c *Client) send(ctx context.Context, method, path, contentType string, bod
 	for attempt := 1; ; attempt++ {
 		err := c.once(ctx, method, path, contentType, body, out)
 		var se *StatusError
-		if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) || (errors.As(err, &se) && !se.retryable()) || ctx.Err() != nil || trustError(err) {
+		if err == nil || errors.Is(err, ErrNotFound) || (errors.As(err, &se) && !se.retryable()) || ctx.Err() != nil || trustError(err) {
 			if err != nil && ctx.Err() != nil && last != nil {
 				return fmt.Errorf("%w (after %d attempts; last: %v)", ctx.Err(), attempt, last)
 			}
