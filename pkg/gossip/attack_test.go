@@ -258,8 +258,8 @@ func TestAttackClaimFloodForInventedNodes(t *testing.T) {
 	m.mu.Lock()
 	held := len(m.claimsBy)
 	m.mu.Unlock()
-	if held != 0 || m.claimQueue.NumQueued() != 0 {
-		t.Fatalf("held %d claims, queued %d broadcasts of junk", held, m.claimQueue.NumQueued())
+	if held != 0 || m.claimQueue.Len() != 0 {
+		t.Fatalf("held %d claims, queued %d broadcasts of junk", held, m.claimQueue.Len())
 	}
 	// the Verifier remembers no invented name: srv-1's real claim is still taken
 	join(t, m, "srv-1", "10.0.0.11", serverMeta("10.0.0.11"))
@@ -305,7 +305,7 @@ func TestAttackBroadcastFloodOfAHeldClaim(t *testing.T) {
 		(&delegate{m: m}).NotifyMsg(cur)
 		(&delegate{m: m}).NotifyMsg(old)
 	}
-	if n := m.claimQueue.NumQueued(); n != 0 {
+	if n := m.claimQueue.Len(); n != 0 {
 		t.Fatalf("repeats queued for relay: %d", n)
 	}
 	if got := rejected(t, reg, "replay"); got != 0 {

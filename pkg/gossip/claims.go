@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"slices"
 
-	"github.com/hashicorp/memberlist"
 	"go.uber.org/zap"
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/claims"
@@ -39,23 +38,6 @@ type heldClaim struct {
 	// was counted, so a claim is counted once, not at every change.
 	mismatchSeq uint64
 }
-
-// claimBroadcast is one node's newest claim queued for broadcast; a newer
-// claim of the node replaces it in the queue.
-type claimBroadcast struct {
-	node string
-	msg  []byte
-}
-
-var _ memberlist.NamedBroadcast = (*claimBroadcast)(nil)
-
-func (b *claimBroadcast) Invalidates(o memberlist.Broadcast) bool {
-	ob, ok := o.(memberlist.NamedBroadcast)
-	return ok && ob.Name() == b.Name()
-}
-func (b *claimBroadcast) Name() string    { return "claim " + b.node }
-func (b *claimBroadcast) Message() []byte { return b.msg }
-func (b *claimBroadcast) Finished()       {}
 
 // encodeClaimEntries writes the push/pull state or a broadcast: the
 // version byte, then per entry the node name and the signed claim, each
@@ -240,7 +222,7 @@ func (m *Member) queueClaim(node string, wire []byte) {
 	if len(msg) > maxClaimBroadcast {
 		return
 	}
-	m.claimQueue.QueueBroadcast(&claimBroadcast{node: node, msg: msg})
+	m.claimQueue.queue(node, msg) // a newer claim of the node replaces its older one
 }
 
 // claimRejected counts and reports (rate-limited) a claim not applied.

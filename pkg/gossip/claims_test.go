@@ -240,7 +240,7 @@ func TestRelayedClaimAccepted(t *testing.T) {
 	if err != nil || len(entries) != 1 || entries[0].node != "srv-2" {
 		t.Fatalf("push/pull state %v, %v", entries, err)
 	}
-	if got := m.claimQueue.NumQueued(); got != 1 {
+	if got := m.claimQueue.Len(); got != 1 {
 		t.Fatalf("broadcasts queued: %d", got)
 	}
 }
