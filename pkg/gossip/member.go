@@ -93,7 +93,7 @@ type Member struct {
 	// Claims (nil verifier: none are checked, metadata is taken as
 	// declared). ownBase and day2 are guarded by metaMu; claimsBy by mu.
 	verifier   *claims.Verifier
-	claimQueue *memberlist.TransmitLimitedQueue
+	claimQueue *broadcastQueue
 	claimsBy   map[string]*heldClaim
 	ownBase    []byte       // this member's claim as last signed, with sequence 1
 	day2       claims.Claim // the day-2 fields of this member's claim (UpdateClaim)
@@ -102,8 +102,9 @@ type Member struct {
 	// also exchanges state with directly (UpdateMetaAndSync), "" none.
 	syncOnceMu sync.Mutex
 	syncOnce   string
-	resign     atomic.Bool  // an earlier run's newer claim was seen: sign past it
-	numAlive   atomic.Int32 // alive members, for the broadcast queue's retransmits
+	resign     atomic.Bool   // an earlier run's newer claim was seen: sign past it
+	numAlive   atomic.Int32  // alive members, for the broadcast queue's retransmits
+	stores     atomic.Uint64 // metadata stores the broadcaster began
 
 	// mu guards the snapshot, conflicts and subscribers. Memberlist calls
 	// the delegates with its own locks held: never call memberlist while
@@ -180,10 +181,7 @@ func newMember(cfg Config) (*Member, error) {
 		subs:      map[int]chan struct{}{},
 		claimsBy:  map[string]*heldClaim{},
 	}
-	m.claimQueue = &memberlist.TransmitLimitedQueue{
-		NumNodes:       func() int { return max(int(m.numAlive.Load()), 1) },
-		RetransmitMult: cfg.Timings.RetransmitMult,
-	}
+	m.claimQueue = newBroadcastQueue(cfg.Timings.RetransmitMult, func() int { return max(int(m.numAlive.Load()), 1) })
 	if cfg.TrustedFingerprint != "" {
 		if m.verifier, err = claims.NewVerifier(cfg.TrustedFingerprint); err != nil {
 			return nil, fmt.Errorf("gossip: trusted fingerprint: %w", err)
@@ -628,7 +626,7 @@ func (m *Member) broadcaster(ctx context.Context) {
 			m.exchange(&bg, ml, m.peersOf(once))
 			continue
 		}
-		if !stored && !m.storeMeta(ctx, ml, &bg, before) {
+		if !stored && !m.storeMeta(ctx, ml, &bg, before, m.stores.Add(1)) {
 			return
 		}
 		peers := m.peersOf(m.cfg.SyncRole)
@@ -653,7 +651,7 @@ func (m *Member) exchange(bg *sync.WaitGroup, ml *memberlist.Memberlist, peers [
 
 // storeMeta has memberlist store and broadcast the local metadata, and
 // waits until it is stored; false when ctx ended first.
-func (m *Member) storeMeta(ctx context.Context, ml *memberlist.Memberlist, bg *sync.WaitGroup, before []byte) bool {
+func (m *Member) storeMeta(ctx context.Context, ml *memberlist.Memberlist, bg *sync.WaitGroup, before []byte, gen uint64) bool {
 	finished := make(chan struct{})
 	bg.Go(func() {
 		defer close(finished)
@@ -678,7 +676,23 @@ func (m *Member) storeMeta(ctx context.Context, ml *memberlist.Memberlist, bg *s
 			m.kick()
 			return
 		}
-		// The new metadata is in place and push/pull spreads it anyway.
+		// Memberlist stored it, and its broadcast did not end in time.
+		// That broadcast may be lost: memberlist's queue (the version
+		// this module builds with) silently drops a message that took
+		// the place of the only one queued, once a later message of the
+		// same length comes in (see broadcastQueue), and this member's
+		// alive message replaces its previous one whenever two changes
+		// follow each other closely. Push/pull would carry it only at its
+		// next round, 30 s on a LAN. So unless a newer store began since,
+		// which has its own broadcast, this member hands its state to a
+		// few members directly; they take the newer metadata and relay
+		// it as gossip does.
+		if m.stores.Load() == gen && !m.left.Load() && !m.stopped.Load() {
+			peers := m.randomPeers(directSyncPeers)
+			m.log.Debug("metadata broadcast not confirmed: exchanging state directly", zap.Int("peers", len(peers)), zap.Error(err))
+			m.exchange(bg, ml, peers)
+			return
+		}
 		m.log.Debug("metadata broadcast not confirmed", zap.Error(err))
 	})
 	// UpdateNode stores the metadata (memberlist then reports it
@@ -712,6 +726,27 @@ func (m *Member) storeNode(ml *memberlist.Memberlist, timeout time.Duration) err
 		return m.cfg.updateNode(ml, timeout)
 	}
 	return ml.UpdateNode(timeout)
+}
+
+// directSyncPeers is how many members an unconfirmed metadata broadcast
+// is handed to directly: as many as memberlist gossips each message to
+// per round.
+const directSyncPeers = 3
+
+// randomPeers are the addresses of at most n other alive members, taken
+// at random.
+func (m *Member) randomPeers(n int) []string {
+	m.mu.Lock()
+	var out []string
+	for _, r := range m.records {
+		i := r.info
+		if i.Name != m.cfg.NodeName && i.State == StateAlive {
+			out = append(out, net.JoinHostPort(i.Addr, strconv.Itoa(int(i.Port))))
+		}
+	}
+	m.mu.Unlock()
+	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out[:min(n, len(out))]
 }
 
 // peersOf are the addresses of the other alive members of role ("":

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"strings"
 	"sync"
@@ -550,6 +552,79 @@ func TestRetryNameOnceTheHolderLeft(t *testing.T) {
 		mi := lookup(a.Member, "x")
 		return err == nil && mi.Addr == ip && mi.State == StateAlive, fmt.Sprintf("%v; a sees x at %s, %s", err, mi.Addr, mi.State)
 	})
+}
+
+// mutingTransport sends no packets while mute is set; streams pass.
+type mutingTransport struct {
+	*memberlist.NetTransport
+	mute atomic.Bool
+}
+
+func (t *mutingTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
+	if t.mute.Load() {
+		return time.Now(), nil
+	}
+	return t.NetTransport.WriteToAddress(b, a)
+}
+
+func (t *mutingTransport) WriteTo(b []byte, addr string) (time.Time, error) {
+	return t.WriteToAddress(b, memberlist.Address{Addr: addr})
+}
+
+// TestUnconfirmedMetaBroadcastIsHandedOnDirectly: memberlist stores a
+// change, and its broadcast reaches nobody and is not confirmed, as when
+// memberlist's queue drops it (see storeMeta). The member then hands its
+// state to its peers directly, and they see the change long before
+// push/pull would carry it.
+func TestUnconfirmedMetaBroadcastIsHandedOnDirectly(t *testing.T) {
+	quiet := testTimings()
+	quiet.PushPullInterval = time.Hour
+	quiet.UpdateTimeout = time.Second
+	ip := nextTestIP()
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{ip}, Logger: log.New(io.Discard, "", 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt := &mutingTransport{NetTransport: nt}
+	var armed atomic.Bool
+	var endedMuted atomic.Int32
+	a := startMember(t, "a", withIP(ip), withTimings(quiet), withRole(RoleAgent), func(c *Config) {
+		c.transport, c.BindPort, c.AdvertisePort = mt, nt.GetAutoBindPort(), nt.GetAutoBindPort()
+		c.updateNode = func(ml *memberlist.Memberlist, timeout time.Duration) error {
+			if !armed.CompareAndSwap(true, false) {
+				return ml.UpdateNode(timeout)
+			}
+			start := time.Now()
+			mt.mute.Store(true)
+			if ml.UpdateNode(timeout) == nil {
+				endedMuted.Add(1) // every send of the broadcast went nowhere
+			}
+			time.Sleep(timeout - time.Since(start))
+			mt.mute.Store(false)
+			return errors.New("timeout waiting for update broadcast")
+		}
+	})
+	b := startMember(t, "b", withTimings(quiet), withJoin(a.addr))
+	phase := func() string {
+		for _, mi := range b.Members() {
+			if mi.Name == "a" {
+				return mi.Meta.Phase
+			}
+		}
+		return ""
+	}
+	eventually(t, "b sees a", func() (bool, string) { return phase() == "discovering", "b sees " + phase() })
+	armed.Store(true)
+	if err := a.UpdateMeta(func(m *Meta) { m.Phase = "ready" }); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "b sees the change whose broadcast reached nobody", func() (bool, string) { return phase() == "ready", "b sees " + phase() })
+	if endedMuted.Load() != 1 {
+		t.Fatal("the change's broadcast did not end while a sent no packets: the test did not lose it")
+	}
+	if a.logs.FilterMessage("metadata broadcast not confirmed: exchanging state directly").Len() != 1 {
+		t.Error("the direct exchange was not logged once")
+	}
 }
 
 // TestMetaUpdateMemberlistLostIsStoredAgain: memberlist can lose an
