@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/rke2-hanode/rke2-hanode/pkg/demo"
+	"github.com/rke2-hanode/rke2-hanode/pkg/gossip"
 	"github.com/rke2-hanode/rke2-hanode/pkg/keys"
 	"github.com/rke2-hanode/rke2-hanode/pkg/status"
 )
@@ -204,8 +205,12 @@ func TestClusterFormsOnce(t *testing.T) {
 			t.Errorf("%s: cluster not ready in its status", r.Node.Name)
 		}
 	}
-	// One scrape of any host shows the whole cluster's progress (gossip
-	// carries the last phase changes within a few seconds).
+	// One scrape of any host shows the whole cluster's progress. Gossip
+	// carries the last phase changes within a second or so, and push/pull
+	// within its interval whatever gossip lost: memberlist's broadcast
+	// queue can drop the relay of one agent's ready when another agent's
+	// of the same length comes in just after (see gossip.broadcastQueue),
+	// and both agents get ready together here.
 	wants := []string{
 		`rke2_hanode_cluster_nodes{phase="ready",role="server"} 3`,
 		`rke2_hanode_cluster_nodes{phase="ready",role="agent"} 2`,
@@ -215,7 +220,7 @@ func TestClusterFormsOnce(t *testing.T) {
 	}
 	var missing []string
 	var metrics string
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), gossip.LANTimings().PushPullInterval+15*time.Second)
 	defer cancel()
 	demo.WaitFor(ctx, 250*time.Millisecond, func() bool {
 		metrics = scrape(t, c.Nodes[len(c.Nodes)-1])
