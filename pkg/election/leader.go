@@ -29,6 +29,9 @@ type leaderSelf struct {
 	// Unreachable: the followers whose raft heartbeats fail, each with its
 	// last contact (unreachable.go); nil when every follower answers.
 	Unreachable map[string]time.Time
+	// Term: the raft term this step decides in, the one its barrier
+	// passed in.
+	Term uint64
 }
 
 // leaderBook is the leader's bookkeeping between steps, passed in and out

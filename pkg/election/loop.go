@@ -209,7 +209,7 @@ func (l *loop) lead(ctx context.Context, servers []Peer) {
 		}
 	}
 	self := leaderSelf{Name: e.cfg.NodeName, Cluster: e.cfg.ClusterName, VIP: e.cfg.VIP, Membership: e.cfg.Duties, VerifiedCA: l.ca.snapshot(),
-		Unreachable: e.unreach.snapshot()}
+		Unreachable: e.unreach.snapshot(), Term: l.leaderTerm}
 	var cmds []Command
 	for _, a := range decide(st, servers, self, l.voters(), e.cfg.Clock.Now(), e.cfg.Timing, l.book) {
 		switch a.Kind {

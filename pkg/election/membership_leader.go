@@ -33,13 +33,16 @@ type MembershipDuties struct {
 	// nil: no upgrade duties. decide asks only once cluster ready is
 	// committed, while the duties are active (the upgrade commands are
 	// version 2 too) and when the cluster's own duties commit nothing this
-	// step: a join, a grant or a removal step goes first.
-	Upgrade func(st ClusterState, now time.Time) (upgrade.Command, bool)
+	// step: a join, a grant or a removal step goes first. term is the
+	// raft term the leader decides in (the term its barrier passed in):
+	// the leader's jobs a decision starts belong to that term, and stop
+	// once the node leads in another.
+	Upgrade func(st ClusterState, now time.Time, term uint64) (upgrade.Command, bool)
 	// UpgradeAhead is Upgrade on a state not committed yet (upgradeRun's
 	// copies): the same decision with no effect outside it (no job
 	// started, no job result dropped, nothing shown). nil: a run holds
 	// the first command only.
-	UpgradeAhead func(st ClusterState, now time.Time) (upgrade.Command, bool)
+	UpgradeAhead func(st ClusterState, now time.Time, term uint64) (upgrade.Command, bool)
 	// Requests returns the operators' requests server name relays in its
 	// verified claim (requests.go); nil: none are taken. Only servers of
 	// the gossip view are asked.
@@ -128,7 +131,7 @@ func upgradeNext(st ClusterState, self leaderSelf, now time.Time, ahead bool) (C
 			return Command{}, false
 		}
 	}
-	u, ok := duty(st, now)
+	u, ok := duty(st, now, self.Term)
 	if !ok {
 		return Command{}, false
 	}

@@ -118,7 +118,7 @@ func TestDecideUpgradeDuty(t *testing.T) {
 		Extra: func(string) (MembershipExtra, bool) {
 			return MembershipExtra{EtcdHealthy: true, HasDatastore: true}, true
 		},
-		Upgrade: func(st ClusterState, at time.Time) (upgrade.Command, bool) {
+		Upgrade: func(st ClusterState, at time.Time, _ uint64) (upgrade.Command, bool) {
 			asked++
 			if st.Upgrade == nil {
 				return upgrade.Command{Op: upgrade.OpStart, Target: "v1.36.1+rke2r1", At: at.UnixNano()}, true
@@ -222,8 +222,8 @@ func TestUpgradeDrainWireFormat(t *testing.T) {
 
 // rollDuty is the upgrade duty as the node runs it, on a fixed view of
 // the hosts: pkg/upgrade's Decide on the committed progress.
-func rollDuty(hosts func() []upgrade.Host, drain bool) func(ClusterState, time.Time) (upgrade.Command, bool) {
-	return func(st ClusterState, now time.Time) (upgrade.Command, bool) {
+func rollDuty(hosts func() []upgrade.Host, drain bool) func(ClusterState, time.Time, uint64) (upgrade.Command, bool) {
+	return func(st ClusterState, now time.Time, _ uint64) (upgrade.Command, bool) {
 		in := upgrade.Input{Hosts: hosts(), Leader: "a", MaxUnavailable: upgrade.Budget{N: 1}, Now: now, DrainAgents: drain}
 		if st.Upgrade != nil {
 			in.Progress = st.Upgrade.Clone()
@@ -450,7 +450,7 @@ func TestUpgradeRunEndsAtARefusedCommand(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	r := newRollCluster(false)
 	r.st = mustApply(t, r.st, Command{Op: upgrade.OpStart, Target: rollTo, At: now.UnixNano()})
-	refused := func(ClusterState, time.Time) (upgrade.Command, bool) {
+	refused := func(ClusterState, time.Time, uint64) (upgrade.Command, bool) {
 		return upgrade.Command{Op: upgrade.OpRelease, Node: "x", Role: upgrade.RoleAgent, At: now.UnixNano()}, true
 	}
 	r.self.Membership.Upgrade, r.self.Membership.UpgradeAhead = refused, refused
@@ -510,5 +510,22 @@ func TestDecideUpgradeRun(t *testing.T) {
 		finish(4)
 		step("upgrade-done y")
 		step("")
+	}
+}
+
+// The upgrade duties are told the raft term the step decides in, for
+// the leader's jobs they start (see MembershipDuties.Upgrade).
+func TestUpgradeDutiesGetTheStepsTerm(t *testing.T) {
+	var got []uint64
+	duty := func(_ ClusterState, _ time.Time, term uint64) (upgrade.Command, bool) {
+		got = append(got, term)
+		return upgrade.Command{}, false
+	}
+	self := leaderSelf{Name: "a", Term: 9, Membership: &MembershipDuties{Upgrade: duty, UpgradeAhead: duty}}
+	st := ClusterState{Bootstrap: "a", ClusterReady: &ClusterReady{VIP: "10.0.0.100", CAHash: "ca"}}
+	upgradeNext(st, self, time.Unix(1, 0), false)
+	upgradeNext(st, self, time.Unix(1, 0), true)
+	if len(got) != 2 || got[0] != 9 || got[1] != 9 {
+		t.Fatalf("the duties were told terms %v, want [9 9]", got)
 	}
 }

@@ -598,19 +598,21 @@ func quorumAtRisk(voters []string, hosts []upgrade.Host) bool {
 // MembershipDuties.Upgrade): Decide on the committed state and the
 // hosts' gossip; status and metrics show its plan, and the leader's jobs
 // it lists start.
-func (n *Node) upgradeDuty(st election.ClusterState, now time.Time) (upgrade.Command, bool) {
-	return n.upgradeDecide(st, now, true)
+func (n *Node) upgradeDuty(st election.ClusterState, now time.Time, term uint64) (upgrade.Command, bool) {
+	return n.upgradeDecide(st, now, true, term)
 }
 
 // upgradeDutyAhead is upgradeDuty on a state not committed yet
 // (MembershipDuties.UpgradeAhead): the decision alone. It neither starts
 // a job nor drops a job's result: a drain's result dropped on a copy
 // whose begin then never commits would have the agent drained again.
-func (n *Node) upgradeDutyAhead(st election.ClusterState, now time.Time) (upgrade.Command, bool) {
-	return n.upgradeDecide(st, now, false)
+func (n *Node) upgradeDutyAhead(st election.ClusterState, now time.Time, term uint64) (upgrade.Command, bool) {
+	return n.upgradeDecide(st, now, false, term)
 }
 
-func (n *Node) upgradeDecide(st election.ClusterState, now time.Time, committed bool) (upgrade.Command, bool) {
+// upgradeDecide decides the roll's next command on st in raft term term;
+// committed: st is the committed state (see upgradeDutyAhead).
+func (n *Node) upgradeDecide(st election.ClusterState, now time.Time, committed bool, term uint64) (upgrade.Command, bool) {
 	if n.members == nil || n.upg == nil {
 		return upgrade.Command{}, false
 	}
@@ -625,10 +627,9 @@ func (n *Node) upgradeDecide(st election.ClusterState, now time.Time, committed 
 		ctx := n.upg.ctx
 		n.upg.mu.Unlock()
 		if ctx != nil && len(plan.Jobs) > 0 {
-			var term uint64
-			if c := n.coordinator(); c != nil {
-				term = c.State().Term
-			}
+			// The decision's term, not the one the election shows now:
+			// leadership lost and won again in between would otherwise
+			// run this term's decision as the next term's jobs.
 			n.upg.jobs.start(ctx, term, plan.Jobs, n.runLeaderJob, n.wakeCoordinator)
 		}
 	}

@@ -499,7 +499,7 @@ func TestUpgradeDutyRolls(t *testing.T) {
 	step := func() upgrade.Command {
 		t.Helper()
 		now = now.Add(time.Second)
-		c, ok := n.upgradeDuty(st, now)
+		c, ok := n.upgradeDuty(st, now, 0)
 		if !ok {
 			return upgrade.Command{}
 		}
@@ -573,7 +573,7 @@ func TestUpgradeDutyStopsOnFailure(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	apply := func() upgrade.Command {
 		now = now.Add(time.Second)
-		c, ok := n.upgradeDuty(st, now)
+		c, ok := n.upgradeDuty(st, now, 0)
 		if !ok {
 			return upgrade.Command{}
 		}
@@ -1574,6 +1574,62 @@ func TestFinishedReportComesOutOfTheSteps(t *testing.T) {
 	}
 	if woke.Load() == 0 || restarting.Load() > 0 {
 		t.Fatalf("woken %d times on the finished report, %d of them still in a restart or health step", woke.Load(), restarting.Load())
+	}
+}
+
+// The leader's jobs belong to the raft term the decision was made in,
+// not the one the election shows when they start: a leader that lost the
+// leadership and won it again between its decision and the start would
+// otherwise run the earlier term's decision as jobs of the new term, and
+// nothing would stop them.
+func TestLeaderJobsTakeTheDecisionsTerm(t *testing.T) {
+	g := &fakeUpgradeGossip{self: "a", facts: map[string]hostFacts{}, begins: map[string]upgradeBegin{}}
+	members := []gossip.MemberInfo{
+		member("a", gossip.RoleServer, true), member("b", gossip.RoleServer, true), member("c", gossip.RoleServer, true),
+		member("x", gossip.RoleAgent, true), member("y", gossip.RoleAgent, true),
+	}
+	for i := range members {
+		members[i].Meta.Commands = election.CommandVersion
+	}
+	for _, h := range []string{"b", "c", "x", "y"} {
+		g.facts[h] = hostFacts{Wanted: newV, Running: newV}
+	}
+	g.facts["x"] = hostFacts{Wanted: newV, Running: oldV}
+	n := upgradeHost(t, "server", "a", g, members)
+	n.cfg.UpgradeDrain = true
+	n.prog.RKE2Running = newV
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n.upg.mu.Lock()
+	n.upg.ctx = ctx
+	n.upg.mu.Unlock()
+	rc := &raftRoleCoord{}
+	rc.state.Store("leader")
+	rc.term.Store(7) // it leads again, in term 7
+	n.coord = rc
+	st := election.ClusterState{Bootstrap: "a", Started: true, ClusterReady: &election.ClusterReady{VIP: testVIP, CAHash: testCA}, Joined: []string{"b", "c"},
+		Upgrade: &upgrade.Progress{Target: newV, Hosts: []upgrade.HostProgress{
+			{Name: "a", Role: upgrade.RoleServer, State: upgrade.HostDone, Since: 1},
+			{Name: "b", Role: upgrade.RoleServer, State: upgrade.HostDone, Since: 2},
+			{Name: "c", Role: upgrade.RoleServer, State: upgrade.HostDone, Since: 3},
+			{Name: "x", Role: upgrade.RoleAgent, State: upgrade.HostDraining, Since: 5},
+		}}}
+	n.upgradeDuty(st, time.Unix(1_800_000_000, 0), 5) // decided in term 5
+	n.upg.jobs.mu.Lock()
+	started, term := n.upg.jobs.term != nil, n.upg.jobs.raftTerm
+	n.upg.jobs.mu.Unlock()
+	if !started {
+		t.Fatal("the duty started no drain for the draining agent: the test does not reach the jobs")
+	}
+	if term != 5 {
+		t.Fatalf("the drain runs as a job of term %d, want 5, the decision's", term)
+	}
+	n.stopJobsUnlessLeader()
+	n.upg.jobs.mu.Lock()
+	stopped := n.upg.jobs.term == nil
+	n.upg.jobs.mu.Unlock()
+	if !stopped {
+		t.Error("the earlier term's drain was not stopped in term 7")
 	}
 }
 
