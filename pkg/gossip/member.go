@@ -736,15 +736,7 @@ const directSyncPeers = 3
 // randomPeers are the addresses of at most n other alive members, taken
 // at random.
 func (m *Member) randomPeers(n int) []string {
-	m.mu.Lock()
-	var out []string
-	for _, r := range m.records {
-		i := r.info
-		if i.Name != m.cfg.NodeName && i.State == StateAlive {
-			out = append(out, net.JoinHostPort(i.Addr, strconv.Itoa(int(i.Port))))
-		}
-	}
-	m.mu.Unlock()
+	out := m.alivePeers(func(MemberInfo) bool { return true })
 	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
 	return out[:min(n, len(out))]
 }
@@ -755,12 +747,17 @@ func (m *Member) peersOf(role string) []string {
 	if role == "" {
 		return nil
 	}
+	return m.alivePeers(func(i MemberInfo) bool { return i.MetaErr == nil && i.Meta.Role == role })
+}
+
+// alivePeers are the gossip addresses of the other alive members that
+// match.
+func (m *Member) alivePeers(match func(MemberInfo) bool) []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []string
 	for _, r := range m.records {
-		i := r.info
-		if i.Name != m.cfg.NodeName && i.State == StateAlive && i.MetaErr == nil && i.Meta.Role == role {
+		if i := r.info; i.Name != m.cfg.NodeName && i.State == StateAlive && match(i) {
 			out = append(out, net.JoinHostPort(i.Addr, strconv.Itoa(int(i.Port))))
 		}
 	}
