@@ -101,7 +101,3 @@ func loadConfig(cmd *cobra.Command, path string) (*config.Config, error) {
 		Flags:        cmd.Flags(),
 	})
 }
-
-func notAvailable(what string) error {
-	return runtimeErr(fmt.Errorf("%s is not available in this build", what))
-}

@@ -214,10 +214,10 @@ func TestAttackClaimFromBeforeAClockStepBack(t *testing.T) {
 	(&delegate{m: observer}).MergeRemoteState(after.localClaimState(), false)
 	seen := !infoOf(t, observer, "srv-1").Meta.Ready
 	if errMeta != nil || !own || !seen || infoOf(t, observer, "srv-1").Meta.WantJoinSlot {
-		t.Fatal(fmt.Sprintf("after a clock step back across a restart the server's UpdateMeta fails (%v), its own claim "+
+		t.Fatalf("after a clock step back across a restart the server's UpdateMeta fails (%v), its own claim "+
 			"is its earlier run's (current: %v) and peers keep that claim (current: %v; replays counted %v); fix: a member that "+
 			"receives a verified claim of its own name newer than its own advances its signer past it (Signer.Advance) and re-signs",
-			errMeta, own, seen, rejected(t, reg, "replay")))
+			errMeta, own, seen, rejected(t, reg, "replay"))
 	}
 }
 
