@@ -554,6 +554,16 @@ func TestRetryNameOnceTheHolderLeft(t *testing.T) {
 	})
 }
 
+// phaseSeen is the phase member name has in m's view ("": not seen).
+func phaseSeen(m *Member, name string) string {
+	for _, mi := range m.Members() {
+		if mi.Name == name {
+			return mi.Meta.Phase
+		}
+	}
+	return ""
+}
+
 // mutingTransport sends no packets while mute is set; streams pass.
 type mutingTransport struct {
 	*memberlist.NetTransport
@@ -605,14 +615,7 @@ func TestUnconfirmedMetaBroadcastIsHandedOnDirectly(t *testing.T) {
 		}
 	})
 	b := startMember(t, "b", withTimings(quiet), withJoin(a.addr))
-	phase := func() string {
-		for _, mi := range b.Members() {
-			if mi.Name == "a" {
-				return mi.Meta.Phase
-			}
-		}
-		return ""
-	}
+	phase := func() string { return phaseSeen(b.Member, "a") }
 	eventually(t, "b sees a", func() (bool, string) { return phase() == "discovering", "b sees " + phase() })
 	armed.Store(true)
 	if err := a.UpdateMeta(func(m *Meta) { m.Phase = "ready" }); err != nil {
@@ -653,14 +656,7 @@ func TestMetaUpdateMemberlistLostIsStoredAgain(t *testing.T) {
 	}
 	a := startMember(t, "a", withTimings(quiet), withRole(RoleAgent), lose)
 	b := startMember(t, "b", withTimings(quiet), withJoin(a.addr))
-	phase := func() string {
-		for _, mi := range b.Members() {
-			if mi.Name == "a" {
-				return mi.Meta.Phase
-			}
-		}
-		return ""
-	}
+	phase := func() string { return phaseSeen(b.Member, "a") }
 	eventually(t, "b sees a", func() (bool, string) { return phase() == "discovering", "b sees " + phase() })
 	before := calls.Load()
 	armed.Store(true)
