@@ -168,8 +168,11 @@ func (m *Member) receiveClaim(node string, wire []byte) bool {
 	m.claimsBy[node] = &heldClaim{wire: wire, claim: c}
 	m.applyAllLocked()
 	m.changedLocked()
-	m.mu.Unlock()
+	// Queued under mu, as it was taken: an older claim delivered at the
+	// same time (a packet and a push/pull) cannot be queued after it and
+	// relayed in its place.
 	m.queueClaim(node, wire)
+	m.mu.Unlock()
 	return true
 }
 

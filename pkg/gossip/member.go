@@ -688,10 +688,11 @@ func (m *Member) storeMeta(ctx context.Context, ml *memberlist.Memberlist, bg *s
 		// few members directly; they take the newer metadata and relay
 		// it as gossip does.
 		if m.stores.Load() == gen && !m.left.Load() && !m.stopped.Load() {
-			peers := m.randomPeers(directSyncPeers)
-			m.log.Debug("metadata broadcast not confirmed: exchanging state directly", zap.Int("peers", len(peers)), zap.Error(err))
-			m.exchange(bg, ml, peers)
-			return
+			if peers := m.randomPeers(directSyncPeers); len(peers) > 0 {
+				m.log.Debug("metadata broadcast not confirmed: exchanging state directly", zap.Int("peers", len(peers)), zap.Error(err))
+				m.exchange(bg, ml, peers)
+				return
+			}
 		}
 		m.log.Debug("metadata broadcast not confirmed", zap.Error(err))
 	})

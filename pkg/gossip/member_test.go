@@ -628,6 +628,16 @@ func TestUnconfirmedMetaBroadcastIsHandedOnDirectly(t *testing.T) {
 	if a.logs.FilterMessage("metadata broadcast not confirmed: exchanging state directly").Len() != 1 {
 		t.Error("the direct exchange was not logged once")
 	}
+	// b saw it through that exchange, not another way (a refute of a
+	// suspicion would carry the new metadata too).
+	eventually(t, "a's state handed to b directly", func() (bool, string) {
+		for _, e := range a.logs.FilterMessage("metadata synced directly").All() {
+			if c := e.ContextMap(); c["peer"] == b.addr && c["error"] == nil {
+				return true, ""
+			}
+		}
+		return false, "no successful direct exchange with b logged"
+	})
 }
 
 // TestMetaUpdateMemberlistLostIsStoredAgain: memberlist can lose an
