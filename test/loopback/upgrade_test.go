@@ -210,12 +210,35 @@ type sampler struct {
 	minUp       int
 	firstAt     map[string]time.Time
 	downSamples int
+	ended       chan struct{} // closed once the sampling stopped
+}
+
+// seeVersions records the hosts first seen at the target now.
+func (s *sampler) seeVersions(t *testing.T, c *demo.Cluster) {
+	for _, n := range c.Nodes {
+		if simVersion(t, n) == toV {
+			s.mu.Lock()
+			if _, ok := s.firstAt[n.Name]; !ok {
+				s.firstAt[n.Name] = time.Now()
+			}
+			s.mu.Unlock()
+		}
+	}
+}
+
+// finish waits for the sampling to stop (its ctx ended) and looks at the
+// versions once more: the roll's last host may finish between the last
+// sample and the roll's done, which the leader records at once.
+func (s *sampler) finish(t *testing.T, c *demo.Cluster) {
+	<-s.ended
+	s.seeVersions(t, c)
 }
 
 func sample(ctx context.Context, t *testing.T, c *demo.Cluster) *sampler {
-	s := &sampler{minUp: 1 << 30, firstAt: map[string]time.Time{}}
+	s := &sampler{minUp: 1 << 30, firstAt: map[string]time.Time{}, ended: make(chan struct{})}
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	go func() {
+		defer close(s.ended)
 		for ctx.Err() == nil {
 			down, up := 0, 0
 			for _, n := range c.Nodes {
@@ -230,14 +253,8 @@ func sample(ctx context.Context, t *testing.T, c *demo.Cluster) *sampler {
 						up++
 					}
 				}
-				if simVersion(t, n) == toV {
-					s.mu.Lock()
-					if _, ok := s.firstAt[n.Name]; !ok {
-						s.firstAt[n.Name] = time.Now()
-					}
-					s.mu.Unlock()
-				}
 			}
+			s.seeVersions(t, c)
 			s.mu.Lock()
 			s.maxDown, s.minUp = max(s.maxDown, down), min(s.minUp, up)
 			if down > 0 {
@@ -284,6 +301,7 @@ func TestRollingUpgrade(t *testing.T) {
 	})
 	u := waitUpgrade(t, c, 10*time.Minute, "done", func(u *status.Upgrade) bool { return u.Phase == "done" && u.Target == toV })
 	stop()
+	s.finish(t, c)
 	for _, h := range u.Hosts {
 		if h.Running != toV || h.State != "done" {
 			t.Errorf("%s: running %s, state %q after the roll", h.Name, h.Running, h.State)
