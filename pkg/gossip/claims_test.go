@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"log"
 	"net"
 	"reflect"
 	"slices"
@@ -590,15 +588,11 @@ func TestPushToTriesAgain(t *testing.T) {
 	fp := s.Fingerprint()
 	slow := testTimings()
 	slow.PushPullInterval = time.Hour
-	ip := nextTestIP()
-	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{ip}, Logger: log.New(io.Discard, "", 0)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	nt, ip := newTestTransport(t)
 	ft := &failingTransport{NetTransport: nt}
 	srv := startMember(t, "srv-1", withIP(ip), withCluster(claimsCluster), withSigner(s), withFingerprint(fp), withTimings(slow),
 		func(c *Config) {
-			c.transport, c.BindPort, c.AdvertisePort = ft, nt.GetAutoBindPort(), nt.GetAutoBindPort()
+			withTransport(ft, nt)(c)
 		})
 	agent := startMember(t, "agent-1", withCluster(claimsCluster), withRole(RoleAgent), withFingerprint(fp), withJoin(srv.addr), withTimings(slow))
 	eventually(t, "the agent sees the server verified", func() (bool, string) {

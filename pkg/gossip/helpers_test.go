@@ -3,6 +3,8 @@ package gossip
 import (
 	"context"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"strconv"
 	"sync"
@@ -10,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -45,6 +48,25 @@ func withIP(ip string) memberOpt      { return func(c *Config) { c.BindAddr, c.A
 func withPort(port int) memberOpt     { return func(c *Config) { c.BindPort = port } }
 func withTimings(t Timings) memberOpt { return func(c *Config) { c.Timings = t } }
 func withRole(role string) memberOpt  { return func(c *Config) { c.Meta.Role = role } }
+
+// newTestTransport is memberlist's network transport on a fresh test
+// address, for tests that wrap it; withTransport hands the wrapper to a
+// member bound on that transport's port.
+func newTestTransport(t testing.TB) (*memberlist.NetTransport, string) {
+	t.Helper()
+	ip := nextTestIP()
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{ip}, Logger: log.New(io.Discard, "", 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nt, ip
+}
+
+func withTransport(tr memberlist.NodeAwareTransport, nt *memberlist.NetTransport) memberOpt {
+	return func(c *Config) {
+		c.transport, c.BindPort, c.AdvertisePort = tr, nt.GetAutoBindPort(), nt.GetAutoBindPort()
+	}
+}
 
 // testTimings are LocalTimings with short join retries.
 func testTimings() Timings {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log"
 	"net"
 	"strings"
 	"sync"
@@ -590,16 +588,12 @@ func TestUnconfirmedMetaBroadcastIsHandedOnDirectly(t *testing.T) {
 	quiet := testTimings()
 	quiet.PushPullInterval = time.Hour
 	quiet.UpdateTimeout = time.Second
-	ip := nextTestIP()
-	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{ip}, Logger: log.New(io.Discard, "", 0)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	nt, ip := newTestTransport(t)
 	mt := &mutingTransport{NetTransport: nt}
 	var armed atomic.Bool
 	var endedMuted atomic.Int32
 	a := startMember(t, "a", withIP(ip), withTimings(quiet), withRole(RoleAgent), func(c *Config) {
-		c.transport, c.BindPort, c.AdvertisePort = mt, nt.GetAutoBindPort(), nt.GetAutoBindPort()
+		withTransport(mt, nt)(c)
 		c.updateNode = func(ml *memberlist.Memberlist, timeout time.Duration) error {
 			if !armed.CompareAndSwap(true, false) {
 				return ml.UpdateNode(timeout)
